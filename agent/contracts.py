@@ -1,0 +1,144 @@
+"""The small typed values that travel through Durable history.
+
+Orchestration inputs/outputs and activity inputs are references (ids, counts, step numbers),
+never transcripts or tool output, so history stays the same size whatever the messages hold.
+Each type converts to and from a plain dict; that dict is what Durable serialises.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Self
+
+from agent.loop import RunStatus, Usage
+
+
+class _Record:
+    """to_dict/from_dict for flat frozen dataclasses (unknown keys are ignored on read)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class RunRef(_Record):
+    """Which run of which conversation of which owner."""
+
+    owner: str
+    conversation_id: str
+    run_id: str
+    turn: int
+
+
+@dataclass(frozen=True)
+class ChatTurnInput(_Record):
+    owner: str
+    conversation_id: str
+    run_id: str
+    turn: int
+    max_steps: int
+    max_tokens_per_run: int
+
+    @property
+    def run(self) -> RunRef:
+        return RunRef(self.owner, self.conversation_id, self.run_id, self.turn)
+
+
+@dataclass(frozen=True)
+class FailedToolCall(_Record):
+    call_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ModelStepInput:
+    run: RunRef
+    step: int
+    # Tool calls of the previous step whose activity failed for good: the model step records
+    # them as error results so the model sees them (a failing tool never crashes the run).
+    failed_tool_calls: tuple[FailedToolCall, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": self.run.to_dict(),
+            "step": self.step,
+            "failed_tool_calls": [f.to_dict() for f in self.failed_tool_calls],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelStepInput:
+        return cls(
+            run=RunRef.from_dict(data["run"]),
+            step=int(data["step"]),
+            failed_tool_calls=tuple(
+                FailedToolCall.from_dict(f) for f in data.get("failed_tool_calls") or ()
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class ToolCallInput:
+    run: RunRef
+    step: int
+    call_id: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run.to_dict(), "step": self.step, "call_id": self.call_id}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ToolCallInput:
+        return cls(RunRef.from_dict(data["run"]), int(data["step"]), str(data["call_id"]))
+
+
+@dataclass(frozen=True)
+class ToolCallSummary(_Record):
+    call_id: str
+    is_error: bool
+    truncated: bool = False
+
+
+@dataclass(frozen=True)
+class FinishTurnInput:
+    run: RunRef
+    status: RunStatus
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run": self.run.to_dict(), "status": self.status}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FinishTurnInput:
+        return cls(RunRef.from_dict(data["run"]), data["status"])
+
+
+@dataclass(frozen=True)
+class ChatTurnOutput:
+    status: RunStatus
+    conversation_id: str
+    steps: int
+    usage: Usage = field(default_factory=Usage)
+    answer_message_id: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChatTurnOutput:
+        return cls(
+            status=data["status"],
+            conversation_id=data["conversation_id"],
+            steps=int(data.get("steps") or 0),
+            usage=Usage.from_dict(data.get("usage")),
+            answer_message_id=data.get("answer_message_id"),
+            error=data.get("error"),
+        )
+
+
+def message_id(run_id: str, step: int, seq: int) -> str:
+    """Message ids derive from run and position, so an activity that runs twice writes once."""
+    return f"{run_id}.{step}.{seq}"

@@ -1,0 +1,161 @@
+"""The tool loop's decision: given what the last model step produced, what happens next.
+
+Pure and deterministic (no I/O, no clock): the `chat_turn` orchestrator calls `decide()` after
+every model step, and the unit tests call it directly. Everything it reads and returns is a small
+JSON-serialisable value, because it travels through Durable history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+RunStatus = Literal["completed", "failed", "cancelled", "content_filtered", "budget_exceeded"]
+StepOutcome = Literal["final", "tool_calls", "content_filtered", "failed", "throttled"]
+
+MAX_THROTTLE_WAITS = 5  # 429s honoured per run before giving up
+MAX_THROTTLE_SECONDS = 300.0  # never sleep longer than this on one retry-after
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.total_tokens + other.total_tokens,
+        )
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Usage:
+        data = data or {}
+        return cls(
+            int(data.get("prompt_tokens") or 0),
+            int(data.get("completion_tokens") or 0),
+            int(data.get("total_tokens") or 0),
+        )
+
+
+@dataclass(frozen=True)
+class StepSummary:
+    """What the `model_step` activity returns: references and counts, never text."""
+
+    outcome: StepOutcome
+    message_id: str | None = None
+    tool_call_ids: tuple[str, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    retry_after: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["tool_call_ids"] = list(self.tool_call_ids)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StepSummary:
+        return cls(
+            outcome=data["outcome"],
+            message_id=data.get("message_id"),
+            tool_call_ids=tuple(data.get("tool_call_ids") or ()),
+            usage=Usage.from_dict(data.get("usage")),
+            retry_after=data.get("retry_after"),
+            error=data.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class LoopLimits:
+    max_steps: int
+    max_tokens_per_run: int
+
+
+@dataclass(frozen=True)
+class LoopState:
+    """What the orchestrator carries between steps (rebuilt identically on every replay)."""
+
+    step: int = 1  # the model step about to run / just run, from 1
+    usage: Usage = field(default_factory=Usage)
+    throttle_waits: int = 0
+
+
+# --- what happens next ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunTools:
+    tool_call_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WaitAndRetry:
+    """The endpoint throttled us (429): wait a durable timer, then run the same step again."""
+
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Finish:
+    status: RunStatus
+    answer_message_id: str | None = None
+    error: str | None = None
+
+
+Next = RunTools | WaitAndRetry | Finish
+
+
+def decide(state: LoopState, summary: StepSummary, limits: LoopLimits) -> Next:
+    """Choose the next move after model step `state.step` (whose usage is already in `state`)."""
+    if summary.outcome == "throttled":
+        if state.throttle_waits >= MAX_THROTTLE_WAITS:
+            return Finish(
+                "failed",
+                error=f"the model endpoint kept throttling (429) after {MAX_THROTTLE_WAITS} waits",
+            )
+        wait = summary.retry_after if summary.retry_after is not None else 10.0
+        return WaitAndRetry(min(max(wait, 1.0), MAX_THROTTLE_SECONDS))
+    if summary.outcome == "content_filtered":
+        return Finish(
+            "content_filtered",
+            answer_message_id=summary.message_id,
+            error="the response was blocked by the content filter",
+        )
+    if summary.outcome == "failed":
+        return Finish("failed", error=summary.error or "the model call failed")
+    if state.usage.total_tokens > limits.max_tokens_per_run:
+        return Finish(
+            "budget_exceeded",
+            answer_message_id=summary.message_id if summary.outcome == "final" else None,
+            error=(
+                f"token budget exceeded: {state.usage.total_tokens} tokens used, "
+                f"limit {limits.max_tokens_per_run} per run"
+            ),
+        )
+    if summary.outcome == "final" or not summary.tool_call_ids:
+        return Finish("completed", answer_message_id=summary.message_id)
+    if state.step >= limits.max_steps:
+        return Finish(
+            "budget_exceeded",
+            error=(
+                f"step limit reached: the model still wanted tools after {limits.max_steps} "
+                "steps (AGENT_MAX_STEPS)"
+            ),
+        )
+    return RunTools(summary.tool_call_ids)
+
+
+def after_step(state: LoopState, summary: StepSummary) -> LoopState:
+    """Account for a finished model step (before deciding)."""
+    return LoopState(state.step, state.usage + summary.usage, state.throttle_waits)
+
+
+def after_throttle(state: LoopState) -> LoopState:
+    return LoopState(state.step, state.usage, state.throttle_waits + 1)
+
+
+def next_step(state: LoopState) -> LoopState:
+    return LoopState(state.step + 1, state.usage, state.throttle_waits)
