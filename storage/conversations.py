@@ -1,0 +1,300 @@
+"""The conversation store: metadata, turns, transcripts, tool-call records and tool outputs.
+
+One `ConversationStore` per process, around the process's one `ContainerClient`. Every operation
+is scoped by a `ConversationRef` (owner + conversation id); blobs live under the owner's prefix, so
+another owner's conversation is simply not found. Expected conditions become `agent.errors`
+(`NotFound`, `Conflict`, `BadRequest`) with messages that carry ids only, never content; any
+other Blob error is raised as is.
+
+Concurrency: metadata changes are ETag-conditional (bounded retry on 412); transcript appends are
+position-conditional (see `storage.transcript`); records are create-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+)
+from azure.storage.blob import ContentSettings, StorageErrorCode
+from azure.storage.blob.aio import BlobPrefix, ContainerClient
+
+from agent.errors import BadRequest, Conflict, NotFound
+from storage import paths
+from storage.blob import ensure_container
+from storage.models import (
+    CONVERSATION_ID,
+    ConversationMeta,
+    ConversationRef,
+    StoredMessage,
+    ToolCallRecord,
+)
+from storage.transcript import (
+    MAX_ATTEMPTS,
+    MAX_BLOCKS_PER_SEGMENT,
+    StoreContention,
+    TranscriptLog,
+)
+
+__all__ = [
+    "ConversationMeta",
+    "ConversationRef",
+    "ConversationStore",
+    "StoreContention",
+    "StoredMessage",
+    "ToolCallRecord",
+]
+
+JSON = "application/json"
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+MAX_LIST_LIMIT = 1000
+
+
+class ConversationStore:
+    def __init__(
+        self,
+        container: ContainerClient,
+        *,
+        max_blocks_per_segment: int | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        self._container = container
+        self._max_attempts = max_attempts
+        self._transcripts = TranscriptLog(
+            container,
+            max_blocks_per_segment=max_blocks_per_segment or MAX_BLOCKS_PER_SEGMENT,
+            max_attempts=max_attempts,
+        )
+
+    async def ensure_container(self) -> None:
+        await ensure_container(self._container)
+
+    # --- conversations ------------------------------------------------------------------------
+
+    async def create(self, ref: ConversationRef) -> ConversationMeta:
+        """Create the conversation; Conflict if it exists."""
+        # Transcript first (create-if-missing never truncates): a conversation whose meta exists
+        # always has a transcript to append to, even if we crash between the two writes.
+        await self._transcripts.create(ref)
+        meta = ConversationMeta(
+            conversation_id=ref.conversation_id,
+            owner=ref.owner,
+            created_at=_now(),
+            turn_count=0,
+            active_run_id=None,
+        )
+        try:
+            result = await self._upload_json(paths.meta_name(ref), meta.stored_dict())
+        except ResourceExistsError:
+            raise Conflict(f"conversation {ref.conversation_id} already exists") from None
+        return meta.with_etag(result["etag"])
+
+    async def get_meta(self, ref: ConversationRef) -> ConversationMeta:
+        data, etag = await self._download_json(paths.meta_name(ref))
+        if data is None:
+            raise NotFound(f"conversation {ref.conversation_id} not found")
+        return ConversationMeta.from_dict(data).with_etag(etag)
+
+    async def list_conversations(self, owner: str, limit: int = 100) -> list[ConversationMeta]:
+        """The owner's conversations (by id), at most `limit`."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise BadRequest(f"limit must be 1..{MAX_LIST_LIMIT}")
+        refs: list[ConversationRef] = []
+        async for item in self._container.walk_blobs(name_starts_with=paths.owner_prefix(owner)):
+            if not isinstance(item, BlobPrefix):
+                continue
+            conversation_id = item.name.rstrip("/").rsplit("/", 1)[-1]
+            if not CONVERSATION_ID.fullmatch(conversation_id):
+                continue  # not written by this store
+            refs.append(ConversationRef(owner, conversation_id))
+            if len(refs) >= limit:
+                break
+        metas = await asyncio.gather(*(self._meta_or_none(ref) for ref in refs))
+        return [meta for meta in metas if meta is not None]
+
+    # --- turns --------------------------------------------------------------------------------
+
+    async def begin_turn(self, ref: ConversationRef, run_id: str) -> int:
+        """Mark `run_id` as the conversation's active run; returns its turn number.
+
+        Conflict if another run is active. Idempotent: the same run gets the same turn back.
+        """
+        for _ in range(self._max_attempts):
+            meta = await self.get_meta(ref)
+            if meta.active_run_id == run_id:
+                return meta.turn_count
+            if meta.active_run_id is not None:
+                raise Conflict(f"a turn is already running in conversation {ref.conversation_id}")
+            started = replace(meta, turn_count=meta.turn_count + 1, active_run_id=run_id)
+            if await self._replace_meta(ref, started):
+                return started.turn_count
+        raise StoreContention(f"could not begin a turn in conversation {ref.conversation_id}")
+
+    async def end_turn(self, ref: ConversationRef, run_id: str) -> None:
+        """Clear the active run if it is `run_id`; otherwise (already ended, or another run) no-op."""
+        for _ in range(self._max_attempts):
+            meta = await self.get_meta(ref)
+            if meta.active_run_id != run_id:
+                return
+            if await self._replace_meta(ref, replace(meta, active_run_id=None)):
+                return
+        raise StoreContention(f"could not end the turn in conversation {ref.conversation_id}")
+
+    async def _replace_meta(self, ref: ConversationRef, meta: ConversationMeta) -> bool:
+        """Write `meta` if the blob still has `meta.etag`; False if someone changed it first."""
+        try:
+            await self._upload_json(
+                paths.meta_name(ref),
+                meta.stored_dict(),
+                etag=meta.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            return False
+        return True
+
+    # --- transcript ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        ref: ConversationRef,
+        message: StoredMessage,
+        known_ids: Collection[str] | None = None,
+    ) -> bool:
+        """Append one message; False if a message with its id is already in the transcript.
+
+        `known_ids` (ids the caller just read) short-cuts the check; without it the store knows
+        from its own cursor. Either way the write is one conditional Append Block.
+        """
+        if known_ids is not None and message.id in known_ids:
+            return False
+        return await self._transcripts.append(ref, [message]) == 1
+
+    async def append_many(self, ref: ConversationRef, messages: Sequence[StoredMessage]) -> int:
+        """Append several messages in one block (ids already present are skipped); returns how
+        many were written."""
+        return await self._transcripts.append(ref, messages)
+
+    async def read_messages(self, ref: ConversationRef) -> list[StoredMessage]:
+        """The whole transcript, each id once, sorted by (turn, step, seq)."""
+        return await self._transcripts.read(ref)
+
+    async def usage(self, ref: ConversationRef) -> dict[str, int]:
+        totals = dict.fromkeys(USAGE_KEYS, 0)
+        for message in await self.read_messages(ref):
+            for key in USAGE_KEYS:
+                value = (message.usage or {}).get(key)
+                if isinstance(value, int):
+                    totals[key] += value
+        return totals
+
+    # --- tool calls ---------------------------------------------------------------------------
+
+    async def put_tool_call(self, ref: ConversationRef, record: ToolCallRecord) -> bool:
+        """Store the record if none exists for (run, call); False if one does."""
+        name = paths.tool_call_name(ref, record.run_id, record.call_id)
+        try:
+            await self._upload_json(name, record.to_dict())
+        except ResourceExistsError:
+            return False
+        return True
+
+    async def get_tool_call(
+        self, ref: ConversationRef, run_id: str, call_id: str
+    ) -> ToolCallRecord | None:
+        data, _ = await self._download_json(paths.tool_call_name(ref, run_id, call_id))
+        return None if data is None else ToolCallRecord.from_dict(data)
+
+    async def complete_tool_call(self, ref: ConversationRef, record: ToolCallRecord) -> None:
+        """Record the call's outcome (status becomes completed). Idempotent."""
+        completed = replace(record, status="completed")
+        name = paths.tool_call_name(ref, record.run_id, record.call_id)
+        await self._upload_json(name, completed.to_dict(), overwrite=True)
+
+    # --- tool outputs -------------------------------------------------------------------------
+
+    async def put_tool_output(
+        self,
+        ref: ConversationRef,
+        run_id: str,
+        call_id: str,
+        payload: bytes | str,
+        content_type: str,
+    ) -> str:
+        """Store a tool's full output; returns its blob name (the message's `output_ref`)."""
+        name = paths.tool_output_name(ref, run_id, call_id)
+        data = payload.encode("utf-8") if isinstance(payload, str) else payload
+        await self._container.upload_blob(
+            name,
+            data,
+            overwrite=True,  # the same call's output: a re-run may rewrite it
+            content_settings=ContentSettings(content_type=content_type),
+        )
+        return name
+
+    async def get_tool_output(self, ref: ConversationRef, output_ref: str) -> bytes:
+        """The stored output named by `output_ref`, which must belong to this conversation."""
+        name = paths.checked_tool_output_name(ref, output_ref)
+        try:
+            download = await self._container.download_blob(name)
+        except HttpResponseError as exc:
+            if _is_blob_not_found(exc):
+                raise NotFound("tool output not found") from None
+            raise
+        return await download.readall()
+
+    # --- blobs --------------------------------------------------------------------------------
+
+    async def _upload_json(
+        self,
+        name: str,
+        data: dict[str, Any],
+        *,
+        overwrite: bool = False,
+        etag: str | None = None,
+        match_condition: MatchConditions | None = None,
+    ) -> dict[str, Any]:
+        """Upload JSON; create-only unless `overwrite` or an ETag condition is given."""
+        conditions: dict[str, Any] = {}
+        if match_condition is not None:
+            conditions = {"etag": etag, "match_condition": match_condition}
+        blob = self._container.get_blob_client(name)
+        return await blob.upload_blob(
+            json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
+            overwrite=overwrite or match_condition is not None,
+            content_settings=ContentSettings(content_type=JSON),
+            **conditions,
+        )
+
+    async def _download_json(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(parsed JSON, ETag), or (None, None) when the blob does not exist."""
+        try:
+            download = await self._container.download_blob(name)
+        except HttpResponseError as exc:
+            if _is_blob_not_found(exc):
+                return None, None
+            raise
+        return json.loads(await download.readall()), download.properties.etag
+
+    async def _meta_or_none(self, ref: ConversationRef) -> ConversationMeta | None:
+        try:
+            return await self.get_meta(ref)
+        except NotFound:
+            return None  # a create that crashed before its meta: not a conversation yet
+
+
+def _is_blob_not_found(exc: HttpResponseError) -> bool:
+    return exc.status_code == 404 and exc.error_code == StorageErrorCode.BLOB_NOT_FOUND
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,130 @@
+"""The values the conversation store keeps: frozen, JSON-serialisable, validated on construction."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields, replace
+from functools import cache
+from typing import Any, Literal, Self, get_args
+
+from agent.errors import BadRequest
+
+Role = Literal["user", "assistant", "tool", "system"]
+ToolCallStatus = Literal["pending", "completed"]
+
+CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ROLES = frozenset(get_args(Role))
+_STATUSES = frozenset(get_args(ToolCallStatus))
+
+
+class _Record:
+    """to_dict/from_dict for flat frozen dataclasses (unknown keys are ignored on read)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        names = _field_names(cls)
+        if data.keys() == names:  # the common case: no filtering needed
+            return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    # Cached: transcripts parse thousands of lines, and dataclasses.fields() is slow.
+    return frozenset(f.name for f in fields(cls))
+
+
+def validate_conversation_id(conversation_id: object) -> str:
+    if not isinstance(conversation_id, str) or not CONVERSATION_ID.fullmatch(conversation_id):
+        raise BadRequest("conversation id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
+    return conversation_id
+
+
+@dataclass(frozen=True)
+class ConversationRef(_Record):
+    """Which conversation of which owner; every store operation is scoped by it."""
+
+    owner: str
+    conversation_id: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.owner, str) or not self.owner:
+            raise BadRequest("owner must be a non-empty string")
+        validate_conversation_id(self.conversation_id)
+
+
+@dataclass(frozen=True)
+class ConversationMeta(_Record):
+    conversation_id: str
+    owner: str
+    created_at: str  # ISO 8601, UTC
+    turn_count: int
+    active_run_id: str | None
+    etag: str | None = None  # the meta blob's ETag when read; never stored in the blob
+
+    def stored_dict(self) -> dict[str, Any]:
+        data = self.to_dict()
+        del data["etag"]
+        return data
+
+    def with_etag(self, etag: str | None) -> ConversationMeta:
+        return replace(self, etag=etag)
+
+
+@dataclass(frozen=True)
+class StoredMessage(_Record):
+    """One transcript entry; sorted by (turn, step, seq). Ids are f"{run_id}.{step}.{seq}"."""
+
+    id: str
+    run_id: str | None
+    turn: int
+    step: int
+    seq: int
+    role: Role
+    content: str | None
+    tool_calls: list[dict[str, Any]] | None  # OpenAI: {id, type: "function", function: {...}}
+    tool_call_id: str | None
+    name: str | None
+    created_at: str
+    usage: dict[str, int] | None  # {prompt_tokens, completion_tokens, total_tokens}
+    output_ref: str | None  # blob name of the full tool output when `content` was truncated
+    truncated: bool
+    is_error: bool
+    finish_reason: str | None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id:
+            raise ValueError("a stored message needs a non-empty string id")
+        if self.role not in _ROLES:
+            raise ValueError(f"unknown message role {self.role!r}")
+        if type(self.turn) is not int or type(self.step) is not int or type(self.seq) is not int:
+            raise ValueError("message turn, step and seq must be integers")
+
+    @property
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.turn, self.step, self.seq)
+
+
+@dataclass(frozen=True)
+class ToolCallRecord(_Record):
+    """A tool call the model asked for; stored before it runs so it never fires twice."""
+
+    run_id: str
+    call_id: str
+    step: int
+    seq: int
+    tool_name: str
+    arguments: str  # the model's JSON arguments, verbatim
+    status: ToolCallStatus
+    result_message_id: str | None
+    is_error: bool
+
+    def __post_init__(self) -> None:
+        if self.status not in _STATUSES:
+            raise ValueError(f"unknown tool call status {self.status!r}")
+        for name in ("run_id", "call_id"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"a tool call record needs a non-empty {name}")

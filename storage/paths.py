@@ -1,0 +1,88 @@
+"""Blob names. Everything of a conversation lives under its owner's prefix:
+
+    owners/{owner_key}/conversations/{conversation_id}/meta.json
+    owners/{owner_key}/conversations/{conversation_id}/transcript.jsonl          (segment 0)
+    owners/{owner_key}/conversations/{conversation_id}/transcript-0001.jsonl     (segment 1, …)
+    owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-calls/{call}.json
+    owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-outputs/{call}
+
+Owner ids can contain anything (an Entra object id, an email, a "/"), so the owner key is a hash.
+Run and call ids are used verbatim when they are plain (A-Z a-z 0-9 _ -), else hashed behind a "~"
+(a character plain names never contain, so the two forms cannot collide). No name part can be
+"." or "..", so a name never escapes its prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from agent.errors import BadRequest
+from storage.models import ConversationRef
+
+OWNER_KEY_HEX_CHARS = 32  # 128 bits of sha256: collisions are not a practical concern
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
+_NAME_PART = r"[A-Za-z0-9_~-]{1,100}"
+_SEGMENT_NAME = re.compile(r"transcript(?:-(\d{4,}))?\.jsonl")
+
+
+def owner_key(owner: str) -> str:
+    return hashlib.sha256(owner.encode("utf-8")).hexdigest()[:OWNER_KEY_HEX_CHARS]
+
+
+def owner_prefix(owner: str) -> str:
+    return f"owners/{owner_key(owner)}/conversations/"
+
+
+def conversation_prefix(ref: ConversationRef) -> str:
+    return f"{owner_prefix(ref.owner)}{ref.conversation_id}/"
+
+
+def safe_name(value: str) -> str:
+    if _PLAIN_NAME.fullmatch(value):
+        return value
+    return "~" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:40]
+
+
+def meta_name(ref: ConversationRef) -> str:
+    return conversation_prefix(ref) + "meta.json"
+
+
+def transcript_prefix(ref: ConversationRef) -> str:
+    return conversation_prefix(ref) + "transcript"
+
+
+def segment_name(ref: ConversationRef, index: int) -> str:
+    suffix = ".jsonl" if index == 0 else f"-{index:04d}.jsonl"
+    return transcript_prefix(ref) + suffix
+
+
+def segment_index(ref: ConversationRef, blob_name: str) -> int | None:
+    """The segment number of a transcript blob name, or None for anything else."""
+    prefix = conversation_prefix(ref)
+    if not blob_name.startswith(prefix):
+        return None
+    match = _SEGMENT_NAME.fullmatch(blob_name[len(prefix) :])
+    if match is None:
+        return None
+    return int(match.group(1) or 0)
+
+
+def tool_call_name(ref: ConversationRef, run_id: str, call_id: str) -> str:
+    return f"{_run_prefix(ref, run_id)}tool-calls/{safe_name(call_id)}.json"
+
+
+def tool_output_name(ref: ConversationRef, run_id: str, call_id: str) -> str:
+    return f"{_run_prefix(ref, run_id)}tool-outputs/{safe_name(call_id)}"
+
+
+def checked_tool_output_name(ref: ConversationRef, output_ref: str) -> str:
+    """`output_ref` if it names a tool output of this very conversation, else BadRequest."""
+    pattern = re.escape(conversation_prefix(ref)) + rf"runs/{_NAME_PART}/tool-outputs/{_NAME_PART}"
+    if not isinstance(output_ref, str) or not re.fullmatch(pattern, output_ref):
+        raise BadRequest("output_ref does not name a tool output of this conversation")
+    return output_ref
+
+
+def _run_prefix(ref: ConversationRef, run_id: str) -> str:
+    return f"{conversation_prefix(ref)}runs/{safe_name(run_id)}/"

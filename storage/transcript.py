@@ -1,0 +1,408 @@
+"""A conversation's transcript: JSON lines in append blobs, written with conditional appends.
+
+Why this shape
+- Append blobs: adding a message is one Append Block of that message only, so its cost does not
+  grow with the conversation (no read-modify-write of a whole transcript). A block is atomic:
+  readers see all of a line or none of it.
+- Exactly-once lines without a lock: each writer appends at the position it believes is the end
+  (`appendpos_condition`). If another writer got there first the service answers 412; the writer
+  then reads only the bytes it missed (a range read of the new tail), learns their ids, drops its
+  messages that are already there, and tries again. So a repeated append finds its id and writes
+  nothing, and two writers racing with the same id produce one line. Every 412 means another
+  writer made progress, so a bounded number of attempts is enough.
+- A per-process cursor (end position, block count, ids seen) makes the next append one request.
+  The first append for a conversation in a process has no cursor: it reads the transcript once
+  (model steps read it anyway, and `read_messages` fills the cursor for free).
+- Reads always dedupe by id (first line wins) and skip lines that do not parse, so even a foreign
+  writer or a torn tail cannot show a message twice or crash a read.
+- An append blob holds at most 50,000 blocks; when a segment is full the log continues in the next
+  one (`transcript-0001.jsonl`, …). Readers list the segments and read them in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.storage.blob import ContentSettings, StorageErrorCode
+from azure.storage.blob.aio import ContainerClient
+
+from agent.errors import AgentError, NotFound, PayloadTooLarge
+from storage import paths
+from storage.models import ConversationRef, StoredMessage
+
+log = logging.getLogger(__name__)
+
+NDJSON = "application/x-ndjson"
+MAX_BLOCK_BYTES = 4 * 1024 * 1024  # Append Block limit on every service version
+MAX_BLOCKS_PER_SEGMENT = 50_000  # Append blob limit
+READ_CHUNK_BYTES = 8 * 1024 * 1024  # one GET per chunk; no ETag pinning across chunks
+MAX_ATTEMPTS = 32
+CURSOR_CACHE_SIZE = 256
+_JSON = json.JSONDecoder()
+
+
+class StoreContention(AgentError):
+    """Too many concurrent writers kept winning the race; the caller should retry later."""
+
+
+@dataclass
+class _Cursor:
+    """What this process knows about the end of a transcript."""
+
+    segment: int = 0
+    length: int = 0  # bytes in `segment`
+    blocks: int = 0  # committed blocks in `segment`
+    ids: set[str] = field(default_factory=set)  # every message id seen, all segments
+    needs_separator: bool = False  # the segment ends mid-line (never written by us)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return (self.segment, self.length)
+
+    def take(self, other: _Cursor) -> None:
+        self.segment, self.length, self.blocks = other.segment, other.length, other.blocks
+        self.ids = other.ids
+        self.needs_separator = other.needs_separator
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    messages: list[StoredMessage]
+    skipped_lines: int
+
+
+@dataclass(frozen=True)
+class _SegmentRead:
+    data: bytes
+    blocks: int | None  # None when the service did not say (nothing new at the offset)
+
+
+class TranscriptLog:
+    """Appends and reads transcripts; one instance per process (it caches cursors)."""
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        *,
+        max_blocks_per_segment: int = MAX_BLOCKS_PER_SEGMENT,
+        cursor_cache_size: int = CURSOR_CACHE_SIZE,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        if not 1 <= max_blocks_per_segment <= MAX_BLOCKS_PER_SEGMENT:
+            raise ValueError(f"max_blocks_per_segment must be 1..{MAX_BLOCKS_PER_SEGMENT}")
+        self._container = container
+        self._max_blocks = max_blocks_per_segment
+        self._cache_size = cursor_cache_size
+        self._max_attempts = max_attempts
+        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        # One writer per conversation per process: in-process racers would only 412 each other.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # --- public -------------------------------------------------------------------------------
+
+    async def create(self, ref: ConversationRef) -> None:
+        """Create segment 0 if missing (never truncates an existing transcript)."""
+        await self._create_segment(ref, 0)
+
+    async def read(self, ref: ConversationRef) -> list[StoredMessage]:
+        """Every message once (first line wins), sorted by (turn, step, seq)."""
+        messages, cursor = await self._load(ref)
+        self._offer_cursor(ref, cursor)
+        return sorted(messages, key=lambda m: m.sort_key)
+
+    async def append(self, ref: ConversationRef, messages: Sequence[StoredMessage]) -> int:
+        """Append the messages whose ids are not in the transcript yet; returns how many."""
+        lines = _encode_unique(messages)
+        if not lines:
+            return 0
+        key = paths.transcript_prefix(ref)
+        async with self._lock(key):
+            cursor = self._cursors.get(key)
+            if cursor is None:
+                _, cursor = await self._load(ref)
+                self._remember(key, cursor)
+            else:
+                self._cursors.move_to_end(key)
+            return await self._append_lines(ref, cursor, lines)
+
+    # --- appending ----------------------------------------------------------------------------
+
+    async def _append_lines(
+        self, ref: ConversationRef, cursor: _Cursor, lines: list[tuple[str, bytes]]
+    ) -> int:
+        written = 0
+        failures = 0
+        while True:
+            pending = [(mid, line) for mid, line in lines if mid not in cursor.ids]
+            if not pending:
+                return written
+            if failures >= self._max_attempts:
+                raise StoreContention(
+                    f"could not append to conversation {ref.conversation_id}: "
+                    f"{failures} concurrent-writer conflicts in a row"
+                )
+            if cursor.blocks >= self._max_blocks:
+                await self._roll_over(ref, cursor)
+                continue
+            block = _first_block(pending, cursor.needs_separator)
+            if await self._try_append(ref, cursor, block):
+                written += len(block.ids)
+            else:
+                failures += 1
+
+    async def _try_append(self, ref: ConversationRef, cursor: _Cursor, block: _Block) -> bool:
+        """One conditional Append Block; False (after catching up) when we lost a race."""
+        blob = self._container.get_blob_client(paths.segment_name(ref, cursor.segment))
+        try:
+            result = await blob.append_block(block.data, appendpos_condition=cursor.length)
+        except HttpResponseError as exc:
+            if _is(exc, 412, StorageErrorCode.APPEND_POSITION_CONDITION_NOT_MET):
+                await self._catch_up(ref, cursor)
+                return False
+            if _is(exc, 409, StorageErrorCode.BLOCK_COUNT_EXCEEDS_LIMIT):
+                cursor.blocks = self._max_blocks  # full: the next round rolls over
+                return False
+            if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
+                self._forget(paths.transcript_prefix(ref))
+                raise NotFound("conversation not found") from None
+            raise
+        cursor.length += len(block.data)
+        cursor.blocks = int(result.get("blob_committed_block_count") or cursor.blocks + 1)
+        cursor.ids.update(block.ids)
+        cursor.needs_separator = False
+        return True
+
+    async def _catch_up(self, ref: ConversationRef, cursor: _Cursor) -> None:
+        """Read what other writers appended after our cursor, so we know their ids."""
+        read = await self._read_segment(paths.segment_name(ref, cursor.segment), cursor.length)
+        if not read.data:
+            # The service said our position is wrong, yet nothing lies beyond it: the blob is
+            # shorter than we thought (replaced behind our back). Start over from a full read.
+            _, fresh = await self._load(ref)
+            cursor.take(fresh)
+            return
+        parsed = _parse(read.data)
+        cursor.ids.update(m.id for m in parsed.messages)
+        cursor.length += len(read.data)
+        if read.blocks is not None:
+            cursor.blocks = read.blocks
+        cursor.needs_separator = not read.data.endswith(b"\n")
+
+    async def _roll_over(self, ref: ConversationRef, cursor: _Cursor) -> None:
+        # Pick up anything appended to the full segment since we last looked (cheap: a range
+        # read of the tail, once per 50,000 blocks), then continue in the next segment.
+        read = await self._read_segment(paths.segment_name(ref, cursor.segment), cursor.length)
+        cursor.ids.update(m.id for m in _parse(read.data).messages)
+        await self._create_segment(ref, cursor.segment + 1)
+        cursor.segment += 1
+        cursor.length = cursor.blocks = 0
+        cursor.needs_separator = False
+
+    async def _create_segment(self, ref: ConversationRef, index: int) -> None:
+        blob = self._container.get_blob_client(paths.segment_name(ref, index))
+        try:
+            await blob.create_append_blob(
+                content_settings=ContentSettings(content_type=NDJSON),
+                match_condition=MatchConditions.IfMissing,
+            )
+        except ResourceExistsError:
+            return  # expected: created by `create` or by a writer that rolled over first
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def _load(self, ref: ConversationRef) -> tuple[list[StoredMessage], _Cursor]:
+        """All segments, in order: the messages (deduped, file order) and a fresh cursor."""
+        # Segment 0 always exists, so read it while listing: one round trip for most reads.
+        first_name = paths.segment_name(ref, 0)
+        listed, first = await asyncio.gather(
+            self._segments(ref), self._read_segment(first_name, 0), return_exceptions=True
+        )
+        if isinstance(first, BaseException):  # NotFound for an unknown conversation
+            raise first
+        if isinstance(listed, BaseException):
+            raise listed
+        later = [(index, name) for index, name in listed if index > 0]
+        segments = [(0, first_name), *later]
+        reads = [first, *await asyncio.gather(*(self._read_segment(n, 0) for _, n in later))]
+        messages: list[StoredMessage] = []
+        seen: set[str] = set()
+        skipped = 0
+        for read in reads:
+            parsed = _parse(read.data)
+            skipped += parsed.skipped_lines
+            for message in parsed.messages:
+                if message.id not in seen:
+                    seen.add(message.id)
+                    messages.append(message)
+        if skipped:
+            log.warning(
+                "skipped unreadable transcript lines",
+                extra={"conversation_id": ref.conversation_id, "skipped_lines": skipped},
+            )
+        last = reads[-1]
+        cursor = _Cursor(
+            segment=segments[-1][0],
+            length=len(last.data),
+            blocks=last.blocks or 0,
+            ids=seen,
+            needs_separator=bool(last.data) and not last.data.endswith(b"\n"),
+        )
+        return messages, cursor
+
+    async def _segments(self, ref: ConversationRef) -> list[tuple[int, str]]:
+        found: list[tuple[int, str]] = []
+        async for item in self._container.list_blobs(name_starts_with=paths.transcript_prefix(ref)):
+            index = paths.segment_index(ref, item.name)
+            if index is not None:
+                found.append((index, item.name))
+        return sorted(found)
+
+    async def _read_segment(self, name: str, offset: int) -> _SegmentRead:
+        """The bytes of `name` from `offset` to its end, in bounded range reads.
+
+        Each chunk is a separate GET without an ETag condition: an append blob only grows and
+        never changes its existing bytes, so chunks read while others append still fit together.
+        """
+        blob = self._container.get_blob_client(name)
+        chunks: list[bytes] = []
+        position = offset
+        blocks: int | None = 0 if offset == 0 else None
+        while True:
+            try:
+                download = await blob.download_blob(offset=position, length=READ_CHUNK_BYTES)
+            except HttpResponseError as exc:
+                if exc.status_code == 416:  # nothing at or after `position` (or an empty blob)
+                    break
+                if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
+                    raise NotFound("conversation not found") from None
+                raise
+            chunk = await download.readall()
+            chunks.append(chunk)
+            position += len(chunk)
+            blocks = download.properties.append_blob_committed_block_count
+            if not chunk or position >= _total_size(download.properties.content_range):
+                break
+        return _SegmentRead(b"".join(chunks), blocks)
+
+    # --- cursor cache -------------------------------------------------------------------------
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    def _offer_cursor(self, ref: ConversationRef, cursor: _Cursor) -> None:
+        """Keep a cursor learnt from a read, unless a writer holds the conversation's lock."""
+        key = paths.transcript_prefix(ref)
+        lock = self._locks.get(key)
+        if lock is not None and lock.locked():
+            return  # the writer keeps its own cursor exact; don't move it under its feet
+        known = self._cursors.get(key)
+        if known is None:
+            self._remember(key, cursor)
+        elif cursor.position > known.position:
+            known.take(cursor)
+
+    def _remember(self, key: str, cursor: _Cursor) -> None:
+        self._cursors[key] = cursor
+        self._cursors.move_to_end(key)
+        while len(self._cursors) > self._cache_size:
+            self._cursors.popitem(last=False)
+
+    def _forget(self, key: str) -> None:
+        self._cursors.pop(key, None)
+
+
+# --- lines ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Block:
+    data: bytes
+    ids: tuple[str, ...]
+
+
+def _encode_unique(messages: Iterable[StoredMessage]) -> list[tuple[str, bytes]]:
+    """(id, JSON line) per message, first of each id only; refuses lines no block can hold."""
+    lines: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
+    for message in messages:
+        if message.id in seen:
+            continue
+        seen.add(message.id)
+        line = json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":"))
+        data = line.encode("utf-8") + b"\n"
+        if len(data) + 1 > MAX_BLOCK_BYTES:  # +1: room for a separator before it
+            raise PayloadTooLarge(
+                f"message {message.id} is {len(data)} bytes; a transcript line holds at most "
+                f"{MAX_BLOCK_BYTES - 1} (store large tool output with put_tool_output)"
+            )
+        lines.append((message.id, data))
+    return lines
+
+
+def _first_block(pending: list[tuple[str, bytes]], needs_separator: bool) -> _Block:
+    """As many pending lines as fit in one Append Block (at least one)."""
+    parts = [b"\n"] if needs_separator else []
+    size = len(parts)
+    ids: list[str] = []
+    for mid, line in pending:
+        if ids and size + len(line) > MAX_BLOCK_BYTES:
+            break
+        parts.append(line)
+        size += len(line)
+        ids.append(mid)
+    return _Block(b"".join(parts), tuple(ids))
+
+
+def _parse(data: bytes) -> _Parsed:
+    """Messages in line order; lines that are not a valid message are counted and skipped."""
+    messages: list[StoredMessage] = []
+    skipped = 0
+    for line in _text_lines(data):
+        if line is None:
+            skipped += 1
+            continue
+        if not line.strip():
+            continue
+        try:
+            messages.append(StoredMessage.from_dict(_JSON.decode(line)))
+        except (ValueError, TypeError, AttributeError):
+            skipped += 1  # a torn tail or a foreign line: never expected, never fatal
+    return _Parsed(messages, skipped)
+
+
+def _text_lines(data: bytes) -> list[str | None]:
+    """The lines as text (None for a line that is not UTF-8); one decode for the common case."""
+    try:
+        return list(data.decode("utf-8").split("\n"))
+    except UnicodeDecodeError:
+        return [_utf8_or_none(raw) for raw in data.split(b"\n")]
+
+
+def _utf8_or_none(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _total_size(content_range: str | None) -> int:
+    """The blob's size from a Content-Range such as "bytes 0-99/1234"."""
+    if not content_range or "/" not in content_range:
+        raise ValueError("the service sent no usable Content-Range for a range read")
+    return int(content_range.rsplit("/", 1)[1])
+
+
+def _is(exc: HttpResponseError, status: int, code: StorageErrorCode) -> bool:
+    return exc.status_code == status and exc.error_code == code

@@ -1,0 +1,54 @@
+"""Storage fixtures: one in-memory Azurite per test session, a fresh owner per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from azure.storage.blob.aio import ContainerClient
+
+from storage.blob import container_client, ensure_container
+from storage.conversations import ConversationStore
+from storage.models import ConversationRef
+from tests.support.azurite import AzuriteInstance, start_azurite
+
+CONTAINER = "conversations-test"
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[AzuriteInstance]:
+    with start_azurite() as instance:
+        yield instance
+
+
+@pytest.fixture(scope="session")
+async def container(azurite: AzuriteInstance) -> AsyncIterator[ContainerClient]:
+    client = container_client(azurite.connection_string, CONTAINER)
+    async with client:
+        await ensure_container(client)
+        yield client
+
+
+@pytest.fixture
+def store(container: ContainerClient) -> ConversationStore:
+    return ConversationStore(container)
+
+
+@pytest.fixture
+def other_store(container: ContainerClient) -> ConversationStore:
+    """A second store on the same container: what another Functions instance would see."""
+    return ConversationStore(container)
+
+
+@pytest.fixture
+def owner() -> str:
+    return f"user-{uuid.uuid4()}"
+
+
+@pytest.fixture
+async def ref(store: ConversationStore, owner: str) -> ConversationRef:
+    """A freshly created conversation owned by this test's owner."""
+    conversation = ConversationRef(owner, uuid.uuid4().hex)
+    await store.create(conversation)
+    return conversation

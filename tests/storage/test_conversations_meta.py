@@ -1,0 +1,195 @@
+"""Conversations and turns: create, read, ownership, and the one-active-run rule."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from azure.storage.blob.aio import ContainerClient
+
+from agent.errors import BadRequest, Conflict, NotFound
+from storage import paths
+from storage.conversations import ConversationStore
+from storage.models import ConversationMeta, ConversationRef
+
+
+async def test_a_created_conversation_can_be_read_back(
+    store: ConversationStore, owner: str
+) -> None:
+    ref = ConversationRef(owner, "chat-1")
+    created = await store.create(ref)
+    meta = await store.get_meta(ref)
+    assert meta == created
+    assert (meta.conversation_id, meta.owner, meta.turn_count, meta.active_run_id) == (
+        "chat-1",
+        owner,
+        0,
+        None,
+    )
+    assert meta.etag
+    assert await store.read_messages(ref) == []
+
+
+async def test_creating_an_existing_conversation_is_a_conflict(
+    store: ConversationStore, other_store: ConversationStore, ref: ConversationRef
+) -> None:
+    with pytest.raises(Conflict, match="already exists"):
+        await store.create(ref)
+    with pytest.raises(Conflict):
+        await other_store.create(ref)
+
+
+async def test_an_unknown_conversation_is_not_found(store: ConversationStore, owner: str) -> None:
+    unknown = ConversationRef(owner, "never-created")
+    with pytest.raises(NotFound):
+        await store.get_meta(unknown)
+    with pytest.raises(NotFound):
+        await store.read_messages(unknown)
+    with pytest.raises(NotFound):
+        await store.begin_turn(unknown, "run-1")
+
+
+async def test_another_owners_conversation_is_not_found(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    intruder = ConversationRef("someone-else", ref.conversation_id)
+    with pytest.raises(NotFound):
+        await store.get_meta(intruder)
+    with pytest.raises(NotFound):
+        await store.read_messages(intruder)
+    # …and the intruder's own conversation of that id is a different one.
+    await store.create(intruder)
+    assert (await store.get_meta(ref)).owner == ref.owner
+
+
+@pytest.mark.parametrize(
+    "conversation_id", ["", "a/b", "..", "../x", "a b", "é", "x" * 65, "a.b", "a\n"]
+)
+def test_an_invalid_conversation_id_is_a_bad_request(conversation_id: str) -> None:
+    with pytest.raises(BadRequest):
+        ConversationRef("owner", conversation_id)
+
+
+def test_an_empty_owner_is_a_bad_request() -> None:
+    with pytest.raises(BadRequest):
+        ConversationRef("", "chat")
+
+
+@pytest.mark.parametrize(
+    "owner", ["alice", "Alice", "a/b/../c", "user@example.com", "ünïcode ∆", "x" * 500]
+)
+def test_any_owner_maps_to_a_short_safe_key(owner: str) -> None:
+    key = paths.owner_key(owner)
+    assert len(key) == 32
+    assert key.isalnum()
+    assert key == paths.owner_key(owner)
+
+
+def test_different_owners_get_different_keys() -> None:
+    owners = ["alice", "Alice", "alice ", "a/b", "a%2Fb"]
+    assert len({paths.owner_key(owner) for owner in owners}) == len(owners)
+
+
+async def test_list_conversations_lists_only_the_owners_own(
+    store: ConversationStore, owner: str
+) -> None:
+    for conversation_id in ("b-chat", "a-chat"):
+        await store.create(ConversationRef(owner, conversation_id))
+    await store.create(ConversationRef(f"{owner}-other", "c-chat"))
+
+    listed = await store.list_conversations(owner)
+
+    assert [m.conversation_id for m in listed] == ["a-chat", "b-chat"]
+    assert await store.list_conversations(owner, limit=1) == listed[:1]
+    assert await store.list_conversations("nobody") == []
+
+
+def test_meta_round_trips_through_a_dict() -> None:
+    meta = ConversationMeta("c", "o", "2026-01-01T00:00:00+00:00", 3, "run-9", '"0x1"')
+    assert ConversationMeta.from_dict(meta.to_dict()) == meta
+    assert "etag" not in meta.stored_dict()
+
+
+async def test_begin_turn_counts_turns_and_marks_the_run_active(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    assert await store.begin_turn(ref, "run-1") == 1
+    assert (await store.get_meta(ref)).active_run_id == "run-1"
+    await store.end_turn(ref, "run-1")
+    assert await store.begin_turn(ref, "run-2") == 2
+    meta = await store.get_meta(ref)
+    assert (meta.turn_count, meta.active_run_id) == (2, "run-2")
+
+
+async def test_begin_turn_while_another_run_is_active_is_a_conflict(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    await store.begin_turn(ref, "run-1")
+    with pytest.raises(Conflict, match="already running"):
+        await store.begin_turn(ref, "run-2")
+    assert (await store.get_meta(ref)).active_run_id == "run-1"
+
+
+async def test_begin_turn_is_idempotent_for_the_same_run(
+    store: ConversationStore, other_store: ConversationStore, ref: ConversationRef
+) -> None:
+    assert await store.begin_turn(ref, "run-1") == 1
+    assert await store.begin_turn(ref, "run-1") == 1
+    assert await other_store.begin_turn(ref, "run-1") == 1
+    assert (await store.get_meta(ref)).turn_count == 1
+
+
+async def test_end_turn_frees_the_conversation_and_is_idempotent(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    await store.begin_turn(ref, "run-1")
+    await store.end_turn(ref, "run-1")
+    await store.end_turn(ref, "run-1")
+    meta = await store.get_meta(ref)
+    assert (meta.turn_count, meta.active_run_id) == (1, None)
+
+
+async def test_end_turn_of_another_run_leaves_the_active_run_alone(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    await store.begin_turn(ref, "run-1")
+    await store.end_turn(ref, "run-stale")
+    assert (await store.get_meta(ref)).active_run_id == "run-1"
+
+
+async def test_only_one_of_many_concurrent_begin_turns_wins(
+    container: ContainerClient, ref: ConversationRef
+) -> None:
+    # Ten stores: ten independent writers, as if on ten Functions instances.
+    stores = [ConversationStore(container) for _ in range(10)]
+    runs = [f"run-{uuid.uuid4().hex}" for _ in stores]
+
+    outcomes = await asyncio.gather(
+        *(s.begin_turn(ref, run) for s, run in zip(stores, runs, strict=True)),
+        return_exceptions=True,
+    )
+
+    winners = [run for run, outcome in zip(runs, outcomes, strict=True) if outcome == 1]
+    assert len(winners) == 1
+    assert all(isinstance(o, Conflict) for o in outcomes if o != 1)
+    meta = await stores[0].get_meta(ref)
+    assert (meta.turn_count, meta.active_run_id) == (1, winners[0])
+
+
+async def test_concurrent_end_and_begin_leave_a_consistent_meta(
+    container: ContainerClient, ref: ConversationRef
+) -> None:
+    first, second = ConversationStore(container), ConversationStore(container)
+    await first.begin_turn(ref, "run-1")
+
+    outcomes = await asyncio.gather(
+        first.end_turn(ref, "run-1"), second.begin_turn(ref, "run-2"), return_exceptions=True
+    )
+
+    meta = await first.get_meta(ref)
+    if outcomes[1] == 2:  # the end landed first, then the new turn began
+        assert (meta.turn_count, meta.active_run_id) == (2, "run-2")
+    else:  # the begin saw run-1 still active
+        assert isinstance(outcomes[1], Conflict)
+        assert (meta.turn_count, meta.active_run_id) == (1, None)
