@@ -1,0 +1,495 @@
+"""The model client: one chat-completions call per `complete()`, and the one place failures are
+classified (`classify`).
+
+Retries are not done here. The openai client is built with `max_retries=0` and each call makes
+exactly one HTTP attempt; Durable retries the activity (one retry layer, see DESIGN.md), using
+the `TransientModelError` / `ContentFiltered` / `PermanentModelError` split from `agent.errors`.
+
+`openai` (~0.7 s to import) and `azure.identity` are imported inside the builder, not at module
+level, so importing this module costs nothing at cold start.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email.utils
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
+
+from agent.errors import (
+    ContentFiltered,
+    ModelError,
+    PermanentModelError,
+    SettingsError,
+    TransientModelError,
+)
+
+if TYPE_CHECKING:
+    from azure.core.credentials_async import AsyncTokenCredential
+    from openai import AsyncOpenAI
+
+AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
+DEFAULT_TIMEOUT_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 10.0
+# An OpenAI-compatible server without auth (Ollama, vLLM) still needs *a* key for the client;
+# passing one also stops openai from silently reading OPENAI_API_KEY from the environment.
+NO_API_KEY = "no-key"
+SERVICE_MESSAGE_LIMIT = 300
+REDACTED = "[redacted]"
+
+ModelKind = Literal["azure", "openai"]
+
+
+# --- configuration ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the model is and how to call it.
+
+    kind "azure":  `endpoint` is the resource endpoint (https://<name>.openai.azure.com), `model`
+                   the deployment name, `api_version` required; no `api_key` → managed identity.
+    kind "openai": `endpoint` is the base URL (https://api.openai.com/v1, http://localhost:11434/v1)
+                   and `model` the model name.
+    """
+
+    kind: ModelKind
+    endpoint: str
+    model: str
+    api_version: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+
+    def __post_init__(self) -> None:
+        names = SETTING_NAMES.get(self.kind)
+        if names is None:
+            raise SettingsError(
+                "ModelConfig.kind", f"must be 'azure' or 'openai', not {self.kind!r}"
+            )
+        if not self.endpoint.startswith(("http://", "https://")):
+            raise SettingsError(names["endpoint"], "must be an http(s) URL")
+        if not self.model:
+            raise SettingsError(names["model"], "is required")
+        if self.kind == "azure" and not self.api_version:
+            raise SettingsError("AZURE_OPENAI_API_VERSION", "is required for Azure OpenAI")
+        if not (self.timeout_seconds > 0 and math.isfinite(self.timeout_seconds)):
+            raise SettingsError("ModelConfig.timeout_seconds", "must be a positive number")
+        if self.max_output_tokens is not None and self.max_output_tokens <= 0:
+            raise SettingsError("ModelConfig.max_output_tokens", "must be positive")
+        if self.temperature is not None and not 0 <= self.temperature <= 2:
+            raise SettingsError("ModelConfig.temperature", "must be between 0 and 2")
+
+    @classmethod
+    def azure(
+        cls, *, endpoint: str, deployment: str, api_version: str, **options: Any
+    ) -> ModelConfig:
+        return cls(
+            kind="azure", endpoint=endpoint, model=deployment, api_version=api_version, **options
+        )
+
+    @classmethod
+    def openai_compatible(cls, *, base_url: str, model: str, **options: Any) -> ModelConfig:
+        return cls(kind="openai", endpoint=base_url, model=model, **options)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> ModelConfig:
+        """From any object with these attribute names, e.g. `agent.settings.ModelSettings`
+        (whose `api_key` is a `Secret` holding `.value`)."""
+        if isinstance(settings, ModelConfig):
+            return settings
+        api_key = getattr(settings, "api_key", None)
+        api_key = getattr(api_key, "value", api_key)
+        return cls(
+            kind=settings.kind,
+            endpoint=settings.endpoint,
+            model=settings.model,
+            api_version=getattr(settings, "api_version", None),
+            api_key=api_key or None,
+            timeout_seconds=getattr(settings, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
+            max_output_tokens=getattr(settings, "max_output_tokens", None),
+            temperature=getattr(settings, "temperature", None),
+        )
+
+    @property
+    def uses_managed_identity(self) -> bool:
+        return self.kind == "azure" and not self.api_key
+
+    @property
+    def service_name(self) -> str:
+        """How error messages name the service."""
+        return "Azure OpenAI" if self.kind == "azure" else "the OpenAI-compatible endpoint"
+
+
+SETTING_NAMES: dict[str, dict[str, str]] = {
+    "azure": {"endpoint": "AZURE_OPENAI_ENDPOINT", "model": "AZURE_OPENAI_DEPLOYMENT"},
+    "openai": {"endpoint": "OPENAI_BASE_URL", "model": "OPENAI_MODEL"},
+}
+
+
+# --- the reply -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text exactly as the model wrote it (may be invalid JSON)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """One completion. `finish_reason` "length" is returned as is: the caller decides."""
+
+    content: str | None
+    tool_calls: list[ToolCall]
+    finish_reason: str
+    usage: dict[str, int]  # prompt_tokens, completion_tokens, total_tokens
+    model: str
+
+    def assistant_message(self) -> dict[str, Any]:
+        """The message to append to the transcript (chat-completions shape)."""
+        message: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in self.tool_calls
+            ]
+        return message
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "content": self.content,
+            "tool_calls": [call.to_dict() for call in self.tool_calls],
+            "finish_reason": self.finish_reason,
+            "usage": dict(self.usage),
+            "model": self.model,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelReply:
+        return cls(
+            content=data.get("content"),
+            tool_calls=[ToolCall(**call) for call in data.get("tool_calls", [])],
+            finish_reason=data["finish_reason"],
+            usage=dict(data.get("usage") or usage_from(None)),
+            model=data.get("model", ""),
+        )
+
+
+# --- the client ------------------------------------------------------------------------------
+
+
+class ModelClient:
+    """Long-lived: build once per worker with `build_model_client`, close with `aclose()`."""
+
+    def __init__(
+        self,
+        openai_client: AsyncOpenAI,
+        config: ModelConfig,
+        *,
+        owned_credential: AsyncTokenCredential | None = None,
+    ) -> None:
+        self._client = openai_client
+        self.config = config
+        self._owned_credential = owned_credential
+
+    async def complete(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> ModelReply:
+        """One chat completion, one HTTP attempt. Raises a `ModelError` subclass on failure."""
+        try:
+            completion = await self._client.chat.completions.create(
+                **self._request(messages, tools)
+            )
+        except Exception as error:
+            if not is_model_failure(error):
+                raise
+            # `from None`: the openai exception's text can carry request details, and Durable
+            # stores the traceback; the original stays on __context__ for in-process debugging.
+            raise classify(
+                error, service=self.config.service_name, secrets=self._secrets()
+            ) from None
+        return reply_from(completion, service=self.config.service_name)
+
+    def _request(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        request: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        if tools:
+            # Only with tools: the service rejects parallel_tool_calls without them.
+            request["tools"] = tools
+            request["parallel_tool_calls"] = True
+        if self.config.max_output_tokens is not None:
+            # max_completion_tokens, not max_tokens: reasoning models reject the latter.
+            request["max_completion_tokens"] = self.config.max_output_tokens
+        if self.config.temperature is not None:
+            request["temperature"] = self.config.temperature
+        return request
+
+    def _secrets(self) -> tuple[str, ...]:
+        return (self.config.api_key,) if self.config.api_key else ()
+
+    async def aclose(self) -> None:
+        await self._client.close()
+        if self._owned_credential is not None:
+            await self._owned_credential.close()
+
+    async def __aenter__(self) -> ModelClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def build_model_client(
+    settings: ModelConfig | Any, credential: AsyncTokenCredential | None = None
+) -> ModelClient:
+    """The client for `settings` (a ModelConfig, or any object `ModelConfig.from_settings`
+    reads). Azure without an API key authenticates with Microsoft Entra ID through `credential`
+    (an async credential; a DefaultAzureCredential is created, and owned by the client, when
+    none is given)."""
+    import openai  # lazily: see the module docstring
+
+    config = ModelConfig.from_settings(settings)
+    options: dict[str, Any] = {
+        "timeout": openai.Timeout(
+            config.timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, config.timeout_seconds)
+        ),
+        "max_retries": 0,  # one retry layer: Durable's (see the module docstring)
+    }
+    if config.kind == "openai":
+        client = openai.AsyncOpenAI(
+            base_url=config.endpoint, api_key=config.api_key or NO_API_KEY, **options
+        )
+        return ModelClient(client, config)
+    if config.api_key:
+        azure_client = openai.AsyncAzureOpenAI(
+            azure_endpoint=config.endpoint,
+            api_version=config.api_version,
+            api_key=config.api_key,
+            **options,
+        )
+        return ModelClient(azure_client, config)
+    from azure.identity.aio import get_bearer_token_provider
+
+    owned: AsyncTokenCredential | None = None
+    if credential is None:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = owned = DefaultAzureCredential()
+    azure_client = openai.AsyncAzureOpenAI(
+        azure_endpoint=config.endpoint,
+        api_version=config.api_version,
+        azure_ad_token_provider=get_bearer_token_provider(credential, AZURE_OPENAI_SCOPE),
+        **options,
+    )
+    return ModelClient(azure_client, config, owned_credential=owned)
+
+
+# --- reading a completion --------------------------------------------------------------------
+
+
+def reply_from(completion: Any, *, service: str) -> ModelReply:
+    """A `ModelReply` from an openai ChatCompletion; a filtered completion raises."""
+    choices = getattr(completion, "choices", None)
+    if not isinstance(choices, list) or not choices:
+        raise PermanentModelError(
+            f"{service} did not answer with a chat completion (no choices): check the endpoint URL"
+        )
+    choice = choices[0]
+    if choice.finish_reason == "content_filter":
+        categories = filtered_categories(getattr(choice, "content_filter_results", None))
+        raise ContentFiltered(f"{service}'s content filter blocked the completion{categories}")
+    return ModelReply(
+        content=choice.message.content,
+        tool_calls=[tool_call_from(call, service) for call in choice.message.tool_calls or []],
+        finish_reason=str(choice.finish_reason),
+        usage=usage_from(getattr(completion, "usage", None)),
+        model=str(getattr(completion, "model", "") or ""),
+    )
+
+
+def tool_call_from(call: Any, service: str) -> ToolCall:
+    if getattr(call, "type", None) != "function":
+        raise PermanentModelError(f"{service} proposed an unsupported tool call type: {call.type}")
+    return ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
+
+
+def usage_from(usage: Any) -> dict[str, int]:
+    """Token counts; zeros when the server did not report usage (some OpenAI-compatible ones)."""
+    prompt = (getattr(usage, "prompt_tokens", 0) or 0) if usage is not None else 0
+    completion = (getattr(usage, "completion_tokens", 0) or 0) if usage is not None else 0
+    total = (getattr(usage, "total_tokens", 0) or 0) if usage is not None else 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total or prompt + completion,
+    }
+
+
+def filtered_categories(results: Any) -> str:
+    """ " (categories: hate, violence)" from Azure's content_filter_results, or ""."""
+    if not isinstance(results, Mapping):
+        return ""
+    flagged = sorted(
+        name
+        for name, verdict in results.items()
+        if isinstance(verdict, Mapping) and verdict.get("filtered")
+    )
+    return f" (categories: {', '.join(flagged)})" if flagged else ""
+
+
+# --- failure classification: the one place -------------------------------------------------
+
+
+def is_model_failure(error: BaseException) -> bool:
+    """Errors `classify` understands: openai's, and Entra ID token failures."""
+    import openai
+
+    return isinstance(error, openai.OpenAIError) or is_token_failure(error)
+
+
+def classify(
+    error: BaseException, *, service: str = "the model endpoint", secrets: Iterable[str] = ()
+) -> ModelError:
+    """The `agent.errors.ModelError` for a failed model call. Messages are built here, never
+    copied from the exception's str (it can include request details): no keys, no headers."""
+    import openai
+
+    if isinstance(error, ModelError):
+        return error
+    if isinstance(error, openai.APITimeoutError):
+        return TransientModelError(f"{service} did not answer in time ({origin(error.request)})")
+    if isinstance(error, openai.APIConnectionError):
+        return TransientModelError(f"could not connect to {service} ({origin(error.request)})")
+    if isinstance(error, openai.APIStatusError):
+        return classify_status(
+            error.status_code, error.body, error.response.headers, service=service, secrets=secrets
+        )
+    if isinstance(error, openai.ContentFilterFinishReasonError):
+        return ContentFiltered(f"{service}'s content filter blocked the completion")
+    if is_token_failure(error):
+        return PermanentModelError(
+            f"could not get a Microsoft Entra ID token for {service} ({type(error).__name__}): "
+            "check the managed identity and its role assignment"
+        )
+    return PermanentModelError(f"the call to {service} failed ({type(error).__name__})")
+
+
+def is_token_failure(error: BaseException) -> bool:
+    try:
+        from azure.core.exceptions import ClientAuthenticationError
+    except ImportError:  # azure-core absent: no credential can have failed
+        return False
+    return isinstance(error, ClientAuthenticationError)
+
+
+def classify_status(
+    status: int,
+    body: object,
+    headers: Mapping[str, str],
+    *,
+    service: str = "the model endpoint",
+    secrets: Iterable[str] = (),
+) -> ModelError:
+    """Classify an HTTP error answer. `body` is the `error` object (openai unwraps it)."""
+    error = body if isinstance(body, Mapping) else {}
+    code = str(error.get("code") or "")
+    inner = error.get("innererror")
+    inner = inner if isinstance(inner, Mapping) else {}
+    said = service_message(error.get("message"), secrets)
+    if status == 400 and (
+        code == "content_filter" or inner.get("code") == "ResponsibleAIPolicyViolation"
+    ):
+        categories = filtered_categories(inner.get("content_filter_result"))
+        return ContentFiltered(f"{service}'s content filter blocked the prompt{categories}")
+    if status == 429:
+        wait = retry_after_seconds(headers)
+        hint = f"; retry after {wait:g} s" if wait is not None else ""
+        return TransientModelError(f"{service} is rate limiting requests (429){hint}", wait)
+    if status in (408, 409) or status >= 500:
+        return TransientModelError(f"{service} failed ({status}{f' {code}' if code else ''})")
+    if status == 401:
+        # No service text: OpenAI's 401 quotes part of the key it received.
+        return PermanentModelError(
+            f"{service} rejected the credentials (401): check the API key or managed identity"
+        )
+    if status == 403:
+        return PermanentModelError(f"{service} denied access (403): {said}")
+    if status == 404:
+        return PermanentModelError(
+            f"{service}: deployment or model not found (404), or wrong endpoint or API "
+            f"version: {said}"
+        )
+    return PermanentModelError(f"bad request ({status}) to {service}: {said}")
+
+
+def service_message(message: object, secrets: Iterable[str]) -> str:
+    """The service's own error text, truncated, with any secret we hold cut out."""
+    text = str(message) if message else "no message"
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, REDACTED)
+    if len(text) > SERVICE_MESSAGE_LIMIT:
+        text = text[:SERVICE_MESSAGE_LIMIT] + "…"
+    return text
+
+
+def retry_after_seconds(
+    headers: Mapping[str, str], now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds to wait, from `retry-after-ms` (Azure) or `retry-after` (seconds or HTTP date)."""
+    lowered = {name.lower(): value for name, value in headers.items()}
+    milliseconds = parse_non_negative(lowered.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    seconds = parse_non_negative(value)
+    if seconds is not None:
+        return seconds
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" dates parse naive; HTTP dates are always UTC
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, when.timestamp() - now())
+
+
+def parse_non_negative(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def origin(request: Any) -> str:
+    """scheme://host:port of a request: where, without path, query or headers."""
+    url = getattr(request, "url", None)
+    if url is None:
+        return "unknown host"
+    port = f":{url.port}" if url.port else ""
+    return f"{url.scheme}://{url.host}{port}"

@@ -1,0 +1,91 @@
+"""The chat.completion JSON shape, with Azure's content-filter annotations when asked for."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any
+
+from offline_model.replies import Completion, filter_results
+
+
+def request_digest(request_json: Any) -> str:
+    """A stable hash of a request body: same request, same ids (replays match)."""
+    canonical = json.dumps(request_json, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def approx_tokens(text: str) -> int:
+    """Roughly four characters per token, like OpenAI's rule of thumb for English."""
+    return math.ceil(len(text) / 4)
+
+
+def prompt_tokens_of(request_json: dict[str, Any]) -> int:
+    prompt = json.dumps(request_json.get("messages", []), ensure_ascii=False)
+    tools = json.dumps(request_json.get("tools", []), ensure_ascii=False)
+    return approx_tokens(prompt) + (approx_tokens(tools) if request_json.get("tools") else 0)
+
+
+def completion_tokens_of(reply: Completion) -> int:
+    written = (reply.content or "") + "".join(c.name + c.arguments for c in reply.tool_calls)
+    return approx_tokens(written)
+
+
+def tool_call_id(digest: str, index: int) -> str:
+    return "call_" + hashlib.sha256(f"{digest}:{index}".encode()).hexdigest()[:24]
+
+
+def completion_body(
+    reply: Completion,
+    request_json: dict[str, Any],
+    *,
+    model: str,
+    created: int,
+    azure: bool,
+) -> dict[str, Any]:
+    digest = request_digest(request_json)
+    prompt_tokens = (
+        reply.prompt_tokens if reply.prompt_tokens is not None else prompt_tokens_of(request_json)
+    )
+    completion_tokens = (
+        reply.completion_tokens
+        if reply.completion_tokens is not None
+        else completion_tokens_of(reply)
+    )
+    message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": call.id or tool_call_id(digest, index),
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for index, call in enumerate(reply.tool_calls)
+        ]
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": message,
+        "finish_reason": reply.effective_finish_reason,
+        "logprobs": None,
+    }
+    body: dict[str, Any] = {
+        "id": reply.id or f"chatcmpl-{digest[:29]}",
+        "object": "chat.completion",
+        "created": created,
+        "model": reply.model or model,
+        "choices": [choice],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": "fp_offline",
+    }
+    if azure:
+        # Azure annotates every prompt and choice with its content filter's verdicts.
+        choice["content_filter_results"] = filter_results(reply.filtered_categories)
+        body["prompt_filter_results"] = [
+            {"prompt_index": 0, "content_filter_results": filter_results()}
+        ]
+    return body

@@ -1,0 +1,121 @@
+"""A scripted Azure OpenAI on loopback, for tests that drive the real openai client.
+
+    async with fake_openai() as fake:
+        fake.brain.call_tools(("demo__add", {"a": 1, "b": 2})).answer("3")
+        client = build_model_client(fake.azure_config())
+        ...
+        assert fake.chat_requests()[0].api_key == fake.api_key
+
+On a clean exit the context manager fails the test if a request found the script empty or the
+brain raised (so a test cannot pass on a reply it never scripted).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from azure.core.credentials import AccessToken
+
+from offline_model import Brain, ModelServer, RecordedRequest, ScriptedBrain
+
+if TYPE_CHECKING:
+    from agent.model import ModelConfig
+
+TEST_API_KEY = "test-key-0123456789abcdef"
+TEST_DEPLOYMENT = "gpt-test"
+TEST_API_VERSION = "2024-10-21"
+
+
+@dataclass
+class FakeOpenAI:
+    server: ModelServer
+    brain: Any  # ScriptedBrain unless the test passed another brain
+    api_key: str | None
+
+    @property
+    def base_url(self) -> str:
+        """The Azure endpoint (what AZURE_OPENAI_ENDPOINT would be)."""
+        return self.server.base_url
+
+    @property
+    def openai_base_url(self) -> str:
+        """An OpenAI-compatible base URL (what OPENAI_BASE_URL would be)."""
+        return self.server.openai_base_url
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every HTTP request received, rejected ones included."""
+        return self.server.requests
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        return self.server.chat_requests()
+
+    def azure_config(self, **overrides: Any) -> ModelConfig:
+        from agent.model import ModelConfig
+
+        options: dict[str, Any] = {"api_key": self.api_key, "timeout_seconds": 5.0}
+        options.update(overrides)
+        return ModelConfig.azure(
+            endpoint=self.base_url,
+            deployment=options.pop("deployment", TEST_DEPLOYMENT),
+            api_version=options.pop("api_version", TEST_API_VERSION),
+            **options,
+        )
+
+    def openai_config(self, **overrides: Any) -> ModelConfig:
+        from agent.model import ModelConfig
+
+        options: dict[str, Any] = {"api_key": self.api_key, "timeout_seconds": 5.0}
+        options.update(overrides)
+        return ModelConfig.openai_compatible(
+            base_url=options.pop("base_url", self.openai_base_url),
+            model=options.pop("model", TEST_DEPLOYMENT),
+            **options,
+        )
+
+
+@asynccontextmanager
+async def fake_openai(
+    brain: Brain | None = None,
+    *,
+    api_key: str | None = TEST_API_KEY,
+    bearer_tokens: Iterable[str] | None = None,
+    deployments: Iterable[str] | None = None,
+) -> AsyncIterator[FakeOpenAI]:
+    """Serve `brain` (a fresh ScriptedBrain by default) on an ephemeral loopback port."""
+    brain = brain if brain is not None else ScriptedBrain()
+    async with ModelServer(
+        brain, api_key=api_key, bearer_tokens=bearer_tokens, deployments=deployments
+    ) as server:
+        yield FakeOpenAI(server=server, brain=brain, api_key=api_key)
+        if server.brain_errors:
+            raise server.brain_errors[0]
+        unscripted = getattr(brain, "unscripted", 0)
+        if unscripted:
+            raise AssertionError(f"{unscripted} model request(s) found no scripted reply")
+
+
+@dataclass
+class FakeAsyncCredential:
+    """Stands in for DefaultAzureCredential (Entra ID cannot run here): hands out `token`."""
+
+    token: str = "entra-token-for-tests"
+    scopes_requested: list[tuple[str, ...]] = field(default_factory=list)
+    closed: bool = False
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes_requested.append(scopes)
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def __aenter__(self) -> FakeAsyncCredential:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
