@@ -20,7 +20,7 @@ DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 # Azurite's well-known development account; its key is public (documented by Microsoft).
 _AZURITE_CONNECTION = (
     "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTDtw==;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
 )
 DEFAULT_AZURE_OPENAI_API_VERSION = "2024-10-21"

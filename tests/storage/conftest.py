@@ -1,9 +1,9 @@
-"""Storage fixtures: one in-memory Azurite per test session, a fresh owner per test."""
+"""Storage fixtures: the session's Azurite (tests/conftest.py), a fresh owner per test."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from azure.storage.blob.aio import ContainerClient
@@ -11,15 +11,9 @@ from azure.storage.blob.aio import ContainerClient
 from storage.blob import container_client, ensure_container
 from storage.conversations import ConversationStore
 from storage.models import ConversationRef
-from tests.support.azurite import AzuriteInstance, start_azurite
+from tests.support.azurite import AzuriteInstance
 
 CONTAINER = "conversations-test"
-
-
-@pytest.fixture(scope="session")
-def azurite() -> Iterator[AzuriteInstance]:
-    with start_azurite() as instance:
-        yield instance
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,249 @@
+"""Durable activities: every side effect of a chat turn (Blob, model, MCP) happens here.
+
+Activities are at-least-once, so each one is idempotent: messages have ids derived from the run
+and step, a model step whose assistant message is already stored returns it without calling the
+model again, and a tool call whose record is completed returns without calling the tool again
+(the MCP request also carries an idempotency key for servers that deduplicate).
+
+Failure policy (the single retry layer is Durable's, in the orchestrator):
+- transient model/tool failures are raised, so Durable retries them;
+- a 429 with retry-after is returned as `throttled`, so the orchestrator waits exactly that long;
+- content filter and permanent model errors are returned, and end the run without retrying;
+- tool-level errors become an `is_error` tool result the model sees.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.contracts import (
+    FinishTurnInput,
+    ModelStepInput,
+    RunRef,
+    ToolCallInput,
+    ToolCallSummary,
+    message_id,
+)
+from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
+from agent.loop import StepSummary, Usage
+from agent.runtime import Runtime
+from agent.transcript import model_messages, parse_arguments
+from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
+
+log = logging.getLogger(__name__)
+
+FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _conversation(run: RunRef) -> ConversationRef:
+    return ConversationRef(run.owner, run.conversation_id)
+
+
+# --- model_step --------------------------------------------------------------------------------
+
+
+async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    step = ModelStepInput.from_dict(data)
+    ref = _conversation(step.run)
+    stored = await rt.store.read_messages(ref)
+    if step.failed_tool_calls:
+        stored = await _record_failed_tool_calls(rt, ref, step, stored)
+    assistant_id = message_id(step.run.run_id, step.step, 0)
+    done = next((m for m in stored if m.id == assistant_id), None)
+    if done is not None:  # this step already ran (an at-least-once re-run): don't call again
+        return _summary_of(done).to_dict()
+
+    tools = await rt.mcp.list_tools()
+    from agent.mcp.pool import to_openai_tools
+
+    try:
+        reply = await rt.model.complete(
+            model_messages(rt.settings.system_prompt, stored), to_openai_tools(tools)
+        )
+    except ContentFiltered:
+        message = _assistant(step, content=FILTERED_ANSWER, finish_reason="content_filter")
+        await rt.store.append(ref, message)
+        return StepSummary("content_filtered", message_id=message.id).to_dict()
+    except PermanentModelError as exc:
+        return StepSummary("failed", error=str(exc)).to_dict()
+    except TransientModelError as exc:
+        if exc.retry_after is None:
+            raise  # Durable retries it
+        return StepSummary("throttled", retry_after=exc.retry_after).to_dict()
+
+    tool_calls = [
+        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for c in reply.tool_calls
+    ]
+    message = _assistant(
+        step,
+        content=reply.content,
+        tool_calls=tool_calls or None,
+        usage=reply.usage,
+        finish_reason=reply.finish_reason,
+    )
+    # Records first, message last: a stored assistant message means its tool calls are recorded.
+    for seq, call in enumerate(reply.tool_calls, start=1):
+        await rt.store.put_tool_call(
+            ref,
+            ToolCallRecord(
+                run_id=step.run.run_id,
+                call_id=call.id,
+                step=step.step,
+                seq=seq,
+                tool_name=call.name,
+                arguments=call.arguments,
+                status="pending",
+                result_message_id=None,
+                is_error=False,
+            ),
+        )
+    await rt.store.append(ref, message)
+    return _summary_of(message).to_dict()
+
+
+def _assistant(step: ModelStepInput, **fields: Any) -> StoredMessage:
+    return StoredMessage(
+        id=message_id(step.run.run_id, step.step, 0),
+        run_id=step.run.run_id,
+        turn=step.run.turn,
+        step=step.step,
+        seq=0,
+        role="assistant",
+        content=fields.get("content"),
+        tool_calls=fields.get("tool_calls"),
+        tool_call_id=None,
+        name=None,
+        created_at=_now(),
+        usage=fields.get("usage"),
+        output_ref=None,
+        truncated=False,
+        is_error=False,
+        finish_reason=fields.get("finish_reason"),
+    )
+
+
+def _summary_of(message: StoredMessage) -> StepSummary:
+    usage = Usage.from_dict(message.usage)
+    if message.finish_reason == "content_filter":
+        return StepSummary("content_filtered", message_id=message.id, usage=usage)
+    ids = tuple(call["id"] for call in message.tool_calls or ())
+    outcome = "tool_calls" if ids else "final"
+    return StepSummary(outcome, message_id=message.id, tool_call_ids=ids, usage=usage)
+
+
+async def _record_failed_tool_calls(
+    rt: Runtime, ref: ConversationRef, step: ModelStepInput, stored: list[StoredMessage]
+) -> list[StoredMessage]:
+    """Store an error result for each tool call whose activity failed for good."""
+    known = {m.id for m in stored}
+    for failed in step.failed_tool_calls:
+        record = await rt.store.get_tool_call(ref, step.run.run_id, failed.call_id)
+        if record is None or record.status == "completed":
+            continue
+        text = f"the tool call failed: {failed.reason}"
+        result = _tool_result(step.run, record, text=text, is_error=True)
+        if result.id not in known:
+            await rt.store.append(ref, result)
+            stored = [*stored, result]
+        await rt.store.complete_tool_call(ref, _completed(record, result))
+    return sorted(stored, key=lambda m: (m.turn, m.step, m.seq))
+
+
+# --- tool_call ---------------------------------------------------------------------------------
+
+
+async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    call = ToolCallInput.from_dict(data)
+    ref = _conversation(call.run)
+    record = await rt.store.get_tool_call(ref, call.run.run_id, call.call_id)
+    if record is None:
+        raise LookupError(f"no record of tool call {call.call_id} in run {call.run.run_id}")
+    if record.status == "completed":  # already ran: never call the tool twice
+        return ToolCallSummary(record.call_id, record.is_error).to_dict()
+
+    try:
+        arguments = parse_arguments(record.arguments)
+    except ValueError as exc:
+        result = _tool_result(call.run, record, text=str(exc), is_error=True)
+    else:
+        outcome = await rt.mcp.call_tool(
+            record.tool_name,
+            arguments,
+            context=_pinned_context(rt, call.run),
+            idempotency_key=f"{call.run.run_id}:{record.call_id}",
+        )
+        output_ref = None
+        if outcome.truncated:
+            output_ref = await rt.store.put_tool_output(
+                ref, call.run.run_id, record.call_id, outcome.full_output, "application/json"
+            )
+        result = _tool_result(
+            call.run,
+            record,
+            text=outcome.text,
+            is_error=outcome.is_error,
+            truncated=outcome.truncated,
+            output_ref=output_ref,
+        )
+    await rt.store.append(ref, result)
+    await rt.store.complete_tool_call(ref, _completed(record, result))
+    return ToolCallSummary(record.call_id, result.is_error, result.truncated).to_dict()
+
+
+def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:
+    """Values the app fills into pinned tool arguments (the model never chooses them)."""
+    context = {"conversation_id": run.conversation_id, "run_id": run.run_id}
+    if rt.settings.public_base_url:
+        context["callback_url"] = f"{rt.settings.public_base_url}/api/scheduler/callback"
+    return context
+
+
+def _tool_result(run: RunRef, record: ToolCallRecord, **fields: Any) -> StoredMessage:
+    return StoredMessage(
+        id=message_id(run.run_id, record.step, record.seq),
+        run_id=run.run_id,
+        turn=run.turn,
+        step=record.step,
+        seq=record.seq,
+        role="tool",
+        content=fields["text"],
+        tool_calls=None,
+        tool_call_id=record.call_id,
+        name=record.tool_name,
+        created_at=_now(),
+        usage=None,
+        output_ref=fields.get("output_ref"),
+        truncated=bool(fields.get("truncated")),
+        is_error=bool(fields["is_error"]),
+        finish_reason=None,
+    )
+
+
+def _completed(record: ToolCallRecord, result: StoredMessage) -> ToolCallRecord:
+    return replace(
+        record, status="completed", result_message_id=result.id, is_error=result.is_error
+    )
+
+
+# --- finish_turn -------------------------------------------------------------------------------
+
+
+async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
+    finish = FinishTurnInput.from_dict(data)
+    await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
+    log.info(
+        "turn finished",
+        extra={
+            "run_id": finish.run.run_id,
+            "conversation_id": finish.run.conversation_id,
+            "status": finish.status,
+        },
+    )

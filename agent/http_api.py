@@ -1,0 +1,363 @@
+"""The chat HTTP API: parse and validate the request, act through the store and the Durable
+client, answer JSON (errors as application/problem+json with a `detail`).
+
+Durable's management URLs (they carry the system key) never leave this module: callers get our
+own `/api/runs/{id}` URL instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from agent.callers import caller_of
+from agent.contracts import ChatTurnInput, ChatTurnOutput, message_id
+from agent.errors import BadRequest, CallerError, Conflict, NotFound, PayloadTooLarge
+from agent.loop import Usage
+from agent.runtime import Runtime, runtime
+from storage.conversations import ConversationRef, StoredMessage
+
+log = logging.getLogger(__name__)
+
+CHAT_TURN = "chat_turn"
+_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_POLL_INTERVALS = (0.05, 0.1, 0.2, 0.3, 0.5)  # then every 0.5 s while waiting for an answer
+
+# Durable runtime status → our run status (completed runs carry their own outcome).
+_DURABLE_TO_RUN = {
+    "Pending": "pending",
+    "Running": "running",
+    "ContinuedAsNew": "running",
+    "Failed": "failed",
+    "Terminated": "cancelled",
+    "Canceled": "cancelled",
+    "Suspended": "running",
+}
+TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
+
+Handler = Callable[..., Awaitable[func.HttpResponse]]
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None):
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype="application/json", headers=headers
+    )
+
+
+def problem(status: int, title: str, detail: str) -> func.HttpResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype="application/problem+json"
+    )
+
+
+def api(handler: Handler) -> Handler:
+    """Turn CallerErrors into their 4xx problem, anything unexpected into a bare 500."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
+        try:
+            return await handler(*args, **kwargs)
+        except CallerError as exc:
+            return problem(exc.status, exc.title, exc.detail)
+        except Exception:
+            log.exception("unhandled error in %s", handler.__name__)
+            return problem(500, "Internal Server Error", "the server failed; try again later")
+
+    return wrapper
+
+
+# --- request parsing ---------------------------------------------------------------------------
+
+
+def json_body(req: func.HttpRequest, rt: Runtime, *, optional: bool = False) -> dict[str, Any]:
+    raw = req.get_body() or b""
+    limit = rt.settings.limits.max_body_bytes
+    if len(raw) > limit:
+        raise PayloadTooLarge(f"the request body is {len(raw)} bytes; the limit is {limit}")
+    if not raw.strip():
+        if optional:
+            return {}
+        raise BadRequest("the request body is empty; send a JSON object")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body is not valid JSON ({exc})") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def path_id(req: func.HttpRequest, name: str) -> str:
+    value = req.route_params.get(name, "")
+    if not _ID.match(value):
+        raise BadRequest(f"{name} must be 1-64 letters, digits, '-' or '_'")
+    return value
+
+
+def message_content(body: dict[str, Any], rt: Runtime) -> str:
+    content = body.get("content")
+    if not isinstance(content, str) or not content.strip():
+        raise BadRequest("'content' is required and must be a non-empty string")
+    limit = rt.settings.limits.max_message_chars
+    if len(content) > limit:
+        raise PayloadTooLarge(f"'content' is {len(content)} characters; the limit is {limit}")
+    return content
+
+
+def wait_seconds(body: dict[str, Any], rt: Runtime) -> float:
+    value = body.get("wait_seconds", 0)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise BadRequest("'wait_seconds' must be a non-negative number")
+    return min(float(value), float(rt.settings.limits.wait_seconds_cap))
+
+
+def base_url(req: func.HttpRequest) -> str:
+    scheme, rest = req.url.split("://", 1)
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+# --- conversations -----------------------------------------------------------------------------
+
+
+@api
+async def create_conversation(req: func.HttpRequest) -> func.HttpResponse:
+    rt = await runtime()
+    owner = caller_of(req, rt.settings.require_auth)
+    body = json_body(req, rt, optional=True)
+    conversation_id = body.get("id") or uuid.uuid4().hex
+    if not isinstance(conversation_id, str) or not _ID.match(conversation_id):
+        raise BadRequest("'id' must be 1-64 letters, digits, '-' or '_'")
+    meta = await rt.store.create(ConversationRef(owner, conversation_id))
+    location = f"{base_url(req)}/api/conversations/{conversation_id}"
+    return json_response(
+        {"id": conversation_id, "created_at": meta.created_at}, 201, {"Location": location}
+    )
+
+
+@api
+async def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
+    rt = await runtime()
+    ref = ConversationRef(caller_of(req, rt.settings.require_auth), path_id(req, "id"))
+    meta = await rt.store.get_meta(ref)
+    messages = await rt.store.read_messages(ref)
+    usage = sum((Usage.from_dict(m.usage) for m in messages), Usage())
+    return json_response(
+        {
+            "id": meta.conversation_id,
+            "created_at": meta.created_at,
+            "turns": meta.turn_count,
+            "active_run_id": meta.active_run_id,
+            "messages": [public_message(m) for m in messages],
+            "usage": usage.__dict__,
+        }
+    )
+
+
+def public_message(m: StoredMessage) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": m.id,
+        "role": m.role,
+        "content": m.content,
+        "created_at": m.created_at,
+    }
+    if m.run_id:
+        view["run_id"] = m.run_id
+    if m.tool_calls:
+        view["tool_calls"] = [
+            {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+            for c in m.tool_calls
+        ]
+    if m.role == "tool":
+        view.update(tool_call_id=m.tool_call_id, name=m.name, is_error=m.is_error)
+        if m.truncated:
+            view.update(truncated=True, output_ref=m.output_ref)
+    if m.usage:
+        view["usage"] = m.usage
+    return view
+
+
+@api
+async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    rt = await runtime()
+    ref = ConversationRef(caller_of(req, rt.settings.require_auth), path_id(req, "id"))
+    body = json_body(req, rt)
+    content = message_content(body, rt)
+    wait = wait_seconds(body, rt)
+    await rt.store.get_meta(ref)  # 404 before anything is written
+
+    run_id = uuid.uuid4().hex
+    turn = await begin_turn(rt, client, ref, run_id)
+    user = StoredMessage(
+        id=message_id(run_id, 0, 0), run_id=run_id, turn=turn, step=0, seq=0, role="user",
+        content=content, tool_calls=None, tool_call_id=None, name=None,
+        created_at=datetime.now(UTC).isoformat(), usage=None, output_ref=None,
+        truncated=False, is_error=False, finish_reason=None,
+    )  # fmt: skip
+    try:
+        await rt.store.append(ref, user)
+        turn_input = ChatTurnInput(
+            owner=ref.owner,
+            conversation_id=ref.conversation_id,
+            run_id=run_id,
+            turn=turn,
+            max_steps=rt.settings.limits.max_steps,
+            max_tokens_per_run=rt.settings.limits.max_tokens_per_run,
+        )
+        await client.start_new(CHAT_TURN, run_id, turn_input.to_dict())
+    except BaseException:
+        await rt.store.end_turn(ref, run_id)  # don't leave the conversation locked
+        raise
+    log.info("turn started", extra={"run_id": run_id, "conversation_id": ref.conversation_id})
+
+    if wait > 0:
+        view = await wait_for_run(rt, client, run_id, ref, wait)
+        if view["status"] in TERMINAL:
+            return json_response(view, 200)
+    status_url = f"{base_url(req)}/api/runs/{run_id}"
+    return json_response(
+        {"run_id": run_id, "conversation_id": ref.conversation_id, "status_url": status_url},
+        202,
+        {"Location": status_url},
+    )
+
+
+async def begin_turn(
+    rt: Runtime, client: df.DurableOrchestrationClient, ref: ConversationRef, run_id: str
+) -> int:
+    """Lock the conversation for this run; a lock held by a run that is over is released."""
+    try:
+        return await rt.store.begin_turn(ref, run_id)
+    except Conflict:
+        meta = await rt.store.get_meta(ref)
+        active = meta.active_run_id
+        if active is None or await run_is_live(client, active):
+            raise Conflict(
+                f"a turn is already running in this conversation (run {active}); "
+                "wait for it to finish or cancel it"
+            ) from None
+        log.warning("releasing a stale turn lock", extra={"run_id": active})
+        await rt.store.end_turn(ref, active)
+        return await rt.store.begin_turn(ref, run_id)
+
+
+async def run_is_live(client: df.DurableOrchestrationClient, run_id: str) -> bool:
+    status = await client.get_status(run_id)
+    name = _status_name(status)
+    return name in ("Pending", "Running", "ContinuedAsNew", "Suspended")
+
+
+def _status_name(status: Any) -> str | None:
+    runtime_status = getattr(status, "runtime_status", None)
+    return getattr(runtime_status, "value", None) or (
+        str(runtime_status) if runtime_status else None
+    )
+
+
+# --- runs --------------------------------------------------------------------------------------
+
+
+async def run_view(
+    rt: Runtime, client: df.DurableOrchestrationClient, run_id: str, owner: str
+) -> dict[str, Any]:
+    status = await client.get_status(run_id, show_input=True)
+    durable = _status_name(status)
+    turn_input = _input_of(status)
+    if durable is None or turn_input is None or turn_input.get("owner") != owner:
+        raise NotFound(f"no run {run_id}")
+    view: dict[str, Any] = {"run_id": run_id, "conversation_id": turn_input["conversation_id"]}
+    custom = status.custom_status if isinstance(status.custom_status, dict) else {}
+    if durable == "Completed" and isinstance(status.output, dict):
+        output = ChatTurnOutput.from_dict(status.output)
+        view.update(status=output.status, step=output.steps, usage=output.usage.__dict__)
+        if output.error:
+            view["error"] = output.error
+        if output.answer_message_id:
+            ref = ConversationRef(owner, output.conversation_id)
+            view["answer"] = await answer_text(rt, ref, output.answer_message_id)
+        return view
+    view["status"] = _DURABLE_TO_RUN.get(durable, "running")
+    if custom.get("phase") == "waiting_for_approval":
+        view["status"] = "waiting_for_approval"
+    if "step" in custom:
+        view["step"] = custom["step"]
+    if custom.get("phase"):
+        view["phase"] = custom["phase"]
+    if durable == "Failed":
+        view["error"] = "the run failed unexpectedly"
+    return view
+
+
+def _input_of(status: Any) -> dict[str, Any] | None:
+    raw = getattr(status, "input_", None)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return None
+    return raw if isinstance(raw, dict) else None
+
+
+async def answer_text(rt: Runtime, ref: ConversationRef, answer_id: str) -> str | None:
+    for message in reversed(await rt.store.read_messages(ref)):
+        if message.id == answer_id:
+            return message.content
+    return None
+
+
+async def wait_for_run(
+    rt: Runtime,
+    client: df.DurableOrchestrationClient,
+    run_id: str,
+    ref: ConversationRef,
+    seconds: float,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    attempt = 0
+    while True:
+        view = await run_view(rt, client, run_id, ref.owner)
+        remaining = deadline - time.monotonic()
+        if view["status"] in TERMINAL or remaining <= 0:
+            return view
+        interval = _POLL_INTERVALS[min(attempt, len(_POLL_INTERVALS) - 1)]
+        await asyncio.sleep(min(interval, remaining))
+        attempt += 1
+
+
+@api
+async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    rt = await runtime()
+    owner = caller_of(req, rt.settings.require_auth)
+    return json_response(await run_view(rt, client, path_id(req, "run_id"), owner))
+
+
+@api
+async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    rt = await runtime()
+    owner = caller_of(req, rt.settings.require_auth)
+    run_id = path_id(req, "run_id")
+    view = await run_view(rt, client, run_id, owner)
+    if view["status"] in TERMINAL:
+        raise Conflict(f"run {run_id} has already finished ({view['status']})")
+    await client.terminate(run_id, "cancelled by the caller")
+    await rt.store.end_turn(ConversationRef(owner, view["conversation_id"]), run_id)
+    log.info("run cancelled", extra={"run_id": run_id})
+    return json_response({"run_id": run_id, "status": "cancelled"}, 202)
+
+
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    return json_response({"status": "ok"})

@@ -1,0 +1,126 @@
+"""Durable orchestrators. They only decide: no I/O, clocks, randomness or env reads.
+
+`chat_turn` runs one user turn: model step → tools (in parallel) → model step … until the pure
+`agent.loop.decide` says finish. Every side effect is an activity (`agent.activities`), and only
+references travel through history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+
+from agent.contracts import (
+    ChatTurnInput,
+    ChatTurnOutput,
+    FailedToolCall,
+    FinishTurnInput,
+    ModelStepInput,
+    ToolCallInput,
+)
+from agent.loop import (
+    Finish,
+    LoopLimits,
+    LoopState,
+    StepSummary,
+    WaitAndRetry,
+    after_step,
+    after_throttle,
+    decide,
+    next_step,
+)
+
+# Activity names (function names in function_app.py).
+MODEL_STEP = "model_step"
+TOOL_CALL = "tool_call"
+FINISH_TURN = "finish_turn"
+
+# The one retry layer: transient model/tool/storage failures raised by activities.
+# (429s with retry-after are not raised: the model step returns them and we wait a timer.)
+MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=4)
+TOOL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1_000, max_number_of_attempts=3)
+STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1_000, max_number_of_attempts=5)
+
+Orchestration = Generator[Any, Any, dict[str, Any]]
+
+
+def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
+    turn = ChatTurnInput.from_dict(context.get_input())
+    limits = LoopLimits(turn.max_steps, turn.max_tokens_per_run)
+    state = LoopState()
+    failed: tuple[FailedToolCall, ...] = ()
+    while True:
+        context.set_custom_status({"step": state.step, "phase": "model"})
+        step_input = ModelStepInput(turn.run, state.step, failed)
+        try:
+            raw = yield context.call_activity_with_retry(
+                MODEL_STEP, MODEL_RETRY, step_input.to_dict()
+            )
+        except Exception as exc:  # retries exhausted: the run fails, the turn is still closed
+            outcome = Finish("failed", error=f"model step failed: {failure_reason(exc)}")
+            break
+        summary = StepSummary.from_dict(raw)
+        state = after_step(state, summary)
+        move = decide(state, summary, limits)
+        if isinstance(move, Finish):
+            outcome = move
+            break
+        if isinstance(move, WaitAndRetry):
+            context.set_custom_status({"step": state.step, "phase": "throttled"})
+            yield context.create_timer(
+                context.current_utc_datetime + timedelta(seconds=move.seconds)
+            )
+            state = after_throttle(state)
+            failed = ()
+            continue
+        context.set_custom_status(
+            {"step": state.step, "phase": "tools", "tool_calls": len(move.tool_call_ids)}
+        )
+        calls = [ToolCallInput(turn.run, state.step, call_id) for call_id in move.tool_call_ids]
+        failed = yield from run_tool_calls(context, calls)
+        state = next_step(state)
+
+    context.set_custom_status({"step": state.step, "phase": "finishing"})
+    yield context.call_activity_with_retry(
+        FINISH_TURN, STORE_RETRY, FinishTurnInput(turn.run, outcome.status).to_dict()
+    )
+    return ChatTurnOutput(
+        status=outcome.status,
+        conversation_id=turn.conversation_id,
+        steps=state.step,
+        usage=state.usage,
+        answer_message_id=outcome.answer_message_id,
+        error=outcome.error,
+    ).to_dict()
+
+
+def run_tool_calls(
+    context: df.DurableOrchestrationContext, calls: list[ToolCallInput]
+) -> Generator[Any, Any, tuple[FailedToolCall, ...]]:
+    """Run one step's tool calls in parallel; return those that failed for good.
+
+    `task_all` fails as soon as one child fails, so after a failure each task is awaited on its
+    own: the others still finish, and each failure is reported to the model by call id.
+    """
+    tasks = [context.call_activity_with_retry(TOOL_CALL, TOOL_RETRY, c.to_dict()) for c in calls]
+    try:
+        yield context.task_all(tasks)
+        return ()
+    except Exception:
+        pass  # find out which ones failed, below
+    failed = []
+    for call, task in zip(calls, tasks, strict=True):
+        try:
+            yield task
+        except Exception as exc:
+            failed.append(FailedToolCall(call.call_id, failure_reason(exc)))
+    return tuple(failed)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """First line of an activity failure, bounded: activity errors are written to be safe."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]

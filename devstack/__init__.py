@@ -1,0 +1,1 @@
+"""Run the whole app locally: Azurite, the sample MCP servers, the offline model and the host."""

@@ -1,0 +1,91 @@
+"""Azure Functions entry point: wiring only. The logic lives in `agent/` and `storage/`.
+
+Handlers import their modules on first call, so the worker's cold start pays only for
+azure.functions and azure.durable_functions (the model, MCP and Blob SDKs load on first use).
+"""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+import azure.functions as func
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+
+# --- chat HTTP API -----------------------------------------------------------------------------
+
+
+@app.route(route="conversations", methods=["POST"])
+async def create_conversation(req: func.HttpRequest) -> func.HttpResponse:
+    from agent import http_api
+
+    return await http_api.create_conversation(req)
+
+
+@app.route(route="conversations/{id}", methods=["GET"])
+async def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
+    from agent import http_api
+
+    return await http_api.get_conversation(req)
+
+
+@app.route(route="conversations/{id}/messages", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import http_api
+
+    return await http_api.post_message(req, client)
+
+
+@app.route(route="runs/{run_id}", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import http_api
+
+    return await http_api.get_run(req, client)
+
+
+@app.route(route="runs/{run_id}/cancel", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import http_api
+
+    return await http_api.cancel_run(req, client)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def health(req: func.HttpRequest) -> func.HttpResponse:
+    from agent import http_api
+
+    return await http_api.health(req)
+
+
+# --- the chat turn -----------------------------------------------------------------------------
+
+
+@app.orchestration_trigger(context_name="context")
+def chat_turn(context: df.DurableOrchestrationContext):
+    from agent import orchestrators
+
+    return orchestrators.chat_turn(context)
+
+
+@app.activity_trigger(input_name="data")
+async def model_step(data: dict) -> dict:
+    from agent import activities, runtime
+
+    return await activities.model_step(data, await runtime.runtime())
+
+
+@app.activity_trigger(input_name="data")
+async def tool_call(data: dict) -> dict:
+    from agent import activities, runtime
+
+    return await activities.tool_call(data, await runtime.runtime())
+
+
+@app.activity_trigger(input_name="data")
+async def finish_turn(data: dict) -> None:
+    from agent import activities, runtime
+
+    await activities.finish_turn(data, await runtime.runtime())

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Idempotent setup: a venv with the pinned Python packages, and node_modules (Azurite, the
+# reference MCP server) from package-lock.json. Re-runs only what changed since the last run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+py_stamp=$(stamp_of requirements.txt requirements-dev.txt)
+if [ "$(cat .venv/.deps-stamp 2>/dev/null)" != "$py_stamp" ]; then
+  echo "bootstrap: installing Python packages"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+  echo "$py_stamp" > .venv/.deps-stamp
+fi
+
+node_stamp=$(stamp_of package.json package-lock.json)
+if [ "$(cat node_modules/.deps-stamp 2>/dev/null)" != "$node_stamp" ]; then
+  echo "bootstrap: installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  echo "$node_stamp" > node_modules/.deps-stamp
+fi

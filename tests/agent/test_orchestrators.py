@@ -1,0 +1,183 @@
+"""`chat_turn`, replayed through the Durable SDK's orchestrator entry point by the local host's
+engine (tests/support/replay.py), with scripted activities."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import function_app
+from agent.contracts import ChatTurnInput
+from agent.orchestrators import MODEL_RETRY, TOOL_RETRY
+from tests.support.replay import ReplayDriver
+
+TURN = ChatTurnInput(
+    owner="user:a",
+    conversation_id="c1",
+    run_id="r1",
+    turn=1,
+    max_steps=4,
+    max_tokens_per_run=10_000,
+)
+USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+
+
+def final(step: int) -> dict[str, Any]:
+    return {"outcome": "final", "message_id": f"r1.{step}.0", "usage": USAGE}
+
+
+def tools(step: int, *ids: str) -> dict[str, Any]:
+    return {
+        "outcome": "tool_calls",
+        "message_id": f"r1.{step}.0",
+        "tool_call_ids": list(ids),
+        "usage": USAGE,
+    }
+
+
+def script(model_replies: list[Any], tool: Callable[[dict[str, Any]], Any] | None = None):
+    """Activities: model_step answers from the list in order (an Exception is raised)."""
+    replies = iter(model_replies)
+
+    def activities(name: str, data: Any) -> Any:
+        if name == "model_step":
+            reply = next(replies)
+            if isinstance(reply, Exception):
+                raise reply
+            return reply
+        if name == "tool_call":
+            if tool is not None:
+                return tool(data)
+            return {"call_id": data["call_id"], "is_error": False, "truncated": False}
+        if name == "finish_turn":
+            return None
+        raise AssertionError(f"unexpected activity {name}")
+
+    return activities
+
+
+DRIVER = ReplayDriver(function_app.app)  # indexes the app once, as the worker does
+
+
+def run(activities, turn: ChatTurnInput = TURN):
+    return DRIVER.run("chat_turn", turn.to_dict(), activities=activities)
+
+
+def episode_of_each_scheduled_task(history: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """For each activity name, the episode (OrchestratorStarted count) that scheduled it."""
+    episode, seen = 0, {}
+    for event in history:
+        if event["EventType"] == 12:  # OrchestratorStarted
+            episode += 1
+        elif event["EventType"] == 4:  # TaskScheduled
+            seen.setdefault(event["Name"], []).append(episode)
+    return seen
+
+
+def names(result) -> list[str]:
+    return [name for name, _ in result.activity_calls]
+
+
+def test_a_turn_runs_model_then_tools_in_parallel_then_model_until_a_final_answer():
+    result = run(script([tools(1, "a", "b"), final(2)]))
+    assert result.status == "Completed"
+    assert names(result) == ["model_step", "tool_call", "tool_call", "model_step", "finish_turn"]
+    assert result.output["status"] == "completed"
+    assert result.output["answer_message_id"] == "r1.2.0"
+    assert result.output["steps"] == 2
+    assert result.output["usage"]["total_tokens"] == 30
+    # both tool calls were scheduled in the same episode (fan-out), not one after the other
+    episodes = episode_of_each_scheduled_task(result.history)
+    assert episodes["tool_call"][0] == episodes["tool_call"][1]
+    assert {"step": 1, "phase": "tools", "tool_calls": 2} in result.custom_statuses
+    assert result.activity_calls[-1][1]["status"] == "completed"
+
+
+def test_activity_inputs_are_references_not_content():
+    result = run(script([tools(1, "a"), final(2)]))
+    for _, data in result.activity_calls:
+        assert set(data) <= {"run", "step", "call_id", "failed_tool_calls", "status"}
+        assert data["run"] == {
+            "owner": "user:a",
+            "conversation_id": "c1",
+            "run_id": "r1",
+            "turn": 1,
+        }
+
+
+def test_a_tool_that_keeps_failing_is_retried_then_reported_to_the_model_not_crashing_the_run():
+    def tool(data: dict[str, Any]) -> Any:
+        if data["call_id"] == "bad":
+            raise RuntimeError("server demo: ConnectError")
+        return {"call_id": data["call_id"], "is_error": False}
+
+    result = run(script([tools(1, "good", "bad"), final(2)], tool))
+    assert result.output["status"] == "completed"
+    bad_attempts = [
+        d for n, d in result.activity_calls if n == "tool_call" and d["call_id"] == "bad"
+    ]
+    assert len(bad_attempts) == TOOL_RETRY.max_number_of_attempts
+    second_step = [d for n, d in result.activity_calls if n == "model_step"][1]
+    assert second_step["step"] == 2
+    [failed] = second_step["failed_tool_calls"]
+    assert failed["call_id"] == "bad"
+    assert "server demo: ConnectError" in failed["reason"]
+
+
+def test_a_model_step_that_keeps_failing_fails_the_run_and_still_unlocks_the_conversation():
+    result = run(script([RuntimeError("model endpoint: 503")] * MODEL_RETRY.max_number_of_attempts))
+    assert result.status == "Completed"
+    assert result.output["status"] == "failed"
+    assert "503" in result.output["error"]
+    assert names(result).count("model_step") == MODEL_RETRY.max_number_of_attempts
+    assert result.activity_calls[-1] == (
+        "finish_turn",
+        {"run": TURN.run.to_dict(), "status": "failed"},
+    )
+
+
+def test_a_transient_model_failure_is_retried_by_durable_and_the_turn_completes():
+    result = run(script([RuntimeError("timeout"), final(1)]))
+    assert result.output["status"] == "completed"
+    assert names(result) == ["model_step", "model_step", "finish_turn"]
+
+
+def test_throttling_waits_a_durable_timer_of_the_retry_after_then_repeats_the_step():
+    result = run(script([{"outcome": "throttled", "retry_after": 7}, final(1)]))
+    assert result.output["status"] == "completed"
+    model_steps = [d for n, d in result.activity_calls if n == "model_step"]
+    assert [d["step"] for d in model_steps] == [1, 1]
+    timers = [e for e in result.history if e["EventType"] == 10]
+    assert len(timers) == 1
+    assert {"step": 1, "phase": "throttled"} in result.custom_statuses
+
+
+def test_the_step_limit_ends_the_run_as_budget_exceeded_without_running_more_tools():
+    turn = ChatTurnInput(**{**TURN.to_dict(), "max_steps": 2})
+    result = run(script([tools(1, "a"), tools(2, "b")]), turn)
+    assert result.output["status"] == "budget_exceeded"
+    assert "AGENT_MAX_STEPS" in result.output["error"]
+    assert [d["call_id"] for n, d in result.activity_calls if n == "tool_call"] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        ({"outcome": "content_filtered", "message_id": "r1.1.0"}, "content_filtered"),
+        ({"outcome": "failed", "error": "Azure OpenAI rejected the credentials (401)"}, "failed"),
+    ],
+)
+def test_a_non_retryable_model_outcome_ends_the_run_at_once(reply, status):
+    result = run(script([reply]))
+    assert result.output["status"] == status
+    assert names(result) == ["model_step", "finish_turn"]
+
+
+def test_history_holds_no_message_content():
+    secret_words = "the quick brown fox"
+    result = run(script([tools(1, "a"), final(2)]))
+    assert secret_words not in json.dumps(result.history)
+    assert len(json.dumps(result.history)) < 8_000

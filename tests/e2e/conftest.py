@@ -1,0 +1,131 @@
+"""The whole app, served in-process by the local host, driven over HTTP like a client would.
+
+Real parts: Azurite (Blob), the model server in the Azure OpenAI REST shape (scripted per test,
+the offline brain otherwise) behind the real `openai` client, and real MCP servers over each
+transport: the demo server on streamable HTTP and SSE, and `mcp-server-time` (PyPI) on stdio.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import azure.durable_functions as df
+import pytest
+import pytest_asyncio
+
+from agent import runtime
+from local_host.host import LocalHost
+from local_host.testing import wait_until
+from offline_model.brains import OfflineBrain, ScriptedBrain
+from tests.support.azurite import AzuriteInstance
+from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from tests.support.mcp_servers import AsgiServer, demo_http_app, demo_sse_app, time_stdio_command
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
+
+
+@pytest.fixture(scope="package")
+def mcp_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    sandbox = tmp_path_factory.mktemp("sandbox")
+    with (
+        AsgiServer(lambda: demo_http_app(sandbox_dir=sandbox)) as http_server,
+        AsgiServer(lambda: demo_sse_app(sandbox_dir=sandbox)) as sse_server,
+    ):
+        yield {
+            "mcp_servers": [
+                {"name": "web", "transport": {"type": "streamable_http", "url": http_server.url()}},
+                {"name": "sse", "transport": {"type": "sse", "url": sse_server.url("/sse")}},
+                {"name": "time", "transport": time_stdio_command().transport_config()},
+            ]
+        }
+
+
+@pytest_asyncio.fixture(scope="package")
+async def model() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai(ScriptedBrain(fallback=OfflineBrain())) as fake:
+        yield fake
+
+
+@dataclass
+class App:
+    host: LocalHost
+    http: aiohttp.ClientSession
+    model: FakeOpenAI
+
+    @property
+    def api(self) -> str:
+        return f"{self.host.base_url}/api"
+
+    def durable_client(self) -> df.DurableOrchestrationClient:
+        return df.DurableOrchestrationClient(self.host.client_binding())
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
+        async with self.http.request(method, f"{self.api}{path}", **kwargs) as response:
+            text = await response.text()
+            body = json.loads(text) if text else None
+            return response.status, body, dict(response.headers)
+
+    async def new_conversation(self, **headers: str) -> str:
+        status, body, _ = await self.call("POST", "/conversations", headers=headers)
+        assert status == 201, body
+        return body["id"]
+
+    async def send(self, conversation_id: str, content: str, wait: float = 0, **headers: str):
+        return await self.call(
+            "POST",
+            f"/conversations/{conversation_id}/messages",
+            json={"content": content, "wait_seconds": wait},
+            headers=headers,
+        )
+
+    async def run_until_done(self, run_id: str, within: float = 20.0) -> dict[str, Any]:
+        async def finished() -> dict[str, Any] | None:
+            status, body, _ = await self.call("GET", f"/runs/{run_id}")
+            assert status == 200, body
+            return body if body["status"] in TERMINAL else None
+
+        return await wait_until(finished, within=within, message=f"run {run_id} finished")
+
+
+@pytest_asyncio.fixture(scope="package")
+async def app(
+    azurite: AzuriteInstance,
+    model: FakeOpenAI,
+    mcp_servers: dict[str, Any],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[App]:
+    settings = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "CONVERSATIONS_STORAGE": azurite.connection_string,
+        "CONVERSATIONS_CONTAINER": f"e2e-{uuid.uuid4().hex[:12]}",
+        "AZURE_OPENAI_ENDPOINT": model.base_url,
+        "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
+        "AZURE_OPENAI_API_KEY": model.api_key or "",
+        "MCP_SERVERS": json.dumps(mcp_servers),
+        "AGENT_MAX_STEPS": "4",
+        "AGENT_MAX_BODY_BYTES": "65536",
+        "AGENT_MAX_MESSAGE_CHARS": "60000",
+    }
+    state = tmp_path_factory.mktemp("host") / "durable.sqlite3"
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("OPENAI_BASE_URL", "REQUIRE_AUTH", "KEYVAULT_URI"):
+            env.delenv(name, raising=False)
+        for name, value in settings.items():
+            env.setenv(name, value)
+        runtime.use_runtime(None)
+        async with (
+            LocalHost(ROOT, port=0, state_path=state, apply_local_settings=False) as host,
+            aiohttp.ClientSession() as http,
+        ):
+            yield App(host, http, model)
+        built = runtime.current()
+        if built is not None:
+            await built.aclose()
+        runtime.use_runtime(None)
