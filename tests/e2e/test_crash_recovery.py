@@ -1,0 +1,196 @@
+"""SIGKILL the local host mid-turn, restart it on the same state: the turn completes with the
+same transcript as a run without the crash, and no completed tool call runs twice.
+
+The host runs as a child process (`python -m local_host`); the model server, the MCP server and
+Azurite run here, so they survive the kill and can count what they saw.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import pytest
+import pytest_asyncio
+from mcp.server.mcpserver import Context, MCPServer
+
+from local_host.testing import HostProcess, wait_until
+from offline_model.brains import OfflineBrain, ScriptedBrain
+from tests.support.azurite import AzuriteInstance
+from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from tests.support.mcp_servers import AsgiServer
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
+MESSAGE = '/tool ledger__record {"key": "fast"}\n/tool ledger__hold {"key": "slow"}'
+
+
+class Ledger:
+    """An MCP server that counts executions per idempotency key; `hold` blocks until released."""
+
+    def __init__(self) -> None:
+        self.executions: Counter[str] = Counter()
+        self.holding = threading.Event()
+        self.release = threading.Event()
+        self.hold_enabled = False
+
+    def app(self) -> Any:
+        server = MCPServer("ledger")
+
+        def count(ctx: Context) -> int:
+            key = (ctx.request_context.meta or {}).get("idempotency_key", "none")
+            first = key not in self.executions
+            self.executions[key] += 1
+            return 1 if first else 0
+
+        @server.tool()
+        def record(key: str, ctx: Context) -> str:
+            """Record an event."""
+            count(ctx)
+            return f"recorded {key}"
+
+        @server.tool()
+        async def hold(key: str, ctx: Context) -> str:
+            """Record an event, slowly."""
+            if self.hold_enabled:
+                self.holding.set()
+                await anyio.to_thread.run_sync(self.release.wait, 30)
+            count(ctx)
+            return f"held {key}"
+
+        return server.streamable_http_app()
+
+
+@pytest.fixture(scope="module")
+def ledger() -> Iterator[tuple[Ledger, AsgiServer]]:
+    ledger = Ledger()
+    with AsgiServer(ledger.app) as server:
+        yield ledger, server
+
+
+@pytest_asyncio.fixture(scope="module")
+async def model() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai(ScriptedBrain(fallback=OfflineBrain())) as fake:
+        yield fake
+
+
+def host_env(azurite: AzuriteInstance, model: FakeOpenAI, mcp_url: str) -> dict[str, str]:
+    example = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    env = dict.fromkeys(example, "")  # a developer's local.settings.json must not leak in
+    env.update(
+        FUNCTIONS_WORKER_RUNTIME="python",
+        AzureWebJobsStorage=azurite.connection_string,
+        CONVERSATIONS_STORAGE=azurite.connection_string,
+        CONVERSATIONS_CONTAINER=f"crash-{uuid.uuid4().hex[:12]}",
+        AZURE_OPENAI_ENDPOINT=model.base_url,
+        AZURE_OPENAI_DEPLOYMENT=TEST_DEPLOYMENT,
+        AZURE_OPENAI_API_KEY=model.api_key or "",
+        MCP_SERVERS=json.dumps(
+            {
+                "mcp_servers": [
+                    {"name": "ledger", "transport": {"type": "streamable_http", "url": mcp_url}}
+                ]
+            }
+        ),
+    )
+    return env
+
+
+class Client:
+    def __init__(self, http: aiohttp.ClientSession, host: HostProcess) -> None:
+        self.http, self.host = http, host
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+        async with self.http.request(method, f"{self.host.base_url}/api{path}", **kwargs) as r:
+            return r.status, await r.json(content_type=None)
+
+    async def start_turn(self, content: str) -> tuple[str, str]:
+        _, created = await self.call("POST", "/conversations")
+        status, body = await self.call(
+            "POST", f"/conversations/{created['id']}/messages", json={"content": content}
+        )
+        assert status == 202, body
+        return created["id"], body["run_id"]
+
+    async def finished(self, run_id: str, within: float = 30) -> dict[str, Any]:
+        async def done() -> dict[str, Any] | None:
+            status, body = await self.call("GET", f"/runs/{run_id}")
+            return body if status == 200 and body["status"] in TERMINAL else None
+
+        return await wait_until(done, within=within, message=f"run {run_id} finished")
+
+    async def transcript(self, conversation: str) -> list[tuple[Any, ...]]:
+        """What the conversation says, without ids and times (which differ between runs)."""
+        _, body = await self.call("GET", f"/conversations/{conversation}")
+        return [
+            (m["role"], m["content"], tuple(c["name"] for c in m.get("tool_calls", ())))
+            for m in body["messages"]
+        ]
+
+
+@pytest_asyncio.fixture
+async def client(
+    azurite: AzuriteInstance, model: FakeOpenAI, ledger, tmp_path: Path
+) -> AsyncIterator[Client]:
+    _, server = ledger
+    env = host_env(azurite, model, server.url())
+    async with (
+        HostProcess(ROOT, state_path=tmp_path / "durable.sqlite3", env=env) as host,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Client(http, host)
+
+
+async def reference_transcript(client: Client) -> list[tuple[Any, ...]]:
+    conversation, run_id = await client.start_turn(MESSAGE)
+    assert (await client.finished(run_id))["status"] == "completed"
+    return await client.transcript(conversation)
+
+
+async def test_a_host_killed_during_a_tool_call_resumes_and_runs_no_completed_call_twice(
+    client: Client, ledger
+):
+    state, _ = ledger
+    expected = await reference_transcript(client)
+
+    state.hold_enabled, state.holding, state.release = True, threading.Event(), threading.Event()
+    conversation, run_id = await client.start_turn(MESSAGE)
+    await wait_until(state.holding.is_set, within=20, message="the slow tool call started")
+    client.host.kill()
+    await client.host.wait_exit()
+    state.release.set()  # the in-flight call finishes on the server after its caller died
+    state.hold_enabled = False
+
+    await client.host.start()
+    assert (await client.finished(run_id))["status"] == "completed"
+    assert await client.transcript(conversation) == expected
+    keys = [k for k in state.executions if k.startswith(f"{run_id}:")]
+    assert len(keys) == 2  # one idempotency key per tool call, stable across the restart
+    # The fast call completed before the kill and was not called again. The slow one was in
+    # flight: it is called again after the restart (its result never reached the host) with
+    # the same idempotency key, so a deduplicating server applies it once.
+    assert sorted(state.executions[k] for k in keys) == [1, 2]
+
+
+async def test_a_host_killed_during_a_model_call_resumes_with_the_same_transcript(
+    client: Client, model: FakeOpenAI, ledger
+):
+    expected = await reference_transcript(client)
+    arrived = len(model.requests)
+    model.brain.delay(60)  # the first model call of the next turn hangs
+    conversation, run_id = await client.start_turn(MESSAGE)
+    await model.server.wait_for_requests(arrived + 1)
+    client.host.kill()
+    await client.host.wait_exit()
+    model.server.release_delays()
+
+    await client.host.start()
+    assert (await client.finished(run_id))["status"] == "completed"
+    assert await client.transcript(conversation) == expected
