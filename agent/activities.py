@@ -15,6 +15,7 @@ Failure policy (the single retry layer is Durable's, in the orchestrator):
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -34,6 +35,8 @@ from agent.transcript import model_messages, parse_arguments
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 
 log = logging.getLogger(__name__)
+
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
 
@@ -78,9 +81,10 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             raise  # Durable retries it
         return StepSummary("throttled", retry_after=exc.retry_after).to_dict()
 
+    call_ids = unique_call_ids(step, [c.id for c in reply.tool_calls], stored)
     tool_calls = [
-        {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-        for c in reply.tool_calls
+        {"id": call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+        for call_id, c in zip(call_ids, reply.tool_calls, strict=True)
     ]
     message = _assistant(
         step,
@@ -90,12 +94,12 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         finish_reason=reply.finish_reason,
     )
     # Records first, message last: a stored assistant message means its tool calls are recorded.
-    for seq, call in enumerate(reply.tool_calls, start=1):
+    for seq, (call_id, call) in enumerate(zip(call_ids, reply.tool_calls, strict=True), 1):
         await rt.store.put_tool_call(
             ref,
             ToolCallRecord(
                 run_id=step.run.run_id,
-                call_id=call.id,
+                call_id=call_id,
                 step=step.step,
                 seq=seq,
                 tool_name=call.name,
@@ -107,6 +111,23 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         )
     await rt.store.append(ref, message)
     return _summary_of(message).to_dict()
+
+
+def unique_call_ids(step: ModelStepInput, ids: list[str], stored: list[StoredMessage]) -> list[str]:
+    """The model's tool call ids, made unique within the run and safe as blob names.
+
+    Some OpenAI-compatible servers reuse ids across steps (e.g. `call_0` every time); a reused id
+    would look like an already completed call and never run. Ours keep the model's id when it is
+    unique and plain, and replace it otherwise (the transcript uses the replacement throughout).
+    """
+    taken = {c["id"] for m in stored if m.run_id == step.run.run_id for c in m.tool_calls or ()}
+    unique = []
+    for seq, call_id in enumerate(ids, start=1):
+        if call_id in taken or not _PLAIN_ID.match(call_id or ""):
+            call_id = f"call_{step.step}_{seq}_{step.run.run_id[:12]}"
+        taken.add(call_id)
+        unique.append(call_id)
+    return unique
 
 
 def _assistant(step: ModelStepInput, **fields: Any) -> StoredMessage:

@@ -1,0 +1,207 @@
+"""The activities against real parts: Azurite, the model server through the `openai` client and
+the demo MCP server over streamable HTTP. Activities are at-least-once, so each is run twice."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from agent import activities
+from agent.contracts import ModelStepInput, RunRef, ToolCallInput
+from agent.errors import TransientModelError
+from agent.runtime import Runtime, build_runtime
+from agent.settings import Settings
+from offline_model.replies import ToolCallSpec
+from storage.conversations import ConversationRef, StoredMessage
+from tests.support.azurite import AzuriteInstance
+from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from tests.support.mcp_servers import AsgiServer, demo_http_app
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
+    sandbox = tmp_path_factory.mktemp("sandbox")
+    with AsgiServer(lambda: demo_http_app(sandbox_dir=sandbox)) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module")
+async def model() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai() as fake:
+        yield fake
+
+
+@pytest_asyncio.fixture(scope="module")
+async def rt(
+    azurite: AzuriteInstance, model: FakeOpenAI, demo: AsgiServer
+) -> AsyncIterator[Runtime]:
+    servers = {
+        "mcp_servers": [
+            {
+                "name": "demo",
+                "transport": {"type": "streamable_http", "url": demo.url()},
+                "output_limit_chars": 500,
+            }
+        ]
+    }
+    settings = Settings.from_env(
+        {
+            "CONVERSATIONS_STORAGE": azurite.connection_string,
+            "CONVERSATIONS_CONTAINER": "activities-test",
+            "AZURE_OPENAI_ENDPOINT": model.base_url,
+            "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
+            "AZURE_OPENAI_API_KEY": model.api_key or "",
+            "MCP_SERVERS": json.dumps(servers),
+        }
+    )
+    runtime = await build_runtime(settings)
+    yield runtime
+    await runtime.aclose()
+
+
+async def new_run(rt: Runtime, content: str = "hello") -> RunRef:
+    ref = ConversationRef("user:test", uuid.uuid4().hex)
+    await rt.store.create(ref)
+    run_id = uuid.uuid4().hex
+    turn = await rt.store.begin_turn(ref, run_id)
+    await rt.store.append(ref, user_message(run_id, turn, content))
+    return RunRef(ref.owner, ref.conversation_id, run_id, turn)
+
+
+def user_message(run_id: str, turn: int, content: str) -> StoredMessage:
+    return StoredMessage(
+        id=f"{run_id}.0.0", run_id=run_id, turn=turn, step=0, seq=0, role="user",
+        content=content, tool_calls=None, tool_call_id=None, name=None, created_at="now",
+        usage=None, output_ref=None, truncated=False, is_error=False, finish_reason=None,
+    )  # fmt: skip
+
+
+async def transcript(rt: Runtime, run: RunRef) -> list[StoredMessage]:
+    return await rt.store.read_messages(ConversationRef(run.owner, run.conversation_id))
+
+
+def step(run: RunRef, number: int, **kwargs: Any) -> dict[str, Any]:
+    return ModelStepInput(run, number, **kwargs).to_dict()
+
+
+async def test_a_model_step_run_twice_calls_the_model_once_and_stores_one_message(rt, model):
+    run = await new_run(rt)
+    model.brain.answer("hi there")
+    before = len(model.chat_requests())
+    first = await activities.model_step(step(run, 1), rt)
+    again = await activities.model_step(step(run, 1), rt)
+    assert first == again
+    assert first["outcome"] == "final" and first["usage"]["total_tokens"] > 0
+    assert len(model.chat_requests()) == before + 1
+    assert [m.content for m in await transcript(rt, run)] == ["hello", "hi there"]
+
+
+async def test_the_model_sees_the_mcp_tools_as_server__tool_with_the_transcript(rt, model):
+    run = await new_run(rt, "what tools?")
+    model.brain.answer("these")
+    await activities.model_step(step(run, 1), rt)
+    request = model.chat_requests()[-1].body
+    names = {t["function"]["name"] for t in request["tools"]}
+    assert {"demo__greet", "demo__calculate", "demo__count_call"} <= names
+    assert request["parallel_tool_calls"] is True
+    assert request["messages"][-1] == {"role": "user", "content": "what tools?"}
+
+
+async def test_a_tool_call_run_twice_calls_the_tool_once(rt, model):
+    run = await new_run(rt)
+    key = uuid.uuid4().hex
+    model.brain.call_tools(("demo__count_call", {"key": key}))
+    summary = await activities.model_step(step(run, 1), rt)
+    [call_id] = summary["tool_call_ids"]
+    call = ToolCallInput(run, 1, call_id).to_dict()
+    first = await activities.tool_call(call, rt)
+    again = await activities.tool_call(call, rt)
+    assert first == again == {"call_id": call_id, "is_error": False, "truncated": False}
+    [result] = [m for m in await transcript(rt, run) if m.role == "tool"]
+    assert re.search(r'"count":\s*1\b', result.content)
+    # the same tool and key called again from outside the app (another idempotency key) counts 2
+    outcome = await rt.mcp.call_tool(
+        "demo__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
+    )
+    assert re.search(r'"count":\s*2\b', outcome.text)
+
+
+async def test_reused_tool_call_ids_get_unique_ids_so_every_call_runs(rt, model):
+    run = await new_run(rt)
+    model.brain.call_tools(ToolCallSpec("demo__greet", '{"name": "a"}', id="call_0"))
+    first = await activities.model_step(step(run, 1), rt)
+    await activities.tool_call(ToolCallInput(run, 1, first["tool_call_ids"][0]).to_dict(), rt)
+    model.brain.call_tools(
+        ToolCallSpec("demo__greet", '{"name": "b"}', id="call_0"),
+        ToolCallSpec("demo__greet", '{"name": "c"}', id="call_0"),
+    )
+    second = await activities.model_step(step(run, 2), rt)
+    ids = [first["tool_call_ids"][0], *second["tool_call_ids"]]
+    assert len(set(ids)) == 3
+    for call_id in second["tool_call_ids"]:
+        await activities.tool_call(ToolCallInput(run, 2, call_id).to_dict(), rt)
+    results = [m.content for m in await transcript(rt, run) if m.role == "tool"]
+    assert [("a" in r, "b" in r, "c" in r) for r in results] == [
+        (True, False, False), (False, True, False), (False, False, True),
+    ]  # fmt: skip
+
+
+async def test_tool_calls_that_failed_for_good_become_error_results_the_model_sees(rt, model):
+    run = await new_run(rt)
+    model.brain.call_tools(("demo__greet", {"name": "x"}))
+    summary = await activities.model_step(step(run, 1), rt)
+    [call_id] = summary["tool_call_ids"]
+    model.brain.answer("sorry, the tool failed")
+    failed = [{"call_id": call_id, "reason": "server demo: ConnectError"}]
+    await activities.model_step(step(run, 2) | {"failed_tool_calls": failed}, rt)
+    [result] = [m for m in await transcript(rt, run) if m.role == "tool"]
+    assert result.is_error and "ConnectError" in result.content
+    sent = model.chat_requests()[-1].body["messages"]
+    assert sent[-1]["role"] == "tool" and "status: error" in sent[-1]["content"]
+    # the failed call is now completed: a late re-run of it does not call the tool
+    assert (await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt))["is_error"]
+
+
+async def test_a_large_tool_output_is_capped_for_the_model_and_kept_whole_in_blob(rt, model):
+    run = await new_run(rt)
+    model.brain.call_tools(("demo__repeat_text", {"text": "abc", "times": 2_000}))
+    summary = await activities.model_step(step(run, 1), rt)
+    [call_id] = summary["tool_call_ids"]
+    assert (await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt))["truncated"]
+    [result] = [m for m in await transcript(rt, run) if m.role == "tool"]
+    assert result.truncated and len(result.content) < 1_000
+    ref = ConversationRef(run.owner, run.conversation_id)
+    full = await rt.store.get_tool_output(ref, result.output_ref)
+    assert ("abc" * 2_000).encode() in full.replace(b"\\n", b"")
+
+
+async def test_throttling_is_returned_with_its_retry_after_and_5xx_is_raised_for_durable(rt, model):
+    run = await new_run(rt)
+    model.brain.rate_limit(retry_after_seconds=7)
+    assert await activities.model_step(step(run, 1), rt) == {
+        "outcome": "throttled", "message_id": None, "tool_call_ids": [], "retry_after": 7.0,
+        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, "error": None,
+    }  # fmt: skip
+    model.brain.fail(503)
+    with pytest.raises(TransientModelError):
+        await activities.model_step(step(run, 1), rt)
+    model.brain.fail(401)
+    failed = await activities.model_step(step(run, 1), rt)
+    assert failed["outcome"] == "failed" and "401" in failed["error"]
+    assert model.api_key not in failed["error"]
+    assert [m.role for m in await transcript(rt, run)] == ["user"]  # nothing half-written
+
+
+async def test_a_filtered_prompt_stores_a_safe_answer_and_ends_as_content_filtered(rt, model):
+    run = await new_run(rt)
+    model.brain.filter_prompt()
+    summary = await activities.model_step(step(run, 1), rt)
+    assert summary["outcome"] == "content_filtered"
+    answer = (await transcript(rt, run))[-1]
+    assert answer.id == summary["message_id"] and "content filter" in answer.content
