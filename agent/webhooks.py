@@ -16,7 +16,7 @@ import hmac
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import BadRequest, SettingsError, Unauthorized
@@ -131,7 +131,7 @@ def verify(
 class CallbackItem:
     schedule_id: str | None
     conversation_id: str
-    content: str
+    content: str = field(repr=False)  # conversation text: kept out of logged reprs
     scheduled_time: str | None
 
 
