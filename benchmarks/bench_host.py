@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import statistics
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -100,7 +101,11 @@ async def through_host(http: aiohttp.ClientSession, api: str) -> float:
 
 
 async def main(repeats: int) -> None:
-    with start_azurite() as azurite, AsgiServer(bench_mcp_app) as mcp_server:
+    with (
+        start_azurite() as azurite,
+        AsgiServer(bench_mcp_app) as mcp_server,
+        tempfile.TemporaryDirectory() as workdir,
+    ):
         servers = {
             "mcp_servers": [
                 {"name": "bench", "transport": {"type": "streamable_http", "url": mcp_server.url()}}
@@ -119,7 +124,7 @@ async def main(repeats: int) -> None:
             )
             os.environ.pop("OPENAI_BASE_URL", None)
             pool = McpPool(parse_mcp_servers(json.dumps(servers)))
-            state = Path(f"/tmp/bench-host-{uuid.uuid4().hex}.sqlite3")
+            state = Path(workdir) / "durable.sqlite3"
             plain, hosted = [], []
             async with (
                 LocalHost(ROOT, port=0, state_path=state, apply_local_settings=False) as host,
@@ -134,7 +139,6 @@ async def main(repeats: int) -> None:
                 if built is not None:
                     await built.aclose()
             await pool.aclose()
-            state.unlink(missing_ok=True)
     base, durable = statistics.median(plain[1:]), statistics.median(hosted[1:])
     ideal = STEPS * MODEL_SECONDS + (STEPS - 1) * TOOL_SECONDS
     print(
