@@ -171,10 +171,10 @@ async def _record_failed_tool_calls(
             continue
         text = f"the tool call failed: {failed.reason}"
         result = _tool_result(step.run, record, text=text, is_error=True)
-        if result.id not in known:
-            await rt.store.append(ref, result)
-            stored = [*stored, result]
         await rt.store.complete_tool_call(ref, _completed(record, result))
+        if result.id not in known:
+            await rt.store.append(ref, result, known_ids=known)
+            stored = [*stored, result]
     return sorted(stored, key=lambda m: (m.turn, m.step, m.seq))
 
 
@@ -188,6 +188,8 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if record is None:
         raise LookupError(f"no record of tool call {call.call_id} in run {call.run.run_id}")
     if record.status == "completed":  # already ran: never call the tool twice
+        if record.result is not None:  # a crash may have come before the transcript append
+            await rt.store.append(ref, StoredMessage.from_dict(record.result))
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
 
     try:
@@ -214,8 +216,9 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             truncated=outcome.truncated,
             output_ref=output_ref,
         )
-    await rt.store.append(ref, result)
+    # Completed first, with the result inside: from here on the tool is never called again.
     await rt.store.complete_tool_call(ref, _completed(record, result))
+    await rt.store.append(ref, result)
     return ToolCallSummary(record.call_id, result.is_error, result.truncated).to_dict()
 
 
@@ -250,7 +253,11 @@ def _tool_result(run: RunRef, record: ToolCallRecord, **fields: Any) -> StoredMe
 
 def _completed(record: ToolCallRecord, result: StoredMessage) -> ToolCallRecord:
     return replace(
-        record, status="completed", result_message_id=result.id, is_error=result.is_error
+        record,
+        status="completed",
+        result_message_id=result.id,
+        is_error=result.is_error,
+        result=result.to_dict(),
     )
 
 

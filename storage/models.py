@@ -121,6 +121,10 @@ class ToolCallRecord(_Record):
     status: ToolCallStatus
     result_message_id: str | None
     is_error: bool
+    # The result message (StoredMessage.to_dict()), kept with the record so a re-run after a
+    # crash between "completed" and the transcript append can still append it, without
+    # calling the tool again.
+    result: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:

@@ -205,3 +205,24 @@ async def test_a_filtered_prompt_stores_a_safe_answer_and_ends_as_content_filter
     assert summary["outcome"] == "content_filtered"
     answer = (await transcript(rt, run))[-1]
     assert answer.id == summary["message_id"] and "content filter" in answer.content
+
+
+async def test_a_re_run_after_a_crash_between_completion_and_append_appends_without_calling(
+    rt, model
+):
+    run = await new_run(rt)
+    key = uuid.uuid4().hex
+    model.brain.call_tools(("demo__count_call", {"key": key}))
+    [call_id] = (await activities.model_step(step(run, 1), rt))["tool_call_ids"]
+    ref = ConversationRef(run.owner, run.conversation_id)
+    record = await rt.store.get_tool_call(ref, run.run_id, call_id)
+    # the state a crash leaves: the record completed with its result, the transcript not yet
+    result = activities._tool_result(run, record, text="stored earlier", is_error=False)
+    await rt.store.complete_tool_call(ref, activities._completed(record, result))
+    await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt)
+    [appended] = [m for m in await transcript(rt, run) if m.role == "tool"]
+    assert appended.content == "stored earlier"
+    outcome = await rt.mcp.call_tool(
+        "demo__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
+    )
+    assert re.search(r'"count":\s*1\b', outcome.text)  # the tool had never been called

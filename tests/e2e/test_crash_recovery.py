@@ -163,6 +163,11 @@ async def test_a_host_killed_during_a_tool_call_resumes_and_runs_no_completed_ca
     state.hold_enabled, state.holding, state.release = True, threading.Event(), threading.Event()
     conversation, run_id = await client.start_turn(MESSAGE)
     await wait_until(state.holding.is_set, within=20, message="the slow tool call started")
+
+    async def fast_call_stored() -> bool:
+        return any("recorded fast" in str(m[1]) for m in await client.transcript(conversation))
+
+    await wait_until(fast_call_stored, within=20, message="the fast tool call completed")
     client.host.kill()
     await client.host.wait_exit()
     state.release.set()  # the in-flight call finishes on the server after its caller died
