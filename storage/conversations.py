@@ -13,11 +13,9 @@ position-conditional (see `storage.transcript`); records are create-only.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -25,12 +23,13 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
 )
-from azure.storage.blob import ContentSettings, StorageErrorCode
+from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobPrefix, ContainerClient
 
 from agent.errors import BadRequest, Conflict, NotFound
 from storage import paths
 from storage.blob import ensure_container
+from storage.json_blobs import JsonBlobs, is_blob_not_found
 from storage.models import (
     CONVERSATION_ID,
     ConversationMeta,
@@ -54,7 +53,6 @@ __all__ = [
     "ToolCallRecord",
 ]
 
-JSON = "application/json"
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 MAX_LIST_LIMIT = 1000
 
@@ -68,6 +66,7 @@ class ConversationStore:
         max_attempts: int = MAX_ATTEMPTS,
     ) -> None:
         self._container = container
+        self._json = JsonBlobs(container)
         self._max_attempts = max_attempts
         self._transcripts = TranscriptLog(
             container,
@@ -81,7 +80,8 @@ class ConversationStore:
     # --- conversations ------------------------------------------------------------------------
 
     async def create(self, ref: ConversationRef) -> ConversationMeta:
-        """Create the conversation; Conflict if it exists."""
+        """Create the conversation; Conflict if it exists (under any owner)."""
+        await self._claim_id(ref)
         # Transcript first (create-if-missing never truncates): a conversation whose meta exists
         # always has a transcript to append to, even if we crash between the two writes.
         await self._transcripts.create(ref)
@@ -93,13 +93,29 @@ class ConversationStore:
             active_run_id=None,
         )
         try:
-            result = await self._upload_json(paths.meta_name(ref), meta.stored_dict())
+            result = await self._json.upload(paths.meta_name(ref), meta.stored_dict())
         except ResourceExistsError:
             raise Conflict(f"conversation {ref.conversation_id} already exists") from None
         return meta.with_etag(result["etag"])
 
+    async def _claim_id(self, ref: ConversationRef) -> None:
+        """Conversation ids are unique across owners, so a scheduler callback that names only
+        the conversation can find its owner. Create-only; a crashed create of the same owner
+        may claim again."""
+        name = paths.conversation_index_name(ref.conversation_id)
+        try:
+            await self._json.upload(name, {"owner": ref.owner})
+        except ResourceExistsError:
+            if await self.owner_of(ref.conversation_id) != ref.owner:
+                raise Conflict(f"conversation {ref.conversation_id} already exists") from None
+
+    async def owner_of(self, conversation_id: str) -> str | None:
+        """Who owns the conversation, or None if there is no such conversation."""
+        data, _ = await self._json.download(paths.conversation_index_name(conversation_id))
+        return None if data is None else str(data["owner"])
+
     async def get_meta(self, ref: ConversationRef) -> ConversationMeta:
-        data, etag = await self._download_json(paths.meta_name(ref))
+        data, etag = await self._json.download(paths.meta_name(ref))
         if data is None:
             raise NotFound(f"conversation {ref.conversation_id} not found")
         return ConversationMeta.from_dict(data).with_etag(etag)
@@ -152,7 +168,7 @@ class ConversationStore:
     async def _replace_meta(self, ref: ConversationRef, meta: ConversationMeta) -> bool:
         """Write `meta` if the blob still has `meta.etag`; False if someone changed it first."""
         try:
-            await self._upload_json(
+            await self._json.upload(
                 paths.meta_name(ref),
                 meta.stored_dict(),
                 etag=meta.etag,
@@ -203,7 +219,7 @@ class ConversationStore:
         """Store the record if none exists for (run, call); False if one does."""
         name = paths.tool_call_name(ref, record.run_id, record.call_id)
         try:
-            await self._upload_json(name, record.to_dict())
+            await self._json.upload(name, record.to_dict())
         except ResourceExistsError:
             return False
         return True
@@ -211,14 +227,14 @@ class ConversationStore:
     async def get_tool_call(
         self, ref: ConversationRef, run_id: str, call_id: str
     ) -> ToolCallRecord | None:
-        data, _ = await self._download_json(paths.tool_call_name(ref, run_id, call_id))
+        data, _ = await self._json.download(paths.tool_call_name(ref, run_id, call_id))
         return None if data is None else ToolCallRecord.from_dict(data)
 
     async def complete_tool_call(self, ref: ConversationRef, record: ToolCallRecord) -> None:
         """Record the call's outcome (status becomes completed). Idempotent."""
         completed = replace(record, status="completed")
         name = paths.tool_call_name(ref, record.run_id, record.call_id)
-        await self._upload_json(name, completed.to_dict(), overwrite=True)
+        await self._json.upload(name, completed.to_dict(), overwrite=True)
 
     # --- tool outputs -------------------------------------------------------------------------
 
@@ -247,53 +263,18 @@ class ConversationStore:
         try:
             download = await self._container.download_blob(name)
         except HttpResponseError as exc:
-            if _is_blob_not_found(exc):
+            if is_blob_not_found(exc):
                 raise NotFound("tool output not found") from None
             raise
         return await download.readall()
 
     # --- blobs --------------------------------------------------------------------------------
 
-    async def _upload_json(
-        self,
-        name: str,
-        data: dict[str, Any],
-        *,
-        overwrite: bool = False,
-        etag: str | None = None,
-        match_condition: MatchConditions | None = None,
-    ) -> dict[str, Any]:
-        """Upload JSON; create-only unless `overwrite` or an ETag condition is given."""
-        conditions: dict[str, Any] = {}
-        if match_condition is not None:
-            conditions = {"etag": etag, "match_condition": match_condition}
-        blob = self._container.get_blob_client(name)
-        return await blob.upload_blob(
-            json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"),
-            overwrite=overwrite or match_condition is not None,
-            content_settings=ContentSettings(content_type=JSON),
-            **conditions,
-        )
-
-    async def _download_json(self, name: str) -> tuple[dict[str, Any] | None, str | None]:
-        """(parsed JSON, ETag), or (None, None) when the blob does not exist."""
-        try:
-            download = await self._container.download_blob(name)
-        except HttpResponseError as exc:
-            if _is_blob_not_found(exc):
-                return None, None
-            raise
-        return json.loads(await download.readall()), download.properties.etag
-
     async def _meta_or_none(self, ref: ConversationRef) -> ConversationMeta | None:
         try:
             return await self.get_meta(ref)
         except NotFound:
             return None  # a create that crashed before its meta: not a conversation yet
-
-
-def _is_blob_not_found(exc: HttpResponseError) -> bool:
-    return exc.status_code == 404 and exc.error_code == StorageErrorCode.BLOB_NOT_FOUND
 
 
 def _now() -> str:

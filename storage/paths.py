@@ -5,6 +5,8 @@
     owners/{owner_key}/conversations/{conversation_id}/transcript-0001.jsonl     (segment 1, …)
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-calls/{call}.json
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-outputs/{call}
+    index/conversations/{conversation_id}.json        (its owner: ids are unique across owners)
+    batches/{batch_id}.json                            (scheduled batches: items and their owners)
 
 Owner ids can contain anything (an Entra object id, an email, a "/"), so the owner key is a hash.
 Run and call ids are used verbatim when they are plain (A-Z a-z 0-9 _ -), else hashed behind a "~"
@@ -42,6 +44,11 @@ def safe_name(value: str) -> str:
     if _PLAIN_NAME.fullmatch(value):
         return value
     return "~" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:40]
+
+
+def conversation_index_name(conversation_id: str) -> str:
+    """Which owner a conversation id belongs to (ids are validated plain names)."""
+    return f"index/conversations/{safe_name(conversation_id)}.json"
 
 
 def meta_name(ref: ConversationRef) -> str:

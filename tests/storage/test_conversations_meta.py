@@ -17,12 +17,12 @@ from storage.models import ConversationMeta, ConversationRef
 async def test_a_created_conversation_can_be_read_back(
     store: ConversationStore, owner: str
 ) -> None:
-    ref = ConversationRef(owner, "chat-1")
+    ref = ConversationRef(owner, "chat-" + owner[-12:])
     created = await store.create(ref)
     meta = await store.get_meta(ref)
     assert meta == created
     assert (meta.conversation_id, meta.owner, meta.turn_count, meta.active_run_id) == (
-        "chat-1",
+        ref.conversation_id,
         owner,
         0,
         None,
@@ -58,9 +58,25 @@ async def test_another_owners_conversation_is_not_found(
         await store.get_meta(intruder)
     with pytest.raises(NotFound):
         await store.read_messages(intruder)
-    # …and the intruder's own conversation of that id is a different one.
-    await store.create(intruder)
+    # …and ids are unique across owners: the intruder cannot create one of that id.
+    with pytest.raises(Conflict):
+        await store.create(intruder)
     assert (await store.get_meta(ref)).owner == ref.owner
+
+
+async def test_the_owner_of_a_conversation_id_can_be_found(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    assert await store.owner_of(ref.conversation_id) == ref.owner
+    assert await store.owner_of("no-such-conversation") is None
+
+
+async def test_a_create_that_crashed_after_claiming_its_id_can_be_repeated(
+    store: ConversationStore, owner: str
+) -> None:
+    ref = ConversationRef(owner, "claimed-" + owner[-12:])
+    await store._claim_id(ref)  # the state a crash right after the claim leaves
+    assert (await store.create(ref)).owner == owner
 
 
 @pytest.mark.parametrize(

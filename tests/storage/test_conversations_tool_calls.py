@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 
 import pytest
 from azure.storage.blob.aio import ContainerClient
@@ -131,7 +132,7 @@ async def test_an_output_ref_outside_this_conversations_outputs_is_refused(
 async def test_another_conversations_output_is_refused(
     store: ConversationStore, ref: ConversationRef, owner: str
 ) -> None:
-    other = ConversationRef("another-owner", ref.conversation_id)
+    other = ConversationRef("another-owner", uuid.uuid4().hex)
     await store.create(other)
     theirs = await store.put_tool_output(other, "run-1", "call_abc", "theirs", "text/plain")
     with pytest.raises(BadRequest):

@@ -200,7 +200,7 @@ async def test_a_full_segment_rolls_over_to_the_next_blob(
     container: ContainerClient, owner: str
 ) -> None:
     store = ConversationStore(container, max_blocks_per_segment=3)
-    ref = ConversationRef(owner, "long")
+    ref = ConversationRef(owner, "long-" + owner[-12:])
     await store.create(ref)
     for seq in range(7):
         assert await store.append(ref, message(1, 0, seq))
@@ -243,7 +243,9 @@ async def test_usage_sums_the_transcript(store: ConversationStore, ref: Conversa
 
 
 @pytest.fixture
-async def counted(azurite: AzuriteInstance) -> AsyncIterator[tuple[ContainerClient, list[str]]]:
+async def counted(
+    azurite: AzuriteInstance, container: ContainerClient
+) -> AsyncIterator[tuple[ContainerClient, list[str]]]:
     """A container client that records the method of every HTTP request it sends."""
     requests: list[str] = []
     client = container_client(
@@ -260,7 +262,7 @@ async def test_an_append_to_a_long_conversation_is_one_request(
 ) -> None:
     container, requests = counted
     store = ConversationStore(container)
-    ref = ConversationRef(owner, "long")
+    ref = ConversationRef(owner, "long-counted-" + owner[-12:])
     await store.create(ref)
     await store.append_many(ref, [message(1, step, 0) for step in range(300)])
     await store.read_messages(ref)  # what a model step does anyway
