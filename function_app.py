@@ -60,6 +60,48 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await http_api.health(req)
 
 
+# --- scheduled conversations -------------------------------------------------------------------
+
+
+# Anonymous at the Functions level: every request must carry a valid Standard Webhooks signature.
+@app.route(route="scheduler/callback", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@app.durable_client_input(client_name="client")
+async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import scheduling
+
+    return await scheduling.scheduler_callback(req, client)
+
+
+@app.route(route="schedules", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import scheduling
+
+    return await scheduling.schedule_batch(req, client)
+
+
+@app.route(route="batches/{batch_id}", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import scheduling
+
+    return await scheduling.get_batch(req, client)
+
+
+@app.orchestration_trigger(context_name="context")
+def scheduled_batch(context: df.DurableOrchestrationContext):
+    from agent import orchestrators
+
+    return orchestrators.scheduled_batch(context)
+
+
+@app.activity_trigger(input_name="data")
+async def start_batch_item(data: dict) -> dict:
+    from agent import activities, runtime
+
+    return await activities.start_batch_item(data, await runtime.runtime())
+
+
 # --- the chat turn -----------------------------------------------------------------------------
 
 

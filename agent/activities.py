@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent.contracts import (
+    BatchItemRef,
+    ChatTurnInput,
     FinishTurnInput,
     ModelStepInput,
     RunRef,
@@ -28,10 +30,17 @@ from agent.contracts import (
     ToolCallSummary,
     message_id,
 )
-from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
+from agent.errors import (
+    Conflict,
+    ContentFiltered,
+    NotFound,
+    PermanentModelError,
+    TransientModelError,
+)
 from agent.loop import StepSummary, Usage
 from agent.runtime import Runtime
-from agent.transcript import model_messages, parse_arguments
+from agent.transcript import model_messages, parse_arguments, user_message
+from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 
 log = logging.getLogger(__name__)
@@ -275,3 +284,41 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
             "status": finish.status,
         },
     )
+
+
+# --- start_batch_item --------------------------------------------------------------------------
+
+
+async def start_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """Make a scheduled item's conversation ready for its turn: lock it, store the message.
+
+    Returns {"turn": ChatTurnInput} to run, or {"status": "rejected"} when the item cannot run
+    (no such conversation). A conversation busy with another turn raises Conflict, so Durable
+    retries the item a little later.
+    """
+    item_ref = BatchItemRef.from_dict(data)
+    batch = await rt.batches.get(item_ref.batch_id)
+    if batch is None:
+        raise LookupError(f"no batch {item_ref.batch_id}")
+    item = batch.items[item_ref.index]
+    if item.owner is None or item.status == "rejected":
+        return {"status": "rejected"}
+    ref = ConversationRef(item.owner, item.conversation_id)
+    run_id = run_id_of(batch.batch_id, item.index)
+    try:
+        turn = await rt.store.begin_turn(ref, run_id)
+    except NotFound:
+        return {"status": "rejected"}
+    except Conflict:
+        raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
+    message = user_message(run_id, turn, item.content)
+    await rt.store.append(ref, message)
+    chat = ChatTurnInput(
+        owner=item.owner,
+        conversation_id=item.conversation_id,
+        run_id=run_id,
+        turn=turn,
+        max_steps=rt.settings.limits.max_steps,
+        max_tokens_per_run=rt.settings.limits.max_tokens_per_run,
+    )
+    return {"turn": chat.to_dict()}

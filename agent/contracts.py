@@ -142,3 +142,36 @@ class ChatTurnOutput:
 def message_id(run_id: str, step: int, seq: int) -> str:
     """Message ids derive from run and position, so an activity that runs twice writes once."""
     return f"{run_id}.{step}.{seq}"
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """A `scheduled_batch` orchestration: which items of a stored batch to run, and when."""
+
+    batch_id: str
+    indices: tuple[int, ...]
+    max_concurrency: int
+    not_before: str | None = None  # ISO 8601 UTC; the durable timer path of /api/schedules
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "indices": list(self.indices),
+            "max_concurrency": self.max_concurrency,
+            "not_before": self.not_before,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchInput:
+        return cls(
+            batch_id=data["batch_id"],
+            indices=tuple(int(i) for i in data["indices"]),
+            max_concurrency=max(1, int(data["max_concurrency"])),
+            not_before=data.get("not_before"),
+        )
+
+
+@dataclass(frozen=True)
+class BatchItemRef(_Record):
+    batch_id: str
+    index: int

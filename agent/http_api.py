@@ -15,17 +15,24 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from agent.callers import caller_of
-from agent.contracts import ChatTurnInput, ChatTurnOutput, message_id
-from agent.errors import BadRequest, CallerError, Conflict, NotFound, PayloadTooLarge
+from agent.contracts import ChatTurnInput, ChatTurnOutput
+from agent.errors import (
+    BadRequest,
+    CallerError,
+    Conflict,
+    NotFound,
+    OperatorError,
+    PayloadTooLarge,
+)
 from agent.loop import Usage
 from agent.runtime import Runtime, runtime
+from agent.transcript import user_message
 from storage.conversations import ConversationRef, StoredMessage
 
 log = logging.getLogger(__name__)
@@ -74,6 +81,9 @@ def api(handler: Handler) -> Handler:
             return await handler(*args, **kwargs)
         except CallerError as exc:
             return problem(exc.status, exc.title, exc.detail)
+        except OperatorError as exc:  # misconfigured: the message names the setting
+            log.error("configuration error in %s: %s", handler.__name__, exc)
+            return problem(503, "Service Unavailable", str(exc))
         except Exception:
             log.exception("unhandled error in %s", handler.__name__)
             return problem(500, "Internal Server Error", "the server failed; try again later")
@@ -102,11 +112,15 @@ def json_body(req: func.HttpRequest, rt: Runtime, *, optional: bool = False) -> 
     return body
 
 
-def path_id(req: func.HttpRequest, name: str) -> str:
-    value = req.route_params.get(name, "")
-    if not _ID.match(value):
+def checked_id(value: object, name: str) -> str:
+    """An id from a path or body: 1-64 plain characters (it becomes part of blob names)."""
+    if not isinstance(value, str) or not _ID.match(value):
         raise BadRequest(f"{name} must be 1-64 letters, digits, '-' or '_'")
     return value
+
+
+def path_id(req: func.HttpRequest, name: str) -> str:
+    return checked_id(req.route_params.get(name, ""), name)
 
 
 def message_content(body: dict[str, Any], rt: Runtime) -> str:
@@ -139,9 +153,7 @@ async def create_conversation(req: func.HttpRequest) -> func.HttpResponse:
     rt = await runtime()
     owner = caller_of(req, rt.settings.require_auth)
     body = json_body(req, rt, optional=True)
-    conversation_id = body.get("id") or uuid.uuid4().hex
-    if not isinstance(conversation_id, str) or not _ID.match(conversation_id):
-        raise BadRequest("'id' must be 1-64 letters, digits, '-' or '_'")
+    conversation_id = checked_id(body.get("id") or uuid.uuid4().hex, "'id'")
     meta = await rt.store.create(ConversationRef(owner, conversation_id))
     location = f"{base_url(req)}/api/conversations/{conversation_id}"
     return json_response(
@@ -202,12 +214,7 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
 
     run_id = uuid.uuid4().hex
     turn = await begin_turn(rt, client, ref, run_id)
-    user = StoredMessage(
-        id=message_id(run_id, 0, 0), run_id=run_id, turn=turn, step=0, seq=0, role="user",
-        content=content, tool_calls=None, tool_call_id=None, name=None,
-        created_at=datetime.now(UTC).isoformat(), usage=None, output_ref=None,
-        truncated=False, is_error=False, finish_reason=None,
-    )  # fmt: skip
+    user = user_message(run_id, turn, content)
     try:
         await rt.store.append(ref, user)
         turn_input = ChatTurnInput(

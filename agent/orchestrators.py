@@ -7,13 +7,16 @@ references travel through history.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Generator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
 from agent.contracts import (
+    BatchInput,
+    BatchItemRef,
     ChatTurnInput,
     ChatTurnOutput,
     FailedToolCall,
@@ -37,12 +40,19 @@ from agent.loop import (
 MODEL_STEP = "model_step"
 TOOL_CALL = "tool_call"
 FINISH_TURN = "finish_turn"
+START_BATCH_ITEM = "start_batch_item"
+CHAT_TURN = "chat_turn"
 
 # The one retry layer: transient model/tool/storage failures raised by activities.
 # (429s with retry-after are not raised: the model step returns them and we wait a timer.)
 MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=4)
 TOOL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1_000, max_number_of_attempts=3)
 STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1_000, max_number_of_attempts=5)
+# A scheduled item whose conversation is busy with another turn waits for it, within reason.
+BATCH_ITEM_RETRY = df.RetryOptions(
+    first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=8
+)
+MAX_TIMER = timedelta(days=6)  # Python Durable timers are limited to 6 days: longer waits loop
 
 Orchestration = Generator[Any, Any, dict[str, Any]]
 
@@ -124,3 +134,50 @@ def failure_reason(exc: BaseException) -> str:
     """First line of an activity failure, bounded: activity errors are written to be safe."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
+
+
+def scheduled_batch(context: df.DurableOrchestrationContext) -> Orchestration:
+    """Run a batch's items as `chat_turn` sub-orchestrations, at most `max_concurrency` at once.
+
+    A sliding window, not fixed chunks: as soon as one item finishes the next one starts. One
+    failing item does not stop the others. Each item is two tasks in a row: `start_batch_item`
+    (lock the conversation, store the message) then its `chat_turn`, whose instance id is the
+    item's run id so `GET /api/runs/{id}` works for it.
+    """
+    batch = BatchInput.from_dict(context.get_input())
+    if batch.not_before:
+        yield from sleep_until(context, datetime.fromisoformat(batch.not_before))
+    waiting = list(batch.indices)
+    running: dict[Any, tuple[int, str]] = {}  # task → (item index, "start" | "turn")
+    counts: Counter[str] = Counter()
+    while waiting or running:
+        while waiting and len(running) < batch.max_concurrency:
+            item = BatchItemRef(batch.batch_id, waiting.pop(0))
+            task = context.call_activity_with_retry(
+                START_BATCH_ITEM, BATCH_ITEM_RETRY, item.to_dict()
+            )
+            running[task] = (item.index, "start")
+        context.set_custom_status({"total": len(batch.indices), "running": len(running), **counts})
+        done = yield context.task_any(list(running))
+        index, phase = running.pop(done)
+        result = done.result
+        if isinstance(result, Exception):  # retries exhausted, or the turn itself crashed
+            counts["failed"] += 1
+        elif phase == "start" and "turn" in result:  # the conversation is ready: run the turn
+            turn = ChatTurnInput.from_dict(result["turn"])
+            running[context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)] = (
+                index,
+                "turn",
+            )
+        else:  # a finished turn's status, or why the item could not start
+            counts[str(result["status"])] += 1
+    context.set_custom_status({"total": len(batch.indices), "running": 0, **counts})
+    return {"batch_id": batch.batch_id, "total": len(batch.indices), "counts": dict(counts)}
+
+
+def sleep_until(
+    context: df.DurableOrchestrationContext, when: datetime
+) -> Generator[Any, Any, None]:
+    while context.current_utc_datetime < when:
+        step = min(when, context.current_utc_datetime + MAX_TIMER)
+        yield context.create_timer(step)

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from agent.mcp.pool import McpPool
     from agent.model import ModelClient
+    from storage.batches import BatchStore
     from storage.conversations import ConversationStore
 
 
@@ -29,6 +30,7 @@ class Runtime:
     mcp: McpPool
     model: ModelClient
     container: ContainerClient
+    batches: BatchStore
     credential: AsyncTokenCredential | None = None
 
     async def aclose(self) -> None:
@@ -83,6 +85,7 @@ async def build_runtime(config: Settings) -> Runtime:
     from agent.mcp.pool import McpPool
     from agent.model import build_model_client
     from agent.secrets import secret_resolver
+    from storage.batches import BatchStore
     from storage.blob import container_client
     from storage.conversations import ConversationStore
 
@@ -103,4 +106,4 @@ async def build_runtime(config: Settings) -> Runtime:
         credential=credential,
     )
     model = build_model_client(config.model, credential)
-    return Runtime(config, store, pool, model, container, credential)
+    return Runtime(config, store, pool, model, container, BatchStore(container), credential)

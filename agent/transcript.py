@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from storage.conversations import StoredMessage
@@ -76,3 +77,13 @@ def parse_arguments(raw: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("the arguments must be a JSON object")
     return value
+
+
+def user_message(run_id: str, turn: int, content: str) -> StoredMessage:
+    """The message that opens a turn: step 0, seq 0 of its run."""
+    return StoredMessage(
+        id=f"{run_id}.0.0", run_id=run_id, turn=turn, step=0, seq=0, role="user",
+        content=content, tool_calls=None, tool_call_id=None, name=None,
+        created_at=datetime.now(UTC).isoformat(), usage=None, output_ref=None,
+        truncated=False, is_error=False, finish_reason=None,
+    )  # fmt: skip

@@ -18,12 +18,24 @@ EXPECTED = {
     "get_run": ("httpTrigger", "runs/{run_id}", ["GET"], "FUNCTION"),
     "cancel_run": ("httpTrigger", "runs/{run_id}/cancel", ["POST"], "FUNCTION"),
     "health": ("httpTrigger", "health", ["GET"], "ANONYMOUS"),
+    "scheduler_callback": ("httpTrigger", "scheduler/callback", ["POST"], "ANONYMOUS"),
+    "schedule_batch": ("httpTrigger", "schedules", ["POST"], "FUNCTION"),
+    "get_batch": ("httpTrigger", "batches/{batch_id}", ["GET"], "FUNCTION"),
     "chat_turn": ("orchestrationTrigger", None, None, None),
+    "scheduled_batch": ("orchestrationTrigger", None, None, None),
+    "start_batch_item": ("activityTrigger", None, None, None),
     "model_step": ("activityTrigger", None, None, None),
     "tool_call": ("activityTrigger", None, None, None),
     "finish_turn": ("activityTrigger", None, None, None),
 }
-DURABLE_CLIENT_FUNCTIONS = {"post_message", "get_run", "cancel_run"}
+DURABLE_CLIENT_FUNCTIONS = {
+    "post_message",
+    "get_run",
+    "cancel_run",
+    "scheduler_callback",
+    "schedule_batch",
+    "get_batch",
+}
 
 INDEX_LIKE_THE_WORKER = """
 import json, sys

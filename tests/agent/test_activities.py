@@ -17,6 +17,7 @@ from agent.contracts import ModelStepInput, RunRef, ToolCallInput
 from agent.errors import TransientModelError
 from agent.runtime import Runtime, build_runtime
 from agent.settings import Settings
+from agent.transcript import user_message
 from offline_model.replies import ToolCallSpec
 from storage.conversations import ConversationRef, StoredMessage
 from tests.support.azurite import AzuriteInstance
@@ -72,14 +73,6 @@ async def new_run(rt: Runtime, content: str = "hello") -> RunRef:
     turn = await rt.store.begin_turn(ref, run_id)
     await rt.store.append(ref, user_message(run_id, turn, content))
     return RunRef(ref.owner, ref.conversation_id, run_id, turn)
-
-
-def user_message(run_id: str, turn: int, content: str) -> StoredMessage:
-    return StoredMessage(
-        id=f"{run_id}.0.0", run_id=run_id, turn=turn, step=0, seq=0, role="user",
-        content=content, tool_calls=None, tool_call_id=None, name=None, created_at="now",
-        usage=None, output_ref=None, truncated=False, is_error=False, finish_reason=None,
-    )  # fmt: skip
 
 
 async def transcript(rt: Runtime, run: RunRef) -> list[StoredMessage]:

@@ -1,0 +1,348 @@
+"""Scheduled conversations over HTTP: the Scheduler's signed callback, scheduling a batch, and
+a batch's progress.
+
+- `POST /api/scheduler/callback`: Standard Webhooks signature checked before anything is read or
+  stored; the `webhook-id` is the idempotency key (the batch id derives from it, the batch blob is
+  create-only and the orchestration's instance id is the batch id), so a repeated delivery
+  starts nothing new and still answers 202.
+- `POST /api/schedules`: through the Scheduler MCP server when one is configured (one
+  idempotency key per item, bounded concurrency), else with durable timers.
+- `GET /api/batches/{id}`: per-item status, from each item's run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from agent.callers import caller_of
+from agent.contracts import BatchInput
+from agent.errors import (
+    BadRequest,
+    NotFound,
+    OperatorError,
+    PayloadTooLarge,
+    ToolError,
+    Unauthorized,
+)
+from agent.http_api import api, checked_id, json_body, json_response, path_id, run_view
+from agent.runtime import Runtime, runtime
+from agent.webhooks import parse_callback, verify
+from storage.batches import BatchItem, BatchRecord, batch_id_for_webhook, run_id_of
+from storage.conversations import ConversationRef
+
+log = logging.getLogger(__name__)
+
+SCHEDULED_BATCH = "scheduled_batch"
+SCHEDULER_SERVER = "scheduler"  # the MCP server (in MCP_SERVERS) that schedules conversations
+MAX_CALLBACK_BYTES = 4 * 1024 * 1024  # a batch of up to 1,000 items
+MAX_SCHEDULE_ITEMS = 100
+SCHEDULER_CONCURRENCY = 8
+STATUS_CONCURRENCY = 16
+
+
+# --- the Scheduler's callback ------------------------------------------------------------------
+
+
+@api
+async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    rt = await runtime()
+    secret = rt.settings.scheduler_webhook_secret
+    if secret is None:
+        raise Unauthorized("scheduler callbacks are disabled: SCHEDULER_WEBHOOK_SECRET is not set")
+    body = req.get_body() or b""
+    if len(body) > MAX_CALLBACK_BYTES:
+        raise PayloadTooLarge(
+            f"the callback body is {len(body)} bytes; the limit is {MAX_CALLBACK_BYTES}"
+        )
+    webhook_id = verify(secret.value, req.headers, body, now=time.time())
+    callback = parse_callback(body)
+    batch_id = batch_id_for_webhook(webhook_id)
+    items = []
+    for index, item in enumerate(callback.items):
+        owner = await rt.store.owner_of(item.conversation_id)
+        items.append(
+            BatchItem(
+                index=index,
+                conversation_id=item.conversation_id,
+                owner=owner,
+                content=item.content,
+                scheduled_time=item.scheduled_time,
+                schedule_id=item.schedule_id,
+                status="pending" if owner else "rejected",
+                error=None if owner else f"no conversation {item.conversation_id}",
+            )
+        )
+    record = BatchRecord(batch_id, "callback", _now(), None, tuple(items))
+    await rt.batches.create(record)  # False on a repeated delivery: the first one's record stays
+    plan = BatchInput(batch_id, tuple(range(len(items))), rt.settings.limits.batch_max_concurrency)
+    started = await start_once(client, batch_id, plan)
+    log.info(
+        "scheduler callback", extra={"batch_id": batch_id, "items": len(items), "started": started}
+    )
+    return json_response({"batch_id": batch_id, "items": len(items), "duplicate": not started}, 202)
+
+
+async def start_once(
+    client: df.DurableOrchestrationClient, instance_id: str, plan: BatchInput
+) -> bool:
+    """Start the batch orchestration unless it exists; False when another delivery did."""
+    if await instance_exists(client, instance_id):
+        return False
+    try:
+        await client.start_new(SCHEDULED_BATCH, instance_id, plan.to_dict())
+    except Exception as exc:
+        # Two deliveries raced past the check: the extension refuses the second start.
+        if "already exists" in str(exc).lower() or await instance_exists(client, instance_id):
+            return False
+        raise
+    return True
+
+
+async def instance_exists(client: df.DurableOrchestrationClient, instance_id: str) -> bool:
+    status = await client.get_status(instance_id)
+    return getattr(status, "runtime_status", None) is not None
+
+
+# --- scheduling a batch ------------------------------------------------------------------------
+
+
+@api
+async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    rt = await runtime()
+    owner = caller_of(req, rt.settings.require_auth)
+    requested = parse_schedule_request(json_body(req, rt), rt)
+    for item in requested:  # every named conversation must be the caller's, before any write
+        if item["conversation_id"]:
+            await rt.store.get_meta(ConversationRef(owner, item["conversation_id"]))
+    batch_id = "s" + uuid.uuid4().hex
+    items = []
+    for index, item in enumerate(requested):
+        conversation_id = item["conversation_id"] or uuid.uuid4().hex
+        if not item["conversation_id"]:
+            await rt.store.create(ConversationRef(owner, conversation_id))
+        items.append(
+            BatchItem(index, conversation_id, owner, item["content"], item["scheduled_time"])
+        )
+    record = BatchRecord(batch_id, "schedule", _now(), owner, tuple(items))
+    await rt.batches.create(record)
+    if uses_scheduler(rt):
+        record = await schedule_through_scheduler(rt, record)
+        await rt.batches.replace(record)
+    else:
+        await schedule_with_timers(rt, client, record)
+    return json_response(batch_view_of_items(record, record.items), 202)
+
+
+def parse_schedule_request(body: dict[str, Any], rt: Runtime) -> list[dict[str, Any]]:
+    items = body.get("items")
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_SCHEDULE_ITEMS:
+        raise BadRequest(f"'items' must be a list of 1 to {MAX_SCHEDULE_ITEMS} items")
+    parsed = []
+    for index, item in enumerate(items):
+        where = f"items[{index}]"
+        if not isinstance(item, dict):
+            raise BadRequest(f"{where} must be an object")
+        content = item.get("content")
+        if not isinstance(content, str) or not content.strip():
+            raise BadRequest(f"{where}.content is required and must be a non-empty string")
+        if len(content) > rt.settings.limits.max_message_chars:
+            raise PayloadTooLarge(
+                f"{where}.content is longer than {rt.settings.limits.max_message_chars} characters"
+            )
+        conversation_id = item.get("conversation_id")
+        if conversation_id is not None:
+            checked_id(conversation_id, f"{where}.conversation_id")
+        parsed.append(
+            {
+                "content": content,
+                "scheduled_time": parse_future_time(item.get("scheduled_time"), where),
+                "conversation_id": conversation_id,
+            }
+        )
+    return parsed
+
+
+def parse_future_time(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise BadRequest(f"{where}.scheduled_time is required (ISO 8601 with a timezone)")
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"{where}.scheduled_time is not an ISO 8601 date-time") from None
+    if when.tzinfo is None:
+        raise BadRequest(f"{where}.scheduled_time needs a timezone (e.g. 2026-01-01T09:00:00Z)")
+    if when < datetime.now(UTC) - timedelta(seconds=30):
+        raise BadRequest(f"{where}.scheduled_time is in the past")
+    return when.astimezone(UTC).isoformat()
+
+
+def uses_scheduler(rt: Runtime) -> bool:
+    return any(server.name == SCHEDULER_SERVER for server in rt.mcp.status())
+
+
+async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchRecord:
+    """One `schedule_conversation` call per item, a few at a time, each with its own
+    idempotency key (a retried request schedules once). An item the Scheduler refuses, or that
+    cannot reach it, is recorded as rejected with the reason."""
+    if not rt.settings.public_base_url:
+        raise OperatorError("PUBLIC_BASE_URL must be set for the Scheduler to call the app back")
+    callback_url = f"{rt.settings.public_base_url}/api/scheduler/callback"
+    gate = asyncio.Semaphore(SCHEDULER_CONCURRENCY)
+
+    async def schedule(item: BatchItem) -> BatchItem:
+        arguments = {
+            "conversation_text": item.content,
+            "scheduled_time": item.scheduled_time,
+            "endpoint": callback_url,
+            "conversation_id": item.conversation_id,
+        }
+        context = {"callback_url": callback_url, "conversation_id": item.conversation_id}
+        async with gate:
+            try:
+                outcome = await rt.mcp.call_tool(
+                    f"{SCHEDULER_SERVER}__schedule_conversation",
+                    arguments,
+                    context=context,
+                    idempotency_key=f"{record.batch_id}:{item.index}",
+                )
+            except ToolError as exc:
+                return _rejected(item, f"the Scheduler is unreachable ({exc})")
+        if outcome.is_error:
+            return _rejected(item, outcome.text)
+        return _scheduled(item, schedule_id_of(outcome.full_output))
+
+    items = await asyncio.gather(*(schedule(item) for item in record.items))
+    return BatchRecord(
+        record.batch_id, record.source, record.created_at, record.owner, tuple(items)
+    )
+
+
+def schedule_id_of(full_output: str) -> str | None:
+    """The schedule id in a `schedule_conversation` result (structured content or its text)."""
+    try:
+        result = json.loads(full_output)
+    except ValueError:
+        return None
+    found = _find_key(result, "schedule_id")
+    return str(found) if found is not None else None
+
+
+def _find_key(value: Any, key: str) -> Any:
+    if isinstance(value, dict):
+        if key in value:
+            return value[key]
+        values = list(value.values())
+    elif isinstance(value, list):
+        values = value
+    elif isinstance(value, str) and value.lstrip().startswith("{"):
+        try:
+            return _find_key(json.loads(value), key)
+        except ValueError:
+            return None
+    else:
+        return None
+    for child in values:
+        found = _find_key(child, key)
+        if found is not None:
+            return found
+    return None
+
+
+def _rejected(item: BatchItem, reason: str) -> BatchItem:
+    return BatchItem(
+        item.index, item.conversation_id, item.owner, item.content, item.scheduled_time,
+        status="rejected", error=reason[:500],
+    )  # fmt: skip
+
+
+def _scheduled(item: BatchItem, schedule_id: str | None) -> BatchItem:
+    return BatchItem(
+        item.index, item.conversation_id, item.owner, item.content, item.scheduled_time,
+        schedule_id=schedule_id, status="scheduled",
+    )  # fmt: skip
+
+
+async def schedule_with_timers(
+    rt: Runtime, client: df.DurableOrchestrationClient, record: BatchRecord
+) -> None:
+    """No Scheduler: one orchestration per distinct due time, each waiting on durable timers."""
+    by_time: dict[str, list[int]] = {}
+    for item in record.items:
+        by_time.setdefault(item.scheduled_time or _now(), []).append(item.index)
+    for group, (due, indices) in enumerate(sorted(by_time.items())):
+        plan = BatchInput(
+            record.batch_id, tuple(indices), rt.settings.limits.batch_max_concurrency, due
+        )
+        await client.start_new(SCHEDULED_BATCH, f"{record.batch_id}-t{group}", plan.to_dict())
+
+
+# --- a batch's progress ------------------------------------------------------------------------
+
+
+@api
+async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    rt = await runtime()
+    caller = caller_of(req, rt.settings.require_auth)
+    batch_id = path_id(req, "batch_id")
+    record = await rt.batches.get(batch_id)
+    visible = record.visible_to(caller) if record else ()
+    if record is None or not visible:
+        raise NotFound(f"no batch {batch_id}")
+    gate = asyncio.Semaphore(STATUS_CONCURRENCY)
+
+    async def run_of(item: BatchItem) -> dict[str, Any] | None:
+        if item.status == "rejected" or (record.source == "schedule" and item.schedule_id):
+            return None  # never runs here, or runs in the Scheduler's callback batch
+        async with gate:
+            try:
+                return await run_view(rt, client, run_id_of(batch_id, item.index), caller)
+            except NotFound:
+                return None
+
+    runs = await asyncio.gather(*(run_of(item) for item in visible))
+    return json_response(batch_view_of_items(record, visible, runs))
+
+
+def batch_view_of_items(
+    record: BatchRecord,
+    items: tuple[BatchItem, ...],
+    runs: list[dict[str, Any] | None] | None = None,
+) -> dict[str, Any]:
+    views = []
+    for item, run in zip(items, runs or [None] * len(items), strict=True):
+        view: dict[str, Any] = {
+            "index": item.index,
+            "conversation_id": item.conversation_id,
+            "scheduled_time": item.scheduled_time,
+            "status": item.status if run is None else run["status"],
+        }
+        if item.schedule_id:
+            view["schedule_id"] = item.schedule_id
+        if item.error:
+            view["error"] = item.error
+        if run is not None:
+            view["run_id"] = run["run_id"]
+            if "answer" in run:
+                view["answer"] = run["answer"]
+        views.append(view)
+    return {
+        "batch_id": record.batch_id,
+        "source": record.source,
+        "created_at": record.created_at,
+        "counts": dict(Counter(view["status"] for view in views)),
+        "items": views,
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()

@@ -1,0 +1,115 @@
+"""Batches of scheduled conversations: what each item says and whose conversation it is.
+
+A batch is written once, before its orchestration starts (create-only, so a repeated webhook
+delivery finds it there), and holds the items' content so that Durable history carries only the
+batch id. Items are addressed by index; their runs have derived ids (`run_id_of`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from azure.core.exceptions import ResourceExistsError
+from azure.storage.blob.aio import ContainerClient
+
+from storage.json_blobs import JsonBlobs
+
+BatchSource = Literal["callback", "schedule"]
+ItemStatus = Literal["pending", "scheduled", "rejected"]
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    index: int
+    conversation_id: str
+    owner: str | None  # None: no such conversation (the item is rejected)
+    content: str = field(repr=False)
+    scheduled_time: str | None = None
+    schedule_id: str | None = None
+    status: ItemStatus = "pending"
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "conversation_id": self.conversation_id,
+            "owner": self.owner,
+            "content": self.content,
+            "scheduled_time": self.scheduled_time,
+            "schedule_id": self.schedule_id,
+            "status": self.status,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchItem:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class BatchRecord:
+    batch_id: str
+    source: BatchSource
+    created_at: str
+    owner: str | None  # who scheduled it (POST /api/schedules); None for scheduler callbacks
+    items: tuple[BatchItem, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "source": self.source,
+            "created_at": self.created_at,
+            "owner": self.owner,
+            "items": [item.to_dict() for item in self.items],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BatchRecord:
+        items = tuple(BatchItem.from_dict(item) for item in data["items"])
+        return cls(data["batch_id"], data["source"], data["created_at"], data["owner"], items)
+
+    def visible_to(self, caller: str) -> tuple[BatchItem, ...]:
+        """The items a caller may see: all of their own batch, else those in their conversations."""
+        if self.owner == caller:
+            return self.items
+        return tuple(item for item in self.items if item.owner == caller)
+
+    def with_item(self, item: BatchItem) -> BatchRecord:
+        items = tuple(item if i.index == item.index else i for i in self.items)
+        return replace(self, items=items)
+
+
+def batch_id_for_webhook(webhook_id: str) -> str:
+    """A plain, bounded batch id (and Durable instance id) derived from a webhook id."""
+    return "b" + hashlib.sha256(webhook_id.encode("utf-8")).hexdigest()[:31]
+
+
+def run_id_of(batch_id: str, index: int) -> str:
+    return f"{batch_id}-{index:04d}"
+
+
+class BatchStore:
+    def __init__(self, container: ContainerClient) -> None:
+        self._json = JsonBlobs(container)
+
+    async def create(self, batch: BatchRecord) -> bool:
+        """Store a new batch; False (nothing written) if one with that id exists."""
+        try:
+            await self._json.upload(_name(batch.batch_id), batch.to_dict())
+        except ResourceExistsError:
+            return False
+        return True
+
+    async def get(self, batch_id: str) -> BatchRecord | None:
+        data, _ = await self._json.download(_name(batch_id))
+        return None if data is None else BatchRecord.from_dict(data)
+
+    async def replace(self, batch: BatchRecord) -> None:
+        """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""
+        await self._json.upload(_name(batch.batch_id), batch.to_dict(), overwrite=True)
+
+
+def _name(batch_id: str) -> str:
+    return f"batches/{batch_id}.json"
