@@ -23,16 +23,85 @@ from agent import runtime
 from local_host.host import LocalHost
 from local_host.testing import wait_until
 from offline_model.brains import OfflineBrain, ScriptedBrain
+from samples.scheduler_mcp import Scheduler
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
 from tests.support.mcp_servers import AsgiServer, demo_http_app, demo_sse_app, time_stdio_command
+from tests.support.scheduler import API_KEY, CLIENT_ID, WEBHOOK_SECRET, ServedApp, scheduler_config
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
 
 
+class SchedulerService:
+    """The sample Scheduler MCP server, in this loop, on a fixed port so it can be restarted."""
+
+    def __init__(self, state_path: Path) -> None:
+        self.state_path = state_path
+        self.served: ServedApp | None = None
+        self.scheduler: Scheduler | None = None
+        self.port = 0
+
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp"
+
+    async def start(self) -> None:
+        config = scheduler_config(self.state_path, tick_seconds=0.05, backoff_base_seconds=0.2)
+        self.scheduler = Scheduler(config)
+        self.served = await ServedApp(self.scheduler.app, port=self.port).start()
+        self.port = self.served.port
+
+    async def stop(self) -> None:
+        if self.served is not None:
+            await self.served.stop()
+            self.served = None
+
+    def schedules_of(self, conversation_id: str) -> list[Any]:
+        assert self.scheduler is not None
+        return self.scheduler.store.list_schedules(None, conversation_id, 100)
+
+
+@pytest_asyncio.fixture(scope="package")
+async def scheduler(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[SchedulerService]:
+    service = SchedulerService(tmp_path_factory.mktemp("scheduler") / "schedules.sqlite3")
+    await service.start()
+    yield service
+    await service.stop()
+
+
+def scheduler_entry(url: str) -> dict[str, Any]:
+    """The Scheduler as an operator configures it: API key from secrets, callback pinned."""
+    return {
+        "name": "scheduler",
+        "transport": {"type": "streamable_http", "url": url},
+        "auth": {
+            "type": "api_key",
+            "client_id": {"secret": "SCHEDULER-CLIENT-ID"},
+            "api_key": {"secret": "SCHEDULER-API-KEY"},
+        },
+        "tools": {
+            "allow": [
+                "schedule_conversation",
+                "list_scheduled_conversations",
+                "cancel_scheduled_conversation",
+            ]
+        },
+        "pinned_arguments": {
+            "schedule_conversation": {
+                "endpoint": "${callback_url}",
+                "conversation_id": "${conversation_id}",
+            },
+            "list_scheduled_conversations": {"conversation_id": "${conversation_id}"},
+            "cancel_scheduled_conversation": {"conversation_id": "${conversation_id}"},
+        },
+        "timeout_seconds": 5,
+    }
+
+
 @pytest.fixture(scope="package")
-def mcp_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def mcp_servers(
+    tmp_path_factory: pytest.TempPathFactory, scheduler: SchedulerService
+) -> Iterator[dict[str, Any]]:
     sandbox = tmp_path_factory.mktemp("sandbox")
     with (
         AsgiServer(lambda: demo_http_app(sandbox_dir=sandbox)) as http_server,
@@ -43,6 +112,7 @@ def mcp_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
                 {"name": "web", "transport": {"type": "streamable_http", "url": http_server.url()}},
                 {"name": "sse", "transport": {"type": "sse", "url": sse_server.url("/sse")}},
                 {"name": "time", "transport": time_stdio_command().transport_config()},
+                scheduler_entry(scheduler.url()),
             ]
         }
 
@@ -112,6 +182,10 @@ async def app(
         "AGENT_MAX_STEPS": "4",
         "AGENT_MAX_BODY_BYTES": "65536",
         "AGENT_MAX_MESSAGE_CHARS": "60000",
+        "SCHEDULER_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "SCHEDULER_CLIENT_ID": CLIENT_ID,
+        "SCHEDULER_API_KEY": API_KEY,
+        "BATCH_MAX_CONCURRENCY": "4",
     }
     state = tmp_path_factory.mktemp("host") / "durable.sqlite3"
     with pytest.MonkeyPatch.context() as env:
@@ -124,6 +198,8 @@ async def app(
             LocalHost(ROOT, port=0, state_path=state, apply_local_settings=False) as host,
             aiohttp.ClientSession() as http,
         ):
+            # Known only now (an ephemeral port); the runtime reads settings on first use.
+            env.setenv("PUBLIC_BASE_URL", host.base_url)
             yield App(host, http, model)
         built = runtime.current()
         if built is not None:

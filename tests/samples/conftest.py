@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from samples.scheduler_mcp import Scheduler
-from tests.samples.scheduler_harness import (
+from tests.support.scheduler import (
     FakeClock,
     RunningScheduler,
     ServedApp,

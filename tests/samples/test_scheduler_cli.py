@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.samples.scheduler_harness import (
+from tests.support.scheduler import (
     API_KEY,
     CLIENT_ID,
     WEBHOOK_SECRET,

@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 from agent.webhooks import parse_callback, verify
 from samples.scheduler_mcp import Scheduler, TickReport
 from tests.samples.conftest import StartScheduler
-from tests.samples.scheduler_harness import (
+from tests.support.scheduler import (
     HOST,
     WEBHOOK_SECRET,
     FakeClock,

@@ -13,7 +13,7 @@ from agent.errors import SettingsError
 from samples.scheduler_mcp import RetryPolicy, SchedulerConfig, ScheduleStore
 from samples.scheduler_mcp.errors import InvalidRequest
 from samples.scheduler_mcp.validation import new_schedule, parse_endpoint, redact_endpoint
-from tests.samples.scheduler_harness import WEBHOOK_SECRET, scheduler_config
+from tests.support.scheduler import WEBHOOK_SECRET, scheduler_config
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from mcp.types import CallToolResult, TextContent
 
 from samples.scheduler_mcp import Scheduler
 from tests.samples.conftest import StartScheduler
-from tests.samples.scheduler_harness import (
+from tests.support.scheduler import (
     API_KEY,
     CLIENT_ID,
     FakeClock,

@@ -1,0 +1,280 @@
+"""Scheduled conversations end to end on the local host, with the sample Scheduler MCP server
+calling the app back on signed, batched webhooks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from standardwebhooks import Webhook
+
+from agent import runtime
+from local_host.testing import wait_until
+from storage.batches import batch_id_for_webhook
+from tests.e2e.conftest import App, SchedulerService
+from tests.support.scheduler import WEBHOOK_SECRET
+
+CALLBACK = "/scheduler/callback"
+
+
+def signed(body: dict[str, Any], *, webhook_id: str | None = None, at: float | None = None):
+    """Headers and body signed by the reference `standardwebhooks` package."""
+    raw = json.dumps(body)
+    webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
+    timestamp = datetime.fromtimestamp(at if at is not None else time.time(), tz=UTC)
+    signature = Webhook(WEBHOOK_SECRET).sign(webhook_id, timestamp, raw)
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(timestamp.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+    return headers, raw
+
+
+def due(*items: tuple[str, str]) -> dict[str, Any]:
+    return {
+        "type": "conversations.due",
+        "items": [
+            {"schedule_id": f"s{i}", "conversation_id": c, "content": text, "scheduled_time": None}
+            for i, (c, text) in enumerate(items)
+        ],
+    }
+
+
+async def turns(app: App, conversation: str) -> list[str]:
+    _, body, _ = await app.call("GET", f"/conversations/{conversation}")
+    return [m["content"] for m in body["messages"] if m["role"] == "user"]
+
+
+async def answered(
+    app: App, conversation: str, text: str, within: float = 30, **headers: str
+) -> dict[str, Any]:
+    """Wait until `text` was asked in the conversation and answered."""
+
+    async def check() -> dict[str, Any] | None:
+        _, body, _ = await app.call("GET", f"/conversations/{conversation}", headers=headers)
+        messages = body["messages"]
+        for i, m in enumerate(messages):
+            if m["role"] == "user" and m["content"] == text and body["active_run_id"] is None:
+                later = [x for x in messages[i + 1 :] if x["role"] == "assistant"]
+                return later[-1] if later else None
+        return None
+
+    return await wait_until(check, within=within, message=f"{text!r} answered")
+
+
+async def stored_batch(batch_id: str) -> Any:
+    return await runtime.current().batches.get(batch_id)  # type: ignore[union-attr]
+
+
+async def test_a_signed_callback_runs_each_item_in_its_conversation(app: App):
+    first, second = await app.new_conversation(), await app.new_conversation()
+    headers, raw = signed(due((first, "scheduled hello"), (second, "scheduled bye")))
+    status, body, _ = await app.call("POST", CALLBACK, data=raw, headers=headers)
+    assert status == 202, body
+    assert body["duplicate"] is False and body["items"] == 2
+    assert "[offline model]" in (await answered(app, first, "scheduled hello"))["content"]
+    assert "[offline model]" in (await answered(app, second, "scheduled bye"))["content"]
+
+
+async def test_the_signature_matrix(app: App):
+    conversation = await app.new_conversation()
+    body = due((conversation, "matrix"))
+    good_headers, raw = signed(body)
+    other_headers, _ = signed(body, webhook_id=good_headers["webhook-id"])
+    cases = {
+        "missing": ({"content-type": "application/json"}, raw),
+        "tampered body": (good_headers, raw.replace("matrix", "matriX")),
+        "tampered signature": (
+            {**good_headers, "webhook-signature": good_headers["webhook-signature"][:-4] + "AAA="},
+            raw,
+        ),
+        "old timestamp": signed(body, at=time.time() - 6 * 60),
+        "future timestamp": signed(body, at=time.time() + 6 * 60),
+    }
+    for name, (headers, data) in cases.items():
+        status, problem, _ = await app.call("POST", CALLBACK, data=data, headers=headers)
+        assert status == 401, name
+        assert problem["detail"], name
+        webhook_id = headers.get("webhook-id")
+        if webhook_id:  # nothing stored for a refused delivery
+            assert await stored_batch(batch_id_for_webhook(webhook_id)) is None, name
+    assert await turns(app, conversation) == []
+
+    rotated = f"v1,{'A' * 43}= {other_headers['webhook-signature']}"  # an old key's, then ours
+    status, _, _ = await app.call(
+        "POST", CALLBACK, data=raw, headers={**good_headers, "webhook-signature": rotated}
+    )
+    assert status == 202
+    await answered(app, conversation, "matrix")
+
+
+async def test_a_hundred_concurrent_deliveries_of_one_webhook_start_exactly_one_batch(app: App):
+    conversation = await app.new_conversation()
+    headers, raw = signed(due((conversation, "only once")))
+    replies = await asyncio.gather(
+        *(app.call("POST", CALLBACK, data=raw, headers=headers) for _ in range(100))
+    )
+    assert [status for status, _, _ in replies] == [202] * 100
+    assert sum(not body["duplicate"] for _, body, _ in replies) == 1
+    await answered(app, conversation, "only once")
+    again = await app.call("POST", CALLBACK, data=raw, headers=headers)  # a late redelivery
+    assert again[0] == 202 and again[1]["duplicate"] is True
+    assert await turns(app, conversation) == ["only once"]
+
+
+async def test_the_seeds_single_form_is_accepted(app: App):
+    conversation = await app.new_conversation()
+    body = {"conversationId": conversation, "status": "due", "content": "single form"}
+    headers, raw = signed(body)
+    status, reply, _ = await app.call("POST", CALLBACK, data=raw, headers=headers)
+    assert status == 202 and reply["items"] == 1
+    await answered(app, conversation, "single form")
+
+
+async def test_an_unknown_conversation_is_rejected_and_the_rest_of_the_batch_runs(app: App):
+    owner = {"x-ms-client-principal-id": "batch-owner"}
+    known = await app.new_conversation(**owner)
+    headers, raw = signed(due(("no-such-conversation", "lost"), (known, "found")))
+    status, reply, _ = await app.call("POST", CALLBACK, data=raw, headers=headers)
+    assert status == 202
+    await answered(app, known, "found", **owner)
+
+    async def settled() -> dict[str, Any] | None:
+        _, view, _ = await app.call("GET", f"/batches/{reply['batch_id']}", headers=owner)
+        return view if view["items"][0]["status"] == "completed" else None
+
+    view = await wait_until(settled, within=20, message="batch settled")
+    # the caller sees only the items in their own conversations
+    assert [item["conversation_id"] for item in view["items"]] == [known]
+    assert view["counts"] == {"completed": 1}
+    assert "[offline model]" in view["items"][0]["answer"]
+    stranger = await app.call(
+        "GET", f"/batches/{reply['batch_id']}", headers={"x-ms-client-principal-id": "x"}
+    )
+    assert stranger[0] == 404
+    batch = await stored_batch(reply["batch_id"])
+    assert batch.items[0].status == "rejected" and "no conversation" in batch.items[0].error
+
+
+def in_seconds(seconds: float) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat()
+
+
+def schedule_tool_line(text: str, seconds: float, **extra: str) -> str:
+    arguments = {"conversation_text": text, "scheduled_time": in_seconds(seconds), **extra}
+    return f"/tool scheduler__schedule_conversation {json.dumps(arguments)}"
+
+
+async def test_the_model_schedules_a_conversation_and_its_answer_lands_there(
+    app: App, scheduler: SchedulerService
+):
+    conversation = await app.new_conversation()
+    status, body, _ = await app.send(conversation, schedule_tool_line("ping later", 2), wait=30)
+    assert status == 200 and body["status"] == "completed", body
+    _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
+    [result] = [m for m in transcript["messages"] if m["role"] == "tool"]
+    assert not result["is_error"], result["content"]
+    assert "schedule_id" in result["content"]
+    assert "[offline model]" in (await answered(app, conversation, "ping later"))["content"]
+    [schedule] = scheduler.schedules_of(conversation)
+    assert schedule.status == "delivered"
+
+
+async def test_the_model_cannot_redirect_the_callback_or_the_conversation(app: App):
+    mine, other = await app.new_conversation(), await app.new_conversation()
+    line = schedule_tool_line(
+        "hijack", 2, endpoint="http://attacker.example/hook", conversation_id=other
+    )
+    status, _, _ = await app.send(mine, line, wait=30)
+    assert status == 200
+    # the pinned values win: the scheduled turn arrives in *this* conversation, via our callback
+    await answered(app, mine, "hijack")
+    assert await turns(app, other) == []
+
+
+async def test_a_pending_schedule_survives_a_scheduler_restart(
+    app: App, scheduler: SchedulerService
+):
+    conversation = await app.new_conversation()
+    status, body, _ = await app.send(conversation, schedule_tool_line("after restart", 3), wait=30)
+    assert status == 200 and body["status"] == "completed"
+    await scheduler.stop()
+    await scheduler.start()
+    await answered(app, conversation, "after restart")
+
+
+async def test_a_batch_scheduled_over_http_goes_through_the_scheduler(app: App):
+    existing = await app.new_conversation()
+    items = [
+        {"content": "batch one", "scheduled_time": in_seconds(2)},
+        {"content": "batch two", "scheduled_time": in_seconds(2), "conversation_id": existing},
+    ]
+    status, body, _ = await app.call("POST", "/schedules", json={"items": items})
+    assert status == 202, body
+    assert [i["status"] for i in body["items"]] == ["scheduled", "scheduled"], body
+    assert all(i["schedule_id"] for i in body["items"])
+    assert body["items"][1]["conversation_id"] == existing
+    new = body["items"][0]["conversation_id"]
+    await answered(app, new, "batch one")
+    await answered(app, existing, "batch two")
+    status, view, _ = await app.call("GET", f"/batches/{body['batch_id']}")
+    assert status == 200 and view["counts"] == {"scheduled": 2}
+
+
+async def test_bad_schedule_requests_are_refused_before_anything_is_written(app: App):
+    cases = [
+        ({"items": []}, "'items'"),
+        ({"items": [{"content": "x"}]}, "scheduled_time"),
+        ({"items": [{"content": "x", "scheduled_time": "tomorrow"}]}, "ISO 8601"),
+        ({"items": [{"content": "x", "scheduled_time": "2030-01-01T00:00:00"}]}, "timezone"),
+        ({"items": [{"content": "x", "scheduled_time": "2001-01-01T00:00:00Z"}]}, "past"),
+        ({"items": [{"content": "", "scheduled_time": in_seconds(60)}]}, "content"),
+        (
+            {
+                "items": [
+                    {"content": "x", "scheduled_time": in_seconds(60), "conversation_id": "../x"}
+                ]
+            },
+            "conversation_id",
+        ),
+        (
+            {
+                "items": [
+                    {
+                        "content": "x",
+                        "scheduled_time": in_seconds(60),
+                        "conversation_id": "not-mine",
+                    }
+                ]
+            },
+            "not-mine",
+        ),
+    ]
+    for request, detail in cases:
+        status, problem, _ = await app.call("POST", "/schedules", json=request)
+        assert 400 <= status < 500, (request, problem)
+        assert detail in problem["detail"], (request, problem)
+
+
+async def test_scheduler_down_gives_the_model_a_clear_tool_error(
+    app: App, scheduler: SchedulerService
+):
+    conversation = await app.new_conversation()
+    await scheduler.stop()
+    try:
+        status, body, _ = await app.send(conversation, schedule_tool_line("never", 60), wait=60)
+    finally:
+        await scheduler.start()
+    assert status == 200 and body["status"] == "completed"
+    _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
+    [result] = [m for m in transcript["messages"] if m["role"] == "tool"]
+    assert result["is_error"] is True
+    assert "scheduler" in result["content"].lower()
+    # nothing half-recorded: the Scheduler holds no schedule for this conversation
+    assert scheduler.schedules_of(conversation) == []
