@@ -6,8 +6,15 @@ azure.functions and azure.durable_functions (the model, MCP and Blob SDKs load o
 
 from __future__ import annotations
 
+import logging
+
 import azure.durable_functions as df
 import azure.functions as func
+
+# httpx2 logs request URLs at INFO (a function key travels as `?code=`), the MCP SDK logs message
+# bodies at DEBUG, and azure-core logs request headers: none of that belongs in our logs.
+for _noisy in ("httpx2", "mcp", "azure.core.pipeline.policies.http_logging_policy"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -27,7 +27,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 from agent.webhooks import parse_callback, sign, verify
 from samples.scheduler_mcp import Scheduler
 from samples.scheduler_mcp.validation import new_schedule
-from tests.samples.scheduler_harness import (
+from tests.support.scheduler import (
     WEBHOOK_SECRET,
     FakeClock,
     ServedApp,
