@@ -1,0 +1,196 @@
+"""The HTTP front door: HTTP-triggered functions, the durable management API and host status.
+
+HTTP triggers are matched against the routes the app declared (route prefix from host.json,
+default `api`), the request is turned into `azure.functions.HttpRequest` by the SDK's own
+`HttpRequestConverter` and the function's return value into a response by
+`HttpResponseConverter`, as the worker does. Function keys: when a key is configured,
+FUNCTION- and ADMIN-level routes need it in `x-functions-key` or `?code=` (401 otherwise);
+ANONYMOUS routes never do. An unhandled exception is logged and answered 500 with a generic body.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from aiohttp import web
+from azure.functions import meta
+
+from .durable_api import RPC_PATH, WEBHOOK_PATH, DurableApi, split_segments
+from .indexing import ANONYMOUS, DURABLE_CLIENT, HTTP_OUTPUT, HTTP_TRIGGER, AppIndex, HttpRoute
+from .invocation import FunctionInvoker
+
+logger = logging.getLogger(__name__)
+
+STATUS_PATH = "/admin/host/status"
+ADMIN_LEVEL = "ADMIN"
+MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+_HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+def _json_response(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body), content_type="application/json")
+
+
+class HttpFrontend:
+    """Routes every request of the host's single HTTP listener."""
+
+    def __init__(
+        self,
+        *,
+        index: AppIndex,
+        invoker: FunctionInvoker,
+        durable_api: DurableApi,
+        client_binding: Callable[[], str],
+        route_prefix: str,
+        function_key: str | None,
+        host_id: str,
+        version: str,
+    ) -> None:
+        self._index = index
+        self._invoker = invoker
+        self._durable_api = durable_api
+        self._client_binding = client_binding
+        self._prefix_segments = [s.lower() for s in route_prefix.strip("/").split("/") if s]
+        self._function_key = function_key
+        self._host_id = host_id
+        self._version = version
+        self._started = time.monotonic()
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        return app
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        raw_path = request.rel_url.raw_path
+        if raw_path == STATUS_PATH:
+            return self._host_status()
+        if raw_path.startswith(RPC_PATH):
+            # The internal API the worker's client calls; loopback only, like the host's RPC port.
+            return await self._durable_api.handle(
+                request, split_segments(raw_path[len(RPC_PATH) :])
+            )
+        if raw_path.startswith(WEBHOOK_PATH):
+            if not self._authorized(request, ADMIN_LEVEL):
+                return web.Response(status=401)
+            return await self._durable_api.handle(
+                request, split_segments(raw_path[len(WEBHOOK_PATH) :])
+            )
+        return await self._function_request(request, split_segments(raw_path.lstrip("/")))
+
+    def _host_status(self) -> web.Response:
+        uptime_ms = int((time.monotonic() - self._started) * 1000)
+        body = {
+            "id": self._host_id,
+            "state": "Running",
+            "version": self._version,
+            "versionDetails": f"local_host {self._version}",
+            "processUptime": uptime_ms,
+        }
+        return _json_response(200, body)
+
+    def _authorized(self, request: web.Request, auth_level: str) -> bool:
+        if self._function_key is None or auth_level == ANONYMOUS:
+            return True
+        supplied = request.headers.get("x-functions-key") or request.query.get("code") or ""
+        return hmac.compare_digest(supplied.encode(), self._function_key.encode())
+
+    def _match(self, segments: list[str], method: str) -> tuple[HttpRoute, dict[str, str]] | None:
+        prefix = self._prefix_segments
+        if [s.lower() for s in segments[: len(prefix)]] != prefix:
+            return None
+        path = "/" + "/".join(segments[len(prefix) :])
+        for route in self._index.http_routes:
+            values = route.template.match(path)
+            if values is not None and route.allows(method):
+                return route, values
+        return None
+
+    async def _function_request(self, request: web.Request, segments: list[str]) -> web.Response:
+        found = self._match(segments, request.method)
+        if found is None:
+            return _json_response(404, {"error": "Not Found"})
+        route, route_values = found
+        if not self._authorized(request, route.auth_level):
+            return web.Response(status=401)
+        try:
+            arguments = await self._arguments(request, route, route_values)
+            result = await self._invoker.invoke(route.function, arguments)
+            return _http_response(route, result)
+        except Exception:
+            logger.exception("Function '%s' failed", route.function.name)
+            return _json_response(500, {"error": "Internal Server Error"})
+
+    async def _arguments(
+        self, request: web.Request, route: HttpRoute, route_values: dict[str, str]
+    ) -> dict[str, Any]:
+        registry = meta.get_binding_registry()
+        arguments: dict[str, Any] = {}
+        for binding in route.function.input_bindings():
+            kind, name = binding["type"], binding["name"]
+            if kind == HTTP_TRIGGER:
+                datum = await _request_datum(request, route_values)
+                arguments[name] = registry.get(HTTP_TRIGGER).decode(datum, trigger_metadata=None)
+            elif kind == DURABLE_CLIENT:
+                datum = meta.Datum(type="string", value=self._client_binding())
+                arguments[name] = registry.get(DURABLE_CLIENT).decode(datum, trigger_metadata=None)
+            else:
+                raise RuntimeError(
+                    f"input binding type '{kind}' is not supported by the local host"
+                )
+        return arguments
+
+
+async def _request_datum(request: web.Request, route_values: dict[str, str]) -> meta.Datum:
+    """The `http` trigger payload the host sends to the worker."""
+    body = await request.read()
+    return meta.Datum(
+        type="http",
+        value={
+            "method": meta.Datum(type="string", value=request.method),
+            "url": meta.Datum(type="string", value=str(request.url)),
+            "headers": _string_data(_joined(request.headers.items(), lower_keys=True)),
+            "query": _string_data(_joined(request.query.items(), lower_keys=False)),
+            "params": _string_data(route_values),
+            "body": meta.Datum(type="bytes", value=body),
+        },
+    )
+
+
+def _joined(items: Iterable[tuple[str, str]], *, lower_keys: bool) -> dict[str, str]:
+    """Repeated headers/query keys arrive comma-joined, as ASP.NET Core presents them."""
+    values: dict[str, list[str]] = {}
+    for key, value in items:
+        values.setdefault(key.lower() if lower_keys else key, []).append(value)
+    return {key: ",".join(parts) for key, parts in values.items()}
+
+
+def _string_data(values: dict[str, str]) -> dict[str, meta.Datum]:
+    return {key: meta.Datum(type="string", value=value) for key, value in values.items()}
+
+
+def _http_response(route: HttpRoute, result: Any) -> web.Response:
+    if result is None:
+        return web.Response(status=204)
+    has_http_output = any(b.get("type") == HTTP_OUTPUT for b in route.function.bindings)
+    if not has_http_output:
+        raise RuntimeError(f"function '{route.function.name}' has no http output binding")
+    datum = meta.get_binding_registry().get(HTTP_OUTPUT).encode(result, expected_type=None)
+    if datum.type == "string":
+        return web.Response(
+            status=200, text=datum.value, content_type="text/plain", charset="utf-8"
+        )
+    value = datum.value
+    response = web.Response(status=int(value["status_code"].value), body=value["body"].value)
+    for name, header in value["headers"].items():
+        if name.lower() not in _HOP_BY_HOP:
+            response.headers.add(name, header.value)
+    for cookie in value.get("cookies") or []:
+        for morsel in cookie.values():
+            response.headers.add("Set-Cookie", morsel.OutputString())
+    return response
