@@ -23,6 +23,7 @@ from typing import Any
 from agent.contracts import (
     BatchItemRef,
     ChatTurnInput,
+    ClaimInput,
     FinishTurnInput,
     ModelStepInput,
     RunRef,
@@ -322,3 +323,9 @@ async def start_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         max_tokens_per_run=rt.settings.limits.max_tokens_per_run,
     )
     return {"turn": chat.to_dict()}
+
+
+async def claim_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """The next item for a batch lane: {"index": i}, or {"index": None} when none is left."""
+    claim = ClaimInput.from_dict(data)
+    return {"index": await rt.batches.claim(claim.batch_id, claim.indices, claim.claim_key)}

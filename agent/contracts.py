@@ -175,3 +175,41 @@ class BatchInput:
 class BatchItemRef(_Record):
     batch_id: str
     index: int
+
+
+@dataclass(frozen=True)
+class LaneInput:
+    """One lane of a `scheduled_batch`: it claims items from the batch until none is left."""
+
+    batch: BatchInput
+    lane: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": self.batch.to_dict(), "lane": self.lane}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LaneInput:
+        return cls(BatchInput.from_dict(data["batch"]), int(data["lane"]))
+
+    def claim(self, number: int) -> ClaimInput:
+        return ClaimInput(self.batch.batch_id, self.batch.indices, f"{self.lane}.{number}")
+
+
+@dataclass(frozen=True)
+class ClaimInput:
+    """Take the next unclaimed item; `claim_key` makes a re-run return the same item."""
+
+    batch_id: str
+    indices: tuple[int, ...]
+    claim_key: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "indices": list(self.indices),
+            "claim_key": self.claim_key,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ClaimInput:
+        return cls(data["batch_id"], tuple(int(i) for i in data["indices"]), data["claim_key"])

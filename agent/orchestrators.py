@@ -21,6 +21,7 @@ from agent.contracts import (
     ChatTurnOutput,
     FailedToolCall,
     FinishTurnInput,
+    LaneInput,
     ModelStepInput,
     ToolCallInput,
 )
@@ -41,6 +42,8 @@ MODEL_STEP = "model_step"
 TOOL_CALL = "tool_call"
 FINISH_TURN = "finish_turn"
 START_BATCH_ITEM = "start_batch_item"
+CLAIM_BATCH_ITEM = "claim_batch_item"
+BATCH_LANE = "batch_lane"
 CHAT_TURN = "chat_turn"
 
 # The one retry layer: transient model/tool/storage failures raised by activities.
@@ -137,42 +140,57 @@ def failure_reason(exc: BaseException) -> str:
 
 
 def scheduled_batch(context: df.DurableOrchestrationContext) -> Orchestration:
-    """Run a batch's items as `chat_turn` sub-orchestrations, at most `max_concurrency` at once.
+    """Run a batch's items as `chat_turn`s, at most `max_concurrency` at once, each new item
+    starting as soon as any running one finishes (a shared work queue, not fixed chunks).
 
-    A sliding window, not fixed chunks: as soon as one item finishes the next one starts. One
-    failing item does not stop the others. Each item is two tasks in a row: `start_batch_item`
-    (lock the conversation, store the message) then its `chat_turn`, whose instance id is the
-    item's run id so `GET /api/runs/{id}` works for it.
+    Why lanes and not a `task_any` loop: the SDK leaves already-scheduled children out of a
+    compound action, so a `task_any([old…, new])` reaches the host as "wait for `new`", and the
+    host awaits actions in order: every new item would wait for the previous one to finish.
+    Instead `max_concurrency` lanes (sub-orchestrations) each take the next unclaimed item
+    from the batch's cursor until none is left. One failing item does not stop the others.
     """
     batch = BatchInput.from_dict(context.get_input())
     if batch.not_before:
         yield from sleep_until(context, datetime.fromisoformat(batch.not_before))
-    waiting = list(batch.indices)
-    running: dict[Any, tuple[int, str]] = {}  # task → (item index, "start" | "turn")
+    lanes = [
+        context.call_sub_orchestrator(
+            BATCH_LANE, LaneInput(batch, lane).to_dict(), f"{context.instance_id}-lane{lane}"
+        )
+        for lane in range(min(batch.max_concurrency, len(batch.indices)))
+    ]
+    context.set_custom_status({"total": len(batch.indices), "lanes": len(lanes)})
     counts: Counter[str] = Counter()
-    while waiting or running:
-        while waiting and len(running) < batch.max_concurrency:
-            item = BatchItemRef(batch.batch_id, waiting.pop(0))
-            task = context.call_activity_with_retry(
+    for lane_counts in (yield context.task_all(lanes)) if lanes else []:
+        counts.update(lane_counts)
+    context.set_custom_status({"total": len(batch.indices), "lanes": len(lanes), **counts})
+    return {"batch_id": batch.batch_id, "total": len(batch.indices), "counts": dict(counts)}
+
+
+def batch_lane(context: df.DurableOrchestrationContext) -> Orchestration:
+    """One lane of a batch: claim the next item, run it, repeat; returns counts by outcome."""
+    lane = LaneInput.from_dict(context.get_input())
+    counts: Counter[str] = Counter()
+    claim = 0
+    while True:
+        claimed = yield context.call_activity_with_retry(
+            CLAIM_BATCH_ITEM, STORE_RETRY, lane.claim(claim).to_dict()
+        )
+        claim += 1
+        if claimed["index"] is None:
+            return dict(counts)
+        item = BatchItemRef(lane.batch.batch_id, claimed["index"])
+        try:
+            started = yield context.call_activity_with_retry(
                 START_BATCH_ITEM, BATCH_ITEM_RETRY, item.to_dict()
             )
-            running[task] = (item.index, "start")
-        context.set_custom_status({"total": len(batch.indices), "running": len(running), **counts})
-        done = yield context.task_any(list(running))
-        index, phase = running.pop(done)
-        result = done.result
-        if isinstance(result, Exception):  # retries exhausted, or the turn itself crashed
+            if "turn" in started:
+                turn = ChatTurnInput.from_dict(started["turn"])
+                started = yield context.call_sub_orchestrator(
+                    CHAT_TURN, turn.to_dict(), turn.run_id
+                )
+            counts[str(started["status"])] += 1
+        except Exception:  # retries exhausted, or the turn crashed: this item failed, go on
             counts["failed"] += 1
-        elif phase == "start" and "turn" in result:  # the conversation is ready: run the turn
-            turn = ChatTurnInput.from_dict(result["turn"])
-            running[context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)] = (
-                index,
-                "turn",
-            )
-        else:  # a finished turn's status, or why the item could not start
-            counts[str(result["status"])] += 1
-    context.set_custom_status({"total": len(batch.indices), "running": 0, **counts})
-    return {"batch_id": batch.batch_id, "total": len(batch.indices), "counts": dict(counts)}
 
 
 def sleep_until(

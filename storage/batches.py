@@ -7,14 +7,17 @@ batch id. Items are addressed by index; their runs have derived ids (`run_id_of`
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import ContainerClient
 
 from storage.json_blobs import JsonBlobs
+
+CLAIM_RECORD_BYTES = 64  # one claim in the work queue (a claim key is lane.number: short)
 
 BatchSource = Literal["callback", "schedule"]
 ItemStatus = Literal["pending", "scheduled", "rejected"]
@@ -92,6 +95,7 @@ def run_id_of(batch_id: str, index: int) -> str:
 
 class BatchStore:
     def __init__(self, container: ContainerClient) -> None:
+        self._container = container
         self._json = JsonBlobs(container)
 
     async def create(self, batch: BatchRecord) -> bool:
@@ -106,6 +110,31 @@ class BatchStore:
         data, _ = await self._json.download(_name(batch_id))
         return None if data is None else BatchRecord.from_dict(data)
 
+    async def claim(self, batch_id: str, indices: tuple[int, ...], claim_key: str) -> int | None:
+        """The next unclaimed item of `indices` (None when all are taken): the work queue of a
+        batch's lanes.
+
+        The queue is an append blob of fixed-size claim records: an append is atomic, so the
+        offset where a lane's record lands is its place in the queue, whatever the other lanes
+        do at the same moment (no read-modify-write race, no retry storm). A claim repeated
+        with the same key (an at-least-once re-run) finds its record and gets the same item.
+        """
+        blob = self._container.get_blob_client(_cursor_name(batch_id, indices))
+        record = claim_key.encode("utf-8").ljust(CLAIM_RECORD_BYTES)[:CLAIM_RECORD_BYTES]
+        try:
+            existing = await (await blob.download_blob()).readall()
+        except ResourceNotFoundError:
+            existing = b""
+            with contextlib.suppress(ResourceExistsError):
+                await blob.create_append_blob(if_none_match="*")
+        for position in range(len(existing) // CLAIM_RECORD_BYTES):
+            offset = position * CLAIM_RECORD_BYTES
+            if existing[offset : offset + CLAIM_RECORD_BYTES] == record:
+                return indices[position] if position < len(indices) else None
+        result = await blob.append_block(record)
+        position = int(result["blob_append_offset"]) // CLAIM_RECORD_BYTES
+        return indices[position] if position < len(indices) else None
+
     async def replace(self, batch: BatchRecord) -> None:
         """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""
         await self._json.upload(_name(batch.batch_id), batch.to_dict(), overwrite=True)
@@ -113,3 +142,9 @@ class BatchStore:
 
 def _name(batch_id: str) -> str:
     return f"batches/{batch_id}.json"
+
+
+def _cursor_name(batch_id: str, indices: tuple[int, ...]) -> str:
+    """One work queue per (batch, set of items): the durable-timer path runs groups apart."""
+    group = hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()[:16]
+    return f"batches/{batch_id}/queue-{group}.claims"

@@ -15,9 +15,17 @@ def turn_for(index: int) -> dict[str, Any]:
 
 
 def script(start: Any = None, model: Any = None):
-    """start_batch_item starts every item; each item's chat_turn answers from `model`."""
+    """A work queue of the batch's items; start_batch_item starts every item; each item's
+    chat_turn answers from `model`."""
+    claims: dict[str, int | None] = {}
 
     def activities(name: str, data: Any) -> Any:
+        if name == "claim_batch_item":
+            if data["claim_key"] not in claims:
+                position = len(claims)
+                indices = data["indices"]
+                claims[data["claim_key"]] = indices[position] if position < len(indices) else None
+            return {"index": claims[data["claim_key"]]}
         if name == "start_batch_item":
             return start(data) if start else {"turn": turn_for(data["index"])}
         if name == "model_step":
@@ -41,19 +49,24 @@ def test_every_item_runs_as_a_chat_turn_and_the_counts_add_up():
     assert turns == {f"b1-{i:04d}" for i in range(5)}  # run ids derive from the batch
 
 
-def test_the_window_never_exceeds_the_limit_and_refills_as_soon_as_one_finishes():
-    result = run(BatchInput("b1", tuple(range(6)), 2), script())
-    starts_per_episode, episode = [], 0
-    for event in result.history:
-        if event["EventType"] == 12:
-            episode += 1
-        elif event["EventType"] == 4 and event["Name"] == "start_batch_item":
-            starts_per_episode.append(episode)
-    # two at once at first; afterwards each finished item frees exactly one slot
-    assert starts_per_episode[:2] == [1, 1]
-    assert len(set(starts_per_episode)) == 5
-    running = [s.get("running") for s in result.custom_statuses if isinstance(s, dict)]
-    assert max(running) == 2
+def test_at_most_max_concurrency_lanes_share_the_items_and_each_runs_once():
+    result = run(BatchInput("b1", tuple(range(7)), 3), script())
+    lanes = sorted(i for i, s in result.instances.items() if s.name == "batch_lane")
+    assert lanes == ["b1-lane0", "b1-lane1", "b1-lane2"]
+    started = [d["index"] for n, d in result.activity_calls if n == "start_batch_item"]
+    assert sorted(started) == list(range(7))
+    # the lanes were all started at once, in the batch's first episode
+    created = [e for e in result.history if e["EventType"] == 7]
+    assert len(created) == 3
+    assert result.history.index(created[-1]) < next(
+        i for i, e in enumerate(result.history) if e["EventType"] == 13
+    )
+
+
+def test_fewer_items_than_the_limit_start_one_lane_each():
+    result = run(BatchInput("b1", (4, 9), 20), script())
+    assert sum(s.name == "batch_lane" for s in result.instances.values()) == 2
+    assert result.output["counts"] == {"completed": 2}
 
 
 def test_a_failing_item_does_not_stop_the_others():
@@ -88,5 +101,5 @@ def test_a_batch_due_in_ten_days_waits_on_timers_of_at_most_six_days():
     assert result.output["counts"] == {"completed": 1}
     fire_times = [e["FireAt"] for e in result.history if e["EventType"] == 10]
     assert len(fire_times) == 2
-    first_start = next(e for e in result.history if e["EventType"] == 4)
-    assert first_start["Timestamp"] >= due.isoformat().replace("+00:00", "")[:19]
+    first_lane = next(e for e in result.history if e["EventType"] == 7)  # sub-orch. created
+    assert first_lane["Timestamp"] >= due.isoformat().replace("+00:00", "")[:19]

@@ -1,0 +1,69 @@
+"""Batch records and the lanes' work queue, against Azurite."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from azure.storage.blob.aio import ContainerClient
+
+from storage.batches import BatchItem, BatchRecord, BatchStore, batch_id_for_webhook, run_id_of
+
+
+def record(batch_id: str, owners: list[str | None]) -> BatchRecord:
+    items = tuple(
+        BatchItem(i, f"c{i}", owner, f"text {i}", status="pending" if owner else "rejected")
+        for i, owner in enumerate(owners)
+    )
+    return BatchRecord(batch_id, "callback", "2026-01-01T00:00:00+00:00", None, items)
+
+
+async def test_a_batch_is_created_once_and_read_back(container: ContainerClient):
+    store = BatchStore(container)
+    batch = record(uuid.uuid4().hex, ["alice", None])
+    assert await store.create(batch) is True
+    assert await store.create(record(batch.batch_id, ["mallory"])) is False  # the first stays
+    assert await store.get(batch.batch_id) == batch
+    assert await store.get("no-such-batch") is None
+
+
+def test_callers_see_only_items_in_their_own_conversations():
+    batch = record("b", ["alice", "bob", "alice"])
+    assert [i.index for i in batch.visible_to("alice")] == [0, 2]
+    assert batch.visible_to("carol") == ()
+
+
+def test_ids_derived_from_a_webhook_are_plain_bounded_and_stable():
+    first = batch_id_for_webhook("msg_2Lz:weird/chars..")
+    assert first == batch_id_for_webhook("msg_2Lz:weird/chars..")
+    assert first.isalnum() and len(first) == 32
+    assert run_id_of(first, 7) == f"{first}-0007"
+
+
+async def test_concurrent_lanes_claim_every_item_exactly_once(container: ContainerClient):
+    store = BatchStore(container)
+    batch_id, indices = uuid.uuid4().hex, tuple(range(100, 130))
+
+    async def lane(number: int) -> list[int]:
+        taken = []
+        for claim in range(100):
+            index = await store.claim(batch_id, indices, f"{number}.{claim}")
+            if index is None:
+                return taken
+            taken.append(index)
+        raise AssertionError("the queue never ran dry")
+
+    lanes = await asyncio.gather(*(lane(n) for n in range(8)))
+    claimed = [index for taken in lanes for index in taken]
+    assert sorted(claimed) == list(indices)
+    assert sum(1 for taken in lanes if taken) > 1  # the work was shared
+
+
+async def test_a_repeated_claim_returns_the_same_item(container: ContainerClient):
+    store = BatchStore(container)
+    batch_id, indices = uuid.uuid4().hex, (5, 6, 7)
+    first = await store.claim(batch_id, indices, "0.0")
+    assert await store.claim(batch_id, indices, "1.0") == 6
+    assert await store.claim(batch_id, indices, "0.0") == first == 5
+    assert await store.claim(batch_id, indices, "2.0") == 7
+    assert await store.claim(batch_id, indices, "3.0") is None
