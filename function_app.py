@@ -102,6 +102,20 @@ def scheduled_batch(context: df.DurableOrchestrationContext):
     return orchestrators.scheduled_batch(context)
 
 
+@app.orchestration_trigger(context_name="context")
+def batch_lane(context: df.DurableOrchestrationContext):
+    from agent import orchestrators
+
+    return orchestrators.batch_lane(context)
+
+
+@app.activity_trigger(input_name="data")
+async def claim_batch_item(data: dict) -> dict:
+    from agent import activities, runtime
+
+    return await activities.claim_batch_item(data, await runtime.runtime())
+
+
 @app.activity_trigger(input_name="data")
 async def start_batch_item(data: dict) -> dict:
     from agent import activities, runtime

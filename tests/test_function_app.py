@@ -24,6 +24,8 @@ EXPECTED = {
     "chat_turn": ("orchestrationTrigger", None, None, None),
     "scheduled_batch": ("orchestrationTrigger", None, None, None),
     "start_batch_item": ("activityTrigger", None, None, None),
+    "batch_lane": ("orchestrationTrigger", None, None, None),
+    "claim_batch_item": ("activityTrigger", None, None, None),
     "model_step": ("activityTrigger", None, None, None),
     "tool_call": ("activityTrigger", None, None, None),
     "finish_turn": ("activityTrigger", None, None, None),
