@@ -19,7 +19,9 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
+from agent import telemetry
 from agent.contracts import (
     BatchItemRef,
     ChatTurnInput,
@@ -77,9 +79,18 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     from agent.mcp.pool import to_openai_tools
 
     try:
-        reply = await rt.model.complete(
-            model_messages(rt.settings.system_prompt, stored), to_openai_tools(tools)
-        )
+        with telemetry.model_span(
+            step.run.run_id,
+            step.run.conversation_id,
+            step.step,
+            telemetry.provider_name(rt.model.config.kind),
+            rt.model.config.model,
+            server_address=urlsplit(rt.model.config.endpoint).hostname,
+        ) as span:
+            reply = await rt.model.complete(
+                model_messages(rt.settings.system_prompt, stored), to_openai_tools(tools)
+            )
+            span.record_reply(reply)
     except ContentFiltered:
         message = _assistant(step, content=FILTERED_ANSWER, finish_reason="content_filter")
         await rt.store.append(ref, message)
@@ -207,12 +218,20 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     except ValueError as exc:
         result = _tool_result(call.run, record, text=str(exc), is_error=True)
     else:
-        outcome = await rt.mcp.call_tool(
+        with telemetry.tool_span(
+            call.run.run_id,
+            call.run.conversation_id,
+            record.step,
             record.tool_name,
-            arguments,
-            context=_pinned_context(rt, call.run),
-            idempotency_key=f"{call.run.run_id}:{record.call_id}",
-        )
+            call_id=record.call_id,
+        ) as span:
+            outcome = await rt.mcp.call_tool(
+                record.tool_name,
+                arguments,
+                context=_pinned_context(rt, call.run),
+                idempotency_key=f"{call.run.run_id}:{record.call_id}",
+            )
+            span.record_outcome(outcome, server=rt.mcp.server_of(record.tool_name))
         output_ref = None
         if outcome.truncated:
             output_ref = await rt.store.put_tool_output(
@@ -279,11 +298,9 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
     await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
     log.info(
         "turn finished",
-        extra={
-            "run_id": finish.run.run_id,
-            "conversation_id": finish.run.conversation_id,
-            "status": finish.status,
-        },
+        extra=telemetry.log_context(
+            finish.run.run_id, finish.run.conversation_id, status=finish.status
+        ),
     )
 
 

@@ -85,10 +85,13 @@ async def build_runtime(config: Settings) -> Runtime:
     from agent.mcp.pool import McpPool
     from agent.model import build_model_client
     from agent.secrets import secret_resolver
+    from agent.telemetry import configure_telemetry
     from storage.batches import BatchStore
     from storage.blob import container_client
     from storage.conversations import ConversationStore
 
+    # Azure Monitor takes 1-2 s to set up: off the event loop, and only when configured.
+    await asyncio.to_thread(configure_telemetry, config)
     needs_credential = (
         config.storage_uses_account_url
         or (config.model.kind == "azure" and config.model.api_key is None)

@@ -346,6 +346,11 @@ class McpPool:
                 index[spec.exposed_name] = spec
         self._by_exposed_name = index
 
+    def server_of(self, exposed_name: str) -> str | None:
+        """The configured server behind a model-facing tool name, once this process listed it."""
+        spec = self._by_exposed_name.get(exposed_name)
+        return spec.server if spec is not None else None
+
     async def _resolve(self, exposed_name: str) -> tuple[ToolSpec | None, str, str]:
         """The tool behind a model-facing name, listing servers if this process has not yet.
 
