@@ -60,6 +60,14 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
     return await http_api.cancel_run(req, client)
 
 
+@app.route(route="runs/{run_id}/approvals", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import http_api
+
+    return await http_api.answer_approval(req, client)
+
+
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
     from agent import http_api

@@ -70,12 +70,12 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     stored = await rt.store.read_messages(ref)
     if step.failed_tool_calls:
         stored = await _record_failed_tool_calls(rt, ref, step, stored)
+    tools = await rt.mcp.list_tools()
+    needs_approval = {spec.exposed_name for spec in tools if spec.require_approval}
     assistant_id = message_id(step.run.run_id, step.step, 0)
     done = next((m for m in stored if m.id == assistant_id), None)
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
-        return _summary_of(done).to_dict()
-
-    tools = await rt.mcp.list_tools()
+        return _summary_of(done, needs_approval).to_dict()
     from agent.mcp.pool import to_openai_tools
 
     try:
@@ -131,7 +131,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             ),
         )
     await rt.store.append(ref, message)
-    return _summary_of(message).to_dict()
+    return _summary_of(message, needs_approval).to_dict()
 
 
 def unique_call_ids(step: ModelStepInput, ids: list[str], stored: list[StoredMessage]) -> list[str]:
@@ -172,13 +172,20 @@ def _assistant(step: ModelStepInput, **fields: Any) -> StoredMessage:
     )
 
 
-def _summary_of(message: StoredMessage) -> StepSummary:
+def _summary_of(message: StoredMessage, needs_approval: set[str]) -> StepSummary:
     usage = Usage.from_dict(message.usage)
     if message.finish_reason == "content_filter":
         return StepSummary("content_filtered", message_id=message.id, usage=usage)
-    ids = tuple(call["id"] for call in message.tool_calls or ())
-    outcome = "tool_calls" if ids else "final"
-    return StepSummary(outcome, message_id=message.id, tool_call_ids=ids, usage=usage)
+    calls = message.tool_calls or ()
+    ids = tuple(call["id"] for call in calls)
+    approvals = tuple(c["id"] for c in calls if c["function"]["name"] in needs_approval)
+    return StepSummary(
+        "tool_calls" if ids else "final",
+        message_id=message.id,
+        tool_call_ids=ids,
+        usage=usage,
+        approvals_needed=approvals,
+    )
 
 
 async def _record_failed_tool_calls(
@@ -213,42 +220,49 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             await rt.store.append(ref, StoredMessage.from_dict(record.result))
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
 
-    try:
-        arguments = parse_arguments(record.arguments)
-    except ValueError as exc:
-        result = _tool_result(call.run, record, text=str(exc), is_error=True)
-    else:
-        with telemetry.tool_span(
-            call.run.run_id,
-            call.run.conversation_id,
-            record.step,
-            record.tool_name,
-            call_id=record.call_id,
-        ) as span:
-            outcome = await rt.mcp.call_tool(
-                record.tool_name,
-                arguments,
-                context=_pinned_context(rt, call.run),
-                idempotency_key=f"{call.run.run_id}:{record.call_id}",
-            )
-            span.record_outcome(outcome, server=rt.mcp.server_of(record.tool_name))
-        output_ref = None
-        if outcome.truncated:
-            output_ref = await rt.store.put_tool_output(
-                ref, call.run.run_id, record.call_id, outcome.full_output, "application/json"
-            )
-        result = _tool_result(
-            call.run,
-            record,
-            text=outcome.text,
-            is_error=outcome.is_error,
-            truncated=outcome.truncated,
-            output_ref=output_ref,
-        )
+    result = await _run_tool(rt, call, record)
     # Completed first, with the result inside: from here on the tool is never called again.
     await rt.store.complete_tool_call(ref, _completed(record, result))
     await rt.store.append(ref, result)
     return ToolCallSummary(record.call_id, result.is_error, result.truncated).to_dict()
+
+
+async def _run_tool(rt: Runtime, call: ToolCallInput, record: ToolCallRecord) -> StoredMessage:
+    """Call the tool (unless it may not run) and turn what happened into its result message."""
+    if call.rejection is not None:  # needed approval and did not get it: never called
+        return _tool_result(call.run, record, text=call.rejection, is_error=True)
+    try:
+        arguments = parse_arguments(record.arguments)
+    except ValueError as exc:
+        return _tool_result(call.run, record, text=str(exc), is_error=True)
+    with telemetry.tool_span(
+        call.run.run_id, call.run.conversation_id, record.step, record.tool_name,
+        call_id=record.call_id,
+    ) as span:  # fmt: skip
+        outcome = await rt.mcp.call_tool(
+            record.tool_name,
+            arguments,
+            context=_pinned_context(rt, call.run),
+            idempotency_key=f"{call.run.run_id}:{record.call_id}",
+        )
+        span.record_outcome(outcome, server=rt.mcp.server_of(record.tool_name))
+    output_ref = None
+    if outcome.truncated:
+        output_ref = await rt.store.put_tool_output(
+            ref=_conversation(call.run),
+            run_id=call.run.run_id,
+            call_id=record.call_id,
+            payload=outcome.full_output,
+            content_type="application/json",
+        )
+    return _tool_result(
+        call.run,
+        record,
+        text=outcome.text,
+        is_error=outcome.is_error,
+        truncated=outcome.truncated,
+        output_ref=output_ref,
+    )
 
 
 def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:
@@ -331,13 +345,8 @@ async def start_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
     message = user_message(run_id, turn, item.content)
     await rt.store.append(ref, message)
-    chat = ChatTurnInput(
-        owner=item.owner,
-        conversation_id=item.conversation_id,
-        run_id=run_id,
-        turn=turn,
-        max_steps=rt.settings.limits.max_steps,
-        max_tokens_per_run=rt.settings.limits.max_tokens_per_run,
+    chat = ChatTurnInput.starting(
+        RunRef(item.owner, item.conversation_id, run_id, turn), rt.settings.limits
     )
     return {"turn": chat.to_dict()}
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Self
 
 from agent.loop import RunStatus, Usage
+from agent.settings import Limits
 
 
 class _Record:
@@ -43,10 +44,24 @@ class ChatTurnInput(_Record):
     turn: int
     max_steps: int
     max_tokens_per_run: int
+    approval_timeout_seconds: int = 3600
 
     @property
     def run(self) -> RunRef:
         return RunRef(self.owner, self.conversation_id, self.run_id, self.turn)
+
+    @classmethod
+    def starting(cls, run: RunRef, limits: Limits) -> ChatTurnInput:
+        """A new turn of `run`, under the app's current limits."""
+        return cls(
+            owner=run.owner,
+            conversation_id=run.conversation_id,
+            run_id=run.run_id,
+            turn=run.turn,
+            max_steps=limits.max_steps,
+            max_tokens_per_run=limits.max_tokens_per_run,
+            approval_timeout_seconds=limits.approval_timeout_seconds,
+        )
 
 
 @dataclass(frozen=True)
@@ -86,13 +101,28 @@ class ToolCallInput:
     run: RunRef
     step: int
     call_id: str
+    # Set when the call needed approval and did not get it: the tool is not called, and the
+    # model is told why.
+    rejection: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run.to_dict(), "step": self.step, "call_id": self.call_id}
+        data: dict[str, Any] = {
+            "run": self.run.to_dict(),
+            "step": self.step,
+            "call_id": self.call_id,
+        }
+        if self.rejection is not None:
+            data["rejection"] = self.rejection
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ToolCallInput:
-        return cls(RunRef.from_dict(data["run"]), int(data["step"]), str(data["call_id"]))
+        return cls(
+            RunRef.from_dict(data["run"]),
+            int(data["step"]),
+            str(data["call_id"]),
+            data.get("rejection"),
+        )
 
 
 @dataclass(frozen=True)

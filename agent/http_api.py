@@ -21,7 +21,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from agent.callers import caller_of
-from agent.contracts import ChatTurnInput, ChatTurnOutput
+from agent.contracts import ChatTurnInput, ChatTurnOutput, RunRef
 from agent.errors import (
     BadRequest,
     CallerError,
@@ -30,7 +30,7 @@ from agent.errors import (
     OperatorError,
     PayloadTooLarge,
 )
-from agent.loop import Usage
+from agent.loop import APPROVAL_EVENT, Usage
 from agent.runtime import Runtime, runtime
 from agent.transcript import user_message
 from storage.conversations import ConversationRef, StoredMessage
@@ -217,13 +217,8 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
     user = user_message(run_id, turn, content)
     try:
         await rt.store.append(ref, user)
-        turn_input = ChatTurnInput(
-            owner=ref.owner,
-            conversation_id=ref.conversation_id,
-            run_id=run_id,
-            turn=turn,
-            max_steps=rt.settings.limits.max_steps,
-            max_tokens_per_run=rt.settings.limits.max_tokens_per_run,
+        turn_input = ChatTurnInput.starting(
+            RunRef(ref.owner, ref.conversation_id, run_id, turn), rt.settings.limits
         )
         await client.start_new(CHAT_TURN, run_id, turn_input.to_dict())
     except BaseException:
@@ -300,6 +295,7 @@ async def run_view(
     view["status"] = _DURABLE_TO_RUN.get(durable, "running")
     if custom.get("phase") == "waiting_for_approval":
         view["status"] = "waiting_for_approval"
+        view["pending_approvals"] = custom.get("pending_approvals", [])
     if "step" in custom:
         view["step"] = custom["step"]
     if custom.get("phase"):
@@ -364,6 +360,29 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
     await rt.store.end_turn(ConversationRef(owner, view["conversation_id"]), run_id)
     log.info("run cancelled", extra={"run_id": run_id})
     return json_response({"run_id": run_id, "status": "cancelled"}, 202)
+
+
+@api
+async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    rt = await runtime()
+    owner = caller_of(req, rt.settings.require_auth)
+    run_id = path_id(req, "run_id")
+    body = json_body(req, rt)
+    call_id, approved = body.get("tool_call_id"), body.get("approved")
+    if not isinstance(call_id, str) or not call_id:
+        raise BadRequest("'tool_call_id' is required: the id of a tool call awaiting approval")
+    if not isinstance(approved, bool):
+        raise BadRequest("'approved' is required and must be true or false")
+    view = await run_view(rt, client, run_id, owner)
+    if view["status"] != "waiting_for_approval":
+        raise Conflict(f"run {run_id} is not waiting for an approval (it is {view['status']})")
+    if call_id not in view.get("pending_approvals", ()):
+        raise NotFound(f"run {run_id} has no tool call {call_id} awaiting approval")
+    await client.raise_event(
+        run_id, APPROVAL_EVENT, {"tool_call_id": call_id, "approved": approved}
+    )
+    log.info("approval answered", extra={"run_id": run_id, "approved": approved})
+    return json_response({"run_id": run_id, "tool_call_id": call_id, "approved": approved}, 202)
 
 
 async def health(req: func.HttpRequest) -> func.HttpResponse:

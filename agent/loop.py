@@ -50,10 +50,13 @@ class StepSummary:
     usage: Usage = field(default_factory=Usage)
     retry_after: float | None = None
     error: str | None = None
+    # Tool calls (ids, of tool_call_ids) whose tool is in its server's `require_approval`.
+    approvals_needed: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["tool_call_ids"] = list(self.tool_call_ids)
+        data["approvals_needed"] = list(self.approvals_needed)
         return data
 
     @classmethod
@@ -65,6 +68,7 @@ class StepSummary:
             usage=Usage.from_dict(data.get("usage")),
             retry_after=data.get("retry_after"),
             error=data.get("error"),
+            approvals_needed=tuple(data.get("approvals_needed") or ()),
         )
 
 
@@ -89,6 +93,7 @@ class LoopState:
 @dataclass(frozen=True)
 class RunTools:
     tool_call_ids: tuple[str, ...]
+    approvals_needed: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ def decide(state: LoopState, summary: StepSummary, limits: LoopLimits) -> Next:
                 "steps (AGENT_MAX_STEPS)"
             ),
         )
-    return RunTools(summary.tool_call_ids)
+    return RunTools(summary.tool_call_ids, summary.approvals_needed)
 
 
 def after_step(state: LoopState, summary: StepSummary) -> LoopState:
@@ -159,3 +164,31 @@ def after_throttle(state: LoopState) -> LoopState:
 
 def next_step(state: LoopState) -> LoopState:
     return LoopState(state.step + 1, state.usage, state.throttle_waits)
+
+
+# --- approvals --------------------------------------------------------------------------------
+
+APPROVAL_EVENT = "approval"
+REJECTED = "the user rejected this tool call; it was not run"
+TIMED_OUT = "nobody approved this tool call in time; it was not run"
+
+
+def record_decision(
+    pending: tuple[str, ...], decided: dict[str, bool], event: Any
+) -> dict[str, bool]:
+    """Apply one approval event ({"tool_call_id", "approved"}); anything else is ignored."""
+    if not isinstance(event, dict):
+        return decided
+    call_id, approved = event.get("tool_call_id"), event.get("approved")
+    if call_id not in pending or call_id in decided or not isinstance(approved, bool):
+        return decided
+    return {**decided, call_id: approved}
+
+
+def rejections(pending: tuple[str, ...], decided: dict[str, bool]) -> dict[str, str]:
+    """Why each pending call will not run: rejected, or (never decided) timed out."""
+    return {
+        call_id: (TIMED_OUT if call_id not in decided else REJECTED)
+        for call_id in pending
+        if not decided.get(call_id, False)
+    }

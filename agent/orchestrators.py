@@ -7,6 +7,7 @@ references travel through history.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Generator
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from agent.contracts import (
     ToolCallInput,
 )
 from agent.loop import (
+    APPROVAL_EVENT,
     Finish,
     LoopLimits,
     LoopState,
@@ -35,6 +37,8 @@ from agent.loop import (
     after_throttle,
     decide,
     next_step,
+    record_decision,
+    rejections,
 )
 
 # Activity names (function names in function_app.py).
@@ -89,10 +93,18 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
             state = after_throttle(state)
             failed = ()
             continue
+        rejected: dict[str, str] = {}
+        if move.approvals_needed:
+            rejected = yield from wait_for_approvals(
+                context, turn, state.step, move.approvals_needed
+            )
         context.set_custom_status(
             {"step": state.step, "phase": "tools", "tool_calls": len(move.tool_call_ids)}
         )
-        calls = [ToolCallInput(turn.run, state.step, call_id) for call_id in move.tool_call_ids]
+        calls = [
+            ToolCallInput(turn.run, state.step, call_id, rejected.get(call_id))
+            for call_id in move.tool_call_ids
+        ]
         failed = yield from run_tool_calls(context, calls)
         state = next_step(state)
 
@@ -108,6 +120,49 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         answer_message_id=outcome.answer_message_id,
         error=outcome.error,
     ).to_dict()
+
+
+def wait_for_approvals(
+    context: df.DurableOrchestrationContext,
+    turn: ChatTurnInput,
+    step: int,
+    pending: tuple[str, ...],
+) -> Generator[Any, Any, dict[str, str]]:
+    """Pause until every call in `pending` is approved or rejected (POST .../approvals raises
+    the event), or the approval timeout passes; returns why each call that will not run won't.
+
+    Each round waits on a fresh event task *and* a fresh timer for the same deadline: a
+    `task_any` that mixes new tasks with already-scheduled ones reaches the host as a wait on
+    the new ones only (see `scheduled_batch`).
+    """
+    deadline = context.current_utc_datetime + timedelta(seconds=turn.approval_timeout_seconds)
+    decided: dict[str, bool] = {}
+    while len(decided) < len(pending) and context.current_utc_datetime < deadline:
+        context.set_custom_status(
+            {
+                "step": step,
+                "phase": "waiting_for_approval",
+                "pending_approvals": [c for c in pending if c not in decided],
+            }
+        )
+        event = context.wait_for_external_event(APPROVAL_EVENT)
+        timer = context.create_timer(deadline)
+        winner = yield context.task_any([event, timer])
+        if winner is timer:
+            break
+        timer.cancel()
+        decided = record_decision(pending, decided, _event_data(winner.result))
+    return rejections(pending, decided)
+
+
+def _event_data(raw: Any) -> Any:
+    """Event data arrives as the JSON text of what the client sent."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
+    return raw
 
 
 def run_tool_calls(

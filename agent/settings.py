@@ -60,6 +60,7 @@ class Limits:
     max_body_bytes: int
     max_message_chars: int
     wait_seconds_cap: int
+    approval_timeout_seconds: int
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,9 @@ def _parse(read: _Reader) -> Settings:
             max_message_chars=read.integer("AGENT_MAX_MESSAGE_CHARS", 32_000, minimum=16),
             wait_seconds_cap=read.integer(
                 "AGENT_WAIT_SECONDS_CAP", 100, minimum=0, maximum=WAIT_SECONDS_CAP
+            ),
+            approval_timeout_seconds=read.integer(
+                "AGENT_APPROVAL_TIMEOUT_SECONDS", 3600, maximum=30 * 24 * 3600
             ),
         ),
         system_prompt=read.text("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT) or "",

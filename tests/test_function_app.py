@@ -17,6 +17,7 @@ EXPECTED = {
     "post_message": ("httpTrigger", "conversations/{id}/messages", ["POST"], "FUNCTION"),
     "get_run": ("httpTrigger", "runs/{run_id}", ["GET"], "FUNCTION"),
     "cancel_run": ("httpTrigger", "runs/{run_id}/cancel", ["POST"], "FUNCTION"),
+    "answer_approval": ("httpTrigger", "runs/{run_id}/approvals", ["POST"], "FUNCTION"),
     "health": ("httpTrigger", "health", ["GET"], "ANONYMOUS"),
     "scheduler_callback": ("httpTrigger", "scheduler/callback", ["POST"], "ANONYMOUS"),
     "schedule_batch": ("httpTrigger", "schedules", ["POST"], "FUNCTION"),

@@ -180,6 +180,7 @@ async def test_throttling_is_returned_with_its_retry_after_and_5xx_is_raised_for
     assert await activities.model_step(step(run, 1), rt) == {
         "outcome": "throttled", "message_id": None, "tool_call_ids": [], "retry_after": 7.0,
         "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}, "error": None,
+        "approvals_needed": [],
     }  # fmt: skip
     model.brain.fail(503)
     with pytest.raises(TransientModelError):

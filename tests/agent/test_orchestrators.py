@@ -181,3 +181,47 @@ def test_history_holds_no_message_content():
     result = run(script([tools(1, "a"), final(2)]))
     assert secret_words not in json.dumps(result.history)
     assert len(json.dumps(result.history)) < 8_000
+
+
+def guarded_tools(step: int) -> dict[str, Any]:
+    """Two calls, of which `w` needs approval."""
+    return {**tools(step, "r", "w"), "approvals_needed": ["w"]}
+
+
+def tool_inputs(result) -> dict[str, Any]:
+    return {d["call_id"]: d.get("rejection") for n, d in result.activity_calls if n == "tool_call"}
+
+
+def test_a_call_that_needs_approval_waits_and_runs_once_approved():
+    result = DRIVER.run(
+        "chat_turn",
+        TURN.to_dict(),
+        activities=script([guarded_tools(1), final(2)]),
+        events=[("approval", {"tool_call_id": "w", "approved": True})],
+    )
+    assert result.output["status"] == "completed"
+    assert tool_inputs(result) == {"r": None, "w": None}
+    waiting = [s for s in result.custom_statuses if s.get("phase") == "waiting_for_approval"]
+    assert waiting == [{"step": 1, "phase": "waiting_for_approval", "pending_approvals": ["w"]}]
+
+
+def test_a_rejected_call_is_not_run_and_the_model_is_told():
+    events = [
+        ("approval", {"tool_call_id": "not-pending", "approved": True}),  # ignored
+        ("approval", {"tool_call_id": "w", "approved": False}),
+    ]
+    result = DRIVER.run(
+        "chat_turn", TURN.to_dict(), activities=script([guarded_tools(1), final(2)]), events=events
+    )
+    assert result.output["status"] == "completed"
+    assert tool_inputs(result)["w"] == "the user rejected this tool call; it was not run"
+    assert tool_inputs(result)["r"] is None
+
+
+def test_no_answer_within_the_timeout_counts_as_rejected():
+    turn = ChatTurnInput(**{**TURN.to_dict(), "approval_timeout_seconds": 60})
+    result = run(script([guarded_tools(1), final(2)]), turn)
+    assert result.output["status"] == "completed"
+    assert "nobody approved" in tool_inputs(result)["w"]
+    timers = [e for e in result.history if e["EventType"] == 10]
+    assert len(timers) == 1

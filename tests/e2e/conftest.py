@@ -113,6 +113,14 @@ def mcp_servers(
                 {"name": "sse", "transport": {"type": "sse", "url": sse_server.url("/sse")}},
                 {"name": "time", "transport": time_stdio_command().transport_config()},
                 scheduler_entry(scheduler.url()),
+                {
+                    "name": "guarded",
+                    "transport": {"type": "streamable_http", "url": http_server.url()},
+                    "tools": {
+                        "allow": ["greet", "write_text_file"],
+                        "require_approval": ["write_text_file"],
+                    },
+                },
             ]
         }
 
@@ -155,9 +163,11 @@ class App:
             headers=headers,
         )
 
-    async def run_until_done(self, run_id: str, within: float = 20.0) -> dict[str, Any]:
+    async def run_until_done(
+        self, run_id: str, within: float = 20.0, **headers: str
+    ) -> dict[str, Any]:
         async def finished() -> dict[str, Any] | None:
-            status, body, _ = await self.call("GET", f"/runs/{run_id}")
+            status, body, _ = await self.call("GET", f"/runs/{run_id}", headers=headers)
             assert status == 200, body
             return body if body["status"] in TERMINAL else None
 
@@ -186,6 +196,7 @@ async def app(
         "SCHEDULER_CLIENT_ID": CLIENT_ID,
         "SCHEDULER_API_KEY": API_KEY,
         "BATCH_MAX_CONCURRENCY": "4",
+        "AGENT_APPROVAL_TIMEOUT_SECONDS": "3",
     }
     state = tmp_path_factory.mktemp("host") / "durable.sqlite3"
     with pytest.MonkeyPatch.context() as env:

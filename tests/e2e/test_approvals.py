@@ -1,0 +1,97 @@
+"""Tools that need approval pause the run until the caller answers, end to end."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from local_host.testing import wait_until
+from tests.e2e.conftest import App
+
+WRITE = '/tool guarded__write_text_file {"path": "approved.txt", "content": "hello"}'
+BOTH = WRITE + '\n/tool guarded__greet {"name": "Ada"}'
+
+
+async def waiting_run(app: App, content: str, **headers: str) -> tuple[str, str, dict[str, Any]]:
+    conversation = await app.new_conversation(**headers)
+    status, body, _ = await app.send(conversation, content, **headers)
+    assert status == 202
+
+    async def waiting() -> dict[str, Any] | None:
+        _, run, _ = await app.call("GET", f"/runs/{body['run_id']}", headers=headers)
+        return run if run["status"] == "waiting_for_approval" else None
+
+    run = await wait_until(waiting, within=20, message="waiting for approval")
+    return conversation, body["run_id"], run
+
+
+async def tool_results(app: App, conversation: str) -> dict[str, dict[str, Any]]:
+    _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
+    return {m["name"]: m for m in transcript["messages"] if m["role"] == "tool"}
+
+
+async def answer(app: App, run_id: str, call_id: str, approved: Any, **headers: str):
+    return await app.call(
+        "POST",
+        f"/runs/{run_id}/approvals",
+        json={"tool_call_id": call_id, "approved": approved},
+        headers=headers,
+    )
+
+
+async def test_an_approved_call_runs(app: App):
+    conversation, run_id, run = await waiting_run(app, BOTH)
+    [call_id] = run["pending_approvals"]
+    status, body, _ = await answer(app, run_id, call_id, True)
+    assert status == 202 and body["approved"] is True
+    assert (await app.run_until_done(run_id))["status"] == "completed"
+    results = await tool_results(app, conversation)
+    assert not results["guarded__write_text_file"]["is_error"]
+    assert "wrote" in results["guarded__write_text_file"]["content"]
+    assert "Ada" in results["guarded__greet"]["content"]  # no approval needed: it just ran
+
+
+async def test_a_rejected_call_never_runs_and_the_model_is_told(app: App):
+    conversation, run_id, run = await waiting_run(app, WRITE)
+    [call_id] = run["pending_approvals"]
+    assert (await answer(app, run_id, call_id, False))[0] == 202
+    done = await app.run_until_done(run_id)
+    assert done["status"] == "completed"
+    result = (await tool_results(app, conversation))["guarded__write_text_file"]
+    assert result["is_error"] and "rejected" in result["content"]
+    assert "rejected" in done["answer"]  # the offline model quotes what the tool said
+
+
+async def test_no_answer_in_time_counts_as_rejected(app: App):
+    conversation, run_id, _ = await waiting_run(app, WRITE)
+    done = await app.run_until_done(run_id, within=30)  # AGENT_APPROVAL_TIMEOUT_SECONDS=3
+    assert done["status"] == "completed"
+    result = (await tool_results(app, conversation))["guarded__write_text_file"]
+    assert result["is_error"] and "nobody approved" in result["content"]
+
+
+async def test_bad_approval_answers_are_refused(app: App):
+    alice = {"x-ms-client-principal-id": "alice-approver"}
+    _, run_id, run = await waiting_run(app, WRITE, **alice)
+    [call_id] = run["pending_approvals"]
+    cases = [
+        ({"tool_call_id": call_id, "approved": "yes"}, alice, 400, "'approved'"),
+        ({"approved": True}, alice, 400, "'tool_call_id'"),
+        ({"tool_call_id": "call_unknown", "approved": True}, alice, 404, "call_unknown"),
+        (
+            {"tool_call_id": call_id, "approved": True},
+            {"x-ms-client-principal-id": "eve"},
+            404,
+            run_id,
+        ),
+    ]
+    for body, headers, expected, detail in cases:
+        status, problem, _ = await app.call(
+            "POST", f"/runs/{run_id}/approvals", data=json.dumps(body), headers=headers
+        )
+        assert status == expected, (body, problem)
+        assert detail in problem["detail"]
+    assert (await answer(app, run_id, call_id, True, **alice))[0] == 202
+    await app.run_until_done(run_id, **alice)
+    status, problem, _ = await answer(app, run_id, call_id, True, **alice)
+    assert status == 409 and "not waiting" in problem["detail"]
