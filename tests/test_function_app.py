@@ -35,6 +35,7 @@ DURABLE_CLIENT_FUNCTIONS = {
     "post_message",
     "get_run",
     "cancel_run",
+    "answer_approval",
     "scheduler_callback",
     "schedule_batch",
     "get_batch",
