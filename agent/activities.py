@@ -42,7 +42,7 @@ from agent.errors import (
 )
 from agent.loop import StepSummary, Usage
 from agent.runtime import Runtime
-from agent.transcript import model_messages, parse_arguments, user_message
+from agent.transcript import model_messages, parse_arguments, usage_of, user_message
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 
@@ -343,10 +343,13 @@ async def start_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         return {"status": "rejected"}
     except Conflict:
         raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
-    message = user_message(run_id, turn, item.content)
-    await rt.store.append(ref, message)
+    stored = await rt.store.read_messages(ref)
+    await rt.store.append(
+        ref, user_message(run_id, turn, item.content), known_ids={m.id for m in stored}
+    )
+    used = usage_of(stored).total_tokens
     chat = ChatTurnInput.starting(
-        RunRef(item.owner, item.conversation_id, run_id, turn), rt.settings.limits
+        RunRef(item.owner, item.conversation_id, run_id, turn), rt.settings.limits, used
     )
     return {"turn": chat.to_dict()}
 

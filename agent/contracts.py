@@ -51,15 +51,17 @@ class ChatTurnInput(_Record):
         return RunRef(self.owner, self.conversation_id, self.run_id, self.turn)
 
     @classmethod
-    def starting(cls, run: RunRef, limits: Limits) -> ChatTurnInput:
-        """A new turn of `run`, under the app's current limits."""
+    def starting(cls, run: RunRef, limits: Limits, conversation_tokens: int) -> ChatTurnInput:
+        """A new turn of `run` under the app's limits: a run may use at most its own token
+        budget and what is left of the conversation's."""
+        left = limits.max_tokens_per_conversation - conversation_tokens
         return cls(
             owner=run.owner,
             conversation_id=run.conversation_id,
             run_id=run.run_id,
             turn=run.turn,
             max_steps=limits.max_steps,
-            max_tokens_per_run=limits.max_tokens_per_run,
+            max_tokens_per_run=max(0, min(limits.max_tokens_per_run, left)),
             approval_timeout_seconds=limits.approval_timeout_seconds,
         )
 

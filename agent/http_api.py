@@ -30,9 +30,9 @@ from agent.errors import (
     OperatorError,
     PayloadTooLarge,
 )
-from agent.loop import APPROVAL_EVENT, Usage
+from agent.loop import APPROVAL_EVENT
 from agent.runtime import Runtime, runtime
-from agent.transcript import user_message
+from agent.transcript import usage_of, user_message
 from storage.conversations import ConversationRef, StoredMessage
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ async def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
     ref = ConversationRef(caller_of(req, rt.settings.require_auth), path_id(req, "id"))
     meta = await rt.store.get_meta(ref)
     messages = await rt.store.read_messages(ref)
-    usage = sum((Usage.from_dict(m.usage) for m in messages), Usage())
+    usage = usage_of(messages)
     return json_response(
         {
             "id": meta.conversation_id,
@@ -211,6 +211,12 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
     content = message_content(body, rt)
     wait = wait_seconds(body, rt)
     await rt.store.get_meta(ref)  # 404 before anything is written
+    used = usage_of(await rt.store.read_messages(ref)).total_tokens
+    if used >= rt.settings.limits.max_tokens_per_conversation:
+        raise BadRequest(
+            f"this conversation has used its token budget ({used} of "
+            f"{rt.settings.limits.max_tokens_per_conversation} tokens); start a new one"
+        )
 
     run_id = uuid.uuid4().hex
     turn = await begin_turn(rt, client, ref, run_id)
@@ -218,7 +224,7 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
     try:
         await rt.store.append(ref, user)
         turn_input = ChatTurnInput.starting(
-            RunRef(ref.owner, ref.conversation_id, run_id, turn), rt.settings.limits
+            RunRef(ref.owner, ref.conversation_id, run_id, turn), rt.settings.limits, used
         )
         await client.start_new(CHAT_TURN, run_id, turn_input.to_dict())
     except BaseException:

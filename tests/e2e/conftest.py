@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from tests.support.mcp_servers import AsgiServer, demo_http_app, demo_sse_app, t
 from tests.support.scheduler import API_KEY, CLIENT_ID, WEBHOOK_SECRET, ServedApp, scheduler_config
 
 ROOT = Path(__file__).resolve().parents[2]
+FUNCTION_KEY = "e2e-function-key-7d1f0c2a9b"
 TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
 
 
@@ -136,6 +137,7 @@ class App:
     host: LocalHost
     http: aiohttp.ClientSession
     model: FakeOpenAI
+    exchanges: list[str] = field(default_factory=list)  # every response, for secret scans
 
     @property
     def api(self) -> str:
@@ -144,9 +146,17 @@ class App:
     def durable_client(self) -> df.DurableOrchestrationClient:
         return df.DurableOrchestrationClient(self.host.client_binding())
 
-    async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
-        async with self.http.request(method, f"{self.api}{path}", **kwargs) as response:
+    async def call(
+        self, method: str, path: str, *, keyed: bool = True, **kwargs: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        """One API call (with the function key unless `keyed=False`); every exchange is kept."""
+        headers = {"x-functions-key": FUNCTION_KEY} if keyed else {}
+        headers.update(kwargs.pop("headers", None) or {})
+        async with self.http.request(
+            method, f"{self.api}{path}", headers=headers, **kwargs
+        ) as response:
             text = await response.text()
+            self.exchanges.append(f"{response.status} {dict(response.headers)} {text}")
             body = json.loads(text) if text else None
             return response.status, body, dict(response.headers)
 
@@ -206,7 +216,13 @@ async def app(
             env.setenv(name, value)
         runtime.use_runtime(None)
         async with (
-            LocalHost(ROOT, port=0, state_path=state, apply_local_settings=False) as host,
+            LocalHost(
+                ROOT,
+                port=0,
+                state_path=state,
+                function_key=FUNCTION_KEY,
+                apply_local_settings=False,
+            ) as host,
             aiohttp.ClientSession() as http,
         ):
             # Known only now (an ephemeral port); the runtime reads settings on first use.
