@@ -75,6 +75,13 @@ async def health(req: func.HttpRequest) -> func.HttpResponse:
     return await http_api.health(req)
 
 
+@app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
+    from agent import openapi
+
+    return await openapi.openapi_document(req)
+
+
 # --- scheduled conversations -------------------------------------------------------------------
 
 

@@ -30,6 +30,7 @@ from agent.errors import (
     OperatorError,
     PayloadTooLarge,
 )
+from agent.json_input import parse_json_object
 from agent.loop import APPROVAL_EVENT
 from agent.runtime import Runtime, runtime
 from agent.transcript import usage_of, user_message
@@ -103,13 +104,7 @@ def json_body(req: func.HttpRequest, rt: Runtime, *, optional: bool = False) -> 
         if optional:
             return {}
         raise BadRequest("the request body is empty; send a JSON object")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the request body is not valid JSON ({exc})") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return body
+    return parse_json_object(raw)
 
 
 def checked_id(value: object, name: str) -> str:
@@ -153,7 +148,8 @@ async def create_conversation(req: func.HttpRequest) -> func.HttpResponse:
     rt = await runtime()
     owner = caller_of(req, rt.settings.require_auth)
     body = json_body(req, rt, optional=True)
-    conversation_id = checked_id(body.get("id") or uuid.uuid4().hex, "'id'")
+    requested = body.get("id")  # absent or null: we choose one
+    conversation_id = uuid.uuid4().hex if requested is None else checked_id(requested, "'id'")
     meta = await rt.store.create(ConversationRef(owner, conversation_id))
     location = f"{base_url(req)}/api/conversations/{conversation_id}"
     return json_response(

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from azure.storage.blob.aio import ContainerClient
 
+    from agent.mcp.config import SecretResolver
     from agent.mcp.pool import McpPool
     from agent.model import ModelClient
     from storage.batches import BatchStore
@@ -32,11 +33,16 @@ class Runtime:
     container: ContainerClient
     batches: BatchStore
     credential: AsyncTokenCredential | None = None
+    secrets: SecretResolver | None = None
 
     async def aclose(self) -> None:
         await self.mcp.aclose()
         await self.model.aclose()
         await self.container.close()
+        if self.secrets is not None:
+            from agent.secrets import close_resolver
+
+            await close_resolver(self.secrets)
         if self.credential is not None:
             await self.credential.close()
 
@@ -96,6 +102,7 @@ async def build_runtime(config: Settings) -> Runtime:
         config.storage_uses_account_url
         or (config.model.kind == "azure" and config.model.api_key is None)
         or '"managed_identity"' in config.mcp_servers_json
+        or config.keyvault_uri is not None
     )
     credential = azure_credential() if needs_credential else None
     container = container_client(
@@ -103,10 +110,11 @@ async def build_runtime(config: Settings) -> Runtime:
     )
     store = ConversationStore(container)
     await store.ensure_container()
+    secrets = secret_resolver(config, credential)
     pool = McpPool(
-        parse_mcp_servers(config.mcp_servers_json),
-        secrets=secret_resolver(config),
-        credential=credential,
+        parse_mcp_servers(config.mcp_servers_json), secrets=secrets, credential=credential
     )
     model = build_model_client(config.model, credential)
-    return Runtime(config, store, pool, model, container, BatchStore(container), credential)
+    return Runtime(
+        config, store, pool, model, container, BatchStore(container), credential, secrets
+    )

@@ -176,14 +176,18 @@ def parse_future_time(value: Any, where: str) -> str:
     if not isinstance(value, str):
         raise BadRequest(f"{where}.scheduled_time is required (ISO 8601 with a timezone)")
     try:
-        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        when = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(f"{where}.scheduled_time is not an ISO 8601 date-time") from None
     if when.tzinfo is None:
         raise BadRequest(f"{where}.scheduled_time needs a timezone (e.g. 2026-01-01T09:00:00Z)")
+    try:
+        when = when.astimezone(UTC)
+    except OverflowError:
+        raise BadRequest(f"{where}.scheduled_time is out of range") from None
     if when < datetime.now(UTC) - timedelta(seconds=30):
         raise BadRequest(f"{where}.scheduled_time is in the past")
-    return when.astimezone(UTC).isoformat()
+    return when.isoformat()
 
 
 def uses_scheduler(rt: Runtime) -> bool:

@@ -13,13 +13,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import BadRequest, SettingsError, Unauthorized
+from agent.json_input import parse_json_object
 
 SECRET_SETTING = "SCHEDULER_WEBHOOK_SECRET"
 SECRET_PREFIX = "whsec_"
@@ -202,10 +202,7 @@ def _single_form(document: dict[str, Any]) -> CallbackBatch:
 
 def parse_callback(body: bytes) -> CallbackBatch:
     """The batch a (verified) callback body asks for; `BadRequest` naming the first problem."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BadRequest("body is not valid JSON") from None
+    document = parse_json_object(body, "the callback body")
     if not isinstance(document, dict):
         raise BadRequest("body must be a JSON object")
     if "type" in document:

@@ -19,6 +19,7 @@ EXPECTED = {
     "cancel_run": ("httpTrigger", "runs/{run_id}/cancel", ["POST"], "FUNCTION"),
     "answer_approval": ("httpTrigger", "runs/{run_id}/approvals", ["POST"], "FUNCTION"),
     "health": ("httpTrigger", "health", ["GET"], "ANONYMOUS"),
+    "openapi_document": ("httpTrigger", "openapi.json", ["GET"], "ANONYMOUS"),
     "scheduler_callback": ("httpTrigger", "scheduler/callback", ["POST"], "ANONYMOUS"),
     "schedule_batch": ("httpTrigger", "schedules", ["POST"], "FUNCTION"),
     "get_batch": ("httpTrigger", "batches/{batch_id}", ["GET"], "FUNCTION"),

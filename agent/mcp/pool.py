@@ -46,6 +46,7 @@ from agent.mcp.failures import Failure, FailureKind, classify, unusable_result
 from agent.mcp.names import SEPARATOR, candidate_servers, exposed_tool_name
 from agent.mcp.render import cap, render_full, render_text
 from agent.mcp.session import ServerConnection
+from agent.secrets import forget_secrets
 
 logger = logging.getLogger("agent.mcp")
 
@@ -506,7 +507,11 @@ class McpPool:
         raise ToolTransportError(f"MCP server {name!r} is unreachable ({failure.cause})") from None
 
     def _classify(self, server: _Server, exc: BaseException) -> Failure | None:
-        return classify(exc, server.connection.last_http_error_status())
+        failure = classify(exc, server.connection.last_http_error_status())
+        if failure is not None and failure.kind is FailureKind.AUTH:
+            # Perhaps a rotated key: the next connect reads this server's secrets again.
+            forget_secrets(server.connection.secrets, server.config)
+        return failure
 
     def _refuse(self, exposed_name: str, text: str, outcome: str, started: float) -> ToolOutcome:
         self._log("-", exposed_name, outcome, _ms(started))
