@@ -11,10 +11,15 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from agent.runtime import settings
+
 # httpx2 logs request URLs at INFO (a function key travels as `?code=`), the MCP SDK logs message
 # bodies at DEBUG, and azure-core logs request headers: none of that belongs in our logs.
 for _noisy in ("httpx2", "mcp", "azure.core.pipeline.policies.http_logging_policy"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+# Parsed once, at startup: a missing or malformed setting stops the app here, naming it.
+settings()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -50,6 +50,7 @@ log = logging.getLogger(__name__)
 
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
+NOT_APPROVED = "this tool needs approval, which was not asked for; it was not run"
 FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
 
 
@@ -129,6 +130,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
                 result_message_id=None,
                 is_error=False,
             ),
+            overwrite=True,  # no tool_call can run before the message below is stored
         )
     await rt.store.append(ref, message)
     return _summary_of(message, needs_approval).to_dict()
@@ -203,7 +205,7 @@ async def _record_failed_tool_calls(
         if result.id not in known:
             await rt.store.append(ref, result, known_ids=known)
             stored = [*stored, result]
-    return sorted(stored, key=lambda m: (m.turn, m.step, m.seq))
+    return sorted(stored, key=lambda m: m.sort_key)
 
 
 # --- tool_call ---------------------------------------------------------------------------------
@@ -231,6 +233,9 @@ async def _run_tool(rt: Runtime, call: ToolCallInput, record: ToolCallRecord) ->
     """Call the tool (unless it may not run) and turn what happened into its result message."""
     if call.rejection is not None:  # needed approval and did not get it: never called
         return _tool_result(call.run, record, text=call.rejection, is_error=True)
+    if not call.approved and await rt.mcp.requires_approval(record.tool_name):
+        # Fail safe: the step did not ask for this approval (its server could not be listed).
+        return _tool_result(call.run, record, text=NOT_APPROVED, is_error=True)
     try:
         arguments = parse_arguments(record.arguments)
     except ValueError as exc:

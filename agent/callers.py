@@ -42,7 +42,8 @@ def _id_from_principal(encoded: str | None) -> str:
         raise Unauthorized("the x-ms-client-principal header is not a JSON object")
     if principal.get("userId"):
         return str(principal["userId"])
-    for claim in principal.get("claims") or ():
+    claims = principal.get("claims")
+    for claim in claims if isinstance(claims, list) else ():
         if isinstance(claim, dict) and str(claim.get("typ", "")).endswith("nameidentifier"):
             return str(claim.get("val", ""))
     return ""

@@ -106,6 +106,9 @@ class ToolCallInput:
     # Set when the call needed approval and did not get it: the tool is not called, and the
     # model is told why.
     rejection: str | None = None
+    # Set when the call needed approval and got it. A tool that requires approval runs only
+    # with this set, whatever the model step thought it needed.
+    approved: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -115,6 +118,8 @@ class ToolCallInput:
         }
         if self.rejection is not None:
             data["rejection"] = self.rejection
+        if self.approved:
+            data["approved"] = True
         return data
 
     @classmethod
@@ -124,6 +129,7 @@ class ToolCallInput:
             int(data["step"]),
             str(data["call_id"]),
             data.get("rejection"),
+            bool(data.get("approved", False)),
         )
 
 

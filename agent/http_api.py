@@ -260,9 +260,10 @@ async def begin_turn(
 
 
 async def run_is_live(client: df.DurableOrchestrationClient, run_id: str) -> bool:
+    """Only a run that is over releases its lock: a run with no instance *yet* (between the lock
+    and the start, or a batch item waiting for its turn) still holds it."""
     status = await client.get_status(run_id)
-    name = _status_name(status)
-    return name in ("Pending", "Running", "ContinuedAsNew", "Suspended")
+    return _status_name(status) not in ("Completed", "Failed", "Terminated", "Canceled")
 
 
 def _status_name(status: Any) -> str | None:

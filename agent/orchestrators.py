@@ -102,7 +102,13 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
             {"step": state.step, "phase": "tools", "tool_calls": len(move.tool_call_ids)}
         )
         calls = [
-            ToolCallInput(turn.run, state.step, call_id, rejected.get(call_id))
+            ToolCallInput(
+                turn.run,
+                state.step,
+                call_id,
+                rejection=rejected.get(call_id),
+                approved=call_id in move.approvals_needed and call_id not in rejected,
+            )
             for call_id in move.tool_call_ids
         ]
         failed = yield from run_tool_calls(context, calls)

@@ -25,7 +25,8 @@ def model_messages(system_prompt: str, stored: Sequence[StoredMessage]) -> list[
     messages: list[dict[str, Any]] = []
     if system_prompt:
         messages.append({"role": "system", "content": system_prompt})
-    results = {m.tool_call_id: m for m in stored if m.role == "tool" and m.tool_call_id}
+    # Keyed by run too: some servers reuse call ids (`call_0`) from one turn to the next.
+    results = {(m.run_id, m.tool_call_id): m for m in stored if m.role == "tool"}
     for message in stored:
         if message.role == "tool":
             continue  # emitted right after the assistant message that asked for it
@@ -37,14 +38,14 @@ def model_messages(system_prompt: str, stored: Sequence[StoredMessage]) -> list[
 
 
 def _assistant_with_results(
-    message: StoredMessage, results: dict[str, StoredMessage]
+    message: StoredMessage, results: dict[tuple[str | None, str | None], StoredMessage]
 ) -> Iterable[dict[str, Any]]:
     entry: dict[str, Any] = {"role": "assistant", "content": message.content}
     if message.tool_calls:
         entry["tool_calls"] = message.tool_calls
     yield entry
     for call in message.tool_calls or ():
-        result = results.get(call["id"])
+        result = results.get((message.run_id, call["id"]))
         yield {
             "role": "tool",
             "tool_call_id": call["id"],
@@ -58,15 +59,6 @@ def tool_result_text(result: StoredMessage) -> str:
         body += "\n[output truncated; the full output is stored with the conversation]"
     status = "error" if result.is_error else "ok"
     return f"{UNTRUSTED_PREFIX}status: {status}\n{body}"
-
-
-def tool_call_of(stored: Sequence[StoredMessage], call_id: str) -> tuple[int, dict[str, Any]]:
-    """The assistant's tool call with that id and its 1-based position (its result's `seq`)."""
-    for message in reversed(stored):
-        for index, call in enumerate(message.tool_calls or (), start=1):
-            if call["id"] == call_id:
-                return index, call
-    raise KeyError(call_id)
 
 
 def parse_arguments(raw: str) -> dict[str, Any]:

@@ -12,12 +12,14 @@ import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob.aio import ContainerClient
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob.aio import BlobClient, ContainerClient
 
 from storage.json_blobs import JsonBlobs
+from storage.transcript import StoreContention
 
 CLAIM_RECORD_BYTES = 64  # one claim in the work queue (a claim key is lane.number: short)
+MAX_CLAIM_ATTEMPTS = 100  # each lost race means another lane got an item: progress is made
 
 BatchSource = Literal["callback", "schedule"]
 ItemStatus = Literal["pending", "scheduled", "rejected"]
@@ -121,19 +123,30 @@ class BatchStore:
         """
         blob = self._container.get_blob_client(_cursor_name(batch_id, indices))
         record = claim_key.encode("utf-8").ljust(CLAIM_RECORD_BYTES)[:CLAIM_RECORD_BYTES]
+        for _ in range(MAX_CLAIM_ATTEMPTS):
+            existing = await self._read_claims(blob)
+            for position in range(len(existing) // CLAIM_RECORD_BYTES):
+                offset = position * CLAIM_RECORD_BYTES
+                if existing[offset : offset + CLAIM_RECORD_BYTES] == record:
+                    return indices[position] if position < len(indices) else None
+            try:
+                # At the end we just read: a retried append that already landed cannot land twice.
+                result = await blob.append_block(record, appendpos_condition=len(existing))
+            except HttpResponseError as exc:
+                if exc.status_code != 412:
+                    raise
+                continue  # another lane appended first: read again (we may be in there already)
+            position = int(result["blob_append_offset"]) // CLAIM_RECORD_BYTES
+            return indices[position] if position < len(indices) else None
+        raise StoreContention(f"could not claim an item of batch {batch_id}")
+
+    async def _read_claims(self, blob: BlobClient) -> bytes:
         try:
-            existing = await (await blob.download_blob()).readall()
+            return await (await blob.download_blob()).readall()
         except ResourceNotFoundError:
-            existing = b""
             with contextlib.suppress(ResourceExistsError):
                 await blob.create_append_blob(if_none_match="*")
-        for position in range(len(existing) // CLAIM_RECORD_BYTES):
-            offset = position * CLAIM_RECORD_BYTES
-            if existing[offset : offset + CLAIM_RECORD_BYTES] == record:
-                return indices[position] if position < len(indices) else None
-        result = await blob.append_block(record)
-        position = int(result["blob_append_offset"]) // CLAIM_RECORD_BYTES
-        return indices[position] if position < len(indices) else None
+            return b""
 
     async def replace(self, batch: BatchRecord) -> None:
         """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""

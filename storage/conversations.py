@@ -215,11 +215,14 @@ class ConversationStore:
 
     # --- tool calls ---------------------------------------------------------------------------
 
-    async def put_tool_call(self, ref: ConversationRef, record: ToolCallRecord) -> bool:
-        """Store the record if none exists for (run, call); False if one does."""
+    async def put_tool_call(
+        self, ref: ConversationRef, record: ToolCallRecord, *, overwrite: bool = False
+    ) -> bool:
+        """Store the record if none exists for (run, call) (or replace it, with `overwrite`);
+        False if one existed and was kept."""
         name = paths.tool_call_name(ref, record.run_id, record.call_id)
         try:
-            await self._json.upload(name, record.to_dict())
+            await self._json.upload(name, record.to_dict(), overwrite=overwrite)
         except ResourceExistsError:
             return False
         return True

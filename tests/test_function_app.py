@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED = {
@@ -54,11 +56,19 @@ print(json.dumps({"functions": functions, "heavy": heavy}))
 """
 
 
-def index_in_a_fresh_interpreter() -> dict:
-    """Import and index the app as the worker does: in its own process, with no settings."""
+MINIMAL_SETTINGS = {
+    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+    "OPENAI_BASE_URL": "http://127.0.0.1:8099/v1",
+    "OPENAI_MODEL": "offline",
+}
+
+
+def index_in_a_fresh_interpreter(settings: dict[str, str] = MINIMAL_SETTINGS) -> dict:
+    """Import and index the app as the worker does: in its own process."""
     out = subprocess.run(
         [sys.executable, "-c", INDEX_LIKE_THE_WORKER, str(ROOT)],
-        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT,
+        capture_output=True, text=True, check=True,
+        env={"PATH": "/usr/bin:/bin", **settings}, cwd=ROOT,
     )  # fmt: skip
     return json.loads(out.stdout)
 
@@ -80,9 +90,15 @@ def test_every_function_has_the_bindings_the_host_expects():
         assert bool(clients) == (name in DURABLE_CLIENT_FUNCTIONS), name
 
 
-def test_importing_the_app_loads_no_heavy_sdk_and_needs_no_settings():
+def test_importing_the_app_loads_no_heavy_sdk():
     # cold start is paid on every scale-out: the model, MCP and Blob SDKs load on first use
     assert index_in_a_fresh_interpreter()["heavy"] == []
+
+
+def test_a_missing_setting_stops_the_app_at_startup_naming_it():
+    with pytest.raises(subprocess.CalledProcessError) as failed:
+        index_in_a_fresh_interpreter({**MINIMAL_SETTINGS, "OPENAI_MODEL": ""})
+    assert "OPENAI_MODEL" in failed.value.stderr
 
 
 def test_host_json_uses_extension_bundle_v4_and_a_named_task_hub():

@@ -186,6 +186,9 @@ class McpServerConfig:
     )
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     output_limit_chars: int = DEFAULT_OUTPUT_LIMIT_CHARS
+    # `circuit_breaker: {failures, cooldown_seconds}`; None: the pool's defaults.
+    breaker_failures: int | None = None
+    breaker_cooldown_seconds: float | None = None
 
     def pinned_for(self, tool: str) -> Mapping[str, Any]:
         return self.pinned_arguments.get(tool, MappingProxyType({}))
@@ -425,6 +428,7 @@ SERVER_KEYS = {
     "tools",
     "pinned_arguments",
     "timeout_seconds",
+    "circuit_breaker",
     "output_limit_chars",
 }
 
@@ -460,7 +464,26 @@ def _parse_server(value: Any, where: str) -> McpServerConfig:
         output_limit_chars=_output_limit(
             spec.get("output_limit_chars"), f"{where}.output_limit_chars"
         ),
+        **_parse_breaker(spec.get("circuit_breaker"), f"{where}.circuit_breaker"),
     )
+
+
+def _parse_breaker(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    spec = _object(value, where)
+    _only_keys(spec, where, {"failures", "cooldown_seconds"})
+    parsed: dict[str, Any] = {}
+    if "failures" in spec:
+        failures = spec["failures"]
+        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
+            raise _fail(f"{where}.failures", "must be a whole number of at least 1")
+        parsed["breaker_failures"] = failures
+    if "cooldown_seconds" in spec:
+        parsed["breaker_cooldown_seconds"] = _positive_number(
+            spec["cooldown_seconds"], f"{where}.cooldown_seconds", 0.0
+        )
+    return parsed
 
 
 def _read_json(raw: str) -> Any:

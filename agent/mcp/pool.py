@@ -213,7 +213,11 @@ class McpPool:
             config.name: _Server(
                 config,
                 ServerConnection(config, secrets, credential),
-                CircuitBreaker(failure_threshold, cooldown_seconds, clock),
+                CircuitBreaker(
+                    config.breaker_failures or failure_threshold,
+                    config.breaker_cooldown_seconds or cooldown_seconds,
+                    clock,
+                ),
             )
             for config in configs
         }
@@ -351,6 +355,11 @@ class McpPool:
         """The configured server behind a model-facing tool name, once this process listed it."""
         spec = self._by_exposed_name.get(exposed_name)
         return spec.server if spec is not None else None
+
+    async def requires_approval(self, exposed_name: str) -> bool:
+        """Whether the tool behind this name is in its server's `require_approval` list."""
+        spec, _, _ = await self._resolve(exposed_name)
+        return spec is not None and spec.require_approval
 
     async def _resolve(self, exposed_name: str) -> tuple[ToolSpec | None, str, str]:
         """The tool behind a model-facing name, listing servers if this process has not yet.

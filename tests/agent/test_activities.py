@@ -48,7 +48,12 @@ async def rt(
                 "name": "demo",
                 "transport": {"type": "streamable_http", "url": demo.url()},
                 "output_limit_chars": 500,
-            }
+            },
+            {
+                "name": "guarded",
+                "transport": {"type": "streamable_http", "url": demo.url()},
+                "tools": {"allow": ["greet"], "require_approval": ["greet"]},
+            },
         ]
     }
     settings = Settings.from_env(
@@ -220,3 +225,28 @@ async def test_a_re_run_after_a_crash_between_completion_and_append_appends_with
         "demo__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
     )
     assert re.search(r'"count":\s*1\b', outcome.text)  # the tool had never been called
+
+
+async def test_a_tool_that_needs_approval_never_runs_without_it(rt, model):
+    run = await new_run(rt)
+    model.brain.call_tools(("guarded__greet", {"name": "Eve"}), ("demo__greet", {"name": "Bob"}))
+    summary = await activities.model_step(step(run, 1), rt)
+    guarded, plain = summary["tool_call_ids"]
+    assert summary["approvals_needed"] == [guarded]
+    # a tool_call that was not approved (e.g. the step could not list the server) is refused
+    refused = await activities.tool_call(ToolCallInput(run, 1, guarded).to_dict(), rt)
+    assert refused["is_error"]
+    await activities.tool_call(ToolCallInput(run, 1, plain).to_dict(), rt)
+    results = {m.name: m for m in await transcript(rt, run) if m.role == "tool"}
+    assert results["guarded__greet"].content == activities.NOT_APPROVED
+    assert "Bob" in results["demo__greet"].content
+
+
+async def test_an_approved_tool_runs(rt, model):
+    run = await new_run(rt)
+    model.brain.call_tools(("guarded__greet", {"name": "Eve"}))
+    [call_id] = (await activities.model_step(step(run, 1), rt))["tool_call_ids"]
+    done = await activities.tool_call(ToolCallInput(run, 1, call_id, approved=True).to_dict(), rt)
+    assert not done["is_error"]
+    [result] = [m for m in await transcript(rt, run) if m.role == "tool"]
+    assert "Eve" in result.content

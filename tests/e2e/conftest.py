@@ -96,6 +96,8 @@ def scheduler_entry(url: str) -> dict[str, Any]:
             "cancel_scheduled_conversation": {"conversation_id": "${conversation_id}"},
         },
         "timeout_seconds": 5,
+        # short, so the test that stops the Scheduler leaves no open circuit to later tests
+        "circuit_breaker": {"failures": 3, "cooldown_seconds": 1},
     }
 
 
@@ -227,6 +229,7 @@ async def app(
         ):
             # Known only now (an ephemeral port); the runtime reads settings on first use.
             env.setenv("PUBLIC_BASE_URL", host.base_url)
+            runtime.use_runtime(None)  # settings were parsed at import: parse them again
             yield App(host, http, model)
         built = runtime.current()
         if built is not None:

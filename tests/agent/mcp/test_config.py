@@ -296,3 +296,23 @@ def test_placeholders_are_found_in_nested_pinned_values() -> None:
 def test_the_transport_aliases_from_the_seeds_are_accepted() -> None:
     (config,) = parse(one_server(transport={"type": "http", "url": "http://h/mcp"}))
     assert isinstance(config.transport, StreamableHttpTransport)
+
+
+def test_a_server_may_set_its_own_circuit_breaker():
+    [server] = parse_mcp_servers(
+        '{"mcp_servers": [{"name": "s", "transport": {"type": "sse", "url": "http://h/sse"},'
+        ' "circuit_breaker": {"failures": 5, "cooldown_seconds": 2.5}}]}'
+    )
+    assert (server.breaker_failures, server.breaker_cooldown_seconds) == (5, 2.5)
+
+
+@pytest.mark.parametrize(
+    "breaker", ['{"failures": 0}', '{"failures": true}', '{"cooldown_seconds": -1}', '{"x": 1}']
+)
+def test_a_bad_circuit_breaker_names_the_problem(breaker):
+    text = (
+        '{"mcp_servers": [{"name": "s", "transport": {"type": "sse", "url": "http://h/sse"},'
+        f' "circuit_breaker": {breaker}}}]}}'
+    )
+    with pytest.raises(SettingsError, match="circuit_breaker"):
+        parse_mcp_servers(text)
