@@ -132,6 +132,8 @@ def main() -> None:
     if busy:
         raise SystemExit(f"devstack: ports already in use: {', '.join(busy)}; stop what holds them")
     processes: list[subprocess.Popen[bytes]] = []
+    # SIGTERM (e.g. from a process manager) stops everything too, like Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         for service in stack:
             print(f"devstack: starting {service.name} on :{service.port}")
