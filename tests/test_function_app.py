@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.app import MINIMAL_SETTINGS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 EXPECTED = {
@@ -54,13 +56,6 @@ for f in function_app.app.get_functions():
 heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('openai', 'mcp', 'httpx2') or m.startswith(('azure.storage', 'azure.identity')))
 print(json.dumps({"functions": functions, "heavy": heavy}))
 """
-
-
-MINIMAL_SETTINGS = {
-    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
-    "OPENAI_BASE_URL": "http://127.0.0.1:8099/v1",
-    "OPENAI_MODEL": "offline",
-}
 
 
 def index_in_a_fresh_interpreter(settings: dict[str, str] = MINIMAL_SETTINGS) -> dict:

@@ -58,7 +58,7 @@ def document(limits: Limits) -> dict[str, Any]:
 def app_routes() -> dict[str, dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-c", INDEX_HTTP_ROUTES, str(ROOT)],
-        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin"}, cwd=ROOT,
+        capture_output=True, text=True, check=True, env={"PATH": "/usr/bin:/bin", **BASE_ENV}, cwd=ROOT,
     )  # fmt: skip
     return json.loads(out.stdout)
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-import function_app
 from agent.contracts import ChatTurnInput
 from agent.orchestrators import MODEL_RETRY, TOOL_RETRY
+from tests.support.app import load_function_app
 from tests.support.replay import ReplayDriver
 
 TURN = ChatTurnInput(
@@ -59,7 +59,7 @@ def script(model_replies: list[Any], tool: Callable[[dict[str, Any]], Any] | Non
     return activities
 
 
-DRIVER = ReplayDriver(function_app.app)  # indexes the app once, as the worker does
+DRIVER = ReplayDriver(load_function_app().app)  # indexes the app once, as the worker does
 
 
 def run(activities, turn: ChatTurnInput = TURN):
