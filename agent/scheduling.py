@@ -47,7 +47,7 @@ SCHEDULER_SERVER = "scheduler"  # the MCP server (in MCP_SERVERS) that schedules
 MAX_CALLBACK_BYTES = 4 * 1024 * 1024  # a batch of up to 1,000 items
 MAX_SCHEDULE_ITEMS = 100
 SCHEDULER_CONCURRENCY = 8
-STATUS_CONCURRENCY = 16
+LOOKUP_CONCURRENCY = 16  # Blob and status reads one request makes at once
 
 
 # --- the Scheduler's callback ------------------------------------------------------------------
@@ -67,9 +67,15 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
     webhook_id = verify(secret.value, req.headers, body, now=time.time())
     callback = parse_callback(body)
     batch_id = batch_id_for_webhook(webhook_id)
+    gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+    async def owner_of(conversation_id: str) -> str | None:
+        async with gate:
+            return await rt.store.owner_of(conversation_id)
+
+    owners = await asyncio.gather(*(owner_of(item.conversation_id) for item in callback.items))
     items = []
-    for index, item in enumerate(callback.items):
-        owner = await rt.store.owner_of(item.conversation_id)
+    for index, (item, owner) in enumerate(zip(callback.items, owners, strict=True)):
         items.append(
             BatchItem(
                 index=index,
@@ -302,7 +308,7 @@ async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient
     visible = record.visible_to(caller) if record else ()
     if record is None or not visible:
         raise NotFound(f"no batch {batch_id}")
-    gate = asyncio.Semaphore(STATUS_CONCURRENCY)
+    gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
     async def run_of(item: BatchItem) -> dict[str, Any] | None:
         if item.status == "rejected" or (record.source == "schedule" and item.schedule_id):
