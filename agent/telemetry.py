@@ -32,7 +32,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from agent.errors import SettingsError
 
@@ -224,46 +224,36 @@ def _export_logs_of(configured: str, others: tuple[str, ...]) -> None:
 # --- spans -------------------------------------------------------------------------------------
 
 
-class ModelSpan:
+class _Span:
+    """What both spans share; this base records nothing (telemetry off)."""
+
+    def record_error(self, error: BaseException) -> None:
+        """The failure's type (never its message)."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        return None
+
+
+class ModelSpan(_Span):
     """A model step's telemetry. This base does nothing: it is what you get when telemetry is off."""
 
     def record_reply(self, reply: ModelReply) -> None:
         """The response model, token usage and finish reason (never the content)."""
 
-    def record_error(self, error: BaseException) -> None:
-        """The failure's type (never its message)."""
 
-    def __enter__(self) -> ModelSpan:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        return None
-
-
-class ToolSpan:
+class ToolSpan(_Span):
     """A tool call's telemetry. This base does nothing: it is what you get when telemetry is off."""
 
     def record_outcome(self, outcome: ToolOutcome, *, server: str | None = None) -> None:
         """ok / error / truncated (never the arguments or the result), and the server if known."""
-
-    def record_error(self, error: BaseException) -> None:
-        """The failure's type (never its message)."""
-
-    def __enter__(self) -> ToolSpan:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        return None
 
 
 _NO_MODEL_SPAN = ModelSpan()
