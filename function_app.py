@@ -137,6 +137,13 @@ async def claim_batch_item(data: dict) -> dict:
 
 
 @app.activity_trigger(input_name="data")
+async def record_batch_outcome(data: dict) -> None:
+    from agent import activities, runtime
+
+    await activities.record_batch_outcome(data, await runtime.runtime())
+
+
+@app.activity_trigger(input_name="data")
 async def start_batch_item(data: dict) -> dict:
     from agent import activities, runtime
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 
 from agent import telemetry
 from agent.contracts import (
+    BatchItemOutcome,
     BatchItemRef,
     ChatTurnInput,
     ClaimInput,
@@ -339,13 +340,13 @@ async def start_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         raise LookupError(f"no batch {item_ref.batch_id}")
     item = batch.items[item_ref.index]
     if item.owner is None or item.status == "rejected":
-        return {"status": "rejected"}
+        return {"status": "rejected", "error": item.error or "the item was rejected"}
     ref = ConversationRef(item.owner, item.conversation_id)
     run_id = run_id_of(batch.batch_id, item.index)
     try:
         turn = await rt.store.begin_turn(ref, run_id)
     except NotFound:
-        return {"status": "rejected"}
+        return {"status": "rejected", "error": f"no conversation {item.conversation_id}"}
     except Conflict:
         raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
     stored = await rt.store.read_messages(ref)
@@ -363,3 +364,8 @@ async def claim_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """The next item for a batch lane: {"index": i}, or {"index": None} when none is left."""
     claim = ClaimInput.from_dict(data)
     return {"index": await rt.batches.claim(claim.batch_id, claim.indices, claim.claim_key)}
+
+
+async def record_batch_outcome(data: dict[str, Any], rt: Runtime) -> None:
+    outcome = BatchItemOutcome.from_dict(data)
+    await rt.batches.record_outcome(outcome.batch_id, outcome.index, outcome.status, outcome.error)

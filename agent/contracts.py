@@ -216,6 +216,16 @@ class BatchItemRef(_Record):
 
 
 @dataclass(frozen=True)
+class BatchItemOutcome(_Record):
+    """How an item that never got a run of its own ended."""
+
+    batch_id: str
+    index: int
+    status: str
+    error: str
+
+
+@dataclass(frozen=True)
 class LaneInput:
     """One lane of a `scheduled_batch`: it claims items from the batch until none is left."""
 

@@ -17,6 +17,7 @@ import azure.durable_functions as df
 
 from agent.contracts import (
     BatchInput,
+    BatchItemOutcome,
     BatchItemRef,
     ChatTurnInput,
     ChatTurnOutput,
@@ -47,6 +48,7 @@ TOOL_CALL = "tool_call"
 FINISH_TURN = "finish_turn"
 START_BATCH_ITEM = "start_batch_item"
 CLAIM_BATCH_ITEM = "claim_batch_item"
+RECORD_BATCH_OUTCOME = "record_batch_outcome"
 BATCH_LANE = "batch_lane"
 CHAT_TURN = "chat_turn"
 
@@ -244,13 +246,22 @@ def batch_lane(context: df.DurableOrchestrationContext) -> Orchestration:
             started = yield context.call_activity_with_retry(
                 START_BATCH_ITEM, BATCH_ITEM_RETRY, item.to_dict()
             )
-            if "turn" in started:
-                turn = ChatTurnInput.from_dict(started["turn"])
-                started = yield context.call_sub_orchestrator(
-                    CHAT_TURN, turn.to_dict(), turn.run_id
-                )
-            counts[str(started["status"])] += 1
-        except Exception:  # retries exhausted, or the turn crashed: this item failed, go on
+        except Exception as exc:  # e.g. the conversation stayed busy: this item failed, go on
+            started = {"status": "failed", "error": f"could not start: {failure_reason(exc)}"}
+        if "turn" not in started:  # no run will tell how it ended: record it for the batch view
+            counts[started["status"]] += 1
+            outcome = BatchItemOutcome(
+                item.batch_id, item.index, started["status"], started.get("error", "")
+            )
+            yield context.call_activity_with_retry(
+                RECORD_BATCH_OUTCOME, STORE_RETRY, outcome.to_dict()
+            )
+            continue
+        turn = ChatTurnInput.from_dict(started["turn"])
+        try:
+            ended = yield context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)
+            counts[str(ended["status"])] += 1
+        except Exception:  # the turn crashed: its run shows it; go on
             counts["failed"] += 1
 
 

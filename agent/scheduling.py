@@ -316,8 +316,9 @@ async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient
         async with gate:
             try:
                 return await run_view(rt, client, run_id_of(batch_id, item.index), caller)
-            except NotFound:
-                return None
+            except NotFound:  # not started yet, or never will: its recorded outcome says which
+                outcome = await rt.batches.outcome(batch_id, item.index)
+                return None if outcome is None else {"run_id": None, **outcome}
 
     runs = await asyncio.gather(*(run_of(item) for item in visible))
     return json_response(batch_view_of_items(record, visible, runs))
@@ -341,9 +342,11 @@ def batch_view_of_items(
         if item.error:
             view["error"] = item.error
         if run is not None:
-            view["run_id"] = run["run_id"]
-            if "answer" in run:
-                view["answer"] = run["answer"]
+            if run["run_id"]:
+                view["run_id"] = run["run_id"]
+            for key in ("answer", "error"):
+                if run.get(key):
+                    view[key] = run[key]
         views.append(view)
     return {
         "batch_id": record.batch_id,

@@ -148,6 +148,15 @@ class BatchStore:
                 await blob.create_append_blob(if_none_match="*")
             return b""
 
+    async def record_outcome(self, batch_id: str, index: int, status: str, error: str) -> None:
+        """How an item that never got a run ended (rejected, or failed to start)."""
+        outcome = {"status": status, "error": error[:500]}
+        await self._json.upload(_outcome_name(batch_id, index), outcome, overwrite=True)
+
+    async def outcome(self, batch_id: str, index: int) -> dict[str, str] | None:
+        data, _ = await self._json.download(_outcome_name(batch_id, index))
+        return data
+
     async def replace(self, batch: BatchRecord) -> None:
         """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""
         await self._json.upload(_name(batch.batch_id), batch.to_dict(), overwrite=True)
@@ -155,6 +164,10 @@ class BatchStore:
 
 def _name(batch_id: str) -> str:
     return f"batches/{batch_id}.json"
+
+
+def _outcome_name(batch_id: str, index: int) -> str:
+    return f"batches/{batch_id}/outcomes/{index:04d}.json"
 
 
 def _cursor_name(batch_id: str, indices: tuple[int, ...]) -> str:

@@ -32,6 +32,7 @@ EXPECTED = {
     "start_batch_item": ("activityTrigger", None, None, None),
     "batch_lane": ("orchestrationTrigger", None, None, None),
     "claim_batch_item": ("activityTrigger", None, None, None),
+    "record_batch_outcome": ("activityTrigger", None, None, None),
     "model_step": ("activityTrigger", None, None, None),
     "tool_call": ("activityTrigger", None, None, None),
     "finish_turn": ("activityTrigger", None, None, None),

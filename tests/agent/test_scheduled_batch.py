@@ -18,6 +18,7 @@ def script(start: Any = None, model: Any = None):
     """A work queue of the batch's items; start_batch_item starts every item; each item's
     chat_turn answers from `model`."""
     claims: dict[str, int | None] = {}
+    outcomes: list[dict[str, Any]] = []  # what record_batch_outcome was given
 
     def activities(name: str, data: Any) -> Any:
         if name == "claim_batch_item":
@@ -30,10 +31,14 @@ def script(start: Any = None, model: Any = None):
             return start(data) if start else {"turn": turn_for(data["index"])}
         if name == "model_step":
             return model(data) if model else {"outcome": "final", "message_id": "m"}
+        if name == "record_batch_outcome":
+            outcomes.append(data)
+            return None
         if name == "finish_turn":
             return None
         raise AssertionError(name)
 
+    activities.outcomes = outcomes  # type: ignore[attr-defined]
     return activities
 
 
@@ -77,8 +82,14 @@ def test_a_failing_item_does_not_stop_the_others():
             return {"status": "rejected"}
         return {"turn": turn_for(data["index"])}
 
-    result = run(BatchInput("b1", (0, 1, 2, 3), 2), script(start=start))
+    activities = script(start=start)
+    result = run(BatchInput("b1", (0, 1, 2, 3), 2), activities)
     assert result.output["counts"] == {"completed": 2, "failed": 1, "rejected": 1}
+    # items that never got a run have their outcome recorded for GET /api/batches/{id}
+    recorded = {o["index"]: (o["status"], o["error"]) for o in activities.outcomes}
+    assert recorded[2] == ("rejected", "")
+    assert recorded[1][0] == "failed" and "busy" in recorded[1][1]
+    assert set(recorded) == {1, 2}
     busy_attempts = [
         d for n, d in result.activity_calls if n == "start_batch_item" and d["index"] == 1
     ]

@@ -67,3 +67,16 @@ async def test_a_repeated_claim_returns_the_same_item(container: ContainerClient
     assert await store.claim(batch_id, indices, "0.0") == first == 5
     assert await store.claim(batch_id, indices, "2.0") == 7
     assert await store.claim(batch_id, indices, "3.0") is None
+
+
+async def test_an_items_outcome_is_recorded_and_read_back(container: ContainerClient):
+    store = BatchStore(container)
+    batch_id = uuid.uuid4().hex
+    assert await store.outcome(batch_id, 3) is None
+    await store.record_outcome(batch_id, 3, "failed", "could not start: busy")
+    await store.record_outcome(batch_id, 3, "failed", "could not start: busy")  # a re-run
+    assert await store.outcome(batch_id, 3) == {
+        "status": "failed",
+        "error": "could not start: busy",
+    }
+    assert await store.outcome(batch_id, 4) is None
