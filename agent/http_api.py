@@ -32,13 +32,13 @@ from agent.errors import (
 )
 from agent.json_input import parse_json_object
 from agent.loop import APPROVAL_EVENT
+from agent.orchestrators import CHAT_TURN
 from agent.runtime import Runtime, runtime
 from agent.transcript import usage_of, user_message
 from storage.conversations import ConversationRef, StoredMessage
 
 log = logging.getLogger(__name__)
 
-CHAT_TURN = "chat_turn"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _POLL_INTERVALS = (0.05, 0.1, 0.2, 0.3, 0.5)  # then every 0.5 s while waiting for an answer
 

@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -226,10 +227,12 @@ async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchR
                     idempotency_key=f"{record.batch_id}:{item.index}",
                 )
             except ToolError as exc:
-                return _rejected(item, f"the Scheduler is unreachable ({exc})")
+                return replace(
+                    item, status="rejected", error=f"the Scheduler is unreachable ({exc})"[:500]
+                )
         if outcome.is_error:
-            return _rejected(item, outcome.text)
-        return _scheduled(item, schedule_id_of(outcome.full_output))
+            return replace(item, status="rejected", error=outcome.text[:500])
+        return replace(item, status="scheduled", schedule_id=schedule_id_of(outcome.full_output))
 
     items = await asyncio.gather(*(schedule(item) for item in record.items))
     return BatchRecord(
@@ -266,20 +269,6 @@ def _find_key(value: Any, key: str) -> Any:
         if found is not None:
             return found
     return None
-
-
-def _rejected(item: BatchItem, reason: str) -> BatchItem:
-    return BatchItem(
-        item.index, item.conversation_id, item.owner, item.content, item.scheduled_time,
-        status="rejected", error=reason[:500],
-    )  # fmt: skip
-
-
-def _scheduled(item: BatchItem, schedule_id: str | None) -> BatchItem:
-    return BatchItem(
-        item.index, item.conversation_id, item.owner, item.content, item.scheduled_time,
-        schedule_id=schedule_id, status="scheduled",
-    )  # fmt: skip
 
 
 async def schedule_with_timers(

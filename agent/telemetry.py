@@ -342,6 +342,21 @@ class _LiveSpan:
         self._token: object = None
         self._started = 0.0
 
+    def _duration(self) -> Histogram:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(exc, self._duration())
+
     def _start(self) -> None:
         from opentelemetry import context, trace
 
@@ -372,17 +387,8 @@ class _LiveSpan:
 
 
 class _LiveModelSpan(_LiveSpan, ModelSpan):
-    def __enter__(self) -> ModelSpan:
-        self._start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._finish(exc, self._instruments.operation_duration)
+    def _duration(self) -> Histogram:
+        return self._instruments.operation_duration
 
     def record_reply(self, reply: ModelReply) -> None:
         input_tokens = int(reply.usage.get("prompt_tokens", 0) or 0)
@@ -405,17 +411,8 @@ class _LiveModelSpan(_LiveSpan, ModelSpan):
 
 
 class _LiveToolSpan(_LiveSpan, ToolSpan):
-    def __enter__(self) -> ToolSpan:
-        self._start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._finish(exc, self._instruments.tool_duration)
+    def _duration(self) -> Histogram:
+        return self._instruments.tool_duration
 
     def record_outcome(self, outcome: ToolOutcome, *, server: str | None = None) -> None:
         label = "error" if outcome.is_error else "truncated" if outcome.truncated else "ok"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
@@ -80,10 +80,6 @@ class BatchRecord:
         if self.owner == caller:
             return self.items
         return tuple(item for item in self.items if item.owner == caller)
-
-    def with_item(self, item: BatchItem) -> BatchRecord:
-        items = tuple(item if i.index == item.index else i for i in self.items)
-        return replace(self, items=items)
 
 
 def batch_id_for_webhook(webhook_id: str) -> str:
