@@ -13,6 +13,7 @@ import contextlib
 import contextvars
 import inspect
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -94,12 +95,41 @@ class InvocationContext(func.Context):
         return _RetryContext()
 
 
-async def run_in_daemon_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-    """Run blocking user code in a daemon thread.
+class _DaemonThreads:
+    """Idle daemon threads kept for reuse: starting a thread per call costs more than many an
+    orchestrator episode (and blocks the event loop while the new thread takes the GIL).
 
     Daemon threads, not an executor: a sync function that never returns must not keep the host
-    process alive after a shutdown signal (executor threads are joined at interpreter exit).
+    process alive after a shutdown signal (executor threads are joined at interpreter exit). A
+    call that never returns holds only its own thread; the next call gets another one.
     """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+
+    def run(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            threading.Thread(
+                target=self._serve, args=(inbox,), name="local-host-user-code", daemon=True
+            ).start()
+        inbox.put(job)
+
+    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            inbox.get()()
+            with self._lock:
+                self._idle.append(inbox)
+
+
+_threads = _DaemonThreads()
+
+
+async def run_in_daemon_thread(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Run blocking user code in a (reused) daemon thread; see `_DaemonThreads`."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[T] = loop.create_future()
     context = contextvars.copy_context()
@@ -117,7 +147,7 @@ async def run_in_daemon_thread(function: Callable[..., T], /, *args: Any, **kwar
         else:
             _call_soon(loop, settle, lambda: future.set_result(result))
 
-    threading.Thread(target=runner, name="local-host-user-code", daemon=True).start()
+    _threads.run(runner)
     return await future
 
 

@@ -12,14 +12,12 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import BlobClient, ContainerClient
 
 from storage.json_blobs import JsonBlobs
-from storage.transcript import StoreContention
 
 CLAIM_RECORD_BYTES = 64  # one claim in the work queue (a claim key is lane.number: short)
-MAX_CLAIM_ATTEMPTS = 100  # each lost race means another lane got an item: progress is made
 
 BatchSource = Literal["callback", "schedule"]
 ItemStatus = Literal["pending", "scheduled", "rejected"]
@@ -112,37 +110,22 @@ class BatchStore:
         """The next unclaimed item of `indices` (None when all are taken): the work queue of a
         batch's lanes.
 
-        The queue is an append blob of fixed-size claim records: an append is atomic, so the
-        offset where a lane's record lands is its place in the queue, whatever the other lanes
-        do at the same moment (no read-modify-write race, no retry storm). A claim repeated
-        with the same key (an at-least-once re-run) finds its record and gets the same item.
+        The queue is an append blob of fixed-size claim records. An append is atomic, so the
+        offset where a lane's record lands is its place in the queue whatever the other lanes
+        do at that moment: one append and one read of the records before it, never a retry.
+        A claim repeated with the same key (an at-least-once re-run) finds its earlier record
+        and gets the same item; every lane skips such repeats, so no item is lost to them.
         """
         blob = self._container.get_blob_client(_cursor_name(batch_id, indices))
         record = claim_key.encode("utf-8").ljust(CLAIM_RECORD_BYTES)[:CLAIM_RECORD_BYTES]
-        for _ in range(MAX_CLAIM_ATTEMPTS):
-            existing = await self._read_claims(blob)
-            for position in range(len(existing) // CLAIM_RECORD_BYTES):
-                offset = position * CLAIM_RECORD_BYTES
-                if existing[offset : offset + CLAIM_RECORD_BYTES] == record:
-                    return indices[position] if position < len(indices) else None
-            try:
-                # At the end we just read: a retried append that already landed cannot land twice.
-                result = await blob.append_block(record, appendpos_condition=len(existing))
-            except HttpResponseError as exc:
-                if exc.status_code != 412:
-                    raise
-                continue  # another lane appended first: read again (we may be in there already)
-            position = int(result["blob_append_offset"]) // CLAIM_RECORD_BYTES
-            return indices[position] if position < len(indices) else None
-        raise StoreContention(f"could not claim an item of batch {batch_id}")
-
-    async def _read_claims(self, blob: BlobClient) -> bytes:
-        try:
-            return await (await blob.download_blob()).readall()
-        except ResourceNotFoundError:
-            with contextlib.suppress(ResourceExistsError):
-                await blob.create_append_blob(if_none_match="*")
-            return b""
+        offset = await _append(blob, record)
+        earlier = await _read(blob, offset) if offset else b""
+        keys = [
+            earlier[at : at + CLAIM_RECORD_BYTES] for at in range(0, offset, CLAIM_RECORD_BYTES)
+        ]
+        queue = list(dict.fromkeys(keys))  # first occurrences, in order: repeats take no place
+        position = queue.index(record) if record in queue else len(queue)
+        return indices[position] if position < len(indices) else None
 
     async def record_outcome(self, batch_id: str, index: int, status: str, error: str) -> None:
         """How an item that never got a run ended (rejected, or failed to start)."""
@@ -156,6 +139,21 @@ class BatchStore:
     async def replace(self, batch: BatchRecord) -> None:
         """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""
         await self._json.upload(_name(batch.batch_id), batch.to_dict(), overwrite=True)
+
+
+async def _append(blob: BlobClient, record: bytes) -> int:
+    """Append `record`, creating the blob on first use; the offset where it landed."""
+    try:
+        result = await blob.append_block(record)
+    except ResourceNotFoundError:
+        with contextlib.suppress(ResourceExistsError):
+            await blob.create_append_blob(if_none_match="*")
+        result = await blob.append_block(record)
+    return int(result["blob_append_offset"])
+
+
+async def _read(blob: BlobClient, length: int) -> bytes:
+    return await (await blob.download_blob(offset=0, length=length)).readall()
 
 
 def _name(batch_id: str) -> str:

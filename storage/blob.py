@@ -8,6 +8,7 @@ it keeps a connection pool, and a client per call would pay a TLS handshake ever
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -17,9 +18,11 @@ from agent.errors import SettingsError
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
+    from azure.core.pipeline.transport import AsyncHttpTransport
 
 SETTING = "CONVERSATIONS_STORAGE"
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
 
 
 def is_account_url(setting: str) -> bool:
@@ -41,6 +44,7 @@ def container_client(
     value = setting.strip()
     if not value:
         raise SettingsError(SETTING, "is empty")
+    client_options.setdefault("transport", _transport())
     if is_account_url(value):
         if credential is None:
             raise SettingsError(SETTING, "an account URL needs a credential (managed identity)")
@@ -55,6 +59,16 @@ def container_client(
     except ValueError as exc:
         # The SDK's own message is safe, but never echo the setting: it carries the account key.
         raise SettingsError(SETTING, f"is not a valid storage connection string ({exc})") from None
+
+
+def _transport() -> AsyncHttpTransport:
+    """aiohttp with the environment trusted only when it names a proxy: a trusting session
+    also re-reads `~/.netrc` and the proxy variables on every request, which cost more CPU
+    than the rest of a small Blob call."""
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    has_proxy = any(os.environ.get(name) for name in PROXY_VARIABLES)
+    return AioHttpTransport(use_env_settings=has_proxy)
 
 
 async def ensure_container(container: ContainerClient) -> None:
