@@ -7,7 +7,8 @@ Each type converts to and from a plain dict; that dict is what Durable serialise
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Self
 
 from agent.loop import RunStatus, Usage
@@ -227,20 +228,41 @@ class BatchItemOutcome(_Record):
 
 @dataclass(frozen=True)
 class LaneInput:
-    """One lane of a `scheduled_batch`: it claims items from the batch until none is left."""
+    """One lane of a `scheduled_batch`: it claims items from the batch until none is left.
+    Each item runs in its own execution (continue-as-new), which carries the claim number
+    and the counts by outcome so far."""
 
     batch: BatchInput
     lane: int
+    claims: int = 0
+    counts: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch": self.batch.to_dict(), "lane": self.lane}
+        return {
+            "batch": self.batch.to_dict(),
+            "lane": self.lane,
+            "claims": self.claims,
+            "counts": dict(self.counts),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LaneInput:
-        return cls(BatchInput.from_dict(data["batch"]), int(data["lane"]))
+        counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items()}
+        return cls(
+            BatchInput.from_dict(data["batch"]),
+            int(data["lane"]),
+            int(data.get("claims", 0)),
+            counts,
+        )
 
-    def claim(self, number: int) -> ClaimInput:
-        return ClaimInput(self.batch.batch_id, self.batch.indices, f"{self.lane}.{number}")
+    def claim(self) -> ClaimInput:
+        return ClaimInput(self.batch.batch_id, self.batch.indices, f"{self.lane}.{self.claims}")
+
+    def after(self, status: str) -> LaneInput:
+        """The next execution's input, once an item ended with `status`."""
+        counts = dict(self.counts)
+        counts[status] = counts.get(status, 0) + 1
+        return replace(self, claims=self.claims + 1, counts=counts)
 
 
 @dataclass(frozen=True)

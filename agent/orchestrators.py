@@ -229,40 +229,46 @@ def scheduled_batch(context: df.DurableOrchestrationContext) -> Orchestration:
     return {"batch_id": batch.batch_id, "total": len(batch.indices), "counts": dict(counts)}
 
 
-def batch_lane(context: df.DurableOrchestrationContext) -> Orchestration:
-    """One lane of a batch: claim the next item, run it, repeat; returns counts by outcome."""
+def batch_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, int]]:
+    """One lane of a batch: claim the next item and run it, then continue as new with the
+    counts so far; returns the counts by outcome once no item is left.
+
+    Continuing as new keeps the lane's history one item long: replaying a history that grew
+    with every item made a lane's episodes cost more the further it got.
+    """
     lane = LaneInput.from_dict(context.get_input())
-    counts: Counter[str] = Counter()
-    claim = 0
-    while True:
-        claimed = yield context.call_activity_with_retry(
-            CLAIM_BATCH_ITEM, STORE_RETRY, lane.claim(claim).to_dict()
+    claimed = yield context.call_activity_with_retry(
+        CLAIM_BATCH_ITEM, STORE_RETRY, lane.claim().to_dict()
+    )
+    if claimed["index"] is None:
+        return dict(lane.counts)
+    status = yield from run_batch_item(context, BatchItemRef(lane.batch.batch_id, claimed["index"]))
+    context.continue_as_new(lane.after(status).to_dict())
+    return {}  # not an output: the next execution carries on
+
+
+def run_batch_item(
+    context: df.DurableOrchestrationContext, item: BatchItemRef
+) -> Generator[Any, Any, str]:
+    """Start and run one item's `chat_turn`; how it ended. One failing item stops nothing."""
+    try:
+        started = yield context.call_activity_with_retry(
+            START_BATCH_ITEM, BATCH_ITEM_RETRY, item.to_dict()
         )
-        claim += 1
-        if claimed["index"] is None:
-            return dict(counts)
-        item = BatchItemRef(lane.batch.batch_id, claimed["index"])
-        try:
-            started = yield context.call_activity_with_retry(
-                START_BATCH_ITEM, BATCH_ITEM_RETRY, item.to_dict()
-            )
-        except Exception as exc:  # e.g. the conversation stayed busy: this item failed, go on
-            started = {"status": "failed", "error": f"could not start: {failure_reason(exc)}"}
-        if "turn" not in started:  # no run will tell how it ended: record it for the batch view
-            counts[started["status"]] += 1
-            outcome = BatchItemOutcome(
-                item.batch_id, item.index, started["status"], started.get("error", "")
-            )
-            yield context.call_activity_with_retry(
-                RECORD_BATCH_OUTCOME, STORE_RETRY, outcome.to_dict()
-            )
-            continue
-        turn = ChatTurnInput.from_dict(started["turn"])
-        try:
-            ended = yield context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)
-            counts[str(ended["status"])] += 1
-        except Exception:  # the turn crashed: its run shows it; go on
-            counts["failed"] += 1
+    except Exception as exc:  # e.g. the conversation stayed busy: this item failed, go on
+        started = {"status": "failed", "error": f"could not start: {failure_reason(exc)}"}
+    if "turn" not in started:  # no run will tell how it ended: record it for the batch view
+        outcome = BatchItemOutcome(
+            item.batch_id, item.index, started["status"], started.get("error", "")
+        )
+        yield context.call_activity_with_retry(RECORD_BATCH_OUTCOME, STORE_RETRY, outcome.to_dict())
+        return str(started["status"])
+    turn = ChatTurnInput.from_dict(started["turn"])
+    try:
+        ended = yield context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)
+    except Exception:  # the turn crashed: its run shows it; go on
+        return "failed"
+    return str(ended["status"])
 
 
 def sleep_until(

@@ -16,7 +16,8 @@ Why this shape
 - Reads always dedupe by id (first line wins) and skip lines that do not parse, so even a foreign
   writer or a torn tail cannot show a message twice or crash a read.
 - An append blob holds at most 50,000 blocks; when a segment is full the log continues in the next
-  one (`transcript-0001.jsonl`, …). Readers list the segments and read them in order.
+  one (`transcript-0001.jsonl`, …). Readers list the segments (only when segment 0 is full)
+  and read them in order.
 """
 
 from __future__ import annotations
@@ -220,18 +221,16 @@ class TranscriptLog:
 
     async def _load(self, ref: ConversationRef) -> tuple[list[StoredMessage], _Cursor]:
         """All segments, in order: the messages (deduped, file order) and a fresh cursor."""
-        # Segment 0 always exists, so read it while listing: one round trip for most reads.
+        # Segment 0 always exists, and a writer starts segment N+1 only once segment N is full:
+        # while segment 0 has room (nearly always) there is nothing to list.
         first_name = paths.segment_name(ref, 0)
-        listed, first = await asyncio.gather(
-            self._segments(ref), self._read_segment(first_name, 0), return_exceptions=True
-        )
-        if isinstance(first, BaseException):  # NotFound for an unknown conversation
-            raise first
-        if isinstance(listed, BaseException):
-            raise listed
-        later = [(index, name) for index, name in listed if index > 0]
-        segments = [(0, first_name), *later]
-        reads = [first, *await asyncio.gather(*(self._read_segment(n, 0) for _, n in later))]
+        first = await self._read_segment(first_name, 0)
+        segments = [(0, first_name)]
+        reads = [first]
+        if first.blocks is None or first.blocks >= self._max_blocks:
+            later = [(index, name) for index, name in await self._segments(ref) if index > 0]
+            segments += later
+            reads += await asyncio.gather(*(self._read_segment(n, 0) for _, n in later))
         messages: list[StoredMessage] = []
         seen: set[str] = set()
         skipped = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from agent.contracts import BatchInput, ChatTurnInput
+from agent.contracts import BatchInput, ChatTurnInput, LaneInput
 from tests.agent.test_orchestrators import DRIVER
 from tests.support.replay import DEFAULT_START_TIME
 
@@ -66,6 +66,15 @@ def test_at_most_max_concurrency_lanes_share_the_items_and_each_runs_once():
     assert result.history.index(created[-1]) < next(
         i for i, e in enumerate(result.history) if e["EventType"] == 13
     )
+
+
+def test_a_lane_continues_as_new_after_each_item_so_its_history_stays_one_item_long():
+    lane = LaneInput(BatchInput("b1", tuple(range(6)), 1), 0)
+    result = DRIVER.run("batch_lane", lane.to_dict(), activities=script(), instance_id="b1-lane0")
+    assert result.output == {"completed": 6}
+    assert len(result.generations) == 6  # one execution per item, then the one that found none
+    assert len({len(history) for history in result.generations}) == 1
+    assert len(result.history) < len(result.generations[0])
 
 
 def test_fewer_items_than_the_limit_start_one_lane_each():

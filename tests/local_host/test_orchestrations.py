@@ -140,6 +140,17 @@ async def test_continue_as_new_restarts_with_the_new_input(durable_host: LocalHo
     assert _types(status).count("ExecutionStarted") == 1
 
 
+async def test_a_sub_orchestration_that_continues_as_new_reports_its_last_output(
+    durable_host: LocalHost, client
+) -> None:
+    status = await _run(
+        durable_host, client, "count_in_a_child", "count-parent-1", {"n": 0, "limit": 2}
+    )
+    assert status.output == {"n": 2, "doubled": 4}
+    child = await client.get_status("counting-child")
+    assert json.loads(child._input) == {"n": 2, "limit": 2}
+
+
 async def test_custom_status_is_reported(durable_host: LocalHost, client) -> None:
     status = await _run(durable_host, client, "progress", "progress-1")
     assert (status.output, status.custom_status) == ("finished", {"step": "done"})

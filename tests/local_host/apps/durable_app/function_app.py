@@ -230,6 +230,11 @@ def counter(context: df.DurableOrchestrationContext):
 
 
 @app.orchestration_trigger(context_name="context")
+def count_in_a_child(context: df.DurableOrchestrationContext):
+    return (yield context.call_sub_orchestrator("counter", context.get_input(), "counting-child"))
+
+
+@app.orchestration_trigger(context_name="context")
 def progress(context: df.DurableOrchestrationContext):
     for step in ["one", "two", "three"]:
         context.set_custom_status({"step": step})
