@@ -144,10 +144,10 @@ async def record_batch_outcome(data: dict) -> None:
 
 
 @app.activity_trigger(input_name="data")
-async def start_batch_item(data: dict) -> dict:
+async def take_batch_item(data: dict) -> dict:
     from agent import activities, runtime
 
-    return await activities.start_batch_item(data, await runtime.runtime())
+    return await activities.take_batch_item(data, await runtime.runtime())
 
 
 # --- the chat turn -----------------------------------------------------------------------------

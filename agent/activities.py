@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 from agent import telemetry
 from agent.contracts import (
     BatchItemOutcome,
-    BatchItemRef,
     ChatTurnInput,
     ClaimInput,
     FinishTurnInput,
@@ -324,21 +323,30 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
     )
 
 
-# --- start_batch_item --------------------------------------------------------------------------
+# --- batch items -------------------------------------------------------------------------------
 
 
-async def start_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
-    """Make a scheduled item's conversation ready for its turn: lock it, store the message.
+async def take_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """A lane's next item, made ready for its turn: claim it, lock its conversation, store
+    its message.
 
-    Returns {"turn": ChatTurnInput} to run, or {"status": "rejected"} when the item cannot run
-    (no such conversation). A conversation busy with another turn raises Conflict, so Durable
-    retries the item a little later.
+    Returns {"index": None} when no item is left; else {"index": i} with "turn" (a
+    ChatTurnInput to run) or with "status" and "error" (the item cannot run: no such
+    conversation). A conversation busy with another turn raises Conflict, so Durable retries a
+    little later; the retry's claim, under the same key, takes the same item again.
     """
-    item_ref = BatchItemRef.from_dict(data)
-    batch = await rt.batches.get(item_ref.batch_id)
+    claim = ClaimInput.from_dict(data)
+    index = await rt.batches.claim(claim.batch_id, claim.indices, claim.claim_key)
+    if index is None:
+        return {"index": None}
+    return {"index": index, **await _start_batch_item(claim.batch_id, index, rt)}
+
+
+async def _start_batch_item(batch_id: str, index: int, rt: Runtime) -> dict[str, Any]:
+    batch = await rt.batches.get_running(batch_id)
     if batch is None:
-        raise LookupError(f"no batch {item_ref.batch_id}")
-    item = batch.items[item_ref.index]
+        raise LookupError(f"no batch {batch_id}")
+    item = batch.items[index]
     if item.owner is None or item.status == "rejected":
         return {"status": "rejected", "error": item.error or "the item was rejected"}
     ref = ConversationRef(item.owner, item.conversation_id)

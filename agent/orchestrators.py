@@ -46,7 +46,7 @@ from agent.loop import (
 MODEL_STEP = "model_step"
 TOOL_CALL = "tool_call"
 FINISH_TURN = "finish_turn"
-START_BATCH_ITEM = "start_batch_item"
+TAKE_BATCH_ITEM = "take_batch_item"
 CLAIM_BATCH_ITEM = "claim_batch_item"
 RECORD_BATCH_OUTCOME = "record_batch_outcome"
 BATCH_LANE = "batch_lane"
@@ -230,40 +230,41 @@ def scheduled_batch(context: df.DurableOrchestrationContext) -> Orchestration:
 
 
 def batch_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, int]]:
-    """One lane of a batch: claim the next item and run it, then continue as new with the
+    """One lane of a batch: take the next item and run it, then continue as new with the
     counts so far; returns the counts by outcome once no item is left.
 
     Continuing as new keeps the lane's history one item long: replaying a history that grew
     with every item made a lane's episodes cost more the further it got.
     """
     lane = LaneInput.from_dict(context.get_input())
-    claimed = yield context.call_activity_with_retry(
-        CLAIM_BATCH_ITEM, STORE_RETRY, lane.claim().to_dict()
-    )
-    if claimed["index"] is None:
+    claim = lane.claim().to_dict()
+    try:
+        taken = yield context.call_activity_with_retry(TAKE_BATCH_ITEM, BATCH_ITEM_RETRY, claim)
+    except Exception as exc:  # e.g. the conversation stayed busy: that item failed, go on
+        # The same claim key claims the same item: learn which one it was.
+        claimed = yield context.call_activity_with_retry(CLAIM_BATCH_ITEM, STORE_RETRY, claim)
+        error = f"could not start: {failure_reason(exc)}"
+        taken = {"index": claimed["index"], "status": "failed", "error": error}
+    if taken["index"] is None:
         return dict(lane.counts)
-    status = yield from run_batch_item(context, BatchItemRef(lane.batch.batch_id, claimed["index"]))
+    status = yield from run_batch_item(
+        context, BatchItemRef(lane.batch.batch_id, taken["index"]), taken
+    )
     context.continue_as_new(lane.after(status).to_dict())
     return {}  # not an output: the next execution carries on
 
 
 def run_batch_item(
-    context: df.DurableOrchestrationContext, item: BatchItemRef
+    context: df.DurableOrchestrationContext, item: BatchItemRef, taken: dict[str, Any]
 ) -> Generator[Any, Any, str]:
-    """Start and run one item's `chat_turn`; how it ended. One failing item stops nothing."""
-    try:
-        started = yield context.call_activity_with_retry(
-            START_BATCH_ITEM, BATCH_ITEM_RETRY, item.to_dict()
-        )
-    except Exception as exc:  # e.g. the conversation stayed busy: this item failed, go on
-        started = {"status": "failed", "error": f"could not start: {failure_reason(exc)}"}
-    if "turn" not in started:  # no run will tell how it ended: record it for the batch view
+    """Run a taken item's `chat_turn`; how it ended. One failing item stops nothing."""
+    if "turn" not in taken:  # no run will tell how it ended: record it for the batch view
         outcome = BatchItemOutcome(
-            item.batch_id, item.index, started["status"], started.get("error", "")
+            item.batch_id, item.index, taken["status"], taken.get("error", "")
         )
         yield context.call_activity_with_retry(RECORD_BATCH_OUTCOME, STORE_RETRY, outcome.to_dict())
-        return str(started["status"])
-    turn = ChatTurnInput.from_dict(started["turn"])
+        return str(taken["status"])
+    turn = ChatTurnInput.from_dict(taken["turn"])
     try:
         ended = yield context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)
     except Exception:  # the turn crashed: its run shows it; go on

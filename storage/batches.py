@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from azure.storage.blob.aio import BlobClient, ContainerClient
 
 from storage.json_blobs import JsonBlobs
 
+RUNNING_BATCHES_CACHED = 8
 CLAIM_RECORD_BYTES = 64  # one claim in the work queue (a claim key is lane.number: short)
 
 BatchSource = Literal["callback", "schedule"]
@@ -93,6 +95,7 @@ class BatchStore:
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
         self._json = JsonBlobs(container)
+        self._running: OrderedDict[str, BatchRecord] = OrderedDict()
 
     async def create(self, batch: BatchRecord) -> bool:
         """Store a new batch; False (nothing written) if one with that id exists."""
@@ -105,6 +108,24 @@ class BatchStore:
     async def get(self, batch_id: str) -> BatchRecord | None:
         data, _ = await self._json.download(_name(batch_id))
         return None if data is None else BatchRecord.from_dict(data)
+
+    async def get_running(self, batch_id: str) -> BatchRecord | None:
+        """The batch as its orchestration's items see it, read once per process.
+
+        A batch whose orchestration runs is never rewritten (`replace` serves batches handed
+        to the Scheduler, whose callbacks start new batches), so a copy stays true; without it
+        every item would download and parse the whole batch again.
+        """
+        record = self._running.get(batch_id)
+        if record is None:
+            record = await self.get(batch_id)
+            if record is None:
+                return None
+            self._running[batch_id] = record
+            while len(self._running) > RUNNING_BATCHES_CACHED:
+                self._running.popitem(last=False)
+        self._running.move_to_end(batch_id)
+        return record
 
     async def claim(self, batch_id: str, indices: tuple[int, ...], claim_key: str) -> int | None:
         """The next unclaimed item of `indices` (None when all are taken): the work queue of a

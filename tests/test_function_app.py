@@ -29,7 +29,7 @@ EXPECTED = {
     "get_batch": ("httpTrigger", "batches/{batch_id}", ["GET"], "FUNCTION"),
     "chat_turn": ("orchestrationTrigger", None, None, None),
     "scheduled_batch": ("orchestrationTrigger", None, None, None),
-    "start_batch_item": ("activityTrigger", None, None, None),
+    "take_batch_item": ("activityTrigger", None, None, None),
     "batch_lane": ("orchestrationTrigger", None, None, None),
     "claim_batch_item": ("activityTrigger", None, None, None),
     "record_batch_outcome": ("activityTrigger", None, None, None),

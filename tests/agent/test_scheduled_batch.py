@@ -15,20 +15,27 @@ def turn_for(index: int) -> dict[str, Any]:
 
 
 def script(start: Any = None, model: Any = None):
-    """A work queue of the batch's items; start_batch_item starts every item; each item's
-    chat_turn answers from `model`."""
+    """A work queue of the batch's items; take_batch_item claims one and starts it (with
+    `start`, by default every item starts); each item's chat_turn answers from `model`."""
     claims: dict[str, int | None] = {}
     outcomes: list[dict[str, Any]] = []  # what record_batch_outcome was given
 
+    def claim(data: dict[str, Any]) -> int | None:
+        if data["claim_key"] not in claims:
+            position = len(claims)
+            indices = data["indices"]
+            claims[data["claim_key"]] = indices[position] if position < len(indices) else None
+        return claims[data["claim_key"]]
+
     def activities(name: str, data: Any) -> Any:
         if name == "claim_batch_item":
-            if data["claim_key"] not in claims:
-                position = len(claims)
-                indices = data["indices"]
-                claims[data["claim_key"]] = indices[position] if position < len(indices) else None
-            return {"index": claims[data["claim_key"]]}
-        if name == "start_batch_item":
-            return start(data) if start else {"turn": turn_for(data["index"])}
+            return {"index": claim(data)}
+        if name == "take_batch_item":
+            index = claim(data)
+            if index is None:
+                return {"index": None}
+            item = {"batch_id": data["batch_id"], "index": index}
+            return {"index": index, **(start(item) if start else {"turn": turn_for(index)})}
         if name == "model_step":
             return model(data) if model else {"outcome": "final", "message_id": "m"}
         if name == "record_batch_outcome":
@@ -39,6 +46,7 @@ def script(start: Any = None, model: Any = None):
         raise AssertionError(name)
 
     activities.outcomes = outcomes  # type: ignore[attr-defined]
+    activities.claims = claims  # type: ignore[attr-defined]
     return activities
 
 
@@ -58,8 +66,8 @@ def test_at_most_max_concurrency_lanes_share_the_items_and_each_runs_once():
     result = run(BatchInput("b1", tuple(range(7)), 3), script())
     lanes = sorted(i for i, s in result.instances.items() if s.name == "batch_lane")
     assert lanes == ["b1-lane0", "b1-lane1", "b1-lane2"]
-    started = [d["index"] for n, d in result.activity_calls if n == "start_batch_item"]
-    assert sorted(started) == list(range(7))
+    claims = [d["claim_key"] for n, d in result.activity_calls if n == "take_batch_item"]
+    assert len(claims) == len(set(claims)) == 7 + 3  # each item once, then one "none left" per lane
     # the lanes were all started at once, in the batch's first episode
     created = [e for e in result.history if e["EventType"] == 7]
     assert len(created) == 3
@@ -99,8 +107,9 @@ def test_a_failing_item_does_not_stop_the_others():
     assert recorded[2] == ("rejected", "")
     assert recorded[1][0] == "failed" and "busy" in recorded[1][1]
     assert set(recorded) == {1, 2}
+    busy_key = next(key for key, index in activities.claims.items() if index == 1)
     busy_attempts = [
-        d for n, d in result.activity_calls if n == "start_batch_item" and d["index"] == 1
+        d for n, d in result.activity_calls if n == "take_batch_item" and d["claim_key"] == busy_key
     ]
     assert len(busy_attempts) == 8  # BATCH_ITEM_RETRY: a busy conversation is waited for
 

@@ -27,6 +27,17 @@ async def test_a_batch_is_created_once_and_read_back(container: ContainerClient)
     assert await store.get("no-such-batch") is None
 
 
+async def test_a_running_batch_is_read_once_per_process(container: ContainerClient):
+    store = BatchStore(container)
+    batch = record(uuid.uuid4().hex, ["alice"])
+    assert await store.get_running(batch.batch_id) is None  # nothing cached for a missing batch
+    await store.create(batch)
+    assert await store.get_running(batch.batch_id) == batch
+    await container.delete_blob(f"batches/{batch.batch_id}.json")
+    assert await store.get_running(batch.batch_id) == batch  # from memory: no second read
+    assert await BatchStore(container).get_running(batch.batch_id) is None
+
+
 def test_callers_see_only_items_in_their_own_conversations():
     batch = record("b", ["alice", "bob", "alice"])
     assert [i.index for i in batch.visible_to("alice")] == [0, 2]
