@@ -7,12 +7,15 @@ another owner's conversation is simply not found. Expected conditions become `ag
 other Blob error is raised as is.
 
 Concurrency: metadata changes are ETag-conditional (bounded retry on 412); transcript appends are
-position-conditional (see `storage.transcript`); records are create-only.
+position-conditional (see `storage.transcript`); records are create-only. The store remembers the
+last metadata it read or wrote (with its ETag), so a turn that begins or ends in the process
+that last touched the conversation writes without reading first; a stale copy costs one 412.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -55,6 +58,7 @@ __all__ = [
 
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 MAX_LIST_LIMIT = 1000
+METAS_CACHED = 1024
 
 
 class ConversationStore:
@@ -68,6 +72,7 @@ class ConversationStore:
         self._container = container
         self._json = JsonBlobs(container)
         self._max_attempts = max_attempts
+        self._metas: OrderedDict[ConversationRef, ConversationMeta] = OrderedDict()
         self._transcripts = TranscriptLog(
             container,
             max_blocks_per_segment=max_blocks_per_segment or MAX_BLOCKS_PER_SEGMENT,
@@ -96,7 +101,7 @@ class ConversationStore:
             result = await self._json.upload(paths.meta_name(ref), meta.stored_dict())
         except ResourceExistsError:
             raise Conflict(f"conversation {ref.conversation_id} already exists") from None
-        return meta.with_etag(result["etag"])
+        return self._remember(ref, meta.with_etag(result["etag"]))
 
     async def _claim_id(self, ref: ConversationRef) -> None:
         """Conversation ids are unique across owners, so a scheduler callback that names only
@@ -117,8 +122,9 @@ class ConversationStore:
     async def get_meta(self, ref: ConversationRef) -> ConversationMeta:
         data, etag = await self._json.download(paths.meta_name(ref))
         if data is None:
+            self._metas.pop(ref, None)
             raise NotFound(f"conversation {ref.conversation_id} not found")
-        return ConversationMeta.from_dict(data).with_etag(etag)
+        return self._remember(ref, ConversationMeta.from_dict(data).with_etag(etag))
 
     async def list_conversations(self, owner: str, limit: int = 100) -> list[ConversationMeta]:
         """The owner's conversations (by id), at most `limit`."""
@@ -144,8 +150,10 @@ class ConversationStore:
 
         Conflict if another run is active. Idempotent: the same run gets the same turn back.
         """
+        meta = self._metas.get(ref)  # trusted only by a conditional write
         for _ in range(self._max_attempts):
-            meta = await self.get_meta(ref)
+            if meta is None or meta.active_run_id is not None:
+                meta = await self.get_meta(ref)
             if meta.active_run_id == run_id:
                 return meta.turn_count
             if meta.active_run_id is not None:
@@ -153,30 +161,43 @@ class ConversationStore:
             started = replace(meta, turn_count=meta.turn_count + 1, active_run_id=run_id)
             if await self._replace_meta(ref, started):
                 return started.turn_count
+            meta = None
         raise StoreContention(f"could not begin a turn in conversation {ref.conversation_id}")
 
     async def end_turn(self, ref: ConversationRef, run_id: str) -> None:
         """Clear the active run if it is `run_id`; otherwise (already ended, or another run) no-op."""
+        meta = self._metas.get(ref)  # trusted only by a conditional write
         for _ in range(self._max_attempts):
-            meta = await self.get_meta(ref)
+            if meta is None or meta.active_run_id != run_id:
+                meta = await self.get_meta(ref)
             if meta.active_run_id != run_id:
                 return
             if await self._replace_meta(ref, replace(meta, active_run_id=None)):
                 return
+            meta = None
         raise StoreContention(f"could not end the turn in conversation {ref.conversation_id}")
 
     async def _replace_meta(self, ref: ConversationRef, meta: ConversationMeta) -> bool:
         """Write `meta` if the blob still has `meta.etag`; False if someone changed it first."""
         try:
-            await self._json.upload(
+            result = await self._json.upload(
                 paths.meta_name(ref),
                 meta.stored_dict(),
                 etag=meta.etag,
                 match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:
+            self._metas.pop(ref, None)
             return False
+        self._remember(ref, meta.with_etag(result["etag"]))
         return True
+
+    def _remember(self, ref: ConversationRef, meta: ConversationMeta) -> ConversationMeta:
+        self._metas[ref] = meta
+        self._metas.move_to_end(ref)
+        while len(self._metas) > METAS_CACHED:
+            self._metas.popitem(last=False)
+        return meta
 
     # --- transcript ---------------------------------------------------------------------------
 

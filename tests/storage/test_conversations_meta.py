@@ -209,3 +209,34 @@ async def test_concurrent_end_and_begin_leave_a_consistent_meta(
     else:  # the begin saw run-1 still active
         assert isinstance(outcomes[1], Conflict)
         assert (meta.turn_count, meta.active_run_id) == (1, None)
+
+
+async def test_a_store_whose_copy_of_the_meta_is_stale_still_counts_turns_right(
+    store: ConversationStore, other_store: ConversationStore, ref: ConversationRef
+) -> None:
+    # `store` created the conversation and remembers its meta; another process moves on.
+    await other_store.begin_turn(ref, "run-1")
+    await other_store.end_turn(ref, "run-1")
+    assert await store.begin_turn(ref, "run-2") == 2
+    assert (await other_store.get_meta(ref)).active_run_id == "run-2"
+
+
+async def test_a_stale_copy_of_the_meta_never_lets_a_second_run_in(
+    store: ConversationStore, other_store: ConversationStore, ref: ConversationRef
+) -> None:
+    await other_store.begin_turn(ref, "run-1")
+    with pytest.raises(Conflict, match="already running"):
+        await store.begin_turn(ref, "run-2")
+
+
+async def test_a_stale_copy_saying_a_run_is_active_is_checked_before_it_is_believed(
+    store: ConversationStore, other_store: ConversationStore, ref: ConversationRef
+) -> None:
+    await store.begin_turn(ref, "run-1")
+    await other_store.end_turn(ref, "run-1")
+    await other_store.begin_turn(ref, "run-2")
+    with pytest.raises(Conflict, match="already running"):
+        await store.begin_turn(ref, "run-1")  # not "turn 1 again": run-1 ended
+    await store.end_turn(ref, "run-1")  # a no-op: run-2 stays active
+    meta = await other_store.get_meta(ref)
+    assert (meta.turn_count, meta.active_run_id) == (2, "run-2")
