@@ -42,7 +42,7 @@ from agent.errors import (
 )
 from agent.loop import StepSummary, Usage
 from agent.runtime import Runtime
-from agent.transcript import model_messages, parse_arguments, usage_of, user_message
+from agent.transcript import model_messages, parse_arguments, user_message
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 
@@ -357,11 +357,8 @@ async def _start_batch_item(batch_id: str, index: int, rt: Runtime) -> dict[str,
         return {"status": "rejected", "error": f"no conversation {item.conversation_id}"}
     except Conflict:
         raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
-    stored = await rt.store.read_messages(ref)
-    await rt.store.append(
-        ref, user_message(run_id, turn, item.content), known_ids={m.id for m in stored}
-    )
-    used = usage_of(stored).total_tokens
+    await rt.store.append(ref, user_message(run_id, turn, item.content))
+    used = await rt.store.tokens_used(ref)  # exact: the append caught up with the transcript
     chat = ChatTurnInput.starting(
         RunRef(item.owner, item.conversation_id, run_id, turn), rt.settings.limits, used
     )

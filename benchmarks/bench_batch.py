@@ -2,9 +2,10 @@
 
     .venv/bin/python -m benchmarks.bench_batch [--items 200] [--concurrency 20]
 
-Each item's scripted model call takes 50-500 ms (a fixed pseudo-random draw). The batch runs
-through the local host exactly as in production: callback → `scheduled_batch` → one `chat_turn`
-per item (activities, Blob on Azurite, the model through the real `openai` client).
+Each item's scripted model call takes 50-500 ms (a fixed pseudo-random draw), answered by a
+model server in its own process (`benchmarks.latency_model`). The batch runs through the local
+host exactly as in production: callback → `scheduled_batch` → one `chat_turn` per item
+(activities, Blob on Azurite, the model through the real `openai` client).
 
 Printed against baselines computed from the same latencies:
 - ideal: total model latency / concurrency (a perfect sliding window with zero overhead);
@@ -23,47 +24,32 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import heapq
 import json
 import os
-import random
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import azure.durable_functions as df
 from standardwebhooks import Webhook
 
 from agent import runtime as app_runtime
+from benchmarks.latency_model import API_KEY, DEPLOYMENT, latencies
+from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
-from offline_model.replies import Completion, Delayed
 from storage.batches import run_id_of
 from tests.support.azurite import start_azurite
-from tests.support.fake_openai import TEST_DEPLOYMENT, fake_openai
 from tests.support.scheduler import WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def latencies(count: int) -> list[float]:
-    draw = random.Random(20261122)
-    return [draw.uniform(0.050, 0.500) for _ in range(count)]
-
-
-class LatencyBrain:
-    """Answers item N (its user message says `item N`) after that item's latency."""
-
-    def __init__(self, table: list[float]) -> None:
-        self.table = table
-
-    def __call__(self, request_json: dict[str, Any]) -> Delayed:
-        last = request_json["messages"][-1]["content"]
-        index = int(last.rsplit(" ", 1)[-1])
-        return Delayed(self.table[index], Completion(content=f"answer {index}"))
 
 
 def signed_callback(items: list[dict[str, Any]]) -> tuple[dict[str, str], str]:
@@ -87,7 +73,6 @@ class BatchRun:
 
 async def run_batch(host: LocalHost, http: aiohttp.ClientSession, count: int) -> BatchRun:
     api = f"{host.base_url}/api"
-    client = df.DurableOrchestrationClient(host.client_binding())
     conversations = []
     for _ in range(count):
         async with http.post(f"{api}/conversations") as response:
@@ -105,14 +90,12 @@ async def run_batch(host: LocalHost, http: aiohttp.ClientSession, count: int) ->
     started = time.perf_counter()
     async with http.post(f"{api}/scheduler/callback", data=body, headers=headers) as response:
         batch_id = (await response.json())["batch_id"]
-    while True:  # one status read of the batch orchestration: the probe must stay cheap
-        status = await client.get_status(batch_id)
-        if status.runtime_status is not None and status.runtime_status.value == "Completed":
-            break
-        await asyncio.sleep(0.02)
+    # Woken by the host's own commits: polling the management API would cost the host CPU.
+    done = await host.runtime.wait_for_status(batch_id, TERMINAL_STATUSES, within=600)
     elapsed = time.perf_counter() - started
-    if status.output["counts"] != {"completed": count}:
-        raise RuntimeError(f"the batch did not complete as scripted: {status.output}")
+    output = json.loads(done.output_raw or "null")
+    if str(done.runtime_status) != "Completed" or output["counts"] != {"completed": count}:
+        raise RuntimeError(f"the batch did not complete as scripted: {output}")
     # The host's own records: the management API's times are whole seconds.
     durations = []
     for index in range(count):
@@ -131,34 +114,55 @@ def sliding_window(durations: list[float], concurrency: int) -> float:
     return max(slots)
 
 
+@contextlib.contextmanager
+def model_process(count: int) -> Iterator[str]:
+    """The scripted model in a child process (see `benchmarks.latency_model`); its base URL."""
+    command = [sys.executable, "-m", "benchmarks.latency_model", str(count)]
+    child = subprocess.Popen(
+        command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    try:
+        base_url = child.stdout.readline().strip()
+        if not base_url.startswith("http://"):
+            raise RuntimeError("the model process did not start (see its output above)")
+        yield base_url
+    finally:
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
 async def main(count: int, concurrency: int) -> None:
     table = latencies(count)
-    with start_azurite() as azurite, tempfile.TemporaryDirectory() as workdir:
-        async with fake_openai(LatencyBrain(table)) as model:
-            os.environ.update(
-                CONVERSATIONS_STORAGE=azurite.connection_string,
-                AzureWebJobsStorage=azurite.connection_string,
-                CONVERSATIONS_CONTAINER="bench-batch",
-                AZURE_OPENAI_ENDPOINT=model.base_url,
-                AZURE_OPENAI_DEPLOYMENT=TEST_DEPLOYMENT,
-                AZURE_OPENAI_API_KEY=model.api_key or "",
-                MCP_SERVERS='{"mcp_servers": []}',
-                SCHEDULER_WEBHOOK_SECRET=WEBHOOK_SECRET,
-                BATCH_MAX_CONCURRENCY=str(concurrency),
-            )
-            os.environ.pop("OPENAI_BASE_URL", None)
-            host = LocalHost(
-                ROOT,
-                port=0,
-                state_path=Path(workdir) / "durable.sqlite3",
-                max_activities=concurrency * 3,  # activity slots must not be the bottleneck
-                apply_local_settings=False,
-            )
-            async with host, aiohttp.ClientSession() as http:
-                run = await run_batch(host, http, count)
-                built = app_runtime.current()
-                if built is not None:
-                    await built.aclose()
+    with (
+        start_azurite() as azurite,
+        tempfile.TemporaryDirectory() as workdir,
+        model_process(count) as model_url,
+    ):
+        os.environ.update(
+            CONVERSATIONS_STORAGE=azurite.connection_string,
+            AzureWebJobsStorage=azurite.connection_string,
+            CONVERSATIONS_CONTAINER="bench-batch",
+            AZURE_OPENAI_ENDPOINT=model_url,
+            AZURE_OPENAI_DEPLOYMENT=DEPLOYMENT,
+            AZURE_OPENAI_API_KEY=API_KEY,
+            MCP_SERVERS='{"mcp_servers": []}',
+            SCHEDULER_WEBHOOK_SECRET=WEBHOOK_SECRET,
+            BATCH_MAX_CONCURRENCY=str(concurrency),
+        )
+        os.environ.pop("OPENAI_BASE_URL", None)
+        host = LocalHost(
+            ROOT,
+            port=0,
+            state_path=Path(workdir) / "durable.sqlite3",
+            max_activities=concurrency * 3,  # activity slots must not be the bottleneck
+            apply_local_settings=False,
+        )
+        async with host, aiohttp.ClientSession() as http:
+            run = await run_batch(host, http, count)
+            built = app_runtime.current()
+            if built is not None:
+                await built.aclose()
     ideal = sum(table) / concurrency
     chunks = sum(max(table[i : i + concurrency]) for i in range(0, count, concurrency))
     print(f"{count} conversations, model 50-500 ms each, concurrency {concurrency}")

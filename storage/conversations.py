@@ -56,7 +56,6 @@ __all__ = [
     "ToolCallRecord",
 ]
 
-USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 MAX_LIST_LIMIT = 1000
 METAS_CACHED = 1024
 
@@ -225,16 +224,10 @@ class ConversationStore:
         """The whole transcript, each id once, sorted by (turn, step, seq)."""
         return await self._transcripts.read(ref)
 
-    async def usage(self, ref: ConversationRef) -> dict[str, int]:
-        totals = dict.fromkeys(USAGE_KEYS, 0)
-        for message in await self.read_messages(ref):
-            for key in USAGE_KEYS:
-                value = (message.usage or {}).get(key)
-                if isinstance(value, int):
-                    totals[key] += value
-        return totals
-
-    # --- tool calls ---------------------------------------------------------------------------
+    async def tokens_used(self, ref: ConversationRef) -> int:
+        """Total tokens the conversation's messages used (see `TranscriptLog.tokens_used`: exact
+        right after this process appended to it)."""
+        return await self._transcripts.tokens_used(ref)
 
     async def put_tool_call(
         self, ref: ConversationRef, record: ToolCallRecord, *, overwrite: bool = False

@@ -62,6 +62,7 @@ class _Cursor:
     length: int = 0  # bytes in `segment`
     blocks: int = 0  # committed blocks in `segment`
     ids: set[str] = field(default_factory=set)  # every message id seen, all segments
+    tokens: int = 0  # total tokens of those messages (each model reply records its usage)
     needs_separator: bool = False  # the segment ends mid-line (never written by us)
 
     @property
@@ -70,8 +71,15 @@ class _Cursor:
 
     def take(self, other: _Cursor) -> None:
         self.segment, self.length, self.blocks = other.segment, other.length, other.blocks
-        self.ids = other.ids
+        self.ids, self.tokens = other.ids, other.tokens
         self.needs_separator = other.needs_separator
+
+    def learn(self, messages: Iterable[StoredMessage]) -> None:
+        """Note messages read from the transcript (those seen before are not counted twice)."""
+        for message in messages:
+            if message.id not in self.ids:
+                self.ids.add(message.id)
+                self.tokens += _tokens(message)
 
 
 @dataclass(frozen=True)
@@ -119,6 +127,16 @@ class TranscriptLog:
         self._offer_cursor(ref, cursor)
         return sorted(messages, key=lambda m: m.sort_key)
 
+    async def tokens_used(self, ref: ConversationRef) -> int:
+        """Total tokens of the transcript's messages as far as this process knows (one read
+        when it knows nothing yet). Exact right after an append: appends land only at the
+        transcript's true end, having caught up with every other writer."""
+        cursor = self._cursors.get(paths.transcript_prefix(ref))
+        if cursor is None:
+            _, cursor = await self._load(ref)
+            self._offer_cursor(ref, cursor)
+        return cursor.tokens
+
     async def append(self, ref: ConversationRef, messages: Sequence[StoredMessage]) -> int:
         """Append the messages whose ids are not in the transcript yet; returns how many."""
         lines = _encode_unique(messages)
@@ -142,7 +160,7 @@ class TranscriptLog:
         written = 0
         failures = 0
         while True:
-            pending = [(mid, line) for mid, line in lines if mid not in cursor.ids]
+            pending = [line for line in lines if line.id not in cursor.ids]
             if not pending:
                 return written
             if failures >= self._max_attempts:
@@ -178,6 +196,7 @@ class TranscriptLog:
         cursor.length += len(block.data)
         cursor.blocks = int(result.get("blob_committed_block_count") or cursor.blocks + 1)
         cursor.ids.update(block.ids)
+        cursor.tokens += block.tokens
         cursor.needs_separator = False
         return True
 
@@ -191,7 +210,7 @@ class TranscriptLog:
             cursor.take(fresh)
             return
         parsed = _parse(read.data)
-        cursor.ids.update(m.id for m in parsed.messages)
+        cursor.learn(parsed.messages)
         cursor.length += len(read.data)
         if read.blocks is not None:
             cursor.blocks = read.blocks
@@ -201,7 +220,7 @@ class TranscriptLog:
         # Pick up anything appended to the full segment since we last looked (cheap: a range
         # read of the tail, once per 50,000 blocks), then continue in the next segment.
         read = await self._read_segment(paths.segment_name(ref, cursor.segment), cursor.length)
-        cursor.ids.update(m.id for m in _parse(read.data).messages)
+        cursor.learn(_parse(read.data).messages)
         await self._create_segment(ref, cursor.segment + 1)
         cursor.segment += 1
         cursor.length = cursor.blocks = 0
@@ -252,6 +271,7 @@ class TranscriptLog:
             length=len(last.data),
             blocks=last.blocks or 0,
             ids=seen,
+            tokens=sum(_tokens(message) for message in messages),
             needs_separator=bool(last.data) and not last.data.endswith(b"\n"),
         )
         return messages, cursor
@@ -326,14 +346,27 @@ class TranscriptLog:
 
 
 @dataclass(frozen=True)
+class _Line:
+    id: str
+    data: bytes  # the message as one JSON line
+    tokens: int
+
+
+@dataclass(frozen=True)
 class _Block:
     data: bytes
     ids: tuple[str, ...]
+    tokens: int
 
 
-def _encode_unique(messages: Iterable[StoredMessage]) -> list[tuple[str, bytes]]:
-    """(id, JSON line) per message, first of each id only; refuses lines no block can hold."""
-    lines: list[tuple[str, bytes]] = []
+def _tokens(message: StoredMessage) -> int:
+    total = (message.usage or {}).get("total_tokens")
+    return total if isinstance(total, int) else 0
+
+
+def _encode_unique(messages: Iterable[StoredMessage]) -> list[_Line]:
+    """One line per message, first of each id only; refuses lines no block can hold."""
+    lines: list[_Line] = []
     seen: set[str] = set()
     for message in messages:
         if message.id in seen:
@@ -346,22 +379,22 @@ def _encode_unique(messages: Iterable[StoredMessage]) -> list[tuple[str, bytes]]
                 f"message {message.id} is {len(data)} bytes; a transcript line holds at most "
                 f"{MAX_BLOCK_BYTES - 1} (store large tool output with put_tool_output)"
             )
-        lines.append((message.id, data))
+        lines.append(_Line(message.id, data, _tokens(message)))
     return lines
 
 
-def _first_block(pending: list[tuple[str, bytes]], needs_separator: bool) -> _Block:
+def _first_block(pending: list[_Line], needs_separator: bool) -> _Block:
     """As many pending lines as fit in one Append Block (at least one)."""
     parts = [b"\n"] if needs_separator else []
     size = len(parts)
-    ids: list[str] = []
-    for mid, line in pending:
-        if ids and size + len(line) > MAX_BLOCK_BYTES:
+    taken: list[_Line] = []
+    for line in pending:
+        if taken and size + len(line.data) > MAX_BLOCK_BYTES:
             break
-        parts.append(line)
-        size += len(line)
-        ids.append(mid)
-    return _Block(b"".join(parts), tuple(ids))
+        parts.append(line.data)
+        size += len(line.data)
+        taken.append(line)
+    return _Block(b"".join(parts), tuple(t.id for t in taken), sum(t.tokens for t in taken))
 
 
 def _parse(data: bytes) -> _Parsed:

@@ -224,24 +224,6 @@ async def test_a_full_segment_rolls_over_to_the_next_blob(
     assert [m.sort_key for m in await a.read_messages(ref)][-2:] == [(1, 1, 0), (1, 1, 1)]
 
 
-async def test_usage_sums_the_transcript(store: ConversationStore, ref: ConversationRef) -> None:
-    await store.append(
-        ref,
-        message(1, 0, 0, usage={"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}),
-    )
-    await store.append(
-        ref,
-        message(1, 1, 0, usage={"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}),
-    )
-    await store.append(ref, message(1, 1, 1, role="tool"))
-
-    assert await store.usage(ref) == {
-        "prompt_tokens": 30,
-        "completion_tokens": 7,
-        "total_tokens": 37,
-    }
-
-
 @pytest.fixture
 async def counted(
     azurite: AzuriteInstance, container: ContainerClient
@@ -271,3 +253,34 @@ async def test_an_append_to_a_long_conversation_is_one_request(
     assert await store.append(ref, message(2, 0, 0, run_id="run-2"))
     assert await store.append(ref, message(2, 0, 0, run_id="run-2")) is False
     assert requests == ["PUT"]  # one Append Block; the repeat needed no request at all
+
+
+async def test_tokens_used_sums_each_messages_usage_once(
+    counted: tuple[ContainerClient, list[str]], owner: str
+) -> None:
+    container, requests = counted
+    writer, reader = ConversationStore(container), ConversationStore(container)
+    ref = ConversationRef(owner, "tokens-" + owner[-12:])
+    await writer.create(ref)
+    await writer.append(ref, message(1, 0, 0, usage={"total_tokens": 12}))
+    await writer.append(ref, message(1, 1, 0, usage={"total_tokens": 25}))
+    await writer.append(ref, message(1, 1, 0, usage={"total_tokens": 25}))  # a repeat: skipped
+    await writer.append(ref, message(1, 1, 1, role="tool"))
+
+    requests.clear()
+    assert await writer.tokens_used(ref) == 37
+    assert requests == []  # the writer knows from its own appends
+    assert await reader.tokens_used(ref) == 37  # another process reads once
+    assert requests == ["GET"]
+
+
+async def test_tokens_used_is_exact_after_an_append_that_caught_up_with_another_writer(
+    container: ContainerClient, owner: str
+) -> None:
+    first, second = ConversationStore(container), ConversationStore(container)
+    ref = ConversationRef(owner, "tokens-race-" + owner[-12:])
+    await first.create(ref)
+    assert await first.tokens_used(ref) == 0
+    await second.append(ref, message(1, 0, 0, usage={"total_tokens": 40}))
+    await first.append(ref, message(2, 0, 0, run_id="run-2", usage={"total_tokens": 2}))
+    assert await first.tokens_used(ref) == 42

@@ -1,0 +1,47 @@
+"""The model of `bench_batch`, in a process of its own as a real model would be.
+
+    python -m benchmarks.latency_model COUNT
+
+Prints its base URL, then answers item N (a user message ending in `item N`) after that item's
+latency from `latencies(COUNT)`, until its stdin closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sys
+from typing import Any
+
+from offline_model.replies import Completion, Delayed
+from offline_model.server import ModelServer
+
+API_KEY = "bench-key-0123456789abcdef"
+DEPLOYMENT = "bench"
+
+
+def latencies(count: int) -> list[float]:
+    """A fixed pseudo-random draw of 50-500 ms per item (the same in every run)."""
+    draw = random.Random(20261122)
+    return [draw.uniform(0.050, 0.500) for _ in range(count)]
+
+
+class LatencyBrain:
+    def __init__(self, table: list[float]) -> None:
+        self.table = table
+
+    def __call__(self, request_json: dict[str, Any]) -> Delayed:
+        last = request_json["messages"][-1]["content"]
+        index = int(last.rsplit(" ", 1)[-1])
+        return Delayed(self.table[index], Completion(content=f"answer {index}"))
+
+
+async def serve(count: int) -> None:
+    brain = LatencyBrain(latencies(count))
+    async with ModelServer(brain, api_key=API_KEY, deployments=[DEPLOYMENT]) as server:
+        print(server.base_url, flush=True)
+        await asyncio.to_thread(sys.stdin.read)  # until the benchmark closes our stdin
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(int(sys.argv[1])))
