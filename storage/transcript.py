@@ -12,7 +12,8 @@ Why this shape
   writer made progress, so a bounded number of attempts is enough.
 - A per-process cursor (end position, block count, ids seen) makes the next append one request.
   The first append for a conversation in a process has no cursor: it reads the transcript once
-  (model steps read it anyway, and `read_messages` fills the cursor for free).
+  (model steps read it anyway, and `read_messages` fills the cursor for free), unless this
+  process created the conversation, which it then knows to be empty.
 - Reads always dedupe by id (first line wins) and skip lines that do not parse, so even a foreign
   writer or a torn tail cannot show a message twice or crash a read.
 - An append blob holds at most 50,000 blocks; when a segment is full the log continues in the next
@@ -119,7 +120,9 @@ class TranscriptLog:
 
     async def create(self, ref: ConversationRef) -> None:
         """Create segment 0 if missing (never truncates an existing transcript)."""
-        await self._create_segment(ref, 0)
+        if await self._create_segment(ref, 0):
+            # We made it, so it is empty: the first append needs no read.
+            self._offer_cursor(ref, _Cursor())
 
     async def read(self, ref: ConversationRef) -> list[StoredMessage]:
         """Every message once (first line wins), sorted by (turn, step, seq)."""
@@ -226,7 +229,8 @@ class TranscriptLog:
         cursor.length = cursor.blocks = 0
         cursor.needs_separator = False
 
-    async def _create_segment(self, ref: ConversationRef, index: int) -> None:
+    async def _create_segment(self, ref: ConversationRef, index: int) -> bool:
+        """Create segment `index` unless it exists; whether this call created it."""
         blob = self._container.get_blob_client(paths.segment_name(ref, index))
         try:
             await blob.create_append_blob(
@@ -234,7 +238,8 @@ class TranscriptLog:
                 match_condition=MatchConditions.IfMissing,
             )
         except ResourceExistsError:
-            return  # expected: created by `create` or by a writer that rolled over first
+            return False  # expected: created by `create` or by a writer that rolled over first
+        return True
 
     # --- reading ------------------------------------------------------------------------------
 

@@ -284,3 +284,18 @@ async def test_tokens_used_is_exact_after_an_append_that_caught_up_with_another_
     await second.append(ref, message(1, 0, 0, usage={"total_tokens": 40}))
     await first.append(ref, message(2, 0, 0, run_id="run-2", usage={"total_tokens": 2}))
     assert await first.tokens_used(ref) == 42
+
+
+async def test_the_first_append_to_a_conversation_this_process_created_is_one_request(
+    counted: tuple[ContainerClient, list[str]], owner: str
+) -> None:
+    container, requests = counted
+    store = ConversationStore(container)
+    ref = ConversationRef(owner, "fresh-" + owner[-12:])
+    await store.create(ref)
+    requests.clear()
+    assert await store.append(ref, message(1, 0, 0))
+    assert requests == ["PUT"]  # it made the transcript, so it knows it is empty
+    assert [m.id for m in await ConversationStore(container).read_messages(ref)] == [
+        message(1, 0, 0).id
+    ]
