@@ -30,6 +30,7 @@ from agent import runtime as app_runtime
 from agent.mcp.config import parse_mcp_servers
 from agent.mcp.pool import McpPool, to_openai_tools
 from agent.model import ModelConfig, build_model_client
+from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
 from offline_model.brains import ScriptedBrain
 from offline_model.replies import Completion, ToolCallSpec
@@ -81,20 +82,20 @@ async def plain_loop(config: ModelConfig, pool: McpPool) -> float:
     return elapsed
 
 
-async def through_host(http: aiohttp.ClientSession, api: str) -> float:
+async def through_host(host: LocalHost, http: aiohttp.ClientSession) -> float:
+    api = f"{host.base_url}/api"
     async with http.post(f"{api}/conversations") as response:
         conversation = (await response.json())["id"]
     started = time.perf_counter()
     url = f"{api}/conversations/{conversation}/messages"
     async with http.post(url, json={"content": "go"}) as response:
         run_id = (await response.json())["run_id"]
-    while True:
-        async with http.get(f"{api}/runs/{run_id}") as response:
-            run = await response.json()
-        if run["status"] not in ("pending", "running"):
-            break
-        await asyncio.sleep(0.005)
+    # Woken by the host's own commits (the run's orchestration has the run's id): polling
+    # GET /api/runs every few ms would cost the host more CPU than the turn itself.
+    await host.runtime.wait_for_status(run_id, TERMINAL_STATUSES, within=120)
     elapsed = time.perf_counter() - started
+    async with http.get(f"{api}/runs/{run_id}") as response:
+        run = await response.json()
     if run["status"] != "completed" or run.get("step") != STEPS:
         raise RuntimeError(f"the benchmark turn did not complete as scripted: {run}")
     return elapsed
@@ -134,7 +135,7 @@ async def main(repeats: int) -> None:
                     script_turn(model.brain)
                     plain.append(await plain_loop(model.azure_config(), pool))
                     script_turn(model.brain)
-                    hosted.append(await through_host(http, f"{host.base_url}/api"))
+                    hosted.append(await through_host(host, http))
                 built = app_runtime.current()
                 if built is not None:
                     await built.aclose()
