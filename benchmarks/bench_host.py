@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import statistics
 import tempfile
@@ -154,4 +155,7 @@ async def main(repeats: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=3)
+    # Before the MCP SDK's server installs a rich console handler at INFO: the host's one line
+    # per function call, printed by rich, would cost more than the work (the baseline logs none).
+    logging.basicConfig(level=logging.WARNING)
     asyncio.run(main(parser.parse_args().repeats))
