@@ -1,6 +1,6 @@
 """200 due conversations in one signed Scheduler callback, run at concurrency 20.
 
-    .venv/bin/python -m benchmarks.bench_batch [--items 200] [--concurrency 20]
+    .venv/bin/python -m benchmarks.bench_batch [--items 200] [--concurrency 20] [--latency-scale 1]
 
 Each item's scripted model call takes 50-500 ms (a fixed pseudo-random draw), answered by a
 model server in its own process (`benchmarks.latency_model`). The batch runs through the local
@@ -115,9 +115,9 @@ def sliding_window(durations: list[float], concurrency: int) -> float:
 
 
 @contextlib.contextmanager
-def model_process(count: int) -> Iterator[str]:
+def model_process(count: int, scale: float) -> Iterator[str]:
     """The scripted model in a child process (see `benchmarks.latency_model`); its base URL."""
-    command = [sys.executable, "-m", "benchmarks.latency_model", str(count)]
+    command = [sys.executable, "-m", "benchmarks.latency_model", str(count), str(scale)]
     child = subprocess.Popen(
         command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -132,12 +132,12 @@ def model_process(count: int) -> Iterator[str]:
         child.wait(timeout=30)
 
 
-async def main(count: int, concurrency: int) -> None:
-    table = latencies(count)
+async def main(count: int, concurrency: int, scale: float) -> None:
+    table = latencies(count, scale)
     with (
         start_azurite() as azurite,
         tempfile.TemporaryDirectory() as workdir,
-        model_process(count) as model_url,
+        model_process(count, scale) as model_url,
     ):
         os.environ.update(
             CONVERSATIONS_STORAGE=azurite.connection_string,
@@ -165,7 +165,8 @@ async def main(count: int, concurrency: int) -> None:
                 await built.aclose()
     ideal = sum(table) / concurrency
     chunks = sum(max(table[i : i + concurrency]) for i in range(0, count, concurrency))
-    print(f"{count} conversations, model 50-500 ms each, concurrency {concurrency}")
+    low, high = 50 * scale, 500 * scale
+    print(f"{count} conversations, model {low:.0f}-{high:.0f} ms each, concurrency {concurrency}")
     print(f"  ideal (total latency / {concurrency})    {ideal:7.2f} s")
     print(
         f"  fixed chunks of {concurrency} (no overhead)  {chunks:7.2f} s   {chunks / ideal:.2f}x ideal"
@@ -187,5 +188,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument(
+        "--latency-scale",
+        type=float,
+        default=1.0,
+        help="multiply every model latency (10: 0.5-5 s, closer to real model calls)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.items, args.concurrency))
+    asyncio.run(main(args.items, args.concurrency, args.latency_scale))

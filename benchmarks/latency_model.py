@@ -1,9 +1,9 @@
 """The model of `bench_batch`, in a process of its own as a real model would be.
 
-    python -m benchmarks.latency_model COUNT
+    python -m benchmarks.latency_model COUNT [SCALE]
 
 Prints its base URL, then answers item N (a user message ending in `item N`) after that item's
-latency from `latencies(COUNT)`, until its stdin closes.
+latency from `latencies(COUNT, SCALE)`, until its stdin closes.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ API_KEY = "bench-key-0123456789abcdef"
 DEPLOYMENT = "bench"
 
 
-def latencies(count: int) -> list[float]:
-    """A fixed pseudo-random draw of 50-500 ms per item (the same in every run)."""
+def latencies(count: int, scale: float = 1.0) -> list[float]:
+    """A fixed pseudo-random draw of 50-500 ms per item (the same in every run), times `scale`."""
     draw = random.Random(20261122)
-    return [draw.uniform(0.050, 0.500) for _ in range(count)]
+    return [scale * draw.uniform(0.050, 0.500) for _ in range(count)]
 
 
 class LatencyBrain:
@@ -36,12 +36,12 @@ class LatencyBrain:
         return Delayed(self.table[index], Completion(content=f"answer {index}"))
 
 
-async def serve(count: int) -> None:
-    brain = LatencyBrain(latencies(count))
+async def serve(count: int, scale: float) -> None:
+    brain = LatencyBrain(latencies(count, scale))
     async with ModelServer(brain, api_key=API_KEY, deployments=[DEPLOYMENT]) as server:
         print(server.base_url, flush=True)
         await asyncio.to_thread(sys.stdin.read)  # until the benchmark closes our stdin
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+    asyncio.run(serve(int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 1.0))
