@@ -229,14 +229,12 @@ class BatchItemOutcome(_Record):
 @dataclass(frozen=True)
 class LaneInput:
     """One lane of a `scheduled_batch`: it claims items from the batch until none is left.
-    Each item runs in its own execution (continue-as-new), which carries the claim number,
-    the item already taken for it (None in the lane's first execution) and the counts by
-    outcome so far."""
+    Each item runs in its own execution (continue-as-new), which carries the claim number
+    and the counts by outcome so far."""
 
     batch: BatchInput
     lane: int
     claims: int = 0
-    taken: Mapping[str, Any] | None = None  # what take_batch_item gave for claim `claims`
     counts: Mapping[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,7 +242,6 @@ class LaneInput:
             "batch": self.batch.to_dict(),
             "lane": self.lane,
             "claims": self.claims,
-            "taken": None if self.taken is None else dict(self.taken),
             "counts": dict(self.counts),
         }
 
@@ -255,24 +252,17 @@ class LaneInput:
             BatchInput.from_dict(data["batch"]),
             int(data["lane"]),
             int(data.get("claims", 0)),
-            data.get("taken"),
             counts,
         )
 
     def claim(self) -> ClaimInput:
-        return self._claim(self.claims)
+        return ClaimInput(self.batch.batch_id, self.batch.indices, f"{self.lane}.{self.claims}")
 
-    def next_claim(self) -> ClaimInput:
-        return self._claim(self.claims + 1)
-
-    def after(self, status: str, taken_next: Mapping[str, Any]) -> LaneInput:
-        """The next execution's input, once this item ended with `status`."""
+    def after(self, status: str) -> LaneInput:
+        """The next execution's input, once an item ended with `status`."""
         counts = dict(self.counts)
         counts[status] = counts.get(status, 0) + 1
-        return replace(self, claims=self.claims + 1, taken=taken_next, counts=counts)
-
-    def _claim(self, number: int) -> ClaimInput:
-        return ClaimInput(self.batch.batch_id, self.batch.indices, f"{self.lane}.{number}")
+        return replace(self, claims=self.claims + 1, counts=counts)
 
 
 @dataclass(frozen=True)

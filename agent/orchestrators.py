@@ -7,7 +7,6 @@ references travel through history.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections import Counter
 from collections.abc import Generator
@@ -22,7 +21,6 @@ from agent.contracts import (
     BatchItemRef,
     ChatTurnInput,
     ChatTurnOutput,
-    ClaimInput,
     FailedToolCall,
     FinishTurnInput,
     LaneInput,
@@ -232,70 +230,43 @@ def scheduled_batch(context: df.DurableOrchestrationContext) -> Orchestration:
 
 
 def batch_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, int]]:
-    """One lane of a batch: run an item while taking the next, then continue as new with
-    that next item and the counts so far; returns the counts by outcome once none is left.
+    """One lane of a batch: take the next item and run it, then continue as new with the
+    counts so far; returns the counts by outcome once no item is left.
 
-    Taking the next item (claim it, lock its conversation, store its message) while the
-    current one runs means the next turn starts the moment a slot frees. Continuing as new
-    keeps the lane's history one item long: replaying a history that grew with every item made
-    a lane's episodes cost more the further it got.
+    Continuing as new keeps the lane's history one item long: replaying a history that grew
+    with every item made a lane's episodes cost more the further it got.
     """
     lane = LaneInput.from_dict(context.get_input())
-    taken = lane.taken
-    if taken is None:  # the lane's first execution
-        taken = yield from settle_take(context, lane.claim(), take_item(context, lane.claim()))
+    claim = lane.claim().to_dict()
+    try:
+        taken = yield context.call_activity_with_retry(TAKE_BATCH_ITEM, BATCH_ITEM_RETRY, claim)
+    except Exception as exc:  # e.g. the conversation stayed busy: that item failed, go on
+        # The same claim key claims the same item: learn which one it was.
+        claimed = yield context.call_activity_with_retry(CLAIM_BATCH_ITEM, STORE_RETRY, claim)
+        error = f"could not start: {failure_reason(exc)}"
+        taken = {"index": claimed["index"], "status": "failed", "error": error}
     if taken["index"] is None:
         return dict(lane.counts)
-    running = run_item(context, BatchItemRef(lane.batch.batch_id, taken["index"]), taken)
-    following = lane.next_claim()
-    taking = take_item(context, following)
-    with contextlib.suppress(Exception):  # each task's own failure is handled below
-        yield context.task_all([running, taking])
-    status = yield from settle_run(running, taken)
-    taken_next = yield from settle_take(context, following, taking)
-    context.continue_as_new(lane.after(status, taken_next).to_dict())
+    status = yield from run_batch_item(
+        context, BatchItemRef(lane.batch.batch_id, taken["index"]), taken
+    )
+    context.continue_as_new(lane.after(status).to_dict())
     return {}  # not an output: the next execution carries on
 
 
-def take_item(context: df.DurableOrchestrationContext, claim: ClaimInput) -> Any:
-    """The `take_batch_item` task; a busy conversation is retried (BATCH_ITEM_RETRY)."""
-    return context.call_activity_with_retry(TAKE_BATCH_ITEM, BATCH_ITEM_RETRY, claim.to_dict())
-
-
-def settle_take(
-    context: df.DurableOrchestrationContext, claim: ClaimInput, task: Any
-) -> Generator[Any, Any, dict[str, Any]]:
-    """What a take gave; an item that could not be started counts as failed, not the lane."""
-    try:
-        return (yield task)
-    except Exception as exc:  # e.g. the conversation stayed busy
-        # The same claim key claims the same item: learn which one it was.
-        claimed = yield context.call_activity_with_retry(
-            CLAIM_BATCH_ITEM, STORE_RETRY, claim.to_dict()
-        )
-        error = f"could not start: {failure_reason(exc)}"
-        return {"index": claimed["index"], "status": "failed", "error": error}
-
-
-def run_item(
+def run_batch_item(
     context: df.DurableOrchestrationContext, item: BatchItemRef, taken: dict[str, Any]
-) -> Any:
-    """The task that runs a taken item: its `chat_turn`, or, for an item that got no run,
-    recording how it ended for the batch view."""
-    if "turn" in taken:
-        turn = ChatTurnInput.from_dict(taken["turn"])
-        return context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)
-    outcome = BatchItemOutcome(item.batch_id, item.index, taken["status"], taken.get("error", ""))
-    return context.call_activity_with_retry(RECORD_BATCH_OUTCOME, STORE_RETRY, outcome.to_dict())
-
-
-def settle_run(task: Any, taken: dict[str, Any]) -> Generator[Any, Any, str]:
-    """How an item ended. One failing item stops nothing."""
-    if "turn" not in taken:
-        yield task  # recording the outcome must succeed (its retries exhausted: the lane fails)
+) -> Generator[Any, Any, str]:
+    """Run a taken item's `chat_turn`; how it ended. One failing item stops nothing."""
+    if "turn" not in taken:  # no run will tell how it ended: record it for the batch view
+        outcome = BatchItemOutcome(
+            item.batch_id, item.index, taken["status"], taken.get("error", "")
+        )
+        yield context.call_activity_with_retry(RECORD_BATCH_OUTCOME, STORE_RETRY, outcome.to_dict())
         return str(taken["status"])
+    turn = ChatTurnInput.from_dict(taken["turn"])
     try:
-        ended = yield task
+        ended = yield context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)
     except Exception:  # the turn crashed: its run shows it; go on
         return "failed"
     return str(ended["status"])
