@@ -85,6 +85,26 @@ def test_a_lane_continues_as_new_after_each_item_so_its_history_stays_one_item_l
     assert len(result.history) < len(result.generations[0])
 
 
+def test_a_slow_item_holds_only_its_own_lane():
+    def model(data: dict[str, Any]) -> dict[str, Any]:
+        slow = data["run"]["run_id"].endswith("0000") and data["step"] == 1
+        if slow and not model.waited:  # type: ignore[attr-defined]
+            model.waited = True  # type: ignore[attr-defined]
+            return {"outcome": "throttled", "retry_after": 90}  # item 0 takes 90 s
+        return {"outcome": "final", "message_id": "m"}
+
+    model.waited = False  # type: ignore[attr-defined]
+    activities = script(model=model)
+    result = run(BatchInput("b1", (0, 1, 2), 2), activities)
+    assert result.output["counts"] == {"completed": 3}
+    # lane 1 ran items 1 and 2 while lane 0 waited on item 0: no item was bound to a busy lane
+    assert {k: v for k, v in activities.claims.items() if v is not None} == {
+        "0.0": 0,
+        "1.0": 1,
+        "1.1": 2,
+    }
+
+
 def test_fewer_items_than_the_limit_start_one_lane_each():
     result = run(BatchInput("b1", (4, 9), 20), script())
     assert sum(s.name == "batch_lane" for s in result.instances.values()) == 2
