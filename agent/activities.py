@@ -14,6 +14,7 @@ Failure policy (the single retry layer is Durable's, in the orchestrator):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from dataclasses import replace
@@ -372,5 +373,16 @@ async def claim_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
 
 
 async def record_batch_outcome(data: dict[str, Any], rt: Runtime) -> None:
+    """Record how an item that got no run ended. An item whose take failed midway (its
+    conversation locked, then a write failed for good) also gets its lock back: nothing else
+    would release a lock held by a run that never started."""
     outcome = BatchItemOutcome.from_dict(data)
     await rt.batches.record_outcome(outcome.batch_id, outcome.index, outcome.status, outcome.error)
+    if outcome.status != "failed":
+        return
+    batch = await rt.batches.get_running(outcome.batch_id)
+    item = batch.items[outcome.index] if batch is not None else None
+    if item is not None and item.owner is not None:
+        with contextlib.suppress(NotFound):  # the conversation is gone: no lock to give back
+            run_id = run_id_of(outcome.batch_id, outcome.index)
+            await rt.store.end_turn(ConversationRef(item.owner, item.conversation_id), run_id)

@@ -15,9 +15,10 @@ Printed against baselines computed from the same latencies:
 And, to tell the window policy from the cost of each item, from the runs' own timestamps:
 - a perfect sliding window over the measured item durations (each item's `chat_turn`, from
   creation to completion, started the moment a slot frees): the measured makespan against it
-  shows what the lanes lose between items, at ramp-up and at the tail;
-- the mean overhead per item: measured item duration minus its scripted model latency (Durable
-  episodes, Blob round trips, the openai client; all in one local-host process here).
+  shows what the lanes lose between items (taking the next item: claim it, lock its
+  conversation, store its message), at ramp-up and at the tail;
+- the mean overhead per item: measured `chat_turn` duration minus its scripted model latency
+  (Durable episodes, Blob round trips, the openai client; all in one local-host process here).
 """
 
 from __future__ import annotations

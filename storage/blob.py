@@ -22,7 +22,14 @@ if TYPE_CHECKING:
 
 SETTING = "CONVERSATIONS_STORAGE"
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
-PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")
+PROXY_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+)
 
 
 def is_account_url(setting: str) -> bool:
@@ -44,7 +51,8 @@ def container_client(
     value = setting.strip()
     if not value:
         raise SettingsError(SETTING, "is empty")
-    client_options.setdefault("transport", _transport())
+    if "transport" not in client_options:
+        client_options["transport"] = _transport()
     if is_account_url(value):
         if credential is None:
             raise SettingsError(SETTING, "an account URL needs a credential (managed identity)")

@@ -157,9 +157,7 @@ class TranscriptLog:
 
     # --- appending ----------------------------------------------------------------------------
 
-    async def _append_lines(
-        self, ref: ConversationRef, cursor: _Cursor, lines: list[tuple[str, bytes]]
-    ) -> int:
+    async def _append_lines(self, ref: ConversationRef, cursor: _Cursor, lines: list[_Line]) -> int:
         written = 0
         failures = 0
         while True:

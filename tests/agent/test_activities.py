@@ -13,12 +13,13 @@ import pytest
 import pytest_asyncio
 
 from agent import activities
-from agent.contracts import ModelStepInput, RunRef, ToolCallInput
+from agent.contracts import BatchItemOutcome, ClaimInput, ModelStepInput, RunRef, ToolCallInput
 from agent.errors import TransientModelError
 from agent.runtime import Runtime, build_runtime
 from agent.settings import Settings
 from agent.transcript import user_message
 from offline_model.replies import ToolCallSpec
+from storage.batches import BatchItem, BatchRecord, run_id_of
 from storage.conversations import ConversationRef, StoredMessage
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
@@ -250,3 +251,57 @@ async def test_an_approved_tool_runs(rt, model):
     assert not done["is_error"]
     [result] = [m for m in await transcript(rt, run) if m.role == "tool"]
     assert "Eve" in result.content
+
+
+async def new_batch(rt: Runtime, conversations: list[str]) -> str:
+    batch_id = "b" + uuid.uuid4().hex[:31]
+    items = tuple(
+        BatchItem(i, c, "user:test", f"scheduled {i}") for i, c in enumerate(conversations)
+    )
+    await rt.batches.create(
+        BatchRecord(batch_id, "callback", "2026-01-01T00:00:00+00:00", None, items)
+    )
+    return batch_id
+
+
+async def test_taking_a_batch_item_twice_takes_it_once(rt, model):
+    ref = ConversationRef("user:test", uuid.uuid4().hex)
+    await rt.store.create(ref)
+    batch_id = await new_batch(rt, [ref.conversation_id])
+    claim = ClaimInput(batch_id, (0,), "0.0").to_dict()
+
+    first = await activities.take_batch_item(claim, rt)
+    again = await activities.take_batch_item(claim, rt)  # at-least-once: a re-run
+
+    assert first == again
+    assert first["index"] == 0 and first["turn"]["run_id"] == run_id_of(batch_id, 0)
+    assert [m.content for m in await rt.store.read_messages(ref)] == ["scheduled 0"]
+    assert (await rt.store.get_meta(ref)).active_run_id == run_id_of(batch_id, 0)
+    assert await activities.take_batch_item(ClaimInput(batch_id, (0,), "0.1").to_dict(), rt) == {
+        "index": None
+    }
+
+
+async def test_recording_a_failed_item_gives_back_a_lock_its_take_left_behind(rt, model):
+    ref = ConversationRef("user:test", uuid.uuid4().hex)
+    await rt.store.create(ref)
+    batch_id = await new_batch(rt, [ref.conversation_id, ref.conversation_id])
+    await rt.store.begin_turn(ref, run_id_of(batch_id, 0))  # the take locked, then failed
+
+    outcome = BatchItemOutcome(batch_id, 0, "failed", "could not start: storage down")
+    await activities.record_batch_outcome(outcome.to_dict(), rt)
+
+    assert (await rt.store.get_meta(ref)).active_run_id is None
+    assert await rt.batches.outcome(batch_id, 0) == {"status": "failed", "error": outcome.error}
+
+
+async def test_recording_a_failed_item_leaves_another_runs_lock_alone(rt, model):
+    ref = ConversationRef("user:test", uuid.uuid4().hex)
+    await rt.store.create(ref)
+    batch_id = await new_batch(rt, [ref.conversation_id, ref.conversation_id])
+    await rt.store.begin_turn(ref, "someone-elses-run")  # busy: item 1 never got the lock
+
+    outcome = BatchItemOutcome(batch_id, 1, "failed", "could not start: busy")
+    await activities.record_batch_outcome(outcome.to_dict(), rt)
+
+    assert (await rt.store.get_meta(ref)).active_run_id == "someone-elses-run"
