@@ -23,9 +23,11 @@ from mcp.server.mcpserver import Context, MCPServer
 
 from local_host.testing import HostProcess, wait_until
 from offline_model.brains import OfflineBrain, ScriptedBrain
+from tests.e2e.test_scheduling import due, signed
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
 from tests.support.mcp_servers import AsgiServer
+from tests.support.scheduler import WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
@@ -92,6 +94,8 @@ def host_env(azurite: AzuriteInstance, model: FakeOpenAI, mcp_url: str) -> dict[
         AZURE_OPENAI_ENDPOINT=model.base_url,
         AZURE_OPENAI_DEPLOYMENT=TEST_DEPLOYMENT,
         AZURE_OPENAI_API_KEY=model.api_key or "",
+        SCHEDULER_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        BATCH_MAX_CONCURRENCY="3",
         MCP_SERVERS=json.dumps(
             {
                 "mcp_servers": [
@@ -199,3 +203,30 @@ async def test_a_host_killed_during_a_model_call_resumes_with_the_same_transcrip
     await client.host.start()
     assert (await client.finished(run_id))["status"] == "completed"
     assert await client.transcript(conversation) == expected
+
+
+async def test_a_host_killed_mid_batch_resumes_and_runs_every_item_exactly_once(
+    client: Client, model: FakeOpenAI
+):
+    conversations = [(await client.call("POST", "/conversations"))[1]["id"] for _ in range(9)]
+    arrived = len(model.requests)
+    model.brain.delay(60)  # one lane's model call hangs; the other lanes go on
+    headers, body = signed(due(*((c, f"item {i}") for i, c in enumerate(conversations))))
+    status, accepted = await client.call("POST", "/scheduler/callback", data=body, headers=headers)
+    assert status == 202, accepted
+    await model.server.wait_for_requests(arrived + 5, within_seconds=20)
+    client.host.kill()  # items done, one hanging, others between their steps
+    await client.host.wait_exit()
+    model.server.release_delays()
+
+    await client.host.start()
+
+    async def settled() -> dict[str, Any] | None:
+        _, view = await client.call("GET", f"/batches/{accepted['batch_id']}")
+        return view if view["counts"].get("completed") == 9 else None
+
+    await wait_until(settled, within=60, message="every item of the batch completed")
+    for i, conversation in enumerate(conversations):
+        roles = [(m[0], m[1]) for m in await client.transcript(conversation)]
+        assert [r for r in roles if r[0] == "user"] == [("user", f"item {i}")]
+        assert [r[0] for r in roles] == ["user", "assistant"]  # one answer, none twice
