@@ -160,6 +160,7 @@ class BatchStore:
     async def replace(self, batch: BatchRecord) -> None:
         """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""
         await self._json.upload(_name(batch.batch_id), batch.to_dict(), overwrite=True)
+        self._running.pop(batch.batch_id, None)  # never serve this process an outdated copy
 
 
 async def _append(blob: BlobClient, record: bytes) -> int:

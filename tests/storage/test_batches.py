@@ -38,6 +38,16 @@ async def test_a_running_batch_is_read_once_per_process(container: ContainerClie
     assert await BatchStore(container).get_running(batch.batch_id) is None
 
 
+async def test_a_rewritten_batch_is_read_again(container: ContainerClient):
+    store = BatchStore(container)
+    batch = record(uuid.uuid4().hex, ["alice"])
+    await store.create(batch)
+    await store.get_running(batch.batch_id)
+    rewritten = record(batch.batch_id, ["bob"])
+    await store.replace(rewritten)
+    assert await store.get_running(batch.batch_id) == rewritten
+
+
 def test_callers_see_only_items_in_their_own_conversations():
     batch = record("b", ["alice", "bob", "alice"])
     assert [i.index for i in batch.visible_to("alice")] == [0, 2]
