@@ -75,12 +75,16 @@ class _Cursor:
         self.ids, self.tokens = other.ids, other.tokens
         self.needs_separator = other.needs_separator
 
-    def learn(self, messages: Iterable[StoredMessage]) -> None:
-        """Note messages read from the transcript (those seen before are not counted twice)."""
+    def learn(self, messages: Iterable[StoredMessage]) -> list[StoredMessage]:
+        """Note messages read from the transcript; returns those not seen before (the first
+        line of each id wins), which alone are counted."""
+        fresh = []
         for message in messages:
             if message.id not in self.ids:
                 self.ids.add(message.id)
                 self.tokens += _tokens(message)
+                fresh.append(message)
+        return fresh
 
 
 @dataclass(frozen=True)
@@ -253,30 +257,24 @@ class TranscriptLog:
             later = [(index, name) for index, name in await self._segments(ref) if index > 0]
             segments += later
             reads += await asyncio.gather(*(self._read_segment(n, 0) for _, n in later))
-        messages: list[StoredMessage] = []
-        seen: set[str] = set()
-        skipped = 0
-        for read in reads:
-            parsed = _parse(read.data)
-            skipped += parsed.skipped_lines
-            for message in parsed.messages:
-                if message.id not in seen:
-                    seen.add(message.id)
-                    messages.append(message)
-        if skipped:
-            log.warning(
-                "skipped unreadable transcript lines",
-                extra={"conversation_id": ref.conversation_id, "skipped_lines": skipped},
-            )
         last = reads[-1]
         cursor = _Cursor(
             segment=segments[-1][0],
             length=len(last.data),
             blocks=last.blocks or 0,
-            ids=seen,
-            tokens=sum(_tokens(message) for message in messages),
             needs_separator=bool(last.data) and not last.data.endswith(b"\n"),
         )
+        messages: list[StoredMessage] = []
+        skipped = 0
+        for read in reads:
+            parsed = _parse(read.data)
+            skipped += parsed.skipped_lines
+            messages += cursor.learn(parsed.messages)
+        if skipped:
+            log.warning(
+                "skipped unreadable transcript lines",
+                extra={"conversation_id": ref.conversation_id, "skipped_lines": skipped},
+            )
         return messages, cursor
 
     async def _segments(self, ref: ConversationRef) -> list[tuple[int, str]]:
