@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import BlobClient, ContainerClient
 
 from storage.json_blobs import JsonBlobs
+from storage.recent import Recent
 
 RUNNING_BATCHES_CACHED = 8
 CLAIM_RECORD_BYTES = 64  # one claim in the work queue (a claim key is lane.number: short)
@@ -95,7 +95,7 @@ class BatchStore:
     def __init__(self, container: ContainerClient) -> None:
         self._container = container
         self._json = JsonBlobs(container)
-        self._running: OrderedDict[str, BatchRecord] = OrderedDict()
+        self._running: Recent[str, BatchRecord] = Recent(RUNNING_BATCHES_CACHED)
 
     async def create(self, batch: BatchRecord) -> bool:
         """Store a new batch; False (nothing written) if one with that id exists."""
@@ -119,12 +119,8 @@ class BatchStore:
         record = self._running.get(batch_id)
         if record is None:
             record = await self.get(batch_id)
-            if record is None:
-                return None
-            self._running[batch_id] = record
-            while len(self._running) > RUNNING_BATCHES_CACHED:
-                self._running.popitem(last=False)
-        self._running.move_to_end(batch_id)
+            if record is not None:
+                self._running.put(batch_id, record)
         return record
 
     async def claim(self, batch_id: str, indices: tuple[int, ...], claim_key: str) -> int | None:
@@ -160,7 +156,7 @@ class BatchStore:
     async def replace(self, batch: BatchRecord) -> None:
         """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""
         await self._json.upload(_name(batch.batch_id), batch.to_dict(), overwrite=True)
-        self._running.pop(batch.batch_id, None)  # never serve this process an outdated copy
+        self._running.pop(batch.batch_id)  # never serve this process an outdated copy
 
 
 async def _append(blob: BlobClient, record: bytes) -> int:

@@ -15,7 +15,6 @@ that last touched the conversation writes without reading first; a stale copy co
 from __future__ import annotations
 
 import asyncio
-from collections import OrderedDict
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from storage.models import (
     StoredMessage,
     ToolCallRecord,
 )
+from storage.recent import Recent
 from storage.transcript import (
     MAX_ATTEMPTS,
     MAX_BLOCKS_PER_SEGMENT,
@@ -71,7 +71,7 @@ class ConversationStore:
         self._container = container
         self._json = JsonBlobs(container)
         self._max_attempts = max_attempts
-        self._metas: OrderedDict[ConversationRef, ConversationMeta] = OrderedDict()
+        self._metas: Recent[ConversationRef, ConversationMeta] = Recent(METAS_CACHED)
         self._transcripts = TranscriptLog(
             container,
             max_blocks_per_segment=max_blocks_per_segment or MAX_BLOCKS_PER_SEGMENT,
@@ -100,7 +100,7 @@ class ConversationStore:
             result = await self._json.upload(paths.meta_name(ref), meta.stored_dict())
         except ResourceExistsError:
             raise Conflict(f"conversation {ref.conversation_id} already exists") from None
-        return self._remember(ref, meta.with_etag(result["etag"]))
+        return self._metas.put(ref, meta.with_etag(result["etag"]))
 
     async def _claim_id(self, ref: ConversationRef) -> None:
         """Conversation ids are unique across owners, so a scheduler callback that names only
@@ -121,9 +121,9 @@ class ConversationStore:
     async def get_meta(self, ref: ConversationRef) -> ConversationMeta:
         data, etag = await self._json.download(paths.meta_name(ref))
         if data is None:
-            self._metas.pop(ref, None)
+            self._metas.pop(ref)
             raise NotFound(f"conversation {ref.conversation_id} not found")
-        return self._remember(ref, ConversationMeta.from_dict(data).with_etag(etag))
+        return self._metas.put(ref, ConversationMeta.from_dict(data).with_etag(etag))
 
     async def list_conversations(self, owner: str, limit: int = 100) -> list[ConversationMeta]:
         """The owner's conversations (by id), at most `limit`."""
@@ -186,17 +186,10 @@ class ConversationStore:
                 match_condition=MatchConditions.IfNotModified,
             )
         except ResourceModifiedError:
-            self._metas.pop(ref, None)
+            self._metas.pop(ref)
             return False
-        self._remember(ref, meta.with_etag(result["etag"]))
+        self._metas.put(ref, meta.with_etag(result["etag"]))
         return True
-
-    def _remember(self, ref: ConversationRef, meta: ConversationMeta) -> ConversationMeta:
-        self._metas[ref] = meta
-        self._metas.move_to_end(ref)
-        while len(self._metas) > METAS_CACHED:
-            self._metas.popitem(last=False)
-        return meta
 
     # --- transcript ---------------------------------------------------------------------------
 

@@ -27,7 +27,6 @@ import asyncio
 import json
 import logging
 import weakref
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -39,6 +38,7 @@ from azure.storage.blob.aio import ContainerClient
 from agent.errors import AgentError, NotFound, PayloadTooLarge
 from storage import paths
 from storage.models import ConversationRef, StoredMessage
+from storage.recent import Recent
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,8 @@ class TranscriptLog:
             raise ValueError(f"max_blocks_per_segment must be 1..{MAX_BLOCKS_PER_SEGMENT}")
         self._container = container
         self._max_blocks = max_blocks_per_segment
-        self._cache_size = cursor_cache_size
         self._max_attempts = max_attempts
-        self._cursors: OrderedDict[str, _Cursor] = OrderedDict()
+        self._cursors: Recent[str, _Cursor] = Recent(cursor_cache_size)
         # One writer per conversation per process: in-process racers would only 412 each other.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -154,9 +153,7 @@ class TranscriptLog:
             cursor = self._cursors.get(key)
             if cursor is None:
                 _, cursor = await self._load(ref)
-                self._remember(key, cursor)
-            else:
-                self._cursors.move_to_end(key)
+                self._cursors.put(key, cursor)
             return await self._append_lines(ref, cursor, lines)
 
     # --- appending ----------------------------------------------------------------------------
@@ -195,7 +192,7 @@ class TranscriptLog:
                 cursor.blocks = self._max_blocks  # full: the next round rolls over
                 return False
             if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
-                self._forget(paths.transcript_prefix(ref))
+                self._cursors.pop(paths.transcript_prefix(ref))
                 raise NotFound("conversation not found") from None
             raise
         cursor.length += len(block.data)
@@ -329,18 +326,9 @@ class TranscriptLog:
             return  # the writer keeps its own cursor exact; don't move it under its feet
         known = self._cursors.get(key)
         if known is None:
-            self._remember(key, cursor)
+            self._cursors.put(key, cursor)
         elif cursor.position > known.position:
             known.take(cursor)
-
-    def _remember(self, key: str, cursor: _Cursor) -> None:
-        self._cursors[key] = cursor
-        self._cursors.move_to_end(key)
-        while len(self._cursors) > self._cache_size:
-            self._cursors.popitem(last=False)
-
-    def _forget(self, key: str) -> None:
-        self._cursors.pop(key, None)
 
 
 # --- lines ------------------------------------------------------------------------------------
