@@ -17,7 +17,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import azure.functions as func
@@ -166,37 +166,34 @@ class FunctionInvoker:
     async def invoke(
         self, info: FunctionInfo, arguments: Mapping[str, Any], *, details: str = ""
     ) -> Any:
-        invocation_id = str(uuid.uuid4())
-        kwargs = self._bind(info, arguments, invocation_id)
-        started = time.perf_counter()
-        outcome = "Failed"
-        try:
+        with self._invocation(info, details) as invocation_id:
+            kwargs = self._bind(info, arguments, invocation_id)
             if info.is_async:
-                result = await info.user_function(**kwargs)
-            else:
-                result = await run_in_daemon_thread(info.user_function, **kwargs)
-                if inspect.isawaitable(result):  # a sync wrapper returning a coroutine
-                    result = await result
-            outcome = "Succeeded"
+                return await info.user_function(**kwargs)
+            result = await run_in_daemon_thread(info.user_function, **kwargs)
+            if inspect.isawaitable(result):  # a sync wrapper returning a coroutine
+                result = await result
             return result
-        except asyncio.CancelledError:
-            outcome = "Cancelled"
-            raise
-        finally:
-            self._log(info.name, invocation_id, outcome, started, details)
 
     def invoke_blocking(
         self, info: FunctionInfo, arguments: Mapping[str, Any], *, details: str = ""
     ) -> Any:
         """Invoke a sync function on the calling thread (orchestrators: deterministic, no I/O)."""
+        with self._invocation(info, details) as invocation_id:
+            return info.user_function(**self._bind(info, arguments, invocation_id))
+
+    @contextlib.contextmanager
+    def _invocation(self, info: FunctionInfo, details: str) -> Iterator[str]:
+        """An invocation id, and one log line with the outcome and duration when it ends."""
         invocation_id = str(uuid.uuid4())
-        kwargs = self._bind(info, arguments, invocation_id)
         started = time.perf_counter()
         outcome = "Failed"
         try:
-            result = info.user_function(**kwargs)
+            yield invocation_id
             outcome = "Succeeded"
-            return result
+        except asyncio.CancelledError:
+            outcome = "Cancelled"
+            raise
         finally:
             self._log(info.name, invocation_id, outcome, started, details)
 
