@@ -38,6 +38,7 @@ from .errors import (
     InstanceNotTerminal,
     InvalidInstanceId,
     UnknownFunction,
+    unknown_function_message,
 )
 from .history import TERMINAL_STATUSES, Event, RuntimeStatus
 from .indexing import AppIndex, FunctionInfo
@@ -170,10 +171,8 @@ def start_instance(
     validate_instance_id(instance_id)
     info = index.orchestrator(name)
     if info is None:
-        known = ", ".join(f"'{n}'" for n in index.orchestrator_names())
         raise UnknownFunction(
-            f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator function. "
-            f"Additional info: the following are the known orchestrator functions: {known}."
+            unknown_function_message(name, "orchestrator", index.orchestrator_names())
         )
     existing = tx.get_instance(instance_id)
     if existing is not None:

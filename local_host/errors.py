@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class LocalHostError(Exception):
     """Base of every error the local host raises on purpose."""
@@ -55,3 +57,12 @@ class UnknownFunction(DurableApiError):
     """An orchestrator or activity name that the app does not define."""
 
     status = 400
+
+
+def unknown_function_message(name: str, kind: str, known: Iterable[str]) -> str:
+    """The extension's words for a call to a function that is not an `kind` function."""
+    names = ", ".join(f"'{n}'" for n in known)
+    return (
+        f"The function '{name}' doesn't exist, is disabled, or is not an {kind} function. "
+        f"Additional info: the following are the known {kind} functions: {names}."
+    )

@@ -37,6 +37,7 @@ from azure.durable_functions.models.history.HistoryEventType import HistoryEvent
 from azure.functions import meta
 
 from . import payloads
+from .errors import unknown_function_message
 from .history import Event, event_type_of, parse_timestamp
 from .indexing import AppIndex
 
@@ -495,10 +496,8 @@ class _ShimReplay:
     def _schedule_task(self, action: dict[str, Any]) -> _Future:
         name = str(action.get("functionName") or "")
         if self._index.activity(name) is None:
-            known = ", ".join(f"'{n}'" for n in self._index.activity_names())
             raise HostReplayError(
-                f"The function '{name}' doesn't exist, is disabled, or is not an activity function. "
-                f"Additional info: the following are the known activity functions: {known}."
+                unknown_function_message(name, "activity", self._index.activity_names())
             )
         parameters = payloads.action_input_to_task_parameters(action.get("input"))
         return self._allocate(lambda task_id: TaskDecision(task_id, name, parameters))
@@ -506,10 +505,8 @@ class _ShimReplay:
     def _create_sub_orchestration(self, action: dict[str, Any]) -> _Future:
         name = str(action.get("functionName") or "")
         if self._index.orchestrator(name) is None:
-            known = ", ".join(f"'{n}'" for n in self._index.orchestrator_names())
             raise HostReplayError(
-                f"The function '{name}' doesn't exist, is disabled, or is not an orchestrator "
-                f"function. Additional info: the following are the known orchestrator functions: {known}."
+                unknown_function_message(name, "orchestrator", self._index.orchestrator_names())
             )
         requested_id = action.get("instanceId")
         if requested_id is not None:

@@ -172,3 +172,6 @@ async def test_calling_an_unknown_activity_fails_the_orchestration(
     status = await _run(durable_host, client, "calls_missing_activity", "missing-1")
     assert status.runtime_status.value == "Failed"
     assert "The function 'no_such_activity' doesn't exist" in status.output
+    assert (
+        "the following are the known activity functions: 'always_fails', 'double'," in status.output
+    )
