@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -46,10 +45,10 @@ from agent.runtime import Runtime
 from agent.transcript import model_messages, parse_arguments, user_message
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
+from storage.models import PLAIN_ID
 
 log = logging.getLogger(__name__)
 
-_PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 NOT_APPROVED = "this tool needs approval, which was not asked for; it was not run"
 FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
@@ -147,7 +146,7 @@ def unique_call_ids(step: ModelStepInput, ids: list[str], stored: list[StoredMes
     taken = {c["id"] for m in stored if m.run_id == step.run.run_id for c in m.tool_calls or ()}
     unique = []
     for seq, call_id in enumerate(ids, start=1):
-        if call_id in taken or not _PLAIN_ID.match(call_id or ""):
+        if call_id in taken or not PLAIN_ID.fullmatch(call_id or ""):
             call_id = f"call_{step.step}_{seq}_{step.run.run_id[:12]}"
         taken.add(call_id)
         unique.append(call_id)

@@ -11,7 +11,6 @@ import asyncio
 import functools
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -36,10 +35,10 @@ from agent.orchestrators import CHAT_TURN
 from agent.runtime import Runtime, runtime
 from agent.transcript import usage_of, user_message
 from storage.conversations import ConversationRef, StoredMessage
+from storage.models import PLAIN_ID
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _POLL_INTERVALS = (0.05, 0.1, 0.2, 0.3, 0.5)  # then every 0.5 s while waiting for an answer
 
 # Durable runtime status → our run status (completed runs carry their own outcome).
@@ -109,7 +108,7 @@ def json_body(req: func.HttpRequest, rt: Runtime, *, optional: bool = False) -> 
 
 def checked_id(value: object, name: str) -> str:
     """An id from a path or body: 1-64 plain characters (it becomes part of blob names)."""
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not PLAIN_ID.fullmatch(value):
         raise BadRequest(f"{name} must be 1-64 letters, digits, '-' or '_'")
     return value
 

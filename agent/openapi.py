@@ -22,9 +22,10 @@ from agent import scheduling, webhooks
 from agent.http_api import api
 from agent.runtime import settings
 from agent.settings import Limits
+from storage.models import PLAIN_ID
 
 API_PREFIX = "/api"  # host.json: extensions.http.routePrefix
-ID_PATTERN = f"^{webhooks.CONVERSATION_ID_PATTERN.pattern}$"  # every id in a path or body
+ID_PATTERN = f"^{PLAIN_ID.pattern}$"  # every id in a path or body
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "0.1.0"
 PROBLEM_MEDIA_TYPE = "application/problem+json"

@@ -4,7 +4,8 @@
 the app stores or starts anything; `sign` is what the Scheduler's dispatcher puts in those headers;
 `parse_callback` turns a verified body into a `CallbackBatch`.
 
-Stdlib only: this runs in the Functions worker, where every import is paid on a cold start.
+Stdlib (and the app's own light modules) only: this runs in the Functions worker, where every
+import is paid on a cold start.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 
 from agent.errors import BadRequest, SettingsError, Unauthorized
 from agent.json_input import parse_json_object
+from storage.models import PLAIN_ID
 
 SECRET_SETTING = "SCHEDULER_WEBHOOK_SECRET"
 SECRET_PREFIX = "whsec_"
@@ -32,7 +34,6 @@ MAX_SCHEDULE_ID_CHARS = 128
 MAX_SCHEDULED_TIME_CHARS = 64
 # Enough for a rotation or two; bounds the HMAC work an unauthenticated caller can ask for.
 MAX_SIGNATURES = 16
-CONVERSATION_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The app uses the webhook id as a Durable instance id, which must not hold / \ # ? or controls.
 WEBHOOK_ID_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,15}")
@@ -149,7 +150,7 @@ def _optional_text(value: Any, where: str, max_chars: int) -> str | None:
 
 
 def _conversation_id(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not CONVERSATION_ID_PATTERN.fullmatch(value):
+    if not isinstance(value, str) or not PLAIN_ID.fullmatch(value):
         raise BadRequest(f"{where} must match ^[A-Za-z0-9_-]{{1,64}}$")
     return value
 

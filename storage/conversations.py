@@ -33,7 +33,7 @@ from storage import paths
 from storage.blob import ensure_container
 from storage.json_blobs import JsonBlobs, is_blob_not_found
 from storage.models import (
-    CONVERSATION_ID,
+    PLAIN_ID,
     ConversationMeta,
     ConversationRef,
     StoredMessage,
@@ -134,7 +134,7 @@ class ConversationStore:
             if not isinstance(item, BlobPrefix):
                 continue
             conversation_id = item.name.rstrip("/").rsplit("/", 1)[-1]
-            if not CONVERSATION_ID.fullmatch(conversation_id):
+            if not PLAIN_ID.fullmatch(conversation_id):
                 continue  # not written by this store
             refs.append(ConversationRef(owner, conversation_id))
             if len(refs) >= limit:

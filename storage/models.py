@@ -12,7 +12,8 @@ from agent.errors import BadRequest
 Role = Literal["user", "assistant", "tool", "system"]
 ToolCallStatus = Literal["pending", "completed"]
 
-CONVERSATION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# Conversation, run and tool-call ids: 1-64 characters that are safe in blob names.
+PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ROLES = frozenset(get_args(Role))
 _STATUSES = frozenset(get_args(ToolCallStatus))
 
@@ -38,7 +39,7 @@ def _field_names(cls: type) -> frozenset[str]:
 
 
 def validate_conversation_id(conversation_id: object) -> str:
-    if not isinstance(conversation_id, str) or not CONVERSATION_ID.fullmatch(conversation_id):
+    if not isinstance(conversation_id, str) or not PLAIN_ID.fullmatch(conversation_id):
         raise BadRequest("conversation id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
     return conversation_id
 
