@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,17 +44,13 @@ from agent.runtime import Runtime
 from agent.transcript import model_messages, parse_arguments, user_message
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
-from storage.models import PLAIN_ID
+from storage.models import PLAIN_ID, utc_timestamp
 
 log = logging.getLogger(__name__)
 
 
 NOT_APPROVED = "this tool needs approval, which was not asked for; it was not run"
 FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()
 
 
 def _conversation(run: RunRef) -> ConversationRef:
@@ -165,7 +160,7 @@ def _assistant(step: ModelStepInput, **fields: Any) -> StoredMessage:
         tool_calls=fields.get("tool_calls"),
         tool_call_id=None,
         name=None,
-        created_at=_now(),
+        created_at=utc_timestamp(),
         usage=fields.get("usage"),
         output_ref=None,
         truncated=False,
@@ -290,7 +285,7 @@ def _tool_result(run: RunRef, record: ToolCallRecord, **fields: Any) -> StoredMe
         tool_calls=None,
         tool_call_id=record.call_id,
         name=record.tool_name,
-        created_at=_now(),
+        created_at=utc_timestamp(),
         usage=None,
         output_ref=fields.get("output_ref"),
         truncated=bool(fields.get("truncated")),

@@ -40,6 +40,7 @@ from agent.runtime import Runtime, runtime
 from agent.webhooks import parse_callback, verify
 from storage.batches import BatchItem, BatchRecord, batch_id_for_webhook, run_id_of
 from storage.conversations import ConversationRef
+from storage.models import utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
                 error=None if owner else f"no conversation {item.conversation_id}",
             )
         )
-    record = BatchRecord(batch_id, "callback", _now(), None, tuple(items))
+    record = BatchRecord(batch_id, "callback", utc_timestamp(), None, tuple(items))
     await rt.batches.create(record)  # False on a repeated delivery: the first one's record stays
     plan = BatchInput(batch_id, tuple(range(len(items))), rt.settings.limits.batch_max_concurrency)
     started = await start_once(client, batch_id, plan)
@@ -140,7 +141,7 @@ async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationC
         items.append(
             BatchItem(index, conversation_id, owner, item["content"], item["scheduled_time"])
         )
-    record = BatchRecord(batch_id, "schedule", _now(), owner, tuple(items))
+    record = BatchRecord(batch_id, "schedule", utc_timestamp(), owner, tuple(items))
     await rt.batches.create(record)
     if uses_scheduler(rt):
         record = await schedule_through_scheduler(rt, record)
@@ -277,7 +278,7 @@ async def schedule_with_timers(
     """No Scheduler: one orchestration per distinct due time, each waiting on durable timers."""
     by_time: dict[str, list[int]] = {}
     for item in record.items:
-        by_time.setdefault(item.scheduled_time or _now(), []).append(item.index)
+        by_time.setdefault(item.scheduled_time or utc_timestamp(), []).append(item.index)
     for group, (due, indices) in enumerate(sorted(by_time.items())):
         plan = BatchInput(
             record.batch_id, tuple(indices), rt.settings.limits.batch_max_concurrency, due
@@ -344,7 +345,3 @@ def batch_view_of_items(
         "counts": dict(Counter(view["status"] for view in views)),
         "items": views,
     }
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -38,6 +37,7 @@ from storage.models import (
     ConversationRef,
     StoredMessage,
     ToolCallRecord,
+    utc_timestamp,
 )
 from storage.recent import Recent
 from storage.transcript import (
@@ -92,7 +92,7 @@ class ConversationStore:
         meta = ConversationMeta(
             conversation_id=ref.conversation_id,
             owner=ref.owner,
-            created_at=_now(),
+            created_at=utc_timestamp(),
             turn_count=0,
             active_run_id=None,
         )
@@ -285,7 +285,3 @@ class ConversationStore:
             return await self.get_meta(ref)
         except NotFound:
             return None  # a create that crashed before its meta: not a conversation yet
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal, Self, get_args
 
@@ -15,6 +16,13 @@ ToolCallStatus = Literal["pending", "completed"]
 # Conversation, run and tool-call ids: 1-64 characters that are safe in blob names.
 PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ROLES = frozenset(get_args(Role))
+
+
+def utc_timestamp() -> str:
+    """Now, as the ISO 8601 UTC text every stored record carries."""
+    return datetime.now(UTC).isoformat()
+
+
 _STATUSES = frozenset(get_args(ToolCallStatus))
 
 
