@@ -8,27 +8,16 @@ Each type converts to and from a plain dict; that dict is what Durable serialise
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any, Self
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 from agent.loop import RunStatus, Usage
 from agent.settings import Limits
-
-
-class _Record:
-    """to_dict/from_dict for flat frozen dataclasses (unknown keys are ignored on read)."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in data.items() if k in names})
+from storage.models import Record
 
 
 @dataclass(frozen=True)
-class RunRef(_Record):
+class RunRef(Record):
     """Which run of which conversation of which owner."""
 
     owner: str
@@ -38,7 +27,7 @@ class RunRef(_Record):
 
 
 @dataclass(frozen=True)
-class ChatTurnInput(_Record):
+class ChatTurnInput(Record):
     owner: str
     conversation_id: str
     run_id: str
@@ -68,7 +57,7 @@ class ChatTurnInput(_Record):
 
 
 @dataclass(frozen=True)
-class FailedToolCall(_Record):
+class FailedToolCall(Record):
     call_id: str
     reason: str
 
@@ -135,7 +124,7 @@ class ToolCallInput:
 
 
 @dataclass(frozen=True)
-class ToolCallSummary(_Record):
+class ToolCallSummary(Record):
     call_id: str
     is_error: bool
     truncated: bool = False
@@ -211,13 +200,13 @@ class BatchInput:
 
 
 @dataclass(frozen=True)
-class BatchItemRef(_Record):
+class BatchItemRef(Record):
     batch_id: str
     index: int
 
 
 @dataclass(frozen=True)
-class BatchItemOutcome(_Record):
+class BatchItemOutcome(Record):
     """How an item that never got a run of its own ended."""
 
     batch_id: str

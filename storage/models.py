@@ -26,8 +26,9 @@ def utc_timestamp() -> str:
 _STATUSES = frozenset(get_args(ToolCallStatus))
 
 
-class _Record:
-    """to_dict/from_dict for flat frozen dataclasses (unknown keys are ignored on read)."""
+class Record:
+    """to_dict/from_dict for flat frozen dataclasses (unknown keys are ignored on read); the
+    stored records here and the Durable contracts in `agent.contracts` share it."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
@@ -53,7 +54,7 @@ def validate_conversation_id(conversation_id: object) -> str:
 
 
 @dataclass(frozen=True)
-class ConversationRef(_Record):
+class ConversationRef(Record):
     """Which conversation of which owner; every store operation is scoped by it."""
 
     owner: str
@@ -66,7 +67,7 @@ class ConversationRef(_Record):
 
 
 @dataclass(frozen=True)
-class ConversationMeta(_Record):
+class ConversationMeta(Record):
     conversation_id: str
     owner: str
     created_at: str  # ISO 8601, UTC
@@ -84,7 +85,7 @@ class ConversationMeta(_Record):
 
 
 @dataclass(frozen=True)
-class StoredMessage(_Record):
+class StoredMessage(Record):
     """One transcript entry; sorted by (turn, step, seq). Ids are f"{run_id}.{step}.{seq}"."""
 
     id: str
@@ -118,7 +119,7 @@ class StoredMessage(_Record):
 
 
 @dataclass(frozen=True)
-class ToolCallRecord(_Record):
+class ToolCallRecord(Record):
     """A tool call the model asked for; stored before it runs so it never fires twice."""
 
     run_id: str
