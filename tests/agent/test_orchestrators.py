@@ -11,6 +11,7 @@ import pytest
 
 from agent.contracts import ChatTurnInput
 from agent.orchestrators import MODEL_RETRY, TOOL_RETRY
+from agent.versions import CURRENT
 from tests.support.app import load_function_app
 from tests.support.replay import ReplayDriver
 
@@ -59,7 +60,8 @@ def script(model_replies: list[Any], tool: Callable[[dict[str, Any]], Any] | Non
     return activities
 
 
-DRIVER = ReplayDriver(load_function_app().app)  # indexes the app once, as the worker does
+# Indexes the app once, as the worker does; new instances get the version host.json stamps.
+DRIVER = ReplayDriver(load_function_app().app, default_version=str(CURRENT))
 
 
 def run(activities, turn: ChatTurnInput = TURN):
