@@ -11,15 +11,16 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from agent.runtime import settings
+from agent.runtime import check_settings
 
 # httpx2 logs request URLs at INFO (a function key travels as `?code=`), the MCP SDK logs message
 # bodies at DEBUG, and azure-core logs request headers: none of that belongs in our logs.
 for _noisy in ("httpx2", "mcp", "azure.core.pipeline.policies.http_logging_policy"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
-# Parsed once, at startup: a missing or malformed setting stops the app here, naming it.
-settings()
+# Parsed once, at startup. A missing or malformed setting is logged here, naming it, and never
+# stops indexing: every function is still registered and answers 503 naming the setting.
+check_settings()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -9,6 +9,7 @@
     │   └── Unauthorized     401: missing/invalid credentials or webhook signature
     ├── OperatorError        the deployment is wrong; fail fast and name the setting
     │   └── SettingsError    a missing or malformed setting
+    │       └── InvalidSettings  every bad setting found at startup: the app runs degraded (503)
     ├── ModelError           Azure OpenAI / OpenAI-compatible endpoint failed
     │   ├── TransientModelError  429, 5xx, timeout, connection: retried by Durable
     │   ├── ContentFiltered      the prompt or completion was filtered: ends the run
@@ -72,6 +73,31 @@ class SettingsError(OperatorError):
     def __init__(self, name: str, problem: str) -> None:
         super().__init__(f"setting {name}: {problem}")
         self.name = name
+        self.problem = problem
+
+    @property
+    def problems(self) -> tuple[SettingsError, ...]:
+        return (self,)
+
+
+class InvalidSettings(SettingsError):
+    """Every missing or malformed setting found when the settings were parsed (names, never
+    values). The app still indexes every function; each route answers 503 with this detail."""
+
+    def __init__(self, problems: tuple[SettingsError, ...]) -> None:
+        assert problems, "InvalidSettings needs at least one problem"
+        OperatorError.__init__(self, "; ".join(str(p) for p in problems))
+        self.name = problems[0].name
+        self.problem = problems[0].problem
+        self._problems = problems
+
+    @property
+    def problems(self) -> tuple[SettingsError, ...]:
+        return self._problems
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.name for p in self._problems))
 
 
 # --- the model endpoint failed --------------------------------------------------------------

@@ -25,6 +25,7 @@ from agent.errors import (
     BadRequest,
     CallerError,
     Conflict,
+    InvalidSettings,
     NotFound,
     OperatorError,
     PayloadTooLarge,
@@ -32,7 +33,7 @@ from agent.errors import (
 from agent.json_input import parse_json_object
 from agent.loop import APPROVAL_EVENT
 from agent.orchestrators import CHAT_TURN
-from agent.runtime import Runtime, runtime
+from agent.runtime import Runtime, runtime, settings_problem
 from agent.transcript import usage_of, user_message
 from storage.conversations import ConversationRef, StoredMessage
 from storage.models import PLAIN_ID
@@ -65,11 +66,17 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     )
 
 
-def problem(status: int, title: str, detail: str) -> func.HttpResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+def problem(status: int, title: str, detail: str, **extra: Any) -> func.HttpResponse:
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return func.HttpResponse(
         json.dumps(body), status_code=status, mimetype="application/problem+json"
     )
+
+
+def misconfigured(exc: InvalidSettings) -> func.HttpResponse:
+    """Degraded mode's answer on every route: each bad setting named, never a value."""
+    detail = f"the app is misconfigured; fix these app settings and restart it: {exc}"
+    return problem(503, "Service Unavailable", detail, invalid_settings=list(exc.names))
 
 
 def api(handler: Handler) -> Handler:
@@ -81,6 +88,8 @@ def api(handler: Handler) -> Handler:
             return await handler(*args, **kwargs)
         except CallerError as exc:
             return problem(exc.status, exc.title, exc.detail)
+        except InvalidSettings as exc:  # degraded mode: logged once, at startup
+            return misconfigured(exc)
         except OperatorError as exc:  # misconfigured: the message names the setting
             log.error("configuration error in %s: %s", handler.__name__, exc)
             return problem(503, "Service Unavailable", str(exc))
@@ -388,4 +397,7 @@ async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestration
 
 
 async def health(req: func.HttpRequest) -> func.HttpResponse:
+    invalid = settings_problem()
+    if invalid is not None:
+        return misconfigured(invalid)
     return json_response({"status": "ok"})

@@ -653,7 +653,14 @@ def _service() -> dict[str, Any]:
                 "tags": ["service"],
                 "summary": "Liveness (no secrets, no dependencies)",
                 "security": ANONYMOUS,
-                "responses": {"200": _ok("Alive.", _ref("Health"))},
+                "responses": {
+                    "200": _ok("Alive.", _ref("Health")),
+                    "503": _problem(
+                        503,
+                        "The app is misconfigured: `detail` names each bad setting, and "
+                        "`invalid_settings` lists their names.",
+                    ),
+                },
             }
         },
         f"{API_PREFIX}/openapi.json": {

@@ -3,14 +3,21 @@
 Nothing here runs at import time: `function_app.py` imports this module cheaply, and the first
 invocation pays for the clients (cold start is paid on every scale-out). Tests inject their own
 `Runtime` with `use_runtime()`.
+
+Degraded mode: when the settings do not parse, `check_settings()` (called once when
+`function_app.py` is imported) logs every bad setting and returns; it never raises, so the worker
+still indexes every function. From then on `settings()` and `runtime()` raise `InvalidSettings`
+with the same detail: HTTP routes answer 503 naming the settings, activities fail with it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from agent.errors import InvalidSettings
 from agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,17 +54,54 @@ class Runtime:
             await self.credential.close()
 
 
+log = logging.getLogger("agent.runtime")
+
 _settings: Settings | None = None
+_invalid: InvalidSettings | None = None  # degraded mode: what was wrong when parsing
 _runtime: Runtime | None = None
 _lock: asyncio.Lock | None = None
 
 
 def settings() -> Settings:
-    """Settings, parsed once per process (raises SettingsError naming a bad setting)."""
-    global _settings
-    if _settings is None:
-        _settings = Settings.from_env()
+    """Settings, parsed once per process; in degraded mode raises InvalidSettings naming each
+    bad setting (the process keeps it: app settings only change with a restart on Azure)."""
+    global _settings, _invalid
+    if _settings is None and _invalid is None:
+        try:
+            _settings = Settings.from_env()
+        except InvalidSettings as exc:
+            _invalid = exc
+    if _invalid is not None:
+        raise InvalidSettings(_invalid.problems)  # a fresh one: no traceback piles up per raise
+    assert _settings is not None
     return _settings
+
+
+def settings_problem() -> InvalidSettings | None:
+    """What is wrong with the settings (degraded mode), or None when they parsed."""
+    try:
+        settings()
+    except InvalidSettings as exc:
+        return exc
+    return None
+
+
+def check_settings() -> Settings | None:
+    """Parse the settings at startup and say once what is wrong; never raises (degraded mode)."""
+    problem = settings_problem()
+    if problem is not None:
+        log.error(
+            "the app is misconfigured; every route answers 503 until it is fixed: %s", problem
+        )
+        return None
+    config = settings()
+    if config.trusts_client_principal_headers:
+        # On Azure this is a settings problem (above); locally it is allowed, and said.
+        log.warning(
+            "REQUIRE_AUTH=true without App Service Authentication (WEBSITE_AUTH_ENABLED): caller "
+            "principal headers (x-ms-client-principal*) are trusted as the client sent them"
+        )
+    return config
 
 
 async def runtime() -> Runtime:
@@ -78,10 +122,12 @@ def current() -> Runtime | None:
 
 
 def use_runtime(value: Runtime | None) -> None:
-    """Inject a runtime (tests, local host); None forgets it so the next call builds anew."""
-    global _runtime, _settings
+    """Inject a runtime (tests, local host); None forgets it (and the settings, good or bad) so
+    the next call parses and builds anew."""
+    global _runtime, _settings, _invalid
     _runtime = value
     _settings = value.settings if value is not None else None
+    _invalid = None
 
 
 async def build_runtime(config: Settings) -> Runtime:
@@ -90,7 +136,7 @@ async def build_runtime(config: Settings) -> Runtime:
     from agent.mcp.config import parse_mcp_servers
     from agent.mcp.pool import McpPool
     from agent.model import build_model_client
-    from agent.secrets import secret_resolver
+    from agent.secrets import close_resolver, resolve_model_key, secret_resolver
     from agent.telemetry import configure_telemetry
     from storage.batches import BatchStore
     from storage.blob import container_client
@@ -98,23 +144,34 @@ async def build_runtime(config: Settings) -> Runtime:
 
     # Azure Monitor takes 1-2 s to set up: off the event loop, and only when configured.
     await asyncio.to_thread(configure_telemetry, config)
-    needs_credential = (
-        config.storage_uses_account_url
-        or (config.model.kind == "azure" and config.model.api_key is None)
-        or '"managed_identity"' in config.mcp_servers_json
-        or config.keyvault_uri is not None
-    )
-    credential = azure_credential() if needs_credential else None
+    credential = azure_credential(config.azure_client_id) if _needs_credential(config) else None
+    secrets = secret_resolver(config, credential)
+    try:
+        model_settings = await resolve_model_key(config.model, secrets)
+    except BaseException:
+        await close_resolver(secrets)
+        if credential is not None:
+            await credential.close()
+        raise
     container = container_client(
         config.conversations_storage, config.conversations_container, credential
     )
     store = ConversationStore(container)
     await store.ensure_container()
-    secrets = secret_resolver(config, credential)
     pool = McpPool(
         parse_mcp_servers(config.mcp_servers_json), secrets=secrets, credential=credential
     )
-    model = build_model_client(config.model, credential)
+    model = build_model_client(model_settings, credential)
     return Runtime(
         config, store, pool, model, container, BatchStore(container), credential, secrets
+    )
+
+
+def _needs_credential(config: Settings) -> bool:
+    model = config.model
+    return (
+        config.storage_uses_account_url
+        or (model.kind == "azure" and model.api_key is None and model.api_key_secret is None)
+        or '"managed_identity"' in config.mcp_servers_json
+        or config.keyvault_uri is not None
     )

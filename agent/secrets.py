@@ -1,4 +1,4 @@
-"""Where `{"secret": NAME}` values in `MCP_SERVERS` come from.
+"""Where `{"secret": NAME}` values in `MCP_SERVERS` (and a model key written so) come from.
 
 - `KEYVAULT_URI` set: Azure Key Vault (`agent.keyvault.KeyVaultSecretResolver`), read with the
   process's Azure credential, cached for a while; the vault secret is named exactly `NAME`.
@@ -11,6 +11,7 @@ connect read that server's secrets again (a no-op for resolvers without a cache)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -25,7 +26,7 @@ from agent.mcp.config import (
     SecretValue,
     StdioTransport,
 )
-from agent.settings import Settings
+from agent.settings import ModelSettings, Secret, Settings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -59,10 +60,22 @@ def secret_resolver(
     if credential is None:
         from agent.credentials import azure_credential
 
-        credential = azure_credential()
+        credential = azure_credential(config.azure_client_id)
     return KeyVaultSecretResolver.for_vault(
         vault_url, credential, close_credential=owns_credential, **client_options
     )
+
+
+async def resolve_model_key(model: ModelSettings, resolver: SecretResolver) -> ModelSettings:
+    """The model settings with a `{"secret": NAME}` key read through `resolver` (Key Vault or
+    the environment, as for MCP secrets); unchanged when the key is inline or absent.
+
+    Read once, when the runtime is built: a rotated model key takes effect on the next restart
+    (as with App Service Key Vault references)."""
+    if model.api_key_secret is None:
+        return model
+    value = await SecretValue(secret_name=model.api_key_secret).resolve(resolver)
+    return replace(model, api_key=Secret(value), api_key_secret=None)
 
 
 def keyvault_url(value: str) -> str:

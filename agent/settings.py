@@ -1,20 +1,30 @@
 """The app's settings, parsed once from the environment into a frozen, typed object.
 
-Every setting the app reads is here (and in `local.settings.example.json`). A missing or malformed
-value raises `SettingsError` naming it, at startup. Secrets are kept in `Secret` wrappers whose
+Every setting the app reads is here (and in `local.settings.example.json`, except the Azure-only
+ones in `AZURE_ONLY_SETTINGS`, which the README documents). One parse checks every setting and
+raises `InvalidSettings` naming each one that is missing or malformed (what is wrong, never its
+value), so an operator fixes them all at once. Secrets are kept in `Secret` wrappers whose
 `repr`/`str` never show the value.
+
+Azure's conventions are followed: identity-based storage (`AzureWebJobsStorage__accountName`,
+`__blobServiceUri`, `__serviceUri`), `AZURE_CLIENT_ID` for a user-assigned identity, App Service
+Key Vault references (plain values once resolved; an unresolved one is a named problem), model
+keys as `{"secret": NAME}`, and `APPLICATIONINSIGHTS_AUTHENTICATION_STRING`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
-from agent.errors import SettingsError
+from agent.errors import InvalidSettings, SettingsError
+
+T = TypeVar("T")
 
 DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 # Azurite's well-known development account; its key is public (documented by Microsoft).
@@ -25,6 +35,39 @@ _AZURITE_CONNECTION = (
 )
 DEFAULT_AZURE_OPENAI_API_VERSION = "2024-10-21"
 WAIT_SECONDS_CAP = 120  # well under the 230 s HTTP limit of the Functions front end
+
+# Identity-based connection for the host's storage (no connection string): the conversation store
+# uses the same account when neither CONVERSATIONS_STORAGE nor AzureWebJobsStorage is set.
+STORAGE_BLOB_SERVICE_URI = "AzureWebJobsStorage__blobServiceUri"
+STORAGE_SERVICE_URI = "AzureWebJobsStorage__serviceUri"
+STORAGE_ACCOUNT_NAME = "AzureWebJobsStorage__accountName"
+STORAGE_CREDENTIAL = "AzureWebJobsStorage__credential"
+STORAGE_CLIENT_ID = "AzureWebJobsStorage__clientId"
+CLIENT_ID = "AZURE_CLIENT_ID"
+APPINSIGHTS_AUTHENTICATION = "APPLICATIONINSIGHTS_AUTHENTICATION_STRING"
+# Set by App Service / Functions itself: where the app runs, and whether App Service
+# Authentication (which strips client-sent x-ms-client-principal* headers) is on.
+SITE_NAME = "WEBSITE_SITE_NAME"
+INSTANCE_ID = "WEBSITE_INSTANCE_ID"
+AUTH_ENABLED = "WEBSITE_AUTH_ENABLED"
+# Read only on Azure (set by the platform, or by the deployment for managed identity): documented
+# in the README's settings table rather than in local.settings.example.json, where an identity
+# setting would do nothing (locally the credential is your developer login).
+AZURE_ONLY_SETTINGS = (
+    STORAGE_BLOB_SERVICE_URI,
+    STORAGE_SERVICE_URI,
+    STORAGE_ACCOUNT_NAME,
+    STORAGE_CREDENTIAL,
+    STORAGE_CLIENT_ID,
+    CLIENT_ID,
+    APPINSIGHTS_AUTHENTICATION,
+    SITE_NAME,
+    INSTANCE_ID,
+    AUTH_ENABLED,
+)
+KEYVAULT_REFERENCE_PREFIX = "@Microsoft.KeyVault("
+_GUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 
 
 @dataclass(frozen=True)
@@ -45,10 +88,20 @@ class ModelSettings:
     endpoint: str  # Azure resource endpoint, or the OpenAI-compatible base URL
     model: str  # Azure deployment name, or the model name
     api_version: str | None
-    api_key: Secret | None  # None on Azure means managed identity
+    api_key: Secret | None  # None on Azure (and no api_key_secret) means managed identity
     timeout_seconds: float
     max_output_tokens: int | None
     temperature: float | None
+    # `{"secret": NAME}`: the key is read through the app's secret resolver (Key Vault when
+    # KEYVAULT_URI is set, else the environment) when the runtime is built; see agent.secrets.
+    api_key_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class ManagedIdentity:
+    """Which managed identity to use: a user-assigned one's client id, or None (system-assigned)."""
+
+    client_id: str | None
 
 
 @dataclass(frozen=True)
@@ -76,10 +129,21 @@ class Settings:
     public_base_url: str | None
     require_auth: bool
     appinsights_connection_string: Secret | None
+    # Application Insights with Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING); None: key.
+    appinsights_identity: ManagedIdentity | None = None
+    # AZURE_CLIENT_ID: the user-assigned identity every Azure credential of the app uses.
+    azure_client_id: str | None = None
+    on_azure: bool = False  # WEBSITE_SITE_NAME or WEBSITE_INSTANCE_ID is set
+    app_service_auth: bool = False  # WEBSITE_AUTH_ENABLED: App Service Authentication is on
 
     @property
     def storage_uses_account_url(self) -> bool:
         return self.conversations_storage.startswith(("https://", "http://"))
+
+    @property
+    def trusts_client_principal_headers(self) -> bool:
+        """REQUIRE_AUTH without App Service Authentication: principal headers are as sent."""
+        return self.require_auth and not self.app_service_auth
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -93,21 +157,52 @@ DEFAULT_SYSTEM_PROMPT = (
 
 
 class _Reader:
-    """Typed access to the environment; every error names the setting."""
+    """Typed access to the environment; every problem names the setting, never its value.
+
+    A bad value is recorded and a harmless default returned, so that one parse names every bad
+    setting; `raise_problems()` then raises them together as `InvalidSettings`.
+    """
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
+        self._problems: dict[str, SettingsError] = {}  # the first problem of each setting
+
+    def fail(self, name: str, problem: str) -> None:
+        self._problems.setdefault(name, SettingsError(name, problem))
+
+    def attempt(self, parse: Callable[[], T], fallback: T) -> T:
+        """`parse()`, recording the SettingsError it raises (a composite check) as a problem."""
+        try:
+            return parse()
+        except SettingsError as exc:
+            for problem in exc.problems:
+                self._problems.setdefault(problem.name, problem)
+            return fallback
+
+    def raise_problems(self) -> None:
+        if self._problems:
+            raise InvalidSettings(tuple(self._problems.values()))
 
     def text(self, name: str, default: str | None = None) -> str | None:
         value = self._env.get(name)
         if value is None or value.strip() == "":
+            return default
+        if value.strip().startswith(KEYVAULT_REFERENCE_PREFIX):
+            # App Service leaves the reference text in place when it cannot read the secret.
+            self.fail(
+                name,
+                "is an App Service Key Vault reference that was not resolved: give the app's "
+                "identity the 'Key Vault Secrets User' role (and set keyVaultReferenceIdentity "
+                "for a user-assigned identity)",
+            )
             return default
         return value.strip()
 
     def required(self, name: str, why: str = "") -> str:
         value = self.text(name)
         if value is None:
-            raise SettingsError(name, "is required" + (f" ({why})" if why else ""))
+            self.fail(name, "is required" + (f" ({why})" if why else ""))
+            return ""
         return value
 
     def integer(self, name: str, default: int, minimum: int = 1, maximum: int = 10**9) -> int:
@@ -117,9 +212,11 @@ class _Reader:
         try:
             value = int(raw)
         except ValueError:
-            raise SettingsError(name, f"must be an integer, got {raw!r}") from None
+            self.fail(name, "must be an integer")
+            return default
         if not minimum <= value <= maximum:
-            raise SettingsError(name, f"must be between {minimum} and {maximum}, got {value}")
+            self.fail(name, f"must be between {minimum} and {maximum}")
+            return default
         return value
 
     def number(self, name: str, default: float | None, minimum: float = 0.0) -> float | None:
@@ -129,9 +226,11 @@ class _Reader:
         try:
             value = float(raw)
         except ValueError:
-            raise SettingsError(name, f"must be a number, got {raw!r}") from None
-        if value < minimum:
-            raise SettingsError(name, f"must be at least {minimum}, got {value}")
+            self.fail(name, "must be a number")
+            return default
+        if not value >= minimum:  # also refuses NaN
+            self.fail(name, f"must be at least {minimum}")
+            return default
         return value
 
     def boolean(self, name: str, default: bool) -> bool:
@@ -142,59 +241,84 @@ class _Reader:
             return True
         if raw.lower() in ("0", "false", "no", "off"):
             return False
-        raise SettingsError(name, f"must be true or false, got {raw!r}")
+        self.fail(name, "must be true or false")
+        return default
 
     def url(self, name: str, required: bool = False) -> str | None:
         raw = self.required(name) if required else self.text(name)
-        if raw is None:
+        if not raw:
             return None
         parsed = urlparse(raw)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise SettingsError(name, "must be an http(s) URL")
+            self.fail(name, "must be an http(s) URL")
+            return None
         return raw.rstrip("/")
 
     def secret(self, name: str) -> Secret | None:
         raw = self.text(name)
         return None if raw is None else Secret(raw)
 
+    def guid(self, name: str) -> str | None:
+        raw = self.text(name)
+        if raw is not None and not _GUID.fullmatch(raw):
+            self.fail(name, "must be a client id (a GUID)")
+            return None
+        return raw
+
 
 def _parse(read: _Reader) -> Settings:
-    return Settings(
-        conversations_storage=_storage(read),
-        conversations_container=_container(read),
+    client_id = _client_id(read)
+    on_azure = bool(read.text(SITE_NAME) or read.text(INSTANCE_ID))
+    app_service_auth = read.boolean(AUTH_ENABLED, False)
+    settings = Settings(
+        conversations_storage=read.attempt(lambda: _storage(read), ""),
+        conversations_container=read.attempt(lambda: _container(read), "conversations"),
         model=_model(read),
-        mcp_servers_json=_mcp_servers(read),
-        limits=Limits(
-            max_steps=read.integer("AGENT_MAX_STEPS", 10, maximum=100),
-            max_tokens_per_run=read.integer("AGENT_MAX_TOKENS_PER_RUN", 200_000),
-            max_tokens_per_conversation=read.integer(
-                "AGENT_MAX_TOKENS_PER_CONVERSATION", 2_000_000
-            ),
-            batch_max_concurrency=read.integer("BATCH_MAX_CONCURRENCY", 10, maximum=1000),
-            max_body_bytes=read.integer("AGENT_MAX_BODY_BYTES", 256 * 1024, minimum=1024),
-            max_message_chars=read.integer("AGENT_MAX_MESSAGE_CHARS", 32_000, minimum=16),
-            wait_seconds_cap=read.integer(
-                "AGENT_WAIT_SECONDS_CAP", 100, minimum=0, maximum=WAIT_SECONDS_CAP
-            ),
-            approval_timeout_seconds=read.integer(
-                "AGENT_APPROVAL_TIMEOUT_SECONDS", 3600, maximum=30 * 24 * 3600
-            ),
-        ),
+        mcp_servers_json=read.attempt(lambda: _mcp_servers(read), '{"mcp_servers": []}'),
+        limits=_limits(read),
         system_prompt=read.text("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT) or "",
-        keyvault_uri=read.url("KEYVAULT_URI"),
-        scheduler_webhook_secret=_webhook_secret(read),
+        keyvault_uri=read.attempt(lambda: _keyvault(read), None),
+        scheduler_webhook_secret=read.attempt(lambda: _webhook_secret(read), None),
         public_base_url=read.url("PUBLIC_BASE_URL"),
-        require_auth=read.boolean("REQUIRE_AUTH", False),
+        require_auth=_require_auth(read, on_azure=on_azure, app_service_auth=app_service_auth),
         appinsights_connection_string=read.secret("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        appinsights_identity=read.attempt(lambda: _appinsights_identity(read, client_id), None),
+        azure_client_id=client_id,
+        on_azure=on_azure,
+        app_service_auth=app_service_auth,
+    )
+    read.raise_problems()
+    return settings
+
+
+def _limits(read: _Reader) -> Limits:
+    return Limits(
+        max_steps=read.integer("AGENT_MAX_STEPS", 10, maximum=100),
+        max_tokens_per_run=read.integer("AGENT_MAX_TOKENS_PER_RUN", 200_000),
+        max_tokens_per_conversation=read.integer("AGENT_MAX_TOKENS_PER_CONVERSATION", 2_000_000),
+        batch_max_concurrency=read.integer("BATCH_MAX_CONCURRENCY", 10, maximum=1000),
+        max_body_bytes=read.integer("AGENT_MAX_BODY_BYTES", 256 * 1024, minimum=1024),
+        max_message_chars=read.integer("AGENT_MAX_MESSAGE_CHARS", 32_000, minimum=16),
+        wait_seconds_cap=read.integer(
+            "AGENT_WAIT_SECONDS_CAP", 100, minimum=0, maximum=WAIT_SECONDS_CAP
+        ),
+        approval_timeout_seconds=read.integer(
+            "AGENT_APPROVAL_TIMEOUT_SECONDS", 3600, maximum=30 * 24 * 3600
+        ),
     )
 
 
 def _storage(read: _Reader) -> str:
     value = read.text("CONVERSATIONS_STORAGE") or read.text("AzureWebJobsStorage")
     if value is None:
-        raise SettingsError(
-            "CONVERSATIONS_STORAGE", "is required (or set AzureWebJobsStorage to share it)"
-        )
+        url = _identity_storage_url(read)
+        if url is None:
+            raise SettingsError(
+                "CONVERSATIONS_STORAGE",
+                "is required (or set AzureWebJobsStorage, or its identity-based form "
+                f"{STORAGE_ACCOUNT_NAME}, to share the Functions storage account)",
+            )
+        return url
     if value == DEVELOPMENT_STORAGE:
         return _AZURITE_CONNECTION
     if value.startswith(("https://", "http://")):
@@ -205,6 +329,71 @@ def _storage(read: _Reader) -> str:
             "must be a storage connection string, UseDevelopmentStorage=true, or an account URL",
         )
     return value
+
+
+def _identity_storage_url(read: _Reader) -> str | None:
+    """The blob account URL of an identity-based AzureWebJobsStorage (Functions' own order:
+    `__blobServiceUri`, then `__serviceUri`, then `__accountName` in the public cloud)."""
+    for name in (STORAGE_BLOB_SERVICE_URI, STORAGE_SERVICE_URI):
+        if read.text(name) is not None:
+            return read.url(name)
+    account = read.text(STORAGE_ACCOUNT_NAME)
+    if account is None:
+        return None
+    if not _ACCOUNT_NAME.fullmatch(account):
+        raise SettingsError(
+            STORAGE_ACCOUNT_NAME, "must be a storage account name (3-24 lowercase letters, digits)"
+        )
+    return f"https://{account}.blob.core.windows.net"
+
+
+def _client_id(read: _Reader) -> str | None:
+    """AZURE_CLIENT_ID, else the client id the Functions host's own storage connection uses."""
+    client_id = read.guid(CLIENT_ID)
+    if client_id is None and (read.text(STORAGE_CREDENTIAL) or "").lower() == "managedidentity":
+        client_id = read.guid(STORAGE_CLIENT_ID)
+    return client_id
+
+
+def _require_auth(read: _Reader, *, on_azure: bool, app_service_auth: bool) -> bool:
+    required = read.boolean("REQUIRE_AUTH", False)
+    if required and on_azure and not app_service_auth:
+        read.fail(
+            "REQUIRE_AUTH",
+            "is true but App Service Authentication is off (WEBSITE_AUTH_ENABLED is not true): "
+            "the app would trust caller principal headers (x-ms-client-principal*) that any "
+            "client can send; turn on App Service Authentication",
+        )
+    return required
+
+
+def _appinsights_identity(read: _Reader, client_id: str | None) -> ManagedIdentity | None:
+    """`Authorization=AAD[;ClientId=<guid>]`: the exporter authenticates with a managed identity,
+    the one named, else AZURE_CLIENT_ID's, else the system-assigned one."""
+    raw = read.text(APPINSIGHTS_AUTHENTICATION)
+    if raw is None:
+        return None
+    pairs = [part.partition("=") for part in raw.split(";") if part.strip()]
+    fields = {key.strip().lower(): value.strip() for key, sep, value in pairs if sep}
+    wellformed = len(fields) == len(pairs) and set(fields) <= {"authorization", "clientid"}
+    if not wellformed or fields.get("authorization", "").upper() != "AAD":
+        raise SettingsError(
+            APPINSIGHTS_AUTHENTICATION,
+            "must be Authorization=AAD or Authorization=AAD;ClientId=<id>",
+        )
+    named = fields.get("clientid")
+    if named is not None and not _GUID.fullmatch(named):
+        raise SettingsError(APPINSIGHTS_AUTHENTICATION, "ClientId must be a client id (a GUID)")
+    return ManagedIdentity(named or client_id)
+
+
+def _keyvault(read: _Reader) -> str | None:
+    raw = read.text("KEYVAULT_URI")
+    if raw is None:
+        return None
+    from agent.secrets import keyvault_url  # one rule for the vault URL (that module needs ours)
+
+    return keyvault_url(raw)
 
 
 def _container(read: _Reader) -> str:
@@ -221,33 +410,56 @@ def _model(read: _Reader) -> ModelSettings:
     timeout = read.number("MODEL_TIMEOUT_SECONDS", 60.0, minimum=1.0) or 60.0
     max_output = read.integer("MODEL_MAX_OUTPUT_TOKENS", 0, minimum=0) or None
     temperature = read.number("MODEL_TEMPERATURE", None)
+    options = {
+        "timeout_seconds": timeout,
+        "max_output_tokens": max_output,
+        "temperature": temperature,
+    }
     if read.text("AZURE_OPENAI_ENDPOINT"):
+        key, key_secret = _api_key(read, "AZURE_OPENAI_API_KEY")
         return ModelSettings(
             kind="azure",
             endpoint=read.url("AZURE_OPENAI_ENDPOINT", required=True) or "",
             model=read.required("AZURE_OPENAI_DEPLOYMENT", "the Azure OpenAI deployment name"),
             api_version=read.text("AZURE_OPENAI_API_VERSION", DEFAULT_AZURE_OPENAI_API_VERSION),
-            api_key=read.secret("AZURE_OPENAI_API_KEY"),
-            timeout_seconds=timeout,
-            max_output_tokens=max_output,
-            temperature=temperature,
+            api_key=key,
+            api_key_secret=key_secret,
+            **options,
         )
     if read.text("OPENAI_BASE_URL"):
+        key, key_secret = _api_key(read, "OPENAI_API_KEY")
         return ModelSettings(
             kind="openai",
             endpoint=read.url("OPENAI_BASE_URL", required=True) or "",
             model=read.required("OPENAI_MODEL", "the model name for OPENAI_BASE_URL"),
             api_version=None,
-            api_key=read.secret("OPENAI_API_KEY"),
-            timeout_seconds=timeout,
-            max_output_tokens=max_output,
-            temperature=temperature,
+            api_key=key,
+            api_key_secret=key_secret,
+            **options,
         )
-    raise SettingsError(
+    read.fail(
         "AZURE_OPENAI_ENDPOINT",
         "no model configured: set AZURE_OPENAI_ENDPOINT (+ AZURE_OPENAI_DEPLOYMENT) "
         "or OPENAI_BASE_URL (+ OPENAI_MODEL)",
     )
+    return ModelSettings("azure", "", "", None, None, **options)
+
+
+def _api_key(read: _Reader, name: str) -> tuple[Secret | None, str | None]:
+    """The key itself (also what an App Service Key Vault reference resolves to), or the NAME of
+    `{"secret": NAME}`, read later through the app's secret resolver like MCP secrets are."""
+    raw = read.text(name)
+    if raw is None or not raw.startswith("{"):
+        return (None if raw is None else Secret(raw)), None
+    try:
+        document = json.loads(raw)
+    except json.JSONDecodeError:
+        document = None
+    secret = document.get("secret") if isinstance(document, dict) and len(document) == 1 else None
+    if not isinstance(secret, str) or not secret.strip():
+        read.fail(name, 'must be the key itself or {"secret": NAME}')
+        return None, None
+    return None, secret.strip()
 
 
 def _mcp_servers(read: _Reader) -> str:
@@ -269,6 +481,9 @@ def _mcp_servers(read: _Reader) -> str:
         raise SettingsError(
             "MCP_SERVERS", f"is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
+    from agent.mcp.config import parse_mcp_servers  # stdlib only; checked now, not at first use
+
+    parse_mcp_servers(raw)
     return raw
 
 

@@ -131,7 +131,7 @@ def configure_telemetry(settings: Settings) -> bool:
     with _lock:
         if not _azure_monitor_configured:
             if not _providers_already_installed():
-                _configure_azure_monitor(connection.value)
+                _configure_azure_monitor(azure_monitor_options(settings))
             _azure_monitor_configured = True
         if _instruments is None:
             enable_telemetry()
@@ -193,14 +193,31 @@ def _providers_already_installed() -> bool:
     return type(provider).__name__ not in ("ProxyTracerProvider", "NoOpTracerProvider")
 
 
-def _configure_azure_monitor(connection_string: str) -> None:
+def azure_monitor_options(settings: Settings) -> dict[str, Any]:
+    """What `configure_azure_monitor` gets. With APPLICATIONINSIGHTS_AUTHENTICATION_STRING
+    (`Authorization=AAD[;ClientId=<id>]`) the exporter authenticates with the managed identity,
+    so the Application Insights resource can refuse local (key-only) authentication. The
+    exporter would read that variable itself, but silently sends unauthenticated when it is
+    malformed; parsed in the settings, a malformed one is a named setting problem instead."""
+    connection = settings.appinsights_connection_string
+    assert connection is not None, "only called when the connection string is set"
+    options: dict[str, Any] = {
+        "connection_string": connection.value,
+        "logger_name": EXPORTED_LOGGERS[0],
+    }
+    if settings.appinsights_identity is not None:
+        from agent.credentials import managed_identity_credential
+
+        options["credential"] = managed_identity_credential(settings.appinsights_identity.client_id)
+    return options
+
+
+def _configure_azure_monitor(options: dict[str, Any]) -> None:
     # Imported here only: ~1 s, paid by the first invocation of a process with telemetry on.
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     try:
-        configure_azure_monitor(
-            connection_string=connection_string, logger_name=EXPORTED_LOGGERS[0]
-        )
+        configure_azure_monitor(**options)
     except ValueError:
         # The exporter's message may quote the connection string: name the setting instead.
         raise SettingsError(

@@ -91,10 +91,158 @@ def test_importing_the_app_loads_no_heavy_sdk():
     assert index_in_a_fresh_interpreter()["heavy"] == []
 
 
-def test_a_missing_setting_stops_the_app_at_startup_naming_it():
-    with pytest.raises(subprocess.CalledProcessError) as failed:
-        index_in_a_fresh_interpreter({**MINIMAL_SETTINGS, "OPENAI_MODEL": ""})
-    assert "OPENAI_MODEL" in failed.value.stderr
+# Imports the app as the worker does, then calls every function the way the host would: each
+# HTTP route with a request (and a durable client), each activity with an input.
+CALL_EVERY_FUNCTION = """
+import asyncio, inspect, json, sys
+sys.path.insert(0, sys.argv[1])
+import azure.functions as func
+import function_app
+
+CLIENT = json.dumps({"taskHubName": "hub", "creationUrls": {}, "managementUrls": {},
+                     "baseUrl": "http://127.0.0.1:9/runtime/webhooks/durabletask",
+                     "requiredQueryStringParameters": "", "rpcBaseUrl": "http://127.0.0.1:9/durabletask/"})
+
+async def call_route(function, trigger):
+    route = trigger["route"]
+    method = trigger["methods"][0].upper()
+    params = {n: "x1" for n in ("id", "run_id", "batch_id") if "{" + n + "}" in route}
+    url = "http://127.0.0.1/api/" + route.format(**params)
+    req = func.HttpRequest(method=method, url=url, route_params=params,
+                           body=b"{}" if method == "POST" else b"",
+                           headers={"content-type": "application/json"})
+    user = function.get_user_function()
+    kwargs = {"req": req}
+    if "client" in inspect.signature(user).parameters:
+        kwargs["client"] = CLIENT  # the binding string, as the host passes it
+    response = await user(**kwargs)
+    return {"status": response.status_code, "mimetype": response.mimetype,
+            "body": json.loads(response.get_body())}
+
+async def call_activity(function):
+    try:
+        await function.get_user_function()(data={})
+    except Exception as exc:
+        return {"raised": type(exc).__name__, "message": str(exc)}
+    return {"raised": None}
+
+async def main():
+    routes, activities = {}, {}
+    for function in function_app.app.get_functions():
+        name = function.get_function_name()
+        [trigger] = [b for b in json.loads(function.get_function_json())["bindings"]
+                     if b["type"].endswith("Trigger")]
+        if trigger["type"] == "httpTrigger":
+            routes[name] = await call_route(function, trigger)
+        elif trigger["type"] == "activityTrigger":
+            activities[name] = await call_activity(function)
+    print(json.dumps({"routes": routes, "activities": activities}))
+
+asyncio.run(main())
+"""
+
+
+def call_every_function_in_a_fresh_interpreter(settings: dict[str, str]) -> tuple[dict, str]:
+    """(what each route answered and each activity raised, the log on stderr)."""
+    out = subprocess.run(
+        [sys.executable, "-c", CALL_EVERY_FUNCTION, str(ROOT)],
+        capture_output=True, text=True, check=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", **settings}, cwd=ROOT,
+    )  # fmt: skip
+    return json.loads(out.stdout), out.stderr
+
+
+BAD_SETTINGS = {**MINIMAL_SETTINGS, "OPENAI_MODEL": "", "AGENT_MAX_STEPS": "many-7f3a"}
+
+
+@pytest.fixture(scope="module")
+def degraded() -> tuple[dict, str]:
+    return call_every_function_in_a_fresh_interpreter(BAD_SETTINGS)
+
+
+def test_a_missing_or_malformed_setting_never_stops_indexing():
+    functions = index_in_a_fresh_interpreter(BAD_SETTINGS)["functions"]
+    assert set(functions) == set(EXPECTED)
+
+
+def test_with_bad_settings_health_and_every_route_answer_503_naming_each_setting(degraded):
+    routes = degraded[0]["routes"]
+    assert set(routes) == {n for n, (kind, *_) in EXPECTED.items() if kind == "httpTrigger"}
+    health = routes["health"]
+    print("503 health answer:", json.dumps(health["body"]))  # shown with -s: the report quotes it
+    assert (health["status"], health["mimetype"]) == (503, "application/problem+json")
+    assert health["body"]["invalid_settings"] == ["OPENAI_MODEL", "AGENT_MAX_STEPS"]
+    detail = health["body"]["detail"]
+    assert "setting OPENAI_MODEL: is required" in detail
+    assert "setting AGENT_MAX_STEPS: must be an integer" in detail
+    assert "many-7f3a" not in json.dumps(routes)  # names and what is wrong, never values
+    for name, answer in routes.items():
+        assert answer == health, name  # the same 503 and detail on every route
+
+
+def test_with_bad_settings_every_activity_fails_naming_them_and_the_log_says_it_once(degraded):
+    answers, log = degraded
+    assert set(answers["activities"]) == {
+        n for n, (kind, *_) in EXPECTED.items() if kind == "activityTrigger"
+    }
+    for name, outcome in answers["activities"].items():
+        assert outcome["raised"] == "InvalidSettings", name
+        assert "OPENAI_MODEL" in outcome["message"] and "AGENT_MAX_STEPS" in outcome["message"]
+    assert log.count("the app is misconfigured") == 1, log
+    assert "OPENAI_MODEL" in log and "many-7f3a" not in log
+
+
+IDENTITY_CLIENT_ID = "5b0f6a5e-1c7a-4d1e-9a51-3f0b8e2d4c11"
+# What the Function App gets on Azure with managed identity everywhere: no connection string, no key.
+IDENTITY_ONLY_SETTINGS = {
+    "FUNCTIONS_WORKER_RUNTIME": "python",
+    "AzureWebJobsStorage__accountName": "stagentprod01",
+    "AzureWebJobsStorage__credential": "managedidentity",
+    "AzureWebJobsStorage__clientId": IDENTITY_CLIENT_ID,
+    "AZURE_CLIENT_ID": IDENTITY_CLIENT_ID,
+    "AZURE_OPENAI_ENDPOINT": "https://oai-agent-prod.openai.azure.com",
+    "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+    "KEYVAULT_URI": "https://kv-agent-prod.vault.azure.net/",
+    "MCP_SERVERS": json.dumps({"mcp_servers": [{
+        "name": "scheduler",
+        "transport": {"type": "streamable_http", "url": "https://ca-scheduler.example.net/mcp"},
+        "auth": {"type": "api_key", "client_id": {"secret": "SCHEDULER-CLIENT-ID"},
+                 "api_key": {"secret": "SCHEDULER-API-KEY"}}}]}),
+    "PUBLIC_BASE_URL": "https://func-agent-prod.azurewebsites.net",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"Authorization=AAD;ClientId={IDENTITY_CLIENT_ID}",
+    "WEBSITE_SITE_NAME": "func-agent-prod",
+    "WEBSITE_INSTANCE_ID": "0123456789abcdef",
+}  # fmt: skip
+
+PARSE_LIKE_THE_APP = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import function_app
+from agent.runtime import settings
+s = settings()
+print(json.dumps({"functions": sorted(f.get_function_name() for f in function_app.app.get_functions()),
+                  "storage": s.conversations_storage, "account_url": s.storage_uses_account_url,
+                  "client_id": s.azure_client_id, "model_key": s.model.api_key is not None,
+                  "keyvault": s.keyvault_uri, "appinsights_identity": s.appinsights_identity.client_id}))
+"""
+
+
+def test_identity_based_settings_alone_index_every_function_and_give_the_account_url():
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE_LIKE_THE_APP, str(ROOT)],
+        capture_output=True, text=True, check=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", **IDENTITY_ONLY_SETTINGS}, cwd=ROOT,
+    )  # fmt: skip
+    parsed = json.loads(out.stdout)
+    assert parsed["functions"] == sorted(EXPECTED)
+    assert parsed["storage"] == "https://stagentprod01.blob.core.windows.net"
+    assert parsed["account_url"] is True  # the store is built with the managed identity
+    assert parsed["client_id"] == IDENTITY_CLIENT_ID
+    assert parsed["model_key"] is False  # Azure OpenAI through the identity too
+    assert parsed["keyvault"] == "https://kv-agent-prod.vault.azure.net"
+    assert parsed["appinsights_identity"] == IDENTITY_CLIENT_ID
+    assert "misconfigured" not in out.stderr
 
 
 def test_host_json_uses_extension_bundle_v4_and_a_named_task_hub():

@@ -127,21 +127,25 @@ def test_keyvault_uri_must_be_a_vaults_https_base_url(uri: str) -> None:
     assert raised.value.name == "KEYVAULT_URI"
 
 
-async def test_without_a_credential_the_resolver_makes_its_own_and_closes_it(
+async def test_without_a_credential_the_resolver_makes_its_own_for_the_apps_identity_and_closes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    made: list[FakeCredential] = []
+    made: list[tuple[str | None, FakeCredential]] = []
 
-    def azure_credential() -> FakeCredential:
-        made.append(FakeCredential("token"))
-        return made[-1]
+    def azure_credential(client_id: str | None = None) -> FakeCredential:
+        made.append((client_id, FakeCredential("token")))
+        return made[-1][1]
 
     monkeypatch.setattr(agent.credentials, "azure_credential", azure_credential)
-    resolver = secret_resolver(settings(KEYVAULT_URI="https://myvault.vault.azure.net/"))
+    client_id = "00000000-0000-0000-0000-0000000000c1"
+    resolver = secret_resolver(
+        settings(KEYVAULT_URI="https://myvault.vault.azure.net/", AZURE_CLIENT_ID=client_id)
+    )
     assert isinstance(resolver, KeyVaultSecretResolver)
     assert resolver.vault_url == "https://myvault.vault.azure.net"
     await close_resolver(resolver)
-    assert len(made) == 1 and made[0].closed
+    [(used_client_id, credential)] = made
+    assert used_client_id == client_id and credential.closed
 
 
 # --- which secrets a server uses ----------------------------------------------------------------

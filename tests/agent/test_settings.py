@@ -72,7 +72,8 @@ def test_no_storage_fails_naming_conversations_storage():
 
 def test_mcp_servers_may_be_a_path_to_a_json_file(tmp_path):
     path = tmp_path / "mcp.json"
-    path.write_text('{"mcp_servers": [{"name": "x"}]}')
+    server = {"name": "x", "transport": {"type": "sse", "url": "http://127.0.0.1:1/sse"}}
+    path.write_text(json.dumps({"mcp_servers": [server]}))
     assert (
         json.loads(settings(MCP_SERVERS=str(path)).mcp_servers_json)["mcp_servers"][0]["name"]
         == "x"
