@@ -336,7 +336,7 @@ def _identity_storage_url(read: _Reader) -> str | None:
     `__blobServiceUri`, then `__serviceUri`, then `__accountName` in the public cloud)."""
     for name in (STORAGE_BLOB_SERVICE_URI, STORAGE_SERVICE_URI):
         if read.text(name) is not None:
-            return read.url(name)
+            return read.url(name) or ""  # "": malformed, and already recorded as such
     account = read.text(STORAGE_ACCOUNT_NAME)
     if account is None:
         return None

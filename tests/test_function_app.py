@@ -266,6 +266,17 @@ def test_local_settings_example_lists_every_setting_the_app_reads():
     assert read <= set(values), sorted(read - set(values))
 
 
+def test_the_readme_documents_the_azure_only_settings_the_example_leaves_out():
+    from agent.settings import AZURE_ONLY_SETTINGS
+
+    readme = (ROOT / "README.md").read_text()
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    for name in AZURE_ONLY_SETTINGS:
+        suffix = name.partition("__")[2]  # the table lists `AzureWebJobsStorage__x` as `__x`
+        assert f"`{name}`" in readme or (suffix and f"`__{suffix}`" in readme), name
+        assert name not in values, f"{name} does nothing locally; keep it out of the example"
+
+
 def test_the_example_settings_parse():
     from agent.settings import Settings
 
@@ -273,3 +284,52 @@ def test_the_example_settings_parse():
     settings = Settings.from_env(values)
     assert settings.model.kind == "openai"
     assert json.loads(settings.mcp_servers_json)["mcp_servers"]
+
+
+ASK_HEALTH = """
+import asyncio, json, sys
+sys.path.insert(0, sys.argv[1])
+import azure.functions as func
+import function_app
+[health] = [f for f in function_app.app.get_functions() if f.get_function_name() == "health"]
+req = func.HttpRequest(method="GET", url="http://127.0.0.1/api/health", body=b"")
+response = asyncio.run(health.get_user_function()(req=req))
+print(json.dumps({"status": response.status_code, "body": json.loads(response.get_body())}))
+"""
+
+
+def health_in_a_fresh_interpreter(settings: dict[str, str]) -> tuple[dict, str]:
+    out = subprocess.run(
+        [sys.executable, "-c", ASK_HEALTH, str(ROOT)],
+        capture_output=True, text=True, check=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", **settings}, cwd=ROOT,
+    )  # fmt: skip
+    return json.loads(out.stdout), out.stderr
+
+
+def test_require_auth_on_azure_without_app_service_authentication_runs_degraded_naming_it():
+    on_azure = {**MINIMAL_SETTINGS, "REQUIRE_AUTH": "true", "WEBSITE_SITE_NAME": "func-agent"}
+    health, log = health_in_a_fresh_interpreter(on_azure)
+    assert health["status"] == 503
+    assert health["body"]["invalid_settings"] == ["REQUIRE_AUTH"]
+    assert "App Service Authentication is off" in health["body"]["detail"]
+    assert log.count("the app is misconfigured") == 1
+
+
+def test_require_auth_on_azure_with_app_service_authentication_is_healthy():
+    protected = {
+        **MINIMAL_SETTINGS,
+        "REQUIRE_AUTH": "true",
+        "WEBSITE_SITE_NAME": "func-agent",
+        "WEBSITE_AUTH_ENABLED": "True",
+    }
+    health, log = health_in_a_fresh_interpreter(protected)
+    assert health == {"status": 200, "body": {"status": "ok"}}
+    assert "REQUIRE_AUTH" not in log
+
+
+def test_require_auth_locally_is_healthy_and_the_startup_log_warns_once_that_headers_are_trusted():
+    health, log = health_in_a_fresh_interpreter({**MINIMAL_SETTINGS, "REQUIRE_AUTH": "true"})
+    assert health == {"status": 200, "body": {"status": "ok"}}
+    assert log.count("REQUIRE_AUTH=true without App Service Authentication") == 1, log
+    assert "trusted as the client sent them" in log

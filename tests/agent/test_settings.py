@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from agent.errors import SettingsError
-from agent.settings import Settings
+from agent.errors import InvalidSettings, SettingsError
+from agent.settings import ManagedIdentity, Secret, Settings
 
 BASE = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -94,3 +94,202 @@ def test_settings_are_frozen():
     s = settings()
     with pytest.raises(AttributeError):
         s.conversations_container = "other"  # type: ignore[misc]
+
+
+# --- every bad setting at once, never a value ---------------------------------------------------
+
+
+def test_one_parse_names_every_bad_setting_and_none_of_their_values():
+    with pytest.raises(InvalidSettings) as caught:
+        settings(
+            AZURE_OPENAI_DEPLOYMENT="",
+            AGENT_MAX_STEPS="secret-ish-1",
+            REQUIRE_AUTH="secret-ish-2",
+            MODEL_TEMPERATURE="secret-ish-3",
+        )
+    names = ["AZURE_OPENAI_DEPLOYMENT", "MODEL_TEMPERATURE", "AGENT_MAX_STEPS", "REQUIRE_AUTH"]
+    assert sorted(caught.value.names) == sorted(names)
+    assert all(f"setting {name}:" in str(caught.value) for name in names)
+    assert "secret-ish" not in str(caught.value)
+
+
+def test_an_out_of_range_limit_says_the_range_without_echoing_the_value():
+    with pytest.raises(InvalidSettings, match=r"AGENT_MAX_STEPS: must be between 1 and 100$"):
+        settings(AGENT_MAX_STEPS="4242")
+
+
+def test_an_unresolved_app_service_key_vault_reference_is_named_as_such():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/aoai-key/)"
+    with pytest.raises(InvalidSettings) as caught:
+        settings(AZURE_OPENAI_API_KEY=reference)
+    assert caught.value.names == ("AZURE_OPENAI_API_KEY",)
+    assert "Key Vault reference that was not resolved" in str(caught.value)
+    assert "aoai-key" not in str(caught.value)
+
+
+def test_a_resolved_key_vault_reference_arrives_as_the_plain_key():
+    assert settings(AZURE_OPENAI_API_KEY="k-123").model.api_key == Secret("k-123")
+
+
+def test_a_malformed_mcp_servers_entry_is_named_at_startup_not_at_first_use():
+    with pytest.raises(InvalidSettings, match=r"MCP_SERVERS: mcp_servers\[0\].*transport"):
+        settings(MCP_SERVERS='{"mcp_servers": [{"name": "x"}]}')
+
+
+# --- identity-based storage and the user-assigned identity --------------------------------------
+
+NO_CONNECTION_STRING = {k: v for k, v in BASE.items() if k != "AzureWebJobsStorage"}
+CLIENT_ID = "5b0f6a5e-1c7a-4d1e-9a51-3f0b8e2d4c11"
+
+
+@pytest.mark.parametrize(
+    ("identity_settings", "account_url"),
+    [
+        (
+            {"AzureWebJobsStorage__accountName": "stagent01"},
+            "https://stagent01.blob.core.windows.net",
+        ),
+        (
+            {"AzureWebJobsStorage__serviceUri": "https://stagent02.blob.core.usgovcloudapi.net/"},
+            "https://stagent02.blob.core.usgovcloudapi.net",
+        ),
+        (
+            {
+                "AzureWebJobsStorage__blobServiceUri": "https://stagent03.blob.core.windows.net",
+                "AzureWebJobsStorage__serviceUri": "https://other.blob.core.windows.net",
+                "AzureWebJobsStorage__accountName": "other",
+            },
+            "https://stagent03.blob.core.windows.net",
+        ),
+        (
+            {
+                "AzureWebJobsStorage__serviceUri": "https://stagent04.blob.core.windows.net",
+                "AzureWebJobsStorage__accountName": "other",
+            },
+            "https://stagent04.blob.core.windows.net",
+        ),
+    ],
+)
+def test_identity_based_functions_storage_gives_the_conversation_store_its_account_url(
+    identity_settings, account_url
+):
+    s = Settings.from_env({**NO_CONNECTION_STRING, **identity_settings})
+    assert s.conversations_storage == account_url
+    assert s.storage_uses_account_url  # built with the managed identity, not a key
+
+
+def test_conversations_storage_and_a_connection_string_win_over_the_identity_based_form():
+    identity = {"AzureWebJobsStorage__accountName": "stagent01"}
+    explicit = "https://conversations.blob.core.windows.net"
+    assert settings(**identity, CONVERSATIONS_STORAGE=explicit).conversations_storage == explicit
+    assert "devstoreaccount1" in settings(**identity).conversations_storage
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AzureWebJobsStorage__accountName", "Not_An_Account"),
+        ("AzureWebJobsStorage__blobServiceUri", "stagent01.blob.core.windows.net"),
+    ],
+)
+def test_a_malformed_identity_based_storage_setting_is_named(name, value):
+    with pytest.raises(InvalidSettings) as caught:
+        Settings.from_env({**NO_CONNECTION_STRING, name: value})
+    assert caught.value.names == (name,)
+
+
+def test_azure_client_id_selects_the_user_assigned_identity():
+    assert settings().azure_client_id is None  # system-assigned (or the developer's login)
+    assert settings(AZURE_CLIENT_ID=CLIENT_ID).azure_client_id == CLIENT_ID
+
+
+def test_without_azure_client_id_the_functions_storage_identity_is_used():
+    storage_identity = {
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": CLIENT_ID,
+    }
+    assert settings(**storage_identity).azure_client_id == CLIENT_ID
+    other = "00000000-0000-0000-0000-0000000000aa"
+    assert settings(**storage_identity, AZURE_CLIENT_ID=other).azure_client_id == other
+    assert settings(AzureWebJobsStorage__clientId=CLIENT_ID).azure_client_id is None
+
+
+def test_a_client_id_that_is_not_a_guid_is_named():
+    with pytest.raises(InvalidSettings) as caught:
+        settings(AZURE_CLIENT_ID="my-identity")
+    assert caught.value.names == ("AZURE_CLIENT_ID",)
+
+
+# --- model keys from Key Vault ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["AZURE_OPENAI_API_KEY", "OPENAI_API_KEY"])
+def test_a_model_key_may_name_a_secret_read_later_through_the_apps_resolver(name):
+    env = {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "OPENAI_BASE_URL": "http://127.0.0.1:1/v1",
+        "OPENAI_MODEL": "m",
+        **({} if name == "OPENAI_API_KEY" else BASE),
+        name: '{"secret": "AOAI-KEY"}',
+    }
+    model = Settings.from_env(env).model
+    assert (model.api_key, model.api_key_secret) == (None, "AOAI-KEY")
+
+
+@pytest.mark.parametrize(
+    "value", ['{"secret": ""}', '{"name": "X"}', '{"secret": "X", "v": 1}', "{x"]
+)
+def test_a_malformed_secret_reference_for_the_model_key_is_named(value):
+    with pytest.raises(InvalidSettings) as caught:
+        settings(AZURE_OPENAI_API_KEY=value)
+    assert caught.value.names == ("AZURE_OPENAI_API_KEY",)
+
+
+# --- REQUIRE_AUTH and App Service Authentication ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "platform", [{"WEBSITE_SITE_NAME": "func-x"}, {"WEBSITE_INSTANCE_ID": "ab12"}]
+)
+def test_require_auth_on_azure_without_app_service_authentication_is_a_bad_setting(platform):
+    with pytest.raises(InvalidSettings) as caught:
+        settings(REQUIRE_AUTH="true", **platform)
+    assert caught.value.names == ("REQUIRE_AUTH",)
+    assert "App Service Authentication is off" in str(caught.value)
+    assert "principal headers" in str(caught.value)
+
+
+def test_require_auth_on_azure_with_app_service_authentication_is_accepted():
+    s = settings(REQUIRE_AUTH="true", WEBSITE_SITE_NAME="func-x", WEBSITE_AUTH_ENABLED="True")
+    assert (s.require_auth, s.on_azure, s.trusts_client_principal_headers) == (True, True, False)
+
+
+def test_require_auth_locally_is_accepted_but_known_to_trust_the_headers():
+    s = settings(REQUIRE_AUTH="true")
+    assert (s.on_azure, s.trusts_client_principal_headers) == (False, True)
+
+
+# --- Application Insights with Entra ID ---------------------------------------------------------
+
+
+def test_appinsights_entra_auth_names_its_identity_else_azure_client_id_else_system_assigned():
+    other = "00000000-0000-0000-0000-0000000000bb"
+    named = f"Authorization=AAD;ClientId={other}"
+    assert settings(APPLICATIONINSIGHTS_AUTHENTICATION_STRING=named).appinsights_identity == (
+        ManagedIdentity(other)
+    )
+    plain = {"APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Authorization=AAD"}
+    assert settings(**plain, AZURE_CLIENT_ID=CLIENT_ID).appinsights_identity == (
+        ManagedIdentity(CLIENT_ID)
+    )
+    assert settings(**plain).appinsights_identity == ManagedIdentity(None)
+    assert settings().appinsights_identity is None  # key-based ingestion
+
+
+@pytest.mark.parametrize(
+    "value", ["Authorization=Key", "ClientId=" + CLIENT_ID, "Authorization=AAD;ClientId=me", "AAD"]
+)
+def test_a_malformed_appinsights_authentication_string_is_named(value):
+    with pytest.raises(InvalidSettings) as caught:
+        settings(APPLICATIONINSIGHTS_AUTHENTICATION_STRING=value)
+    assert caught.value.names == ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING",)
