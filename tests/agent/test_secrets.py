@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,15 +24,18 @@ from agent.errors import OperatorError, SettingsError
 from agent.keyvault import KeyVaultSecretResolver
 from agent.mcp.config import EnvSecretResolver, McpServerConfig, parse_mcp_servers
 from agent.mcp.pool import McpPool
+from agent.model import build_model_client
 from agent.secrets import (
     RefreshableSecretResolver,
     close_resolver,
     forget_secrets,
+    resolve_model_key,
     secret_names,
     secret_resolver,
 )
 from agent.settings import Settings
 from tests.support.fake_keyvault import FakeCredential, FakeKeyVault
+from tests.support.fake_openai import TEST_API_KEY, TEST_DEPLOYMENT, fake_openai
 from tests.support.mcp_servers import AsgiServer, demo_http_app, http_entry
 
 BASE_ENV = {
@@ -298,3 +302,60 @@ async def test_after_an_auth_failure_the_next_call_uses_the_rotated_key(
         await pool.aclose()
         await resolver.aclose()
     assert vault.reads["DEMO-KEY-NOW"] == 2
+
+
+# --- the model key as {"secret": NAME} ----------------------------------------------------------
+
+
+async def test_a_model_key_written_as_a_secret_is_read_from_key_vault_and_reaches_the_model(
+    vault: FakeKeyVault, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    vault.set_secret("AOAI-KEY", TEST_API_KEY)
+    async with fake_openai() as model:
+        model.brain.answer("hello")
+        config = Settings.from_env(
+            {
+                "CONVERSATIONS_STORAGE": "UseDevelopmentStorage=true",
+                "AZURE_OPENAI_ENDPOINT": model.base_url,
+                "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
+                "AZURE_OPENAI_API_KEY": '{"secret": "AOAI-KEY"}',
+                "KEYVAULT_URI": vault.url,
+            }
+        )
+        resolver = secret_resolver(config, vault.credential(), **trusting(vault))
+        try:
+            resolved = await resolve_model_key(config.model, resolver)
+        finally:
+            await close_resolver(resolver)
+        async with build_model_client(resolved) as client:
+            await client.complete([{"role": "user", "content": "hi"}], [])
+    assert vault.reads["AOAI-KEY"] == 1  # through the same resolver as MCP secrets
+    assert [r.api_key for r in model.chat_requests()] == [TEST_API_KEY]
+    assert TEST_API_KEY not in repr(resolved) + caplog.text
+
+
+async def test_without_key_vault_a_model_key_secret_is_the_environment_variable_of_that_name() -> (
+    None
+):
+    model = settings(OPENAI_API_KEY='{"secret": "MODEL-KEY"}').model
+    resolved = await resolve_model_key(model, EnvSecretResolver({"MODEL_KEY": "k-from-env"}))
+    assert resolved.api_key is not None and resolved.api_key.value == "k-from-env"
+    assert resolved.api_key_secret is None
+
+
+async def test_a_model_key_secret_missing_from_key_vault_is_a_settings_error_naming_it(
+    vault: FakeKeyVault,
+) -> None:
+    model = settings(KEYVAULT_URI=vault.url, OPENAI_API_KEY='{"secret": "NO-SUCH-KEY"}').model
+    resolver = KeyVaultSecretResolver.for_vault(vault.url, vault.credential(), **trusting(vault))
+    try:
+        with pytest.raises(SettingsError, match=r"NO-SUCH-KEY.*not found in Key Vault"):
+            await resolve_model_key(model, resolver)
+    finally:
+        await resolver.aclose()
+
+
+async def test_an_inline_model_key_is_left_as_it_is() -> None:
+    model = settings(OPENAI_API_KEY="k-inline").model
+    assert await resolve_model_key(model, EnvSecretResolver({})) is model

@@ -1,0 +1,60 @@
+"""The runtime: built from the settings (a model key secret read first), and degraded mode."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from agent import runtime
+from agent.errors import InvalidSettings
+from agent.runtime import build_runtime
+from agent.settings import Settings
+from tests.support.azurite import AzuriteInstance
+from tests.support.fake_openai import TEST_API_KEY, TEST_DEPLOYMENT, fake_openai
+
+
+async def test_the_runtime_reads_a_model_key_secret_before_it_builds_the_model_client(
+    azurite: AzuriteInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_KEY", TEST_API_KEY)  # no KEYVAULT_URI: the environment variable
+    async with fake_openai() as model:
+        model.brain.answer("hello")
+        config = Settings.from_env(
+            {
+                "CONVERSATIONS_STORAGE": azurite.connection_string,
+                "CONVERSATIONS_CONTAINER": "runtime-test",
+                "OPENAI_BASE_URL": model.openai_base_url,
+                "OPENAI_MODEL": TEST_DEPLOYMENT,
+                "OPENAI_API_KEY": '{"secret": "MODEL-KEY"}',
+            }
+        )
+        rt = await build_runtime(config)
+        try:
+            await rt.model.complete([{"role": "user", "content": "hi"}], [])
+        finally:
+            await rt.aclose()
+    assert [r.bearer_token for r in model.chat_requests()] == [TEST_API_KEY]
+
+
+@pytest.fixture
+def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """Settings parsed anew from this test's environment, and forgotten afterwards."""
+    runtime.use_runtime(None)
+    yield monkeypatch
+    runtime.use_runtime(None)
+
+
+async def test_in_degraded_mode_the_runtime_is_never_built_and_says_what_is_wrong(
+    fresh_settings: pytest.MonkeyPatch,
+) -> None:
+    fresh_settings.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    fresh_settings.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    fresh_settings.delenv("OPENAI_MODEL", raising=False)
+    fresh_settings.delenv("AZURE_OPENAI_ENDPOINT", raising=False)
+    assert runtime.check_settings() is None  # logged, not raised
+    problem = runtime.settings_problem()
+    assert problem is not None and problem.names == ("OPENAI_MODEL",)
+    with pytest.raises(InvalidSettings, match="OPENAI_MODEL"):
+        await runtime.runtime()
+    assert runtime.current() is None
