@@ -147,15 +147,17 @@ async def build_runtime(config: Settings) -> Runtime:
     credential = azure_credential(config.azure_client_id) if _needs_credential(config) else None
     secrets = secret_resolver(config, credential)
     try:
+        # The model key first: a `{"secret": NAME}` key that cannot be read fails the build
+        # before any client is opened.
         model_settings = await resolve_model_key(config.model, secrets)
+        container = container_client(
+            config.conversations_storage, config.conversations_container, credential
+        )
     except BaseException:
-        await close_resolver(secrets)
+        await close_resolver(secrets)  # nothing else was opened yet: close what was
         if credential is not None:
             await credential.close()
         raise
-    container = container_client(
-        config.conversations_storage, config.conversations_container, credential
-    )
     store = ConversationStore(container)
     await store.ensure_container()
     pool = McpPool(

@@ -281,7 +281,7 @@ def _parse(read: _Reader) -> Settings:
         scheduler_webhook_secret=read.attempt(lambda: _webhook_secret(read), None),
         public_base_url=read.url("PUBLIC_BASE_URL"),
         require_auth=_require_auth(read, on_azure=on_azure, app_service_auth=app_service_auth),
-        appinsights_connection_string=read.secret("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        appinsights_connection_string=read.attempt(lambda: _appinsights_connection(read), None),
         appinsights_identity=read.attempt(lambda: _appinsights_identity(read, client_id), None),
         azure_client_id=client_id,
         on_azure=on_azure,
@@ -385,6 +385,16 @@ def _appinsights_identity(read: _Reader, client_id: str | None) -> ManagedIdenti
     if named is not None and not _GUID.fullmatch(named):
         raise SettingsError(APPINSIGHTS_AUTHENTICATION, "ClientId must be a client id (a GUID)")
     return ManagedIdentity(named or client_id)
+
+
+def _appinsights_connection(read: _Reader) -> Secret | None:
+    connection = read.secret("APPLICATIONINSIGHTS_CONNECTION_STRING")
+    if connection is not None and "instrumentationkey=" not in connection.value.lower():
+        raise SettingsError(
+            "APPLICATIONINSIGHTS_CONNECTION_STRING",
+            "is not an Application Insights connection string (InstrumentationKey=...;...)",
+        )
+    return connection
 
 
 def _keyvault(read: _Reader) -> str | None:

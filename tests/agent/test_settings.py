@@ -293,3 +293,10 @@ def test_a_malformed_appinsights_authentication_string_is_named(value):
     with pytest.raises(InvalidSettings) as caught:
         settings(APPLICATIONINSIGHTS_AUTHENTICATION_STRING=value)
     assert caught.value.names == ("APPLICATIONINSIGHTS_AUTHENTICATION_STRING",)
+
+
+def test_a_malformed_appinsights_connection_string_is_named_at_startup_without_its_value():
+    with pytest.raises(InvalidSettings) as caught:
+        settings(APPLICATIONINSIGHTS_CONNECTION_STRING="https://dc.services.visualstudio.com")
+    assert caught.value.names == ("APPLICATIONINSIGHTS_CONNECTION_STRING",)
+    assert "visualstudio" not in str(caught.value)
