@@ -1,8 +1,11 @@
-"""File access confined to one directory: no absolute paths, no `..`, no symlink escapes."""
+"""File access confined to one directory: no absolute paths, no `..`, no symlink escapes, and
+only plain files: a symlink, a fifo, a device or socket, or a file with a second hard link (which
+may be a file outside the sandbox linked in) is refused for reading and writing."""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 SANDBOX_ENV = "DEMO_MCP_SANDBOX"
@@ -46,13 +49,51 @@ def resolve_inside(root: Path, path: str) -> Path:
     return real
 
 
+def _final_path(root: Path, path: str) -> Path:
+    """The file's path with every directory resolved but the last component left as named, so
+    a symlink there is seen (and refused) rather than followed."""
+    resolve_inside(root, path)  # the whole path, symlinks followed, stays inside
+    parts = _relative_parts(path)
+    parent = resolve_inside(root, "/".join(parts[:-1])) if len(parts) > 1 else root
+    final = parent / parts[-1]
+    if final.is_symlink():
+        raise SandboxError(f"{path} is a symlink; only plain files can be used")
+    return final
+
+
+def _open_plain(final: Path, path: str, flags: int) -> int:
+    """Open `final` without following a symlink and without blocking on a fifo, then check
+    what was opened (fstat on the descriptor: a file swapped in after a check is still caught)."""
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(final, flags, 0o644)
+    except FileNotFoundError:
+        raise SandboxError(f"no such file in the sandbox: {path}") from None
+    except OSError as exc:  # ELOOP (a symlink), ENXIO (a fifo or socket with no peer), ...
+        raise SandboxError(
+            f"{path} is not a plain file that can be used ({exc.strerror})"
+        ) from None
+    try:
+        _check_plain(os.fstat(fd), path)
+    except BaseException:
+        os.close(fd)
+        raise
+    os.set_blocking(fd, True)
+    return fd
+
+
+def _check_plain(info: os.stat_result, path: str) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise SandboxError(f"{path} is not a plain file (a fifo, device, socket or directory)")
+    if info.st_nlink > 1:
+        # Another name for the same file may live outside the sandbox: reading or writing it
+        # here would reach that file.
+        raise SandboxError(f"{path} has more than one hard link; it is refused")
+
+
 def read_text(root: Path, path: str) -> str:
-    real = resolve_inside(root, path)
-    if not real.is_file():
-        raise SandboxError(f"no such file in the sandbox: {path}")
-    # O_NOFOLLOW: a symlink swapped in after the check above is refused, not followed.
-    fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as handle:
+    final = _final_path(root, path)
+    with os.fdopen(_open_plain(final, path, os.O_RDONLY), "rb") as handle:
         data = handle.read(MAX_FILE_BYTES + 1)
     if len(data) > MAX_FILE_BYTES:
         raise SandboxError(f"the file is larger than {MAX_FILE_BYTES} bytes")
@@ -66,12 +107,14 @@ def write_text(root: Path, path: str, content: str) -> int:
     data = content.encode("utf-8")
     if len(data) > MAX_FILE_BYTES:
         raise SandboxError(f"content larger than {MAX_FILE_BYTES} bytes")
-    real = resolve_inside(root, path)
-    real.parent.mkdir(parents=True, exist_ok=True)
-    # Re-check after mkdir: a directory created meanwhile must not be a way out.
     resolve_inside(root, path)
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(real, flags, 0o644)
-    with os.fdopen(fd, "wb") as handle:
+    parts = _relative_parts(path)
+    root.joinpath(*parts[:-1]).mkdir(parents=True, exist_ok=True)
+    # Re-check after mkdir: a directory created meanwhile must not be a way out.
+    final = _final_path(root, path)
+    # No O_TRUNC at open: the file is truncated only once it is known to be a plain file with
+    # one link, so a hard link to an outside file is refused before anything is lost.
+    with os.fdopen(_open_plain(final, path, os.O_WRONLY | os.O_CREAT), "wb") as handle:
+        handle.truncate(0)
         handle.write(data)
     return len(data)

@@ -122,6 +122,51 @@ async def test_symlinks_cannot_lead_out_of_the_sandbox(sandbox: Path, tmp_path: 
     assert secret.read_text(encoding="utf-8") == "top secret"
 
 
+async def test_a_hard_link_to_a_file_outside_the_sandbox_is_neither_read_nor_overwritten(
+    sandbox: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret", encoding="utf-8")
+    os.link(secret, sandbox / "hard.txt")
+
+    is_error, text = await call(sandbox, "read_text_file", {"path": "hard.txt"})
+    assert is_error and "more than one hard link" in text
+    assert "top secret" not in text
+    is_error, text = await call(
+        sandbox, "write_text_file", {"path": "hard.txt", "content": "owned"}
+    )
+    assert is_error and "more than one hard link" in text
+    assert secret.read_text(encoding="utf-8") == "top secret"
+
+
+async def test_fifos_and_symlinks_inside_the_sandbox_are_refused_for_read_and_write(
+    sandbox: Path,
+) -> None:
+    os.mkfifo(sandbox / "pipe")
+    (sandbox / "real.txt").write_text("ok", encoding="utf-8")
+    (sandbox / "alias.txt").symlink_to(sandbox / "real.txt")
+
+    for path in ("pipe", "alias.txt"):
+        is_error, text = await call(sandbox, "read_text_file", {"path": path})
+        assert is_error and "plain file" in text, path
+        is_error, text = await call(sandbox, "write_text_file", {"path": path, "content": "x"})
+        assert is_error and ("plain file" in text or "symlink" in text), path
+    assert (sandbox / "real.txt").read_text(encoding="utf-8") == "ok"
+
+
+async def test_a_socket_inside_the_sandbox_is_refused(sandbox: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(sandbox / "sock"))
+        for tool, arguments in (
+            ("read_text_file", {"path": "sock"}),
+            ("write_text_file", {"path": "sock", "content": "x"}),
+        ):
+            is_error, text = await call(sandbox, tool, arguments)
+            assert is_error and "plain file" in text, tool
+
+
 def test_a_symlink_inside_the_sandbox_that_stays_inside_is_fine(sandbox: Path) -> None:
     (sandbox / "real.txt").write_text("ok", encoding="utf-8")
     (sandbox / "alias.txt").symlink_to(sandbox / "real.txt")
