@@ -53,6 +53,9 @@ _DURABLE_TO_RUN = {
     "Suspended": "running",
 }
 TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
+ACTIVE = ("pending", "running", "waiting_for_approval")
+# How long a cancel waits for Durable to report the run terminated before answering.
+CANCEL_WAIT_SECONDS = 10.0
 
 Handler = Callable[..., Awaitable[func.HttpResponse]]
 
@@ -304,6 +307,10 @@ async def run_view(
             view["answer"] = await answer_text(rt, ref, output.answer_message_id)
         return view
     view["status"] = _DURABLE_TO_RUN.get(durable, "running")
+    if view["status"] in TERMINAL:  # Durable's runtime status wins over a stale custom phase
+        if durable == "Failed":
+            view["error"] = "the run failed unexpectedly"
+        return view
     if custom.get("phase") == "waiting_for_approval":
         view["status"] = "waiting_for_approval"
         view["pending_approvals"] = custom.get("pending_approvals", [])
@@ -311,8 +318,6 @@ async def run_view(
         view["step"] = custom["step"]
     if custom.get("phase"):
         view["phase"] = custom["phase"]
-    if durable == "Failed":
-        view["error"] = "the run failed unexpectedly"
     return view
 
 
@@ -368,7 +373,13 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
     if view["status"] in TERMINAL:
         raise Conflict(f"run {run_id} has already finished ({view['status']})")
     await client.terminate(run_id, "cancelled by the caller")
-    await rt.store.end_turn(ConversationRef(owner, view["conversation_id"]), run_id)
+    ref = ConversationRef(owner, view["conversation_id"])
+    # Durable terminates asynchronously: answer once its runtime status says so (bounded), so
+    # a GET, a second cancel or an approval right after this answer all see the run ended.
+    ended = await wait_for_run(rt, client, run_id, ref, CANCEL_WAIT_SECONDS)
+    await rt.store.end_turn(ref, run_id)
+    if ended["status"] not in ("cancelled", *ACTIVE):  # it finished on its own meanwhile
+        raise Conflict(f"run {run_id} has already finished ({ended['status']})")
     log.info("run cancelled", extra={"run_id": run_id})
     return json_response({"run_id": run_id, "status": "cancelled"}, 202)
 
@@ -389,11 +400,30 @@ async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestration
         raise Conflict(f"run {run_id} is not waiting for an approval (it is {view['status']})")
     if call_id not in view.get("pending_approvals", ()):
         raise NotFound(f"run {run_id} has no tool call {call_id} awaiting approval")
-    await client.raise_event(
-        run_id, APPROVAL_EVENT, {"tool_call_id": call_id, "approved": approved}
-    )
+    await raise_approval(rt, client, view, owner, {"tool_call_id": call_id, "approved": approved})
     log.info("approval answered", extra={"run_id": run_id, "approved": approved})
     return json_response({"run_id": run_id, "tool_call_id": call_id, "approved": approved}, 202)
+
+
+async def raise_approval(
+    rt: Runtime,
+    client: df.DurableOrchestrationClient,
+    view: dict[str, Any],
+    owner: str,
+    event: dict[str, Any],
+) -> None:
+    """Raise the approval event; a run that ended since `view` was read is a 409, not a 500
+    (Durable refuses events for an ended instance: "instance ... is gone")."""
+    run_id = view["run_id"]
+    try:
+        await client.raise_event(run_id, APPROVAL_EVENT, event)
+    except Exception:
+        now = await run_view(rt, client, run_id, owner)
+        if now["status"] not in TERMINAL:
+            raise
+        raise Conflict(
+            f"run {run_id} is not waiting for an approval (it is {now['status']})"
+        ) from None
 
 
 async def health(req: func.HttpRequest) -> func.HttpResponse:

@@ -95,3 +95,23 @@ async def test_bad_approval_answers_are_refused(app: App):
     await app.run_until_done(run_id, **alice)
     status, problem, _ = await answer(app, run_id, call_id, True, **alice)
     assert status == 409 and "not waiting" in problem["detail"]
+
+
+async def test_a_run_cancelled_while_it_waits_for_approval_is_cancelled_everywhere(app: App):
+    conversation, run_id, run = await waiting_run(app, WRITE)
+    [call_id] = run["pending_approvals"]
+
+    status, body, _ = await app.call("POST", f"/runs/{run_id}/cancel")
+    assert status == 202 and body["status"] == "cancelled"
+    status, view, _ = await app.call("GET", f"/runs/{run_id}")
+    assert status == 200 and view["status"] == "cancelled"
+    assert "pending_approvals" not in view
+
+    status, problem, _ = await app.call("POST", f"/runs/{run_id}/cancel")
+    assert status == 409 and "already finished (cancelled)" in problem["detail"]
+    status, problem, _ = await answer(app, run_id, call_id, True)
+    assert status == 409 and "not waiting for an approval (it is cancelled)" in problem["detail"]
+
+    assert "guarded__write_text_file" not in await tool_results(app, conversation)
+    status, _, _ = await app.send(conversation, "hello again")
+    assert status == 202  # the conversation's lock went with the run
