@@ -84,7 +84,9 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             server_address=urlsplit(rt.model.config.endpoint).hostname,
         ) as span:
             reply = await rt.model.complete(
-                model_messages(rt.settings.system_prompt, stored), to_openai_tools(tools)
+                model_messages(rt.settings.system_prompt, stored),
+                to_openai_tools(tools),
+                max_output_tokens=step.max_output_tokens,
             )
             span.record_reply(reply)
     except ContentFiltered:

@@ -69,22 +69,30 @@ class ModelStepInput:
     # Tool calls of the previous step whose activity failed for good: the model step records
     # them as error results so the model sees them (a failing tool never crashes the run).
     failed_tool_calls: tuple[FailedToolCall, ...] = ()
+    # Tokens the run has left (version 2 on): the step caps its completion at this, so one
+    # step cannot spend far past the budget. None (version 1 runs): no cap.
+    max_output_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "run": self.run.to_dict(),
             "step": self.step,
             "failed_tool_calls": [f.to_dict() for f in self.failed_tool_calls],
         }
+        if self.max_output_tokens is not None:  # absent for version 1: same input as before
+            data["max_output_tokens"] = self.max_output_tokens
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelStepInput:
+        cap = data.get("max_output_tokens")
         return cls(
             run=RunRef.from_dict(data["run"]),
             step=int(data["step"]),
             failed_tool_calls=tuple(
                 FailedToolCall.from_dict(f) for f in data.get("failed_tool_calls") or ()
             ),
+            max_output_tokens=None if cap is None else int(cap),
         )
 
 

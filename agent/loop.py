@@ -153,6 +153,28 @@ def decide(state: LoopState, summary: StepSummary, limits: LoopLimits) -> Next:
     return RunTools(summary.tool_call_ids, summary.approvals_needed)
 
 
+def before_step(state: LoopState, limits: LoopLimits) -> Finish | None:
+    """Stop before model step `state.step` when the run's token budget (already capped at what
+    the conversation had left when the turn began) is spent: checking only after a step let a
+    tool step with the budget exactly used, or a scheduled turn of a conversation already out
+    of budget, call the model once more."""
+    if state.usage.total_tokens < limits.max_tokens_per_run:
+        return None
+    return Finish(
+        "budget_exceeded",
+        error=(
+            f"token budget exhausted before model step {state.step}: "
+            f"{state.usage.total_tokens} tokens used, {limits.max_tokens_per_run} were left "
+            "for this run (AGENT_MAX_TOKENS_PER_RUN, or what the conversation had left)"
+        ),
+    )
+
+
+def tokens_left(state: LoopState, limits: LoopLimits) -> int:
+    """What the next model step may spend at most: its completion is capped at this."""
+    return max(0, limits.max_tokens_per_run - state.usage.total_tokens)
+
+
 def after_step(state: LoopState, summary: StepSummary) -> LoopState:
     """Account for a finished model step (before deciding)."""
     return LoopState(state.step, state.usage + summary.usage, state.throttle_waits)

@@ -207,12 +207,17 @@ class ModelClient:
         self._owned_credential = owned_credential
 
     async def complete(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        max_output_tokens: int | None = None,
     ) -> ModelReply:
-        """One chat completion, one HTTP attempt. Raises a `ModelError` subclass on failure."""
+        """One chat completion, one HTTP attempt. Raises a `ModelError` subclass on failure.
+        `max_output_tokens` caps the completion below the configured cap (a run's budget)."""
         try:
             completion = await self._client.chat.completions.create(
-                **self._request(messages, tools)
+                **self._request(messages, tools, max_output_tokens)
             )
         except Exception as error:
             if not is_model_failure(error):
@@ -225,16 +230,21 @@ class ModelClient:
         return reply_from(completion, service=self.config.service_name)
 
     def _request(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        budget: int | None = None,
     ) -> dict[str, Any]:
         request: dict[str, Any] = {"model": self.config.model, "messages": messages}
         if tools:
             # Only with tools: the service rejects parallel_tool_calls without them.
             request["tools"] = tools
             request["parallel_tool_calls"] = True
-        if self.config.max_output_tokens is not None:
+        caps = [c for c in (self.config.max_output_tokens, budget) if c is not None]
+        if caps:
             # max_completion_tokens, not max_tokens: reasoning models reject the latter.
-            request["max_completion_tokens"] = self.config.max_output_tokens
+            # At least 1: the service refuses 0 (a run with nothing left stops before the step).
+            request["max_completion_tokens"] = max(1, min(caps))
         if self.config.temperature is not None:
             request["temperature"] = self.config.temperature
         return request

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Generator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,11 +37,14 @@ from agent.loop import (
     WaitAndRetry,
     after_step,
     after_throttle,
+    before_step,
     decide,
     next_step,
     record_decision,
     rejections,
+    tokens_left,
 )
+from agent.versions import runs_at_least
 
 # Activity names (function names in function_app.py).
 MODEL_STEP = "model_step"
@@ -71,9 +75,14 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
     limits = LoopLimits(turn.max_steps, turn.max_tokens_per_run)
     state = LoopState()
     failed: tuple[FailedToolCall, ...] = ()
+    budgeted = runs_at_least(context, 2)  # version 2: the budget is checked before each step
     while True:
+        if budgeted and (spent := before_step(state, limits)) is not None:
+            outcome, state = spent, replace(state, step=state.step - 1)  # that step never ran
+            break
         context.set_custom_status({"step": state.step, "phase": "model"})
-        step_input = ModelStepInput(turn.run, state.step, failed)
+        cap = tokens_left(state, limits) if budgeted else None
+        step_input = ModelStepInput(turn.run, state.step, failed, cap)
         try:
             raw = yield context.call_activity_with_retry(
                 MODEL_STEP, MODEL_RETRY, step_input.to_dict()

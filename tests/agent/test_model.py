@@ -133,6 +133,19 @@ async def test_output_token_limit_and_temperature_are_sent_only_when_configured(
     assert configured["temperature"] == 0.2
 
 
+async def test_a_runs_budget_caps_the_completion_below_the_configured_cap(
+    fake: FakeOpenAI,
+) -> None:
+    fake.brain.answer("a").answer("b").answer("c")
+    async with build_model_client(fake.azure_config(max_output_tokens=256)) as client:
+        await client.complete(USER, [], max_output_tokens=40)
+        await client.complete(USER, [], max_output_tokens=1_000)
+        await client.complete(USER, [], max_output_tokens=0)
+
+    caps = [r.body["max_completion_tokens"] for r in fake.chat_requests()]
+    assert caps == [40, 256, 1]
+
+
 async def test_a_reply_cut_by_the_length_limit_is_returned_as_is(
     fake: FakeOpenAI, azure: ModelClient
 ) -> None:

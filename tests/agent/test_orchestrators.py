@@ -64,8 +64,12 @@ def script(model_replies: list[Any], tool: Callable[[dict[str, Any]], Any] | Non
 DRIVER = ReplayDriver(load_function_app().app, default_version=str(CURRENT))
 
 
-def run(activities, turn: ChatTurnInput = TURN):
-    return DRIVER.run("chat_turn", turn.to_dict(), activities=activities)
+# Instances started before host.json named a version (version 1): their old path must hold.
+V1_DRIVER = ReplayDriver(load_function_app().app, default_version="")
+
+
+def run(activities, turn: ChatTurnInput = TURN, driver: ReplayDriver = DRIVER):
+    return driver.run("chat_turn", turn.to_dict(), activities=activities)
 
 
 def episode_of_each_scheduled_task(history: list[dict[str, Any]]) -> dict[str, list[int]]:
@@ -101,7 +105,9 @@ def test_a_turn_runs_model_then_tools_in_parallel_then_model_until_a_final_answe
 def test_activity_inputs_are_references_not_content():
     result = run(script([tools(1, "a"), final(2)]))
     for _, data in result.activity_calls:
-        assert set(data) <= {"run", "step", "call_id", "failed_tool_calls", "status"}
+        assert set(data) <= {
+            "run", "step", "call_id", "failed_tool_calls", "status", "max_output_tokens"
+        }  # fmt: skip
         assert data["run"] == {
             "owner": "user:a",
             "conversation_id": "c1",
@@ -227,3 +233,40 @@ def test_no_answer_within_the_timeout_counts_as_rejected():
     assert "nobody approved" in tool_inputs(result)["w"]
     timers = [e for e in result.history if e["EventType"] == 10]
     assert len(timers) == 1
+
+
+# --- the token budget holds inside a turn (version 2) ------------------------------------------
+
+
+def test_a_turn_that_spent_its_budget_on_a_tool_step_stops_before_the_next_model_step():
+    turn = ChatTurnInput(**{**TURN.to_dict(), "max_tokens_per_run": 15})
+    result = run(script([tools(1, "a"), final(2)]), turn)
+    assert names(result) == ["model_step", "tool_call", "finish_turn"]
+    assert result.output["status"] == "budget_exceeded"
+    assert result.output["usage"]["total_tokens"] == 15
+    assert result.output["steps"] == 1
+    assert "15 tokens used, 15 were left" in result.output["error"]
+    assert result.activity_calls[-1][1]["status"] == "budget_exceeded"
+
+
+def test_a_turn_with_no_budget_left_never_calls_the_model():
+    turn = ChatTurnInput(**{**TURN.to_dict(), "max_tokens_per_run": 0})
+    result = run(script([final(1)]), turn)
+    assert names(result) == ["finish_turn"]
+    assert result.output["status"] == "budget_exceeded"
+    assert result.output["steps"] == 0
+
+
+def test_each_model_step_is_capped_at_what_the_run_has_left():
+    turn = ChatTurnInput(**{**TURN.to_dict(), "max_tokens_per_run": 100})
+    result = run(script([tools(1, "a"), final(2)]), turn)
+    caps = [d["max_output_tokens"] for n, d in result.activity_calls if n == "model_step"]
+    assert caps == [100, 85]
+
+
+def test_a_version_1_run_keeps_the_old_path_checking_only_after_each_step():
+    turn = ChatTurnInput(**{**TURN.to_dict(), "max_tokens_per_run": 15})
+    result = run(script([tools(1, "a"), final(2)]), turn, V1_DRIVER)
+    assert names(result) == ["model_step", "tool_call", "model_step", "finish_turn"]
+    assert result.output["status"] == "budget_exceeded"
+    assert all("max_output_tokens" not in d for n, d in result.activity_calls)
