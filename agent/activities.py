@@ -15,7 +15,9 @@ Failure policy (the single retry layer is Durable's, in the orchestrator):
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,7 +61,31 @@ def _conversation(run: RunRef) -> ConversationRef:
 
 # --- model_step --------------------------------------------------------------------------------
 
+Activity = Callable[[dict[str, Any], Runtime], Awaitable[dict[str, Any]]]
 
+
+def gone_message(conversation_id: str) -> str:
+    return f"conversation {conversation_id} no longer exists in storage; the run ended"
+
+
+def ends_if_conversation_gone(step_activity: Activity) -> Activity:
+    """A conversation deleted (or lost by storage) mid-run cannot take another step: say so as
+    the step's outcome, so the run ends naming why, instead of retrying a read that cannot
+    succeed until the run fails with no reason."""
+
+    @functools.wraps(step_activity)
+    async def step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+        try:
+            return await step_activity(data, rt)
+        except NotFound:
+            run = ModelStepInput.from_dict(data).run
+            log.warning("conversation vanished mid-run", extra={"run_id": run.run_id})
+            return StepSummary("failed", error=gone_message(run.conversation_id)).to_dict()
+
+    return step
+
+
+@ends_if_conversation_gone
 async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     step = ModelStepInput.from_dict(data)
     ref = _conversation(step.run)
@@ -311,7 +337,10 @@ def _completed(record: ToolCallRecord, result: StoredMessage) -> ToolCallRecord:
 
 async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
     finish = FinishTurnInput.from_dict(data)
-    await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
+    try:
+        await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
+    except NotFound:  # the conversation vanished mid-run: its lock went with it
+        log.warning("conversation vanished mid-run", extra={"run_id": finish.run.run_id})
     log.info(
         "turn finished",
         extra=telemetry.log_context(

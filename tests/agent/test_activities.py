@@ -13,12 +13,20 @@ import pytest
 import pytest_asyncio
 
 from agent import activities
-from agent.contracts import BatchItemOutcome, ClaimInput, ModelStepInput, RunRef, ToolCallInput
+from agent.contracts import (
+    BatchItemOutcome,
+    ClaimInput,
+    FinishTurnInput,
+    ModelStepInput,
+    RunRef,
+    ToolCallInput,
+)
 from agent.errors import TransientModelError
 from agent.runtime import Runtime, build_runtime
 from agent.settings import Settings
 from agent.transcript import user_message
 from offline_model.replies import ToolCallSpec
+from storage import paths
 from storage.batches import BatchItem, BatchRecord, run_id_of
 from storage.conversations import ConversationRef, StoredMessage
 from tests.support.azurite import AzuriteInstance
@@ -305,3 +313,18 @@ async def test_recording_a_failed_item_leaves_another_runs_lock_alone(rt, model)
     await activities.record_batch_outcome(outcome.to_dict(), rt)
 
     assert (await rt.store.get_meta(ref)).active_run_id == "someone-elses-run"
+
+
+async def test_a_model_step_of_a_conversation_gone_from_storage_ends_the_run_naming_why(rt, model):
+    run = await new_run(rt)
+    prefix = paths.conversation_prefix(ConversationRef(run.owner, run.conversation_id))
+    async for blob in rt.container.list_blobs(name_starts_with=prefix):
+        await rt.container.delete_blob(blob.name)
+    before = len(model.chat_requests())
+
+    summary = await activities.model_step(step(run, 1), rt)
+    await activities.finish_turn(FinishTurnInput(run, "failed").to_dict(), rt)  # nothing to unlock
+
+    assert summary["outcome"] == "failed"
+    assert summary["error"] == activities.gone_message(run.conversation_id)
+    assert len(model.chat_requests()) == before  # the model was never asked
