@@ -6,7 +6,8 @@
                                "api_key": {"secret": "SCHEDULER-API-KEY"}},
                       "tools": {"allow": ["schedule_conversation"], "require_approval": []},
                       "pinned_arguments": {"schedule_conversation": {"endpoint": "${callback_url}"}},
-                      "timeout_seconds": 30, "output_limit_chars": 16000}]}
+                      "timeout_seconds": 30, "output_limit_chars": 16000,
+                      "scheduling_requires_approval": true}]}
 
 Parsing is strict: an unknown key, a wrong type or a bad value fails with a `SettingsError` that
 names `MCP_SERVERS` and the place (`mcp_servers[0].auth.api_key`). Secret values are never read
@@ -354,6 +355,15 @@ def _parse_tools(value: Any, where: str) -> ToolPolicy:
     return ToolPolicy(allowed, approval)
 
 
+def _scheduling_approval(tools: ToolPolicy, value: Any, where: str) -> ToolPolicy:
+    """Add `schedule_conversation` to the tools that need approval, unless turned off."""
+    if not isinstance(value, bool):
+        raise _fail(where, f"must be true or false, not {_json_type(value)}")
+    if not value or not tools.allows(SCHEDULING_TOOL):
+        return tools
+    return ToolPolicy(tools.allow, tools.require_approval | {SCHEDULING_TOOL})
+
+
 def placeholders_in(value: Any) -> set[str]:
     """The `${name}` placeholders used anywhere inside a pinned argument value."""
     if isinstance(value, str):
@@ -430,7 +440,12 @@ SERVER_KEYS = {
     "timeout_seconds",
     "circuit_breaker",
     "output_limit_chars",
+    "scheduling_requires_approval",
 }
+# A conversation scheduled by the model comes back later as a message in its conversation, so
+# text injected into any tool result could return as an instruction: a person approves each
+# scheduling by default. `"scheduling_requires_approval": false` on the server turns that off.
+SCHEDULING_TOOL = "schedule_conversation"
 
 
 def _parse_server(value: Any, where: str) -> McpServerConfig:
@@ -449,7 +464,11 @@ def _parse_server(value: Any, where: str) -> McpServerConfig:
             f"{where}.auth",
             "applies to HTTP transports; give a stdio server its credentials in transport.env",
         )
-    tools = _parse_tools(spec.get("tools"), f"{where}.tools")
+    tools = _scheduling_approval(
+        _parse_tools(spec.get("tools"), f"{where}.tools"),
+        spec.get("scheduling_requires_approval", True),
+        f"{where}.scheduling_requires_approval",
+    )
     return McpServerConfig(
         name=name,
         transport=transport,

@@ -171,12 +171,35 @@ def schedule_tool_line(text: str, seconds: float, **extra: str) -> str:
     return f"/tool scheduler__schedule_conversation {json.dumps(arguments)}"
 
 
+async def schedule_by_model(
+    app: App, conversation: str, line: str, *, approve: bool = True
+) -> dict[str, Any]:
+    """Send `line`; the model's schedule_conversation waits for approval: answer it; the run's
+    final view."""
+    status, body, _ = await app.send(conversation, line)
+    assert status == 202, body
+    run_id = body["run_id"]
+
+    async def waiting() -> list[str] | None:
+        _, run, _ = await app.call("GET", f"/runs/{run_id}")
+        return run.get("pending_approvals") if run["status"] == "waiting_for_approval" else None
+
+    [call_id] = await wait_until(waiting, within=20, message="scheduling awaits approval")
+    status, _, _ = await app.call(
+        "POST",
+        f"/runs/{run_id}/approvals",
+        json={"tool_call_id": call_id, "approved": approve},
+    )
+    assert status == 202
+    return await app.run_until_done(run_id, within=60)
+
+
 async def test_the_model_schedules_a_conversation_and_its_answer_lands_there(
     app: App, scheduler: SchedulerService
 ):
     conversation = await app.new_conversation()
-    status, body, _ = await app.send(conversation, schedule_tool_line("ping later", 2), wait=30)
-    assert status == 200 and body["status"] == "completed", body
+    body = await schedule_by_model(app, conversation, schedule_tool_line("ping later", 2))
+    assert body["status"] == "completed", body
     _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
     [result] = [m for m in transcript["messages"] if m["role"] == "tool"]
     assert not result["is_error"], result["content"]
@@ -191,8 +214,7 @@ async def test_the_model_cannot_redirect_the_callback_or_the_conversation(app: A
     line = schedule_tool_line(
         "hijack", 2, endpoint="http://attacker.example/hook", conversation_id=other
     )
-    status, _, _ = await app.send(mine, line, wait=30)
-    assert status == 200
+    assert (await schedule_by_model(app, mine, line))["status"] == "completed"
     # the pinned values win: the scheduled turn arrives in *this* conversation, via our callback
     await answered(app, mine, "hijack")
     assert await turns(app, other) == []
@@ -202,8 +224,8 @@ async def test_a_pending_schedule_survives_a_scheduler_restart(
     app: App, scheduler: SchedulerService
 ):
     conversation = await app.new_conversation()
-    status, body, _ = await app.send(conversation, schedule_tool_line("after restart", 3), wait=30)
-    assert status == 200 and body["status"] == "completed"
+    body = await schedule_by_model(app, conversation, schedule_tool_line("after restart", 3))
+    assert body["status"] == "completed"
     await scheduler.stop()
     await scheduler.start()
     await answered(app, conversation, "after restart")
@@ -268,13 +290,26 @@ async def test_scheduler_down_gives_the_model_a_clear_tool_error(
     conversation = await app.new_conversation()
     await scheduler.stop()
     try:
-        status, body, _ = await app.send(conversation, schedule_tool_line("never", 60), wait=60)
+        body = await schedule_by_model(app, conversation, schedule_tool_line("never", 60))
     finally:
         await scheduler.start()
-    assert status == 200 and body["status"] == "completed"
+    assert body["status"] == "completed"
     _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
     [result] = [m for m in transcript["messages"] if m["role"] == "tool"]
     assert result["is_error"] is True
     assert "scheduler" in result["content"].lower()
     # nothing half-recorded: the Scheduler holds no schedule for this conversation
+    assert scheduler.schedules_of(conversation) == []
+
+
+async def test_a_scheduling_nobody_approved_never_reaches_the_scheduler(
+    app: App, scheduler: SchedulerService
+):
+    conversation = await app.new_conversation()
+    line = schedule_tool_line("injected for later", 2)
+    body = await schedule_by_model(app, conversation, line, approve=False)
+    assert body["status"] == "completed"
+    _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
+    [result] = [m for m in transcript["messages"] if m["role"] == "tool"]
+    assert result["is_error"] and "rejected" in result["content"]
     assert scheduler.schedules_of(conversation) == []

@@ -84,7 +84,11 @@ def test_the_design_example_parses_into_typed_configs() -> None:
     assert scheduler.auth.api_key_header == "X-API-Key"
     assert scheduler.tools.allows("schedule_conversation")
     assert not scheduler.tools.allows("delete_everything")
-    assert scheduler.tools.require_approval == {"cancel_scheduled_conversation"}
+    # scheduling needs approval by default, though the example names only cancelling
+    assert scheduler.tools.require_approval == {
+        "cancel_scheduled_conversation",
+        "schedule_conversation",
+    }
     assert dict(scheduler.pinned_for("schedule_conversation")) == {
         "endpoint": "${callback_url}",
         "conversation_id": "${conversation_id}",
@@ -238,6 +242,10 @@ BAD_SERVERS = [
     ({"output_limit_chars": 10}, "output_limit_chars: must be at least 200"),
     ({"output_limit_chars": 1000.5}, "output_limit_chars: must be an integer"),
     ({"timeout": 30}, "mcp_servers[0] (s): unknown key(s) timeout"),
+    (
+        {"scheduling_requires_approval": "no"},
+        "scheduling_requires_approval: must be true or false, not a string",
+    ),
 ]
 
 
@@ -316,3 +324,12 @@ def test_a_bad_circuit_breaker_names_the_problem(breaker):
     )
     with pytest.raises(SettingsError, match="circuit_breaker"):
         parse_mcp_servers(text)
+
+
+def test_scheduling_a_conversation_needs_approval_unless_the_server_turns_it_off() -> None:
+    [default] = parse(one_server())
+    [off] = parse(one_server(scheduling_requires_approval=False))
+    [not_allowed] = parse(one_server(tools={"allow": ["greet"]}))
+    assert "schedule_conversation" in default.tools.require_approval
+    assert "schedule_conversation" not in off.tools.require_approval
+    assert not_allowed.tools.require_approval == frozenset()
