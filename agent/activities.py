@@ -383,7 +383,7 @@ async def _start_batch_item(batch_id: str, index: int, rt: Runtime) -> dict[str,
         return {"status": "rejected", "error": f"no conversation {item.conversation_id}"}
     except Conflict:
         raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
-    await rt.store.append(ref, user_message(run_id, turn, item.content))
+    await rt.store.append(ref, user_message(run_id, turn, item.content, item.origin))
     used = await rt.store.tokens_used(ref)  # exact: the append caught up with the transcript
     chat = ChatTurnInput.starting(
         RunRef(item.owner, item.conversation_id, run_id, turn), rt.settings.limits, used

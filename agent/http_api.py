@@ -196,6 +196,8 @@ def public_message(m: StoredMessage) -> dict[str, Any]:
     }
     if m.run_id:
         view["run_id"] = m.run_id
+    if m.origin:  # not typed by the caller: scheduled (by them, or by the assistant)
+        view["origin"] = m.origin
     if m.tool_calls:
         view["tool_calls"] = [
             {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}

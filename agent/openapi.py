@@ -125,6 +125,12 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                 "content": _nullable({"type": "string"}),
                 "created_at": {"type": "string", "format": "date-time"},
                 "run_id": {"type": "string"},
+                "origin": {
+                    "enum": ["scheduled", "scheduled_by_assistant"],
+                    "description": "present when the caller did not type this message: "
+                    "scheduled by the conversation's owner, or by the assistant through "
+                    "schedule_conversation",
+                },
                 "tool_calls": {
                     "type": "array",
                     "items": {

@@ -37,10 +37,10 @@ from agent.errors import (
 )
 from agent.http_api import api, checked_id, json_body, json_response, path_id, run_view
 from agent.runtime import Runtime, runtime
-from agent.webhooks import parse_callback, verify
+from agent.webhooks import CallbackItem, parse_callback, verify
 from storage.batches import BatchItem, BatchRecord, batch_id_for_webhook, run_id_of
 from storage.conversations import ConversationRef
-from storage.models import utc_timestamp
+from storage.models import MessageOrigin, utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,20 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
             return await rt.store.owner_of(conversation_id)
 
     owners = await asyncio.gather(*(owner_of(item.conversation_id) for item in callback.items))
+
+    async def origin_of(item: CallbackItem, owner: str | None) -> MessageOrigin:
+        if owner is None:
+            return "scheduled_by_assistant"
+        async with gate:
+            return await rt.batches.origin_of(owner, item.conversation_id, item.content)
+
+    origins = await asyncio.gather(
+        *(origin_of(item, owner) for item, owner in zip(callback.items, owners, strict=True))
+    )
     items = []
-    for index, (item, owner) in enumerate(zip(callback.items, owners, strict=True)):
+    for index, (item, owner, origin) in enumerate(
+        zip(callback.items, owners, origins, strict=True)
+    ):
         items.append(
             BatchItem(
                 index=index,
@@ -88,6 +100,7 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
                 schedule_id=item.schedule_id,
                 status="pending" if owner else "rejected",
                 error=None if owner else f"no conversation {item.conversation_id}",
+                origin=origin,
             )
         )
     record = BatchRecord(batch_id, "callback", utc_timestamp(), None, tuple(items))
@@ -139,7 +152,14 @@ async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationC
         if not item["conversation_id"]:
             await rt.store.create(ConversationRef(owner, conversation_id))
         items.append(
-            BatchItem(index, conversation_id, owner, item["content"], item["scheduled_time"])
+            BatchItem(
+                index,
+                conversation_id,
+                owner,
+                item["content"],
+                item["scheduled_time"],
+                origin="scheduled",  # the caller's own words, delivered later
+            )
         )
     record = BatchRecord(batch_id, "schedule", utc_timestamp(), owner, tuple(items))
     await rt.batches.create(record)
@@ -220,6 +240,11 @@ async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchR
         }
         context = {"callback_url": callback_url, "conversation_id": item.conversation_id}
         async with gate:
+            if item.owner is not None:  # (always: the caller's own batch)
+                # Before the Scheduler holds it: its delivery may come at any time after.
+                await rt.batches.remember_owner_schedule(
+                    item.owner, item.conversation_id, item.content
+                )
             try:
                 outcome = await rt.mcp.call_tool(
                     f"{SCHEDULER_SERVER}__schedule_conversation",

@@ -16,6 +16,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob.aio import BlobClient, ContainerClient
 
 from storage.json_blobs import JsonBlobs
+from storage.models import MessageOrigin
 from storage.recent import Recent
 
 RUNNING_BATCHES_CACHED = 8
@@ -35,6 +36,9 @@ class BatchItem:
     schedule_id: str | None = None
     status: ItemStatus = "pending"
     error: str | None = None
+    # Who wrote the text. Unless traced to the conversation's owner, a Scheduler delivery is
+    # the assistant's (older records without the field included).
+    origin: MessageOrigin = "scheduled_by_assistant"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,7 @@ class BatchItem:
             "schedule_id": self.schedule_id,
             "status": self.status,
             "error": self.error,
+            "origin": self.origin,
         }
 
     @classmethod
@@ -153,6 +158,21 @@ class BatchStore:
         data, _ = await self._json.download(_outcome_name(batch_id, index))
         return data
 
+    async def remember_owner_schedule(self, owner: str, conversation_id: str, text: str) -> None:
+        """Record that the conversation's owner scheduled this text for it (POST /api/schedules),
+        before the Scheduler is asked: its delivery can then be told from the assistant's."""
+        name = _owner_schedule_name(conversation_id, text)
+        await self._json.upload(name, {"owner": owner}, overwrite=True)
+
+    async def origin_of(self, owner: str, conversation_id: str, text: str) -> MessageOrigin:
+        """Who scheduled a delivered text: its owner (recorded above) or else the assistant."""
+        data, _ = await self._json.download(_owner_schedule_name(conversation_id, text))
+        return (
+            "scheduled"
+            if data is not None and data.get("owner") == owner
+            else ("scheduled_by_assistant")
+        )
+
     async def replace(self, batch: BatchRecord) -> None:
         """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""
         await self._json.upload(_name(batch.batch_id), batch.to_dict(), overwrite=True)
@@ -176,6 +196,11 @@ async def _read(blob: BlobClient, length: int) -> bytes:
 
 def _name(batch_id: str) -> str:
     return f"batches/{batch_id}.json"
+
+
+def _owner_schedule_name(conversation_id: str, text: str) -> str:
+    digest = hashlib.sha256(f"{conversation_id}\n{text}".encode()).hexdigest()[:40]
+    return f"owner-schedules/{digest}.json"
 
 
 def _outcome_name(batch_id: str, index: int) -> str:

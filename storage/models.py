@@ -11,11 +11,16 @@ from typing import Any, Literal, Self, get_args
 from agent.errors import BadRequest
 
 Role = Literal["user", "assistant", "tool", "system"]
+# Where a user-role message came from when the caller did not type it just now (None: typed):
+# "scheduled" by the conversation's owner (POST /api/schedules), or "scheduled_by_assistant"
+# (the model's schedule_conversation, or any Scheduler delivery the app cannot trace to the owner).
+MessageOrigin = Literal["scheduled", "scheduled_by_assistant"]
 ToolCallStatus = Literal["pending", "completed"]
 
 # Conversation, run and tool-call ids: 1-64 characters that are safe in blob names.
 PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ROLES = frozenset(get_args(Role))
+_ORIGINS = frozenset(get_args(MessageOrigin))
 
 
 def utc_timestamp() -> str:
@@ -104,12 +109,15 @@ class StoredMessage(Record):
     truncated: bool
     is_error: bool
     finish_reason: str | None
+    origin: MessageOrigin | None = None  # absent in lines written before provenance existed
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
             raise ValueError("a stored message needs a non-empty string id")
         if self.role not in _ROLES:
             raise ValueError(f"unknown message role {self.role!r}")
+        if self.origin is not None and self.origin not in _ORIGINS:
+            raise ValueError(f"unknown message origin {self.origin!r}")
         if type(self.turn) is not int or type(self.step) is not int or type(self.seq) is not int:
             raise ValueError("message turn, step and seq must be integers")
 

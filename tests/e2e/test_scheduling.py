@@ -13,6 +13,7 @@ from typing import Any
 from standardwebhooks import Webhook
 
 from agent import runtime
+from agent.transcript import SCHEDULED_BY_ASSISTANT
 from local_host.testing import wait_until
 from storage.batches import batch_id_for_webhook
 from tests.e2e.conftest import App, SchedulerService
@@ -313,3 +314,46 @@ async def test_a_scheduling_nobody_approved_never_reaches_the_scheduler(
     [result] = [m for m in transcript["messages"] if m["role"] == "tool"]
     assert result["is_error"] and "rejected" in result["content"]
     assert scheduler.schedules_of(conversation) == []
+
+
+async def user_messages(app: App, conversation: str) -> dict[str, dict[str, Any]]:
+    _, body, _ = await app.call("GET", f"/conversations/{conversation}")
+    return {m["content"]: m for m in body["messages"] if m["role"] == "user"}
+
+
+async def test_a_conversation_the_model_scheduled_arrives_as_the_assistants_not_the_users(
+    app: App,
+):
+    conversation = await app.new_conversation()
+    marker = f"planned {uuid.uuid4().hex[:8]}"
+    line = schedule_tool_line(marker, 2)
+    assert (await schedule_by_model(app, conversation, line))["status"] == "completed"
+    await answered(app, conversation, marker)
+
+    shown = await user_messages(app, conversation)
+    assert "origin" not in shown[line]  # typed by the caller
+    assert shown[marker]["origin"] == "scheduled_by_assistant"
+    # The turn it opened showed it to the model as the assistant's, fenced.
+    last_texts = [str(r.body["messages"][-1].get("content")) for r in app.model.chat_requests()]
+    [seen] = [text for text in last_texts if f"\n{marker}\n[end of untrusted" in text]
+    assert seen.startswith(SCHEDULED_BY_ASSISTANT)
+
+
+async def test_a_conversation_its_owner_scheduled_arrives_as_theirs(app: App):
+    conversation = await app.new_conversation()
+    marker = f"mine {uuid.uuid4().hex[:8]}"
+    items = [{"content": marker, "scheduled_time": in_seconds(2), "conversation_id": conversation}]
+    status, body, _ = await app.call("POST", "/schedules", json={"items": items})
+    assert status == 202, body
+    await answered(app, conversation, marker)
+    assert (await user_messages(app, conversation))[marker]["origin"] == "scheduled"
+
+
+async def test_a_delivery_the_app_cannot_trace_to_the_owner_counts_as_the_assistants(app: App):
+    conversation = await app.new_conversation()
+    headers, raw = signed(due((conversation, "from nowhere")))
+    status, _, _ = await app.call("POST", CALLBACK, keyed=False, data=raw, headers=headers)
+    assert status == 202
+    await answered(app, conversation, "from nowhere")
+    shown = await user_messages(app, conversation)
+    assert shown["from nowhere"]["origin"] == "scheduled_by_assistant"

@@ -101,3 +101,30 @@ async def test_an_items_outcome_is_recorded_and_read_back(container: ContainerCl
         "error": "could not start: busy",
     }
     assert await store.outcome(batch_id, 4) is None
+
+
+async def test_only_text_its_owner_scheduled_for_a_conversation_counts_as_theirs(
+    container: ContainerClient,
+):
+    store = BatchStore(container)
+    conversation = uuid.uuid4().hex
+    await store.remember_owner_schedule("alice", conversation, "water the plants")
+
+    assert await store.origin_of("alice", conversation, "water the plants") == "scheduled"
+    assert await store.origin_of("alice", conversation, "water the plants!") == (
+        "scheduled_by_assistant"
+    )
+    assert await store.origin_of("mallory", conversation, "water the plants") == (
+        "scheduled_by_assistant"
+    )
+    assert await store.origin_of("alice", uuid.uuid4().hex, "water the plants") == (
+        "scheduled_by_assistant"
+    )
+
+
+async def test_a_batch_item_stored_before_provenance_existed_reads_as_the_assistants():
+    old = {
+        "index": 0, "conversation_id": "c", "owner": "o", "content": "x",
+        "scheduled_time": None, "schedule_id": "s", "status": "pending", "error": None,
+    }  # fmt: skip
+    assert BatchItem.from_dict(old).origin == "scheduled_by_assistant"
