@@ -5,6 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
+
+from agent import runtime
+from agent.callers import ANONYMOUS
+from agent.errors import Conflict
+from agent.http_api import raise_approval
 from local_host.testing import wait_until
 from tests.e2e.conftest import App
 
@@ -115,3 +121,16 @@ async def test_a_run_cancelled_while_it_waits_for_approval_is_cancelled_everywhe
     assert "guarded__write_text_file" not in await tool_results(app, conversation)
     status, _, _ = await app.send(conversation, "hello again")
     assert status == 202  # the conversation's lock went with the run
+
+
+async def test_an_approval_that_races_the_end_of_its_run_is_a_409_not_a_500(app: App):
+    _, run_id, stale = await waiting_run(app, WRITE)  # read while the run was still waiting
+    [call_id] = stale["pending_approvals"]
+    assert (await app.call("POST", f"/runs/{run_id}/cancel"))[0] == 202
+
+    # Durable refuses the event ("instance ... is gone"): the answer says the run ended.
+    rt = await runtime.runtime()
+    with pytest.raises(Conflict, match="it is cancelled"):
+        await raise_approval(
+            rt, app.durable_client(), stale, ANONYMOUS, {"tool_call_id": call_id, "approved": True}
+        )
