@@ -9,10 +9,14 @@ from pathlib import Path
 
 from agent.errors import SettingsError
 from agent.webhooks import decode_secret
+from samples.scheduler_mcp.errors import InvalidRequest
+from samples.scheduler_mcp.validation import parse_endpoint
 
 CLIENT_ID_SETTING = "SCHEDULER_CLIENT_ID"
 API_KEY_SETTING = "SCHEDULER_API_KEY"
 WEBHOOK_SECRET_SETTING = "SCHEDULER_WEBHOOK_SECRET"
+# Space- or comma-separated callback URLs; when set, the only endpoints schedules may name.
+ALLOWED_ENDPOINTS_SETTING = "SCHEDULER_ALLOWED_ENDPOINTS"
 MAX_BATCH_SIZE = 1000  # what the app's callback accepts in one body
 
 
@@ -32,6 +36,9 @@ class SchedulerConfig:
     backoff_cap_seconds: float = 300.0
     request_timeout_seconds: float = 10.0
     max_concurrent_deliveries: int = 8
+    # Empty: any http(s) endpoint. Deployed next to one app, only its callback URL, so a leaked
+    # API key cannot make the Scheduler post to other hosts.
+    allowed_endpoints: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.client_id:
@@ -48,6 +55,8 @@ class SchedulerConfig:
             _positive(name, getattr(self, name))
         if self.tick_seconds is not None:
             _positive("tick_seconds", self.tick_seconds)
+        for endpoint in self.allowed_endpoints:
+            _endpoint(endpoint)
 
     @classmethod
     def from_env(
@@ -59,14 +68,23 @@ class SchedulerConfig:
             "api_key": environ.get(API_KEY_SETTING, ""),
             "webhook_secret": environ.get(WEBHOOK_SECRET_SETTING, ""),
         }
+        allowed = environ.get(ALLOWED_ENDPOINTS_SETTING, "").replace(",", " ").split()
         given = {name: value for name, value in options.items() if value is not None}
-        return cls(state_path=state_path, **{**secrets, **given})  # type: ignore[arg-type]
+        fields = {"allowed_endpoints": tuple(allowed), **secrets, **given}
+        return cls(state_path=state_path, **fields)  # type: ignore[arg-type]
 
 
 def _at_least(name: str, value: int, low: int, high: int | None = None) -> None:
     if value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise SettingsError(name, f"must be {bound}, got {value}")
+
+
+def _endpoint(endpoint: str) -> None:
+    try:
+        parse_endpoint(endpoint)
+    except InvalidRequest as exc:
+        raise SettingsError(ALLOWED_ENDPOINTS_SETTING, str(exc)) from None
 
 
 def _positive(name: str, value: float) -> None:

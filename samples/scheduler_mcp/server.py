@@ -158,6 +158,7 @@ class Scheduler:
         new = validation.new_schedule(
             conversation_text, scheduled_time, endpoint, conversation_id, self._now()
         )
+        validation.check_allowed(new.endpoint, self.config.allowed_endpoints)
         schedule_id = f"sch_{uuid.uuid4().hex}"
         schedule, created = await anyio.to_thread.run_sync(
             self.store.create, new, schedule_id, key, self._clock()

@@ -91,6 +91,17 @@ def parse_endpoint(text: str) -> str:
     return endpoint
 
 
+def check_allowed(endpoint: str, allowed: tuple[str, ...]) -> None:
+    """Refuse an endpoint outside `allowed` (compared without the query, which may carry a key)."""
+    if allowed and _without_query(endpoint) not in {_without_query(a) for a in allowed}:
+        raise InvalidRequest("endpoint is not one this Scheduler may call back")
+
+
+def _without_query(endpoint: str) -> tuple[str, str, str]:
+    parts = urlsplit(endpoint)
+    return parts.scheme.lower(), parts.netloc.lower(), parts.path.rstrip("/")
+
+
 def redact_endpoint(endpoint: str) -> str:
     """Scheme, host and path only: a Functions callback URL carries its key in `?code=`."""
     parts = urlsplit(endpoint)
