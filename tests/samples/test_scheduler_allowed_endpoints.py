@@ -20,7 +20,9 @@ async def test_a_schedule_for_another_endpoint_is_refused_and_nothing_is_stored(
 ):
     running = await start_scheduler(allowed_endpoints=(CALLBACK,))
     with pytest.raises(InvalidRequest, match="may call back"):
-        await running.scheduler.schedule("hi", clock.iso(60), "https://elsewhere.example/hook", None)
+        await running.scheduler.schedule(
+            "hi", clock.iso(60), "https://elsewhere.example/hook", None
+        )
     assert await running.scheduler.list_schedules(None, None, 100) == []
 
 
