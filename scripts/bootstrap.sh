@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent setup: a venv with the pinned Python packages, and node_modules (Azurite, the
-# reference MCP server) from package-lock.json. Re-runs only what changed since the last run.
+# Idempotent setup: a venv with the pinned Python packages, a second venv with the infrastructure
+# checkers (checkov conflicts with the first), and node_modules (Azurite, the reference MCP server)
+# from package-lock.json. Re-runs only what changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,17 @@ if [ "$(cat .venv/.deps-stamp 2>/dev/null)" != "$py_stamp" ]; then
   echo "bootstrap: installing Python packages"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
   echo "$py_stamp" > .venv/.deps-stamp
+fi
+
+if [ ! -x .venv-infra/bin/python ]; then
+  echo "bootstrap: creating .venv-infra"
+  "$PYTHON" -m venv .venv-infra
+fi
+infra_stamp=$(stamp_of requirements-infra.txt)
+if [ "$(cat .venv-infra/.deps-stamp 2>/dev/null)" != "$infra_stamp" ]; then
+  echo "bootstrap: installing the infrastructure checkers (checkov)"
+  .venv-infra/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+  echo "$infra_stamp" > .venv-infra/.deps-stamp
 fi
 
 node_stamp=$(stamp_of package.json package-lock.json)

@@ -1,0 +1,65 @@
+// The storage account: Functions host and Durable task hub (blob, queue, table), the deployment
+// package container and the conversations container. No shared keys (identity only), TLS 1.2,
+// no anonymous blob access, reachable only through private endpoints from the VNet.
+param name string
+param location string
+param tags object
+param containers array
+param privateEndpointSubnetId string
+@description('Private DNS zone ids for blob, queue and table, in that order.')
+param privateDnsZoneIds array
+
+resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  // Geo-zone-redundant: neither a zone nor a region outage loses conversations or Durable state.
+  sku: { name: 'Standard_GZRS' }
+  properties: {
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    allowBlobPublicAccess: false
+    allowCrossTenantReplication: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    publicNetworkAccess: 'Disabled'
+    networkAcls: {
+      defaultAction: 'Deny'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: { enabled: true, days: 7 }
+    containerDeleteRetentionPolicy: { enabled: true, days: 7 }
+  }
+}
+
+resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [for container in containers: {
+  parent: blobService
+  name: container
+  properties: { publicAccess: 'None' }
+}]
+
+var endpoints = ['blob', 'queue', 'table']
+
+module privateEndpoints 'private-endpoint.bicep' = [for (groupId, i) in endpoints: {
+  name: 'pe-${name}-${groupId}'
+  params: {
+    name: 'pe-${name}-${groupId}'
+    location: location
+    tags: tags
+    subnetId: privateEndpointSubnetId
+    targetId: account.id
+    groupId: groupId
+    privateDnsZoneId: privateDnsZoneIds[i]
+  }
+}]
+
+output name string = account.name
+output blobEndpoint string = account.properties.primaryEndpoints.blob
