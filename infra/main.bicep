@@ -33,6 +33,9 @@ param openAiCapacity int = 10
 @description('true: Durable Functions keeps its state in a Durable Task Scheduler (Consumption SKU) instead of the storage account queues and tables.')
 param useDurableTaskScheduler bool = false
 
+@description('Zone-redundant Function App: survives a zone outage, but keeps two always-ready instances per function group billed while idle. false for development.')
+param zoneRedundant bool = true
+
 @description('true: callers must sign in (turn on App Service Authentication for the app first).')
 param requireAuth bool = false
 
@@ -197,6 +200,7 @@ module functionApp 'modules/functionapp.bicep' = {
     durableTaskEndpoint: useDurableTaskScheduler ? durableTask.outputs.endpoint : ''
     taskHubName: taskHubName
     integrationSubnetId: network.outputs.functionAppSubnetId
+    zoneRedundant: zoneRedundant
   }
 }
 

@@ -32,7 +32,6 @@ resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' = {
       // Quarantine stays off: it holds every pushed image until an external scanner releases it,
       // so the Scheduler's own image could never be pulled (checkov skip above the resource).
       quarantinePolicy: { status: 'disabled' }
-      trustPolicy: { type: 'Notary', status: 'enabled' }
       retentionPolicy: { days: 7, status: 'enabled' }
     }
   }

@@ -25,6 +25,8 @@ param taskHubName string
 param integrationSubnetId string
 param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
+@description('Spread instances over availability zones. On Flex Consumption the platform then keeps two always-ready instances per function group, billed while idle (README: idle cost).')
+param zoneRedundant bool = true
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -98,12 +100,12 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   sku: { tier: 'FlexConsumption', name: 'FC1' }
   properties: {
     reserved: true
-    // Instances spread over availability zones (regions with Flex zone support).
-    zoneRedundant: true
+    zoneRedundant: zoneRedundant
   }
 }
 
 resource site 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_78: Flex Consumption has no FTP endpoint and rejects siteConfig.ftpsState; FTP and SCM basic auth are switched off below.
   // checkov:skip=CKV_AZURE_222: the app IS the public HTTP API (function keys, App Service Authentication and webhook signatures guard it); its own outbound traffic is private.
   // checkov:skip=CKV_AZURE_212: Flex Consumption has no worker count; it scales out per demand, and always-ready instances would bill while idle.
   name: name
@@ -120,14 +122,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     // Key Vault references (SCHEDULER_WEBHOOK_SECRET) resolve with the app identity.
     keyVaultReferenceIdentity: identityId
     virtualNetworkSubnetId: integrationSubnetId
-    // Callers may present a client certificate; the function keys and App Service Authentication
-    // stay the gate (the Scheduler's callback is verified by its signature).
+    // Callers may present a client certificate (browsers are not prompted); function keys, App
+    // Service Authentication and the callback's signature stay the gate.
     clientCertEnabled: true
-    clientCertMode: 'Optional'
+    clientCertMode: 'OptionalInteractiveUser'
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       healthCheckPath: '/api/health'
       appSettings: [for setting in items(appSettings): { name: setting.key, value: setting.value }]
@@ -152,6 +153,19 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
   }
 }
 
+// No publishing with user names and passwords: deployments authenticate with Entra ID.
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'ftp'
+  properties: { allow: false }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: site
+  name: 'scm'
+  properties: { allow: false }
+}
+
 output name string = site.name
-output url string = 'https://${site.properties.defaultHostName}'
+output url string = 'https://${hostName}'
 output hostName string = hostName
