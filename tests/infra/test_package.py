@@ -3,6 +3,7 @@ holds the app and what it imports, and no tests, tools, local state or secrets."
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -11,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from tests.infra.bicep import ROOT
+from tests.infra.test_templates import STORAGE_ACCOUNT, as_resolved_on_azure, function_app_settings
 from tests.infra.zipdeploy import build_package, ignored, read_rules
 
 MAX_PACKAGE_BYTES = 1_000_000  # about 0.2 MB today; .venv and node_modules would be ~450 MB
@@ -91,3 +93,30 @@ def test_the_unpacked_package_indexes_every_function_of_the_app(tmp_path: Path):
     )  # fmt: skip
     assert packaged.stdout == repository.stdout
     assert "chat_turn" in packaged.stdout
+
+
+def test_the_package_with_the_templates_app_settings_indexes_everything_with_no_bad_setting(
+    tmp_path: Path,
+):
+    build_package(ROOT, tmp_path / "app.zip")
+    unpacked = tmp_path / "wwwroot"
+    with zipfile.ZipFile(tmp_path / "app.zip") as archive:
+        archive.extractall(unpacked)
+    env = as_resolved_on_azure(function_app_settings()) | {"PATH": os.environ.get("PATH", "")}
+    script = (
+        "import json, function_app\n"
+        "from agent import runtime\n"
+        "problem = runtime.settings_problem()\n"
+        "print(json.dumps({'functions': len(function_app.app.get_functions()),\n"
+        "    'problem': None if problem is None else str(problem),\n"
+        "    'storage': None if problem else runtime.settings().conversations_storage}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=unpacked, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["problem"] is None
+    assert report["storage"] == f"https://{STORAGE_ACCOUNT}.blob.core.windows.net"
+    assert report["functions"] >= 15
