@@ -117,8 +117,8 @@ resource developerReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   name: guid(conversations.id, developerPrincipalId, roles.storageBlobDataReader)
   scope: conversations
   properties: {
+    // No principalType: azd may run as a user or as a service principal.
     principalId: developerPrincipalId
-    principalType: 'User'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
   }
 }

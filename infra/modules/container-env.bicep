@@ -37,7 +37,7 @@ resource registry 'Microsoft.ContainerRegistry/registries@2023-07-01' = {
   }
 }
 
-resource environment 'Microsoft.App/managedEnvironments@2024-03-01' = {
+resource managedEnvironment 'Microsoft.App/managedEnvironments@2024-03-01' = {
   name: environmentName
   location: location
   tags: tags
@@ -55,7 +55,7 @@ resource environment 'Microsoft.App/managedEnvironments@2024-03-01' = {
 
 resource logs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'logs-to-workspace'
-  scope: environment
+  scope: managedEnvironment
   properties: {
     workspaceId: workspace.id
     logs: [{ categoryGroup: 'allLogs', enabled: true }]
@@ -75,7 +75,7 @@ module privateEndpoint 'private-endpoint.bicep' = {
   }
 }
 
-output environmentId string = environment.id
-output defaultDomain string = environment.properties.defaultDomain
+output environmentId string = managedEnvironment.id
+output defaultDomain string = managedEnvironment.properties.defaultDomain
 output registryName string = registry.name
 output registryLoginServer string = registry.properties.loginServer
