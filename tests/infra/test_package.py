@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from tests.infra.bicep import ROOT
+from tests.infra.imports import third_party_imports, unpinned
 from tests.infra.test_templates import STORAGE_ACCOUNT, as_resolved_on_azure, function_app_settings
 from tests.infra.zipdeploy import build_package, ignored, read_rules
 
@@ -120,3 +121,11 @@ def test_the_package_with_the_templates_app_settings_indexes_everything_with_no_
     assert report["problem"] is None
     assert report["storage"] == f"https://{STORAGE_ACCOUNT}.blob.core.windows.net"
     assert report["functions"] >= 15
+
+
+def test_every_package_the_packaged_code_imports_is_pinned_in_requirements_txt(tmp_path: Path):
+    build_package(ROOT, tmp_path / "app.zip")
+    with zipfile.ZipFile(tmp_path / "app.zip") as archive:
+        archive.extractall(tmp_path / "wwwroot")
+    modules = third_party_imports(tmp_path / "wwwroot", {"agent", "storage", "function_app"})
+    assert unpinned(modules, ROOT / "requirements.txt") == []

@@ -4,8 +4,6 @@ them alone."""
 
 from __future__ import annotations
 
-import ast
-import importlib.metadata
 import os
 import shutil
 import subprocess
@@ -13,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.infra.bicep import ROOT
+from tests.infra.imports import third_party_imports, unpinned
 
 DOCKERFILE = ROOT / "samples" / "scheduler_mcp" / "Dockerfile"
 
@@ -80,22 +79,6 @@ def test_the_dockerignore_lets_every_copied_file_into_the_build_context():
 def test_every_package_the_images_code_imports_is_pinned_in_its_requirements(tmp_path: Path):
     app = tmp_path / "app"
     image_files(app)
-    local = {"agent", "storage", "samples"}
-    imported: set[str] = set()
-    for source in app.rglob("*.py"):
-        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                imported |= {alias.name.split(".")[0] for alias in node.names}
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                imported.add(node.module.split(".")[0])
-    third_party = imported - local - set(sys.stdlib_module_names) - {"__future__"}
-    requirements = (ROOT / "samples" / "scheduler_mcp" / "requirements.txt").read_text()
-    pinned = {_normal(line.split("==")[0]) for line in requirements.splitlines() if "==" in line}
-    distributions = importlib.metadata.packages_distributions()
-    for module in sorted(third_party):
-        names = {_normal(name) for name in distributions.get(module, [module])}
-        assert names & pinned, f"{module} ({', '.join(sorted(names))}) is not pinned"
-
-
-def _normal(name: str) -> str:
-    return name.lower().replace("_", "-").strip()
+    modules = third_party_imports(app, {"agent", "storage", "samples"})
+    requirements = ROOT / "samples" / "scheduler_mcp" / "requirements.txt"
+    assert unpinned(modules, requirements) == []
