@@ -308,3 +308,12 @@ def _normalise(path: str) -> str:
         elif part not in ("", "."):
             parts.append(part)
     return "/".join(parts)
+
+
+def test_the_callback_url_the_scheduler_allows_is_the_one_the_app_builds():
+    settings = Settings.from_env(as_resolved_on_azure(function_app_settings()))
+    built_by_app = f"{settings.public_base_url}/api/scheduler/callback"  # agent/scheduling.py
+    template = parse_templates()["modules/functionapp.bicep"]
+    app_url = Scope(template, FUNCTION_APP_VALUES).value(template["outputs"]["url"]["value"])
+    passed = body(parse_templates()["main.bicep"]["modules"]["scheduler"])["params"]["callbackUrl"]
+    assert passed.replace("${functionApp.outputs.url}", app_url) == built_by_app
