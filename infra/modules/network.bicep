@@ -26,6 +26,10 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
         name: 'functions'
         properties: {
           addressPrefix: '10.40.1.0/24'
+          // Egress to what has no private endpoint here (Application Insights ingestion, the
+          // Durable Task Scheduler, the Scheduler's public endpoint); a NAT gateway is the
+          // production choice (fixed egress IPs).
+          defaultOutboundAccess: true
           delegations: [{ name: 'flex', properties: { serviceName: 'Microsoft.App/environments' } }]
         }
       }
@@ -41,6 +45,8 @@ resource vnet 'Microsoft.Network/virtualNetworks@2024-05-01' = {
         name: 'container-apps'
         properties: {
           addressPrefix: '10.40.4.0/23'
+          // Egress for the Scheduler's callbacks to the app's public endpoint.
+          defaultOutboundAccess: true
           delegations: [{ name: 'aca', properties: { serviceName: 'Microsoft.App/environments' } }]
         }
       }
