@@ -1,7 +1,8 @@
 """`python -m local_host`: serve a Python Functions app locally, with Durable Functions.
 
     python -m local_host [--app-dir DIR] [--port 7071] [--state PATH]
-                         [--max-activities N] [--function-key KEY] [--host 127.0.0.1]
+                         [--max-activities N] [--function-key KEY] [--system-key KEY]
+                         [--host 127.0.0.1]
 
 Once listening, one line goes to stdout: `local_host listening on <base url>` (logs go to
 stderr). SIGINT/SIGTERM stop the host cleanly; the state file keeps in-flight orchestrations.
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import LocalHostError
-from .host import DEFAULT_STATE_PATH, FUNCTION_KEY_VARIABLE, LocalHost
+from .host import DEFAULT_STATE_PATH, FUNCTION_KEY_VARIABLE, SYSTEM_KEY_VARIABLE, LocalHost
 
 logger = logging.getLogger("local_host")
 
@@ -45,7 +46,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="HTTP port (default: Host.LocalHttpPort or 7071; 0 = any)",
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1; another needs a function key)",
     )
     parser.add_argument(
         "--state",
@@ -60,6 +63,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--function-key",
         default=None,
         help=f"require this key for FUNCTION/ADMIN routes (default: ${FUNCTION_KEY_VARIABLE})",
+    )
+    parser.add_argument(
+        "--system-key",
+        default=None,
+        help=f"the durable management API's key (default: ${SYSTEM_KEY_VARIABLE}, else random)",
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     args = parser.parse_args(argv)
@@ -77,6 +85,7 @@ async def serve(args: argparse.Namespace) -> None:
         bind_host=args.host,
         state_path=args.state,
         function_key=args.function_key,
+        system_key=args.system_key,
         max_activities=args.max_activities,
     )
     stop = asyncio.Event()

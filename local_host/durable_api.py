@@ -43,8 +43,9 @@ from .runtime import DurableRuntime
 
 logger = logging.getLogger(__name__)
 
-RPC_PATH = "/durabletask/"  # the internal listener the worker's client calls (rpcBaseUrl)
-WEBHOOK_PATH = "/runtime/webhooks/durabletask/"  # public, behind the system key
+RPC_PATH = "/durabletask/"  # what the worker's client calls (rpcBaseUrl); behind the system key
+WEBHOOK_PATH = "/runtime/webhooks/durabletask/"  # its public twin, behind the system key
+RPC_USER = "durabletask"  # the user name of rpcBaseUrl; its password is the system key
 INSTANCE_ID_PLACEHOLDER = "INSTANCEID"
 DEFAULT_PAGE_SIZE = 100
 RUNNING_RETRY_AFTER_SECONDS = 5
@@ -81,30 +82,33 @@ _STATUS_NAMES = {
 
 
 class DurableUrls:
-    """The URLs the durable client binding carries (hub, connection and key in the query)."""
+    """The URLs of the management API: with the system key for the durable client binding (the
+    app's own client, as on Azure), without it for every URL the host hands to a caller."""
 
-    def __init__(self, *, base_url: str, hub_name: str, system_key: str | None) -> None:
+    def __init__(self, *, base_url: str, hub_name: str, system_key: str) -> None:
         self.base_url = base_url.rstrip("/")
         self.hub_name = hub_name
-        query = f"taskHub={quote(hub_name)}&connection=Storage"
-        if system_key:
-            query += f"&code={quote(system_key)}"
-        self.query = query
+        self._system_key = system_key
+        self.public_query = f"taskHub={quote(hub_name)}&connection=Storage"
+        self.query = f"{self.public_query}&code={quote(system_key, safe='')}"
 
     @property
     def rpc_base_url(self) -> str:
-        return f"{self.base_url}{RPC_PATH}"
+        """The SDK appends paths to `rpcBaseUrl` and sends no key of its own: the key rides as
+        the URL's password, which aiohttp sends as `Authorization: Basic` (so it never appears in
+        a request line, where proxies and access logs would see it)."""
+        scheme, rest = self.base_url.split("://", 1)
+        password = quote(self._system_key, safe="")
+        return f"{scheme}://{RPC_USER}:{password}@{rest}{RPC_PATH}"
 
     @property
     def webhook_base_url(self) -> str:
         return f"{self.base_url}{WEBHOOK_PATH}".rstrip("/")
 
-    def management_urls(self, instance_id: str, origin: str | None = None) -> dict[str, str]:
-        base = self.webhook_base_url
-        if origin is not None:
-            base = origin.rstrip("/") + WEBHOOK_PATH.rstrip("/")
-        instance = f"{base}/instances/{quote(instance_id, safe='')}"
-        query = self.query
+    def management_urls(self, instance_id: str, *, with_key: bool = False) -> dict[str, str]:
+        """The check-status payload; `with_key` only for the durable client binding."""
+        instance = f"{self.webhook_base_url}/instances/{quote(instance_id, safe='')}"
+        query = self.query if with_key else self.public_query
         return {
             "id": instance_id,
             "statusQueryGetUri": f"{instance}?{query}",
@@ -117,10 +121,17 @@ class DurableUrls:
             "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
         }
 
+    def own_url(self, request: web.Request) -> str:
+        """The request's URL on this host, built from the host's own address (never from the
+        `Host` header) and without a `code` (a key) in its query."""
+        query = [(k, v) for k, v in request.query.items() if k.lower() != "code"]
+        url = request.rel_url.with_query(query)
+        return f"{self.base_url}{url}"
+
     def client_binding(self) -> str:
         """The JSON string the host passes for a `durableClient` binding."""
         base = self.webhook_base_url
-        management = self.management_urls(INSTANCE_ID_PLACEHOLDER)
+        management = self.management_urls(INSTANCE_ID_PLACEHOLDER, with_key=True)
         binding = {
             "taskHubName": self.hub_name,
             "creationUrls": {
@@ -245,7 +256,7 @@ class DurableApi:
         wait_seconds = _float_query(request, "timeout")
         if wait_seconds is not None and _float_query(request, "pollingInterval") is not None:
             return await self._wait_or_check_status(request, record.instance_id, wait_seconds)
-        return self._check_status_response(request, record.instance_id)
+        return self._check_status_response(record.instance_id)
 
     async def _wait_or_check_status(
         self, request: web.Request, instance_id: str, wait_seconds: float
@@ -255,14 +266,13 @@ class DurableApi:
                 instance_id, TERMINAL_STATUSES, within=wait_seconds
             )
         except TimeoutError:
-            return self._check_status_response(request, instance_id)
+            return self._check_status_response(instance_id)
         if record.runtime_status == RuntimeStatus.COMPLETED:
             return _json(200, parse_jtoken(record.output_raw))
         return self._status(request, instance_id)
 
-    def _check_status_response(self, request: web.Request, instance_id: str) -> web.Response:
-        origin = f"{request.scheme}://{request.host}"
-        payload = self._urls.management_urls(instance_id, origin)
+    def _check_status_response(self, instance_id: str) -> web.Response:
+        payload = self._urls.management_urls(instance_id)  # no key: the caller holds its own
         headers = {"Location": payload["statusQueryGetUri"], "Retry-After": "10"}
         return _json(202, payload, headers)
 
@@ -280,7 +290,10 @@ class DurableApi:
             failed = record.runtime_status == RuntimeStatus.FAILED
             use_500 = _bool_query(request, "returnInternalServerErrorOnFailure", default=False)
             return _json(500 if failed and use_500 else 200, body)
-        headers = {"Location": str(request.url), "Retry-After": str(RUNNING_RETRY_AFTER_SECONDS)}
+        headers = {
+            "Location": self._urls.own_url(request),
+            "Retry-After": str(RUNNING_RETRY_AFTER_SECONDS),
+        }
         return _json(202, body, headers)
 
     def _list(self, request: web.Request) -> web.Response:

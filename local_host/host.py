@@ -8,8 +8,10 @@ Used by the CLI (`python -m local_host`) and, in-process, by tests:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
+import secrets
 import socket
 import uuid
 from pathlib import Path
@@ -32,6 +34,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_PORT = 7071
 DEFAULT_STATE_PATH = Path(".local") / "durable.sqlite3"
 FUNCTION_KEY_VARIABLE = "LOCAL_HOST_FUNCTION_KEY"
+SYSTEM_KEY_VARIABLE = "LOCAL_HOST_SYSTEM_KEY"
 SHUTDOWN_GRACE_SECONDS = 2.0  # in-flight HTTP requests get this long to finish on shutdown
 
 
@@ -46,6 +49,7 @@ class LocalHost:
         bind_host: str = "127.0.0.1",
         state_path: Path | str | None = None,
         function_key: str | None = None,
+        system_key: str | None = None,
         max_activities: int | None = None,
         apply_local_settings: bool = True,
         fresh_import: bool = False,
@@ -57,6 +61,7 @@ class LocalHost:
             Path(state_path) if state_path is not None else self.app_dir / DEFAULT_STATE_PATH
         )
         self._function_key = function_key
+        self._system_key = system_key
         self._max_activities = max_activities
         self._apply_local_settings = apply_local_settings
         self._fresh_import = fresh_import
@@ -68,6 +73,7 @@ class LocalHost:
         self.app_module: ModuleType | None = None
         self.index: AppIndex | None = None
         self.base_url = ""
+        self.system_key = ""  # known once started (given, from the environment, or random)
 
     @property
     def runtime(self) -> DurableRuntime:
@@ -105,6 +111,8 @@ class LocalHost:
         if self._apply_local_settings:
             apply_values(local_settings.values)  # before the import: the app reads them at import
         function_key = self._function_key or os.environ.get(FUNCTION_KEY_VARIABLE) or None
+        check_exposure(self._bind_host, function_key)
+        self.system_key = resolve_system_key(self._system_key, function_key)
         host_config = read_host_config(self.app_dir)
         self.app_module = load_app_module(self.app_dir, fresh=self._fresh_import)
         self.index = index_app(find_function_register(self.app_module))
@@ -114,7 +122,7 @@ class LocalHost:
         self._socket = sock
         self.base_url = f"http://{_url_host(self._bind_host)}:{sock.getsockname()[1]}"
         self._urls = DurableUrls(
-            base_url=self.base_url, hub_name=host_config.hub_name, system_key=function_key
+            base_url=self.base_url, hub_name=host_config.hub_name, system_key=self.system_key
         )
         self._store = SqliteStore(self._state_path)
         invoker = FunctionInvoker(str(self.app_dir))
@@ -135,6 +143,7 @@ class LocalHost:
             client_binding=self._urls.client_binding,
             route_prefix=host_config.route_prefix,
             function_key=function_key,
+            system_key=self.system_key,
             host_id=uuid.uuid4().hex,
             version=__version__,
         )
@@ -184,6 +193,38 @@ def resolve_port(requested: int | None, settings_port: int | None) -> int:
     if requested is not None:
         return requested
     return settings_port if settings_port is not None else DEFAULT_PORT
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # another name: it may resolve to anything
+
+
+def check_exposure(bind_host: str, function_key: str | None) -> None:
+    """Without a function key every FUNCTION route is open: fine on loopback (like `func start`),
+    not on an address other machines can reach."""
+    if function_key is None and not is_loopback(bind_host):
+        raise LocalHostError(
+            f"refusing to listen on {bind_host} without a function key: every function would be "
+            f"open to the network; set --function-key or {FUNCTION_KEY_VARIABLE}, or listen on "
+            "127.0.0.1"
+        )
+
+
+def resolve_system_key(given: str | None, function_key: str | None) -> str:
+    """The key of the durable management API: given, from the environment, else random for this
+    run (the app's own client gets it through its binding; nobody else needs it)."""
+    key = given or os.environ.get(SYSTEM_KEY_VARIABLE) or secrets.token_urlsafe(32)
+    if key == function_key:
+        raise LocalHostError(
+            "the system key must differ from the function key: a function key would open the "
+            "durable management API"
+        )
+    return key
 
 
 def _bind(host: str, port: int) -> socket.socket:

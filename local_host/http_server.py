@@ -5,7 +5,10 @@ default `api`), the request is turned into `azure.functions.HttpRequest` by the 
 `HttpRequestConverter` and the function's return value into a response by
 `HttpResponseConverter`, as the worker does. Function keys: when a key is configured,
 FUNCTION- and ADMIN-level routes need it in `x-functions-key` or `?code=` (401 otherwise);
-ANONYMOUS routes never do. An unhandled exception is logged and answered 500 with a generic body.
+ANONYMOUS routes never do. The durable management API (`/durabletask/`, and its public twin
+`/runtime/webhooks/durabletask/`) always needs the system key, a key of its own: in
+`x-functions-key`, `?code=`, or as the Basic-auth password (how the app's durable client sends
+it). An unhandled exception is logged and answered 500 with a generic body.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BasicAuth, web
 from azure.functions import meta
 
 from .durable_api import RPC_PATH, WEBHOOK_PATH, DurableApi, split_segments
@@ -27,7 +30,6 @@ from .invocation import FunctionInvoker
 logger = logging.getLogger(__name__)
 
 STATUS_PATH = "/admin/host/status"
-ADMIN_LEVEL = "ADMIN"
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 
@@ -48,6 +50,7 @@ class HttpFrontend:
         client_binding: Callable[[], str],
         route_prefix: str,
         function_key: str | None,
+        system_key: str,
         host_id: str,
         version: str,
     ) -> None:
@@ -57,6 +60,7 @@ class HttpFrontend:
         self._client_binding = client_binding
         self._prefix_segments = [s.lower() for s in route_prefix.strip("/").split("/") if s]
         self._function_key = function_key
+        self._system_key = system_key
         self._host_id = host_id
         self._version = version
         self._started = time.monotonic()
@@ -70,18 +74,17 @@ class HttpFrontend:
         raw_path = request.rel_url.raw_path
         if raw_path == STATUS_PATH:
             return self._host_status()
-        if raw_path.startswith(RPC_PATH):
-            # The internal API the worker's client calls; loopback only, like the host's RPC port.
-            return await self._durable_api.handle(
-                request, split_segments(raw_path[len(RPC_PATH) :])
-            )
-        if raw_path.startswith(WEBHOOK_PATH):
-            if not self._authorized(request, ADMIN_LEVEL):
-                return web.Response(status=401)
-            return await self._durable_api.handle(
-                request, split_segments(raw_path[len(WEBHOOK_PATH) :])
-            )
+        for management_path in (RPC_PATH, WEBHOOK_PATH):
+            if raw_path.startswith(management_path):
+                return await self._management_request(request, raw_path[len(management_path) :])
         return await self._function_request(request, split_segments(raw_path.lstrip("/")))
+
+    async def _management_request(self, request: web.Request, rest: str) -> web.Response:
+        # The API lists, changes and starts every instance of every caller: never open, whatever
+        # the function key, and never with a function key (Azure keeps the two apart too).
+        if not _same_key(_supplied_system_key(request), self._system_key):
+            return web.Response(status=401)
+        return await self._durable_api.handle(request, split_segments(rest))
 
     def _host_status(self) -> web.Response:
         uptime_ms = int((time.monotonic() - self._started) * 1000)
@@ -98,7 +101,7 @@ class HttpFrontend:
         if self._function_key is None or auth_level == ANONYMOUS:
             return True
         supplied = request.headers.get("x-functions-key") or request.query.get("code") or ""
-        return hmac.compare_digest(supplied.encode(), self._function_key.encode())
+        return _same_key(supplied, self._function_key)
 
     def _match(self, segments: list[str], method: str) -> tuple[HttpRoute, dict[str, str]] | None:
         prefix = self._prefix_segments
@@ -144,6 +147,21 @@ class HttpFrontend:
                     f"input binding type '{kind}' is not supported by the local host"
                 )
         return arguments
+
+
+def _same_key(supplied: str, expected: str) -> bool:
+    return hmac.compare_digest(supplied.encode(), expected.encode())
+
+
+def _supplied_system_key(request: web.Request) -> str:
+    supplied = request.headers.get("x-functions-key") or request.query.get("code")
+    if supplied:
+        return supplied
+    try:
+        basic = BasicAuth.decode(request.headers.get("Authorization", ""))
+    except ValueError:  # absent, not Basic, or malformed
+        return ""
+    return basic.password
 
 
 async def _request_datum(request: web.Request, route_values: dict[str, str]) -> meta.Datum:

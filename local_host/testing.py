@@ -15,6 +15,7 @@ import asyncio
 import collections
 import inspect
 import os
+import secrets
 import signal
 import sys
 import time
@@ -26,7 +27,7 @@ from typing import TypeVar
 import aiohttp
 
 from .__main__ import READY_PREFIX
-from .host import LocalHost
+from .host import SYSTEM_KEY_VARIABLE, LocalHost
 
 __all__ = ["HostProcess", "LocalHost", "wait_until"]
 
@@ -79,6 +80,8 @@ class HostProcess:
         self._killed = False
         self.output: collections.deque[str] = collections.deque(maxlen=_LOG_LINES_KEPT)
         self.base_url = ""
+        # Known to the test, kept across restarts: the durable management API needs it.
+        self.system_key = self._env.setdefault(SYSTEM_KEY_VARIABLE, secrets.token_urlsafe(24))
 
     async def __aenter__(self) -> HostProcess:
         await self.start()

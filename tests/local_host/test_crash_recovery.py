@@ -27,9 +27,11 @@ def _calls(work_dir: Path) -> Counter[str]:
     return Counter(log.read_text(encoding="utf-8").split()) if log.exists() else Counter()
 
 
-async def _status(http: aiohttp.ClientSession, base_url: str, instance_id: str) -> dict:
-    url = f"{base_url}/durabletask/instances/{instance_id}?showHistory=true&showHistoryOutput=true"
-    async with http.get(url) as response:
+async def _status(http: aiohttp.ClientSession, process: HostProcess, instance_id: str) -> dict:
+    url = f"{process.base_url}/durabletask/instances/{instance_id}"
+    query = {"showHistory": "true", "showHistoryOutput": "true"}
+    headers = {"x-functions-key": process.system_key}
+    async with http.get(url, params=query, headers=headers) as response:
         return await response.json() if response.status in (200, 202) else {}
 
 
@@ -60,7 +62,7 @@ async def test_a_killed_host_resumes_and_reruns_only_unfinished_work(
             assert response.status == 202
 
         async def f1_f2_committed_and_f3_blocked() -> bool:
-            status = await _status(http, base_url, "crash-1")
+            status = await _status(http, process, "crash-1")
             committed = _completed_functions(status).count("record") == 3  # a, f1, f2
             return committed and _calls(work_dir)["f3:start"] == 1
 
@@ -76,7 +78,7 @@ async def test_a_killed_host_resumes_and_reruns_only_unfinished_work(
         (work_dir / "release").touch()
 
         async def completed() -> dict:
-            status = await _status(http, base_url, "crash-1")
+            status = await _status(http, process, "crash-1")
             return status if status.get("runtimeStatus") == "Completed" else {}
 
         status = await wait_until(completed, within=TIMEOUT, message="orchestration completed")
@@ -109,7 +111,7 @@ async def test_sigterm_stops_the_host_cleanly_and_the_work_resumes(
         base_url = await process.start()
 
         async def completed() -> bool:
-            return (await _status(http, base_url, "term-1")).get("runtimeStatus") == "Completed"
+            return (await _status(http, process, "term-1")).get("runtimeStatus") == "Completed"
 
         await wait_until(completed, within=TIMEOUT, message="orchestration completed after restart")
     finally:

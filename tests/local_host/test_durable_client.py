@@ -235,7 +235,7 @@ async def test_a_running_instance_status_is_202_with_location(
     await client.start_new("wait_forever", "running-status-1")
     await durable_host.runtime.wait_for_status("running-status-1", {"Running"}, within=10)
     url = f"{durable_host.base_url}/durabletask/instances/running-status-1"
-    async with http.get(url) as response:
+    async with http.get(url, headers={"x-functions-key": durable_host.system_key}) as response:
         assert response.status == 202
         assert response.headers["Location"] == url
         assert (await response.json())["runtimeStatus"] == "Running"

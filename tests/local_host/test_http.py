@@ -223,13 +223,15 @@ def test_the_port_comes_from_the_option_then_local_settings_then_7071() -> None:
     assert resolve_port(None, None) == 7071
 
 
-async def test_the_public_durable_api_needs_the_key(
+async def test_the_public_durable_api_needs_the_system_key_not_the_function_key(
     http_host: LocalHost, http: aiohttp.ClientSession
 ) -> None:
     url = f"{http_host.base_url}/runtime/webhooks/durabletask/instances/unknown"
     async with http.get(url) as response:
         assert response.status == 401
     async with http.get(f"{url}?code={KEY}") as response:
+        assert response.status == 401
+    async with http.get(f"{url}?code={http_host.system_key}") as response:
         assert response.status == 404
 
 
