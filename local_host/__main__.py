@@ -6,6 +6,8 @@
 
 Once listening, one line goes to stdout: `local_host listening on <base url>` (logs go to
 stderr). SIGINT/SIGTERM stop the host cleanly; the state file keeps in-flight orchestrations.
+The process exits within `--shutdown-grace` seconds of the signal even if user code ignores
+cancellation or blocks a thread (that work runs again after a restart, as after a crash).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,6 +29,7 @@ from .host import DEFAULT_STATE_PATH, FUNCTION_KEY_VARIABLE, SYSTEM_KEY_VARIABLE
 logger = logging.getLogger("local_host")
 
 READY_PREFIX = "local_host listening on "
+DEFAULT_SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -69,8 +73,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"the durable management API's key (default: ${SYSTEM_KEY_VARIABLE}, else random)",
     )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=DEFAULT_SHUTDOWN_GRACE_SECONDS,
+        help="seconds from SIGTERM to exit, however busy (default: 10)",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     args = parser.parse_args(argv)
+    if args.shutdown_grace <= 0:
+        parser.error("--shutdown-grace must be positive")
     if args.max_activities is not None and args.max_activities < 1:
         parser.error("--max-activities must be at least 1")
     if args.port is not None and not 0 <= args.port <= 65535:
@@ -99,8 +111,24 @@ async def serve(args: argparse.Namespace) -> None:
         print(f"{READY_PREFIX}{host.base_url}", flush=True)
         await stop.wait()
         logger.info("Shutting down")
+        exit_at_the_latest_after(args.shutdown_grace)
     finally:
         await host.stop()
+
+
+def exit_at_the_latest_after(seconds: float) -> None:
+    """A deadline for the rest of the shutdown: the host stop is bounded, but asyncio.run then
+    waits for every task to honour its cancellation and for executor threads, and Python for
+    non-daemon threads, all without a limit; user code can hold any of them."""
+
+    def force_exit() -> None:
+        logger.warning("Not stopped %.1f s after the signal: exiting now", seconds)
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, force_exit)
+    timer.daemon = True
+    timer.start()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

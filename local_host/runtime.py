@@ -31,6 +31,7 @@ T = TypeVar("T")
 
 DEFAULT_MAX_ACTIVITIES = 16
 DEFAULT_MAX_ORCHESTRATIONS = 8
+DEFAULT_STOP_GRACE_SECONDS = 2.0
 
 
 class DurableRuntime:
@@ -79,15 +80,26 @@ class DurableRuntime:
             asyncio.create_task(self._activity_loop(), name="local-host-activities"),
         ]
 
-    async def stop(self) -> None:
-        """Cancel the loops and in-flight work; the store keeps everything resumable."""
+    async def stop(self, grace: float = DEFAULT_STOP_GRACE_SECONDS) -> None:
+        """Cancel the loops and in-flight work; the store keeps everything resumable.
+
+        Waits at most `grace` seconds: user code that ignores cancellation (an activity that
+        catches CancelledError and carries on) is left behind rather than holding the shutdown.
+        """
         tasks = [*self._loops, *self._episodes.values(), *self._activities.values()]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
         self._loops.clear()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        if pending:
+            logger.warning(
+                "%d durable work item(s) ignored cancellation for %.1f s; left behind (they run "
+                "again after a restart)",
+                len(pending),
+                grace,
+            )
 
     # ---- management commands (called on the event loop thread)
 
@@ -167,8 +179,12 @@ class DurableRuntime:
                     self._start_task(self._episodes, instance_id, self._run_episode(instance_id))
             due = self._store.next_message_due(now)
             timeout = None if due is None else max(0.0, (due - utc_now()).total_seconds())
+            # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns normally when the
+            # wake-up and a cancellation arrive together, and this loop then outlived stop()
+            # (it kept running episodes after "Shutting down" and the host never exited).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._orchestration_wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._orchestration_wake.wait()
 
     async def _activity_loop(self) -> None:
         while True:

@@ -88,32 +88,3 @@ async def test_a_killed_host_resumes_and_reruns_only_unfinished_work(
     calls = _calls(work_dir)
     assert (calls["a"], calls["f1"], calls["f2"], calls["c"]) == (1, 1, 1, 1)
     assert (calls["f3:start"], calls["f3:end"]) == (2, 1)
-
-
-async def test_sigterm_stops_the_host_cleanly_and_the_work_resumes(
-    tmp_path: Path, work_dir: Path, http: aiohttp.ClientSession
-) -> None:
-    state = tmp_path / "state.sqlite3"
-    env = {"CRASH_APP_WORK_DIR": str(work_dir)}
-    process = HostProcess(CRASH_APP, state_path=state, env=env)
-    try:
-        base_url = await process.start()
-        async with http.post(f"{base_url}/api/start/term-1") as response:
-            assert response.status == 202
-        await wait_until(
-            lambda: _calls(work_dir)["f3:start"] == 1, within=TIMEOUT, message="f3 blocked"
-        )
-        # A sync activity is still blocked in a thread: the shutdown must not wait for it.
-        assert await process.stop(grace=10) == 0
-        assert "Shutting down" in process.log_text()
-
-        (work_dir / "release").touch()
-        base_url = await process.start()
-
-        async def completed() -> bool:
-            return (await _status(http, process, "term-1")).get("runtimeStatus") == "Completed"
-
-        await wait_until(completed, within=TIMEOUT, message="orchestration completed after restart")
-    finally:
-        await process.stop()
-    assert _calls(work_dir)["f3:start"] == 2

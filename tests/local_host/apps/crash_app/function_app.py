@@ -2,8 +2,10 @@
 
 The test sets CRASH_APP_WORK_DIR (the log and the release marker live there), kills the host
 while `block` is waiting, restarts it and checks which activities ran again.
+CRASH_APP_SLOW_ACTIVITY=stubborn makes f3 an async activity that swallows its cancellation.
 """
 
+import asyncio
 import os
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ WORK_DIR = Path(os.environ["CRASH_APP_WORK_DIR"])
 CALL_LOG = WORK_DIR / "calls.log"
 RELEASE = WORK_DIR / "release"
 BLOCK_LIMIT_SECONDS = 60
+SLOW_ACTIVITY = os.environ.get("CRASH_APP_SLOW_ACTIVITY", "block")
 
 
 def _log_call(line: str) -> None:
@@ -42,6 +45,22 @@ def block(name: str) -> str:
     return name
 
 
+@app.activity_trigger(input_name="name")
+async def stubborn(name: str) -> str:
+    """Like `block`, but async and deaf to cancellation (as some client libraries are)."""
+    _log_call(f"{name}:start")
+    deadline = time.monotonic() + BLOCK_LIMIT_SECONDS
+    while not RELEASE.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the release marker never appeared")
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            continue
+    _log_call(f"{name}:end")
+    return name
+
+
 @app.orchestration_trigger(context_name="context")
 def crashy(context: df.DurableOrchestrationContext):
     first = yield context.call_activity("record", "a")
@@ -49,7 +68,7 @@ def crashy(context: df.DurableOrchestrationContext):
         [
             context.call_activity("record", "f1"),
             context.call_activity("record", "f2"),
-            context.call_activity("block", "f3"),
+            context.call_activity(SLOW_ACTIVITY, "f3"),
         ]
     )
     last = yield context.call_activity("record", "c")
