@@ -146,9 +146,11 @@ def wait_seconds(body: dict[str, Any], rt: Runtime) -> float:
     return min(float(value), float(rt.settings.limits.wait_seconds_cap))
 
 
-def base_url(req: func.HttpRequest) -> str:
-    scheme, rest = req.url.split("://", 1)
-    return f"{scheme}://{rest.split('/', 1)[0]}"
+def own_url(rt: Runtime, path: str) -> str:
+    """A URL of ours: absolute from PUBLIC_BASE_URL, else relative. Never from the request's
+    URL, whose host part is the caller's `Host` header (a link to any site the caller names)."""
+    base = rt.settings.public_base_url
+    return f"{base.rstrip('/')}{path}" if base else path
 
 
 # --- conversations -----------------------------------------------------------------------------
@@ -162,7 +164,7 @@ async def create_conversation(req: func.HttpRequest) -> func.HttpResponse:
     requested = body.get("id")  # absent or null: we choose one
     conversation_id = uuid.uuid4().hex if requested is None else checked_id(requested, "'id'")
     meta = await rt.store.create(ConversationRef(owner, conversation_id))
-    location = f"{base_url(req)}/api/conversations/{conversation_id}"
+    location = own_url(rt, f"/api/conversations/{conversation_id}")
     return json_response(
         {"id": conversation_id, "created_at": meta.created_at}, 201, {"Location": location}
     )
@@ -245,7 +247,7 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
         view = await wait_for_run(rt, client, run_id, ref, wait)
         if view["status"] in TERMINAL:
             return json_response(view, 200)
-    status_url = f"{base_url(req)}/api/runs/{run_id}"
+    status_url = own_url(rt, f"/api/runs/{run_id}")
     return json_response(
         {"run_id": run_id, "conversation_id": ref.conversation_id, "status_url": status_url},
         202,

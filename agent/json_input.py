@@ -16,14 +16,22 @@ def _no_constants(name: str) -> Any:
 def parse_json_object(raw: bytes, what: str = "the request body") -> dict[str, Any]:
     """A JSON object, or BadRequest saying what is wrong with it.
 
-    Refused besides malformed JSON: NaN/Infinity (not JSON), nesting deep enough to exhaust the
-    parser, and text with unpaired surrogates (`"\\ud800"`), which cannot be stored as UTF-8.
+    Refused besides malformed JSON: bytes that are not UTF-8 (JSON between systems is UTF-8,
+    RFC 8259; `json.loads` would guess UTF-16 or UTF-32 from the first bytes), NaN/Infinity (not
+    JSON), nesting deep enough to exhaust the parser, and text with unpaired surrogates
+    (`"\\ud800"`), which cannot be stored as UTF-8.
     """
     try:
-        value = json.loads(raw, parse_constant=_no_constants)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"{what} is not UTF-8 (invalid byte at position {exc.start}); send JSON as UTF-8"
+        ) from None
+    try:
+        value = json.loads(text, parse_constant=_no_constants)
     except RecursionError:
         raise BadRequest(f"{what} is nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except ValueError as exc:
         raise BadRequest(f"{what} is not valid JSON ({exc})") from None
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object")

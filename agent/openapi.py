@@ -185,7 +185,11 @@ def _schemas(limits: Limits) -> dict[str, Any]:
             "properties": {
                 "run_id": {"type": "string"},
                 "conversation_id": _ref("Id"),
-                "status_url": {"type": "string", "format": "uri"},
+                "status_url": {
+                    "type": "string",
+                    "format": "uri-reference",
+                    "description": "Absolute from PUBLIC_BASE_URL when set, else relative.",
+                },
             },
         },
         "Run": {
@@ -396,7 +400,7 @@ def _ok(description: str, schema: dict[str, Any], location: str | None = None) -
             "Location": {
                 "description": location,
                 "required": True,
-                "schema": {"type": "string", "format": "uri"},
+                "schema": {"type": "string", "format": "uri-reference"},
             }
         }
     return response

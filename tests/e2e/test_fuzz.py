@@ -321,6 +321,12 @@ HOSTILE = [
     pytest.param(
         "/conversations/{chat}/messages", b'{"content": "x", "wait_seconds": NaN}', False, id="nan"
     ),
+    pytest.param(
+        "/conversations/{chat}/messages",
+        '{"content": "grüß dich"}'.encode("utf-16"),
+        False,
+        id="utf-16-message",
+    ),
 ]
 
 

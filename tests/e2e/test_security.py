@@ -60,6 +60,7 @@ async def test_no_secret_appears_in_responses_logs_or_durable_history(app: App):
         "webhook secret": WEBHOOK_SECRET.removeprefix("whsec_"),
         "scheduler API key": API_KEY,
         "function key": FUNCTION_KEY,
+        "system key": app.host.system_key,
     }
     await app.call("GET", "/health")  # the runtime exists before we look
     app.exchanges.clear()
@@ -144,3 +145,73 @@ async def test_a_run_ends_as_budget_exceeded_when_it_crosses_the_conversation_bu
     assert status == 200
     assert body["status"] == "budget_exceeded"
     assert "token budget exceeded" in body["error"]
+
+
+@contextmanager
+def public_base_url(value: str | None) -> Iterator[None]:
+    rt = runtime.current()
+    assert rt is not None
+    runtime.use_runtime(replace(rt, settings=replace(rt.settings, public_base_url=value)))
+    try:
+        yield
+    finally:
+        runtime.use_runtime(rt)
+
+
+async def test_links_come_from_public_base_url_and_never_from_the_host_header(app: App):
+    evil = {"Host": "evil.example"}
+    status, created, headers = await app.call("POST", "/conversations", headers=evil)
+    assert status == 201
+    assert headers["Location"] == f"{app.host.base_url}/api/conversations/{created['id']}"
+    status, accepted, headers = await app.send(created["id"], "hello", **evil)
+    assert status == 202
+    assert accepted["status_url"] == f"{app.host.base_url}/api/runs/{accepted['run_id']}"
+    assert headers["Location"] == accepted["status_url"]
+    await app.run_until_done(accepted["run_id"])
+
+
+async def test_without_public_base_url_links_are_relative(app: App):
+    with public_base_url(None):
+        status, created, headers = await app.call(
+            "POST", "/conversations", headers={"Host": "evil.example"}
+        )
+        assert status == 201
+        assert headers["Location"] == f"/api/conversations/{created['id']}"
+        status, accepted, headers = await app.send(created["id"], "hello")
+    assert status == 202
+    assert accepted["status_url"] == headers["Location"] == f"/api/runs/{accepted['run_id']}"
+    await app.run_until_done(accepted["run_id"])
+
+
+async def test_the_durable_management_api_is_closed_to_callers_holding_the_function_key(
+    app: App,
+):
+    """Even a caller with the function key cannot list runs, read histories, answer approvals or
+    start a chat_turn in someone else's name through the host's management API."""
+    conversation = await app.new_conversation()
+    status, accepted, _ = await app.send(conversation, "hello")
+    assert status == 202
+    run_id = accepted["run_id"]
+    await app.run_until_done(run_id)
+    turn = {"owner": "victim", "conversation_id": conversation, "run_id": "forged", "turn": 9}
+    attempts = [
+        ("GET", "instances/", None),
+        ("GET", f"instances/{run_id}?showHistory=true&showHistoryOutput=true", None),
+        ("POST", f"instances/{run_id}/raiseEvent/approval", {"approved": True}),
+        ("POST", f"instances/{run_id}/terminate", None),
+        ("DELETE", f"instances/{run_id}", None),
+        ("POST", "orchestrators/chat_turn/forged", turn),
+    ]
+    for prefix in ("/durabletask/", "/runtime/webhooks/durabletask/"):
+        for method, path, body in attempts:
+            kwargs = {} if body is None else {"json": body}
+            async with app.http.request(
+                method,
+                f"{app.host.base_url}{prefix}{path}",
+                headers={"x-functions-key": FUNCTION_KEY},
+                **kwargs,
+            ) as response:
+                assert response.status == 401, (prefix, method, path)
+                assert run_id not in await response.text()
+    assert app.host.runtime.get_instance("forged") is None
+    assert app.host.runtime.get_instance(run_id) is not None  # not purged
