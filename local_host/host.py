@@ -22,11 +22,11 @@ from aiohttp import web
 from . import __version__
 from .durable_api import DurableApi, DurableUrls
 from .errors import LocalHostError
-from .http_server import HttpFrontend
+from .http_server import MAX_REQUEST_BYTES, HttpFrontend
 from .indexing import AppIndex, describe_routes, find_function_register, index_app, load_app_module
 from .invocation import FunctionInvoker
 from .runtime import DEFAULT_MAX_ACTIVITIES, DurableRuntime
-from .settings import apply_values, read_host_config, read_local_settings
+from .settings import apply_values, read_host_config, read_local_settings, request_size_limit
 from .store import SqliteStore
 
 logger = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ class LocalHost:
             apply_values(local_settings.values)  # before the import: the app reads them at import
         function_key = self._function_key or os.environ.get(FUNCTION_KEY_VARIABLE) or None
         check_exposure(self._bind_host, function_key)
+        max_request_bytes = request_size_limit(MAX_REQUEST_BYTES)
         self.system_key = resolve_system_key(self._system_key, function_key)
         host_config = read_host_config(self.app_dir)
         self.app_module = load_app_module(self.app_dir, fresh=self._fresh_import)
@@ -146,6 +147,7 @@ class LocalHost:
             system_key=self.system_key,
             host_id=uuid.uuid4().hex,
             version=__version__,
+            max_request_bytes=max_request_bytes,
         )
         # access_log=None: request lines would log query strings, which may carry keys.
         self._runner = web.AppRunner(

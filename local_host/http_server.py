@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_PATH = "/admin/host/status"
 MAX_REQUEST_BYTES = 100 * 1024 * 1024  # the Functions host's default request size limit
+PROBLEM_MEDIA_TYPE = "application/problem+json"
 _HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 
 
@@ -53,6 +54,7 @@ class HttpFrontend:
         system_key: str,
         host_id: str,
         version: str,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
         self._index = index
         self._invoker = invoker
@@ -61,16 +63,37 @@ class HttpFrontend:
         self._prefix_segments = [s.lower() for s in route_prefix.strip("/").split("/") if s]
         self._function_key = function_key
         self._system_key = system_key
+        self._max_request_bytes = max_request_bytes
         self._host_id = host_id
         self._version = version
         self._started = time.monotonic()
 
     def application(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app = web.Application(client_max_size=self._max_request_bytes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         return app
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        # Refused before anything runs: by its Content-Length, or (chunked) when reading it
+        # crosses the limit. aiohttp's own error for the latter reached the catch-all as a 500.
+        if (request.content_length or 0) > self._max_request_bytes:
+            return self._too_large()
+        try:
+            return await self._route(request)
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large()
+
+    def _too_large(self) -> web.Response:
+        limit = self._max_request_bytes
+        body = {
+            "type": "about:blank",
+            "title": "Payload Too Large",
+            "status": 413,
+            "detail": f"the request body is over the host's limit of {limit} bytes",
+        }
+        return web.Response(status=413, text=json.dumps(body), content_type=PROBLEM_MEDIA_TYPE)
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
         raw_path = request.rel_url.raw_path
         if raw_path == STATUS_PATH:
             return self._host_status()
@@ -125,6 +148,8 @@ class HttpFrontend:
             arguments = await self._arguments(request, route, route_values)
             result = await self._invoker.invoke(route.function, arguments)
             return _http_response(route, result)
+        except web.HTTPRequestEntityTooLarge:
+            raise  # the caller's fault, answered 413 by _handle
         except Exception:
             logger.exception("Function '%s' failed", route.function.name)
             return _json_response(500, {"error": "Internal Server Error"})

@@ -127,3 +127,22 @@ def _section(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise HostSettingsError(f"{path}: '{name}' must be an object")
     return section
+
+
+REQUEST_SIZE_LIMIT_VARIABLE = "FUNCTIONS_REQUEST_BODY_SIZE_LIMIT"  # the Functions host's setting
+
+
+def request_size_limit(default: int, environ: MutableMapping[str, str] | None = None) -> int:
+    """The request body limit in bytes: FUNCTIONS_REQUEST_BODY_SIZE_LIMIT, as on Azure."""
+    raw = (os.environ if environ is None else environ).get(REQUEST_SIZE_LIMIT_VARIABLE)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise HostSettingsError(
+            f"{REQUEST_SIZE_LIMIT_VARIABLE} must be a number of bytes"
+        ) from None
+    if limit < 1:
+        raise HostSettingsError(f"{REQUEST_SIZE_LIMIT_VARIABLE} must be positive")
+    return limit
