@@ -88,6 +88,14 @@ async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     return await openapi.openapi_document(req)
 
 
+# Lowest precedence, every method: what no route above takes (405 with Allow, or 404 problem).
+@app.route(route="{*path}", auth_level=func.AuthLevel.ANONYMOUS)
+async def unrouted(req: func.HttpRequest) -> func.HttpResponse:
+    from agent import openapi
+
+    return await openapi.unrouted(req)
+
+
 # --- scheduled conversations -------------------------------------------------------------------
 
 

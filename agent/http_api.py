@@ -135,7 +135,9 @@ def message_content(body: dict[str, Any], rt: Runtime) -> str:
         raise BadRequest("'content' is required and must be a non-empty string")
     limit = rt.settings.limits.max_message_chars
     if len(content) > limit:
-        raise PayloadTooLarge(f"'content' is {len(content)} characters; the limit is {limit}")
+        # 400, not 413: the document says maxLength, a rule of the schema like any other (413 is
+        # for the body's size, which no schema can state).
+        raise BadRequest(f"'content' is {len(content)} characters; the limit is {limit}")
     return content
 
 
@@ -224,7 +226,7 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
     await rt.store.get_meta(ref)  # 404 before anything is written
     used = usage_of(await rt.store.read_messages(ref)).total_tokens
     if used >= rt.settings.limits.max_tokens_per_conversation:
-        raise BadRequest(
+        raise Conflict(  # the request is fine; the conversation's state refuses it
             f"this conversation has used its token budget ({used} of "
             f"{rt.settings.limits.max_tokens_per_conversation} tokens); start a new one"
         )

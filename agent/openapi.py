@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import azure.functions as func
 
 from agent import scheduling, webhooks
-from agent.http_api import api
+from agent.http_api import api, problem
 from agent.runtime import settings
 from agent.settings import Limits
 from storage.models import PLAIN_ID
@@ -45,6 +47,7 @@ RUN_STATUSES = [
     "content_filtered",
     "budget_exceeded",
 ]
+FALLBACK_ROUTE = "{*path}"  # function_app.py's last route: what no other route takes
 FUNCTION_KEY = [{"functionKeyHeader": []}, {"functionKeyQuery": []}]
 ANONYMOUS: list[dict[str, list[str]]] = []
 
@@ -253,8 +256,8 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                             "scheduled_time": {
                                 "type": "string",
                                 "format": "date-time",
-                                "description": "When to run it: ISO 8601 with a timezone, "
-                                "not in the past.",
+                                "description": "When to run it: ISO 8601 with a timezone. "
+                                "An item whose time has passed is taken and shown rejected.",
                             },
                             "conversation_id": {
                                 "anyOf": [_ref("Id"), {"type": "null"}],
@@ -380,7 +383,7 @@ PROBLEM_DESCRIPTIONS = {
     "an empty body), or no App Service Authentication caller while REQUIRE_AUTH is on.",
     404: "No such resource for this caller (another caller's resources are not found either).",
     409: "Conflict with the current state.",
-    413: "The body or a message is over the deployment's limit.",
+    413: "The body is over the deployment's size limit.",
     500: "An unexpected failure (logged); try again later.",
     503: "The app is misconfigured; `detail` names the setting.",
 }
@@ -495,9 +498,11 @@ def _conversations(limits: Limits) -> dict[str, Any]:
                         409,
                         413,
                         described={
-                            409: "A turn is already running in this conversation.",
-                            413: f"The body is over {limits.max_body_bytes} bytes or the content "
-                            f"over {limits.max_message_chars} characters.",
+                            400: "The request is malformed: bad JSON, a missing or invalid "
+                            f"field or id, or content over {limits.max_message_chars} characters.",
+                            409: "A turn is already running in this conversation, or the "
+                            "conversation has used its token budget.",
+                            413: f"The body is over {limits.max_body_bytes} bytes.",
                         },
                     ),
                 },
@@ -634,9 +639,10 @@ def _scheduling(limits: Limits) -> dict[str, Any]:
                         404,
                         413,
                         described={
+                            400: "The request is malformed: bad JSON, a missing or invalid "
+                            f"field, or a content over {limits.max_message_chars} characters.",
                             404: "A named conversation is not the caller's.",
-                            413: f"The body is over {limits.max_body_bytes} bytes or a content "
-                            f"over {limits.max_message_chars} characters.",
+                            413: f"The body is over {limits.max_body_bytes} bytes.",
                         },
                     ),
                 },
@@ -753,3 +759,50 @@ async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
         mimetype="application/json",
         headers={"Cache-Control": "public, max-age=300"},
     )
+
+
+@functools.cache
+def _path_methods() -> tuple[tuple[re.Pattern[str], str], ...]:
+    """Each documented path as a pattern, with its methods as an `Allow` value. The paths and
+    methods do not depend on the limits, so any deployment's document gives the same table."""
+    limits = Limits(
+        max_steps=1,
+        max_tokens_per_run=1,
+        max_tokens_per_conversation=1,
+        batch_max_concurrency=1,
+        max_body_bytes=1024,
+        max_message_chars=16,
+        wait_seconds_cap=1,
+        approval_timeout_seconds=1,
+    )
+    table = []
+    for path, item in build_document(limits)["paths"].items():
+        literal_parts = re.split(r"\{[^/}]+\}", path)  # around each {parameter}
+        pattern = "[^/]+".join(re.escape(part) for part in literal_parts)
+        table.append((re.compile(pattern), ", ".join(sorted(m.upper() for m in item))))
+    return tuple(table)
+
+
+def allowed_methods(path: str) -> str | None:
+    """The `Allow` value for a path the API serves; None for a path it does not."""
+    for pattern, allow in _path_methods():
+        if pattern.fullmatch(path):
+            return allow
+    return None
+
+
+async def unrouted(req: func.HttpRequest) -> func.HttpResponse:
+    """A request no route took: a method the path does not serve is a 405 with `Allow` (RFC
+    9110), anything else a 404; both problems, like every other error of the API. (The
+    Functions host would answer both with an empty 404.)"""
+    path = urlsplit(req.url).path
+    allow = allowed_methods(path)
+    if allow is None:
+        return problem(
+            404, "Not Found", f"there is no {path} in this API; see {API_PREFIX}/openapi.json"
+        )
+    response = problem(
+        405, "Method Not Allowed", f"{path} does not take {req.method}; it takes {allow}"
+    )
+    response.headers["Allow"] = allow
+    return response

@@ -151,6 +151,7 @@ async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationC
         conversation_id = item["conversation_id"] or uuid.uuid4().hex
         if not item["conversation_id"]:
             await rt.store.create(ConversationRef(owner, conversation_id))
+        error = item["error"]
         items.append(
             BatchItem(
                 index,
@@ -159,6 +160,8 @@ async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationC
                 item["content"],
                 item["scheduled_time"],
                 origin="scheduled",  # the caller's own words, delivered later
+                status="rejected" if error else "pending",
+                error=error,
             )
         )
     record = BatchRecord(batch_id, "schedule", utc_timestamp(), owner, tuple(items))
@@ -184,23 +187,28 @@ def parse_schedule_request(body: dict[str, Any], rt: Runtime) -> list[dict[str, 
         if not isinstance(content, str) or not content.strip():
             raise BadRequest(f"{where}.content is required and must be a non-empty string")
         if len(content) > rt.settings.limits.max_message_chars:
-            raise PayloadTooLarge(
+            raise BadRequest(
                 f"{where}.content is longer than {rt.settings.limits.max_message_chars} characters"
             )
         conversation_id = item.get("conversation_id")
         if conversation_id is not None:
             checked_id(conversation_id, f"{where}.conversation_id")
+        when = parse_time(item.get("scheduled_time"), where)
+        # A time already past is well-formed (the document cannot say "future"): the batch takes
+        # it and the item says why it will not run, like an item the Scheduler refuses.
+        past = when < datetime.now(UTC) - timedelta(seconds=30)
         parsed.append(
             {
                 "content": content,
-                "scheduled_time": parse_future_time(item.get("scheduled_time"), where),
+                "scheduled_time": when.isoformat(),
                 "conversation_id": conversation_id,
+                "error": f"{where}.scheduled_time is in the past" if past else None,
             }
         )
     return parsed
 
 
-def parse_future_time(value: Any, where: str) -> str:
+def parse_time(value: Any, where: str) -> datetime:
     if not isinstance(value, str):
         raise BadRequest(f"{where}.scheduled_time is required (ISO 8601 with a timezone)")
     try:
@@ -210,12 +218,9 @@ def parse_future_time(value: Any, where: str) -> str:
     if when.tzinfo is None:
         raise BadRequest(f"{where}.scheduled_time needs a timezone (e.g. 2026-01-01T09:00:00Z)")
     try:
-        when = when.astimezone(UTC)
+        return when.astimezone(UTC)
     except OverflowError:
         raise BadRequest(f"{where}.scheduled_time is out of range") from None
-    if when < datetime.now(UTC) - timedelta(seconds=30):
-        raise BadRequest(f"{where}.scheduled_time is in the past")
-    return when.isoformat()
 
 
 def uses_scheduler(rt: Runtime) -> bool:
@@ -232,6 +237,8 @@ async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchR
     gate = asyncio.Semaphore(SCHEDULER_CONCURRENCY)
 
     async def schedule(item: BatchItem) -> BatchItem:
+        if item.status == "rejected":
+            return item
         arguments = {
             "conversation_text": item.content,
             "scheduled_time": item.scheduled_time,
@@ -303,6 +310,8 @@ async def schedule_with_timers(
     """No Scheduler: one orchestration per distinct due time, each waiting on durable timers."""
     by_time: dict[str, list[int]] = {}
     for item in record.items:
+        if item.status == "rejected":
+            continue
         by_time.setdefault(item.scheduled_time or utc_timestamp(), []).append(item.index)
     for group, (due, indices) in enumerate(sorted(by_time.items())):
         plan = BatchInput(

@@ -18,7 +18,14 @@ from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
 from agent import openapi, runtime
-from agent.openapi import API_PREFIX, FUNCTION_KEY, PROBLEM_MEDIA_TYPE, build_document
+from agent.openapi import (
+    API_PREFIX,
+    FALLBACK_ROUTE,
+    FUNCTION_KEY,
+    PROBLEM_MEDIA_TYPE,
+    allowed_methods,
+    build_document,
+)
 from agent.settings import Limits, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +45,7 @@ routes = {}
 for f in function_app.app.get_functions():
     for b in json.loads(f.get_function_json())["bindings"]:
         if b["type"] == "httpTrigger":
-            routes[b["route"]] = {"methods": sorted(m.lower() for m in b["methods"]),
+            routes[b["route"]] = {"methods": sorted(m.lower() for m in b.get("methods") or []),
                                   "auth": b["authLevel"], "function": f.get_function_name()}
 print(json.dumps(routes))
 """
@@ -96,12 +103,55 @@ def test_every_http_route_of_the_app_is_documented_and_nothing_else(
         path.removeprefix(f"{API_PREFIX}/"): sorted(m for m in item if m in HTTP_METHODS)
         for path, item in document["paths"].items()
     }
-    declared = {route: info["methods"] for route, info in app_routes.items()}
+    declared = {
+        route: info["methods"] for route, info in app_routes.items() if route != FALLBACK_ROUTE
+    }
     undocumented = sorted(set(declared) - set(documented))
     assert not undocumented, f"routes in function_app.py without documentation: {undocumented}"
     unwired = sorted(set(documented) - set(declared))
     assert not unwired, f"documented routes that function_app.py does not declare: {unwired}"
     assert documented == declared
+
+
+def test_the_fallback_route_takes_every_method_anonymously(
+    app_routes: dict[str, dict[str, Any]],
+) -> None:
+    assert app_routes[FALLBACK_ROUTE] == {
+        "methods": [],
+        "auth": "ANONYMOUS",
+        "function": "unrouted",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        ("/api/conversations", "POST"),
+        ("/api/conversations/abc", "GET"),
+        ("/api/runs/r1/approvals", "POST"),
+        ("/api/health", "GET"),
+        ("/api/nothing-here", None),
+        ("/api/conversations/a/b", None),
+    ],
+)
+def test_allowed_methods_come_from_the_documented_paths(path: str, allow: str | None) -> None:
+    assert allowed_methods(path) == allow
+
+
+async def test_a_documented_path_with_another_method_is_a_405_problem_with_allow() -> None:
+    request = func.HttpRequest("TRACE", "http://h/api/conversations/abc?x=1", body=b"")
+    response = await openapi.unrouted(request)
+    body = json.loads(response.get_body())
+    assert (response.status_code, response.headers["Allow"]) == (405, "GET")
+    assert response.mimetype == PROBLEM_MEDIA_TYPE
+    assert body["status"] == 405 and "TRACE" in body["detail"] and "GET" in body["detail"]
+
+
+async def test_a_path_the_api_does_not_have_is_a_404_problem() -> None:
+    response = await openapi.unrouted(func.HttpRequest("GET", "http://h/api/nope", body=b""))
+    body = json.loads(response.get_body())
+    assert response.status_code == 404 and response.mimetype == PROBLEM_MEDIA_TYPE
+    assert "/api/nope" in body["detail"] and "openapi.json" in body["detail"]
 
 
 def test_each_operation_is_named_after_its_function_and_secured_like_it(

@@ -150,7 +150,7 @@ async def test_bad_requests_get_a_problem_with_a_detail_and_write_nothing(app: A
             400,
             "wait_seconds",
         ),
-        ("POST", messages, {"json": {"content": "x" * 60_001}}, 413, "limit"),
+        ("POST", messages, {"json": {"content": "x" * 60_001}}, 400, "limit"),
         ("POST", messages, {"data": b"x" * 70_000}, 413, "limit"),
         ("POST", "/conversations/nope/messages", {"json": {"content": "hi"}}, 404, "nope"),
         ("POST", "/conversations/bad%20id/messages", {"json": {"content": "hi"}}, 400, "id"),

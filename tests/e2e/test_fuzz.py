@@ -6,6 +6,12 @@ requests that fit the document (positive) and, where it has inputs, requests tha
 the document declares; every 4xx is `application/problem+json` with a non-empty `detail`; an
 invalid request is refused.
 
+Two phases, as `schemathesis run` has them: hypothesis fuzzing (positive and negative), and
+the coverage phase (boundary values of every constraint, missing required headers, wrong
+content types, and every HTTP method the document does not list, which must be a 405 with
+`Allow`). Failures are counted, not stopped at: each scenario prints its requests, 5xx and
+schema mismatches, and must have 0 of both; the last test prints the totals of the run.
+
 Bounded and repeatable: `MAX_EXAMPLES` per scenario, derandomized, no example database.
 Schemathesis is synchronous (`requests`) while the app is served by this event loop, so each
 scenario runs in a worker thread.
@@ -21,8 +27,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,16 +40,22 @@ import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis import Case, CheckContext, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup, ServerError
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    missing_required_header,
     negative_data_rejection,
+    positive_data_acceptance,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
+    unsupported_method,
 )
 
 from agent.webhooks import sign
 from tests.e2e.conftest import FUNCTION_KEY, App
+from tests.e2e.test_security import settings_changed
 from tests.support.scheduler import WEBHOOK_SECRET
 
 MAX_EXAMPLES = 25
@@ -53,9 +65,9 @@ REQUEST_TIMEOUT_SECONDS = 30
 PROBLEM = "application/problem+json"
 POSITIVE, NEGATIVE = GenerationMode.POSITIVE, GenerationMode.NEGATIVE
 
-# Given, not discovered: no schemathesis.toml changes what this test does. An invalid request
-# may also be refused as too large (413: a body or content limit), besides schemathesis' list.
-REJECTION_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428"]
+# Given, not discovered: no schemathesis.toml changes what this test does. Schemathesis' own
+# list: a schema violation (a content over maxLength too) must be a 400-class refusal, not 413.
+REJECTION_STATUSES = ["400", "401", "403", "404", "405", "406", "409", "415", "422", "428"]
 CONFIG = schemathesis.Config.from_dict(
     {"checks": {"negative_data_rejection": {"expected-statuses": [*REJECTION_STATUSES, "429"]}}}
 )
@@ -82,6 +94,64 @@ CHECKS = [
     response_schema_conformance,
     problem_details,  # a plain check function: not registered globally
 ]
+
+
+# The coverage phase's own checks besides: what a valid request gets (a 2xx, or a refusal the
+# document allows for valid data, like 404 or 409), undeclared methods, missing headers.
+COVERAGE_CHECKS = [
+    *CHECKS,
+    positive_data_acceptance,
+    negative_data_rejection,
+    missing_required_header,
+    unsupported_method,
+]
+
+
+@dataclass
+class Tally:
+    """What a scenario (or the whole run) saw."""
+
+    requests: int = 0
+    server_errors: int = 0  # 5xx
+    mismatches: int = 0  # any other way a response disagreed with the document
+    examples: list[str] = field(default_factory=list)
+
+    def record(self, case: Case, failures: list[Failure]) -> None:
+        self.requests += 1
+        if not failures:
+            return
+        if any(isinstance(failure, ServerError) for failure in failures):
+            self.server_errors += 1
+        else:
+            self.mismatches += 1
+        if len(self.examples) < 5:
+            titles = "; ".join(sorted({failure.title for failure in failures}))
+            self.examples.append(f"{titles}\n  {case.as_curl_command()}")
+
+    def add(self, other: Tally) -> None:
+        self.requests += other.requests
+        self.server_errors += other.server_errors
+        self.mismatches += other.mismatches
+        self.examples += other.examples
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name}: {self.requests} requests, {self.server_errors} 5xx, "
+            f"{self.mismatches} schema mismatches"
+        )
+
+
+RUN = Tally()  # the whole module's run, printed by the last test
+
+
+def checked(case: Case, response: requests.Response, checks: list[Any]) -> list[Failure]:
+    try:
+        case.validate_response(response, checks=checks)
+    except FailureGroup as group:
+        return list(group.exceptions)
+    except Failure as failure:
+        return [failure]
+    return []
 
 
 class SignedWebhook(requests.auth.AuthBase):
@@ -216,9 +286,8 @@ def fuzz(
     scenario: Scenario,
     base_url: str,
     path_parameters: dict[str, str] | None,
-) -> int:
-    """Run the scenario's examples; raises (with a reproducing curl) on a failure.
-    Returns how many requests were sent."""
+) -> Tally:
+    """Run the scenario's examples and count what disagreed with the document."""
     operation = schema.find_operation_by_id(scenario.operation_id)
     strategy = operation.as_strategy(generation_mode=scenario.mode, path_parameters=path_parameters)
     if scenario.keep is not None:
@@ -226,14 +295,8 @@ def fuzz(
     if scenario.prepare is not None:
         strategy = strategy.map(scenario.prepare)
     checks = CHECKS + ([negative_data_rejection] if scenario.mode is NEGATIVE else [])
-    # The real key wins over the random one the security schemes make schemathesis generate.
-    extra: dict[str, Any] = {
-        "timeout": REQUEST_TIMEOUT_SECONDS,
-        "headers": {"x-functions-key": FUNCTION_KEY},
-    }
-    if scenario.signed:
-        extra["auth"] = SignedWebhook()
-    sent = 0
+    extra = request_options(scenario.signed)
+    tally = Tally()
 
     with requests.Session() as session:
 
@@ -242,19 +305,71 @@ def fuzz(
             derandomize=True,
             database=None,
             deadline=None,
-            phases=[Phase.explicit, Phase.generate, Phase.shrink],
+            phases=[Phase.explicit, Phase.generate],  # no shrinking: failures are counted
             suppress_health_check=list(HealthCheck),
             print_blob=False,
         )
         @hypothesis.given(case=strategy)
         def run(case: Case) -> None:
-            nonlocal sent
             response = case.call(base_url=base_url, session=session, **extra)
-            sent += 1
-            case.validate_response(response, checks=checks)
+            tally.record(case, checked(case, response, checks))
 
         run()
-    return sent
+    return tally
+
+
+def request_options(signed: bool) -> dict[str, Any]:
+    # The real key wins over the random one the security schemes make schemathesis generate.
+    extra: dict[str, Any] = {
+        "timeout": REQUEST_TIMEOUT_SECONDS,
+        "headers": {"x-functions-key": FUNCTION_KEY},
+    }
+    if signed:
+        extra["auth"] = SignedWebhook()
+    return extra
+
+
+def coverage_cases(
+    schema: schemathesis.BaseSchema, operation_id: str, path_parameters: dict[str, str] | None
+) -> Iterator[Case]:
+    """The coverage phase's cases for one operation (on a real resource when given)."""
+    operation = schema.find_operation_by_id(operation_id)
+    config = schema.config.generation_for(operation=operation, phase="coverage")
+    for case in schema.iter_coverage_cases(
+        operation, generation_modes=[POSITIVE, NEGATIVE], generation_config=config
+    ):
+        if path_parameters and case.path_parameters:
+            case.path_parameters = {**case.path_parameters, **path_parameters}
+        yield bounded_wait(case)
+
+
+def negative_headers(case: Case) -> bool:
+    header = case.meta.components.get(ParameterLocation.HEADER) if case.meta else None
+    return header is not None and header.mode is NEGATIVE
+
+
+def cover(
+    schema: schemathesis.BaseSchema,
+    scenario: Scenario,
+    base_url: str,
+    path_parameters: dict[str, str] | None,
+) -> Tally:
+    tally = Tally()
+    extra = request_options(scenario.signed)
+    with requests.Session() as session:
+        for case in coverage_cases(schema, scenario.operation_id, path_parameters):
+            if scenario.signed and negative_headers(case):
+                continue  # signing replaces the webhook headers: the case would be valid
+            response = case.call(base_url=base_url, session=session, **extra)
+            tally.record(case, checked(case, response, COVERAGE_CHECKS))
+    return tally
+
+
+def report(name: str, tally: Tally) -> None:
+    RUN.add(tally)
+    print(tally.line(name))
+    assert tally.requests > 0
+    assert (tally.server_errors, tally.mismatches) == (0, 0), "\n".join(tally.examples)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
@@ -262,8 +377,43 @@ async def test_an_operation_keeps_to_its_document_under_fuzzing(
     app: App, schema: schemathesis.BaseSchema, known: KnownIds, scenario: Scenario
 ) -> None:
     path_parameters = getattr(known, scenario.on) if scenario.on else None
-    sent = await asyncio.to_thread(fuzz, schema, scenario, app.host.base_url, path_parameters)
-    assert sent > 0
+    tally = await asyncio.to_thread(fuzz, schema, scenario, app.host.base_url, path_parameters)
+    report(f"fuzz {scenario.name}", tally)
+
+
+COVERED = [
+    Scenario(operation_id)
+    for operation_id in (
+        "create_conversation",
+        "get_conversation",
+        "post_message",
+        "get_run",
+        "answer_approval",
+        "cancel_run",
+        "scheduler_callback",
+        "schedule_batch",
+        "get_batch",
+        "health",
+        "openapi_document",
+    )
+] + [
+    Scenario("get_conversation", on="conversation"),
+    Scenario("post_message", on="chat"),
+    Scenario("get_run", on="run"),
+    Scenario("answer_approval", on="run"),
+    Scenario("cancel_run", on="run"),
+    Scenario("get_batch", on="batch"),
+    Scenario("scheduler_callback", signed=True),
+]
+
+
+@pytest.mark.parametrize("scenario", COVERED, ids=lambda s: s.name.replace("-positive", ""))
+async def test_an_operation_keeps_to_its_document_in_the_coverage_phase(
+    app: App, schema: schemathesis.BaseSchema, known: KnownIds, scenario: Scenario
+) -> None:
+    path_parameters = getattr(known, scenario.on) if scenario.on else None
+    tally = await asyncio.to_thread(cover, schema, scenario, app.host.base_url, path_parameters)
+    report(f"coverage {scenario.name.replace('-positive', '')}", tally)
 
 
 def test_every_documented_operation_is_fuzzed(schema_document: dict[str, Any]) -> None:
@@ -347,3 +497,24 @@ async def test_a_hostile_request_is_refused_with_a_problem(
     )
     assert status == 400, problem
     assert response_headers["Content-Type"].startswith(PROBLEM) and problem["detail"]
+
+
+async def test_a_conversation_over_its_token_budget_keeps_to_the_document(
+    app: App, schema: schemathesis.BaseSchema
+) -> None:
+    """Valid messages to a conversation that has used its budget: a documented refusal (409)."""
+    conversation = await app.new_conversation()
+    status, run, _ = await app.send(conversation, "spend some tokens", wait=30)
+    assert status == 200, run
+    spent = run["usage"]["total_tokens"]
+    with settings_changed(max_tokens_per_conversation=spent):
+        tally = await asyncio.to_thread(
+            cover, schema, Scenario("post_message"), app.host.base_url, {"id": conversation}
+        )
+    report("coverage post_message-over-budget", tally)
+
+
+def test_the_whole_run_shows_no_5xx_and_no_schema_mismatch() -> None:
+    """Runs last (module order): the totals of every scenario above that ran."""
+    print(RUN.line("schemathesis run"))
+    assert (RUN.server_errors, RUN.mismatches) == (0, 0)

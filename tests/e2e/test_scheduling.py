@@ -256,7 +256,6 @@ async def test_bad_schedule_requests_are_refused_before_anything_is_written(app:
         ({"items": [{"content": "x"}]}, "scheduled_time"),
         ({"items": [{"content": "x", "scheduled_time": "tomorrow"}]}, "ISO 8601"),
         ({"items": [{"content": "x", "scheduled_time": "2030-01-01T00:00:00"}]}, "timezone"),
-        ({"items": [{"content": "x", "scheduled_time": "2001-01-01T00:00:00Z"}]}, "past"),
         ({"items": [{"content": "", "scheduled_time": in_seconds(60)}]}, "content"),
         (
             {
@@ -283,6 +282,24 @@ async def test_bad_schedule_requests_are_refused_before_anything_is_written(app:
         status, problem, _ = await app.call("POST", "/schedules", json=request)
         assert 400 <= status < 500, (request, problem)
         assert detail in problem["detail"], (request, problem)
+
+
+async def test_a_batch_item_whose_time_has_passed_is_taken_and_shown_rejected(app: App):
+    items = [
+        {"content": "too late", "scheduled_time": "2001-01-01T00:00:00Z"},
+        {"content": "on time", "scheduled_time": in_seconds(2)},
+    ]
+    status, body, _ = await app.call("POST", "/schedules", json={"items": items})
+    assert status == 202, body
+    late, on_time = body["items"]
+    assert (
+        late["status"] == "rejected" and "items[0].scheduled_time is in the past" in late["error"]
+    )
+    assert "schedule_id" not in late
+    assert on_time["status"] == "scheduled"
+    await answered(app, on_time["conversation_id"], "on time")
+    _, transcript, _ = await app.call("GET", f"/conversations/{late['conversation_id']}")
+    assert transcript["messages"] == []
 
 
 async def test_scheduler_down_gives_the_model_a_clear_tool_error(

@@ -132,7 +132,7 @@ async def test_a_conversation_over_its_token_budget_refuses_new_messages(app: Ap
     used = body["usage"]["total_tokens"]
     with settings_changed(max_tokens_per_conversation=used):
         status, problem, _ = await app.send(conversation, "more")
-    assert status == 400
+    assert status == 409
     assert f"{used} of {used} tokens" in problem["detail"]
     _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
     assert len(transcript["messages"]) == 2  # nothing written for the refused message
