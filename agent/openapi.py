@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from agent import scheduling, webhooks
-from agent.http_api import api, problem
-from agent.runtime import settings
+from agent.http_api import api, misconfigured, problem
+from agent.runtime import settings, settings_problem
 from agent.settings import Limits
 from storage.models import PLAIN_ID
 
@@ -795,6 +795,9 @@ async def unrouted(req: func.HttpRequest) -> func.HttpResponse:
     """A request no route took: a method the path does not serve is a 405 with `Allow` (RFC
     9110), anything else a 404; both problems, like every other error of the API. (The
     Functions host would answer both with an empty 404.)"""
+    invalid = settings_problem()
+    if invalid is not None:  # degraded mode: the same 503 as every other route
+        return misconfigured(invalid)
     path = urlsplit(req.url).path
     allow = allowed_methods(path)
     if allow is None:

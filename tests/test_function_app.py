@@ -27,6 +27,7 @@ EXPECTED = {
     "scheduler_callback": ("httpTrigger", "scheduler/callback", ["POST"], "ANONYMOUS"),
     "schedule_batch": ("httpTrigger", "schedules", ["POST"], "FUNCTION"),
     "get_batch": ("httpTrigger", "batches/{batch_id}", ["GET"], "FUNCTION"),
+    "unrouted": ("httpTrigger", "{*path}", [], "ANONYMOUS"),  # every method: 405/404 problems
     "chat_turn": ("orchestrationTrigger", None, None, None),
     "scheduled_batch": ("orchestrationTrigger", None, None, None),
     "take_batch_item": ("activityTrigger", None, None, None),
@@ -79,7 +80,7 @@ def test_every_function_has_the_bindings_the_host_expects():
         assert trigger["direction"] == "IN"
         if trigger_type == "httpTrigger":
             assert trigger["route"] == route
-            assert [m.upper() for m in trigger["methods"]] == methods
+            assert [m.upper() for m in trigger.get("methods") or []] == methods
             assert trigger["authLevel"] == auth
             assert any(b["type"] == "http" and b["direction"] == "OUT" for b in bindings), name
         clients = [b for b in bindings if b["type"] == "durableClient"]
@@ -104,8 +105,8 @@ CLIENT = json.dumps({"taskHubName": "hub", "creationUrls": {}, "managementUrls":
                      "requiredQueryStringParameters": "", "rpcBaseUrl": "http://127.0.0.1:9/durabletask/"})
 
 async def call_route(function, trigger):
-    route = trigger["route"]
-    method = trigger["methods"][0].upper()
+    route = trigger["route"].replace("{*path}", "x1")  # the catch-all: any path
+    method = (trigger.get("methods") or ["GET"])[0].upper()
     params = {n: "x1" for n in ("id", "run_id", "batch_id") if "{" + n + "}" in route}
     url = "http://127.0.0.1/api/" + route.format(**params)
     req = func.HttpRequest(method=method, url=url, route_params=params,

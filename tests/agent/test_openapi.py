@@ -138,7 +138,9 @@ def test_allowed_methods_come_from_the_documented_paths(path: str, allow: str | 
     assert allowed_methods(path) == allow
 
 
-async def test_a_documented_path_with_another_method_is_a_405_problem_with_allow() -> None:
+async def test_a_documented_path_with_another_method_is_a_405_problem_with_allow(
+    configured: None,
+) -> None:
     request = func.HttpRequest("TRACE", "http://h/api/conversations/abc?x=1", body=b"")
     response = await openapi.unrouted(request)
     body = json.loads(response.get_body())
@@ -147,7 +149,7 @@ async def test_a_documented_path_with_another_method_is_a_405_problem_with_allow
     assert body["status"] == 405 and "TRACE" in body["detail"] and "GET" in body["detail"]
 
 
-async def test_a_path_the_api_does_not_have_is_a_404_problem() -> None:
+async def test_a_path_the_api_does_not_have_is_a_404_problem(configured: None) -> None:
     response = await openapi.unrouted(func.HttpRequest("GET", "http://h/api/nope", body=b""))
     body = json.loads(response.get_body())
     assert response.status_code == 404 and response.mimetype == PROBLEM_MEDIA_TYPE
@@ -253,6 +255,12 @@ def environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]
     runtime.use_runtime(None)
     yield monkeypatch
     runtime.use_runtime(None)
+
+
+@pytest.fixture
+def configured(environment: pytest.MonkeyPatch) -> None:
+    for name, value in BASE_ENV.items():
+        environment.setenv(name, value)
 
 
 def get(url: str) -> func.HttpRequest:
