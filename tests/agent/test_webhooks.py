@@ -243,7 +243,7 @@ GOOD_ITEM = {"conversation_id": "c1", "content": "hi"}
     ("document", "problem"),
     [
         (b"{not json", "body is not valid JSON"),
-        (b"\xff\xfe\xfa", "body is not valid JSON"),
+        (b"\xff\xfe\xfa", "body is not UTF-8"),
         ([GOOD_ITEM], "body must be a JSON object"),
         ({"hello": "world"}, "body must be {"),
         (
