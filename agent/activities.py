@@ -5,6 +5,12 @@ and step, a model step whose assistant message is already stored returns it with
 model again, and a tool call whose record is completed returns without calling the tool again
 (the MCP request also carries an idempotency key for servers that deduplicate).
 
+A tool call's record says "started" from just before the call is sent until its result is
+stored. Found "started" by a later attempt, the call was cut off (a crash, a timeout) and its
+outcome is unknown: it is sent again only if that is safe (a read-only tool, or a server declared
+`idempotent_calls`); otherwise a version-2 orchestrator asks a person, and without one the model
+is told the outcome is unknown.
+
 Failure policy (the single retry layer is Durable's, in the orchestrator):
 - transient model/tool failures are raised, so Durable retries them;
 - a 429 with retry-after is returned as `throttled`, so the orchestrator waits exactly that long;
@@ -18,8 +24,8 @@ import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agent import telemetry
@@ -39,14 +45,18 @@ from agent.errors import (
     ContentFiltered,
     NotFound,
     PermanentModelError,
+    ToolTransportError,
     TransientModelError,
 )
-from agent.loop import StepSummary, Usage
+from agent.loop import OUTCOME_UNKNOWN, StepSummary, Usage
 from agent.runtime import Runtime
 from agent.transcript import model_messages, parse_arguments, user_message
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from storage.models import PLAIN_ID, utc_timestamp
+
+if TYPE_CHECKING:
+    from agent.mcp.pool import ToolOutcome
 
 log = logging.getLogger(__name__)
 
@@ -245,14 +255,49 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             await rt.store.append(ref, StoredMessage.from_dict(record.result))
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
 
-    result = await _run_tool(rt, call, record)
+    if await _cut_off_and_unsafe(rt, call, record):
+        if call.may_defer:  # the orchestrator asks a person whether to call it again
+            log.warning(
+                "tool call cut off earlier, outcome unknown: asking before calling it again",
+                extra=_call_context(call, record),
+            )
+            return ToolCallSummary(record.call_id, False, interrupted=True).to_dict()
+        result = _tool_result(call.run, record, text=OUTCOME_UNKNOWN, is_error=True)
+    else:
+        ran = await _run_tool(rt, call, record)
+        if isinstance(ran, CircuitOpen):  # not sent: the orchestrator waits, then tries again
+            return ToolCallSummary(record.call_id, False, retry_after=ran.seconds).to_dict()
+        result = ran
     # Completed first, with the result inside: from here on the tool is never called again.
     await rt.store.complete_tool_call(ref, _completed(record, result))
     await rt.store.append(ref, result)
     return ToolCallSummary(record.call_id, result.is_error, result.truncated).to_dict()
 
 
-async def _run_tool(rt: Runtime, call: ToolCallInput, record: ToolCallRecord) -> StoredMessage:
+@dataclass(frozen=True)
+class CircuitOpen:
+    """The call was not sent: its server's circuit is open for `seconds` more."""
+
+    seconds: float
+
+
+async def _cut_off_and_unsafe(rt: Runtime, call: ToolCallInput, record: ToolCallRecord) -> bool:
+    """Was this call sent before without a result coming back, and may it not simply be sent
+    again? (A call that will not run anyway, or that a person said to retry, is no question.)"""
+    if record.status != "started" or call.rejection is not None or call.retry_interrupted:
+        return False
+    return not await rt.mcp.may_repeat(record.tool_name)
+
+
+def _call_context(call: ToolCallInput, record: ToolCallRecord) -> dict[str, Any]:
+    return telemetry.log_context(
+        call.run.run_id, call.run.conversation_id, call_id=record.call_id, tool=record.tool_name
+    )
+
+
+async def _run_tool(
+    rt: Runtime, call: ToolCallInput, record: ToolCallRecord
+) -> StoredMessage | CircuitOpen:
     """Call the tool (unless it may not run) and turn what happened into its result message."""
     if call.rejection is not None:  # needed approval and did not get it: never called
         return _tool_result(call.run, record, text=call.rejection, is_error=True)
@@ -267,13 +312,10 @@ async def _run_tool(rt: Runtime, call: ToolCallInput, record: ToolCallRecord) ->
         call.run.run_id, call.run.conversation_id, record.step, record.tool_name,
         call_id=record.call_id,
     ) as span:  # fmt: skip
-        outcome = await rt.mcp.call_tool(
-            record.tool_name,
-            arguments,
-            context=_pinned_context(rt, call.run),
-            idempotency_key=f"{call.run.run_id}:{record.call_id}",
-        )
+        outcome = await _send(rt, call, record, arguments)
         span.record_outcome(outcome, server=rt.mcp.server_of(record.tool_name))
+    if outcome.retry_after is not None and call.may_defer:
+        return CircuitOpen(outcome.retry_after)
     output_ref = None
     if outcome.truncated:
         output_ref = await rt.store.put_tool_output(
@@ -291,6 +333,31 @@ async def _run_tool(rt: Runtime, call: ToolCallInput, record: ToolCallRecord) ->
         truncated=outcome.truncated,
         output_ref=output_ref,
     )
+
+
+async def _send(
+    rt: Runtime, call: ToolCallInput, record: ToolCallRecord, arguments: dict[str, Any]
+) -> ToolOutcome:
+    """Send the call, with its record saying "started" from just before it goes out."""
+    ref = _conversation(call.run)
+
+    async def mark_started() -> None:
+        if record.status != "started":
+            await rt.store.mark_tool_call(ref, record, "started")
+
+    try:
+        return await rt.mcp.call_tool(
+            record.tool_name,
+            arguments,
+            context=_pinned_context(rt, call.run),
+            idempotency_key=f"{call.run.run_id}:{record.call_id}",
+            before_send=mark_started,
+        )
+    except ToolTransportError:
+        # Unreachable or dropped before answering: Durable retries the call with the same
+        # idempotency key, as it always has. (A timeout keeps "started": outcome unknown.)
+        await rt.store.mark_tool_call(ref, record, "pending")
+        raise
 
 
 def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:

@@ -107,6 +107,11 @@ class ToolCallInput:
     # Set when the call needed approval and got it. A tool that requires approval runs only
     # with this set, whatever the model step thought it needed.
     approved: bool = False
+    # Set by orchestrators that can wait (version 2): instead of storing a result, the activity
+    # may defer the call, telling why in its summary (`interrupted`, `retry_after`).
+    may_defer: bool = False
+    # Set when a person approved calling again a call that was cut off (outcome unknown).
+    retry_interrupted: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -116,8 +121,10 @@ class ToolCallInput:
         }
         if self.rejection is not None:
             data["rejection"] = self.rejection
-        if self.approved:
-            data["approved"] = True
+        # Flags only when set: version-1 instances keep exactly the inputs they recorded.
+        for flag in ("approved", "may_defer", "retry_interrupted"):
+            if getattr(self, flag):
+                data[flag] = True
         return data
 
     @classmethod
@@ -128,6 +135,8 @@ class ToolCallInput:
             str(data["call_id"]),
             data.get("rejection"),
             bool(data.get("approved", False)),
+            bool(data.get("may_defer", False)),
+            bool(data.get("retry_interrupted", False)),
         )
 
 
@@ -136,6 +145,27 @@ class ToolCallSummary(Record):
     call_id: str
     is_error: bool
     truncated: bool = False
+    # Deferred (no result stored yet; only with `may_defer`): the call was cut off by a crash
+    # and may not be repeated without a person's approval...
+    interrupted: bool = False
+    # ... or its server's circuit is open: try again after this many seconds.
+    retry_after: float | None = None
+
+    @property
+    def deferred(self) -> bool:
+        return self.interrupted or self.retry_after is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "call_id": self.call_id,
+            "is_error": self.is_error,
+            "truncated": self.truncated,
+        }
+        if self.interrupted:
+            data["interrupted"] = True
+        if self.retry_after is not None:
+            data["retry_after"] = self.retry_after
+        return data
 
 
 @dataclass(frozen=True)

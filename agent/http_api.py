@@ -320,6 +320,8 @@ async def run_view(
     if custom.get("phase") == "waiting_for_approval":
         view["status"] = "waiting_for_approval"
         view["pending_approvals"] = custom.get("pending_approvals", [])
+        if custom.get("interrupted_calls"):
+            view["interrupted_calls"] = custom["interrupted_calls"]
     if "step" in custom:
         view["step"] = custom["step"]
     if custom.get("phase"):

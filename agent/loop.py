@@ -214,3 +214,33 @@ def rejections(pending: tuple[str, ...], decided: dict[str, bool]) -> dict[str, 
         for call_id in pending
         if not decided.get(call_id, False)
     }
+
+
+# --- deferred tool calls (orchestration version 2) --------------------------------------------
+
+# A tool call cut off by a crash (its record says started, no result) whose tool may not be
+# sent twice: a person decides whether it is called again; without a yes, the model reads this.
+OUTCOME_UNKNOWN = (
+    "this tool call was cut off by a restart before its result came back: its outcome is "
+    "unknown (it may or may not have taken effect), and it was not repeated"
+)
+DECLINED_RETRY = "a person decided not to call it again"
+NO_RETRY_ANSWER = "nobody approved calling it again in time"
+MIN_CIRCUIT_WAIT_SECONDS = 1.0
+MAX_CIRCUIT_WAIT_SECONDS = 300.0  # a cooldown longer than this is not waited out in the run
+
+
+def interrupted_rejections(pending: tuple[str, ...], decided: dict[str, bool]) -> dict[str, str]:
+    """Why each interrupted call in `pending` will not be called again (all but approved ones):
+    a rejection and an unanswered question both leave it not repeated."""
+    return {
+        call_id: f"{OUTCOME_UNKNOWN} ({DECLINED_RETRY if call_id in decided else NO_RETRY_ANSWER})"
+        for call_id in pending
+        if not decided.get(call_id, False)
+    }
+
+
+def circuit_wait(retry_after: list[float]) -> float:
+    """How long to wait before trying again calls whose servers' circuits are open: until the
+    last cooldown ends, within bounds (one wait for all of a step's calls)."""
+    return min(max([MIN_CIRCUIT_WAIT_SECONDS, *retry_after]), MAX_CIRCUIT_WAIT_SECONDS)

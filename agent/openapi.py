@@ -212,6 +212,15 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                     "items": {"type": "string"},
                     "description": "While waiting_for_approval: the tool calls to answer.",
                 },
+                "interrupted_calls": {
+                    "type": "array",
+                    "items": {"type": "string"},
+                    "description": (
+                        "Those of pending_approvals that were cut off by a restart with their "
+                        "outcome unknown: approve to call them again, reject (or let the "
+                        "approval time out) to tell the model they were not repeated."
+                    ),
+                },
             },
         },
         "ApprovalAnswer": {

@@ -27,6 +27,7 @@ from agent.contracts import (
     LaneInput,
     ModelStepInput,
     ToolCallInput,
+    ToolCallSummary,
 )
 from agent.loop import (
     APPROVAL_EVENT,
@@ -38,7 +39,9 @@ from agent.loop import (
     after_step,
     after_throttle,
     before_step,
+    circuit_wait,
     decide,
+    interrupted_rejections,
     next_step,
     record_decision,
     rejections,
@@ -112,6 +115,8 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         context.set_custom_status(
             {"step": state.step, "phase": "tools", "tool_calls": len(move.tool_call_ids)}
         )
+        # Version 2 lets a call wait (an open circuit, a person's say on a cut-off call).
+        can_wait = runs_at_least(context, 2)
         calls = [
             ToolCallInput(
                 turn.run,
@@ -119,10 +124,14 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
                 call_id,
                 rejection=rejected.get(call_id),
                 approved=call_id in move.approvals_needed and call_id not in rejected,
+                may_defer=can_wait,
             )
             for call_id in move.tool_call_ids
         ]
-        failed = yield from run_tool_calls(context, calls)
+        if can_wait:
+            failed = yield from run_tool_calls_settling_deferred(context, turn, state.step, calls)
+        else:
+            failed, _ = yield from run_tool_calls(context, calls)
         state = next_step(state)
 
     context.set_custom_status({"step": state.step, "phase": "finishing"})
@@ -152,16 +161,31 @@ def wait_for_approvals(
     `task_any` that mixes new tasks with already-scheduled ones reaches the host as a wait on
     the new ones only (see `scheduled_batch`).
     """
+    decided = yield from wait_for_decisions(context, turn, step, pending)
+    return rejections(pending, decided)
+
+
+def wait_for_decisions(
+    context: df.DurableOrchestrationContext,
+    turn: ChatTurnInput,
+    step: int,
+    pending: tuple[str, ...],
+    interrupted: bool = False,
+) -> Generator[Any, Any, dict[str, bool]]:
+    """The approval wait itself: each call's yes/no, for those answered before the deadline.
+    `interrupted` marks the calls in the run's status as cut off with their outcome unknown."""
     deadline = context.current_utc_datetime + timedelta(seconds=turn.approval_timeout_seconds)
     decided: dict[str, bool] = {}
     while len(decided) < len(pending) and context.current_utc_datetime < deadline:
-        context.set_custom_status(
-            {
-                "step": step,
-                "phase": "waiting_for_approval",
-                "pending_approvals": [c for c in pending if c not in decided],
-            }
-        )
+        waiting = [c for c in pending if c not in decided]
+        status: dict[str, Any] = {
+            "step": step,
+            "phase": "waiting_for_approval",
+            "pending_approvals": waiting,
+        }
+        if interrupted:
+            status["interrupted_calls"] = waiting
+        context.set_custom_status(status)
         event = context.wait_for_external_event(APPROVAL_EVENT)
         timer = context.create_timer(deadline)
         winner = yield context.task_any([event, timer])
@@ -169,7 +193,7 @@ def wait_for_approvals(
             break
         timer.cancel()
         decided = record_decision(pending, decided, _event_data(winner.result))
-    return rejections(pending, decided)
+    return decided
 
 
 def _event_data(raw: Any) -> Any:
@@ -182,27 +206,79 @@ def _event_data(raw: Any) -> Any:
     return raw
 
 
+ToolCallsRun = Generator[Any, Any, tuple[tuple[FailedToolCall, ...], list[ToolCallSummary]]]
+
+
 def run_tool_calls(
     context: df.DurableOrchestrationContext, calls: list[ToolCallInput]
-) -> Generator[Any, Any, tuple[FailedToolCall, ...]]:
-    """Run one step's tool calls in parallel; return those that failed for good.
+) -> ToolCallsRun:
+    """Run one step's tool calls in parallel; return those that failed for good, and the
+    summaries of the others.
 
     `task_all` fails as soon as one child fails, so after a failure each task is awaited on its
     own: the others still finish, and each failure is reported to the model by call id.
     """
     tasks = [context.call_activity_with_retry(TOOL_CALL, TOOL_RETRY, c.to_dict()) for c in calls]
     try:
-        yield context.task_all(tasks)
-        return ()
+        results = yield context.task_all(tasks)
+        return (), [ToolCallSummary.from_dict(r) for r in results]
     except Exception:
         pass  # find out which ones failed, below
-    failed = []
+    failed, done = [], []
     for call, task in zip(calls, tasks, strict=True):
         try:
-            yield task
+            done.append(ToolCallSummary.from_dict((yield task)))
         except Exception as exc:
             failed.append(FailedToolCall(call.call_id, failure_reason(exc)))
-    return tuple(failed)
+    return tuple(failed), done
+
+
+def run_tool_calls_settling_deferred(
+    context: df.DurableOrchestrationContext,
+    turn: ChatTurnInput,
+    step: int,
+    calls: list[ToolCallInput],
+) -> Generator[Any, Any, tuple[FailedToolCall, ...]]:
+    """Version 2: run the step's calls; then settle, once, those the activity deferred: wait
+    out an open circuit (a durable timer) or ask a person about a cut-off call, and run them
+    again without leave to defer (so an open circuit now reaches the model)."""
+    failed, done = yield from run_tool_calls(context, calls)
+    deferred = [summary for summary in done if summary.deferred]
+    if not deferred:
+        return failed
+    again = yield from settle_deferred(context, turn, step, calls, deferred)
+    failed_again, _ = yield from run_tool_calls(context, again)
+    return failed + failed_again
+
+
+def settle_deferred(
+    context: df.DurableOrchestrationContext,
+    turn: ChatTurnInput,
+    step: int,
+    calls: list[ToolCallInput],
+    deferred: list[ToolCallSummary],
+) -> Generator[Any, Any, list[ToolCallInput]]:
+    """Wait for what the deferred calls need; return them as they run again."""
+    waits = [s.retry_after for s in deferred if s.retry_after is not None]
+    if waits:
+        seconds = circuit_wait(waits)
+        context.set_custom_status({"step": step, "phase": "waiting_for_server", "seconds": seconds})
+        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=seconds))
+    cut_off = tuple(s.call_id for s in deferred if s.interrupted)
+    not_repeated: dict[str, str] = {}
+    if cut_off:
+        decided = yield from wait_for_decisions(context, turn, step, cut_off, interrupted=True)
+        not_repeated = interrupted_rejections(cut_off, decided)
+    by_id = {call.call_id: call for call in calls}
+    return [
+        replace(
+            by_id[s.call_id],
+            may_defer=False,
+            rejection=not_repeated.get(s.call_id),
+            retry_interrupted=s.interrupted and s.call_id not in not_repeated,
+        )
+        for s in deferred
+    ]
 
 
 def failure_reason(exc: BaseException) -> str:

@@ -37,6 +37,7 @@ from storage.models import (
     ConversationRef,
     StoredMessage,
     ToolCallRecord,
+    ToolCallStatus,
     utc_timestamp,
 )
 from storage.recent import Recent
@@ -239,6 +240,16 @@ class ConversationStore:
     ) -> ToolCallRecord | None:
         data, _ = await self._json.download(paths.tool_call_name(ref, run_id, call_id))
         return None if data is None else ToolCallRecord.from_dict(data)
+
+    async def mark_tool_call(
+        self, ref: ConversationRef, record: ToolCallRecord, status: ToolCallStatus
+    ) -> ToolCallRecord:
+        """Move a call that has no result yet to "pending" or "started"; returns the new record."""
+        if status == "completed":
+            raise ValueError("a tool call completes with its result: use complete_tool_call")
+        marked = replace(record, status=status)
+        await self.put_tool_call(ref, marked, overwrite=True)
+        return marked
 
     async def complete_tool_call(self, ref: ConversationRef, record: ToolCallRecord) -> None:
         """Record the call's outcome (status becomes completed). Idempotent."""

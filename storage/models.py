@@ -15,7 +15,9 @@ Role = Literal["user", "assistant", "tool", "system"]
 # "scheduled" by the conversation's owner (POST /api/schedules), or "scheduled_by_assistant"
 # (the model's schedule_conversation, or any Scheduler delivery the app cannot trace to the owner).
 MessageOrigin = Literal["scheduled", "scheduled_by_assistant"]
-ToolCallStatus = Literal["pending", "completed"]
+# pending: recorded, not sent; started: about to be sent to its server (so a record still
+# "started" after a crash means the outcome is unknown); completed: the result is stored.
+ToolCallStatus = Literal["pending", "started", "completed"]
 
 # Conversation, run and tool-call ids: 1-64 characters that are safe in blob names.
 PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

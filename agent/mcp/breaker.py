@@ -49,6 +49,15 @@ class CircuitBreaker:
             return BreakerState.HALF_OPEN
         return BreakerState.OPEN
 
+    def seconds_until_probe(self) -> float:
+        """How long until a probe may go through: 0 unless the circuit is open (a probe in
+        flight counts as the whole cooldown: its verdict may reopen the circuit)."""
+        if self._opened_at is None:
+            return 0.0
+        if self._probe_in_flight:
+            return self.cooldown_seconds
+        return max(0.0, self.cooldown_seconds - (self._clock() - self._opened_at))
+
     def try_acquire(self) -> bool:
         """May a request go to the server now? In half-open state only one probe at a time."""
         state = self.state

@@ -7,7 +7,8 @@
                       "tools": {"allow": ["schedule_conversation"], "require_approval": []},
                       "pinned_arguments": {"schedule_conversation": {"endpoint": "${callback_url}"}},
                       "timeout_seconds": 30, "output_limit_chars": 16000,
-                      "scheduling_requires_approval": true}]}
+                      "scheduling_requires_approval": true,
+                      "idempotent_calls": false}]}
 
 Parsing is strict: an unknown key, a wrong type or a bad value fails with a `SettingsError` that
 names `MCP_SERVERS` and the place (`mcp_servers[0].auth.api_key`). Secret values are never read
@@ -190,6 +191,9 @@ class McpServerConfig:
     # `circuit_breaker: {failures, cooldown_seconds}`; None: the pool's defaults.
     breaker_failures: int | None = None
     breaker_cooldown_seconds: float | None = None
+    # The server applies a tool call at most once per idempotency key (the request's
+    # `_meta.idempotency_key`), so a call cut off by a crash may be sent again.
+    idempotent_calls: bool = False
 
     def pinned_for(self, tool: str) -> Mapping[str, Any]:
         return self.pinned_arguments.get(tool, MappingProxyType({}))
@@ -441,6 +445,7 @@ SERVER_KEYS = {
     "circuit_breaker",
     "output_limit_chars",
     "scheduling_requires_approval",
+    "idempotent_calls",
 }
 # A conversation scheduled by the model comes back later as a message in its conversation, so
 # text injected into any tool result could return as an instruction: a person approves each
@@ -484,7 +489,16 @@ def _parse_server(value: Any, where: str) -> McpServerConfig:
             spec.get("output_limit_chars"), f"{where}.output_limit_chars"
         ),
         **_parse_breaker(spec.get("circuit_breaker"), f"{where}.circuit_breaker"),
+        idempotent_calls=_flag(spec.get("idempotent_calls"), f"{where}.idempotent_calls"),
     )
+
+
+def _flag(value: Any, where: str) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _fail(where, f"must be true or false, not {_json_type(value)}")
+    return value
 
 
 def _parse_breaker(value: Any, where: str) -> dict[str, Any]:

@@ -18,8 +18,8 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -67,6 +67,7 @@ class ToolSpec:
     description: str
     parameters: Mapping[str, Any]  # JSON schema, pinned arguments removed
     require_approval: bool = False
+    read_only: bool = False  # the server's `readOnlyHint` annotation: calling it changes nothing
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class ToolOutcome:
     full_output: str  # the complete result as JSON, for Blob storage when `truncated`
     truncated: bool
     duration_ms: float
+    # Set when the call was not sent because its server's circuit is open: seconds until the
+    # breaker lets a probe through (a caller that can wait durably may try again then).
+    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -327,6 +331,7 @@ class McpPool:
                     description=tool.description or tool.title or "",
                     parameters=MappingProxyType(model_parameters(tool.input_schema, pinned)),
                     require_approval=tool.name in config.tools.require_approval,
+                    read_only=bool(tool.annotations and tool.annotations.read_only_hint),
                 )
             )
         if config.tools.allow is not None:
@@ -360,6 +365,22 @@ class McpPool:
         """Whether the tool behind this name is in its server's `require_approval` list."""
         spec, _, _ = await self._resolve(exposed_name)
         return spec is not None and spec.require_approval
+
+    async def may_repeat(self, exposed_name: str) -> bool:
+        """Whether a call to this tool whose outcome is unknown (cut off by a crash) may be sent
+        again: the tool says it is read-only, or its server is declared to apply a call at most
+        once per idempotency key (`idempotent_calls`)."""
+        spec, _, _ = await self._resolve(exposed_name)
+        if spec is None:
+            return False
+        return spec.read_only or self._servers[spec.server].config.idempotent_calls
+
+    def _owner(self, exposed_name: str) -> _Server | None:
+        """The configured server whose prefix this model-facing name carries, if any."""
+        for name in candidate_servers(exposed_name, list(self._servers)):
+            if exposed_name.startswith(f"{name}{SEPARATOR}"):
+                return self._servers[name]
+        return None
 
     async def _resolve(self, exposed_name: str) -> tuple[ToolSpec | None, str, str]:
         """The tool behind a model-facing name, listing servers if this process has not yet.
@@ -425,11 +446,17 @@ class McpPool:
         *,
         context: Mapping[str, str],
         idempotency_key: str,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> ToolOutcome:
+        """Call the tool. `before_send` runs once the call is sure to go to the server (it
+        passed every check and the breaker), just before it is sent: the activity records
+        there that the call's outcome is unknown until its result is stored."""
         started = time.perf_counter()
         spec, refusal, label = await self._resolve(exposed_name)
         if spec is None:
-            return self._refuse(exposed_name, refusal, label, started)
+            owner = self._owner(exposed_name) if label == "circuit_open" else None
+            wait = owner.breaker.seconds_until_probe() if owner is not None else None
+            return self._refuse(exposed_name, refusal, label, started, retry_after=wait)
         server = self._servers[spec.server]
         if not isinstance(arguments, dict):
             return self._refuse(exposed_name, "arguments must be a JSON object", "refused", started)
@@ -445,8 +472,18 @@ class McpPool:
         merged = {**arguments, **pinned}  # pinned last: the model cannot override them
         if not server.breaker.try_acquire():
             return self._refuse(
-                exposed_name, self._circuit_open_text(server), "circuit_open", started
+                exposed_name,
+                self._circuit_open_text(server),
+                "circuit_open",
+                started,
+                retry_after=server.breaker.seconds_until_probe(),
             )
+        if before_send is not None:
+            try:
+                await before_send()
+            except BaseException:
+                server.breaker.release()  # nothing was sent: no verdict on the server
+                raise
         return await self._call(server, spec, merged, idempotency_key, started)
 
     async def _call(
@@ -522,9 +559,17 @@ class McpPool:
             forget_secrets(server.connection.secrets, server.config)
         return failure
 
-    def _refuse(self, exposed_name: str, text: str, outcome: str, started: float) -> ToolOutcome:
+    def _refuse(
+        self,
+        exposed_name: str,
+        text: str,
+        outcome: str,
+        started: float,
+        retry_after: float | None = None,
+    ) -> ToolOutcome:
         self._log("-", exposed_name, outcome, _ms(started))
-        return self._error_outcome(text, len(text), started)
+        refused = self._error_outcome(text, len(text), started)
+        return replace(refused, retry_after=retry_after) if retry_after is not None else refused
 
     @staticmethod
     def _error_outcome(text: str, limit: int, started: float) -> ToolOutcome:

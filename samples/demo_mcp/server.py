@@ -17,6 +17,7 @@ from typing import TypedDict
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 
 from samples.demo_mcp import calculator, sandbox
 
@@ -25,6 +26,9 @@ from samples.demo_mcp import calculator, sandbox
 IDEMPOTENCY_META_KEY = "idempotency_key"
 MAX_WAIT_SECONDS = 60.0
 MAX_REPEAT_CHARS = 1_000_000
+# Tools that change nothing say so (`readOnlyHint`): a client may repeat such a call whose answer
+# it lost, e.g. to a crash. The others (writing a file, counting) are not safe to repeat.
+READ_ONLY = ToolAnnotations(read_only_hint=True)
 WEATHER_CONDITIONS = ("sunny", "partly cloudy", "cloudy", "rainy", "windy", "snowy")
 
 
@@ -105,12 +109,12 @@ def build_server(
     def files_root() -> Path:
         return sandbox.sandbox_root(sandbox_dir)
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def greet(name: str = "world") -> str:
         """Greet someone by name."""
         return f"Hello, {name}!"
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def calculate(expression: str) -> str:
         """Evaluate an arithmetic expression: numbers, + - * / // % ** and parentheses."""
         try:
@@ -118,7 +122,7 @@ def build_server(
         except calculator.CalculationError as exc:
             raise ToolError(f"cannot calculate: {exc}") from None
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def system_info() -> SystemInfo:
         """Describe the machine and process this server runs on."""
         return SystemInfo(
@@ -130,14 +134,14 @@ def build_server(
             process_id=os.getpid(),
         )
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def get_weather(city: str) -> Weather:
         """Current weather for a city (mock data, the same for a city every time)."""
         if not city.strip():
             raise ToolError("a city name is required")
         return mock_weather(city)
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def ask_knowledge_base(question: str) -> str:
         """Answer a question about company policies from the knowledge base."""
         entry = best_answer(knowledge, question)
@@ -146,7 +150,7 @@ def build_server(
             return f"No knowledge base entry matches. Known topics: {topics}."
         return f"{entry['answer']} (topic: {entry['topic']})"
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def read_text_file(path: str) -> str:
         """Read a UTF-8 text file from the sandbox directory (path relative to it)."""
         try:
@@ -181,7 +185,7 @@ def build_server(
         """Pretend to register a callback; echoes what it received (the app pins endpoint and id)."""
         return {"endpoint": endpoint, "conversation_id": conversation_id, "note": note}
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     async def wait(seconds: float) -> str:
         """Wait for `seconds` (at most 60) and say so: a stand-in for a slow operation."""
         if not 0 <= seconds <= MAX_WAIT_SECONDS:
@@ -189,14 +193,14 @@ def build_server(
         await anyio.sleep(seconds)
         return f"waited {seconds:g} s"
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def repeat_text(text: str, times: int) -> str:
         """Repeat `text` `times` times (a large output, up to 1,000,000 characters)."""
         if times < 0 or len(text) * times > MAX_REPEAT_CHARS:
             raise ToolError(f"the output would exceed {MAX_REPEAT_CHARS} characters")
         return text * times
 
-    @server.tool()
+    @server.tool(annotations=READ_ONLY)
     def fail(message: str) -> str:
         """Always fail with `message` (for trying out error handling)."""
         raise ToolError(message)

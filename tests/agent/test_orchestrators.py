@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
 from agent.contracts import ChatTurnInput
+from agent.loop import DECLINED_RETRY, NO_RETRY_ANSWER, OUTCOME_UNKNOWN
 from agent.orchestrators import MODEL_RETRY, TOOL_RETRY
 from agent.versions import CURRENT
 from tests.support.app import load_function_app
@@ -106,7 +108,7 @@ def test_activity_inputs_are_references_not_content():
     result = run(script([tools(1, "a"), final(2)]))
     for _, data in result.activity_calls:
         assert set(data) <= {
-            "run", "step", "call_id", "failed_tool_calls", "status", "max_output_tokens"
+            "run", "step", "call_id", "failed_tool_calls", "status", "max_output_tokens", "may_defer"
         }  # fmt: skip
         assert data["run"] == {
             "owner": "user:a",
@@ -270,3 +272,86 @@ def test_a_version_1_run_keeps_the_old_path_checking_only_after_each_step():
     assert names(result) == ["model_step", "tool_call", "model_step", "finish_turn"]
     assert result.output["status"] == "budget_exceeded"
     assert all("max_output_tokens" not in d for n, d in result.activity_calls)
+
+
+# --- deferred tool calls: cut off by a crash, or circuit open (version 2) ---------------------
+
+
+def deferring_tool(first: dict[str, Any]):
+    """A tool_call activity that defers each call the first time (with `first`), if allowed."""
+
+    def tool(data: dict[str, Any]) -> dict[str, Any]:
+        done = {"call_id": data["call_id"], "is_error": False, "truncated": False}
+        return {**done, **first} if data.get("may_defer") else done
+
+    return tool
+
+
+def tool_call_inputs(result) -> list[dict[str, Any]]:
+    return [data for name, data in result.activity_calls if name == "tool_call"]
+
+
+def test_a_call_cut_off_by_a_crash_waits_for_a_person_and_is_called_again_once_approved():
+    result = DRIVER.run(
+        "chat_turn",
+        TURN.to_dict(),
+        activities=script([tools(1, "a", "b"), final(2)], deferring_tool({"interrupted": True})),
+        events=[("approval", {"tool_call_id": "a", "approved": True})],
+    )
+    assert result.output["status"] == "completed"
+    waiting = [s for s in result.custom_statuses if s.get("phase") == "waiting_for_approval"]
+    assert waiting == [
+        {
+            "step": 1,
+            "phase": "waiting_for_approval",
+            "pending_approvals": ["a", "b"],
+            "interrupted_calls": ["a", "b"],
+        },
+        {
+            "step": 1,
+            "phase": "waiting_for_approval",
+            "pending_approvals": ["b"],
+            "interrupted_calls": ["b"],
+        },
+    ]
+    again = tool_call_inputs(result)[2:]
+    assert [(d["call_id"], d.get("retry_interrupted"), d.get("rejection")) for d in again] == [
+        ("a", True, None),
+        ("b", None, f"{OUTCOME_UNKNOWN} ({NO_RETRY_ANSWER})"),
+    ]
+    assert not any(d.get("may_defer") for d in again)  # asked once: never deferred again
+
+
+def test_a_rejected_cut_off_call_is_not_called_again_and_the_model_is_told_its_outcome_is_unknown():
+    result = DRIVER.run(
+        "chat_turn",
+        TURN.to_dict(),
+        activities=script([tools(1, "a"), final(2)], deferring_tool({"interrupted": True})),
+        events=[("approval", {"tool_call_id": "a", "approved": False})],
+    )
+    assert result.output["status"] == "completed"
+    [_, again] = tool_call_inputs(result)
+    assert again["rejection"] == f"{OUTCOME_UNKNOWN} ({DECLINED_RETRY})"
+    assert "retry_interrupted" not in again
+
+
+def test_a_call_whose_servers_circuit_is_open_waits_out_the_cooldown_once_then_runs_again():
+    result = run(script([tools(1, "a", "b"), final(2)], deferring_tool({"retry_after": 7.5})))
+    assert result.output["status"] == "completed"
+    assert names(result) == ["model_step", *["tool_call"] * 4, "model_step", "finish_turn"]
+    [timer] = [e for e in result.history if e["EventType"] == 10]  # one wait for both calls
+    started = next(e for e in result.history if e["EventType"] == 0)
+    waited = datetime.fromisoformat(timer["FireAt"]) - datetime.fromisoformat(started["Timestamp"])
+    assert timedelta(seconds=7.5) <= waited < timedelta(seconds=8)
+    assert {"step": 1, "phase": "waiting_for_server", "seconds": 7.5} in result.custom_statuses
+    # tried once more without leave to defer: if the circuit is still open, the model is told
+    assert [d.get("may_defer") for d in tool_call_inputs(result)] == [True, True, None, None]
+
+
+def test_an_unversioned_instance_keeps_the_old_path_neither_deferring_nor_waiting():
+    activities = script([tools(1, "a"), final(2)], deferring_tool({"retry_after": 7.5}))
+    result = run(activities, driver=V1_DRIVER)  # instances started before versioning
+    assert result.output["status"] == "completed"
+    assert names(result) == ["model_step", "tool_call", "model_step", "finish_turn"]
+    assert "may_defer" not in tool_call_inputs(result)[0]
+    assert not [e for e in result.history if e["EventType"] == 10]

@@ -70,3 +70,15 @@ def test_a_probe_without_verdict_frees_the_slot_for_the_next(
     assert breaker.try_acquire()
     breaker.release()
     assert breaker.try_acquire()
+
+
+def test_it_tells_how_long_until_a_probe_may_go_through(breaker: CircuitBreaker, clock) -> None:
+    assert breaker.seconds_until_probe() == 0
+    for _ in range(3):
+        breaker.record_failure()
+    clock.advance(10)
+    assert breaker.seconds_until_probe() == 20
+    clock.advance(20)
+    assert breaker.seconds_until_probe() == 0
+    assert breaker.try_acquire()  # the probe is in flight: its failure would restart the cooldown
+    assert breaker.seconds_until_probe() == 30

@@ -246,6 +246,7 @@ BAD_SERVERS = [
         {"scheduling_requires_approval": "no"},
         "scheduling_requires_approval: must be true or false, not a string",
     ),
+    ({"idempotent_calls": "yes"}, "idempotent_calls: must be true or false, not a string"),
 ]
 
 
@@ -333,3 +334,15 @@ def test_scheduling_a_conversation_needs_approval_unless_the_server_turns_it_off
     assert "schedule_conversation" in default.tools.require_approval
     assert "schedule_conversation" not in off.tools.require_approval
     assert not_allowed.tools.require_approval == frozenset()
+
+
+def test_a_server_may_declare_that_it_honours_idempotency_keys():
+    [plain, idempotent] = parse(
+        {
+            "mcp_servers": [
+                one_server()["mcp_servers"][0],
+                {**one_server()["mcp_servers"][0], "name": "i", "idempotent_calls": True},
+            ]
+        }
+    )
+    assert (plain.idempotent_calls, idempotent.idempotent_calls) == (False, True)

@@ -1,0 +1,233 @@
+"""The `tool_call` activity with a call whose outcome is unknown (its record says started, no
+result: a crash cut it off) and with a server whose circuit is open, against Azurite and real MCP
+servers on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from agent import activities
+from agent.contracts import ModelStepInput, RunRef, ToolCallInput
+from agent.errors import ToolTransportError
+from agent.loop import OUTCOME_UNKNOWN
+from agent.mcp.config import parse_mcp_servers
+from agent.mcp.pool import McpPool
+from agent.runtime import Runtime, build_runtime
+from agent.settings import Settings
+from agent.transcript import user_message
+from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
+from tests.agent.mcp.conftest import FakeClock
+from tests.support.azurite import AzuriteInstance
+from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from tests.support.mcp_servers import AsgiServer, demo_http_app, http_entry, mcp_servers_json
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
+    sandbox = tmp_path_factory.mktemp("sandbox")
+    with AsgiServer(lambda: demo_http_app(sandbox_dir=sandbox)) as server:
+        yield server
+
+
+@pytest_asyncio.fixture(scope="module")
+async def model() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai() as fake:
+        yield fake
+
+
+def settings(azurite: AzuriteInstance, model: FakeOpenAI, servers: str) -> Settings:
+    return Settings.from_env(
+        {
+            "CONVERSATIONS_STORAGE": azurite.connection_string,
+            "CONVERSATIONS_CONTAINER": "interrupted-calls-test",
+            "AZURE_OPENAI_ENDPOINT": model.base_url,
+            "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
+            "AZURE_OPENAI_API_KEY": model.api_key or "",
+            "MCP_SERVERS": servers,
+        }
+    )
+
+
+@pytest_asyncio.fixture(scope="module")
+async def rt(
+    azurite: AzuriteInstance, model: FakeOpenAI, demo: AsgiServer
+) -> AsyncIterator[Runtime]:
+    servers = mcp_servers_json(
+        http_entry("demo", demo.url()),
+        # The same server, declared to apply a call at most once per idempotency key.
+        http_entry("idem", demo.url(), idempotent_calls=True),
+    )
+    runtime = await build_runtime(settings(azurite, model, servers))
+    yield runtime
+    await runtime.aclose()
+
+
+async def new_run(rt: Runtime) -> RunRef:
+    ref = ConversationRef("user:test", uuid.uuid4().hex)
+    await rt.store.create(ref)
+    run_id = uuid.uuid4().hex
+    turn = await rt.store.begin_turn(ref, run_id)
+    await rt.store.append(ref, user_message(run_id, turn, "hello"))
+    return RunRef(ref.owner, ref.conversation_id, run_id, turn)
+
+
+def ref_of(run: RunRef) -> ConversationRef:
+    return ConversationRef(run.owner, run.conversation_id)
+
+
+async def proposed_call(rt: Runtime, model: FakeOpenAI, tool: str, arguments: dict[str, Any]):
+    """A run whose model step asked for one call of `tool`: (run, call id)."""
+    run = await new_run(rt)
+    model.brain.call_tools((tool, arguments))
+    summary = await activities.model_step(ModelStepInput(run, 1).to_dict(), rt)
+    [call_id] = summary["tool_call_ids"]
+    return run, call_id
+
+
+async def cut_off(rt: Runtime, run: RunRef, call_id: str) -> None:
+    """The state a crash during the call leaves: the record says started, no result."""
+    record = await record_of(rt, run, call_id)
+    await rt.store.mark_tool_call(ref_of(run), record, "started")
+
+
+async def record_of(rt: Runtime, run: RunRef, call_id: str) -> ToolCallRecord:
+    record = await rt.store.get_tool_call(ref_of(run), run.run_id, call_id)
+    assert record is not None
+    return record
+
+
+async def tool_results(rt: Runtime, run: RunRef) -> list[StoredMessage]:
+    return [m for m in await rt.store.read_messages(ref_of(run)) if m.role == "tool"]
+
+
+async def count_now(rt: Runtime, key: str) -> int:
+    """The demo's counter `key` after one more count from outside the app."""
+    outcome = await rt.mcp.call_tool(
+        "demo__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
+    )
+    return int(re.search(r'"count":\s*(\d+)', outcome.text).group(1))
+
+
+async def test_a_cut_off_call_to_a_tool_not_safe_to_repeat_is_deferred_for_a_person_not_sent(
+    rt, model
+):
+    key = uuid.uuid4().hex
+    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    await cut_off(rt, run, call_id)
+    call = ToolCallInput(run, 1, call_id, may_defer=True)
+    summary = await activities.tool_call(call.to_dict(), rt)
+    assert summary == {
+        "call_id": call_id,
+        "is_error": False,
+        "truncated": False,
+        "interrupted": True,
+    }
+    assert (await record_of(rt, run, call_id)).status == "started"  # still undecided
+    assert await tool_results(rt, run) == []
+    assert await count_now(rt, key) == 1  # the activity did not send it
+
+
+async def test_without_leave_to_defer_a_cut_off_call_gets_an_outcome_unknown_result_unsent(
+    rt, model
+):
+    key = uuid.uuid4().hex
+    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    await cut_off(rt, run, call_id)
+    summary = await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt)
+    assert summary["is_error"] and "interrupted" not in summary
+    [result] = await tool_results(rt, run)
+    assert (result.content, result.is_error) == (OUTCOME_UNKNOWN, True)
+    assert (await record_of(rt, run, call_id)).status == "completed"
+    assert await count_now(rt, key) == 1
+
+
+async def test_a_cut_off_call_to_a_read_only_tool_is_sent_again(rt, model):
+    run, call_id = await proposed_call(rt, model, "demo__greet", {"name": "Ada"})
+    await cut_off(rt, run, call_id)
+    call = ToolCallInput(run, 1, call_id, may_defer=True)
+    summary = await activities.tool_call(call.to_dict(), rt)
+    assert summary == {"call_id": call_id, "is_error": False, "truncated": False}
+    [result] = await tool_results(rt, run)
+    assert result.content == "Hello, Ada!"
+
+
+async def test_a_cut_off_call_to_a_server_that_honours_the_key_is_sent_again_with_the_same_key(
+    rt, model
+):
+    key = uuid.uuid4().hex
+    run, call_id = await proposed_call(rt, model, "idem__count_call", {"key": key})
+    # The first send reached the server (which applied it) before the crash cut it off.
+    first = await rt.mcp.call_tool(
+        "idem__count_call", {"key": key}, context={}, idempotency_key=f"{run.run_id}:{call_id}"
+    )
+    await cut_off(rt, run, call_id)
+    await activities.tool_call(ToolCallInput(run, 1, call_id, may_defer=True).to_dict(), rt)
+    [result] = await tool_results(rt, run)
+    assert json.loads(result.content) == {**json.loads(first.text), "replayed": True}
+    assert await count_now(rt, key) == 2  # applied once by the app, once by count_now
+
+
+async def test_a_cut_off_call_a_person_approved_is_sent_again(rt, model):
+    key = uuid.uuid4().hex
+    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    await cut_off(rt, run, call_id)
+    again = ToolCallInput(run, 1, call_id, retry_interrupted=True)
+    assert not (await activities.tool_call(again.to_dict(), rt))["is_error"]
+    [result] = await tool_results(rt, run)
+    assert re.search(r'"count":\s*1\b', result.content)
+
+
+async def test_a_cut_off_call_a_person_declined_gets_the_reason_and_is_not_sent(rt, model):
+    key = uuid.uuid4().hex
+    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    await cut_off(rt, run, call_id)
+    declined = ToolCallInput(run, 1, call_id, rejection=f"{OUTCOME_UNKNOWN} (declined)")
+    assert (await activities.tool_call(declined.to_dict(), rt))["is_error"]
+    [result] = await tool_results(rt, run)
+    assert result.content == f"{OUTCOME_UNKNOWN} (declined)"
+    assert await count_now(rt, key) == 1
+
+
+async def test_a_server_restarted_inside_the_breaker_cooldown_is_waited_for_then_called(
+    azurite: AzuriteInstance, model: FakeOpenAI, tmp_path
+):
+    """The red-team case: the server went down (the breaker opened), came back within a
+    second, and the retry landed inside the cooldown. The call is deferred (the orchestrator
+    waits a durable timer for the cooldown), then succeeds."""
+    clock = FakeClock()
+    with AsgiServer(lambda: demo_http_app(sandbox_dir=tmp_path)) as flaky:
+        servers = mcp_servers_json(http_entry("flaky", flaky.url()))
+        base = await build_runtime(settings(azurite, model, servers))
+        pool = McpPool(
+            parse_mcp_servers(servers), clock=clock, failure_threshold=1, cooldown_seconds=30
+        )
+        rt = replace(base, mcp=pool)
+        try:
+            run, call_id = await proposed_call(rt, model, "flaky__greet", {"name": "Ada"})
+            call = ToolCallInput(run, 1, call_id, may_defer=True)
+            await flaky.astop()
+            with pytest.raises(ToolTransportError):  # Durable retries this attempt
+                await activities.tool_call(call.to_dict(), rt)
+            assert (await record_of(rt, run, call_id)).status == "pending"  # never reached it
+            await flaky.astart()  # back within a second; the breaker is open for 30 s
+
+            deferred = await activities.tool_call(call.to_dict(), rt)
+            assert deferred["retry_after"] == 30.0 and not deferred["is_error"]
+            assert await tool_results(rt, run) == []  # the model is not told "unavailable"
+
+            clock.advance(deferred["retry_after"])  # what the orchestrator's timer waits
+            again = replace(call, may_defer=False)
+            assert not (await activities.tool_call(again.to_dict(), rt))["is_error"]
+            [result] = await tool_results(rt, run)
+            assert result.content == "Hello, Ada!"
+        finally:
+            await pool.aclose()
+            await base.aclose()
