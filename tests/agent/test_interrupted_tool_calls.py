@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
+import anyio
 import pytest
 import pytest_asyncio
+from mcp.server.mcpserver import MCPServer
 
 from agent import activities
 from agent.contracts import ModelStepInput, RunRef, ToolCallInput
-from agent.errors import ToolTransportError
+from agent.errors import ToolTimeout, ToolTransportError
 from agent.loop import OUTCOME_UNKNOWN
 from agent.mcp.config import parse_mcp_servers
 from agent.mcp.pool import McpPool
@@ -34,6 +36,25 @@ from tests.support.mcp_servers import AsgiServer, demo_http_app, http_entry, mcp
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
     sandbox = tmp_path_factory.mktemp("sandbox")
     with AsgiServer(lambda: demo_http_app(sandbox_dir=sandbox)) as server:
+        yield server
+
+
+def slow_app() -> Any:
+    """A server whose one tool acts, slowly, and is not read-only."""
+    server = MCPServer("slow")
+
+    @server.tool()
+    async def slow_write(note: str) -> str:
+        """Write a note, taking longer than the app waits."""
+        await anyio.sleep(30)  # the server's slowness; the test waits on the client's timeout
+        return "written"
+
+    return server.streamable_http_app()
+
+
+@pytest.fixture(scope="module")
+def slow() -> Iterator[AsgiServer]:
+    with AsgiServer(slow_app) as server:
         yield server
 
 
@@ -58,12 +79,13 @@ def settings(azurite: AzuriteInstance, model: FakeOpenAI, servers: str) -> Setti
 
 @pytest_asyncio.fixture(scope="module")
 async def rt(
-    azurite: AzuriteInstance, model: FakeOpenAI, demo: AsgiServer
+    azurite: AzuriteInstance, model: FakeOpenAI, demo: AsgiServer, slow: AsgiServer
 ) -> AsyncIterator[Runtime]:
     servers = mcp_servers_json(
         http_entry("demo", demo.url()),
         # The same server, declared to apply a call at most once per idempotency key.
         http_entry("idem", demo.url(), idempotent_calls=True),
+        http_entry("slow", slow.url(), timeout_seconds=0.5),
     )
     runtime = await build_runtime(settings(azurite, model, servers))
     yield runtime
@@ -194,6 +216,15 @@ async def test_a_cut_off_call_a_person_declined_gets_the_reason_and_is_not_sent(
     [result] = await tool_results(rt, run)
     assert result.content == f"{OUTCOME_UNKNOWN} (declined)"
     assert await count_now(rt, key) == 1
+
+
+async def test_a_call_that_timed_out_keeps_its_outcome_unknown_so_the_retry_defers_it(rt, model):
+    run, call_id = await proposed_call(rt, model, "slow__slow_write", {"note": "x"})
+    call = ToolCallInput(run, 1, call_id, may_defer=True)
+    with pytest.raises(ToolTimeout):  # Durable retries this attempt
+        await activities.tool_call(call.to_dict(), rt)
+    assert (await record_of(rt, run, call_id)).status == "started"
+    assert (await activities.tool_call(call.to_dict(), rt))["interrupted"]
 
 
 async def test_a_server_restarted_inside_the_breaker_cooldown_is_waited_for_then_called(

@@ -1,5 +1,7 @@
 """SIGKILL the local host mid-turn, restart it on the same state: the turn completes with the
-same transcript as a run without the crash, and no completed tool call runs twice.
+same transcript as a run without the crash, and no completed tool call runs twice. A call cut off
+by the kill is sent again only when that is safe (a read-only tool, a server declared
+`idempotent_calls`); otherwise a person decides, and the servers count every execution.
 
 The host runs as a child process (`python -m local_host`); the model server, the MCP server and
 Azurite run here, so they survive the kill and can count what they saw.
@@ -20,7 +22,9 @@ import anyio
 import pytest
 import pytest_asyncio
 from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import ToolAnnotations
 
+from agent.loop import OUTCOME_UNKNOWN
 from local_host.testing import HostProcess, wait_until
 from offline_model.brains import OfflineBrain, ScriptedBrain
 from tests.e2e.test_scheduling import due, signed
@@ -31,11 +35,13 @@ from tests.support.scheduler import WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
-MESSAGE = '/tool ledger__record {"key": "fast"}\n/tool ledger__hold {"key": "slow"}'
+# `idem` is the ledger again, declared to honour idempotency keys (it does not: it counts).
+MESSAGE = '/tool ledger__record {"key": "fast"}\n/tool idem__hold {"key": "slow"}'
 
 
 class Ledger:
-    """An MCP server that counts executions per idempotency key; `hold` blocks until released."""
+    """An MCP server that counts executions per idempotency key, without deduplicating: each
+    call acts. `hold` and `look` (read-only) block until released while `hold_enabled`."""
 
     def __init__(self) -> None:
         self.executions: Counter[str] = Counter()
@@ -58,14 +64,24 @@ class Ledger:
             count(ctx)
             return f"recorded {key}"
 
-        @server.tool()
-        async def hold(key: str, ctx: Context) -> str:
-            """Record an event, slowly."""
+        async def slowly() -> None:
             if self.hold_enabled:
                 self.holding.set()
                 await anyio.to_thread.run_sync(self.release.wait, 30)
+
+        @server.tool()
+        async def hold(key: str, ctx: Context) -> str:
+            """Record an event, slowly."""
+            await slowly()
             count(ctx)
             return f"held {key}"
+
+        @server.tool(annotations=ToolAnnotations(read_only_hint=True))
+        async def look(key: str, ctx: Context) -> str:
+            """Look an event up, slowly (changes nothing)."""
+            await slowly()
+            count(ctx)
+            return f"looked {key} up"
 
         return server.streamable_http_app()
 
@@ -99,7 +115,12 @@ def host_env(azurite: AzuriteInstance, model: FakeOpenAI, mcp_url: str) -> dict[
         MCP_SERVERS=json.dumps(
             {
                 "mcp_servers": [
-                    {"name": "ledger", "transport": {"type": "streamable_http", "url": mcp_url}}
+                    {"name": "ledger", "transport": {"type": "streamable_http", "url": mcp_url}},
+                    {
+                        "name": "idem",
+                        "transport": {"type": "streamable_http", "url": mcp_url},
+                        "idempotent_calls": True,
+                    },
                 ]
             }
         ),
@@ -152,20 +173,17 @@ async def client(
         yield Client(http, host)
 
 
-async def reference_transcript(client: Client) -> list[tuple[Any, ...]]:
-    conversation, run_id = await client.start_turn(MESSAGE)
+async def reference_transcript(client: Client, message: str = MESSAGE) -> list[tuple[Any, ...]]:
+    conversation, run_id = await client.start_turn(message)
     assert (await client.finished(run_id))["status"] == "completed"
     return await client.transcript(conversation)
 
 
-async def test_a_host_killed_during_a_tool_call_resumes_and_runs_no_completed_call_twice(
-    client: Client, ledger
-):
-    state, _ = ledger
-    expected = await reference_transcript(client)
-
+async def kill_during_the_slow_call(client: Client, state: Ledger, message: str):
+    """Start a turn, SIGKILL the host while its slow call runs (after the fast one completed),
+    let the cut-off call finish on the server, restart the host: (conversation, run id)."""
     state.hold_enabled, state.holding, state.release = True, threading.Event(), threading.Event()
-    conversation, run_id = await client.start_turn(MESSAGE)
+    conversation, run_id = await client.start_turn(message)
     await wait_until(state.holding.is_set, within=20, message="the slow tool call started")
 
     async def fast_call_stored() -> bool:
@@ -176,16 +194,66 @@ async def test_a_host_killed_during_a_tool_call_resumes_and_runs_no_completed_ca
     await client.host.wait_exit()
     state.release.set()  # the in-flight call finishes on the server after its caller died
     state.hold_enabled = False
-
     await client.host.start()
+    return conversation, run_id
+
+
+def executions_of(state: Ledger, run_id: str) -> list[int]:
+    """How many times each of the run's calls acted on the server (fast call first)."""
+    keys = sorted(k for k in state.executions if k.startswith(f"{run_id}:"))
+    return [state.executions[k] for k in keys]
+
+
+@pytest.mark.parametrize("slow_call", ["idem__hold", "ledger__look"])
+async def test_a_call_cut_off_by_a_kill_is_sent_again_when_safe_and_no_completed_call_twice(
+    client: Client, ledger, slow_call: str
+):
+    state, _ = ledger
+    message = MESSAGE.replace("idem__hold", slow_call)
+    expected = await reference_transcript(client, message)
+    conversation, run_id = await kill_during_the_slow_call(client, state, message)
+
     assert (await client.finished(run_id))["status"] == "completed"
     assert await client.transcript(conversation) == expected
-    keys = [k for k in state.executions if k.startswith(f"{run_id}:")]
-    assert len(keys) == 2  # one idempotency key per tool call, stable across the restart
-    # The fast call completed before the kill and was not called again. The slow one was in
-    # flight: it is called again after the restart (its result never reached the host) with
-    # the same idempotency key, so a deduplicating server applies it once.
-    assert sorted(state.executions[k] for k in keys) == [1, 2]
+    # One idempotency key per tool call, stable across the restart. The fast call completed
+    # before the kill and was not called again. The slow one was cut off: its server honours
+    # the key (idem) or the tool is read-only (look), so it was sent again, with the same key.
+    assert sorted(executions_of(state, run_id)) == [1, 2]
+
+
+async def waiting_for_a_person(client: Client, run_id: str) -> dict[str, Any]:
+    async def asked() -> dict[str, Any] | None:
+        _, view = await client.call("GET", f"/runs/{run_id}")
+        return view if view["status"] == "waiting_for_approval" else None
+
+    return await wait_until(asked, within=30, message=f"run {run_id} waits for approval")
+
+
+@pytest.mark.parametrize(("approved", "slow_runs"), [(False, 1), (True, 2)])
+async def test_a_cut_off_call_not_safe_to_repeat_is_sent_again_only_if_a_person_approves(
+    client: Client, ledger, approved: bool, slow_runs: int
+):
+    state, _ = ledger
+    message = MESSAGE.replace("idem__hold", "ledger__hold")  # a plain server: not safe
+    conversation, run_id = await kill_during_the_slow_call(client, state, message)
+
+    view = await waiting_for_a_person(client, run_id)
+    [call_id] = view["pending_approvals"]
+    assert view["interrupted_calls"] == [call_id]
+    assert executions_of(state, run_id) == [1, 1]  # nothing sent again while it waits
+    status, _ = await client.call(
+        "POST",
+        f"/runs/{run_id}/approvals",
+        json={"tool_call_id": call_id, "approved": approved},
+    )
+    assert status == 202
+    assert (await client.finished(run_id))["status"] == "completed"
+    assert sorted(executions_of(state, run_id)) == [1, slow_runs]
+    slow_result = [m[1] for m in await client.transcript(conversation) if m[0] == "tool"][-1]
+    if approved:
+        assert slow_result == "held slow"
+    else:  # the model is told the outcome is unknown and that it was not repeated
+        assert slow_result.startswith(OUTCOME_UNKNOWN)
 
 
 async def test_a_host_killed_during_a_model_call_resumes_with_the_same_transcript(
