@@ -206,14 +206,14 @@ def _event_data(raw: Any) -> Any:
     return raw
 
 
-ToolCallsRun = Generator[Any, Any, tuple[tuple[FailedToolCall, ...], list[ToolCallSummary]]]
+ToolCallsRun = Generator[Any, Any, tuple[tuple[FailedToolCall, ...], list[Any]]]
 
 
 def run_tool_calls(
     context: df.DurableOrchestrationContext, calls: list[ToolCallInput]
 ) -> ToolCallsRun:
-    """Run one step's tool calls in parallel; return those that failed for good, and the
-    summaries of the others.
+    """Run one step's tool calls in parallel; return those that failed for good, and what the
+    others returned (left unparsed: version-1 histories recorded results it never read).
 
     `task_all` fails as soon as one child fails, so after a failure each task is awaited on its
     own: the others still finish, and each failure is reported to the model by call id.
@@ -221,13 +221,13 @@ def run_tool_calls(
     tasks = [context.call_activity_with_retry(TOOL_CALL, TOOL_RETRY, c.to_dict()) for c in calls]
     try:
         results = yield context.task_all(tasks)
-        return (), [ToolCallSummary.from_dict(r) for r in results]
+        return (), list(results)
     except Exception:
         pass  # find out which ones failed, below
     failed, done = [], []
     for call, task in zip(calls, tasks, strict=True):
         try:
-            done.append(ToolCallSummary.from_dict((yield task)))
+            done.append((yield task))
         except Exception as exc:
             failed.append(FailedToolCall(call.call_id, failure_reason(exc)))
     return tuple(failed), done
@@ -243,7 +243,8 @@ def run_tool_calls_settling_deferred(
     out an open circuit (a durable timer) or ask a person about a cut-off call, and run them
     again without leave to defer (so an open circuit now reaches the model)."""
     failed, done = yield from run_tool_calls(context, calls)
-    deferred = [summary for summary in done if summary.deferred]
+    summaries = [ToolCallSummary.from_dict(result) for result in done]
+    deferred = [summary for summary in summaries if summary.deferred]
     if not deferred:
         return failed
     again = yield from settle_deferred(context, turn, step, calls, deferred)
