@@ -283,8 +283,11 @@ class CircuitOpen:
 
 async def _cut_off_and_unsafe(rt: Runtime, call: ToolCallInput, record: ToolCallRecord) -> bool:
     """Was this call sent before without a result coming back, and may it not simply be sent
-    again? (A call that will not run anyway, or that a person said to retry, is no question.)"""
-    if record.status != "started" or call.rejection is not None or call.retry_interrupted:
+    again? (A call that will not run anyway, or that a person said to resend once, is no
+    question.)"""
+    if record.status != "started" or call.rejection is not None:
+        return False
+    if call.retry_interrupted and not record.resent:
         return False
     return not await rt.mcp.may_repeat(record.tool_name)
 
@@ -342,7 +345,9 @@ async def _send(
     ref = _conversation(call.run)
 
     async def mark_started() -> None:
-        if record.status != "started":
+        if record.status == "started" and call.retry_interrupted:  # resent on approval
+            await rt.store.mark_tool_call(ref, replace(record, resent=True), "started")
+        elif record.status != "started":
             await rt.store.mark_tool_call(ref, record, "started")
 
     try:

@@ -145,6 +145,9 @@ class ToolCallRecord(Record):
     # crash between "completed" and the transcript append can still append it, without
     # calling the tool again.
     result: dict[str, Any] | None = None
+    # Sent again after being cut off, because a person approved: a second cut-off is not
+    # resent on that approval.
+    resent: bool = False
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:

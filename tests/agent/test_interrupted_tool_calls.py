@@ -207,6 +207,20 @@ async def test_a_cut_off_call_a_person_approved_is_sent_again(rt, model):
     assert re.search(r'"count":\s*1\b', result.content)
 
 
+async def test_a_call_resent_on_approval_and_cut_off_again_is_not_sent_a_third_time(rt, model):
+    key = uuid.uuid4().hex
+    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    await cut_off(rt, run, call_id)
+    record = await record_of(rt, run, call_id)
+    # the state a second crash leaves: resent on the approval, cut off again
+    await rt.store.mark_tool_call(ref_of(run), replace(record, resent=True), "started")
+    again = ToolCallInput(run, 1, call_id, retry_interrupted=True)  # Durable re-runs it
+    assert (await activities.tool_call(again.to_dict(), rt))["is_error"]
+    [result] = await tool_results(rt, run)
+    assert result.content == OUTCOME_UNKNOWN
+    assert await count_now(rt, key) == 1
+
+
 async def test_a_cut_off_call_a_person_declined_gets_the_reason_and_is_not_sent(rt, model):
     key = uuid.uuid4().hex
     run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
