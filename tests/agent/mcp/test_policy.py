@@ -296,3 +296,34 @@ async def test_the_breaker_opens_after_repeated_failures_and_recovers_through_a_
     await own_demo_http.astart()
     assert (await call(pool, "demo__greet", {"name": "back"})).text == "Hello, back!"
     assert pool.status()[0].breaker == "closed"
+
+
+async def test_a_call_refused_for_an_open_circuit_says_how_long_until_a_probe(
+    make_pool: PoolFactory, own_demo_http: AsgiServer, clock: FakeClock
+) -> None:
+    entry = http_entry("demo", own_demo_http.url(), tools={"allow": ["greet"]})
+    listed = await make_pool(entry, clock=clock, failure_threshold=1, cooldown_seconds=30)
+    never_listed = await make_pool(entry, clock=clock, failure_threshold=1, cooldown_seconds=30)
+    assert len(await listed.list_tools()) == 1
+    await own_demo_http.astop()
+    for pool in (listed, never_listed):
+        with pytest.raises(ToolTransportError):  # opens the circuit
+            await call(pool, "demo__greet", {})
+    clock.advance(12)
+    for pool in (listed, never_listed):
+        refused = await call(pool, "demo__greet", {})
+        assert refused.is_error and refused.retry_after == 18
+    await own_demo_http.astart()
+
+
+async def test_read_only_tools_and_idempotent_servers_may_be_repeated_others_not(
+    make_pool: PoolFactory, demo_http: AsgiServer
+) -> None:
+    pool = await make_pool(
+        http_entry("demo", demo_http.url()),
+        http_entry("idem", demo_http.url(), idempotent_calls=True),
+    )
+    assert await pool.may_repeat("demo__greet")  # readOnlyHint: true
+    assert not await pool.may_repeat("demo__count_call")  # changes a counter
+    assert await pool.may_repeat("idem__count_call")  # its server honours the key
+    assert not await pool.may_repeat("demo__no_such_tool")
