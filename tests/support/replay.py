@@ -109,6 +109,9 @@ class ReplayResult:
     episodes: int
     waiting_for_events: frozenset[str] = field(default_factory=frozenset)
     virtual_time: datetime = DEFAULT_START_TIME
+    # Every execution's history of every instance (sub-orchestrations and continue-as-new
+    # included), oldest first: what tests/golden/ records.
+    executions: dict[str, list[list[Event]]] = field(default_factory=dict)
 
     def history_types(self) -> list[str]:
         """Event type names of `history`, handy in assertions."""
@@ -216,6 +219,7 @@ class _Run:
     activity_calls: list[tuple[str, Any]] = field(default_factory=list)
     custom_statuses: list[Any] = field(default_factory=list)
     generations: list[list[Event]] = field(default_factory=list)
+    finished_executions: dict[str, list[list[Event]]] = field(default_factory=dict)
     episodes: int = 0
     last_outcome_events: frozenset[str] = frozenset()
 
@@ -271,8 +275,11 @@ class _Run:
             default_version=self.default_version,
             now=self.clock,
         )
-        if instance_id == root_id and commit.continue_as_new:
-            self.generations.append(self.store.load_history(instance_id) + commit.history)
+        if commit.continue_as_new:
+            finished = self.store.load_history(instance_id) + commit.history
+            self.finished_executions.setdefault(instance_id, []).append(finished)
+            if instance_id == root_id:
+                self.generations.append(finished)
         if instance_id == root_id and commit.outcome is not None:
             self.last_outcome_events = commit.outcome.awaited_events
         record = engine.apply_episode(self.store, commit, self.index, self.clock)
@@ -332,6 +339,13 @@ class _Run:
             if status == RuntimeStatus.RUNNING
             else frozenset(),
             virtual_time=self.clock,
+            executions={
+                instance_id: [
+                    *self.finished_executions.get(instance_id, []),
+                    self.store.load_history(instance_id),
+                ]
+                for instance_id in self.store.instances
+            },
         )
 
 

@@ -1,0 +1,315 @@
+"""Record the golden Durable histories in this folder from runs of the orchestrators as they are.
+
+    .venv/bin/python -m tests.golden.record NAME [NAME ...]   # writes tests/golden/NAME.json
+
+Each scenario starts one orchestration through the local host's engine (tests/support/replay.py,
+the same episodes, replay and history events as `python -m local_host`), unversioned
+(`default_version=""`, as every instance started before host.json named a version), with the
+activities answering exactly what the real activities return (built with the same contract
+classes: `StepSummary`, `ToolCallSummary`, the batch activities' dicts) and approvals raised
+as `POST .../approvals` raises them. Every execution of every instance is written, sub-
+orchestrations and continue-as-new included.
+
+It refuses to overwrite a recording: a golden history records what an older deployment wrote
+into a task hub, and must never be re-recorded or edited to make a test pass. Record a new
+scenario under a new name instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.contracts import (
+    BatchInput,
+    ChatTurnInput,
+    ToolCallSummary,
+    message_id,
+)
+from agent.loop import APPROVAL_EVENT, StepSummary, Usage
+from storage.batches import run_id_of
+from tests.support.app import load_function_app
+from tests.support.replay import ExternalEvent, ReplayDriver, ReplayResult
+
+GOLDEN_DIR = Path(__file__).parent
+FORMAT = 1
+USAGE = Usage(prompt_tokens=812, completion_tokens=64, total_tokens=876)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    description: str
+    orchestrator: str
+    input: dict[str, Any]
+    instance_id: str
+    activities: Callable[[str, Any], Any]
+    events: tuple[ExternalEvent, ...] = field(default=())
+
+
+def turn_input(
+    run_id: str, conversation_id: str = "5f0c2d3a9b8e4f61a7c2d9e0b1f3a4c5"
+) -> dict[str, Any]:
+    # The defaults of agent.settings (AGENT_MAX_STEPS, AGENT_APPROVAL_TIMEOUT_SECONDS).
+    return ChatTurnInput(
+        owner="user:7b1e",
+        conversation_id=conversation_id,
+        run_id=run_id,
+        turn=3,
+        max_steps=10,
+        max_tokens_per_run=50_000,
+        approval_timeout_seconds=3600,
+    ).to_dict()
+
+
+def model_replies(replies: dict[int, Callable[[str], StepSummary]]) -> Callable[[Any], Any]:
+    """model_step answers by step: `replies[step](run_id)`."""
+
+    def answer(data: dict[str, Any]) -> dict[str, Any]:
+        return replies[data["step"]](data["run"]["run_id"]).to_dict()
+
+    return answer
+
+
+def asks_tools(
+    step: int, *ids: str, approvals: tuple[str, ...] = ()
+) -> Callable[[str], StepSummary]:
+    return lambda run_id: StepSummary(
+        "tool_calls",
+        message_id=message_id(run_id, step, 0),
+        tool_call_ids=ids,
+        usage=USAGE,
+        approvals_needed=approvals,
+    )
+
+
+def answers(step: int) -> Callable[[str], StepSummary]:
+    return lambda run_id: StepSummary("final", message_id=message_id(run_id, step, 0), usage=USAGE)
+
+
+def throttled(seconds: float) -> StepSummary:
+    return StepSummary("throttled", retry_after=seconds)
+
+
+def tool_results(failing_once: frozenset[str] = frozenset()) -> Callable[[Any], Any]:
+    """tool_call: a summary per call; calls in `failing_once` raise on their first attempt
+    (a transient MCP failure, which the activity raises so Durable retries it)."""
+    failed: set[str] = set()
+
+    def call(data: dict[str, Any]) -> dict[str, Any]:
+        call_id = data["call_id"]
+        if call_id in failing_once and call_id not in failed:
+            failed.add(call_id)
+            raise ConnectionError(f"MCP server 'files' unreachable for {call_id}: ConnectError")
+        is_error = bool(data.get("rejection"))
+        return ToolCallSummary(call_id, is_error=is_error).to_dict()
+
+    return call
+
+
+def chat_activities(
+    model: Callable[[Any], Any], tools: Callable[[Any], Any] | None = None
+) -> Callable[[str, Any], Any]:
+    tools = tools or tool_results()
+
+    def activities(name: str, data: Any) -> Any:
+        if name == "model_step":
+            return model(data)
+        if name == "tool_call":
+            return tools(data)
+        if name == "finish_turn":
+            return None
+        raise AssertionError(f"unexpected activity {name}")
+
+    return activities
+
+
+def chat_turn_with_tools() -> Scenario:
+    run_id = "9d2f6c1e0b7a4e35a1c8f2d4b6e0a913"
+    model = model_replies({1: asks_tools(1, "call_Qm3vT8", "call_Zr5wK2"), 2: answers(2)})
+    return Scenario(
+        "chat_turn: a model step asks for two tool calls, they run in parallel, the next model "
+        "step answers, finish_turn closes the turn",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        chat_activities(model),
+    )
+
+
+def chat_turn_throttled_and_retried() -> Scenario:
+    run_id = "4c8e2a6f1d3b4a7e9c0f5b2d8a6e1c37"
+    first_step: dict[str, bool] = {}
+
+    def model(data: dict[str, Any]) -> dict[str, Any]:
+        if data["step"] == 1 and not first_step:
+            first_step["throttled"] = True
+            return throttled(30.0).to_dict()  # a 429 with retry-after: a durable timer
+        return model_replies({1: asks_tools(1, "call_Ab12", "call_Cd34"), 2: answers(2)})(data)
+
+    return Scenario(
+        "chat_turn: the first model step is throttled (429 retry-after: a timer), then asks for "
+        "two tool calls of which one fails once and is retried by Durable (a retry timer), then "
+        "the model answers",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        chat_activities(model, tool_results(failing_once=frozenset({"call_Cd34"}))),
+    )
+
+
+def approval_scenario(run_id: str, description: str, events: tuple[ExternalEvent, ...]) -> Scenario:
+    model = model_replies(
+        {1: asks_tools(1, "call_Del9", "call_Lst4", approvals=("call_Del9",)), 2: answers(2)}
+    )
+    return Scenario(
+        description, "chat_turn", turn_input(run_id), run_id, chat_activities(model), events
+    )
+
+
+def approval(call_id: str, approved: bool) -> ExternalEvent:
+    # What POST /api/conversations/{id}/runs/{run_id}/approvals raises.
+    return ExternalEvent(APPROVAL_EVENT, {"tool_call_id": call_id, "approved": approved})
+
+
+def chat_turn_approval_approved() -> Scenario:
+    return approval_scenario(
+        "a1f4c7e20d9b4b68b3e5f1a2c4d6e8f0",
+        "chat_turn: a tool call needs approval; the run waits on the approval event and a timer; "
+        "the user approves; both calls run; the model answers",
+        (approval("call_Del9", True),),
+    )
+
+
+def chat_turn_approval_rejected() -> Scenario:
+    return approval_scenario(
+        "b2e5d8f31ea04c79a4f6e2b3d5c7e9a1",
+        "chat_turn: a tool call needs approval; the user rejects it; it is reported to the "
+        "model as rejected (the tool_call activity records the rejection)",
+        (approval("call_Del9", False),),
+    )
+
+
+def chat_turn_approval_timed_out() -> Scenario:
+    return approval_scenario(
+        "c3f6e9a42fb15d8ab5a7f3c4e6d8fab2",
+        "chat_turn: a tool call needs approval; nobody answers; the approval timer fires after "
+        "approval_timeout_seconds and the call is reported as timed out",
+        (),
+    )
+
+
+def batch_activities() -> Callable[[str, Any], Any]:
+    """The batch activities over a work queue of claims, as storage.batches keeps it: item 1
+    is rejected (its conversation is gone), the others start a chat_turn each."""
+    claims: dict[str, int | None] = {}
+
+    def claim(data: dict[str, Any]) -> int | None:
+        if data["claim_key"] not in claims:
+            taken = {i for i in claims.values() if i is not None}
+            free = [i for i in data["indices"] if i not in taken]
+            claims[data["claim_key"]] = free[0] if free else None
+        return claims[data["claim_key"]]
+
+    chat = chat_activities(model_replies({1: asks_tools(1, "call_Wx7"), 2: answers(2)}))
+
+    def activities(name: str, data: Any) -> Any:
+        if name == "take_batch_item":
+            index = claim(data)
+            if index is None:
+                return {"index": None}
+            if index == 1:
+                return {"index": index, "status": "rejected", "error": "no conversation c-gone"}
+            run_id = run_id_of(data["batch_id"], index)
+            turn = turn_input(run_id, conversation_id=f"conv{index:02d}")
+            return {"index": index, "turn": turn}
+        if name == "claim_batch_item":
+            return {"index": claim(data)}
+        if name == "record_batch_outcome":
+            return None
+        return chat(name, data)
+
+    return activities
+
+
+def scheduled_batch_with_lanes() -> Scenario:
+    batch_id = "sch-20250101-0900-7f3a"
+    plan = BatchInput(batch_id, (0, 1, 2), 2, not_before="2025-01-01T09:00:00+00:00")
+    return Scenario(
+        "scheduled_batch: waits for not_before (a timer), starts two batch_lane sub-"
+        "orchestrations; each lane takes an item, runs its chat_turn sub-orchestration (model, "
+        "tool call, model) or records a rejected item, continues as new, and returns its counts "
+        "once no item is left",
+        "scheduled_batch",
+        plan.to_dict(),
+        batch_id,
+        batch_activities(),
+    )
+
+
+SCENARIOS: dict[str, Callable[[], Scenario]] = {
+    "chat_turn_with_tools": chat_turn_with_tools,
+    "chat_turn_throttled_and_retried": chat_turn_throttled_and_retried,
+    "chat_turn_approval_approved": chat_turn_approval_approved,
+    "chat_turn_approval_rejected": chat_turn_approval_rejected,
+    "chat_turn_approval_timed_out": chat_turn_approval_timed_out,
+    "scheduled_batch_with_lanes": scheduled_batch_with_lanes,
+}
+
+
+def record(name: str) -> dict[str, Any]:
+    scenario = SCENARIOS[name]()
+    driver = ReplayDriver(load_function_app().app, default_version="")
+    result = driver.run(
+        scenario.orchestrator,
+        scenario.input,
+        activities=scenario.activities,
+        events=scenario.events,
+        instance_id=scenario.instance_id,
+    )
+    if result.status != "Completed":
+        raise RuntimeError(f"{name} ended {result.status}: {result.output}")
+    return golden_document(name, scenario, result)
+
+
+def golden_document(name: str, scenario: Scenario, result: ReplayResult) -> dict[str, Any]:
+    order = [result.instance_id, *sorted(i for i in result.executions if i != result.instance_id)]
+    return {
+        "format": FORMAT,
+        "name": name,
+        "description": scenario.description,
+        "recorded_from": "agent/orchestrators.py as on commit c156733 (version 1, unversioned)",
+        "engine": "local_host engine via tests/support/replay.py ReplayDriver(default_version='')",
+        "root_instance_id": result.instance_id,
+        "outcome": {"status": result.status, "output": result.output},
+        "instances": [
+            {
+                "instance_id": instance_id,
+                "name": result.instances[instance_id].name,
+                "executions": result.executions[instance_id],
+            }
+            for instance_id in order
+        ],
+    }
+
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in SCENARIOS]
+    if not names or unknown:
+        print(f"usage: python -m tests.golden.record NAME...; names: {', '.join(SCENARIOS)}")
+        return 2
+    for name in names:
+        path = GOLDEN_DIR / f"{name}.json"
+        if path.exists():
+            print(f"{path} exists: golden histories are never re-recorded; use a new name")
+            return 1
+        path.write_text(json.dumps(record(name), indent=1) + "\n", encoding="utf-8")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
