@@ -11,6 +11,11 @@ continue-as-new included) with the version deployed when it started, and the SDK
 Version 1 is every instance started before versioning existed (no version recorded). The golden
 histories under `tests/golden/` are recorded from older versions and must keep replaying to
 completion.
+
+host.json writes version N as "N.0" (`version_text`): the extension compares versions (for
+`versionMatchStrategy`) as .NET `System.Version` when both parse, which needs at least two parts,
+and otherwise as strings, where "10" sorts before "9". With `CurrentOrOlder` + `Reject`, a worker
+still running the previous deployment leaves a newer version's instances alone for a new worker.
 """
 
 from __future__ import annotations
@@ -20,6 +25,12 @@ from typing import Any
 # The version host.json stamps on new instances (`extensions.durableTask.defaultVersion`).
 CURRENT = 2
 UNVERSIONED = 1  # started before host.json named a version
+
+
+def version_text(version: int) -> str:
+    """How host.json's `defaultVersion` spells `version` ("2.0"), so the extension compares it
+    as a version number."""
+    return f"{version}.0"
 
 
 def version_of(context: Any) -> int:

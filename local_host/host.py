@@ -135,6 +135,7 @@ class LocalHost:
             index=self.index,
             invoker=invoker,
             default_version=host_config.default_version,
+            version_policy=host_config.version_policy,
             max_activities=max_activities,
         )
         frontend = HttpFrontend(

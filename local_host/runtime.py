@@ -24,6 +24,7 @@ from .indexing import AppIndex, FunctionInfo
 from .invocation import FunctionInvoker, run_in_daemon_thread
 from .replay import OrchestratorCall, interpret_orchestrator_result, orchestrator_trigger_datum
 from .store import SqliteStore, SqliteTransaction
+from .versioning import FailureStrategy, VersionPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class DurableRuntime:
         index: AppIndex,
         invoker: FunctionInvoker,
         default_version: str = "",
+        version_policy: VersionPolicy | None = None,
         max_activities: int = DEFAULT_MAX_ACTIVITIES,
         max_orchestrations: int = DEFAULT_MAX_ORCHESTRATIONS,
     ) -> None:
@@ -53,6 +55,9 @@ class DurableRuntime:
         self._index = index
         self._invoker = invoker
         self.default_version = default_version
+        # Without a defaultVersion nothing is compared; with one, CurrentOrOlder + Reject.
+        self._versions = version_policy or VersionPolicy(default_version)
+        self._rejected: set[str] = set()  # instances left for a worker of a newer version
         self._max_activities = max_activities
         self._max_orchestrations = max_orchestrations
         self._orchestration_wake = asyncio.Event()
@@ -175,7 +180,8 @@ class DurableRuntime:
             now = utc_now()
             free = self._max_orchestrations - len(self._episodes)
             if free > 0:
-                for instance_id in self._store.ready_instances(now, set(self._episodes), free):
+                busy = set(self._episodes) | self._rejected
+                for instance_id in self._store.ready_instances(now, busy, free):
                     self._start_task(self._episodes, instance_id, self._run_episode(instance_id))
             due = self._store.next_message_due(now)
             timeout = None if due is None else max(0.0, (due - utc_now()).total_seconds())
@@ -212,6 +218,8 @@ class DurableRuntime:
             snapshot = engine.begin_episode(tx, instance_id, now)
         if snapshot is None:
             return
+        if not self._runs_version_of(snapshot.instance):
+            return
         try:
             commit = await run_in_daemon_thread(
                 engine.run_episode,
@@ -228,6 +236,23 @@ class DurableRuntime:
             self.transact(lambda tx: engine.fail_instance(tx, instance_id, message, utc_now()))
             return
         self.transact(lambda tx: engine.apply_episode(tx, commit, self._index, utc_now()))
+
+    def _runs_version_of(self, record: InstanceRecord) -> bool:
+        """versionMatchStrategy: may this host run `record`? If not, versionFailureStrategy:
+        leave it untouched (Reject) or fail it (Fail)."""
+        if not self._versions.default_version or self._versions.accepts(record.version):
+            return True
+        message = self._versions.mismatch_message(record.version)
+        if self._versions.failure == FailureStrategy.FAIL:
+            self.transact(
+                lambda tx: engine.fail_instance(tx, record.instance_id, message, utc_now())
+            )
+        else:
+            logger.warning(
+                "Leaving instance %s for a newer worker: %s", record.instance_id, message
+            )
+            self._rejected.add(record.instance_id)
+        return False
 
     def _call_orchestrator(
         self, info: FunctionInfo, context_json: str, record: InstanceRecord

@@ -3,7 +3,8 @@
 `Values` become environment variables before the app is imported; a variable that is already
 set wins over the file (Core Tools logs "Skipping '<name>' ... already defined"). `Host.LocalHttpPort`
 gives the default port. From host.json the host honours `extensions.http.routePrefix`,
-`extensions.durableTask.hubName`, `extensions.durableTask.defaultVersion` and
+`extensions.durableTask.hubName`, `extensions.durableTask.defaultVersion` (with
+`versionMatchStrategy` and `versionFailureStrategy`, see `local_host.versioning`) and
 `extensions.durableTask.maxConcurrentActivityFunctions`.
 """
 
@@ -13,11 +14,12 @@ import json
 import logging
 import os
 from collections.abc import MutableMapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import HostSettingsError
+from .versioning import FailureStrategy, MatchStrategy, VersionPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,7 @@ class HostConfig:
     hub_name: str
     default_version: str
     max_concurrent_activities: int | None
+    version_policy: VersionPolicy = field(default_factory=VersionPolicy)
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -114,12 +117,38 @@ def read_host_config(app_dir: Path) -> HostConfig:
         raise HostSettingsError(
             f"{path}: extensions.durableTask.maxConcurrentActivityFunctions must be a positive integer"
         )
+    default_version = str(durable.get("defaultVersion") or "")
     return HostConfig(
         route_prefix=route_prefix.strip("/"),
         hub_name=str(durable.get("hubName") or DEFAULT_HUB_NAME),
-        default_version=str(durable.get("defaultVersion") or ""),
+        default_version=default_version,
         max_concurrent_activities=max_activities,
+        version_policy=_version_policy(path, durable, default_version),
     )
+
+
+def _version_policy(path: Path, durable: dict[str, Any], default_version: str) -> VersionPolicy:
+    match = _strategy(path, durable, "versionMatchStrategy", MatchStrategy)
+    failure = _strategy(path, durable, "versionFailureStrategy", FailureStrategy)
+    return VersionPolicy(
+        default_version,
+        MatchStrategy(match or MatchStrategy.CURRENT_OR_OLDER),
+        FailureStrategy(failure or FailureStrategy.REJECT),
+    )
+
+
+def _strategy(
+    path: Path, durable: dict[str, Any], key: str, kind: type[MatchStrategy] | type[FailureStrategy]
+) -> str | None:
+    """A strategy name, matched case-insensitively as the extension's enum converter does."""
+    raw = durable.get(key)
+    if raw is None:
+        return None
+    by_name = {member.value.lower(): member.value for member in kind}
+    if not isinstance(raw, str) or raw.lower() not in by_name:
+        allowed = ", ".join(by_name.values())
+        raise HostSettingsError(f"{path}: extensions.durableTask.{key} must be one of {allowed}")
+    return by_name[raw.lower()]
 
 
 def _section(path: Path, data: dict[str, Any], name: str) -> dict[str, Any]:
