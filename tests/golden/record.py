@@ -161,6 +161,42 @@ def chat_turn_throttled_and_retried() -> Scenario:
     )
 
 
+def chat_turn_tool_failed_for_good() -> Scenario:
+    run_id = "d4a7f0b53ac26e9bc6b8a4d5f7e9ab03"
+    model = model_replies({1: asks_tools(1, "call_Ok1", "call_Down2"), 2: answers(2)})
+
+    def tools(data: dict[str, Any]) -> dict[str, Any]:
+        if data["call_id"] == "call_Down2":
+            raise ConnectionError("MCP server 'files' unreachable: ConnectError")
+        return ToolCallSummary(data["call_id"], is_error=False).to_dict()
+
+    return Scenario(
+        "chat_turn: one of two parallel tool calls keeps failing; Durable retries it until "
+        "TOOL_RETRY gives up, each call is then awaited on its own and the failure reaches the "
+        "next model step, which answers",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        chat_activities(model, tools),
+    )
+
+
+def chat_turn_model_step_failed() -> Scenario:
+    run_id = "e5b8a1c64bd37fa0d7c9b5e6a8f0bc14"
+
+    def model(data: dict[str, Any]) -> dict[str, Any]:
+        raise TimeoutError("model endpoint: 503 Service Unavailable")
+
+    return Scenario(
+        "chat_turn: the model step keeps failing until MODEL_RETRY gives up; the run fails and "
+        "finish_turn still closes the turn",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        chat_activities(model),
+    )
+
+
 def approval_scenario(run_id: str, description: str, events: tuple[ExternalEvent, ...]) -> Scenario:
     model = model_replies(
         {1: asks_tools(1, "call_Del9", "call_Lst4", approvals=("call_Del9",)), 2: answers(2)}
@@ -235,6 +271,47 @@ def batch_activities() -> Callable[[str, Any], Any]:
     return activities
 
 
+def busy_batch_activities() -> Callable[[str, Any], Any]:
+    """The batch's only item cannot start (its conversation stays busy with another turn)."""
+    claims: dict[str, int | None] = {}
+
+    def claim(data: dict[str, Any]) -> int | None:
+        if data["claim_key"] not in claims:
+            taken = {i for i in claims.values() if i is not None}
+            free = [i for i in data["indices"] if i not in taken]
+            claims[data["claim_key"]] = free[0] if free else None
+        return claims[data["claim_key"]]
+
+    def activities(name: str, data: Any) -> Any:
+        if name == "take_batch_item":
+            index = claim(data)
+            if index is None:
+                return {"index": None}
+            raise RuntimeError(f"conversation conv{index:02d} is busy with another turn")
+        if name == "claim_batch_item":
+            return {"index": claim(data)}
+        if name == "record_batch_outcome":
+            return None
+        raise AssertionError(f"unexpected activity {name}")
+
+    return activities
+
+
+def scheduled_batch_item_could_not_start() -> Scenario:
+    batch_id = "cb-20250101-1200-2b9c"
+    plan = BatchInput(batch_id, (0,), 4)
+    return Scenario(
+        "scheduled_batch: one lane; take_batch_item keeps failing (the conversation is busy) "
+        "until BATCH_ITEM_RETRY gives up; the lane learns which item it claimed "
+        "(claim_batch_item), records it as failed (record_batch_outcome), continues as new, "
+        "and finds no item left",
+        "scheduled_batch",
+        plan.to_dict(),
+        batch_id,
+        busy_batch_activities(),
+    )
+
+
 def scheduled_batch_with_lanes() -> Scenario:
     batch_id = "sch-20250101-0900-7f3a"
     plan = BatchInput(batch_id, (0, 1, 2), 2, not_before="2025-01-01T09:00:00+00:00")
@@ -253,10 +330,13 @@ def scheduled_batch_with_lanes() -> Scenario:
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "chat_turn_with_tools": chat_turn_with_tools,
     "chat_turn_throttled_and_retried": chat_turn_throttled_and_retried,
+    "chat_turn_tool_failed_for_good": chat_turn_tool_failed_for_good,
+    "chat_turn_model_step_failed": chat_turn_model_step_failed,
     "chat_turn_approval_approved": chat_turn_approval_approved,
     "chat_turn_approval_rejected": chat_turn_approval_rejected,
     "chat_turn_approval_timed_out": chat_turn_approval_timed_out,
     "scheduled_batch_with_lanes": scheduled_batch_with_lanes,
+    "scheduled_batch_item_could_not_start": scheduled_batch_item_could_not_start,
 }
 
 
