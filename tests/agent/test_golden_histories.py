@@ -17,6 +17,7 @@ Never edit a golden history to make this pass: gate the change (agent.versions).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,7 +27,15 @@ from typing import Any
 import pytest
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType as T
 
+from agent.contracts import (
+    BatchItemOutcome,
+    ClaimInput,
+    FinishTurnInput,
+    ModelStepInput,
+    ToolCallInput,
+)
 from local_host import engine
+from local_host.activities import decode_activity_input
 from local_host.engine import EpisodeCommit, EpisodeSnapshot, InstanceRecord, Message, ParentRef
 from local_host.history import Event, RuntimeStatus, parse_jtoken, parse_timestamp
 from local_host.indexing import AppIndex, FunctionInfo
@@ -257,6 +266,37 @@ def test_a_run_in_flight_at_a_redeploy_continues_to_its_recorded_outcome(
 ):
     execution, cut = case
     assert_ends_as_recorded(execution, resume_from(execution, cut))
+
+
+# How each activity reads its input (agent/activities.py).
+ACTIVITY_INPUTS: dict[str, Any] = {
+    "model_step": ModelStepInput,
+    "tool_call": ToolCallInput,
+    "finish_turn": FinishTurnInput,
+    "take_batch_item": ClaimInput,
+    "claim_batch_item": ClaimInput,
+    "record_batch_outcome": BatchItemOutcome,
+}
+
+
+def test_an_activity_queued_by_the_old_code_reads_its_input_under_the_current_code():
+    """Activities scheduled before a redeploy run on the new workers with the recorded input."""
+    scheduled = [e for x in EXECUTIONS for e in x.history if e["EventType"] == T.TASK_SCHEDULED]
+    assert {e["Name"] for e in scheduled} == set(ACTIVITY_INPUTS)
+    for event in scheduled:
+        ACTIVITY_INPUTS[event["Name"]].from_dict(decode_activity_input(event["Input"]))
+
+
+def test_golden_histories_are_as_recorded():
+    """Editing a recording to make the replay pass would hide a break of runs in flight: the
+    checksums written when each file was recorded must still match."""
+    sums = dict(
+        reversed(line.split(maxsplit=1))
+        for line in (GOLDEN_DIR / "SHA256SUMS").read_text(encoding="utf-8").splitlines()
+    )
+    assert set(sums) == {path.name for path in GOLDEN_FILES}
+    for path in GOLDEN_FILES:
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sums[path.name], path.name
 
 
 def test_replaying_the_recorded_past_with_other_actions_is_caught_as_non_determinism():

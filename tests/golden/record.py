@@ -17,6 +17,7 @@ scenario under a new name instead.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -387,6 +388,9 @@ def main(names: list[str]) -> int:
             print(f"{path} exists: golden histories are never re-recorded; use a new name")
             return 1
         path.write_text(json.dumps(record(name), indent=1) + "\n", encoding="utf-8")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        with (GOLDEN_DIR / "SHA256SUMS").open("a", encoding="utf-8") as sums:
+            sums.write(f"{digest}  {path.name}\n")
         print(f"wrote {path}")
     return 0
 
