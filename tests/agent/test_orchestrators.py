@@ -13,7 +13,7 @@ import pytest
 from agent.contracts import ChatTurnInput
 from agent.loop import DECLINED_RETRY, NO_RETRY_ANSWER, OUTCOME_UNKNOWN
 from agent.orchestrators import MODEL_RETRY, TOOL_RETRY
-from agent.versions import CURRENT
+from agent.versions import CURRENT, version_text
 from tests.support.app import load_function_app
 from tests.support.replay import ReplayDriver
 
@@ -63,7 +63,7 @@ def script(model_replies: list[Any], tool: Callable[[dict[str, Any]], Any] | Non
 
 
 # Indexes the app once, as the worker does; new instances get the version host.json stamps.
-DRIVER = ReplayDriver(load_function_app().app, default_version=str(CURRENT))
+DRIVER = ReplayDriver(load_function_app().app, default_version=version_text(CURRENT))
 
 
 # Instances started before host.json named a version (version 1): their old path must hold.
