@@ -13,6 +13,7 @@ with the same detail: HTTP routes answer 503 naming the settings, activities fai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -146,24 +147,26 @@ async def build_runtime(config: Settings) -> Runtime:
     await asyncio.to_thread(configure_telemetry, config)
     credential = azure_credential(config.azure_client_id) if _needs_credential(config) else None
     secrets = secret_resolver(config, credential)
-    try:
+    # Until the runtime is built, whatever fails closes what was opened: a failing build (e.g.
+    # while role assignments still spread after a deployment) is retried on every request.
+    async with contextlib.AsyncExitStack() as opened:
+        if credential is not None:
+            opened.push_async_callback(credential.close)
+        opened.push_async_callback(close_resolver, secrets)
         # The model key first: a `{"secret": NAME}` key that cannot be read fails the build
         # before any client is opened.
         model_settings = await resolve_model_key(config.model, secrets)
         container = container_client(
             config.conversations_storage, config.conversations_container, credential
         )
-    except BaseException:
-        await close_resolver(secrets)  # nothing else was opened yet: close what was
-        if credential is not None:
-            await credential.close()
-        raise
-    store = ConversationStore(container)
-    await store.ensure_container()
-    pool = McpPool(
-        parse_mcp_servers(config.mcp_servers_json), secrets=secrets, credential=credential
-    )
-    model = build_model_client(model_settings, credential)
+        opened.push_async_callback(container.close)
+        store = ConversationStore(container)
+        await store.ensure_container()
+        pool = McpPool(
+            parse_mcp_servers(config.mcp_servers_json), secrets=secrets, credential=credential
+        )
+        model = build_model_client(model_settings, credential)
+        opened.pop_all()  # built: the runtime owns them now and closes them in aclose()
     return Runtime(
         config, store, pool, model, container, BatchStore(container), credential, secrets
     )

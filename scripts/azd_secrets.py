@@ -33,9 +33,17 @@ def missing_secrets(environ: Mapping[str, str]) -> dict[str, str]:
     return {name: make() for name, make in makers.items() if not environ.get(name, "").strip()}
 
 
+def store(name: str, value: str) -> None:
+    """`azd env set` the value; a failure names the setting only (CalledProcessError's text
+    would carry the command line, value included, into the azd or CI log)."""
+    done = subprocess.run(["azd", "env", "set", name, value], capture_output=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"azd_secrets: `azd env set {name}` failed (exit {done.returncode})")
+
+
 def main() -> None:
     for name, value in missing_secrets(os.environ).items():
-        subprocess.run(["azd", "env", "set", name, value], check=True, capture_output=True)
+        store(name, value)
         print(f"azd_secrets: generated {name}")
 
 

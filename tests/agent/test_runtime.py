@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import gc
+import warnings
 from collections.abc import Iterator
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 
 from agent import runtime
 from agent.errors import InvalidSettings
 from agent.runtime import build_runtime
 from agent.settings import Settings
-from tests.support.azurite import AzuriteInstance
+from tests.support.azurite import ACCOUNT_KEY, AzuriteInstance
 from tests.support.fake_openai import TEST_API_KEY, TEST_DEPLOYMENT, fake_openai
 
 
@@ -58,3 +62,31 @@ async def test_in_degraded_mode_the_runtime_is_never_built_and_says_what_is_wron
     with pytest.raises(InvalidSettings, match="OPENAI_MODEL"):
         await runtime.runtime()
     assert runtime.current() is None
+
+
+
+async def test_a_runtime_that_fails_to_build_leaves_no_client_open(
+    azurite: AzuriteInstance,
+) -> None:
+    # A wrong account key: Azurite answers 403, as Azure does while a role assignment spreads.
+    wrong_key = base64.b64encode(b"not the account key").decode()
+    connection_string = azurite.connection_string.replace(ACCOUNT_KEY, wrong_key)
+    config = Settings.from_env(
+        {
+            "CONVERSATIONS_STORAGE": connection_string,
+            "CONVERSATIONS_CONTAINER": "runtime-fails",
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+            "OPENAI_MODEL": TEST_DEPLOYMENT,
+            "OPENAI_API_KEY": TEST_API_KEY,
+        }
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        failed = False
+        try:
+            await build_runtime(config)
+        except HttpResponseError:
+            failed = True  # the traceback (and whatever it holds) goes at the end of `except`
+        gc.collect()  # a client left open says so when it is collected
+    assert failed
+    assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
