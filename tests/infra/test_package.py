@@ -45,7 +45,8 @@ def test_the_package_leaves_out_dev_tools_local_state_and_settings(tmp_path: Pat
     rules = read_rules(ROOT / ".funcignore")
     for folder in (".venv", ".venv-infra", "node_modules", "tests", "benchmarks", "local_host",
                    "offline_model", "devstack", "samples", "scripts", "infra", ".git", ".local",
-                   ".azurite", ".azure", "__pycache__", "agent/__pycache__", ".pytest_cache"):  # fmt: skip
+                   ".azurite", ".azure", "__pycache__", "agent/__pycache__", ".pytest_cache",
+                   ".hypothesis", ".mypy_cache", ".vscode"):  # fmt: skip
         assert ignored(rules, folder, True), folder
     for file in ("local.settings.json", "local.settings.example.json", "state.sqlite3",
                  ".local/host.sqlite3-wal", "agent/x.pyc", "requirements-dev.txt",
