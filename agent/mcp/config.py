@@ -13,6 +13,16 @@
 Parsing is strict: an unknown key, a wrong type or a bad value fails with a `SettingsError` that
 names `MCP_SERVERS` and the place (`mcp_servers[0].auth.api_key`). Secret values are never read
 here: `{"secret": NAME}` stays a reference, resolved at connect time through a `SecretResolver`.
+
+The seed documents' shape is accepted too and normalised here into the same typed config, so
+nothing downstream knows which shape was written:
+
+    {"mcp": {"mcp_servers": [{"name": "Scheduler",
+                              "transport": {"type": "http", "url": "https://host/mcp",
+                                            "auth": {"client_id": "...", "api_key": "..."}}}]}}
+
+`auth` inside `transport` takes the seeds' keys (`client_id` + `api_key`, or
+`use_managed_identity: true` with a `scope`); one server giving `auth` in both places is refused.
 """
 
 from __future__ import annotations
@@ -453,6 +463,123 @@ SERVER_KEYS = {
 SCHEDULING_TOOL = "schedule_conversation"
 
 
+# --- the seeds' shape ------------------------------------------------------------------------
+# The seed documents wrap the list as {"mcp": {"mcp_servers": [...]}} and put a typeless `auth`
+# inside `transport`. Each of their keys maps onto ours or is refused naming it: none is dropped.
+SEED_WRAPPER = "mcp"
+SEED_AUTH_KEYS = {"client_id", "api_key", "use_managed_identity", "scope"}
+# Blocks that sit beside `mcp` in the seeds' config.json: app settings here, so they are refused
+# with what to set instead (a second source for the model or Key Vault would disagree with them).
+SEED_APP_BLOCKS = {
+    "model": "the model is set by app settings here: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_DEPLOYMENT "
+    "(model_id), AZURE_OPENAI_API_VERSION, AZURE_OPENAI_API_KEY (none: managed identity), "
+    "MODEL_TEMPERATURE; remove the block",
+    "azure": "these are app settings here: key_vault_name -> KEYVAULT_URI "
+    "(https://<name>.vault.azure.net), application_insights_connection_string -> "
+    "APPLICATIONINSIGHTS_CONNECTION_STRING, use_managed_identity -> on whenever no key is set "
+    "(AZURE_CLIENT_ID picks a user-assigned identity); remove the block",
+}
+# The seeds ask for an Azure Resource Manager token and send it to the MCP server: a token that
+# server could replay against ARM, acting on Azure as this app. So the audience must be named.
+SEED_MANAGED_IDENTITY_SCOPE = "https://management.azure.com/.default"
+
+
+def _server_list(document: dict[str, Any]) -> tuple[Any, str]:
+    """The servers array and where it sits: `mcp_servers`, or the seeds' `mcp.mcp_servers`."""
+    blocks = sorted(set(document) & set(SEED_APP_BLOCKS))
+    if blocks:
+        raise _fail(
+            "the top level",
+            "; ".join(f"'{b}' is not read from {SETTING}: {SEED_APP_BLOCKS[b]}" for b in blocks),
+        )
+    if SEED_WRAPPER not in document:
+        _only_keys(document, "the top level", {"mcp_servers"})
+        return _required(document, "mcp_servers", "the top level"), "mcp_servers"
+    if "mcp_servers" in document:
+        raise _fail(
+            "the top level",
+            "gives 'mcp_servers' both at the top level and inside 'mcp' (the seeds' wrapper); "
+            "keep one list",
+        )
+    _only_keys(document, "the top level", {SEED_WRAPPER})
+    wrapper = _object(document[SEED_WRAPPER], SEED_WRAPPER)
+    _only_keys(wrapper, SEED_WRAPPER, {"mcp_servers"})
+    return _required(wrapper, "mcp_servers", SEED_WRAPPER), "mcp.mcp_servers"
+
+
+def _parse_seed_auth(value: Any, where: str) -> Auth:
+    """The seeds' `transport.auth`: `client_id` + `api_key`, or `use_managed_identity: true`."""
+    spec = _object(value, where)
+    if "type" in spec:
+        raise _fail(
+            where,
+            "mixes the two shapes: an auth with a 'type' goes beside 'transport' as 'auth'; "
+            "inside 'transport' write the seeds' keys (client_id, api_key, use_managed_identity)",
+        )
+    _only_keys(spec, where, SEED_AUTH_KEYS)
+    if _flag(spec.get("use_managed_identity"), f"{where}.use_managed_identity"):
+        return _seed_managed_identity(spec, where)
+    if "scope" in spec:
+        raise _fail(f"{where}.scope", "applies only with use_managed_identity: true")
+    if "api_key" in spec:
+        client_id = spec.get("client_id")
+        return ApiKeyAuth(
+            api_key=_secret(spec["api_key"], f"{where}.api_key"),
+            client_id=None if client_id is None else _secret(client_id, f"{where}.client_id"),
+        )
+    if "client_id" in spec:
+        raise _fail(where, "has 'client_id' without 'api_key'")
+    return NoAuth()
+
+
+def _seed_managed_identity(spec: dict[str, Any], where: str) -> ManagedIdentityAuth:
+    both = sorted({"client_id", "api_key"} & set(spec))
+    if both:
+        # The seeds choose between the two at run time (USE_AZURE_SERVICES); here one is chosen.
+        raise _fail(
+            where,
+            f"has use_managed_identity: true and {', '.join(both)}; keep one way to authenticate",
+        )
+    if "scope" not in spec:
+        raise _fail(
+            where,
+            "use_managed_identity needs a 'scope': the token audience of the MCP server, usually "
+            "its app ID URI + '/.default' (e.g. 'api://<client-id>/.default'). The seeds ask for "
+            f"{SEED_MANAGED_IDENTITY_SCOPE}, an Azure Resource Manager token the server could use "
+            "to act on your Azure resources as this app; it is sent only if you set that scope",
+        )
+    return ManagedIdentityAuth(_text(spec["scope"], f"{where}.scope"))
+
+
+def _parse_server_auth(spec: dict[str, Any], where: str) -> tuple[Auth, str]:
+    """The server's auth, from `auth` (ours) or `transport.auth` (the seeds'), never both."""
+    transport = spec.get("transport")
+    if not isinstance(transport, dict) or "auth" not in transport:
+        outer = spec.get("auth")
+        if isinstance(outer, dict) and "type" not in outer and set(outer) & SEED_AUTH_KEYS:
+            raise _fail(
+                f"{where}.auth",
+                "mixes the two shapes: the seeds' keys (client_id, api_key, "
+                "use_managed_identity) go inside 'transport' as 'auth'; beside 'transport' "
+                "write this app's auth with a 'type'",
+            )
+        return _parse_auth(outer, f"{where}.auth"), f"{where}.auth"
+    if "auth" in spec:
+        raise _fail(
+            where,
+            "gives 'auth' both beside 'transport' (this app's shape) and inside it (the seeds' "
+            "shape); keep one",
+        )
+    return _parse_seed_auth(transport["auth"], f"{where}.transport.auth"), f"{where}.transport.auth"
+
+
+def _without_auth(transport: Any) -> Any:
+    """The transport spec without the seeds' `auth` (parsed on its own)."""
+    if isinstance(transport, dict):
+        return {key: value for key, value in transport.items() if key != "auth"}
+    return transport
+
+
 def _parse_server(value: Any, where: str) -> McpServerConfig:
     spec = _object(value, where)
     name = spec.get("name")
@@ -462,11 +589,13 @@ def _parse_server(value: Any, where: str) -> McpServerConfig:
     name = _text(_required(spec, "name", where), f"{where}.name")
     if not SERVER_NAME_PATTERN.match(name):
         raise _fail(f"{where}.name", "must be 1-40 characters from a-z, A-Z, 0-9, '_' and '-'")
-    transport = _parse_transport(_required(spec, "transport", where), f"{where}.transport")
-    auth = _parse_auth(spec.get("auth"), f"{where}.auth")
+    transport = _parse_transport(
+        _without_auth(_required(spec, "transport", where)), f"{where}.transport"
+    )
+    auth, auth_where = _parse_server_auth(spec, where)
     if isinstance(transport, StdioTransport) and not isinstance(auth, NoAuth):
         raise _fail(
-            f"{where}.auth",
+            auth_where,
             "applies to HTTP transports; give a stdio server its credentials in transport.env",
         )
     tools = _scheduling_approval(
@@ -541,15 +670,14 @@ def parse_mcp_servers(raw: str | None) -> tuple[McpServerConfig, ...]:
     if raw is None or not raw.strip():
         return ()
     document = _object(_read_json(raw), "the top level")
-    _only_keys(document, "the top level", {"mcp_servers"})
-    servers = _required(document, "mcp_servers", "the top level")
+    servers, where = _server_list(document)
     if not isinstance(servers, list):
-        raise _fail("mcp_servers", f"must be an array, not {_json_type(servers)}")
-    configs = tuple(_parse_server(item, f"mcp_servers[{i}]") for i, item in enumerate(servers))
+        raise _fail(where, f"must be an array, not {_json_type(servers)}")
+    configs = tuple(_parse_server(item, f"{where}[{i}]") for i, item in enumerate(servers))
     seen: set[str] = set()
     for index, config in enumerate(configs):
         if config.name in seen:
-            raise _fail(f"mcp_servers[{index}].name", f"{config.name!r} is used by another server")
+            raise _fail(f"{where}[{index}].name", f"{config.name!r} is used by another server")
         seen.add(config.name)
     return configs
 
