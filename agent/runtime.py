@@ -177,6 +177,14 @@ def _needs_credential(config: Settings) -> bool:
     return (
         config.storage_uses_account_url
         or (model.kind == "azure" and model.api_key is None and model.api_key_secret is None)
-        or '"managed_identity"' in config.mcp_servers_json
+        or _mcp_uses_managed_identity(config)
         or config.keyvault_uri is not None
     )
+
+
+def _mcp_uses_managed_identity(config: Settings) -> bool:
+    # From the parsed servers, not the JSON text: the seeds' shape says `use_managed_identity`.
+    from agent.mcp.config import ManagedIdentityAuth, parse_mcp_servers
+
+    servers = parse_mcp_servers(config.mcp_servers_json)
+    return any(isinstance(server.auth, ManagedIdentityAuth) for server in servers)

@@ -5,8 +5,10 @@ App Service and Functions expose (IDENTITY_ENDPOINT + IDENTITY_HEADER), served o
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +16,11 @@ import pytest_asyncio
 from aiohttp import web
 
 from agent.credentials import azure_credential
+from agent.runtime import build_runtime
 from agent.settings import Settings
 from agent.telemetry import azure_monitor_options
+from tests.support.azurite import AzuriteInstance
+from tests.support.mcp_servers import AsgiServer, BearerCheck, demo_http_app
 
 APP_IDENTITY = "5b0f6a5e-1c7a-4d1e-9a51-3f0b8e2d4c11"
 OTHER_IDENTITY = "00000000-0000-0000-0000-0000000000bb"
@@ -121,3 +126,32 @@ async def test_entra_auth_without_a_client_id_uses_the_apps_user_assigned_identi
 
 def test_without_entra_auth_the_exporter_gets_no_credential() -> None:
     assert "credential" not in azure_monitor_options(settings())
+
+
+async def test_a_seed_shaped_managed_identity_server_gets_the_apps_token_for_its_scope(
+    endpoint: IdentityEndpoint, azurite: AzuriteInstance, tmp_path: Path
+) -> None:
+    # The seeds write `use_managed_identity: true` inside `transport`: the runtime must still
+    # build the app's credential for it (it used to look for "managed_identity" in the JSON).
+    check = BearerCheck(valid={"t"})  # the token the identity endpoint hands out
+    with AsgiServer(lambda: check.wrap(demo_http_app(tmp_path))) as server:
+        auth = {"use_managed_identity": True, "scope": "api://scheduler-app/.default"}
+        transport = {"type": "http", "url": server.url(), "auth": auth}
+        servers = {"mcp": {"mcp_servers": [{"name": "Scheduler", "transport": transport}]}}
+        config = Settings.from_env(
+            {
+                "CONVERSATIONS_STORAGE": azurite.connection_string,
+                "CONVERSATIONS_CONTAINER": "seed-identity",
+                "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",  # never called: keyed, no credential
+                "OPENAI_API_KEY": "k",
+                "OPENAI_MODEL": "m",
+                "MCP_SERVERS": json.dumps(servers),
+            }
+        )
+        rt = await build_runtime(config)
+        try:
+            tools = await rt.mcp.list_tools()
+        finally:
+            await rt.aclose()
+    assert tools and check.seen and set(check.seen) == {"t"}
+    assert [asked["resource"] for asked in endpoint.asked] == ["api://scheduler-app"]
