@@ -96,6 +96,8 @@ def check_settings() -> Settings | None:
         )
         return None
     config = settings()
+    for notice in config.notices:
+        log.warning("settings: %s", notice)
     if config.trusts_client_principal_headers:
         # On Azure this is a settings problem (above); locally it is allowed, and said.
         log.warning(

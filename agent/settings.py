@@ -66,6 +66,9 @@ AZURE_ONLY_SETTINGS = (
     AUTH_ENABLED,
 )
 KEYVAULT_REFERENCE_PREFIX = "@Microsoft.KeyVault("
+# The seed documents' names for settings named otherwise here: read when ours is unset. When
+# both are set ours wins, and `Settings.notices` says so (logged once at startup).
+SETTING_ALIASES = {"AZURE_OPENAI_DEPLOYMENT": "AZURE_OPENAI_DEPLOYMENT_NAME"}
 _GUID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 
@@ -135,6 +138,9 @@ class Settings:
     azure_client_id: str | None = None
     on_azure: bool = False  # WEBSITE_SITE_NAME or WEBSITE_INSTANCE_ID is set
     app_service_auth: bool = False  # WEBSITE_AUTH_ENABLED: App Service Authentication is on
+    # What an operator should know but that does not stop the app (e.g. a seed alias set beside
+    # our name); `runtime.check_settings` logs each once at startup. Names, never values.
+    notices: tuple[str, ...] = ()
 
     @property
     def storage_uses_account_url(self) -> bool:
@@ -166,6 +172,7 @@ class _Reader:
     def __init__(self, env: Mapping[str, str]) -> None:
         self._env = env
         self._problems: dict[str, SettingsError] = {}  # the first problem of each setting
+        self.notices: list[str] = []
 
     def fail(self, name: str, problem: str) -> None:
         self._problems.setdefault(name, SettingsError(name, problem))
@@ -197,6 +204,19 @@ class _Reader:
             )
             return default
         return value.strip()
+
+    def aliased(self, name: str) -> str | None:
+        """`name`, else its seed alias (SETTING_ALIASES); when both are set ours wins, noted."""
+        ours = self.text(name)
+        alias = SETTING_ALIASES[name]
+        theirs = self.text(alias)
+        if ours is not None and theirs is not None:
+            differ = "" if ours == theirs else " (their values differ)"
+            self.notices.append(
+                f"{alias} (the seeds' name) is ignored because {name} is set too{differ}; "
+                f"{name} is used: remove one"
+            )
+        return ours if ours is not None else theirs
 
     def required(self, name: str, why: str = "") -> str:
         value = self.text(name)
@@ -286,6 +306,7 @@ def _parse(read: _Reader) -> Settings:
         azure_client_id=client_id,
         on_azure=on_azure,
         app_service_auth=app_service_auth,
+        notices=tuple(read.notices),  # last: the arguments above add to them
     )
     read.raise_problems()
     return settings
@@ -430,7 +451,7 @@ def _model(read: _Reader) -> ModelSettings:
         return ModelSettings(
             kind="azure",
             endpoint=read.url("AZURE_OPENAI_ENDPOINT", required=True) or "",
-            model=read.required("AZURE_OPENAI_DEPLOYMENT", "the Azure OpenAI deployment name"),
+            model=_deployment(read),
             api_version=read.text("AZURE_OPENAI_API_VERSION", DEFAULT_AZURE_OPENAI_API_VERSION),
             api_key=key,
             api_key_secret=key_secret,
@@ -453,6 +474,18 @@ def _model(read: _Reader) -> ModelSettings:
         "or OPENAI_BASE_URL (+ OPENAI_MODEL)",
     )
     return ModelSettings("azure", "", "", None, None, **options)
+
+
+def _deployment(read: _Reader) -> str:
+    value = read.aliased("AZURE_OPENAI_DEPLOYMENT")
+    if value is None:
+        read.fail(
+            "AZURE_OPENAI_DEPLOYMENT",
+            "is required (the Azure OpenAI deployment name; the seeds' "
+            f"{SETTING_ALIASES['AZURE_OPENAI_DEPLOYMENT']} is read too)",
+        )
+        return ""
+    return value
 
 
 def _api_key(read: _Reader, name: str) -> tuple[Secret | None, str | None]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import gc
+import logging
 import warnings
 from collections.abc import Iterator
 
@@ -64,7 +65,6 @@ async def test_in_degraded_mode_the_runtime_is_never_built_and_says_what_is_wron
     assert runtime.current() is None
 
 
-
 async def test_a_runtime_that_fails_to_build_leaves_no_client_open(
     azurite: AzuriteInstance,
 ) -> None:
@@ -90,3 +90,22 @@ async def test_a_runtime_that_fails_to_build_leaves_no_client_open(
         gc.collect()  # a client left open says so when it is collected
     assert failed
     assert [str(w.message) for w in caught if "nclosed" in str(w.message)] == []
+
+
+def test_a_seed_alias_set_beside_our_setting_is_warned_about_once_at_startup(
+    fresh_settings: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fresh_settings.setenv("AzureWebJobsStorage", "UseDevelopmentStorage=true")
+    fresh_settings.setenv("AZURE_OPENAI_ENDPOINT", "https://example.openai.azure.com")
+    fresh_settings.setenv("AZURE_OPENAI_DEPLOYMENT", "ours")
+    fresh_settings.setenv("AZURE_OPENAI_DEPLOYMENT_NAME", "theirs")
+    fresh_settings.delenv("OPENAI_BASE_URL", raising=False)
+    fresh_settings.delenv("MCP_SERVERS", raising=False)
+    caplog.set_level(logging.WARNING, logger="agent.runtime")
+
+    config = runtime.check_settings()
+    runtime.settings()  # later reads are quiet: the warning belongs to startup
+
+    assert config is not None and config.model.model == "ours"
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "AZURE_OPENAI_DEPLOYMENT_NAME" in said[0]

@@ -300,3 +300,51 @@ def test_a_malformed_appinsights_connection_string_is_named_at_startup_without_i
         settings(APPLICATIONINSIGHTS_CONNECTION_STRING="https://dc.services.visualstudio.com")
     assert caught.value.names == ("APPLICATIONINSIGHTS_CONNECTION_STRING",)
     assert "visualstudio" not in str(caught.value)
+
+
+# --- the seeds' setting names ----------------------------------------------------------------
+
+
+def without_deployment(**values: str) -> Settings:
+    env = {key: value for key, value in BASE.items() if key != "AZURE_OPENAI_DEPLOYMENT"}
+    return Settings.from_env({**env, **values})
+
+
+def test_the_seeds_deployment_name_setting_is_read_when_ours_is_unset():
+    s = without_deployment(AZURE_OPENAI_DEPLOYMENT_NAME="seed-deployment")
+    assert s.model.model == "seed-deployment"
+    assert s.notices == ()
+
+
+def test_our_deployment_setting_wins_over_the_seeds_and_says_so_by_name_only():
+    s = settings(AZURE_OPENAI_DEPLOYMENT_NAME="seed-deployment")
+    assert s.model.model == "gpt-4o"
+    [notice] = s.notices
+    assert "AZURE_OPENAI_DEPLOYMENT_NAME (the seeds' name) is ignored" in notice
+    assert "their values differ" in notice
+    assert "gpt-4o" not in notice and "seed-deployment" not in notice
+
+
+def test_without_either_deployment_setting_the_problem_names_ours_and_the_alias():
+    with pytest.raises(InvalidSettings) as caught:
+        without_deployment(AZURE_OPENAI_DEPLOYMENT_NAME=" ")
+    assert caught.value.names == ("AZURE_OPENAI_DEPLOYMENT",)
+    assert "AZURE_OPENAI_DEPLOYMENT_NAME is read too" in str(caught.value)
+
+
+def test_an_unresolved_key_vault_reference_in_the_alias_is_named_as_the_alias():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/dep/)"
+    with pytest.raises(InvalidSettings) as caught:
+        without_deployment(AZURE_OPENAI_DEPLOYMENT_NAME=reference)
+    assert "AZURE_OPENAI_DEPLOYMENT_NAME" in caught.value.names
+
+
+def test_the_readme_settings_table_documents_every_seed_alias():
+    from pathlib import Path
+
+    from agent.settings import SETTING_ALIASES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    table = [line for line in readme.splitlines() if line.startswith("|")]
+    for ours, alias in SETTING_ALIASES.items():
+        assert any(f"`{alias}`" in row and f"`{ours}`" in row for row in table), alias
