@@ -209,14 +209,13 @@ class _Reader:
         """`name`, else its seed alias (SETTING_ALIASES); when both are set ours wins, noted."""
         ours = self.text(name)
         alias = SETTING_ALIASES[name]
-        theirs = self.text(alias)
-        if ours is not None and theirs is not None:
-            differ = "" if ours == theirs else " (their values differ)"
+        if ours is None:
+            return self.text(alias)
+        if (self._env.get(alias) or "").strip():  # not parsed: an ignored value cannot be wrong
             self.notices.append(
-                f"{alias} (the seeds' name) is ignored because {name} is set too{differ}; "
-                f"{name} is used: remove one"
+                f"{alias} (the seeds' name) is ignored because {name} is set too; remove one"
             )
-        return ours if ours is not None else theirs
+        return ours
 
     def required(self, name: str, why: str = "") -> str:
         value = self.text(name)

@@ -321,8 +321,13 @@ def test_our_deployment_setting_wins_over_the_seeds_and_says_so_by_name_only():
     assert s.model.model == "gpt-4o"
     [notice] = s.notices
     assert "AZURE_OPENAI_DEPLOYMENT_NAME (the seeds' name) is ignored" in notice
-    assert "their values differ" in notice
     assert "gpt-4o" not in notice and "seed-deployment" not in notice
+
+
+def test_an_ignored_alias_is_not_parsed_so_it_cannot_stop_the_app():
+    reference = "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/dep/)"
+    s = settings(AZURE_OPENAI_DEPLOYMENT_NAME=reference)
+    assert s.model.model == "gpt-4o" and len(s.notices) == 1
 
 
 def test_without_either_deployment_setting_the_problem_names_ours_and_the_alias():
