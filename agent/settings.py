@@ -523,9 +523,9 @@ def _mcp_servers(read: _Reader) -> str:
         raise SettingsError(
             "MCP_SERVERS", f"is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None
-    from agent.mcp.config import parse_mcp_servers  # stdlib only; checked now, not at first use
+    from agent.mcp.config import config_notices  # stdlib only; checked now, not at first use
 
-    parse_mcp_servers(raw)
+    read.notices.extend(config_notices(raw))  # parses every server: a bad one raises here
     return raw
 
 

@@ -468,30 +468,26 @@ SCHEDULING_TOOL = "schedule_conversation"
 # inside `transport`. Each of their keys maps onto ours or is refused naming it: none is dropped.
 SEED_WRAPPER = "mcp"
 SEED_AUTH_KEYS = {"client_id", "api_key", "use_managed_identity", "scope"}
-# Blocks that sit beside `mcp` in the seeds' config.json: app settings here, so they are refused
-# with what to set instead (a second source for the model or Key Vault would disagree with them).
+# Blocks that sit beside `mcp` in the seeds' config.json: app settings here. They are accepted
+# (the seeds' file parses as written) but not read, and startup says so once with what to set
+# instead (`config_notices`): a second source for the model or Key Vault would disagree.
 SEED_APP_BLOCKS = {
     "model": "the model is set by app settings here: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_DEPLOYMENT "
     "(model_id), AZURE_OPENAI_API_VERSION, AZURE_OPENAI_API_KEY (none: managed identity), "
-    "MODEL_TEMPERATURE; remove the block",
+    "MODEL_TEMPERATURE",
     "azure": "these are app settings here: key_vault_name -> KEYVAULT_URI "
     "(https://<name>.vault.azure.net), application_insights_connection_string -> "
     "APPLICATIONINSIGHTS_CONNECTION_STRING, use_managed_identity -> on whenever no key is set "
-    "(AZURE_CLIENT_ID picks a user-assigned identity); remove the block",
+    "(AZURE_CLIENT_ID picks a user-assigned identity)",
 }
-# The seeds ask for an Azure Resource Manager token and send it to the MCP server: a token that
-# server could replay against ARM, acting on Azure as this app. So the audience must be named.
+# The seeds' scope rule: `use_managed_identity` sends an Azure Resource Manager token. That is
+# what a seed user's server expects, so it is the default; but the server could replay the token
+# against ARM, acting on Azure as this app, so startup warns and names the fix (`scope`).
 SEED_MANAGED_IDENTITY_SCOPE = "https://management.azure.com/.default"
 
 
 def _server_list(document: dict[str, Any]) -> tuple[Any, str]:
     """The servers array and where it sits: `mcp_servers`, or the seeds' `mcp.mcp_servers`."""
-    blocks = sorted(set(document) & set(SEED_APP_BLOCKS))
-    if blocks:
-        raise _fail(
-            "the top level",
-            "; ".join(f"'{b}' is not read from {SETTING}: {SEED_APP_BLOCKS[b]}" for b in blocks),
-        )
     if SEED_WRAPPER not in document:
         _only_keys(document, "the top level", {"mcp_servers"})
         return _required(document, "mcp_servers", "the top level"), "mcp_servers"
@@ -501,7 +497,7 @@ def _server_list(document: dict[str, Any]) -> tuple[Any, str]:
             "gives 'mcp_servers' both at the top level and inside 'mcp' (the seeds' wrapper); "
             "keep one list",
         )
-    _only_keys(document, "the top level", {SEED_WRAPPER})
+    _only_keys(document, "the top level", {SEED_WRAPPER, *SEED_APP_BLOCKS})
     wrapper = _object(document[SEED_WRAPPER], SEED_WRAPPER)
     _only_keys(wrapper, SEED_WRAPPER, {"mcp_servers"})
     return _required(wrapper, "mcp_servers", SEED_WRAPPER), "mcp.mcp_servers"
@@ -540,15 +536,8 @@ def _seed_managed_identity(spec: dict[str, Any], where: str) -> ManagedIdentityA
             where,
             f"has use_managed_identity: true and {', '.join(both)}; keep one way to authenticate",
         )
-    if "scope" not in spec:
-        raise _fail(
-            where,
-            "use_managed_identity needs a 'scope': the token audience of the MCP server, usually "
-            "its app ID URI + '/.default' (e.g. 'api://<client-id>/.default'). The seeds ask for "
-            f"{SEED_MANAGED_IDENTITY_SCOPE}, an Azure Resource Manager token the server could use "
-            "to act on your Azure resources as this app; it is sent only if you set that scope",
-        )
-    return ManagedIdentityAuth(_text(spec["scope"], f"{where}.scope"))
+    scope = spec.get("scope", SEED_MANAGED_IDENTITY_SCOPE)  # the seeds' rule, warned at startup
+    return ManagedIdentityAuth(_text(scope, f"{where}.scope"))
 
 
 def _parse_server_auth(spec: dict[str, Any], where: str) -> tuple[Auth, str]:
@@ -680,6 +669,27 @@ def parse_mcp_servers(raw: str | None) -> tuple[McpServerConfig, ...]:
             raise _fail(f"{where}[{index}].name", f"{config.name!r} is used by another server")
         seen.add(config.name)
     return configs
+
+
+def config_notices(raw: str | None) -> tuple[str, ...]:
+    """What startup says once about a valid `MCP_SERVERS`: the seeds' blocks it does not read,
+    and servers sent an Azure Resource Manager token (the seeds' scope)."""
+    if raw is None or not raw.strip():
+        return ()
+    document = _object(_read_json(raw), "the top level")
+    notices = [
+        f"{SETTING}: '{block}' is not read: {SEED_APP_BLOCKS[block]}"
+        for block in sorted(set(document) & set(SEED_APP_BLOCKS))
+    ]
+    notices += [
+        f"{SETTING}: server {config.name!r} is sent an Azure Resource Manager token "
+        f"({SEED_MANAGED_IDENTITY_SCOPE}, the seeds' scope), which it could use to act on Azure "
+        "as this app; set its transport.auth.scope to the server's own audience "
+        "(e.g. 'api://<client-id>/.default')"
+        for config in parse_mcp_servers(raw)
+        if config.auth == ManagedIdentityAuth(SEED_MANAGED_IDENTITY_SCOPE)
+    ]
+    return tuple(notices)
 
 
 def load_mcp_servers(environ: Mapping[str, str] | None = None) -> tuple[McpServerConfig, ...]:

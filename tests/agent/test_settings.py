@@ -353,3 +353,23 @@ def test_the_readme_settings_table_documents_every_seed_alias():
     table = [line for line in readme.splitlines() if line.startswith("|")]
     for ours, alias in SETTING_ALIASES.items():
         assert any(f"`{alias}`" in row and f"`{ours}`" in row for row in table), alias
+
+
+def test_a_seed_server_sent_an_arm_token_is_a_startup_notice_naming_the_server():
+    seed = {
+        "mcp": {
+            "mcp_servers": [
+                {
+                    "name": "Scheduler",
+                    "transport": {
+                        "type": "http",
+                        "url": "https://scheduler.example/mcp",
+                        "auth": {"use_managed_identity": True},
+                    },
+                }
+            ]
+        }
+    }
+    s = settings(MCP_SERVERS=json.dumps(seed))
+    [notice] = s.notices
+    assert "'Scheduler' is sent an Azure Resource Manager token" in notice

@@ -20,6 +20,7 @@ from agent.mcp.config import (
     SecretValue,
     StreamableHttpTransport,
     ToolPolicy,
+    config_notices,
     parse_mcp_servers,
 )
 
@@ -74,59 +75,63 @@ def test_the_seeds_api_key_scheduler_parses_into_our_api_key_auth(seed_file: str
     )
 
 
-def test_the_seeds_whole_config_json_is_refused_for_its_model_block_naming_the_settings() -> None:
-    problem = refusal(seed_document("000_config_api_key.json"))
+def test_the_seeds_whole_config_json_parses_and_startup_names_what_its_model_block_means() -> None:
+    document = seed_document("000_config_api_key.json")
 
-    assert "'model' is not read from MCP_SERVERS" in problem
-    assert "AZURE_OPENAI_DEPLOYMENT (model_id)" in problem
-    assert "your_azure_openai_api_key" not in problem  # the block's inline key is not echoed
+    assert parse(document) == parse({"mcp": document["mcp"]})  # the model block is not read
+    notices = "\n".join(config_notices(json.dumps(document)))
+    assert "'model' is not read" in notices
+    assert "AZURE_OPENAI_DEPLOYMENT (model_id)" in notices
+    assert "your_azure_openai_api_key" not in notices  # the block's inline key is not echoed
 
 
-def test_the_seeds_azure_block_is_refused_naming_the_app_setting_of_each_key() -> None:
-    problem = refusal(seed_document("002_azure_scheduler_managed_identity.json"))
+def test_the_seeds_managed_identity_config_parses_as_written_with_the_seeds_arm_scope() -> None:
+    document = seed_document("002_azure_scheduler_managed_identity.json")
 
-    assert "'azure' is not read from MCP_SERVERS" in problem
+    [server] = parse(document)
+
+    assert server.auth == ManagedIdentityAuth(SEED_MANAGED_IDENTITY_SCOPE)
+    assert server.transport == StreamableHttpTransport(
+        "https://mcp-scheduler-app.azurecontainerapps.io/mcp"
+    )
+    notices = "\n".join(config_notices(json.dumps(document)))
     for mapping in (
+        "'azure' is not read",
         "key_vault_name -> KEYVAULT_URI",
         "application_insights_connection_string -> APPLICATIONINSIGHTS_CONNECTION_STRING",
         "use_managed_identity -> on whenever no key is set",
     ):
-        assert mapping in problem
+        assert mapping in notices
+    # The ARM token is the seeds' rule, and startup says what it lets the server do.
+    assert "server 'Scheduler' is sent an Azure Resource Manager token" in notices
+    assert "transport.auth.scope" in notices
 
 
-def test_the_seeds_managed_identity_without_a_scope_is_refused_explaining_the_arm_token() -> None:
-    mcp_block = {"mcp": seed_document("002_azure_scheduler_managed_identity.json")["mcp"]}
-
-    problem = refusal(mcp_block)
-
-    assert "mcp.mcp_servers[0] (Scheduler).transport.auth" in problem
-    assert "needs a 'scope'" in problem and SEED_MANAGED_IDENTITY_SCOPE in problem
-
-
-def test_the_seeds_managed_identity_with_a_scope_is_our_managed_identity_auth() -> None:
+def test_a_seed_managed_identity_that_names_its_scope_gets_that_audience_and_no_warning() -> None:
     document = {"mcp": seed_document("002_azure_scheduler_managed_identity.json")["mcp"]}
     document["mcp"]["mcp_servers"][0]["transport"]["auth"]["scope"] = APP_SCOPE
 
     [server] = parse(document)
 
     assert server.auth == ManagedIdentityAuth(APP_SCOPE)
-    assert server.transport == StreamableHttpTransport(
-        "https://mcp-scheduler-app.azurecontainerapps.io/mcp"
-    )
+    assert config_notices(json.dumps(document)) == ()
 
 
-def test_the_seeds_private_endpoint_transport_parses_once_it_names_a_scope() -> None:
+def test_the_seeds_private_endpoint_transport_parses_as_written() -> None:
     fragment = seed_document("003_private_endpoint_transport.json")
     document = {"mcp": {"mcp_servers": [{"name": "scheduler", **fragment}]}}
-    assert "needs a 'scope'" in refusal(document)
 
-    fragment["transport"]["auth"]["scope"] = APP_SCOPE
     [server] = parse(document)
 
-    assert server.auth == ManagedIdentityAuth(APP_SCOPE)
+    assert server.auth == ManagedIdentityAuth(SEED_MANAGED_IDENTITY_SCOPE)
     assert server.transport == StreamableHttpTransport(
         "https://scheduler-service.privatelink.azurewebsites.net/mcp"
     )
+
+
+def test_the_seeds_app_blocks_are_only_accepted_beside_the_seeds_wrapper() -> None:
+    problem = refusal({"mcp_servers": [], "model": {"model_id": "gpt-4o"}})
+    assert "model" in problem
 
 
 def test_the_arm_scope_is_sent_when_an_operator_names_it_explicitly() -> None:
