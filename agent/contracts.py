@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from agent import backoff
 from agent.loop import RunStatus, Usage
 from agent.settings import Limits
 from storage.models import Record
@@ -35,10 +36,26 @@ class ChatTurnInput(Record):
     max_steps: int
     max_tokens_per_run: int
     approval_timeout_seconds: int = 3600
+    # The operator's retry settings (version 2 on; absent from older inputs: the defaults).
+    model_attempts: int = backoff.DEFAULT_MODEL_ATTEMPTS
+    tool_attempts: int = backoff.DEFAULT_TOOL_ATTEMPTS
+    retry_base_seconds: float = backoff.DEFAULT_BASE_SECONDS
+    retry_max_delay_seconds: float = backoff.DEFAULT_MAX_DELAY_SECONDS
 
     @property
     def run(self) -> RunRef:
         return RunRef(self.owner, self.conversation_id, self.run_id, self.turn)
+
+    @property
+    def model_retry(self) -> backoff.Backoff:
+        return self._retry(self.model_attempts)
+
+    @property
+    def tool_retry(self) -> backoff.Backoff:
+        return self._retry(self.tool_attempts)
+
+    def _retry(self, attempts: int) -> backoff.Backoff:
+        return backoff.Backoff(attempts, self.retry_base_seconds, self.retry_max_delay_seconds)
 
     @classmethod
     def starting(cls, run: RunRef, limits: Limits, conversation_tokens: int) -> ChatTurnInput:
@@ -53,6 +70,10 @@ class ChatTurnInput(Record):
             max_steps=limits.max_steps,
             max_tokens_per_run=max(0, min(limits.max_tokens_per_run, left)),
             approval_timeout_seconds=limits.approval_timeout_seconds,
+            model_attempts=limits.model_retry.attempts,
+            tool_attempts=limits.tool_retry.attempts,
+            retry_base_seconds=limits.model_retry.base_seconds,
+            retry_max_delay_seconds=limits.model_retry.max_delay_seconds,
         )
 
 

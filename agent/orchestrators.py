@@ -16,6 +16,14 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from agent.backoff import (
+    BUSY_ATTEMPTS,
+    BUSY_BASE_SECONDS,
+    STORE_ATTEMPTS,
+    Backoff,
+    retryable,
+    task_key,
+)
 from agent.contracts import (
     BatchInput,
     BatchItemOutcome,
@@ -61,6 +69,9 @@ CHAT_TURN = "chat_turn"
 
 # The one retry layer: transient model/tool/storage failures raised by activities.
 # (429s with retry-after are not raised: the model step returns them and we wait a timer.)
+# Version 1 instances: Durable's own retries, a fixed interval (RetryOptions has no backoff
+# coefficient). Version 2 on: `call_activity`, exponential backoff with jitter on durable
+# timers (agent.backoff); model and tool attempts come from the settings, through the input.
 MODEL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=2_000, max_number_of_attempts=4)
 TOOL_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1_000, max_number_of_attempts=3)
 STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1_000, max_number_of_attempts=5)
@@ -68,6 +79,8 @@ STORE_RETRY = df.RetryOptions(first_retry_interval_in_milliseconds=1_000, max_nu
 BATCH_ITEM_RETRY = df.RetryOptions(
     first_retry_interval_in_milliseconds=5_000, max_number_of_attempts=8
 )
+STORE_BACKOFF = Backoff(STORE_ATTEMPTS)
+BUSY_BACKOFF = Backoff(BUSY_ATTEMPTS, base_seconds=BUSY_BASE_SECONDS)
 MAX_TIMER = timedelta(days=6)  # Python Durable timers are limited to 6 days: longer waits loop
 
 Orchestration = Generator[Any, Any, dict[str, Any]]
@@ -86,9 +99,10 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         context.set_custom_status({"step": state.step, "phase": "model"})
         cap = tokens_left(state, limits) if budgeted else None
         step_input = ModelStepInput(turn.run, state.step, failed, cap)
+        task = f"{MODEL_STEP}/{state.step}/{state.throttle_waits}"
         try:
-            raw = yield context.call_activity_with_retry(
-                MODEL_STEP, MODEL_RETRY, step_input.to_dict()
+            raw = yield from call_activity(
+                context, MODEL_STEP, step_input.to_dict(), (MODEL_RETRY, turn.model_retry), task
             )
         except Exception as exc:  # retries exhausted: the run fails, the turn is still closed
             outcome = Finish("failed", error=f"model step failed: {failure_reason(exc)}")
@@ -131,12 +145,13 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         if can_wait:
             failed = yield from run_tool_calls_settling_deferred(context, turn, state.step, calls)
         else:
-            failed, _ = yield from run_tool_calls(context, calls)
+            failed, _ = yield from run_tool_calls(context, calls, None)
         state = next_step(state)
 
     context.set_custom_status({"step": state.step, "phase": "finishing"})
-    yield context.call_activity_with_retry(
-        FINISH_TURN, STORE_RETRY, FinishTurnInput(turn.run, outcome.status).to_dict()
+    finish = FinishTurnInput(turn.run, outcome.status).to_dict()
+    yield from call_activity(
+        context, FINISH_TURN, finish, (STORE_RETRY, STORE_BACKOFF), FINISH_TURN
     )
     return ChatTurnOutput(
         status=outcome.status,
@@ -146,6 +161,41 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         answer_message_id=outcome.answer_message_id,
         error=outcome.error,
     ).to_dict()
+
+
+Retry = tuple[df.RetryOptions, Backoff]  # how version 1 retries a call, and how version 2 does
+
+
+def call_activity(
+    context: df.DurableOrchestrationContext, name: str, data: Any, retry: Retry, task: str
+) -> Generator[Any, Any, Any]:
+    """Run activity `name` until it succeeds, retrying transient failures; what it returned,
+    or its last failure raised. `task` names the call within the instance (its jitter key).
+
+    Version 1 keeps Durable's own retries (`call_activity_with_retry`, a fixed interval), as
+    its recorded histories expect. Version 2 waits a durable timer between attempts, growing
+    exponentially with jitter (agent.backoff), and does not retry what cannot get better.
+    """
+    legacy, policy = retry
+    if not runs_at_least(context, 2):
+        return (yield context.call_activity_with_retry(name, legacy, data))
+    key = task_key(context.instance_id, task)
+    attempt = 1
+    while True:
+        try:
+            return (yield context.call_activity(name, data))
+        except Exception as exc:
+            if attempt >= policy.attempts or not retryable(str(exc)):
+                raise
+            yield from wait_seconds(context, policy.delay(attempt, key))
+            attempt += 1
+
+
+def wait_seconds(
+    context: df.DurableOrchestrationContext, seconds: float
+) -> Generator[Any, Any, None]:
+    """A durable timer `seconds` from the orchestration's (replay-safe) now."""
+    yield context.create_timer(context.current_utc_datetime + timedelta(seconds=seconds))
 
 
 def wait_for_approvals(
@@ -210,27 +260,82 @@ ToolCallsRun = Generator[Any, Any, tuple[tuple[FailedToolCall, ...], list[Any]]]
 
 
 def run_tool_calls(
-    context: df.DurableOrchestrationContext, calls: list[ToolCallInput]
+    context: df.DurableOrchestrationContext, calls: list[ToolCallInput], policy: Backoff | None
 ) -> ToolCallsRun:
     """Run one step's tool calls in parallel; return those that failed for good, and what the
     others returned (left unparsed: version-1 histories recorded results it never read).
 
-    `task_all` fails as soon as one child fails, so after a failure each task is awaited on its
-    own: the others still finish, and each failure is reported to the model by call id.
+    Version 1 (`policy` None) lets Durable retry each call (`call_activity_with_retry`).
+    Version 2 retries in rounds: every call at once; then, after one backoff timer, the calls
+    whose failure may pass, again at once; and so on until none is left or each is out of
+    attempts. Why rounds, and not one retrying generator per call: Durable Python cannot run
+    generators side by side, and a `task_any` loop over a changing set of calls and timers
+    reaches the host as a wait on the newest task only (see `scheduled_batch`); a
+    sub-orchestration per call would work but adds an instance and a history per tool call.
+    A round waits for all its calls, which costs the retried calls the time of the slowest
+    call in the round; the step waits for all of them anyway. The calls of a round have
+    failed equally often, so they share the attempt number; the round waits the longest of
+    their own delays.
     """
-    tasks = [context.call_activity_with_retry(TOOL_CALL, TOOL_RETRY, c.to_dict()) for c in calls]
+    if policy is None:
+        tasks = [
+            context.call_activity_with_retry(TOOL_CALL, TOOL_RETRY, c.to_dict()) for c in calls
+        ]
+        outcomes = yield from settle_all(context, tasks)
+        failed = [
+            FailedToolCall(call.call_id, failure_reason(out))
+            for call, out in zip(calls, outcomes, strict=True)
+            if isinstance(out, Exception)
+        ]
+        return tuple(failed), [out for out in outcomes if not isinstance(out, Exception)]
+    return (yield from run_tool_calls_in_rounds(context, calls, policy))
+
+
+def run_tool_calls_in_rounds(
+    context: df.DurableOrchestrationContext, calls: list[ToolCallInput], policy: Backoff
+) -> ToolCallsRun:
+    """Version 2's retries of a step's tool calls (see `run_tool_calls`)."""
+    failed: dict[str, FailedToolCall] = {}
+    done: list[Any] = []
+    pending, attempt = list(calls), 1
+    while pending:
+        tasks = [context.call_activity(TOOL_CALL, call.to_dict()) for call in pending]
+        outcomes = yield from settle_all(context, tasks)
+        again = []
+        for call, out in zip(pending, outcomes, strict=True):
+            if not isinstance(out, Exception):
+                done.append(out)
+            elif attempt < policy.attempts and retryable(str(out)):
+                again.append(call)
+            else:
+                failed[call.call_id] = FailedToolCall(call.call_id, failure_reason(out))
+        if again:
+            keys = [task_key(context.instance_id, f"{TOOL_CALL}/{c.call_id}") for c in again]
+            yield from wait_seconds(context, max(policy.delay(attempt, key) for key in keys))
+        pending, attempt = again, attempt + 1
+    in_call_order = tuple(failed[c.call_id] for c in calls if c.call_id in failed)
+    return in_call_order, done
+
+
+def settle_all(
+    context: df.DurableOrchestrationContext, tasks: list[Any]
+) -> Generator[Any, Any, list[Any]]:
+    """Wait for every task; what each returned, or the exception it failed with.
+
+    `task_all` fails as soon as one child fails, so after a failure each task is awaited on its
+    own: the others still finish, and each failure is reported by itself.
+    """
     try:
-        results = yield context.task_all(tasks)
-        return (), list(results)
+        return list((yield context.task_all(tasks)))
     except Exception:
         pass  # find out which ones failed, below
-    failed, done = [], []
-    for call, task in zip(calls, tasks, strict=True):
+    outcomes: list[Any] = []
+    for task in tasks:
         try:
-            done.append((yield task))
+            outcomes.append((yield task))
         except Exception as exc:
-            failed.append(FailedToolCall(call.call_id, failure_reason(exc)))
-    return tuple(failed), done
+            outcomes.append(exc)
+    return outcomes
 
 
 def run_tool_calls_settling_deferred(
@@ -242,13 +347,13 @@ def run_tool_calls_settling_deferred(
     """Version 2: run the step's calls; then settle, once, those the activity deferred: wait
     out an open circuit (a durable timer) or ask a person about a cut-off call, and run them
     again without leave to defer (so an open circuit now reaches the model)."""
-    failed, done = yield from run_tool_calls(context, calls)
+    failed, done = yield from run_tool_calls(context, calls, turn.tool_retry)
     summaries = [ToolCallSummary.from_dict(result) for result in done]
     deferred = [summary for summary in summaries if summary.deferred]
     if not deferred:
         return failed
     again = yield from settle_deferred(context, turn, step, calls, deferred)
-    failed_again, _ = yield from run_tool_calls(context, again)
+    failed_again, _ = yield from run_tool_calls(context, again, turn.tool_retry)
     return failed + failed_again
 
 
@@ -324,11 +429,14 @@ def batch_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, d
     """
     lane = LaneInput.from_dict(context.get_input())
     claim = lane.claim().to_dict()
+    take = (BATCH_ITEM_RETRY, BUSY_BACKOFF)
     try:
-        taken = yield context.call_activity_with_retry(TAKE_BATCH_ITEM, BATCH_ITEM_RETRY, claim)
+        taken = yield from call_activity(context, TAKE_BATCH_ITEM, claim, take, TAKE_BATCH_ITEM)
     except Exception as exc:  # e.g. the conversation stayed busy: that item failed, go on
         # The same claim key claims the same item: learn which one it was.
-        claimed = yield context.call_activity_with_retry(CLAIM_BATCH_ITEM, STORE_RETRY, claim)
+        claimed = yield from call_activity(
+            context, CLAIM_BATCH_ITEM, claim, (STORE_RETRY, STORE_BACKOFF), CLAIM_BATCH_ITEM
+        )
         error = f"could not start: {failure_reason(exc)}"
         taken = {"index": claimed["index"], "status": "failed", "error": error}
     if taken["index"] is None:
@@ -348,7 +456,13 @@ def run_batch_item(
         outcome = BatchItemOutcome(
             item.batch_id, item.index, taken["status"], taken.get("error", "")
         )
-        yield context.call_activity_with_retry(RECORD_BATCH_OUTCOME, STORE_RETRY, outcome.to_dict())
+        yield from call_activity(
+            context,
+            RECORD_BATCH_OUTCOME,
+            outcome.to_dict(),
+            (STORE_RETRY, STORE_BACKOFF),
+            RECORD_BATCH_OUTCOME,
+        )
         return str(taken["status"])
     turn = ChatTurnInput.from_dict(taken["turn"])
     try:

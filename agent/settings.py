@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 from urllib.parse import urlparse
 
+from agent import backoff
 from agent.errors import InvalidSettings, SettingsError
 
 T = TypeVar("T")
@@ -117,6 +118,10 @@ class Limits:
     max_message_chars: int
     wait_seconds_cap: int
     approval_timeout_seconds: int
+    # Exponential backoff of failed model and tool activities (agent.backoff; the orchestrator
+    # gets them through its input, since it may not read the environment).
+    model_retry: backoff.Backoff = backoff.MODEL_BACKOFF
+    tool_retry: backoff.Backoff = backoff.TOOL_BACKOFF
 
 
 @dataclass(frozen=True)
@@ -325,7 +330,32 @@ def _limits(read: _Reader) -> Limits:
         approval_timeout_seconds=read.integer(
             "AGENT_APPROVAL_TIMEOUT_SECONDS", 3600, maximum=30 * 24 * 3600
         ),
+        **_retries(read),
     )
+
+
+MAX_RETRY_DELAY_SECONDS = 3600.0  # one retry wait; a longer outage is not waited out in a run
+
+
+def _retries(read: _Reader) -> dict[str, backoff.Backoff]:
+    """AGENT_RETRY_BASE_SECONDS / _MAX_DELAY_SECONDS shape every wait; the attempts are per kind."""
+    base = read.number("AGENT_RETRY_BASE_SECONDS", backoff.DEFAULT_BASE_SECONDS, minimum=0.1)
+    cap = read.number(
+        "AGENT_RETRY_MAX_DELAY_SECONDS", backoff.DEFAULT_MAX_DELAY_SECONDS, minimum=0.1
+    )
+    if cap is not None and cap > MAX_RETRY_DELAY_SECONDS:
+        read.fail("AGENT_RETRY_MAX_DELAY_SECONDS", f"must be at most {MAX_RETRY_DELAY_SECONDS:g}")
+        cap = backoff.DEFAULT_MAX_DELAY_SECONDS
+    shape = {
+        "base_seconds": base or backoff.DEFAULT_BASE_SECONDS,
+        "max_delay_seconds": cap or backoff.DEFAULT_MAX_DELAY_SECONDS,
+    }
+    model = read.integer("AGENT_MODEL_MAX_ATTEMPTS", backoff.DEFAULT_MODEL_ATTEMPTS, maximum=20)
+    tool = read.integer("AGENT_TOOL_MAX_ATTEMPTS", backoff.DEFAULT_TOOL_ATTEMPTS, maximum=20)
+    return {
+        "model_retry": backoff.Backoff(model, **shape),
+        "tool_retry": backoff.Backoff(tool, **shape),
+    }
 
 
 def _storage(read: _Reader) -> str:
