@@ -11,8 +11,8 @@ outcome is unknown: it is sent again only if that is safe (a read-only tool, or 
 `idempotent_calls`); otherwise a version-2 orchestrator asks a person, and without one the model
 is told the outcome is unknown.
 
-Failure policy (the single retry layer is Durable's, in the orchestrator):
-- transient model/tool failures are raised, so Durable retries them;
+Failure policy (the single retry layer is the orchestrator's, see agent.backoff):
+- transient model/tool failures are raised, so the orchestrator retries them with backoff;
 - a 429 with retry-after is returned as `throttled`, so the orchestrator waits exactly that long;
 - content filter and permanent model errors are returned, and end the run without retrying;
 - tool-level errors become an `is_error` tool result the model sees.

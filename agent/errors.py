@@ -11,7 +11,7 @@
     │   └── SettingsError    a missing or malformed setting
     │       └── InvalidSettings  every bad setting found at startup: the app runs degraded (503)
     ├── ModelError           Azure OpenAI / OpenAI-compatible endpoint failed
-    │   ├── TransientModelError  429, 5xx, timeout, connection: retried by Durable
+    │   ├── TransientModelError  429, 5xx, timeout, connection: retried (agent.backoff)
     │   ├── ContentFiltered      the prompt or completion was filtered: ends the run
     │   └── PermanentModelError  auth / bad request: fails the run, never retried
     └── ToolError            an MCP tool failed; the *model* acts on it (it sees an is_error result)

@@ -91,6 +91,17 @@ def test_transient_failures_are_retried(exc):
     assert retryable(failure_text(exc))
 
 
+def test_the_azure_hosts_failure_shape_is_recognised_too():
+    # The Functions host wraps the worker's "Type: message" in its RpcException text.
+    azure_text = (
+        "Activity function 'model_step' failed: Result: Failure\n"
+        "Exception: PermanentModelError: Azure OpenAI refused the request (400)\n"
+        'Stack:   File "/home/site/wwwroot/agent/activities.py", line 120'
+    )
+    assert not retryable(azure_text)
+    assert retryable(azure_text.replace("PermanentModelError", "TransientModelError"))
+
+
 def test_a_traceback_line_naming_an_error_class_does_not_count_as_that_failure():
     text = "RuntimeError: boom\n  File x.py, line 3\n    except ContentFiltered:\n"
     assert retryable(text)
