@@ -10,6 +10,7 @@ import pytest
 
 from agent import backoff, errors
 from agent.backoff import JITTER, NOT_RETRIED, Backoff, retryable
+from agent.contracts import ChatTurnInput, RunRef
 from agent.settings import Settings
 from local_host.activities import activity_failure
 
@@ -154,3 +155,22 @@ def test_a_bad_retry_setting_is_refused_naming_it(name, value, problem):
     with pytest.raises(errors.InvalidSettings) as caught:
         Settings.from_env({**example_values(), name: value})
     assert f"setting {name}: {problem}" in str(caught.value)
+
+
+def test_a_new_turn_carries_the_operators_retry_settings_to_its_orchestrator():
+    values = {
+        **example_values(),
+        "AGENT_RETRY_MAX_DELAY_SECONDS": "8",
+        "AGENT_TOOL_MAX_ATTEMPTS": "5",
+    }
+    limits = Settings.from_env(values).limits
+    turn = ChatTurnInput.starting(RunRef("user:a", "c1", "r1", 1), limits, 0)
+    again = ChatTurnInput.from_dict(turn.to_dict())  # as it travels through Durable history
+    assert again.tool_retry == Backoff(5, max_delay_seconds=8)
+    assert again.model_retry == limits.model_retry
+
+
+def test_a_turn_input_from_before_the_retry_settings_reads_with_the_defaults():
+    old = {"owner": "user:a", "conversation_id": "c1", "run_id": "r1", "turn": 1}
+    turn = ChatTurnInput.from_dict({**old, "max_steps": 4, "max_tokens_per_run": 10})
+    assert (turn.model_retry, turn.tool_retry) == (backoff.MODEL_BACKOFF, backoff.TOOL_BACKOFF)
