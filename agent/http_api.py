@@ -8,6 +8,7 @@ own `/api/runs/{id}` URL instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
@@ -54,8 +55,9 @@ _DURABLE_TO_RUN = {
 }
 TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
 ACTIVE = ("pending", "running", "waiting_for_approval")
-# How long a cancel waits for Durable to report the run terminated before answering.
-CANCEL_WAIT_SECONDS = 10.0
+# How long a cancel waits for Durable to report the run terminated before answering
+# "cancelling" instead (a healthy host terminates within a fraction of a second).
+CANCEL_WAIT_SECONDS = 3.0
 
 Handler = Callable[..., Awaitable[func.HttpResponse]]
 
@@ -369,7 +371,19 @@ async def wait_for_run(
 async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
     rt = await runtime()
     owner = caller_of(req, rt.settings.require_auth)
-    return json_response(await run_view(rt, client, path_id(req, "run_id"), owner))
+    view = await run_view(rt, client, path_id(req, "run_id"), owner)
+    if view["status"] in TERMINAL:
+        await release_ended_run(rt, ConversationRef(owner, view["conversation_id"]), view)
+    return json_response(view)
+
+
+async def release_ended_run(rt: Runtime, ref: ConversationRef, view: dict[str, Any]) -> None:
+    """Give back the lock of a run Durable reports ended (idempotent: a no-op unless the run
+    still holds it). Durable runs no `finish_turn` for a terminated instance, so a cancel
+    answered "cancelling" leaves the lock to whoever sees the run ended: this, or the next
+    message's `begin_turn`."""
+    with contextlib.suppress(NotFound):  # the conversation is gone: no lock to give back
+        await rt.store.end_turn(ref, view["run_id"])
 
 
 @api
@@ -382,11 +396,16 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
         raise Conflict(f"run {run_id} has already finished ({view['status']})")
     await client.terminate(run_id, "cancelled by the caller")
     ref = ConversationRef(owner, view["conversation_id"])
-    # Durable terminates asynchronously: answer once its runtime status says so (bounded), so
-    # a GET, a second cancel or an approval right after this answer all see the run ended.
+    # Durable terminates asynchronously: wait (briefly) for its runtime status to say so, so a
+    # GET, a second cancel or an approval right after a "cancelled" all see the run ended.
     ended = await wait_for_run(rt, client, run_id, ref, CANCEL_WAIT_SECONDS)
-    await rt.store.end_turn(ref, run_id)
-    if ended["status"] not in ("cancelled", *ACTIVE):  # it finished on its own meanwhile
+    if ended["status"] in ACTIVE:
+        # Not ended yet: the lock stays with the run (a new turn must not run beside it) and
+        # goes when the run is seen ended (`release_ended_run`, or the next `begin_turn`).
+        log.info("run cancelling", extra={"run_id": run_id})
+        return json_response({"run_id": run_id, "status": "cancelling"}, 202)
+    await release_ended_run(rt, ref, ended)
+    if ended["status"] != "cancelled":  # it finished on its own meanwhile
         raise Conflict(f"run {run_id} has already finished ({ended['status']})")
     log.info("run cancelled", extra={"run_id": run_id})
     return json_response({"run_id": run_id, "status": "cancelled"}, 202)

@@ -247,7 +247,12 @@ def _schemas(limits: Limits) -> dict[str, Any]:
         "RunCancelled": {
             "type": "object",
             "required": ["run_id", "status"],
-            "properties": {"run_id": {"type": "string"}, "status": {"const": "cancelled"}},
+            "properties": {
+                "run_id": {"type": "string"},
+                # cancelling: Durable has not yet reported the run ended; it still holds its
+                # conversation until GET /runs/{run_id} says cancelled.
+                "status": {"enum": ["cancelled", "cancelling"]},
+            },
         },
         "ScheduleRequest": {
             "type": "object",
@@ -564,7 +569,11 @@ def _runs() -> dict[str, Any]:
                 "security": FUNCTION_KEY,
                 "parameters": [run_id],
                 "responses": {
-                    "202": _ok("Cancelled.", _ref("RunCancelled")),
+                    "202": _ok(
+                        "Cancelled; or `cancelling` when the run has not ended yet (it keeps"
+                        " its conversation until `GET /runs/{run_id}` says `cancelled`).",
+                        _ref("RunCancelled"),
+                    ),
                     **_errors(400, 404, 409, described={409: "The run has already finished."}),
                 },
             }

@@ -134,3 +134,20 @@ async def test_an_approval_that_races_the_end_of_its_run_is_a_409_not_a_500(app:
         await raise_approval(
             rt, app.durable_client(), stale, ANONYMOUS, {"tool_call_id": call_id, "approved": True}
         )
+
+
+async def test_a_cancel_durable_has_not_carried_out_keeps_the_conversation_locked(app: App):
+    conversation, run_id, _ = await waiting_run(app, WRITE)
+    await app.host.runtime.stop()  # Durable's workers stall: the terminate waits in its queue
+    try:
+        status, body, _ = await app.call("POST", f"/runs/{run_id}/cancel")
+        assert status == 202 and body["status"] == "cancelling"
+        status, problem, _ = await app.send(conversation, "too early")
+        assert status == 409 and run_id in problem["detail"]  # no turn beside the old one
+    finally:
+        await app.host.runtime.start()
+
+    assert (await app.run_until_done(run_id))["status"] == "cancelled"
+    _, seen, _ = await app.call("GET", f"/conversations/{conversation}")
+    assert seen["active_run_id"] is None  # the GET that saw it end gave the lock back
+    assert "guarded__write_text_file" not in await tool_results(app, conversation)
