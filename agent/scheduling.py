@@ -77,14 +77,30 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
 
     owners = await asyncio.gather(*(owner_of(item.conversation_id) for item in callback.items))
 
-    async def origin_of(item: CallbackItem, owner: str | None) -> MessageOrigin:
+    async def origin_of(index: int, item: CallbackItem, owner: str | None) -> MessageOrigin:
         if owner is None:
             return "scheduled_by_assistant"
         async with gate:
-            return await rt.batches.origin_of(owner, item.conversation_id, item.content)
+            return await rt.batches.claim_owner_schedule(
+                owner,
+                item.conversation_id,
+                item.content,
+                item.scheduled_time,
+                f"{batch_id}:{index}",
+            )
 
-    origins = await asyncio.gather(
-        *(origin_of(item, owner) for item, owner in zip(callback.items, owners, strict=True))
+    # A repeated delivery keeps the first one's record (and origins): it claims nothing, so an
+    # owner's later scheduling of the same text is left for its own delivery.
+    stored = await rt.batches.get(batch_id)
+    origins = (
+        [item.origin for item in stored.items]
+        if stored
+        else await asyncio.gather(
+            *(
+                origin_of(index, item, owner)
+                for index, (item, owner) in enumerate(zip(callback.items, owners, strict=True))
+            )
+        )
     )
     items = []
     for index, (item, owner, origin) in enumerate(
@@ -104,13 +120,29 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
             )
         )
     record = BatchRecord(batch_id, "callback", utc_timestamp(), None, tuple(items))
-    await rt.batches.create(record)  # False on a repeated delivery: the first one's record stays
+    if not await rt.batches.create(record):  # a repeated delivery: the first one's record stays
+        record = await rt.batches.get(batch_id) or record
+    await use_up_owner_schedules(rt, record)
     plan = BatchInput(batch_id, tuple(range(len(items))), rt.settings.limits.batch_max_concurrency)
     started = await start_once(client, batch_id, plan)
     log.info(
         "scheduler callback", extra={"batch_id": batch_id, "items": len(items), "started": started}
     )
     return json_response({"batch_id": batch_id, "items": len(items), "duplicate": not started}, 202)
+
+
+async def use_up_owner_schedules(rt: Runtime, record: BatchRecord) -> None:
+    """Delete the owner-schedule entries this delivery claimed, now that its record keeps their
+    origin (again on a repeat: a first attempt may have stopped before this)."""
+    gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
+
+    async def use_up(item: BatchItem) -> None:
+        async with gate:
+            await rt.batches.consume_owner_schedule(
+                item.conversation_id, item.content, f"{record.batch_id}:{item.index}"
+            )
+
+    await asyncio.gather(*(use_up(item) for item in record.items if item.origin == "scheduled"))
 
 
 async def start_once(
@@ -250,7 +282,7 @@ async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchR
             if item.owner is not None:  # (always: the caller's own batch)
                 # Before the Scheduler holds it: its delivery may come at any time after.
                 await rt.batches.remember_owner_schedule(
-                    item.owner, item.conversation_id, item.content
+                    item.owner, item.conversation_id, item.content, item.scheduled_time
                 )
             try:
                 outcome = await rt.mcp.call_tool(

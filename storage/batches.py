@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.storage.blob.aio import BlobClient, ContainerClient
 
 from storage.json_blobs import JsonBlobs
@@ -21,6 +28,11 @@ from storage.recent import Recent
 
 RUNNING_BATCHES_CACHED = 8
 CLAIM_RECORD_BYTES = 64  # one claim in the work queue (a claim key is lane.number: short)
+# An owner's scheduling not delivered within this long after its due time is void (a Scheduler
+# retries a failing callback for hours, not days); its record is deleted on the next write.
+OWNER_SCHEDULE_GRACE = timedelta(days=2)
+MAX_RECORD_WRITES = 8  # ETag-conditional attempts on one owner-schedule record
+TIME_TOLERANCE = 1.0  # seconds between an owner's due time and a delivery's (a Scheduler rounds)
 
 BatchSource = Literal["callback", "schedule"]
 ItemStatus = Literal["pending", "scheduled", "rejected"]
@@ -158,20 +170,90 @@ class BatchStore:
         data, _ = await self._json.download(_outcome_name(batch_id, index))
         return data
 
-    async def remember_owner_schedule(self, owner: str, conversation_id: str, text: str) -> None:
+    async def remember_owner_schedule(
+        self, owner: str, conversation_id: str, text: str, scheduled_time: str | None
+    ) -> None:
         """Record that the conversation's owner scheduled this text for it (POST /api/schedules),
-        before the Scheduler is asked: its delivery can then be told from the assistant's."""
-        name = _owner_schedule_name(conversation_id, text)
-        await self._json.upload(name, {"owner": owner}, overwrite=True)
+        before the Scheduler is asked: its delivery can then be told from the assistant's.
 
-    async def origin_of(self, owner: str, conversation_id: str, text: str) -> MessageOrigin:
-        """Who scheduled a delivered text: its owner (recorded above) or else the assistant."""
-        data, _ = await self._json.download(_owner_schedule_name(conversation_id, text))
-        return (
-            "scheduled"
-            if data is not None and data.get("owner") == owner
-            else ("scheduled_by_assistant")
+        One entry per scheduling (the same text may be due twice), each used up by the one
+        delivery it is matched to, and void OWNER_SCHEDULE_GRACE after its due time if none is.
+        """
+        entry = {"due": scheduled_time, "expires_at": _expiry(scheduled_time), "claimed_by": None}
+        await self._update_owner_schedule(
+            conversation_id, text, lambda entries: [*entries, entry], owner=owner, take_over=True
         )
+
+    async def claim_owner_schedule(
+        self, owner: str, conversation_id: str, text: str, due: str | None, claimant: str
+    ) -> MessageOrigin:
+        """Who scheduled a delivered text: its owner, if an entry recorded above is free (or
+        already this delivery's: `claimant` names the delivery's item, the same on a repeat) and
+        due at the delivery's time; else the assistant. The entry is marked, not yet deleted:
+        `consume_owner_schedule` does that once the delivery has stored its origin."""
+        claimed = False
+
+        def claim(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            nonlocal claimed
+            entry = _claimable(entries, due, claimant)
+            claimed = entry is not None
+            if entry is not None and entry["claimed_by"] != claimant:
+                entries = [{**entry, "claimed_by": claimant} if e is entry else e for e in entries]
+            return entries
+
+        await self._update_owner_schedule(conversation_id, text, claim, owner=owner)
+        return "scheduled" if claimed else "scheduled_by_assistant"
+
+    async def consume_owner_schedule(self, conversation_id: str, text: str, claimant: str) -> None:
+        """Delete the entry `claimant` claimed (idempotent: none left is fine)."""
+        await self._update_owner_schedule(
+            conversation_id,
+            text,
+            lambda entries: [e for e in entries if e["claimed_by"] != claimant],
+        )
+
+    async def _update_owner_schedule(
+        self,
+        conversation_id: str,
+        text: str,
+        change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+        owner: str | None = None,
+        take_over: bool = False,
+    ) -> None:
+        """Read, change and write back a record's live entries (expired ones dropped, the blob
+        deleted when none is left; no write when nothing changed), ETag-conditional so that
+        concurrent deliveries and schedulings lose no entry and claim none twice. `owner` given:
+        another owner's record is left alone, or replaced when `take_over`."""
+        name = _owner_schedule_name(conversation_id, text)
+        for attempt in range(MAX_RECORD_WRITES):
+            data, etag = await self._json.download(name)
+            mine = data is not None and owner in (None, data.get("owner"))
+            if data is not None and not mine and not take_over:
+                return
+            entries = change(_live_entries(data) if mine and data is not None else [])
+            if entries == (data or {}).get("entries", []) and (mine or data is None):
+                return
+            try:
+                await self._write_owner_schedule(name, owner or data.get("owner"), entries, etag)
+                return
+            except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
+                if attempt == MAX_RECORD_WRITES - 1:
+                    raise
+
+    async def _write_owner_schedule(
+        self, name: str, owner: str | None, entries: list[dict[str, Any]], etag: str | None
+    ) -> None:
+        if not entries:
+            await self._container.delete_blob(
+                name, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
+        elif etag is None:
+            await self._json.upload(name, {"owner": owner, "entries": entries})
+        else:
+            record = {"owner": owner, "entries": entries}
+            await self._json.upload(
+                name, record, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
 
     async def replace(self, batch: BatchRecord) -> None:
         """Rewrite a batch (its items' schedule ids, once the Scheduler answered)."""
@@ -201,6 +283,47 @@ def _name(batch_id: str) -> str:
 def _owner_schedule_name(conversation_id: str, text: str) -> str:
     digest = hashlib.sha256(f"{conversation_id}\n{text}".encode()).hexdigest()[:40]
     return f"owner-schedules/{digest}.json"
+
+
+def _live_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """A record's entries not yet void. A record from before entries existed is one entry with
+    no due time, void OWNER_SCHEDULE_GRACE from now on."""
+    if "owner" in record and "entries" not in record:
+        return [{"due": None, "expires_at": _expiry(None), "claimed_by": None}]
+    now = datetime.now(UTC)
+    return [e for e in record.get("entries", []) if (_instant(e["expires_at"]) or now) > now]
+
+
+def _claimable(
+    entries: list[dict[str, Any]], due: str | None, claimant: str
+) -> dict[str, Any] | None:
+    """The entry a delivery uses: the one it claimed before (a repeat), else the first free one
+    due at its time (within TIME_TOLERANCE_SECONDS; an entry or delivery with no time matches
+    any)."""
+    for entry in entries:
+        if entry["claimed_by"] == claimant:
+            return entry
+    at = _instant(due)
+    for entry in entries:
+        when = _instant(entry["due"])
+        close = at is None or when is None or abs((when - at).total_seconds()) <= TIME_TOLERANCE
+        if entry["claimed_by"] is None and close:
+            return entry
+    return None
+
+
+def _expiry(due: str | None) -> str:
+    return ((_instant(due) or datetime.now(UTC)) + OWNER_SCHEDULE_GRACE).isoformat()
+
+
+def _instant(text: object) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip().upper().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _outcome_name(batch_id: str, index: int) -> str:

@@ -15,8 +15,8 @@ from standardwebhooks import Webhook
 from agent import runtime
 from agent.transcript import SCHEDULED_BY_ASSISTANT
 from local_host.testing import wait_until
-from storage.batches import batch_id_for_webhook
-from tests.e2e.conftest import App, SchedulerService
+from storage.batches import batch_id_for_webhook, run_id_of
+from tests.e2e.conftest import TERMINAL, App, SchedulerService
 from tests.support.scheduler import WEBHOOK_SECRET
 
 CALLBACK = "/scheduler/callback"
@@ -374,3 +374,39 @@ async def test_a_delivery_the_app_cannot_trace_to_the_owner_counts_as_the_assist
     await answered(app, conversation, "from nowhere")
     shown = await user_messages(app, conversation)
     assert shown["from nowhere"]["origin"] == "scheduled_by_assistant"
+
+
+async def test_an_owner_schedule_labels_its_own_delivery_and_its_repeats_but_no_later_one(
+    app: App,
+):
+    conversation = await app.new_conversation()
+    marker = f"mine once {uuid.uuid4().hex[:8]}"
+    when = in_seconds(3600)  # the Scheduler holds it; this test delivers it as the Scheduler will
+    items = [{"content": marker, "scheduled_time": when, "conversation_id": conversation}]
+    assert (await app.call("POST", "/schedules", json={"items": items}))[0] == 202
+    delivery = {
+        "type": "conversations.due",
+        "items": [
+            {"schedule_id": "s0", "conversation_id": conversation, "content": marker,
+             "scheduled_time": when}
+        ],
+    }  # fmt: skip
+
+    async def deliver(headers: dict[str, str], raw: str) -> dict[str, Any]:
+        status, body, _ = await app.call("POST", CALLBACK, keyed=False, data=raw, headers=headers)
+        assert status == 202, body
+        run_id = run_id_of(body["batch_id"], 0)
+
+        async def ended() -> bool:  # (404 until the batch's lane starts the item's run)
+            status, run, _ = await app.call("GET", f"/runs/{run_id}")
+            return status == 200 and run["status"] in TERMINAL
+
+        await wait_until(ended, within=30, message=f"run {run_id} ended")
+        _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
+        return next(m for m in transcript["messages"] if m.get("run_id") == run_id)
+
+    first = signed(delivery)
+    assert (await deliver(*first))["origin"] == "scheduled"
+    assert (await deliver(*first))["origin"] == "scheduled"  # at least once: the same delivery
+    # The owner's scheduling is used up: the same text again is not theirs.
+    assert (await deliver(*signed(delivery)))["origin"] == "scheduled_by_assistant"

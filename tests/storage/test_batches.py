@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from azure.storage.blob.aio import ContainerClient
 
-from storage.batches import BatchItem, BatchRecord, BatchStore, batch_id_for_webhook, run_id_of
+from storage.batches import (
+    OWNER_SCHEDULE_GRACE,
+    BatchItem,
+    BatchRecord,
+    BatchStore,
+    batch_id_for_webhook,
+    run_id_of,
+)
+from storage.batches import _owner_schedule_name as owner_schedule_name
+
+SOON = "2099-01-01T00:00:00+00:00"
 
 
 def record(batch_id: str, owners: list[str | None]) -> BatchRecord:
@@ -108,18 +121,84 @@ async def test_only_text_its_owner_scheduled_for_a_conversation_counts_as_theirs
 ):
     store = BatchStore(container)
     conversation = uuid.uuid4().hex
-    await store.remember_owner_schedule("alice", conversation, "water the plants")
+    await store.remember_owner_schedule("alice", conversation, "water the plants", SOON)
 
-    assert await store.origin_of("alice", conversation, "water the plants") == "scheduled"
-    assert await store.origin_of("alice", conversation, "water the plants!") == (
+    async def origin(owner: str, conversation_id: str, text: str, claimant: str) -> str:
+        return await store.claim_owner_schedule(owner, conversation_id, text, SOON, claimant)
+
+    assert await origin("alice", conversation, "water the plants!", "d:0") == (
         "scheduled_by_assistant"
     )
-    assert await store.origin_of("mallory", conversation, "water the plants") == (
+    assert await origin("mallory", conversation, "water the plants", "d:1") == (
         "scheduled_by_assistant"
     )
-    assert await store.origin_of("alice", uuid.uuid4().hex, "water the plants") == (
+    assert await origin("alice", uuid.uuid4().hex, "water the plants", "d:2") == (
         "scheduled_by_assistant"
     )
+    assert await origin("alice", conversation, "water the plants", "d:3") == "scheduled"
+
+
+async def owner_schedule_blobs(container: ContainerClient, conversation: str, text: str):
+    name = owner_schedule_name(conversation, text)
+    return [found async for found in container.list_blob_names(name_starts_with=name)]
+
+
+async def test_an_owner_schedule_is_used_up_by_the_one_delivery_matched_to_it(
+    container: ContainerClient,
+):
+    store = BatchStore(container)
+    conversation = uuid.uuid4().hex
+    await store.remember_owner_schedule("alice", conversation, "water the plants", SOON)
+    claim = functools.partial(store.claim_owner_schedule, "alice", conversation, "water the plants")
+
+    assert await claim(SOON, "first:0") == "scheduled"
+    assert await claim(SOON, "first:0") == "scheduled"  # the same delivery, repeated
+    assert await claim(SOON, "other:0") == "scheduled_by_assistant"  # taken
+    await store.consume_owner_schedule(conversation, "water the plants", "first:0")
+    await store.consume_owner_schedule(conversation, "water the plants", "first:0")  # a re-run
+    assert await owner_schedule_blobs(container, conversation, "water the plants") == []
+    assert await claim(SOON, "later:0") == "scheduled_by_assistant"
+
+
+async def test_the_same_text_scheduled_twice_is_matched_by_its_due_time(
+    container: ContainerClient,
+):
+    store = BatchStore(container)
+    conversation = uuid.uuid4().hex
+    morning, evening = "2099-01-01T09:00:00+00:00", "2099-01-01T21:00:00Z"
+    for when in (morning, evening):
+        await store.remember_owner_schedule("alice", conversation, "take the pills", when)
+    claim = functools.partial(store.claim_owner_schedule, "alice", conversation, "take the pills")
+
+    assert await claim("2099-01-01T21:00:00.400Z", "evening:0") == "scheduled"
+    assert await claim("2099-01-01T12:00:00Z", "noon:0") == "scheduled_by_assistant"
+    assert await claim(morning, "morning:0") == "scheduled"
+    assert await claim(morning, "again:0") == "scheduled_by_assistant"
+
+
+async def test_an_owner_schedule_never_delivered_expires_and_is_deleted(
+    container: ContainerClient,
+):
+    store = BatchStore(container)
+    conversation = uuid.uuid4().hex
+    long_ago = (datetime.now(UTC) - OWNER_SCHEDULE_GRACE - timedelta(minutes=1)).isoformat()
+    await store.remember_owner_schedule("alice", conversation, "water the plants", long_ago)
+    claim = store.claim_owner_schedule("alice", conversation, "water the plants", long_ago, "d:0")
+
+    assert await claim == "scheduled_by_assistant"
+    assert await owner_schedule_blobs(container, conversation, "water the plants") == []
+
+
+async def test_a_record_from_before_entries_is_one_owner_schedule(container: ContainerClient):
+    store = BatchStore(container)
+    conversation = uuid.uuid4().hex
+    name = owner_schedule_name(conversation, "water the plants")
+    await container.upload_blob(name, json.dumps({"owner": "alice"}).encode())
+
+    claim = functools.partial(store.claim_owner_schedule, "alice", conversation, "water the plants")
+    assert await claim(SOON, "d:0") == "scheduled"
+    await store.consume_owner_schedule(conversation, "water the plants", "d:0")
+    assert await claim(SOON, "d:1") == "scheduled_by_assistant"
 
 
 async def test_a_batch_item_stored_before_provenance_existed_reads_as_the_assistants():
