@@ -227,14 +227,16 @@ class BatchStore:
         name = _owner_schedule_name(conversation_id, text)
         for attempt in range(MAX_RECORD_WRITES):
             data, etag = await self._json.download(name)
-            mine = data is not None and owner in (None, data.get("owner"))
-            if data is not None and not mine and not take_over:
-                return
-            entries = change(_live_entries(data) if mine and data is not None else [])
-            if entries == (data or {}).get("entries", []) and (mine or data is None):
+            if data is not None and owner not in (None, data.get("owner")):
+                if not take_over:
+                    return
+                data = None  # replaced (under its ETag)
+            entries = change(_live_entries(data or {}))
+            if entries == (data or {}).get("entries", []):
                 return
             try:
-                await self._write_owner_schedule(name, owner or data.get("owner"), entries, etag)
+                owner_now = owner or (data or {}).get("owner")
+                await self._write_owner_schedule(name, owner_now, entries, etag)
                 return
             except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
                 if attempt == MAX_RECORD_WRITES - 1:
