@@ -358,10 +358,14 @@ async def _send(
             idempotency_key=f"{call.run.run_id}:{record.call_id}",
             before_send=mark_started,
         )
-    except ToolTransportError:
-        # Unreachable or dropped before answering: Durable retries the call with the same
-        # idempotency key, as it always has. (A timeout keeps "started": outcome unknown.)
-        await rt.store.mark_tool_call(ref, record, "pending")
+    except ToolTransportError as exc:
+        # Durable retries this attempt. A request that certainly never left gets its record
+        # back as it was before this attempt, so the retry simply sends it. One that may have
+        # reached the server keeps "started" as `mark_started` wrote it (with `resent`): its
+        # outcome is unknown, so the retry sends it again only if that is safe, or asks (like
+        # a timeout, or a crash).
+        if not exc.maybe_sent:
+            await rt.store.mark_tool_call(ref, record, record.status)
         raise
 
 

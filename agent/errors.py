@@ -131,7 +131,15 @@ class ToolError(AgentError):
 
 
 class ToolTransportError(ToolError):
-    pass
+    """The server could not be reached, or the connection failed during the call.
+
+    `maybe_sent`: the request may have reached the server (a connection dropped or a session
+    lost during the call), so whether it acted is unknown; False only when it certainly never
+    left this process (no session could be opened, the server could not be listed)."""
+
+    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
 
 
 class ToolTimeout(ToolError):

@@ -369,11 +369,44 @@ class McpPool:
     async def may_repeat(self, exposed_name: str) -> bool:
         """Whether a call to this tool whose outcome is unknown (cut off by a crash) may be sent
         again: the tool says it is read-only, or its server is declared to apply a call at most
-        once per idempotency key (`idempotent_calls`)."""
-        spec, _, _ = await self._resolve(exposed_name)
+        once per idempotency key (`idempotent_calls`).
+
+        Decided from the server's configuration and the tool's spec whatever the server's
+        circuit says: this asks what the tool is, not whether it can be called now (a call
+        that cannot waits for the server anyway), and a cut-off read-only call is asked
+        about only when its tool list cannot be had at all."""
+        owner = self._owner(exposed_name)
+        if owner is not None and owner.config.idempotent_calls:
+            return True
+        spec = self._by_exposed_name.get(exposed_name)
+        if spec is None and owner is not None:
+            spec = await self._spec_past_breaker(owner, exposed_name)
         if spec is None:
             return False
         return spec.read_only or self._servers[spec.server].config.idempotent_calls
+
+    async def _spec_past_breaker(self, server: _Server, exposed_name: str) -> ToolSpec | None:
+        """The tool's spec from a listing made whatever the breaker says (listing changes
+        nothing on the server), which gives the breaker no verdict either; None if the server
+        cannot be listed."""
+        async with server.catalog_lock:
+            if exposed_name not in self._by_exposed_name:
+                try:
+                    tools = await server.connection.use(self._list_all)
+                except Exception as exc:
+                    failure = self._classify(server, exc)
+                    if failure is None:
+                        raise
+                    logger.warning(
+                        "mcp list_tools server=%s failed outcome=%s cause=%s",
+                        server.config.name,
+                        failure.kind.value,
+                        failure.cause,
+                    )
+                    return None
+                server.catalog = self._build_catalog(server.config, tools)
+                self._index()
+        return self._by_exposed_name.get(exposed_name)
 
     def _owner(self, exposed_name: str) -> _Server | None:
         """The configured server whose prefix this model-facing name carries, if any."""
@@ -424,7 +457,10 @@ class McpPool:
             return None, self._auth_text(name, error), "auth_error"
         if error.kind is FailureKind.TIMEOUT:
             raise ToolTimeout(f"MCP server {name!r} did not list its tools in time ({error.cause})")
-        raise ToolTransportError(f"MCP server {name!r} is unreachable ({error.cause})")
+        # The call waits on this listing: it was never sent.
+        raise ToolTransportError(
+            f"MCP server {name!r} is unreachable ({error.cause})", maybe_sent=False
+        )
 
     @staticmethod
     def _circuit_open_text(server: _Server) -> str:
@@ -495,8 +531,11 @@ class McpPool:
         started: float,
     ) -> ToolOutcome:
         config = server.config
+        session_open = False  # until a session is up, the request certainly has not left
 
         async def call(client: Client) -> types.CallToolResult:
+            nonlocal session_open
+            session_open = True
             try:
                 return await client.call_tool(
                     spec.tool,
@@ -517,7 +556,7 @@ class McpPool:
             if failure is None:
                 server.breaker.release()
                 raise
-            return self._failed(server, spec, failure, started)
+            return self._failed(server, spec, failure, started, maybe_sent=session_open)
         except BaseException:
             server.breaker.release()
             raise
@@ -530,10 +569,17 @@ class McpPool:
         return outcome
 
     def _failed(
-        self, server: _Server, spec: ToolSpec, failure: Failure, started: float
+        self,
+        server: _Server,
+        spec: ToolSpec,
+        failure: Failure,
+        started: float,
+        *,
+        maybe_sent: bool = True,
     ) -> ToolOutcome:
         """A server that answered with an error, or rejected our credentials → the model is told;
-        a transport failure or timeout → raised for the caller to retry."""
+        a transport failure or timeout → raised for the caller to retry. `maybe_sent` is False
+        when the failure came before the request could leave (opening the session)."""
         name = spec.server
         self._log(name, spec.tool, failure.kind.value, _ms(started), failure.cause)
         if failure.kind is FailureKind.SERVER_ERROR:
@@ -550,7 +596,9 @@ class McpPool:
                 f"MCP server {name!r} did not answer tool {spec.tool!r} within "
                 f"{server.config.timeout_seconds:g} s ({failure.cause})"
             ) from None
-        raise ToolTransportError(f"MCP server {name!r} is unreachable ({failure.cause})") from None
+        raise ToolTransportError(
+            f"MCP server {name!r} is unreachable ({failure.cause})", maybe_sent=maybe_sent
+        ) from None
 
     def _classify(self, server: _Server, exc: BaseException) -> Failure | None:
         failure = classify(exc, server.connection.last_http_error_status())

@@ -4,10 +4,13 @@ servers on loopback."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
+import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -261,7 +264,8 @@ async def test_a_server_restarted_inside_the_breaker_cooldown_is_waited_for_then
             await flaky.astop()
             with pytest.raises(ToolTransportError):  # Durable retries this attempt
                 await activities.tool_call(call.to_dict(), rt)
-            assert (await record_of(rt, run, call_id)).status == "pending"  # never reached it
+            # (the session's request may have left before the connection failed)
+            assert (await record_of(rt, run, call_id)).status == "started"
             await flaky.astart()  # back within a second; the breaker is open for 30 s
 
             deferred = await activities.tool_call(call.to_dict(), rt)
@@ -269,6 +273,142 @@ async def test_a_server_restarted_inside_the_breaker_cooldown_is_waited_for_then
             assert await tool_results(rt, run) == []  # the model is not told "unavailable"
 
             clock.advance(deferred["retry_after"])  # what the orchestrator's timer waits
+            again = replace(call, may_defer=False)
+            assert not (await activities.tool_call(again.to_dict(), rt))["is_error"]
+            [result] = await tool_results(rt, run)
+            assert result.content == "Hello, Ada!"
+        finally:
+            await pool.aclose()
+            await base.aclose()
+
+
+# --- a connection dropped during a call, a server that cannot be reached ----------------------
+
+
+class Holding:
+    """A server whose one tool acts (counted) and, while `hold` is set, then waits until the
+    test drops its connection; `entered` is set once a call has acted."""
+
+    def __init__(self) -> None:
+        self.executions = 0
+        self.hold = True
+        self.entered = threading.Event()
+
+    def app(self) -> Any:
+        server = MCPServer("holding")
+
+        @server.tool()
+        async def act(note: str) -> str:
+            """Act once per call, not read-only."""
+            self.executions += 1
+            self.entered.set()
+            if self.hold:
+                await anyio.sleep(30)  # never reached: the test drops the connection first
+            return "acted"
+
+        return server.streamable_http_app()
+
+
+@contextlib.asynccontextmanager
+async def holding_runtime(
+    azurite: AzuriteInstance, model: FakeOpenAI
+) -> AsyncIterator[tuple[Runtime, AsgiServer, Holding]]:
+    holding = Holding()
+    with AsgiServer(holding.app) as server:
+        servers = mcp_servers_json(http_entry("hold", server.url(), timeout_seconds=10))
+        runtime = await build_runtime(settings(azurite, model, servers))
+        try:
+            yield runtime, server, holding
+        finally:
+            await runtime.aclose()
+
+
+async def dropped_during(server: AsgiServer, holding: Holding, call: Awaitable[Any]) -> None:
+    """Run `call` and, once the tool has acted, drop the server (as a crash or network cut does)."""
+    task = asyncio.ensure_future(call)
+    assert await asyncio.to_thread(holding.entered.wait, 10)
+    await server.astop()
+    with pytest.raises(ToolTransportError):  # Durable retries this attempt
+        await task
+    holding.hold = False
+    await server.astart()
+
+
+async def test_an_approved_resend_whose_connection_drops_is_not_sent_a_third_time_by_the_retry(
+    azurite: AzuriteInstance, model: FakeOpenAI
+):
+    async with holding_runtime(azurite, model) as (rt, server, holding):
+        run, call_id = await proposed_call(rt, model, "hold__act", {"note": "x"})
+        await cut_off(rt, run, call_id)  # the first send: cut off by a crash
+        again = ToolCallInput(run, 1, call_id, retry_interrupted=True)  # a person said resend
+        await dropped_during(server, holding, activities.tool_call(again.to_dict(), rt))
+        record = await record_of(rt, run, call_id)
+        assert (record.status, record.resent) == ("started", True)
+
+        assert (await activities.tool_call(again.to_dict(), rt))["is_error"]  # Durable's retry
+        [result] = await tool_results(rt, run)
+        assert result.content == OUTCOME_UNKNOWN
+        assert holding.executions == 1  # the resend only: not sent again without asking
+
+
+async def test_a_call_whose_connection_drops_after_it_was_sent_keeps_its_outcome_unknown(
+    azurite: AzuriteInstance, model: FakeOpenAI
+):
+    async with holding_runtime(azurite, model) as (rt, server, holding):
+        run, call_id = await proposed_call(rt, model, "hold__act", {"note": "x"})
+        call = ToolCallInput(run, 1, call_id, may_defer=True)
+        await dropped_during(server, holding, activities.tool_call(call.to_dict(), rt))
+        assert (await record_of(rt, run, call_id)).status == "started"
+
+        assert (await activities.tool_call(call.to_dict(), rt))["interrupted"]  # a person decides
+        assert holding.executions == 1
+        assert await tool_results(rt, run) == []
+
+
+async def test_a_call_that_could_not_reach_its_server_goes_back_to_pending_and_the_retry_sends_it(
+    azurite: AzuriteInstance, model: FakeOpenAI
+):
+    async with holding_runtime(azurite, model) as (rt, server, holding):
+        holding.hold = False
+        run, call_id = await proposed_call(rt, model, "hold__act", {"note": "x"})
+        rt.mcp._servers["hold"].connection.retire_current()  # the next call opens a session
+        await server.astop()
+        call = ToolCallInput(run, 1, call_id, may_defer=True)
+        with pytest.raises(ToolTransportError) as raised:
+            await activities.tool_call(call.to_dict(), rt)
+        assert not raised.value.maybe_sent
+        assert (await record_of(rt, run, call_id)).status == "pending"  # certainly never sent
+
+        await server.astart()
+        assert not (await activities.tool_call(call.to_dict(), rt))["is_error"]
+        assert holding.executions == 1
+
+
+async def test_a_cut_off_read_only_call_whose_servers_circuit_is_open_waits_instead_of_asking(
+    azurite: AzuriteInstance, model: FakeOpenAI, tmp_path
+):
+    """A process that never listed the server (it restarted after the crash) and whose
+    breaker opened while the server was down: the tool is still known to be read-only."""
+    clock = FakeClock()
+    with AsgiServer(lambda: demo_http_app(sandbox_dir=tmp_path)) as flaky:
+        servers = mcp_servers_json(http_entry("flaky", flaky.url()))
+        base = await build_runtime(settings(azurite, model, servers))
+        pool = McpPool(
+            parse_mcp_servers(servers), clock=clock, failure_threshold=1, cooldown_seconds=30
+        )
+        try:
+            run, call_id = await proposed_call(base, model, "flaky__greet", {"name": "Ada"})
+            await cut_off(base, run, call_id)
+            await flaky.astop()
+            assert await pool.list_tools() == []  # the breaker opens
+            await flaky.astart()  # back, inside the cooldown
+
+            rt = replace(base, mcp=pool)
+            call = ToolCallInput(run, 1, call_id, may_defer=True)
+            deferred = await activities.tool_call(call.to_dict(), rt)
+            assert deferred["retry_after"] == 30.0 and "interrupted" not in deferred
+
+            clock.advance(deferred["retry_after"])
             again = replace(call, may_defer=False)
             assert not (await activities.tool_call(again.to_dict(), rt))["is_error"]
             [result] = await tool_results(rt, run)
