@@ -324,6 +324,8 @@ async def run_view(
         view["pending_approvals"] = custom.get("pending_approvals", [])
         if custom.get("interrupted_calls"):
             view["interrupted_calls"] = custom["interrupted_calls"]
+        if custom.get("question_id"):
+            view["question_id"] = custom["question_id"]
     if "step" in custom:
         view["step"] = custom["step"]
     if custom.get("phase"):
@@ -427,9 +429,25 @@ async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestration
         raise Conflict(f"run {run_id} is not waiting for an approval (it is {view['status']})")
     if call_id not in view.get("pending_approvals", ()):
         raise NotFound(f"run {run_id} has no tool call {call_id} awaiting approval")
-    await raise_approval(rt, client, view, owner, {"tool_call_id": call_id, "approved": approved})
+    event = {"tool_call_id": call_id, "approved": approved, **asked(view, body)}
+    await raise_approval(rt, client, view, owner, event)
     log.info("approval answered", extra={"run_id": run_id, "approved": approved})
     return json_response({"run_id": run_id, "tool_call_id": call_id, "approved": approved}, 202)
+
+
+def asked(view: dict[str, Any], body: dict[str, Any]) -> dict[str, str]:
+    """The question an answer is for, to stamp on its event: the one the caller names (from
+    a GET of the run; a client retrying its answer should), which must be the one the run asks
+    now, else the one the run asks now. The run ignores an answer stamped with another one."""
+    named, current = body.get("question_id"), view.get("question_id")
+    if named is not None and not isinstance(named, str):
+        raise BadRequest("'question_id', when given, must be a string: the run's question_id")
+    if named is not None and named != current:
+        raise Conflict(
+            f"run {view['run_id']} is not asking question {named} now"
+            + (f" (it asks {current})" if current else "")
+        )
+    return {"question_id": current} if current else {}
 
 
 async def raise_approval(

@@ -195,11 +195,28 @@ REJECTED = "the user rejected this tool call; it was not run"
 TIMED_OUT = "nobody approved this tool call in time; it was not run"
 
 
+# Version 2 names each question a run asks (shown in its status); the HTTP edge stamps the name
+# on each answer. Durable hands an event that arrives while nothing waits to the next wait for
+# that name, so without it a client's repeated answer to one question (approve call X) was
+# taken at once as the answer to the next (call X was cut off: send it again?).
+APPROVAL_QUESTION = "approval"
+RESEND_QUESTION = "resend"
+
+
+def question_id(step: int, kind: str) -> str:
+    """The id of the `kind` question asked at model step `step` (each is asked once a step)."""
+    return f"step{step}-{kind}"
+
+
 def record_decision(
-    pending: tuple[str, ...], decided: dict[str, bool], event: Any
+    pending: tuple[str, ...], decided: dict[str, bool], event: Any, question: str | None = None
 ) -> dict[str, bool]:
-    """Apply one approval event ({"tool_call_id", "approved"}); anything else is ignored."""
+    """Apply one approval event ({"tool_call_id", "approved"}); anything else is ignored, and
+    so is an answer to another question than `question` (one naming none was raised before
+    questions had ids, and is taken)."""
     if not isinstance(event, dict):
+        return decided
+    if question is not None and event.get("question_id", question) != question:
         return decided
     call_id, approved = event.get("tool_call_id"), event.get("approved")
     if call_id not in pending or call_id in decided or not isinstance(approved, bool):

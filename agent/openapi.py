@@ -221,6 +221,14 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                         "approval time out) to tell the model they were not repeated."
                     ),
                 },
+                "question_id": {
+                    "type": "string",
+                    "description": (
+                        "While waiting_for_approval: which question the run asks now. Send "
+                        "it with the answer, so that an answer repeated after the run moved "
+                        "on is refused (409) instead of being taken for a later question."
+                    ),
+                },
             },
         },
         "ApprovalAnswer": {
@@ -233,6 +241,11 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                     "description": "A tool call in the run's pending_approvals.",
                 },
                 "approved": {"type": "boolean"},
+                "question_id": {
+                    "type": "string",
+                    "description": "Optional: the run's question_id this answers (409 if the "
+                    "run asks another question now).",
+                },
             },
         },
         "ApprovalAccepted": {
@@ -555,7 +568,10 @@ def _runs() -> dict[str, Any]:
                         413,
                         described={
                             404: "No such run, or no such tool call awaiting approval.",
-                            409: "The run is not waiting for an approval.",
+                            409: (
+                                "The run is not waiting for an approval, or not asking the "
+                                "question named."
+                            ),
                         },
                     ),
                 },

@@ -39,6 +39,8 @@ from agent.contracts import (
 )
 from agent.loop import (
     APPROVAL_EVENT,
+    APPROVAL_QUESTION,
+    RESEND_QUESTION,
     Finish,
     LoopLimits,
     LoopState,
@@ -51,6 +53,7 @@ from agent.loop import (
     decide,
     interrupted_rejections,
     next_step,
+    question_id,
     record_decision,
     rejections,
     tokens_left,
@@ -225,6 +228,7 @@ def wait_for_decisions(
     """The approval wait itself: each call's yes/no, for those answered before the deadline.
     `interrupted` marks the calls in the run's status as cut off with their outcome unknown."""
     deadline = context.current_utc_datetime + timedelta(seconds=turn.approval_timeout_seconds)
+    question = asked_question(context, step, interrupted)
     decided: dict[str, bool] = {}
     while len(decided) < len(pending) and context.current_utc_datetime < deadline:
         waiting = [c for c in pending if c not in decided]
@@ -235,6 +239,8 @@ def wait_for_decisions(
         }
         if interrupted:
             status["interrupted_calls"] = waiting
+        if question is not None:
+            status["question_id"] = question
         context.set_custom_status(status)
         event = context.wait_for_external_event(APPROVAL_EVENT)
         timer = context.create_timer(deadline)
@@ -242,8 +248,18 @@ def wait_for_decisions(
         if winner is timer:
             break
         timer.cancel()
-        decided = record_decision(pending, decided, _event_data(winner.result))
+        decided = record_decision(pending, decided, _event_data(winner.result), question)
     return decided
+
+
+def asked_question(
+    context: df.DurableOrchestrationContext, step: int, interrupted: bool
+) -> str | None:
+    """Version 2: the id of this question, so an answer meant for another one is not taken
+    for it; version 1 takes any answer for a pending call, as it always has."""
+    if not runs_at_least(context, 2):
+        return None
+    return question_id(step, RESEND_QUESTION if interrupted else APPROVAL_QUESTION)
 
 
 def _event_data(raw: Any) -> Any:

@@ -14,6 +14,7 @@ from agent.loop import (
     after_throttle,
     decide,
     next_step,
+    record_decision,
 )
 
 LIMITS = LoopLimits(max_steps=3, max_tokens_per_run=1_000)
@@ -85,3 +86,12 @@ def test_next_step_advances_only_the_step():
 def test_a_summary_survives_its_dict_round_trip():
     summary = StepSummary("tool_calls", "m", ("a", "b"), Usage(1, 2, 3), None, None)
     assert StepSummary.from_dict(summary.to_dict()) == summary
+
+
+def test_an_answer_to_another_question_is_ignored_and_one_naming_none_is_taken():
+    pending = ("a",)
+    stale = {"tool_call_id": "a", "approved": True, "question_id": "step1-approval"}
+    assert record_decision(pending, {}, stale, "step1-resend") == {}
+    assert record_decision(pending, {}, stale, "step1-approval") == {"a": True}
+    legacy = {"tool_call_id": "a", "approved": False}
+    assert record_decision(pending, {}, legacy, "step1-resend") == {"a": False}

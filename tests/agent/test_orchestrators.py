@@ -212,7 +212,14 @@ def test_a_call_that_needs_approval_waits_and_runs_once_approved():
     assert result.output["status"] == "completed"
     assert tool_inputs(result) == {"r": None, "w": None}
     waiting = [s for s in result.custom_statuses if s.get("phase") == "waiting_for_approval"]
-    assert waiting == [{"step": 1, "phase": "waiting_for_approval", "pending_approvals": ["w"]}]
+    assert waiting == [
+        {
+            "step": 1,
+            "phase": "waiting_for_approval",
+            "pending_approvals": ["w"],
+            "question_id": "step1-approval",
+        }
+    ]
 
 
 def test_a_rejected_call_is_not_run_and_the_model_is_told():
@@ -306,12 +313,14 @@ def test_a_call_cut_off_by_a_crash_waits_for_a_person_and_is_called_again_once_a
             "phase": "waiting_for_approval",
             "pending_approvals": ["a", "b"],
             "interrupted_calls": ["a", "b"],
+            "question_id": "step1-resend",
         },
         {
             "step": 1,
             "phase": "waiting_for_approval",
             "pending_approvals": ["b"],
             "interrupted_calls": ["b"],
+            "question_id": "step1-resend",
         },
     ]
     again = tool_call_inputs(result)[2:]
@@ -333,6 +342,63 @@ def test_a_rejected_cut_off_call_is_not_called_again_and_the_model_is_told_its_o
     [_, again] = tool_call_inputs(result)
     assert again["rejection"] == f"{OUTCOME_UNKNOWN} ({DECLINED_RETRY})"
     assert "retry_interrupted" not in again
+
+
+def cut_off_once(call_id: str):
+    """A tool_call activity for which `call_id` was cut off by a crash (the first time it may
+    defer): it asks to be asked about."""
+
+    def tool(data: dict[str, Any]) -> dict[str, Any]:
+        done = {"call_id": data["call_id"], "is_error": False, "truncated": False}
+        cut = data["call_id"] == call_id and data.get("may_defer")
+        return {**done, "interrupted": True} if cut else done
+
+    return tool
+
+
+def approve(call_id: str, question: str) -> tuple[str, dict[str, Any]]:
+    """The event POST /approvals raises: the answer, stamped with the question it answers."""
+    return ("approval", {"tool_call_id": call_id, "approved": True, "question_id": question})
+
+
+def test_a_repeated_approval_of_a_call_is_not_taken_as_leave_to_resend_it_after_a_cut_off():
+    """A client retried its POST approving `w`: Durable hands the second event to the next
+    wait, which is the question whether to send `w` again after it was cut off."""
+    result = DRIVER.run(
+        "chat_turn",
+        TURN.to_dict(),
+        activities=script([guarded_tools(1), final(2)], cut_off_once("w")),
+        events=[approve("w", "step1-approval"), approve("w", "step1-approval")],
+    )
+    assert result.output["status"] == "completed"
+    [resend] = [d for d in tool_call_inputs(result)[2:] if d["call_id"] == "w"]
+    assert "retry_interrupted" not in resend
+    assert resend["rejection"] == f"{OUTCOME_UNKNOWN} ({NO_RETRY_ANSWER})"
+
+
+def test_an_answer_to_the_resend_question_itself_sends_a_cut_off_call_again():
+    result = DRIVER.run(
+        "chat_turn",
+        TURN.to_dict(),
+        activities=script([guarded_tools(1), final(2)], cut_off_once("w")),
+        events=[approve("w", "step1-approval"), approve("w", "step1-resend")],
+    )
+    [resend] = [d for d in tool_call_inputs(result)[2:] if d["call_id"] == "w"]
+    assert resend["retry_interrupted"] is True and "rejection" not in resend
+    questions = [s.get("question_id") for s in result.custom_statuses if "question_id" in s]
+    assert questions == ["step1-approval", "step1-resend"]
+
+
+def test_a_version_1_run_takes_any_answer_and_names_no_question():
+    result = V1_DRIVER.run(
+        "chat_turn",
+        TURN.to_dict(),
+        activities=script([guarded_tools(1), final(2)]),
+        events=[approve("w", "step9-other")],
+    )
+    assert result.output["status"] == "completed"
+    assert tool_inputs(result) == {"r": None, "w": None}
+    assert not any("question_id" in s for s in result.custom_statuses if isinstance(s, dict))
 
 
 def test_a_call_whose_servers_circuit_is_open_waits_out_the_cooldown_once_then_runs_again():
