@@ -76,6 +76,25 @@ async def test_a_restarted_http_server_is_reconnected_on_the_next_call(
     assert pool.connects("demo") == 2
 
 
+async def test_a_transport_error_says_whether_the_request_may_have_reached_the_server(
+    make_pool: PoolFactory, own_demo_http: AsgiServer
+) -> None:
+    pool = await make_pool(http_entry("demo", own_demo_http.url()))
+    await greet(pool)
+    await own_demo_http.astop()
+    with pytest.raises(ToolTransportError) as on_the_session:
+        await greet(pool)
+    assert on_the_session.value.maybe_sent  # sent on a live session: cannot tell
+    with pytest.raises(ToolTransportError) as no_session:
+        await greet(pool)
+    assert not no_session.value.maybe_sent  # no session could be opened: never left
+
+    never_listed = await make_pool(http_entry("demo", own_demo_http.url()))
+    with pytest.raises(ToolTransportError) as unlisted:
+        await greet(never_listed)
+    assert not unlisted.value.maybe_sent
+
+
 async def test_a_restarted_sse_server_is_reconnected_on_the_next_call(
     make_pool: PoolFactory, tmp_path: Path
 ) -> None:
