@@ -108,6 +108,15 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
     return await scheduling.scheduler_callback(req, client)
 
 
+# Function key: the seeds' unsigned form, for Scheduler senders that cannot sign.
+@app.route(route="scheduler/conversation-callback", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import scheduling
+
+    return await scheduling.conversation_callback(req, client)
+
+
 @app.route(route="schedules", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):

@@ -396,6 +396,54 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                 },
             },
         },
+        "SeedCallback": {
+            "type": "object",
+            "description": "The seeds' callback body, as a Scheduler that cannot sign sends it.",
+            "required": ["conversationId", "content"],
+            "properties": {
+                "conversationId": _ref("Id"),
+                "status": _nullable(
+                    {"type": "string", "description": "Informational (e.g. `due`)."}
+                ),
+                "content": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_CALLBACK_CONTENT_CHARS,
+                    "not": {"pattern": r"^\s*$"},  # not blank
+                },
+            },
+        },
+        "SeedCallbackAccepted": {
+            "type": "object",
+            "required": [
+                "success",
+                "conversationId",
+                "run_id",
+                "batch_id",
+                "status_url",
+                "duplicate",
+            ],
+            "properties": {
+                "success": {"const": True},
+                "conversationId": _ref("Id"),
+                "run_id": {
+                    "type": "string",
+                    "description": "The turn's run: at /api/runs/{run_id} once it has started.",
+                },
+                "batch_id": {"type": "string"},
+                "status_url": {
+                    "type": "string",
+                    "format": "uri-reference",
+                    "description": "The delivery's batch: the item's status from the start, "
+                    "then its run's status and answer.",
+                },
+                "duplicate": {
+                    "type": "boolean",
+                    "description": "True for a repeat (same Idempotency-Key, or else the same "
+                    "body, within 24 hours): nothing new was started; the ids are the first's.",
+                },
+            },
+        },
         "Health": {
             "type": "object",
             "required": ["status"],
@@ -650,6 +698,54 @@ def _scheduling(limits: Limits) -> dict[str, Any]:
                             401: "A missing or invalid signature, a timestamp more than 5 "
                             "minutes off, or callbacks are disabled (no SCHEDULER_WEBHOOK_SECRET).",
                             413: f"The body is over {MAX_CALLBACK_BYTES} bytes.",
+                        },
+                    ),
+                },
+            }
+        },
+        f"{API_PREFIX}/scheduler/conversation-callback": {
+            "post": {
+                "operationId": "conversation_callback",
+                "tags": ["scheduling"],
+                "summary": "The seeds' callback from a Scheduler that cannot sign",
+                "description": (
+                    "With a function key instead of a signature: starts a turn with `content` "
+                    "in the caller's own conversation, on the same durable path as the signed "
+                    "callback. A repeat (the same Idempotency-Key, or without one the same "
+                    "body, within 24 hours) starts nothing new and answers the first's ids. "
+                    'Errors carry `"success": false` and `error` (= `detail`) besides the '
+                    "problem fields, as the seeds' senders read them."
+                ),
+                "security": FUNCTION_KEY,
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "The repeat key (per caller, for 24 hours); without it, "
+                        "the body is.",
+                        "schema": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": scheduling.MAX_IDEMPOTENCY_KEY_CHARS,
+                        },
+                    }
+                ],
+                "requestBody": _body("SeedCallback"),
+                "responses": {
+                    "200": _ok(
+                        "Accepted: the turn starts (also for a repeat).",
+                        _ref("SeedCallbackAccepted"),
+                    ),
+                    **_errors(
+                        400,
+                        404,
+                        409,
+                        413,
+                        described={
+                            404: "The conversation is not the caller's.",
+                            409: "The Idempotency-Key was used for another body within 24 hours.",
+                            413: f"The body is over {scheduling.MAX_SEED_CALLBACK_BYTES} bytes.",
                         },
                     ),
                 },

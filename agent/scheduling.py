@@ -5,14 +5,20 @@ a batch's progress.
   stored; the `webhook-id` is the idempotency key (the batch id derives from it, the batch blob is
   create-only and the orchestration's instance id is the batch id), so a repeated delivery
   starts nothing new and still answers 202.
+- `POST /api/scheduler/conversation-callback`: the seeds' single form from senders that cannot
+  sign, with a function key, into the caller's own conversation; the `Idempotency-Key` header
+  (else the body) is the idempotency key for 24 hours. Both callbacks share `start_delivery`.
 - `POST /api/schedules`: through the Scheduler MCP server when one is configured (one
   idempotency key per item, bounded concurrency), else with durable timers.
-- `GET /api/batches/{id}`: per-item status, from each item's run.
+- `GET /api/batches/{id}`: per-item status, from each item's run; an item handed to the
+  Scheduler shows the run its delivery started, under whichever batch that delivery ran.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import json
 import logging
 import time
@@ -29,17 +35,35 @@ from agent.callers import caller_of
 from agent.contracts import BatchInput
 from agent.errors import (
     BadRequest,
+    Conflict,
     NotFound,
     OperatorError,
     PayloadTooLarge,
     ToolError,
     Unauthorized,
 )
-from agent.http_api import api, checked_id, json_body, json_response, path_id, run_view
+from agent.http_api import (
+    Handler,
+    api,
+    checked_id,
+    json_body,
+    json_response,
+    own_url,
+    path_id,
+    run_view,
+)
+from agent.json_input import parse_json_object
 from agent.runtime import Runtime, runtime
-from agent.webhooks import CallbackItem, parse_callback, verify
-from storage.batches import BatchItem, BatchRecord, batch_id_for_webhook, run_id_of
+from agent.webhooks import CallbackItem, parse_callback, parse_seed_callback, verify
+from storage.batches import (
+    BatchItem,
+    BatchRecord,
+    ItemRef,
+    batch_id_for_webhook,
+    run_id_of,
+)
 from storage.conversations import ConversationRef
+from storage.idempotency import RequestKeys
 from storage.models import MessageOrigin, utc_timestamp
 
 log = logging.getLogger(__name__)
@@ -47,9 +71,14 @@ log = logging.getLogger(__name__)
 SCHEDULED_BATCH = "scheduled_batch"
 SCHEDULER_SERVER = "scheduler"  # the MCP server (in MCP_SERVERS) that schedules conversations
 MAX_CALLBACK_BYTES = 4 * 1024 * 1024  # a batch of up to 1,000 items
+# One item: its content at its limit, every character JSON-escaped (12 bytes at most), fits.
+MAX_SEED_CALLBACK_BYTES = 512 * 1024
 MAX_SCHEDULE_ITEMS = 100
 SCHEDULER_CONCURRENCY = 8
 LOOKUP_CONCURRENCY = 16  # Blob and status reads one request makes at once
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_WINDOW = timedelta(hours=24)  # a repeat within it starts nothing new
+MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
 # --- the Scheduler's callback ------------------------------------------------------------------
@@ -69,13 +98,70 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
     webhook_id = verify(secret.value, req.headers, body, now=time.time())
     callback = parse_callback(body)
     batch_id = batch_id_for_webhook(webhook_id)
+    owners = await owners_of(rt, callback.items)
+    started = await start_delivery(rt, client, batch_id, callback.items, owners)
+    log.info(
+        "scheduler callback",
+        extra={"batch_id": batch_id, "items": len(callback.items), "started": started},
+    )
+    return json_response(
+        {"batch_id": batch_id, "items": len(callback.items), "duplicate": not started}, 202
+    )
+
+
+async def owners_of(rt: Runtime, items: tuple[CallbackItem, ...]) -> tuple[str | None, ...]:
+    """Whose conversation each item names (None: no such conversation), a few reads at once."""
     gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
     async def owner_of(conversation_id: str) -> str | None:
         async with gate:
             return await rt.store.owner_of(conversation_id)
 
-    owners = await asyncio.gather(*(owner_of(item.conversation_id) for item in callback.items))
+    return tuple(await asyncio.gather(*(owner_of(item.conversation_id) for item in items)))
+
+
+async def start_delivery(
+    rt: Runtime,
+    client: df.DurableOrchestrationClient,
+    batch_id: str,
+    delivered: tuple[CallbackItem, ...],
+    owners: tuple[str | None, ...],
+) -> bool:
+    """The one durable path of both callback routes; False when the batch had started already.
+
+    Claim each item's owner-schedule entry (who scheduled it), store the batch (create-only),
+    link each item to the scheduled batch item it delivers (so `GET /api/batches/{that batch}`
+    shows its run) as its entry is used up, and start the batch's orchestration once. A repeat
+    (same batch id) keeps the first one's record and origins and claims nothing, so an owner's
+    later scheduling of the same text is left for its own delivery; it finishes what an
+    interrupted first attempt began and starts nothing new.
+    """
+    record = await rt.batches.get(batch_id)
+    if record is None:
+        origins = await origins_of(rt, batch_id, delivered, owners)
+        items = tuple(
+            batch_item(index, item, owner, origin)
+            for index, (item, owner, origin) in enumerate(
+                zip(delivered, owners, origins, strict=True)
+            )
+        )
+        record = BatchRecord(batch_id, "callback", utc_timestamp(), None, items)
+        if not await rt.batches.create(record):  # a concurrent repeat stored its record first
+            record = await rt.batches.get(batch_id) or record
+    await use_up_owner_schedules(rt, record)
+    plan = BatchInput(
+        batch_id, tuple(range(len(record.items))), rt.settings.limits.batch_max_concurrency
+    )
+    return await start_once(client, batch_id, plan)
+
+
+async def origins_of(
+    rt: Runtime,
+    batch_id: str,
+    items: tuple[CallbackItem, ...],
+    owners: tuple[str | None, ...],
+) -> list[MessageOrigin]:
+    gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
     async def origin_of(index: int, item: CallbackItem, owner: str | None) -> MessageOrigin:
         if owner is None:
@@ -89,57 +175,143 @@ async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrat
                 f"{batch_id}:{index}",
             )
 
-    # A repeated delivery keeps the first one's record (and origins): it claims nothing, so an
-    # owner's later scheduling of the same text is left for its own delivery.
-    stored = await rt.batches.get(batch_id)
-    origins = (
-        [item.origin for item in stored.items]
-        if stored
-        else await asyncio.gather(
+    return list(
+        await asyncio.gather(
             *(
                 origin_of(index, item, owner)
-                for index, (item, owner) in enumerate(zip(callback.items, owners, strict=True))
+                for index, (item, owner) in enumerate(zip(items, owners, strict=True))
             )
         )
     )
-    items = []
-    for index, (item, owner, origin) in enumerate(
-        zip(callback.items, owners, origins, strict=True)
-    ):
-        items.append(
-            BatchItem(
-                index=index,
-                conversation_id=item.conversation_id,
-                owner=owner,
-                content=item.content,
-                scheduled_time=item.scheduled_time,
-                schedule_id=item.schedule_id,
-                status="pending" if owner else "rejected",
-                error=None if owner else f"no conversation {item.conversation_id}",
-                origin=origin,
-            )
+
+
+def batch_item(
+    index: int, item: CallbackItem, owner: str | None, origin: MessageOrigin
+) -> BatchItem:
+    return BatchItem(
+        index=index,
+        conversation_id=item.conversation_id,
+        owner=owner,
+        content=item.content,
+        scheduled_time=item.scheduled_time,
+        schedule_id=item.schedule_id,
+        status="pending" if owner else "rejected",
+        error=None if owner else f"no conversation {item.conversation_id}",
+        origin=origin,
+    )
+
+
+# --- the seeds' callback, from unsigned senders --------------------------------------------------
+
+
+def seed_answer(handler: Handler) -> Handler:
+    """Answer errors as the seeds' senders expect, `{"success": false, "error": ...}`, inside
+    the problem document every route answers (so both kinds of client read it)."""
+
+    @functools.wraps(handler)
+    async def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
+        response = await handler(*args, **kwargs)
+        if response.status_code < 400:
+            return response
+        body = json.loads(response.get_body())
+        body.update(success=False, error=body.get("detail", "the request failed"))
+        return func.HttpResponse(
+            json.dumps(body),
+            status_code=response.status_code,
+            mimetype=response.mimetype,
+            headers=dict(response.headers),
         )
-    record = BatchRecord(batch_id, "callback", utc_timestamp(), None, tuple(items))
-    if not await rt.batches.create(record):  # a repeated delivery: the first one's record stays
-        record = await rt.batches.get(batch_id) or record
-    await use_up_owner_schedules(rt, record)
-    plan = BatchInput(batch_id, tuple(range(len(items))), rt.settings.limits.batch_max_concurrency)
-    started = await start_once(client, batch_id, plan)
+
+    return wrapper
+
+
+@seed_answer
+@api
+async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    """`POST /api/scheduler/conversation-callback`: the seeds' `{conversationId, status,
+    content}` from a sender that cannot sign (function key instead), into the caller's own
+    conversation; a repeat (its `Idempotency-Key`, else its body, within 24 hours) starts
+    nothing new and answers the same ids."""
+    rt = await runtime()
+    owner = caller_of(req, rt.settings.require_auth)
+    document = seed_body(req)
+    item = parse_seed_callback(document)
+    fingerprint = body_fingerprint(document)
+    key = request_key(owner, req.headers.get(IDEMPOTENCY_HEADER), fingerprint)
+    await rt.store.get_meta(ConversationRef(owner, item.conversation_id))  # 404: not theirs
+    claim = await RequestKeys(rt.container, IDEMPOTENCY_WINDOW).claim(
+        key, fingerprint, datetime.now(UTC)
+    )
+    if not claim.same_body:
+        raise Conflict(
+            f"this {IDEMPOTENCY_HEADER} was used for another body within the last "
+            f"{IDEMPOTENCY_WINDOW.total_seconds() / 3600:g} hours; send a new key"
+        )
+    started = await start_delivery(rt, client, claim.batch_id, (item,), (owner,))
+    run_id = run_id_of(claim.batch_id, 0)
     log.info(
-        "scheduler callback", extra={"batch_id": batch_id, "items": len(items), "started": started}
+        "conversation callback",
+        extra={"batch_id": claim.batch_id, "first": claim.first, "started": started},
     )
-    return json_response({"batch_id": batch_id, "items": len(items), "duplicate": not started}, 202)
+    return json_response(
+        {
+            "success": True,
+            "conversationId": item.conversation_id,
+            "run_id": run_id,
+            "batch_id": claim.batch_id,
+            # The batch, not the run: the run exists once the batch's lane takes the item
+            # (GET /api/runs/{run_id} is a 404 until then); the batch shows it from the start.
+            "status_url": own_url(rt, f"/api/batches/{claim.batch_id}"),
+            "duplicate": not claim.first,
+        }
+    )
+
+
+def seed_body(req: func.HttpRequest) -> dict[str, Any]:
+    """The JSON object sent, within a limit that any body whose content is within its own
+    limit fits under (so an over-long content is a 400 naming it, not a 413)."""
+    raw = req.get_body() or b""
+    if len(raw) > MAX_SEED_CALLBACK_BYTES:
+        raise PayloadTooLarge(
+            f"the callback body is {len(raw)} bytes; the limit is {MAX_SEED_CALLBACK_BYTES}"
+        )
+    if not raw.strip():
+        raise BadRequest("the request body is empty; send a JSON object")
+    return parse_json_object(raw, "the callback body")
+
+
+def body_fingerprint(document: dict[str, Any]) -> str:
+    """The body's hash, independent of key order and spacing: the same JSON is the same body."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def request_key(owner: str, header: str | None, fingerprint: str) -> str:
+    """The idempotency key of a request, scoped to its caller (two callers' keys never meet):
+    the `Idempotency-Key` header when sent, else the body."""
+    if header is None:
+        return f"conversation-callback\n{owner}\nbody\n{fingerprint}"
+    value = header.strip()  # as HTTP does: surrounding spaces are not part of a header value
+    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY_CHARS:
+        raise BadRequest(
+            f"the {IDEMPOTENCY_HEADER} header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"
+        )
+    return f"conversation-callback\n{owner}\nkey\n{value}"
 
 
 async def use_up_owner_schedules(rt: Runtime, record: BatchRecord) -> None:
     """Delete the owner-schedule entries this delivery claimed, now that its record keeps their
-    origin (again on a repeat: a first attempt may have stopped before this)."""
+    origin (again on a repeat: a first attempt may have stopped before this), each linking the
+    scheduled batch item it came from to the item that delivers it."""
     gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
     async def use_up(item: BatchItem) -> None:
         async with gate:
             await rt.batches.consume_owner_schedule(
-                item.conversation_id, item.content, f"{record.batch_id}:{item.index}"
+                item.conversation_id,
+                item.content,
+                f"{record.batch_id}:{item.index}",
+                ItemRef(record.batch_id, item.index),
             )
 
     await asyncio.gather(*(use_up(item) for item in record.items if item.origin == "scheduled"))
@@ -282,7 +454,11 @@ async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchR
             if item.owner is not None:  # (always: the caller's own batch)
                 # Before the Scheduler holds it: its delivery may come at any time after.
                 await rt.batches.remember_owner_schedule(
-                    item.owner, item.conversation_id, item.content, item.scheduled_time
+                    item.owner,
+                    item.conversation_id,
+                    item.content,
+                    item.scheduled_time,
+                    home=ItemRef(record.batch_id, item.index),
                 )
             try:
                 outcome = await rt.mcp.call_tool(
@@ -367,17 +543,27 @@ async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient
     gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
 
     async def run_of(item: BatchItem) -> dict[str, Any] | None:
-        if item.status == "rejected" or (record.source == "schedule" and item.schedule_id):
-            return None  # never runs here, or runs in the Scheduler's callback batch
+        if item.status == "rejected":
+            return None  # never runs
         async with gate:
-            try:
-                return await run_view(rt, client, run_id_of(batch_id, item.index), caller)
-            except NotFound:  # not started yet, or never will: its recorded outcome says which
-                outcome = await rt.batches.outcome(batch_id, item.index)
-                return None if outcome is None else {"run_id": None, **outcome}
+            where: ItemRef | None = ItemRef(batch_id, item.index)
+            if item.status == "scheduled":  # handed to the Scheduler: it runs where delivered
+                where = await rt.batches.delivery(ItemRef(batch_id, item.index))
+            return None if where is None else await item_run(rt, client, where, caller)
 
     runs = await asyncio.gather(*(run_of(item) for item in visible))
     return json_response(batch_view_of_items(record, visible, runs))
+
+
+async def item_run(
+    rt: Runtime, client: df.DurableOrchestrationClient, item: ItemRef, caller: str
+) -> dict[str, Any] | None:
+    """A batch item's run as the batch view shows it; None before it has one."""
+    try:
+        return await run_view(rt, client, run_id_of(item.batch_id, item.index), caller)
+    except NotFound:  # not started yet, or never will: its recorded outcome says which
+        outcome = await rt.batches.outcome(item.batch_id, item.index)
+        return None if outcome is None else {"run_id": None, **outcome}
 
 
 def batch_view_of_items(

@@ -214,3 +214,15 @@ def parse_callback(body: bytes) -> CallbackBatch:
         f'body must be {{"type": "{CALLBACK_TYPE}", "items": [...]}} '
         'or {"conversationId": ..., "status": ..., "content": ...}'
     )
+
+
+def parse_seed_callback(document: dict[str, Any]) -> CallbackItem:
+    """The seeds' `{"conversationId", "status", "content"}` (a parsed JSON object), as an
+    unsigned sender (the function-key route) posts it: the single form only; `status` is
+    informational."""
+    if "conversationId" not in document:
+        raise BadRequest(
+            '\'conversationId\' is required: send {"conversationId": ..., "status": ..., '
+            '"content": ...}'
+        )
+    return _single_form(document).items[0]

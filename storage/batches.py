@@ -71,6 +71,21 @@ class BatchItem:
 
 
 @dataclass(frozen=True)
+class ItemRef:
+    """One item of one batch."""
+
+    batch_id: str
+    index: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch_id": self.batch_id, "index": self.index}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ItemRef:
+        return cls(str(data["batch_id"]), int(data["index"]))
+
+
+@dataclass(frozen=True)
 class BatchRecord:
     batch_id: str
     source: BatchSource
@@ -171,15 +186,26 @@ class BatchStore:
         return data
 
     async def remember_owner_schedule(
-        self, owner: str, conversation_id: str, text: str, scheduled_time: str | None
+        self,
+        owner: str,
+        conversation_id: str,
+        text: str,
+        scheduled_time: str | None,
+        home: ItemRef | None = None,
     ) -> None:
         """Record that the conversation's owner scheduled this text for it (POST /api/schedules),
-        before the Scheduler is asked: its delivery can then be told from the assistant's.
+        before the Scheduler is asked: its delivery can then be told from the assistant's, and
+        linked to the batch item that asked for it (`home`), whichever batch it runs under.
 
         One entry per scheduling (the same text may be due twice), each used up by the one
         delivery it is matched to, and void OWNER_SCHEDULE_GRACE after its due time if none is.
         """
-        entry = {"due": scheduled_time, "expires_at": _expiry(scheduled_time), "claimed_by": None}
+        entry = {
+            "due": scheduled_time,
+            "expires_at": _expiry(scheduled_time),
+            "claimed_by": None,
+            "home": None if home is None else home.to_dict(),
+        }
         await self._update_owner_schedule(
             conversation_id, text, lambda entries: [*entries, entry], owner=owner, take_over=True
         )
@@ -204,13 +230,37 @@ class BatchStore:
         await self._update_owner_schedule(conversation_id, text, claim, owner=owner)
         return "scheduled" if claimed else "scheduled_by_assistant"
 
-    async def consume_owner_schedule(self, conversation_id: str, text: str, claimant: str) -> None:
-        """Delete the entry `claimant` claimed (idempotent: none left is fine)."""
+    async def consume_owner_schedule(
+        self, conversation_id: str, text: str, claimant: str, delivered: ItemRef | None = None
+    ) -> None:
+        """Delete the entry `claimant` claimed (idempotent: none left is fine). First, with the
+        item that `delivered` it, link the entry's home to it: before the delete, so that a
+        repeat after an interruption still finds the entry to link."""
+        if delivered is not None:
+            data, _ = await self._json.download(_owner_schedule_name(conversation_id, text))
+            for entry in (data or {}).get("entries", []):
+                if entry.get("claimed_by") == claimant and entry.get("home"):
+                    await self.link_delivery(ItemRef.from_dict(entry["home"]), delivered)
         await self._update_owner_schedule(
             conversation_id,
             text,
             lambda entries: [e for e in entries if e["claimed_by"] != claimant],
         )
+
+    async def link_delivery(self, home: ItemRef, delivered: ItemRef) -> bool:
+        """Record that the item `delivered` (of a callback's batch) runs the scheduled item
+        `home`, so `home`'s batch shows that run; False when another delivery has it (the first
+        wins: create-only; a repeat of the same delivery finds its own link and gets True)."""
+        try:
+            await self._json.upload(_delivery_name(home), delivered.to_dict())
+        except ResourceExistsError:
+            return await self.delivery(home) == delivered
+        return True
+
+    async def delivery(self, home: ItemRef) -> ItemRef | None:
+        """The callback batch item that ran a scheduled item, once the Scheduler called back."""
+        data, _ = await self._json.download(_delivery_name(home))
+        return None if data is None else ItemRef.from_dict(data)
 
     async def _update_owner_schedule(
         self,
@@ -326,6 +376,10 @@ def _instant(text: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
+
+
+def _delivery_name(home: ItemRef) -> str:
+    return f"batches/{home.batch_id}/deliveries/{home.index:04d}.json"
 
 
 def _outcome_name(batch_id: str, index: int) -> str:

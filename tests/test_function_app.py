@@ -25,6 +25,12 @@ EXPECTED = {
     "health": ("httpTrigger", "health", ["GET"], "ANONYMOUS"),
     "openapi_document": ("httpTrigger", "openapi.json", ["GET"], "ANONYMOUS"),
     "scheduler_callback": ("httpTrigger", "scheduler/callback", ["POST"], "ANONYMOUS"),
+    "conversation_callback": (
+        "httpTrigger",
+        "scheduler/conversation-callback",
+        ["POST"],
+        "FUNCTION",
+    ),
     "schedule_batch": ("httpTrigger", "schedules", ["POST"], "FUNCTION"),
     "get_batch": ("httpTrigger", "batches/{batch_id}", ["GET"], "FUNCTION"),
     "unrouted": ("httpTrigger", "{*path}", [], "ANONYMOUS"),  # every method: 405/404 problems
@@ -44,6 +50,7 @@ DURABLE_CLIENT_FUNCTIONS = {
     "cancel_run",
     "answer_approval",
     "scheduler_callback",
+    "conversation_callback",
     "schedule_batch",
     "get_batch",
 }
@@ -177,6 +184,8 @@ def test_with_bad_settings_health_and_every_route_answer_503_naming_each_setting
     assert "setting OPENAI_MODEL: is required" in detail
     assert "setting AGENT_MAX_STEPS: must be an integer" in detail
     assert "many-7f3a" not in json.dumps(routes)  # names and what is wrong, never values
+    seeds = routes["conversation_callback"]["body"]  # the seeds' senders read these two too
+    assert (seeds.pop("success"), seeds.pop("error")) == (False, detail)
     for name, answer in routes.items():
         assert answer == health, name  # the same 503 and detail on every route
 

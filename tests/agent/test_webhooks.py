@@ -11,7 +11,14 @@ import pytest
 from standardwebhooks import Webhook
 
 from agent.errors import BadRequest, SettingsError, Unauthorized
-from agent.webhooks import CallbackBatch, CallbackItem, parse_callback, sign, verify
+from agent.webhooks import (
+    CallbackBatch,
+    CallbackItem,
+    parse_callback,
+    parse_seed_callback,
+    sign,
+    verify,
+)
 
 SECRET = "whsec_" + base64.b64encode(b"the-current-secret-32-bytes-long").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"the-retired-secret-32-bytes-long").decode()
@@ -285,4 +292,32 @@ def test_a_malformed_callback_is_a_bad_request_naming_the_problem(document: obje
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
     with pytest.raises(BadRequest) as error:
         parse_callback(body)
+    assert problem in detail_of(error)
+
+
+# --- parse_seed_callback (the unsigned route) ------------------------------------------------
+
+
+def test_the_seeds_body_from_an_unsigned_sender_becomes_one_item():
+    document = {"conversationId": "abc123", "status": "due", "content": "hello"}
+    assert parse_seed_callback(document) == CallbackItem(None, "abc123", "hello", None)
+    assert parse_seed_callback({"conversationId": "abc123", "content": "hi"}).content == "hi"
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ({}, "'conversationId' is required"),
+        ({"content": "hi", "status": "due"}, "'conversationId' is required"),
+        ({"conversationId": "", "content": "hi"}, "conversationId must match"),
+        ({"conversationId": "../x", "content": "hi"}, "conversationId must match"),
+        ({"conversationId": "ab"}, "content must be a non-empty string"),
+        ({"conversationId": "ab", "content": " \n"}, "content must be a non-empty string"),
+        ({"conversationId": "ab", "content": ["hi"]}, "content must be a non-empty string"),
+        ({"conversationId": "ab", "content": "hi", "status": {}}, "status must be a string"),
+    ],
+)
+def test_a_bad_seed_body_is_a_bad_request_naming_the_field(document: dict, problem: str):
+    with pytest.raises(BadRequest) as error:
+        parse_seed_callback(document)
     assert problem in detail_of(error)

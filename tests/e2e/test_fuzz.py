@@ -200,6 +200,7 @@ class Scenario:
     signed: bool = False
     prepare: Callable[[Case], Case] | None = None
     keep: Callable[[Case], bool] | None = None
+    body_on: str | None = None  # a KnownIds attribute: its "id" as the body's conversationId
 
     @property
     def name(self) -> str:
@@ -208,6 +209,8 @@ class Scenario:
             parts.append(f"on-{self.on}")
         if self.signed:
             parts.append("signed")
+        if self.body_on:
+            parts.append(f"into-{self.body_on}")
         if self.prepare is schedulable:
             parts.append("schedulable")
         return "-".join(parts)
@@ -234,6 +237,9 @@ SCENARIOS = [
     Scenario("scheduler_callback"),  # unsigned: always refused with a 401 problem
     Scenario("scheduler_callback", signed=True),
     Scenario("scheduler_callback", NEGATIVE),
+    Scenario("conversation_callback"),
+    Scenario("conversation_callback", body_on="seed"),
+    Scenario("conversation_callback", NEGATIVE),
     Scenario("schedule_batch"),
     Scenario("schedule_batch", prepare=schedulable),
     Scenario("schedule_batch", NEGATIVE),
@@ -251,6 +257,7 @@ class KnownIds:
     run: dict[str, str]  # that turn's run
     batch: dict[str, str]  # a scheduled batch
     chat: dict[str, str]  # a conversation the fuzzer may chat in
+    seed: dict[str, str]  # a conversation the seeds' callback delivers into
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -278,7 +285,19 @@ async def known(app: App) -> KnownIds:
         run={"run_id": run["run_id"]},
         batch={"batch_id": batch["batch_id"]},
         chat={"id": await app.new_conversation()},
+        seed={"id": await app.new_conversation()},
     )
+
+
+def into(ids: dict[str, str] | None) -> Callable[[Case], Case]:
+    """A body that names a real conversation (random ids are almost always a 404)."""
+
+    def prepare(case: Case) -> Case:
+        if ids and isinstance(case.body, dict) and "conversationId" in case.body:
+            case.body["conversationId"] = ids["id"]
+        return case
+
+    return prepare
 
 
 def fuzz(
@@ -286,6 +305,7 @@ def fuzz(
     scenario: Scenario,
     base_url: str,
     path_parameters: dict[str, str] | None,
+    body_ids: dict[str, str] | None = None,
 ) -> Tally:
     """Run the scenario's examples and count what disagreed with the document."""
     operation = schema.find_operation_by_id(scenario.operation_id)
@@ -294,6 +314,8 @@ def fuzz(
         strategy = strategy.filter(scenario.keep)
     if scenario.prepare is not None:
         strategy = strategy.map(scenario.prepare)
+    if body_ids is not None:
+        strategy = strategy.map(into(body_ids))
     checks = CHECKS + ([negative_data_rejection] if scenario.mode is NEGATIVE else [])
     extra = request_options(scenario.signed)
     tally = Tally()
@@ -353,6 +375,7 @@ def cover(
     scenario: Scenario,
     base_url: str,
     path_parameters: dict[str, str] | None,
+    body_ids: dict[str, str] | None = None,
 ) -> Tally:
     tally = Tally()
     extra = request_options(scenario.signed)
@@ -360,6 +383,7 @@ def cover(
         for case in coverage_cases(schema, scenario.operation_id, path_parameters):
             if scenario.signed and negative_headers(case):
                 continue  # signing replaces the webhook headers: the case would be valid
+            case = into(body_ids)(case)
             response = case.call(base_url=base_url, session=session, **extra)
             tally.record(case, checked(case, response, COVERAGE_CHECKS))
     return tally
@@ -377,7 +401,10 @@ async def test_an_operation_keeps_to_its_document_under_fuzzing(
     app: App, schema: schemathesis.BaseSchema, known: KnownIds, scenario: Scenario
 ) -> None:
     path_parameters = getattr(known, scenario.on) if scenario.on else None
-    tally = await asyncio.to_thread(fuzz, schema, scenario, app.host.base_url, path_parameters)
+    body_ids = getattr(known, scenario.body_on) if scenario.body_on else None
+    tally = await asyncio.to_thread(
+        fuzz, schema, scenario, app.host.base_url, path_parameters, body_ids
+    )
     report(f"fuzz {scenario.name}", tally)
 
 
@@ -391,6 +418,7 @@ COVERED = [
         "answer_approval",
         "cancel_run",
         "scheduler_callback",
+        "conversation_callback",
         "schedule_batch",
         "get_batch",
         "health",
@@ -404,6 +432,7 @@ COVERED = [
     Scenario("cancel_run", on="run"),
     Scenario("get_batch", on="batch"),
     Scenario("scheduler_callback", signed=True),
+    Scenario("conversation_callback", body_on="seed"),
 ]
 
 
@@ -412,7 +441,10 @@ async def test_an_operation_keeps_to_its_document_in_the_coverage_phase(
     app: App, schema: schemathesis.BaseSchema, known: KnownIds, scenario: Scenario
 ) -> None:
     path_parameters = getattr(known, scenario.on) if scenario.on else None
-    tally = await asyncio.to_thread(cover, schema, scenario, app.host.base_url, path_parameters)
+    body_ids = getattr(known, scenario.body_on) if scenario.body_on else None
+    tally = await asyncio.to_thread(
+        cover, schema, scenario, app.host.base_url, path_parameters, body_ids
+    )
     report(f"coverage {scenario.name.replace('-positive', '')}", tally)
 
 
@@ -461,6 +493,13 @@ HOSTILE = [
         b'{"conversationId": "{chat}", "content": %s}' % LONE_SURROGATE,
         True,
         id="surrogate-callback",
+    ),
+    pytest.param("/scheduler/conversation-callback", DEEP, False, id="deep-seed-callback"),
+    pytest.param(
+        "/scheduler/conversation-callback",
+        b'{"conversationId": "{chat}", "status": "due", "content": %s}' % LONE_SURROGATE,
+        False,
+        id="surrogate-seed-callback",
     ),
     pytest.param(
         "/schedules",

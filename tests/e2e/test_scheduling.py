@@ -246,8 +246,23 @@ async def test_a_batch_scheduled_over_http_goes_through_the_scheduler(app: App):
     new = body["items"][0]["conversation_id"]
     await answered(app, new, "batch one")
     await answered(app, existing, "batch two")
-    status, view, _ = await app.call("GET", f"/batches/{body['batch_id']}")
-    assert status == 200 and view["counts"] == {"scheduled": 2}
+
+    # The Scheduler's callback ran them under its own batch: this batch still shows each run.
+    async def settled() -> dict[str, Any] | None:
+        status, view, _ = await app.call("GET", f"/batches/{body['batch_id']}")
+        assert status == 200, view
+        return view if view["counts"] == {"completed": 2} else None
+
+    view = await wait_until(settled, within=30, message="the scheduled batch shows its runs")
+    for item in view["items"]:
+        assert item["schedule_id"] and item["run_id"], item
+        assert "[offline model]" in item["answer"], item
+        _, run, _ = await app.call("GET", f"/runs/{item['run_id']}")
+        assert run["conversation_id"] == item["conversation_id"] and run["status"] == "completed"
+    assert [await turns(app, item["conversation_id"]) for item in view["items"]] == [
+        ["batch one"],
+        ["batch two"],
+    ]
 
 
 async def test_bad_schedule_requests_are_refused_before_anything_is_written(app: App):
@@ -410,3 +425,53 @@ async def test_an_owner_schedule_labels_its_own_delivery_and_its_repeats_but_no_
     assert (await deliver(*first))["origin"] == "scheduled"  # at least once: the same delivery
     # The owner's scheduling is used up: the same text again is not theirs.
     assert (await deliver(*signed(delivery)))["origin"] == "scheduled_by_assistant"
+
+
+async def test_a_delivery_shows_in_the_batch_item_due_at_its_time_whichever_route_it_came_by(
+    app: App,
+):
+    conversation = await app.new_conversation()
+    text = f"weekly {uuid.uuid4().hex[:6]}"
+    monday, tuesday = in_seconds(3600), in_seconds(2 * 3600)  # held by the Scheduler meanwhile
+    items = [
+        {"content": text, "scheduled_time": when, "conversation_id": conversation}
+        for when in (monday, tuesday)
+    ]
+    status, batch, _ = await app.call("POST", "/schedules", json={"items": items})
+    assert status == 202 and [i["status"] for i in batch["items"]] == ["scheduled"] * 2, batch
+    # Tuesday's comes first, signed and batched, its time written another way (UTC, "Z").
+    when = datetime.fromisoformat(tuesday).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "type": "conversations.due",
+        "items": [
+            {"schedule_id": "s-tue", "conversation_id": conversation, "content": text,
+             "scheduled_time": when}
+        ],
+    }  # fmt: skip
+    headers, raw = signed(body)
+    assert (await app.call("POST", CALLBACK, data=raw, headers=headers))[0] == 202
+
+    async def statuses() -> list[str] | None:
+        _, view, _ = await app.call("GET", f"/batches/{batch['batch_id']}")
+        found = [item["status"] for item in view["items"]]
+        return found if found[1] == "completed" else None
+
+    assert await wait_until(statuses, within=30, message="tuesday ran") == [
+        "scheduled",
+        "completed",
+    ]
+    # then the seeds' unsigned form, with no time: it fills the item no delivery has yet
+    status, reply, _ = await app.call(
+        "POST",
+        "/scheduler/conversation-callback",
+        json={"conversationId": conversation, "status": "due", "content": text},
+    )
+    assert status == 200, reply
+
+    async def both() -> dict[str, Any] | None:
+        _, view, _ = await app.call("GET", f"/batches/{batch['batch_id']}")
+        return view if view["counts"] == {"completed": 2} else None
+
+    view = await wait_until(both, within=30, message="monday ran too")
+    assert view["items"][0]["run_id"] == reply["run_id"]
+    assert view["items"][1]["run_id"] != reply["run_id"]

@@ -15,6 +15,7 @@ from storage.batches import (
     BatchItem,
     BatchRecord,
     BatchStore,
+    ItemRef,
     batch_id_for_webhook,
     run_id_of,
 )
@@ -207,3 +208,37 @@ async def test_a_batch_item_stored_before_provenance_existed_reads_as_the_assist
         "scheduled_time": None, "schedule_id": "s", "status": "pending", "error": None,
     }  # fmt: skip
     assert BatchItem.from_dict(old).origin == "scheduled_by_assistant"
+
+
+async def test_using_up_a_claimed_schedule_links_its_batch_item_to_the_delivery(
+    container: ContainerClient,
+):
+    store = BatchStore(container)
+    conversation, text = uuid.uuid4().hex, "take the pills"
+    morning, evening = "2099-01-01T09:00:00+00:00", "2099-01-01T21:00:00+00:00"
+    scheduled = uuid.uuid4().hex  # the POST /api/schedules batch
+    for index, when in enumerate((morning, evening)):
+        home = ItemRef(scheduled, index)
+        await store.remember_owner_schedule("alice", conversation, text, when, home=home)
+    delivered = ItemRef(uuid.uuid4().hex, 3)  # the evening's delivery, item 3 of its batch
+    claimant = f"{delivered.batch_id}:{delivered.index}"
+    assert await store.claim_owner_schedule("alice", conversation, text, evening, claimant) == (
+        "scheduled"
+    )
+
+    await store.consume_owner_schedule(conversation, text, claimant, delivered)
+    await store.consume_owner_schedule(conversation, text, claimant, delivered)  # a re-run
+    assert await store.delivery(ItemRef(scheduled, 1)) == delivered
+    assert await store.delivery(ItemRef(scheduled, 0)) is None  # the morning's: not delivered
+
+
+async def test_the_first_delivery_of_a_scheduled_item_is_the_one_linked(
+    container: ContainerClient,
+):
+    store = BatchStore(container)
+    home = ItemRef(uuid.uuid4().hex, 2)
+    assert await store.delivery(home) is None
+    assert await store.link_delivery(home, ItemRef("b-first", 0)) is True
+    assert await store.link_delivery(home, ItemRef("b-first", 0)) is True  # a repeat: its own
+    assert await store.link_delivery(home, ItemRef("b-later", 5)) is False
+    assert await store.delivery(home) == ItemRef("b-first", 0)
