@@ -103,7 +103,12 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if step.failed_tool_calls:
         stored = await _record_failed_tool_calls(rt, ref, step, stored)
     tools = await rt.mcp.list_tools()
-    needs_approval = {spec.exposed_name for spec in tools if spec.require_approval}
+    listed = {spec.exposed_name for spec in tools if spec.require_approval}
+
+    def needs_approval(name: str) -> bool:
+        # A server missing from the listing (down right now) still has its configuration.
+        return name in listed or rt.mcp.approval_configured(name)
+
     assistant_id = message_id(step.run.run_id, step.step, 0)
     done = next((m for m in stored if m.id == assistant_id), None)
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
@@ -207,13 +212,13 @@ def _assistant(step: ModelStepInput, **fields: Any) -> StoredMessage:
     )
 
 
-def _summary_of(message: StoredMessage, needs_approval: set[str]) -> StepSummary:
+def _summary_of(message: StoredMessage, needs_approval: Callable[[str], bool]) -> StepSummary:
     usage = Usage.from_dict(message.usage)
     if message.finish_reason == "content_filter":
         return StepSummary("content_filtered", message_id=message.id, usage=usage)
     calls = message.tool_calls or ()
     ids = tuple(call["id"] for call in calls)
-    approvals = tuple(c["id"] for c in calls if c["function"]["name"] in needs_approval)
+    approvals = tuple(c["id"] for c in calls if needs_approval(c["function"]["name"]))
     return StepSummary(
         "tool_calls" if ids else "final",
         message_id=message.id,

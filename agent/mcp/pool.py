@@ -363,8 +363,19 @@ class McpPool:
 
     async def requires_approval(self, exposed_name: str) -> bool:
         """Whether the tool behind this name is in its server's `require_approval` list."""
+        if self.approval_configured(exposed_name):
+            return True
         spec, _, _ = await self._resolve(exposed_name)
         return spec is not None and spec.require_approval
+
+    def approval_configured(self, exposed_name: str) -> bool:
+        """Whether the configuration asks a person before this tool runs, known without listing
+        its server: a server that cannot be listed right now still gets its question asked."""
+        return any(
+            exposed_tool_name(server.config.name, tool) == exposed_name
+            for server in self._servers.values()
+            for tool in server.config.tools.require_approval
+        )
 
     async def may_repeat(self, exposed_name: str) -> bool:
         """Whether a call to this tool whose outcome is unknown (cut off by a crash) may be sent

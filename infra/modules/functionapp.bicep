@@ -54,6 +54,9 @@ var mcpServers = {
         cancel_scheduled_conversation: { conversation_id: '\${conversation_id}' }
       }
       timeout_seconds: 30
+      // The sample Scheduler applies a call at most once per idempotency key: a call cut off
+      // mid-flight is sent again instead of asking a person (README: "Tool calls cut off by a crash").
+      idempotent_calls: true
     }
   ]
 }

@@ -87,6 +87,9 @@ def scheduler_entry(url: str) -> dict[str, Any]:
                 "cancel_scheduled_conversation",
             ]
         },
+        # The sample Scheduler applies a call at most once per idempotency key (and cancelling
+        # twice is harmless): a call cut off mid-flight may simply be sent again.
+        "idempotent_calls": True,
         "pinned_arguments": {
             "schedule_conversation": {
                 "endpoint": "${callback_url}",

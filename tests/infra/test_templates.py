@@ -187,6 +187,8 @@ def test_the_scheduler_in_mcp_servers_reads_its_key_from_key_vault_and_pins_the_
     assert server.pinned_for("schedule_conversation")["endpoint"] == "${callback_url}"
     for tool in server.tools.allow or ():
         assert server.pinned_for(tool)["conversation_id"] == "${conversation_id}"
+    # The sample Scheduler dedupes by idempotency key: a cut-off call is resent, not asked about.
+    assert server.idempotent_calls
 
 
 def test_the_durable_task_scheduler_switches_the_storage_provider_through_app_settings():

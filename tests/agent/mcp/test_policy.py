@@ -207,6 +207,24 @@ async def test_a_server_that_cannot_be_listed_is_left_out_and_the_others_are_lis
     assert statuses["demo"].tools == 1
 
 
+async def test_a_tool_that_needs_approval_is_known_to_even_while_its_server_cannot_be_listed(
+    make_pool: PoolFactory,
+) -> None:
+    # The model may still name it (from an earlier step, or an injected instruction): the
+    # question is asked from the configuration, never skipped because the listing failed.
+    pool = await make_pool(
+        http_entry(
+            "scheduler",
+            "http://127.0.0.1:9/mcp",
+            tools={"allow": ["schedule_conversation", "list_scheduled_conversations"]},
+        )
+    )
+    assert await pool.list_tools() == []
+    assert pool.approval_configured("scheduler__schedule_conversation")
+    assert await pool.requires_approval("scheduler__schedule_conversation")
+    assert not pool.approval_configured("scheduler__list_scheduled_conversations")
+
+
 # --- results ---------------------------------------------------------------------------------
 
 
