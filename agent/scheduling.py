@@ -427,8 +427,15 @@ def parse_time(value: Any, where: str) -> datetime:
         raise BadRequest(f"{where}.scheduled_time is out of range") from None
 
 
+def scheduler_name(rt: Runtime) -> str | None:
+    """The configured Scheduler server's name: `scheduler`, in any case (the seeds write
+    `Scheduler`); None when there is none."""
+    names = [s.name for s in rt.mcp.status() if s.name.casefold() == SCHEDULER_SERVER]
+    return min(names, default=None)  # a deterministic choice should both spellings be present
+
+
 def uses_scheduler(rt: Runtime) -> bool:
-    return any(server.name == SCHEDULER_SERVER for server in rt.mcp.status())
+    return scheduler_name(rt) is not None
 
 
 async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchRecord:
@@ -438,6 +445,7 @@ async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchR
     if not rt.settings.public_base_url:
         raise OperatorError("PUBLIC_BASE_URL must be set for the Scheduler to call the app back")
     callback_url = f"{rt.settings.public_base_url}/api/scheduler/callback"
+    tool = f"{scheduler_name(rt) or SCHEDULER_SERVER}__schedule_conversation"
     gate = asyncio.Semaphore(SCHEDULER_CONCURRENCY)
 
     async def schedule(item: BatchItem) -> BatchItem:
@@ -462,7 +470,7 @@ async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchR
                 )
             try:
                 outcome = await rt.mcp.call_tool(
-                    f"{SCHEDULER_SERVER}__schedule_conversation",
+                    tool,
                     arguments,
                     context=context,
                     idempotency_key=f"{record.batch_id}:{item.index}",
