@@ -1,72 +1,59 @@
-"""A safe arithmetic evaluator: parses with `ast` and walks an allow-listed subset, never `eval`."""
+"""The seed's four operations on two numbers, with refusals a model can act on."""
 
 from __future__ import annotations
 
-import ast
 import math
 import operator
 from collections.abc import Callable
 
-MAX_EXPRESSION_CHARS = 200
-MAX_EXPONENT = 1_000  # keeps `9 ** 9 ** 9` from eating the process
-MAX_RESULT_MAGNITUDE = 1e300
-
-Number = int | float
-
-_BINARY: dict[type[ast.operator], Callable[[Number, Number], Number]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-    ast.Pow: operator.pow,
+OPERATIONS: dict[str, Callable[[float, float], float]] = {
+    "add": operator.add,
+    "subtract": operator.sub,
+    "multiply": operator.mul,
+    "divide": operator.truediv,
 }
-_UNARY: dict[type[ast.unaryop], Callable[[Number], Number]] = {
-    ast.UAdd: operator.pos,
-    ast.USub: operator.neg,
-}
+# Symbols a model (or a person) may send instead of the names.
+ALIASES = {"+": "add", "-": "subtract", "*": "multiply", "x": "multiply", "/": "divide"}
+MAX_EXACT_INTEGER = 2**53  # beyond this a float no longer holds every integer
 
 
 class CalculationError(ValueError):
-    """The expression is not plain arithmetic, or cannot be evaluated."""
+    """The operation is unknown, or its result is not a finite number."""
 
 
-def evaluate(expression: str) -> Number:
-    """Evaluate numbers, + - * / // % ** and parentheses; anything else is refused."""
-    if len(expression) > MAX_EXPRESSION_CHARS:
-        raise CalculationError(f"expression longer than {MAX_EXPRESSION_CHARS} characters")
+def operation_name(operation: str) -> str:
+    """The canonical name of `operation` (case and surrounding blanks ignored, symbols accepted)."""
+    cleaned = operation.strip().lower()
+    name = ALIASES.get(cleaned, cleaned)
+    if name not in OPERATIONS:
+        raise CalculationError(
+            f"unknown operation '{operation}'; use one of: {', '.join(OPERATIONS)}"
+        )
+    return name
+
+
+def calculate(operation: str, a: float, b: float) -> float:
+    name = operation_name(operation)
+    if name == "divide" and b == 0:
+        raise CalculationError("division by zero")
     try:
-        tree = ast.parse(expression.strip(), mode="eval")
-    except SyntaxError as exc:
-        raise CalculationError(f"not an arithmetic expression: {exc.msg}") from None
-    result = _walk(tree.body)
-    if isinstance(result, float) and not math.isfinite(result):
+        result = OPERATIONS[name](a, b)
+    except OverflowError:
+        raise CalculationError("the result is too large") from None
+    if not math.isfinite(result):
         raise CalculationError("the result is not a finite number")
     return result
 
 
-def _walk(node: ast.expr) -> Number:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_walk(node.operand))
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        return _binary(node.op, _walk(node.left), _walk(node.right))
-    raise CalculationError(f"unsupported element: {type(node).__name__}")
+def format_number(value: float) -> str:
+    """`5` rather than `5.0` for whole numbers a float holds exactly; otherwise Python's repr."""
+    if value.is_integer() and abs(value) <= MAX_EXACT_INTEGER:
+        return str(int(value))
+    return repr(value)
 
 
-def _binary(op: ast.operator, left: Number, right: Number) -> Number:
-    if isinstance(op, ast.Pow) and abs(right) > MAX_EXPONENT:
-        raise CalculationError(f"exponent larger than {MAX_EXPONENT}")
-    try:
-        result = _BINARY[type(op)](left, right)
-    except ZeroDivisionError:
-        raise CalculationError("division by zero") from None
-    except OverflowError:
-        raise CalculationError("the result is too large") from None
-    if isinstance(result, complex):
-        raise CalculationError("the result is not a real number")
-    if abs(result) > MAX_RESULT_MAGNITUDE:
-        raise CalculationError("the result is too large")
-    return result
+def describe(operation: str, a: float, b: float) -> str:
+    """The seed's reply: `Result: 15 multiply 8 = 120`."""
+    result = calculate(operation, a, b)
+    name = operation_name(operation)
+    return f"Result: {format_number(a)} {name} {format_number(b)} = {format_number(result)}"

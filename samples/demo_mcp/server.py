@@ -1,7 +1,13 @@
-"""The demo MCP server: a few everyday tools, a resource and a prompt, on the MCP SDK 2.x `MCPServer`.
+"""The demo MCP server with the surface of the seed's `azure_mcp_server.py`, on the MCP SDK 2.x
+`MCPServer`: the tools `greet`, `calculate`, `get_system_info`, `save_text_file`,
+`read_text_file`, `get_weather` and the knowledge base's `get_knowledge_base`, the resources
+`info://server-capabilities`, `info://usage-examples` and `kb://topics`, and the prompts
+`calculation_prompt`, `file_operations_prompt` and `ask_about_policy`.
 
 Every tool that can fail for a reason the model can act on raises `ToolError`, whose message the
-model sees; anything else would come back as a generic error.
+model sees as an error result (`is_error`); anything else would come back as a generic error.
+Helpers that only tests need (counters, slow, large and failing tools) live in the test suite's
+own server (`tests/support/helper_mcp.py`), so no model that uses this server sees them.
 """
 
 from __future__ import annotations
@@ -10,48 +16,53 @@ import hashlib
 import json
 import os
 import platform
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import TypedDict
+from typing import Annotated, TypedDict
 
-import anyio
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
+from pydantic import Field
 
-from samples.demo_mcp import calculator, sandbox
+from samples.demo_mcp import calculator, guide, sandbox
 
-# The app puts its idempotency key for a tool call in the request `_meta` under this name
-# (agent.mcp.pool.IDEMPOTENCY_META_KEY); duplicated here so the sample does not import the app.
-IDEMPOTENCY_META_KEY = "idempotency_key"
-MAX_WAIT_SECONDS = 60.0
-MAX_REPEAT_CHARS = 1_000_000
 # Tools that change nothing say so (`readOnlyHint`): a client may repeat such a call whose answer
-# it lost, e.g. to a crash. The others (writing a file, counting) are not safe to repeat.
+# it lost, e.g. to a crash. Saving a file is not one of them.
 READ_ONLY = ToolAnnotations(read_only_hint=True)
+DEFAULT_CITY = "Seattle"  # the seed's default
 WEATHER_CONDITIONS = ("sunny", "partly cloudy", "cloudy", "rainy", "windy", "snowy")
+BYTES_PER_GB = 1024**3
+
+Operation = Annotated[
+    str,
+    # The enum guides a model; the check itself is ours, so a wrong value gets the seed's
+    # clear "unknown operation" text rather than a validation dump.
+    Field(
+        description="add, subtract, multiply or divide",
+        json_schema_extra={"enum": list(calculator.OPERATIONS)},
+    ),
+]
+Filename = Annotated[str, Field(description="a path relative to the server's sandbox directory")]
 
 
 class Weather(TypedDict):
     city: str
     temperature_c: int
+    temperature_f: int
     condition: str
     humidity_percent: int
 
 
 class SystemInfo(TypedDict):
     os: str
-    os_release: str
-    machine: str
+    os_version: str
+    architecture: str
+    processor: str
     python_version: str
     cpu_count: int
-    process_id: int
-
-
-class Counter(TypedDict):
-    key: str
-    count: int
-    replayed: bool
+    memory_gb: float | None
 
 
 class KnowledgeEntry(TypedDict):
@@ -84,126 +95,136 @@ def best_answer(entries: list[KnowledgeEntry], question: str) -> KnowledgeEntry 
     return best if best is not None and score(best) > 0 else None
 
 
+def whole_knowledge_base(entries: list[KnowledgeEntry]) -> str:
+    """Every question and answer, numbered, as the seed's `get_knowledge_base` returns them."""
+    pairs = [
+        f"Q{n}: {entry['question']}\nA{n}: {entry['answer']}"
+        for n, entry in enumerate(entries, start=1)
+    ]
+    return "Here is the retrieved knowledge base:\n\n" + "\n\n".join(pairs)
+
+
+def answer_from(entries: list[KnowledgeEntry], question: str) -> str:
+    if not question.strip():
+        return whole_knowledge_base(entries)
+    entry = best_answer(entries, question)
+    if entry is None:
+        topics = ", ".join(item["topic"] for item in entries)
+        return f"No knowledge base entry matches. Known topics: {topics}."
+    return f"{entry['answer']} (topic: {entry['topic']})"
+
+
 def mock_weather(city: str) -> Weather:
     """Deterministic: the same city always gets the same weather (a hash, not a random draw)."""
     digest = hashlib.sha256(city.strip().lower().encode()).digest()
+    celsius = digest[0] % 40 - 5
     return Weather(
         city=city,
-        temperature_c=digest[0] % 40 - 5,
+        temperature_c=celsius,
+        temperature_f=round(celsius * 9 / 5 + 32),
         condition=WEATHER_CONDITIONS[digest[1] % len(WEATHER_CONDITIONS)],
         humidity_percent=30 + digest[2] % 60,
     )
 
 
+def memory_gb() -> float | None:
+    """Physical memory without psutil (the seed's optional dependency); None where unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system, or the name is unknown
+        return None
+    return round(total / BYTES_PER_GB, 2)
+
+
+def system_info() -> SystemInfo:
+    return SystemInfo(
+        os=platform.system(),
+        os_version=platform.version(),
+        architecture=platform.architecture()[0],
+        processor=platform.processor() or platform.machine(),
+        python_version=platform.python_version(),
+        cpu_count=os.cpu_count() or 1,
+        memory_gb=memory_gb(),
+    )
+
+
+def greeting(name: str, now: datetime) -> str:
+    return f"Hello, {name}! Current time: {now:%Y-%m-%d %H:%M:%S} UTC"
+
+
 def build_server(
     name: str = "demo", sandbox_dir: str | os.PathLike[str] | None = None
 ) -> MCPServer:
-    """A fresh server with its own state (counters); `sandbox_dir` overrides `DEMO_MCP_SANDBOX`."""
+    """A fresh server; `sandbox_dir` overrides `DEMO_MCP_SANDBOX` for the file tools."""
     server = MCPServer(
-        name, instructions="Demo tools: greetings, arithmetic, weather, files, a knowledge base."
+        name,
+        instructions=(
+            "Demo tools: greetings, arithmetic, system information, text files in a sandbox, "
+            "mock weather and a company knowledge base."
+        ),
     )
-    knowledge = load_knowledge_base()
-    counters: dict[str, int] = {}
-    replies_by_idempotency_key: dict[str, Counter] = {}
+    _add_everyday_tools(server)
+    _add_file_tools(server, sandbox_dir)
+    _add_knowledge_base(server, load_knowledge_base())
+    _add_guide(server)
+    return server
 
-    def files_root() -> Path:
-        return sandbox.sandbox_root(sandbox_dir)
 
+def _add_everyday_tools(server: MCPServer) -> None:
     @server.tool(annotations=READ_ONLY)
     def greet(name: str = "world") -> str:
-        """Greet someone by name."""
-        return f"Hello, {name}!"
+        """Return a personalized greeting with the current timestamp (UTC)."""
+        return greeting(name, datetime.now(UTC))
 
     @server.tool(annotations=READ_ONLY)
-    def calculate(expression: str) -> str:
-        """Evaluate an arithmetic expression: numbers, + - * / // % ** and parentheses."""
+    def calculate(operation: Operation, a: float, b: float) -> str:
+        """Perform mathematical operations (add, subtract, multiply, divide) on two numbers."""
         try:
-            return f"{expression} = {calculator.evaluate(expression)}"
+            return calculator.describe(operation, a, b)
         except calculator.CalculationError as exc:
-            raise ToolError(f"cannot calculate: {exc}") from None
+            raise ToolError(str(exc)) from None
 
     @server.tool(annotations=READ_ONLY)
-    def system_info() -> SystemInfo:
-        """Describe the machine and process this server runs on."""
-        return SystemInfo(
-            os=platform.system(),
-            os_release=platform.release(),
-            machine=platform.machine(),
-            python_version=platform.python_version(),
-            cpu_count=os.cpu_count() or 1,
-            process_id=os.getpid(),
-        )
+    def get_system_info() -> SystemInfo:
+        """Get basic system information: OS, architecture, processor, Python, CPUs, memory."""
+        return system_info()
 
     @server.tool(annotations=READ_ONLY)
-    def get_weather(city: str) -> Weather:
-        """Current weather for a city (mock data, the same for a city every time)."""
+    def get_weather(city: str = DEFAULT_CITY) -> Weather:
+        """Get mock weather information for a city (the same for a city every time)."""
         if not city.strip():
             raise ToolError("a city name is required")
         return mock_weather(city)
 
-    @server.tool(annotations=READ_ONLY)
-    def ask_knowledge_base(question: str) -> str:
-        """Answer a question about company policies from the knowledge base."""
-        entry = best_answer(knowledge, question)
-        if entry is None:
-            topics = ", ".join(item["topic"] for item in knowledge)
-            return f"No knowledge base entry matches. Known topics: {topics}."
-        return f"{entry['answer']} (topic: {entry['topic']})"
+
+def _add_file_tools(server: MCPServer, sandbox_dir: str | os.PathLike[str] | None) -> None:
+    def files_root() -> Path:
+        return sandbox.sandbox_root(sandbox_dir)
+
+    @server.tool()
+    def save_text_file(filename: Filename, content: str) -> str:
+        """Save text content to a UTF-8 file in the sandbox directory, replacing it."""
+        try:
+            written = sandbox.write_text(files_root(), filename, content)
+        except sandbox.SandboxError as exc:
+            raise ToolError(str(exc)) from None
+        return f"Successfully saved {written} bytes to {filename}"
 
     @server.tool(annotations=READ_ONLY)
-    def read_text_file(path: str) -> str:
-        """Read a UTF-8 text file from the sandbox directory (path relative to it)."""
+    def read_text_file(filename: Filename) -> str:
+        """Read text content from a UTF-8 file in the sandbox directory."""
         try:
-            return sandbox.read_text(files_root(), path)
+            return sandbox.read_text(files_root(), filename)
         except sandbox.SandboxError as exc:
             raise ToolError(str(exc)) from None
 
-    @server.tool()
-    def write_text_file(path: str, content: str) -> str:
-        """Write a UTF-8 text file in the sandbox directory (path relative to it), replacing it."""
-        try:
-            written = sandbox.write_text(files_root(), path, content)
-        except sandbox.SandboxError as exc:
-            raise ToolError(str(exc)) from None
-        return f"wrote {written} bytes to {path}"
 
-    @server.tool()
-    def count_call(key: str, ctx: Context) -> Counter:
-        """Increment and return the counter `key`; a repeated idempotency key replays the first reply."""
-        meta = ctx.request_context.meta or {}
-        idempotency_key = meta.get(IDEMPOTENCY_META_KEY)
-        if isinstance(idempotency_key, str) and idempotency_key in replies_by_idempotency_key:
-            return Counter(**{**replies_by_idempotency_key[idempotency_key], "replayed": True})
-        counters[key] = counters.get(key, 0) + 1
-        reply = Counter(key=key, count=counters[key], replayed=False)
-        if isinstance(idempotency_key, str):
-            replies_by_idempotency_key[idempotency_key] = reply
-        return reply
-
-    @server.tool()
-    def register_callback(endpoint: str, conversation_id: str, note: str = "") -> dict[str, str]:
-        """Pretend to register a callback; echoes what it received (the app pins endpoint and id)."""
-        return {"endpoint": endpoint, "conversation_id": conversation_id, "note": note}
-
+def _add_knowledge_base(server: MCPServer, knowledge: list[KnowledgeEntry]) -> None:
     @server.tool(annotations=READ_ONLY)
-    async def wait(seconds: float) -> str:
-        """Wait for `seconds` (at most 60) and say so: a stand-in for a slow operation."""
-        if not 0 <= seconds <= MAX_WAIT_SECONDS:
-            raise ToolError(f"seconds must be between 0 and {MAX_WAIT_SECONDS:g}")
-        await anyio.sleep(seconds)
-        return f"waited {seconds:g} s"
-
-    @server.tool(annotations=READ_ONLY)
-    def repeat_text(text: str, times: int) -> str:
-        """Repeat `text` `times` times (a large output, up to 1,000,000 characters)."""
-        if times < 0 or len(text) * times > MAX_REPEAT_CHARS:
-            raise ToolError(f"the output would exceed {MAX_REPEAT_CHARS} characters")
-        return text * times
-
-    @server.tool(annotations=READ_ONLY)
-    def fail(message: str) -> str:
-        """Always fail with `message` (for trying out error handling)."""
-        raise ToolError(message)
+    def get_knowledge_base(question: str = "") -> str:
+        """Retrieve the company knowledge base (policies): every Q&A pair, or with `question`
+        only the entry that answers it."""
+        return answer_from(knowledge, question)
 
     @server.resource(
         "kb://topics", mime_type="application/json", description="Knowledge base topics"
@@ -213,6 +234,27 @@ def build_server(
 
     @server.prompt(description="Ask the assistant about a company policy topic")
     def ask_about_policy(topic: str) -> str:
-        return f"Use the ask_knowledge_base tool to find our policy on {topic}, then summarise it briefly."
+        return (
+            f"Use the get_knowledge_base tool to find our policy on {topic}, "
+            "then summarise it briefly."
+        )
 
-    return server
+
+def _add_guide(server: MCPServer) -> None:
+    @server.resource("info://server-capabilities", mime_type="text/plain")
+    def server_capabilities() -> str:
+        """Information about this MCP server's capabilities"""
+        return guide.SERVER_CAPABILITIES
+
+    @server.resource("info://usage-examples", mime_type="text/plain")
+    def usage_examples() -> str:
+        """Examples of how to use this MCP server"""
+        return guide.usage_examples()
+
+    @server.prompt(description="Ask user what they want to calculate")
+    def calculation_prompt() -> str:
+        return guide.CALCULATION_PROMPT
+
+    @server.prompt(description="Ask user for file operations")
+    def file_operations_prompt() -> str:
+        return guide.FILE_OPERATIONS_PROMPT

@@ -1,5 +1,6 @@
 """The activities against real parts: Azurite, the model server through the `openai` client and
-the demo MCP server over streamable HTTP. Activities are at-least-once, so each is run twice."""
+the helper MCP server (the demo's tools plus test helpers) over streamable HTTP. Activities are
+at-least-once, so each is run twice."""
 
 from __future__ import annotations
 
@@ -31,13 +32,13 @@ from storage.batches import BatchItem, BatchRecord, run_id_of
 from storage.conversations import ConversationRef, StoredMessage
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer, demo_http_app
+from tests.support.mcp_servers import AsgiServer, helper_http_app
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
+def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
     sandbox = tmp_path_factory.mktemp("sandbox")
-    with AsgiServer(lambda: demo_http_app(sandbox_dir=sandbox)) as server:
+    with AsgiServer(lambda: helper_http_app(sandbox_dir=sandbox)) as server:
         yield server
 
 
@@ -49,18 +50,18 @@ async def model() -> AsyncIterator[FakeOpenAI]:
 
 @pytest_asyncio.fixture(scope="module")
 async def rt(
-    azurite: AzuriteInstance, model: FakeOpenAI, demo: AsgiServer
+    azurite: AzuriteInstance, model: FakeOpenAI, helper: AsgiServer
 ) -> AsyncIterator[Runtime]:
     servers = {
         "mcp_servers": [
             {
-                "name": "demo",
-                "transport": {"type": "streamable_http", "url": demo.url()},
+                "name": "helper",
+                "transport": {"type": "streamable_http", "url": helper.url()},
                 "output_limit_chars": 500,
             },
             {
                 "name": "guarded",
-                "transport": {"type": "streamable_http", "url": demo.url()},
+                "transport": {"type": "streamable_http", "url": helper.url()},
                 "tools": {"allow": ["greet"], "require_approval": ["greet"]},
             },
         ]
@@ -115,7 +116,7 @@ async def test_the_model_sees_the_mcp_tools_as_server__tool_with_the_transcript(
     await activities.model_step(step(run, 1), rt)
     request = model.chat_requests()[-1].body
     names = {t["function"]["name"] for t in request["tools"]}
-    assert {"demo__greet", "demo__calculate", "demo__count_call"} <= names
+    assert {"helper__greet", "helper__calculate", "helper__count_call"} <= names
     assert request["parallel_tool_calls"] is True
     assert request["messages"][-1] == {"role": "user", "content": "what tools?"}
 
@@ -123,7 +124,7 @@ async def test_the_model_sees_the_mcp_tools_as_server__tool_with_the_transcript(
 async def test_a_tool_call_run_twice_calls_the_tool_once(rt, model):
     run = await new_run(rt)
     key = uuid.uuid4().hex
-    model.brain.call_tools(("demo__count_call", {"key": key}))
+    model.brain.call_tools(("helper__count_call", {"key": key}))
     summary = await activities.model_step(step(run, 1), rt)
     [call_id] = summary["tool_call_ids"]
     call = ToolCallInput(run, 1, call_id).to_dict()
@@ -134,19 +135,19 @@ async def test_a_tool_call_run_twice_calls_the_tool_once(rt, model):
     assert re.search(r'"count":\s*1\b', result.content)
     # the same tool and key called again from outside the app (another idempotency key) counts 2
     outcome = await rt.mcp.call_tool(
-        "demo__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
+        "helper__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
     )
     assert re.search(r'"count":\s*2\b', outcome.text)
 
 
 async def test_reused_tool_call_ids_get_unique_ids_so_every_call_runs(rt, model):
     run = await new_run(rt)
-    model.brain.call_tools(ToolCallSpec("demo__greet", '{"name": "a"}', id="call_0"))
+    model.brain.call_tools(ToolCallSpec("helper__greet", '{"name": "a"}', id="call_0"))
     first = await activities.model_step(step(run, 1), rt)
     await activities.tool_call(ToolCallInput(run, 1, first["tool_call_ids"][0]).to_dict(), rt)
     model.brain.call_tools(
-        ToolCallSpec("demo__greet", '{"name": "b"}', id="call_0"),
-        ToolCallSpec("demo__greet", '{"name": "c"}', id="call_0"),
+        ToolCallSpec("helper__greet", '{"name": "b"}', id="call_0"),
+        ToolCallSpec("helper__greet", '{"name": "c"}', id="call_0"),
     )
     second = await activities.model_step(step(run, 2), rt)
     ids = [first["tool_call_ids"][0], *second["tool_call_ids"]]
@@ -161,11 +162,11 @@ async def test_reused_tool_call_ids_get_unique_ids_so_every_call_runs(rt, model)
 
 async def test_tool_calls_that_failed_for_good_become_error_results_the_model_sees(rt, model):
     run = await new_run(rt)
-    model.brain.call_tools(("demo__greet", {"name": "x"}))
+    model.brain.call_tools(("helper__greet", {"name": "x"}))
     summary = await activities.model_step(step(run, 1), rt)
     [call_id] = summary["tool_call_ids"]
     model.brain.answer("sorry, the tool failed")
-    failed = [{"call_id": call_id, "reason": "server demo: ConnectError"}]
+    failed = [{"call_id": call_id, "reason": "server helper: ConnectError"}]
     await activities.model_step(step(run, 2) | {"failed_tool_calls": failed}, rt)
     [result] = [m for m in await transcript(rt, run) if m.role == "tool"]
     assert result.is_error and "ConnectError" in result.content
@@ -177,7 +178,7 @@ async def test_tool_calls_that_failed_for_good_become_error_results_the_model_se
 
 async def test_a_large_tool_output_is_capped_for_the_model_and_kept_whole_in_blob(rt, model):
     run = await new_run(rt)
-    model.brain.call_tools(("demo__repeat_text", {"text": "abc", "times": 2_000}))
+    model.brain.call_tools(("helper__repeat_text", {"text": "abc", "times": 2_000}))
     summary = await activities.model_step(step(run, 1), rt)
     [call_id] = summary["tool_call_ids"]
     assert (await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt))["truncated"]
@@ -220,7 +221,7 @@ async def test_a_re_run_after_a_crash_between_completion_and_append_appends_with
 ):
     run = await new_run(rt)
     key = uuid.uuid4().hex
-    model.brain.call_tools(("demo__count_call", {"key": key}))
+    model.brain.call_tools(("helper__count_call", {"key": key}))
     [call_id] = (await activities.model_step(step(run, 1), rt))["tool_call_ids"]
     ref = ConversationRef(run.owner, run.conversation_id)
     record = await rt.store.get_tool_call(ref, run.run_id, call_id)
@@ -231,14 +232,14 @@ async def test_a_re_run_after_a_crash_between_completion_and_append_appends_with
     [appended] = [m for m in await transcript(rt, run) if m.role == "tool"]
     assert appended.content == "stored earlier"
     outcome = await rt.mcp.call_tool(
-        "demo__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
+        "helper__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
     )
     assert re.search(r'"count":\s*1\b', outcome.text)  # the tool had never been called
 
 
 async def test_a_tool_that_needs_approval_never_runs_without_it(rt, model):
     run = await new_run(rt)
-    model.brain.call_tools(("guarded__greet", {"name": "Eve"}), ("demo__greet", {"name": "Bob"}))
+    model.brain.call_tools(("guarded__greet", {"name": "Eve"}), ("helper__greet", {"name": "Bob"}))
     summary = await activities.model_step(step(run, 1), rt)
     guarded, plain = summary["tool_call_ids"]
     assert summary["approvals_needed"] == [guarded]
@@ -248,7 +249,7 @@ async def test_a_tool_that_needs_approval_never_runs_without_it(rt, model):
     await activities.tool_call(ToolCallInput(run, 1, plain).to_dict(), rt)
     results = {m.name: m for m in await transcript(rt, run) if m.role == "tool"}
     assert results["guarded__greet"].content == activities.NOT_APPROVED
-    assert "Bob" in results["demo__greet"].content
+    assert "Bob" in results["helper__greet"].content
 
 
 async def test_an_approved_tool_runs(rt, model):

@@ -32,13 +32,20 @@ from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from tests.agent.mcp.conftest import FakeClock
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer, demo_http_app, http_entry, mcp_servers_json
+from tests.support.mcp_servers import (
+    AsgiServer,
+    demo_http_app,
+    helper_http_app,
+    http_entry,
+    mcp_servers_json,
+    without_timestamp,
+)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
+def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
     sandbox = tmp_path_factory.mktemp("sandbox")
-    with AsgiServer(lambda: demo_http_app(sandbox_dir=sandbox)) as server:
+    with AsgiServer(lambda: helper_http_app(sandbox_dir=sandbox)) as server:
         yield server
 
 
@@ -82,12 +89,12 @@ def settings(azurite: AzuriteInstance, model: FakeOpenAI, servers: str) -> Setti
 
 @pytest_asyncio.fixture(scope="module")
 async def rt(
-    azurite: AzuriteInstance, model: FakeOpenAI, demo: AsgiServer, slow: AsgiServer
+    azurite: AzuriteInstance, model: FakeOpenAI, helper: AsgiServer, slow: AsgiServer
 ) -> AsyncIterator[Runtime]:
     servers = mcp_servers_json(
-        http_entry("demo", demo.url()),
+        http_entry("helper", helper.url()),
         # The same server, declared to apply a call at most once per idempotency key.
-        http_entry("idem", demo.url(), idempotent_calls=True),
+        http_entry("idem", helper.url(), idempotent_calls=True),
         http_entry("slow", slow.url(), timeout_seconds=0.5),
     )
     runtime = await build_runtime(settings(azurite, model, servers))
@@ -134,9 +141,9 @@ async def tool_results(rt: Runtime, run: RunRef) -> list[StoredMessage]:
 
 
 async def count_now(rt: Runtime, key: str) -> int:
-    """The demo's counter `key` after one more count from outside the app."""
+    """The helper's counter `key` after one more count from outside the app."""
     outcome = await rt.mcp.call_tool(
-        "demo__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
+        "helper__count_call", {"key": key}, context={}, idempotency_key=uuid.uuid4().hex
     )
     return int(re.search(r'"count":\s*(\d+)', outcome.text).group(1))
 
@@ -145,7 +152,7 @@ async def test_a_cut_off_call_to_a_tool_not_safe_to_repeat_is_deferred_for_a_per
     rt, model
 ):
     key = uuid.uuid4().hex
-    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    run, call_id = await proposed_call(rt, model, "helper__count_call", {"key": key})
     await cut_off(rt, run, call_id)
     call = ToolCallInput(run, 1, call_id, may_defer=True)
     summary = await activities.tool_call(call.to_dict(), rt)
@@ -164,7 +171,7 @@ async def test_without_leave_to_defer_a_cut_off_call_gets_an_outcome_unknown_res
     rt, model
 ):
     key = uuid.uuid4().hex
-    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    run, call_id = await proposed_call(rt, model, "helper__count_call", {"key": key})
     await cut_off(rt, run, call_id)
     summary = await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt)
     assert summary["is_error"] and "interrupted" not in summary
@@ -175,13 +182,13 @@ async def test_without_leave_to_defer_a_cut_off_call_gets_an_outcome_unknown_res
 
 
 async def test_a_cut_off_call_to_a_read_only_tool_is_sent_again(rt, model):
-    run, call_id = await proposed_call(rt, model, "demo__greet", {"name": "Ada"})
+    run, call_id = await proposed_call(rt, model, "helper__greet", {"name": "Ada"})
     await cut_off(rt, run, call_id)
     call = ToolCallInput(run, 1, call_id, may_defer=True)
     summary = await activities.tool_call(call.to_dict(), rt)
     assert summary == {"call_id": call_id, "is_error": False, "truncated": False}
     [result] = await tool_results(rt, run)
-    assert result.content == "Hello, Ada!"
+    assert without_timestamp(result.content) == "Hello, Ada!"
 
 
 async def test_a_cut_off_call_to_a_server_that_honours_the_key_is_sent_again_with_the_same_key(
@@ -202,7 +209,7 @@ async def test_a_cut_off_call_to_a_server_that_honours_the_key_is_sent_again_wit
 
 async def test_a_cut_off_call_a_person_approved_is_sent_again(rt, model):
     key = uuid.uuid4().hex
-    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    run, call_id = await proposed_call(rt, model, "helper__count_call", {"key": key})
     await cut_off(rt, run, call_id)
     again = ToolCallInput(run, 1, call_id, retry_interrupted=True)
     assert not (await activities.tool_call(again.to_dict(), rt))["is_error"]
@@ -212,7 +219,7 @@ async def test_a_cut_off_call_a_person_approved_is_sent_again(rt, model):
 
 async def test_a_call_resent_on_approval_and_cut_off_again_is_not_sent_a_third_time(rt, model):
     key = uuid.uuid4().hex
-    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    run, call_id = await proposed_call(rt, model, "helper__count_call", {"key": key})
     await cut_off(rt, run, call_id)
     record = await record_of(rt, run, call_id)
     # the state a second crash leaves: resent on the approval, cut off again
@@ -226,7 +233,7 @@ async def test_a_call_resent_on_approval_and_cut_off_again_is_not_sent_a_third_t
 
 async def test_a_cut_off_call_a_person_declined_gets_the_reason_and_is_not_sent(rt, model):
     key = uuid.uuid4().hex
-    run, call_id = await proposed_call(rt, model, "demo__count_call", {"key": key})
+    run, call_id = await proposed_call(rt, model, "helper__count_call", {"key": key})
     await cut_off(rt, run, call_id)
     declined = ToolCallInput(run, 1, call_id, rejection=f"{OUTCOME_UNKNOWN} (declined)")
     assert (await activities.tool_call(declined.to_dict(), rt))["is_error"]
@@ -276,7 +283,7 @@ async def test_a_server_restarted_inside_the_breaker_cooldown_is_waited_for_then
             again = replace(call, may_defer=False)
             assert not (await activities.tool_call(again.to_dict(), rt))["is_error"]
             [result] = await tool_results(rt, run)
-            assert result.content == "Hello, Ada!"
+            assert without_timestamp(result.content) == "Hello, Ada!"
         finally:
             await pool.aclose()
             await base.aclose()

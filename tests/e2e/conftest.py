@@ -123,8 +123,8 @@ def mcp_servers(
                     "name": "guarded",
                     "transport": {"type": "streamable_http", "url": http_server.url()},
                     "tools": {
-                        "allow": ["greet", "write_text_file"],
-                        "require_approval": ["write_text_file"],
+                        "allow": ["greet", "save_text_file"],
+                        "require_approval": ["save_text_file"],
                     },
                 },
             ]

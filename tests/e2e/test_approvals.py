@@ -14,7 +14,7 @@ from agent.http_api import raise_approval
 from local_host.testing import wait_until
 from tests.e2e.conftest import App
 
-WRITE = '/tool guarded__write_text_file {"path": "approved.txt", "content": "hello"}'
+WRITE = '/tool guarded__save_text_file {"filename": "approved.txt", "content": "hello"}'
 BOTH = WRITE + '\n/tool guarded__greet {"name": "Ada"}'
 
 
@@ -52,8 +52,8 @@ async def test_an_approved_call_runs(app: App):
     assert status == 202 and body["approved"] is True
     assert (await app.run_until_done(run_id))["status"] == "completed"
     results = await tool_results(app, conversation)
-    assert not results["guarded__write_text_file"]["is_error"]
-    assert "wrote" in results["guarded__write_text_file"]["content"]
+    assert not results["guarded__save_text_file"]["is_error"]
+    assert "Successfully saved 5 bytes" in results["guarded__save_text_file"]["content"]
     assert "Ada" in results["guarded__greet"]["content"]  # no approval needed: it just ran
 
 
@@ -63,7 +63,7 @@ async def test_a_rejected_call_never_runs_and_the_model_is_told(app: App):
     assert (await answer(app, run_id, call_id, False))[0] == 202
     done = await app.run_until_done(run_id)
     assert done["status"] == "completed"
-    result = (await tool_results(app, conversation))["guarded__write_text_file"]
+    result = (await tool_results(app, conversation))["guarded__save_text_file"]
     assert result["is_error"] and "rejected" in result["content"]
     assert "rejected" in done["answer"]  # the offline model quotes what the tool said
 
@@ -72,7 +72,7 @@ async def test_no_answer_in_time_counts_as_rejected(app: App):
     conversation, run_id, _ = await waiting_run(app, WRITE)
     done = await app.run_until_done(run_id, within=30)  # AGENT_APPROVAL_TIMEOUT_SECONDS=3
     assert done["status"] == "completed"
-    result = (await tool_results(app, conversation))["guarded__write_text_file"]
+    result = (await tool_results(app, conversation))["guarded__save_text_file"]
     assert result["is_error"] and "nobody approved" in result["content"]
 
 
@@ -118,7 +118,7 @@ async def test_a_run_cancelled_while_it_waits_for_approval_is_cancelled_everywhe
     status, problem, _ = await answer(app, run_id, call_id, True)
     assert status == 409 and "not waiting for an approval (it is cancelled)" in problem["detail"]
 
-    assert "guarded__write_text_file" not in await tool_results(app, conversation)
+    assert "guarded__save_text_file" not in await tool_results(app, conversation)
     status, _, _ = await app.send(conversation, "hello again")
     assert status == 202  # the conversation's lock went with the run
 

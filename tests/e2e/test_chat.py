@@ -11,7 +11,7 @@ THREE_TRANSPORTS = "\n".join(
     [
         "Please use three tools.",
         '/tool web__greet {"name": "Ada"}',
-        '/tool sse__calculate {"expression": "6 * 7"}',
+        '/tool sse__calculate {"operation": "multiply", "a": 6, "b": 7}',
         '/tool time__get_current_time {"timezone": "UTC"}',
     ]
 )
@@ -88,13 +88,13 @@ async def test_a_second_message_while_a_turn_runs_gets_409_then_cancel_unlocks(a
 async def test_a_tool_error_reaches_the_model_as_a_result_and_the_run_completes(app: App):
     conversation = await app.new_conversation()
     status, body, _ = await app.send(
-        conversation, '/tool web__read_text_file {"path": "../../etc/passwd"}', wait=30
+        conversation, '/tool web__read_text_file {"filename": "../../etc/passwd"}', wait=30
     )
     assert status == 200 and body["status"] == "completed"
     _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
     [result] = [m for m in transcript["messages"] if m["role"] == "tool"]
     assert result["is_error"] is True
-    assert "root:" not in result["content"]
+    assert "'..' is not allowed" in result["content"] and "root:" not in result["content"]
 
 
 async def test_a_filtered_completion_ends_the_run_as_content_filtered(app: App):

@@ -19,7 +19,13 @@ from offline_model.brains import OfflineBrain, ScriptedBrain
 from tests.e2e.test_crash_recovery import ROOT, Client, host_env
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer, demo_http_app, http_entry, mcp_servers_json
+from tests.support.mcp_servers import (
+    AsgiServer,
+    demo_http_app,
+    http_entry,
+    mcp_servers_json,
+    without_timestamp,
+)
 
 MESSAGE = '/tool flaky__greet {"name": "Ada"}'
 COOLDOWN_SECONDS = 5  # longer than Durable's first retry interval (1 s): the retry lands inside
@@ -53,7 +59,10 @@ async def client(
 
 
 async def last_tool_result(client: Client, conversation: str) -> str:
-    return [m[1] for m in await client.transcript(conversation) if m[0] == "tool"][-1]
+    """The last tool result's text (a greeting, without its timestamp)."""
+    return without_timestamp(
+        [m[1] for m in await client.transcript(conversation) if m[0] == "tool"][-1]
+    )
 
 
 async def test_a_server_back_while_its_circuit_is_open_is_called_after_a_durable_wait(

@@ -1,4 +1,5 @@
-"""Fixtures for the MCP client tests: demo servers on loopback, pools that close themselves."""
+"""Fixtures for the MCP client tests: the demo and helper servers on loopback, pools that close
+themselves."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from agent.mcp.config import EnvSecretResolver, parse_mcp_servers
 from agent.mcp.pool import McpPool
-from tests.support.mcp_servers import AsgiServer, demo_http_app, demo_sse_app
+from tests.support.mcp_servers import AsgiServer, demo_http_app, demo_sse_app, helper_http_app
 
 
 class FakeClock:
@@ -47,6 +48,13 @@ def demo_http(demo_sandbox: Path) -> Iterator[AsgiServer]:
 @pytest.fixture(scope="session")
 def demo_sse(demo_sandbox: Path) -> Iterator[AsgiServer]:
     with AsgiServer(lambda: demo_sse_app(demo_sandbox)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def helper_http(demo_sandbox: Path) -> Iterator[AsgiServer]:
+    """The helper server (demo tools + test helpers) over streamable HTTP, shared."""
+    with AsgiServer(lambda: helper_http_app(demo_sandbox)) as server:
         yield server
 
 

@@ -22,6 +22,7 @@ from tests.support.mcp_servers import (
     http_entry,
     require_api_key,
     sse_entry,
+    without_timestamp,
 )
 
 CLIENT_ID = "client-7f3a"
@@ -53,7 +54,7 @@ async def greet(pool: McpPool, server: str = "demo") -> tuple[bool, str]:
     outcome = await pool.call_tool(
         f"{server}__greet", {"name": "Ada"}, context=CONTEXT, idempotency_key="a"
     )
-    return outcome.is_error, outcome.text
+    return outcome.is_error, without_timestamp(outcome.text)
 
 
 async def test_api_key_auth_over_streamable_http(

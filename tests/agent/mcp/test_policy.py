@@ -44,9 +44,9 @@ async def test_only_allowed_tools_are_listed_and_callable(
     assert set(specs) == {"greet", "get_weather"}
     assert specs["get_weather"].require_approval and not specs["greet"].require_approval
 
-    refused = await call(pool, "demo__write_text_file", {"path": "x.txt", "content": "pwned"})
+    refused = await call(pool, "demo__save_text_file", {"filename": "x.txt", "content": "pwned"})
     assert refused.is_error
-    assert refused.text == "tool 'demo__write_text_file' is not allowed by this app's configuration"
+    assert refused.text == "tool 'demo__save_text_file' is not allowed by this app's configuration"
     assert json.loads(refused.full_output)["isError"] is True
 
 
@@ -56,7 +56,7 @@ async def test_a_disallowed_tool_is_never_called(
     pool = await make_pool(http_entry("demo", own_demo_http.url(), tools={"allow": ["greet"]}))
     await pool.list_tools()
     requests_before = own_demo_http.requests
-    outcome = await call(pool, "demo__count_call", {"key": "never"})
+    outcome = await call(pool, "demo__calculate", {"operation": "add", "a": 1, "b": 2})
     assert outcome.is_error
     assert own_demo_http.requests == requests_before  # refused locally: no request at all
 
@@ -78,7 +78,7 @@ async def test_a_tool_is_callable_in_a_process_that_never_listed(
     # The model may see the catalog in one worker and the call may run in another.
     pool = await make_pool(http_entry("demo", demo_http.url()))
     outcome = await call(pool, "demo__greet", {"name": "worker 2"})
-    assert outcome.text == "Hello, worker 2!"
+    assert outcome.text.startswith("Hello, worker 2! Current time: ")
 
 
 async def test_each_call_is_logged_without_its_arguments_or_result(
@@ -100,21 +100,21 @@ PINNED = {
 
 
 async def test_pinned_arguments_are_hidden_from_the_model(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url(), pinned_arguments=PINNED))
+    pool = await make_pool(http_entry("helper", helper_http.url(), pinned_arguments=PINNED))
     (spec,) = [s for s in await pool.list_tools() if s.tool == "register_callback"]
     assert set(spec.parameters["properties"]) == {"note"}
     assert "required" not in spec.parameters
 
 
 async def test_pinned_arguments_override_whatever_the_model_sends(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url(), pinned_arguments=PINNED))
+    pool = await make_pool(http_entry("helper", helper_http.url(), pinned_arguments=PINNED))
     outcome = await call(
         pool,
-        "demo__register_callback",
+        "helper__register_callback",
         {
             "endpoint": "https://attacker.example/steal",
             "conversation_id": "someone-else",
@@ -129,12 +129,12 @@ async def test_pinned_arguments_override_whatever_the_model_sends(
 
 
 async def test_a_placeholder_the_app_does_not_provide_is_a_config_error(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
     pinned = {"register_callback": {"endpoint": "${tenant_url}"}}
-    pool = await make_pool(http_entry("demo", demo_http.url(), pinned_arguments=pinned))
+    pool = await make_pool(http_entry("helper", helper_http.url(), pinned_arguments=pinned))
     with pytest.raises(SettingsError) as raised:
-        await call(pool, "demo__register_callback", {"conversation_id": "c"})
+        await call(pool, "helper__register_callback", {"conversation_id": "c"})
     assert raised.value.name == "MCP_SERVERS"
     assert "register_callback.endpoint" in str(raised.value)
     assert "${tenant_url}" in str(raised.value)
@@ -229,26 +229,26 @@ async def test_a_tool_that_needs_approval_is_known_to_even_while_its_server_cann
 
 
 async def test_a_tool_error_is_an_error_result_and_the_server_stays_healthy(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url()))
-    outcome = await call(pool, "demo__fail", {"message": "the disk is full"})
+    pool = await make_pool(http_entry("helper", helper_http.url()))
+    outcome = await call(pool, "helper__fail", {"message": "the disk is full"})
     assert outcome.is_error
     assert "the disk is full" in outcome.text
     assert pool.status()[0].breaker == "closed" and pool.status()[0].consecutive_failures == 0
 
 
 async def test_long_output_is_capped_for_the_model_and_kept_whole_for_storage(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url(), output_limit_chars=1_000))
-    outcome = await call(pool, "demo__repeat_text", {"text": "0123456789", "times": 5_000})
+    pool = await make_pool(http_entry("helper", helper_http.url(), output_limit_chars=1_000))
+    outcome = await call(pool, "helper__repeat_text", {"text": "0123456789", "times": 5_000})
     assert outcome.truncated
     assert len(outcome.text) <= 1_000
     assert "[output truncated: showing" in outcome.text and "of 50000 characters]" in outcome.text
     assert json.loads(outcome.full_output)["content"][0]["text"] == "0123456789" * 5_000
 
-    short = await call(pool, "demo__greet", {"name": "Ada"})
+    short = await call(pool, "helper__greet", {"name": "Ada"})
     assert not short.truncated
 
 
@@ -256,13 +256,13 @@ async def test_long_output_is_capped_for_the_model_and_kept_whole_for_storage(
 
 
 async def test_the_idempotency_key_reaches_the_server_in_the_request_meta(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url()))
+    pool = await make_pool(http_entry("helper", helper_http.url()))
 
     async def count(key: str) -> dict:
         return json.loads(
-            (await call(pool, "demo__count_call", {"key": "emails-sent"}, key=key)).text
+            (await call(pool, "helper__count_call", {"key": "emails-sent"}, key=key)).text
         )
 
     first = await count("run-9:call-1")
@@ -312,7 +312,7 @@ async def test_the_breaker_opens_after_repeated_failures_and_recovers_through_a_
 
     clock.advance(30)
     await own_demo_http.astart()
-    assert (await call(pool, "demo__greet", {"name": "back"})).text == "Hello, back!"
+    assert (await call(pool, "demo__greet", {"name": "back"})).text.startswith("Hello, back! ")
     assert pool.status()[0].breaker == "closed"
 
 
@@ -335,13 +335,14 @@ async def test_a_call_refused_for_an_open_circuit_says_how_long_until_a_probe(
 
 
 async def test_read_only_tools_and_idempotent_servers_may_be_repeated_others_not(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
     pool = await make_pool(
-        http_entry("demo", demo_http.url()),
-        http_entry("idem", demo_http.url(), idempotent_calls=True),
+        http_entry("helper", helper_http.url()),
+        http_entry("idem", helper_http.url(), idempotent_calls=True),
     )
-    assert await pool.may_repeat("demo__greet")  # readOnlyHint: true
-    assert not await pool.may_repeat("demo__count_call")  # changes a counter
+    assert await pool.may_repeat("helper__greet")  # readOnlyHint: true
+    assert not await pool.may_repeat("helper__count_call")  # changes a counter
+    assert not await pool.may_repeat("helper__save_text_file")  # writes a file
     assert await pool.may_repeat("idem__count_call")  # its server honours the key
-    assert not await pool.may_repeat("demo__no_such_tool")
+    assert not await pool.may_repeat("helper__no_such_tool")

@@ -17,6 +17,7 @@ from tests.support.mcp_servers import (
     http_entry,
     mcp_servers_json,
     sse_entry,
+    without_timestamp,
 )
 
 CONTEXT: dict[str, str] = {}
@@ -27,7 +28,7 @@ async def greet(pool: McpPool, name: str = "demo") -> str:
         f"{name}__greet", {"name": "x"}, context=CONTEXT, idempotency_key="g"
     )
     assert not outcome.is_error
-    return outcome.text
+    return without_timestamp(outcome.text)
 
 
 async def test_one_session_serves_many_calls(make_pool: PoolFactory, demo_http: AsgiServer) -> None:
@@ -115,26 +116,26 @@ async def test_a_restarted_sse_server_is_reconnected_on_the_next_call(
 
 
 async def test_a_timed_out_call_raises_and_the_next_call_gets_a_fresh_session(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url(), timeout_seconds=1.0))
-    await greet(pool)
+    pool = await make_pool(http_entry("helper", helper_http.url(), timeout_seconds=1.0))
+    await greet(pool, "helper")
     with pytest.raises(ToolTimeout) as raised:
-        await pool.call_tool("demo__wait", {"seconds": 5}, context=CONTEXT, idempotency_key="w")
+        await pool.call_tool("helper__wait", {"seconds": 5}, context=CONTEXT, idempotency_key="w")
     assert "did not answer tool 'wait' within 1 s" in str(raised.value)
-    assert await greet(pool) == "Hello, x!"
-    assert pool.connects("demo") == 2
+    assert await greet(pool, "helper") == "Hello, x!"
+    assert pool.connects("helper") == 2
 
 
 async def test_a_timeout_does_not_abort_other_calls_on_the_same_session(
-    make_pool: PoolFactory, demo_http: AsgiServer
+    make_pool: PoolFactory, helper_http: AsgiServer
 ) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url(), timeout_seconds=1.5))
-    await greet(pool)
+    pool = await make_pool(http_entry("helper", helper_http.url(), timeout_seconds=1.5))
+    await greet(pool, "helper")
 
     async def slow(seconds: float) -> str:
         outcome = await pool.call_tool(
-            "demo__wait", {"seconds": seconds}, context=CONTEXT, idempotency_key="s"
+            "helper__wait", {"seconds": seconds}, context=CONTEXT, idempotency_key="s"
         )
         return outcome.text
 

@@ -1,0 +1,112 @@
+"""The test suite's own MCP server: the demo server's tools plus helpers only tests need.
+
+The demo server (`samples/demo_mcp`) is what a user's model sees, so it carries no test helpers;
+this server adds them to a fresh demo server, so one server entry gives a test both everyday
+tools (`greet`, ...) and:
+
+- `count_call(key)`: increments a counter; a repeated request `_meta.idempotency_key` replays the
+  first reply (a server that honours the app's idempotency key);
+- `register_callback(endpoint, conversation_id, note)`: echoes its arguments (pinned arguments);
+- `wait(seconds)`, `repeat_text(text, times)`, `fail(message)`: slow, large and failing tools;
+- `process_id()`: the server's process id (to show a stdio server was restarted).
+
+Run on stdio: `python -m tests.support.helper_mcp [--sandbox DIR]` from the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TypedDict
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+
+from samples.demo_mcp import build_server
+from samples.demo_mcp.server import READ_ONLY
+
+# The app puts its idempotency key for a tool call in the request `_meta` under this name
+# (agent.mcp.pool.IDEMPOTENCY_META_KEY); spelled out so a change there fails the tests using it.
+IDEMPOTENCY_META_KEY = "idempotency_key"
+MAX_WAIT_SECONDS = 60.0
+MAX_REPEAT_CHARS = 1_000_000
+HELPER_TOOLS = frozenset(
+    {"count_call", "register_callback", "wait", "repeat_text", "fail", "process_id"}
+)
+
+
+class Counter(TypedDict):
+    key: str
+    count: int
+    replayed: bool
+
+
+def build_helper_server(
+    name: str = "helper", sandbox_dir: str | os.PathLike[str] | None = None
+) -> MCPServer:
+    """A fresh demo server (own sandbox, own counters) with the test helpers added."""
+    server = build_server(name, sandbox_dir=sandbox_dir)
+    _add_counters(server)
+    _add_stand_ins(server)
+    return server
+
+
+def _add_counters(server: MCPServer) -> None:
+    counters: dict[str, int] = {}
+    replies_by_idempotency_key: dict[str, Counter] = {}
+
+    @server.tool()
+    def count_call(key: str, ctx: Context) -> Counter:
+        """Increment and return the counter `key`; a repeated idempotency key replays the first reply."""
+        meta = ctx.request_context.meta or {}
+        idempotency_key = meta.get(IDEMPOTENCY_META_KEY)
+        if isinstance(idempotency_key, str) and idempotency_key in replies_by_idempotency_key:
+            return Counter(**{**replies_by_idempotency_key[idempotency_key], "replayed": True})
+        counters[key] = counters.get(key, 0) + 1
+        reply = Counter(key=key, count=counters[key], replayed=False)
+        if isinstance(idempotency_key, str):
+            replies_by_idempotency_key[idempotency_key] = reply
+        return reply
+
+    @server.tool()
+    def register_callback(endpoint: str, conversation_id: str, note: str = "") -> dict[str, str]:
+        """Pretend to register a callback; echoes what it received (the app pins endpoint and id)."""
+        return {"endpoint": endpoint, "conversation_id": conversation_id, "note": note}
+
+
+def _add_stand_ins(server: MCPServer) -> None:
+    @server.tool(annotations=READ_ONLY)
+    async def wait(seconds: float) -> str:
+        """Wait for `seconds` (at most 60) and say so: a stand-in for a slow operation."""
+        if not 0 <= seconds <= MAX_WAIT_SECONDS:
+            raise ToolError(f"seconds must be between 0 and {MAX_WAIT_SECONDS:g}")
+        await anyio.sleep(seconds)
+        return f"waited {seconds:g} s"
+
+    @server.tool(annotations=READ_ONLY)
+    def repeat_text(text: str, times: int) -> str:
+        """Repeat `text` `times` times (a large output, up to 1,000,000 characters)."""
+        if times < 0 or len(text) * times > MAX_REPEAT_CHARS:
+            raise ToolError(f"the output would exceed {MAX_REPEAT_CHARS} characters")
+        return text * times
+
+    @server.tool(annotations=READ_ONLY)
+    def fail(message: str) -> str:
+        """Always fail with `message` (for trying out error handling)."""
+        raise ToolError(message)
+
+    @server.tool(annotations=READ_ONLY)
+    def process_id() -> int:
+        """The id of the process serving this session."""
+        return os.getpid()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.support.helper_mcp")
+    parser.add_argument("--sandbox", default=None, help="directory for the file tools")
+    build_helper_server(sandbox_dir=parser.parse_args(argv).sandbox).run()
+
+
+if __name__ == "__main__":
+    main()
