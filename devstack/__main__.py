@@ -22,6 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 STATE = ROOT / ".local"
 OFFLINE_MODEL_URL = "http://127.0.0.1:8099/v1"
+# Message lines the offline model turns into calls of the demo server's tools (seed 004's).
+DEMO_TOOL_LINES = (
+    '/tool demo__calculate {"operation": "multiply", "a": 15, "b": 8}',
+    "/tool demo__get_weather {}",
+    '/tool demo__save_text_file {"filename": "notes.txt", "content": "15 * 8 = 120"}',
+    '/tool demo__get_knowledge_base {"question": "How many vacation days do I get?"}',
+)
 
 
 @dataclass
@@ -151,6 +158,8 @@ def main() -> None:
             f"  curl -s -X POST {base}/conversations/<id>/messages \\\n"
             "       -H 'content-type: application/json' \\\n"
             '       -d \'{"content": "/tool demo__greet {\\"name\\": \\"Ada\\"}", "wait_seconds": 30}\'\n'
+            "\n  Other demo tools, one line each in the message's content:\n"
+            + "".join(f"    {line}\n" for line in DEMO_TOOL_LINES)
         )
         while all(p.poll() is None for p in processes):
             time.sleep(0.5)

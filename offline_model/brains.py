@@ -211,20 +211,31 @@ def help_text(user_text: str, request_json: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+PLACEHOLDERS: dict[str, Any] = {"string": "text", "integer": 1, "number": 1, "boolean": True}
+
+
 def example_arguments(schema: Mapping[str, Any]) -> dict[str, Any]:
-    """Placeholder arguments from a JSON schema (required properties, else all of them)."""
-    placeholders = {"string": "text", "integer": 1, "number": 1, "boolean": True}
+    """Example arguments from a JSON schema (required properties, else all of them)."""
     properties = schema.get("properties")
     if not isinstance(properties, dict):
         return {}
     required = schema.get("required")
     names = required if isinstance(required, list) and required else list(properties)
-    example: dict[str, Any] = {}
-    for name in names:
-        prop = properties.get(name)
-        kind = prop.get("type") if isinstance(prop, dict) else None
-        example[str(name)] = placeholders.get(kind, [] if kind == "array" else {})
-    return example
+    return {str(name): example_value(properties.get(name)) for name in names}
+
+
+def example_value(prop: Any) -> Any:
+    """A value the tool accepts where the schema says so (its first `enum` value, its
+    `default`), so the example works as written; otherwise a placeholder of the right type."""
+    if not isinstance(prop, dict):
+        return {}
+    enum = prop.get("enum")
+    if isinstance(enum, list) and enum:
+        return enum[0]
+    if "default" in prop:
+        return prop["default"]
+    kind = prop.get("type")
+    return PLACEHOLDERS.get(kind, [] if kind == "array" else {})
 
 
 # --- the scripted brain ----------------------------------------------------------------------

@@ -105,6 +105,38 @@ def test_plain_text_gets_an_echo_with_the_tools_and_the_tool_syntax() -> None:
     assert '/tool demo__add {"a": 1, "b": 1}' in content  # example built from the schema
 
 
+def test_the_example_uses_values_the_schema_names_so_it_works_as_written() -> None:
+    calculate = {
+        "type": "function",
+        "function": {
+            "name": "demo__calculate",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "operation": {"type": "string", "enum": ["add", "subtract"]},
+                    "a": {"type": "number"},
+                    "b": {"type": "number"},
+                },
+                "required": ["operation", "a", "b"],
+            },
+        },
+    }
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "demo__get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "default": "Seattle"}},
+            },
+        },
+    }
+    calculate_hint = ask("hello", tools=[calculate]).content or ""
+    weather_hint = ask("hello", tools=[weather]).content or ""
+    assert '/tool demo__calculate {"operation": "add", "a": 1, "b": 1}' in calculate_hint
+    assert '/tool demo__get_weather {"city": "Seattle"}' in weather_hint
+
+
 def test_tool_results_are_quoted_back_truncated_and_labelled() -> None:
     long_result = "x" * (QUOTE_LIMIT + 50)
     request = {

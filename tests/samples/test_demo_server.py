@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from mcp import Client
 
+from devstack.__main__ import DEMO_TOOL_LINES
+from offline_model.brains import parse_tool_line
 from samples.demo_mcp import build_server
 from samples.demo_mcp.__main__ import parse_args
 from samples.demo_mcp.sandbox import SandboxError, resolve_inside
@@ -284,3 +286,15 @@ def test_the_seeds_host_and_port_variables_set_the_defaults() -> None:
     assert (args.host, args.port) == ("0.0.0.0", 9001)
     args = parse_args(["--port", "8123"], {"MCP_SSE_PORT": "9001"})
     assert args.port == 8123  # the command line wins
+
+
+async def test_the_tool_lines_devstack_prints_call_demo_tools_that_succeed(sandbox: Path) -> None:
+    lines = ('/tool demo__greet {"name": "Ada"}', *DEMO_TOOL_LINES)
+    async with Client(build_server(sandbox_dir=sandbox)) as client:
+        available = [f"demo__{tool.name}" for tool in (await client.list_tools()).tools]
+        for line in lines:
+            call, problem = parse_tool_line(line, available)  # as the offline model reads it
+            assert call is not None, problem
+            tool = call.name.removeprefix("demo__")
+            result = await client.call_tool(tool, json.loads(call.arguments))
+            assert not result.is_error, line
