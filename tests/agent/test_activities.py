@@ -32,7 +32,8 @@ from storage.batches import BatchItem, BatchRecord, run_id_of
 from storage.conversations import ConversationRef, StoredMessage
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer, helper_http_app
+from tests.support.helper_mcp import helper_http_app
+from tests.support.mcp_servers import AsgiServer
 
 
 @pytest.fixture(scope="module")

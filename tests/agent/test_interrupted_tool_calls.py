@@ -32,10 +32,10 @@ from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from tests.agent.mcp.conftest import FakeClock
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from tests.support.helper_mcp import helper_http_app
 from tests.support.mcp_servers import (
     AsgiServer,
     demo_http_app,
-    helper_http_app,
     http_entry,
     mcp_servers_json,
     without_timestamp,

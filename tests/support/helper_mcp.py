@@ -10,14 +10,16 @@ tools (`greet`, ...) and:
 - `wait(seconds)`, `repeat_text(text, times)`, `fail(message)`: slow, large and failing tools;
 - `process_id()`: the server's process id (to show a stdio server was restarted).
 
-Run on stdio: `python -m tests.support.helper_mcp [--sandbox DIR]` from the repository root.
+`helper_http_app` and `helper_stdio_command` serve it as `mcp_servers.py` serves the demo; on
+stdio: `python -m tests.support.helper_mcp [--sandbox DIR]` from the repository root.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from typing import TypedDict
+import sys
+from typing import Any, TypedDict
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -25,6 +27,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from samples.demo_mcp import build_server
 from samples.demo_mcp.server import READ_ONLY
+from tests.support.mcp_servers import REPO_ROOT, AsgiApp, StdioCommand
 
 # The app puts its idempotency key for a tool call in the request `_meta` under this name
 # (agent.mcp.pool.IDEMPOTENCY_META_KEY); spelled out so a change there fails the tests using it.
@@ -100,6 +103,21 @@ def _add_stand_ins(server: MCPServer) -> None:
     def process_id() -> int:
         """The id of the process serving this session."""
         return os.getpid()
+
+
+def helper_http_app(
+    sandbox_dir: str | os.PathLike[str] | None = None, **server_kwargs: Any
+) -> AsgiApp:
+    """The helper server over streamable HTTP at `/mcp` (a new server, new state, each call)."""
+    return build_helper_server(sandbox_dir=sandbox_dir, **server_kwargs).streamable_http_app()
+
+
+def helper_stdio_command(sandbox_dir: str | os.PathLike[str] | None = None) -> StdioCommand:
+    """The helper server on stdio (this module run with `-m`)."""
+    args = ["-m", "tests.support.helper_mcp"]
+    if sandbox_dir is not None:
+        args += ["--sandbox", str(sandbox_dir)]
+    return StdioCommand(sys.executable, tuple(args), {"PYTHONPATH": str(REPO_ROOT)}, str(REPO_ROOT))
 
 
 def main(argv: list[str] | None = None) -> None:

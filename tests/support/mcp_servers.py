@@ -4,14 +4,12 @@
   background thread on an ephemeral port; `start()` returns once it accepts connections, `stop()`
   kills it (open streams are dropped, as when a process dies) and `start()` again restarts it on
   the same port.
-- `demo_http_app` / `demo_sse_app`: the demo server's ASGI apps (what a user runs), and
-  `helper_http_app` / `helper_sse_app`: the test suite's helper server (the demo's tools plus
-  test-only ones: counters, slow, large and failing tools; `tests/support/helper_mcp.py`);
-  optionally behind `require_api_key` (401 unless `X-Client-ID` / `X-API-Key` match) or
-  `BearerCheck`.
-- `demo_stdio_command`, `helper_stdio_command`, `time_stdio_command`, `everything_stdio_command`:
-  commands that start a server on stdio (the demo; the helper server; `mcp-server-time` from
-  PyPI; `@modelcontextprotocol/server-everything` from node_modules).
+- `demo_http_app` / `demo_sse_app`: the demo server's ASGI apps (what a user runs; the test
+  helpers' server, `helper_mcp.py`, has its own), optionally behind `require_api_key` (401 unless
+  `X-Client-ID` / `X-API-Key` match) or `BearerCheck`.
+- `demo_stdio_command`, `time_stdio_command`, `everything_stdio_command`: commands that start a
+  server on stdio (the demo; `mcp-server-time` from PyPI; `@modelcontextprotocol/server-everything`
+  from node_modules).
 - `EverythingHttpServer`: server-everything over streamable HTTP as a node subprocess.
 
 Readiness is an event (uvicorn's startup hook, a log line), each wait bounded: no fixed sleeps.
@@ -38,7 +36,6 @@ from typing import Any
 import uvicorn
 
 from samples.demo_mcp import build_server
-from tests.support.helper_mcp import build_helper_server
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EVERYTHING_ENTRY = (
@@ -250,20 +247,6 @@ def demo_sse_app(
     return build_server(sandbox_dir=sandbox_dir, **server_kwargs).sse_app()
 
 
-def helper_http_app(
-    sandbox_dir: str | os.PathLike[str] | None = None, **server_kwargs: Any
-) -> AsgiApp:
-    """The helper server (demo tools + test helpers) over streamable HTTP at `/mcp`."""
-    return build_helper_server(sandbox_dir=sandbox_dir, **server_kwargs).streamable_http_app()
-
-
-def helper_sse_app(
-    sandbox_dir: str | os.PathLike[str] | None = None, **server_kwargs: Any
-) -> AsgiApp:
-    """The helper server over SSE at `/sse` (+ `/messages/`)."""
-    return build_helper_server(sandbox_dir=sandbox_dir, **server_kwargs).sse_app()
-
-
 # The demo's greet stamps the time ("Hello, Ada! Current time: 2026-12-01 23:10:00 UTC").
 GREETING_TIMESTAMP = re.compile(r" Current time: \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} UTC$")
 
@@ -295,14 +278,6 @@ class StdioCommand:
 
 def demo_stdio_command(sandbox_dir: str | os.PathLike[str] | None = None) -> StdioCommand:
     args = ["-m", "samples.demo_mcp", "--transport", "stdio"]
-    if sandbox_dir is not None:
-        args += ["--sandbox", str(sandbox_dir)]
-    return StdioCommand(sys.executable, tuple(args), {"PYTHONPATH": str(REPO_ROOT)}, str(REPO_ROOT))
-
-
-def helper_stdio_command(sandbox_dir: str | os.PathLike[str] | None = None) -> StdioCommand:
-    """The helper server on stdio (`python -m tests.support.helper_mcp`)."""
-    args = ["-m", "tests.support.helper_mcp"]
     if sandbox_dir is not None:
         args += ["--sandbox", str(sandbox_dir)]
     return StdioCommand(sys.executable, tuple(args), {"PYTHONPATH": str(REPO_ROOT)}, str(REPO_ROOT))

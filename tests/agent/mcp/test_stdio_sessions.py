@@ -10,7 +10,8 @@ import pytest
 
 from agent.errors import ToolTransportError
 from tests.agent.mcp.conftest import PoolFactory
-from tests.support.mcp_servers import REPO_ROOT, helper_stdio_command, stdio_entry
+from tests.support.helper_mcp import helper_stdio_command
+from tests.support.mcp_servers import REPO_ROOT, stdio_entry
 
 CONTEXT: dict[str, str] = {}
 
