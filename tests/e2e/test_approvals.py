@@ -150,7 +150,7 @@ async def test_a_cancel_durable_has_not_carried_out_keeps_the_conversation_locke
     assert (await app.run_until_done(run_id))["status"] == "cancelled"
     _, seen, _ = await app.call("GET", f"/conversations/{conversation}")
     assert seen["active_run_id"] is None  # the GET that saw it end gave the lock back
-    assert "guarded__write_text_file" not in await tool_results(app, conversation)
+    assert "guarded__save_text_file" not in await tool_results(app, conversation)
 
 
 async def test_an_answer_names_the_question_it_answers_and_one_for_another_question_is_a_409(
@@ -166,4 +166,4 @@ async def test_an_answer_names_the_question_it_answers_and_one_for_another_quest
     answer_it = {**stale, "question_id": run["question_id"]}
     assert (await app.call("POST", f"/runs/{run_id}/approvals", json=answer_it))[0] == 202
     assert (await app.run_until_done(run_id))["status"] == "completed"
-    assert not (await tool_results(app, conversation))["guarded__write_text_file"]["is_error"]
+    assert not (await tool_results(app, conversation))["guarded__save_text_file"]["is_error"]
