@@ -277,6 +277,14 @@ def _http_url(value: Any, where: str) -> str:
     return url
 
 
+def _private_channel(transport: Transport) -> bool:
+    """HTTPS, or a loopback address: where a credential is not sent over a network in clear."""
+    if isinstance(transport, StdioTransport):
+        return True
+    parts = urlsplit(transport.url)
+    return parts.scheme == "https" or parts.hostname in ("localhost", "127.0.0.1", "::1")
+
+
 def _parse_transport(value: Any, where: str) -> Transport:
     spec = _object(value, where)
     kind = _required(spec, "type", where)
@@ -586,6 +594,13 @@ def _parse_server(value: Any, where: str) -> McpServerConfig:
         raise _fail(
             auth_where,
             "applies to HTTP transports; give a stdio server its credentials in transport.env",
+        )
+    if isinstance(auth, ManagedIdentityAuth) and not _private_channel(transport):
+        # An Entra token sent in the clear can be replayed by whoever sees it (an ARM token,
+        # the seeds' default scope, acts on Azure as this app).
+        raise _fail(
+            auth_where,
+            "sends a managed identity token: its URL must be https:// (or http:// on loopback)",
         )
     tools = _scheduling_approval(
         _parse_tools(spec.get("tools"), f"{where}.tools"),

@@ -207,7 +207,7 @@ async def test_managed_identity_without_a_credential_fails_at_construction(
 
     with pytest.raises(SettingsError, match="uses managed_identity but no Azure credential"):
         await make_pool(
-            http_entry("demo", "http://h/mcp", auth={"type": "managed_identity", "scope": "s"})
+            http_entry("demo", "https://h/mcp", auth={"type": "managed_identity", "scope": "s"})
         )
 
 

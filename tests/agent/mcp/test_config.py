@@ -67,7 +67,7 @@ def parse(document: Any) -> Any:
 
 
 def one_server(**fields: Any) -> dict[str, Any]:
-    server = {"name": "s", "transport": {"type": "streamable_http", "url": "http://h/mcp"}}
+    server = {"name": "s", "transport": {"type": "streamable_http", "url": "https://h/mcp"}}
     server.update(fields)
     return {"mcp_servers": [server]}
 

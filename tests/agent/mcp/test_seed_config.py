@@ -253,3 +253,29 @@ def test_the_same_servers_in_either_shape_parse_to_the_same_config() -> None:
     seeds["mcp"]["mcp_servers"][0]["tools"] = {"allow": ["schedule_conversation"]}
 
     assert parse(seeds) == parse(ours)
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("http://scheduler.example/mcp", False),
+        ("http://10.0.0.4/mcp", False),
+        ("https://scheduler.example/mcp", True),
+        ("http://127.0.0.1:5146/mcp", True),
+        ("http://localhost:5146/mcp", True),
+    ],
+)
+def test_a_managed_identity_token_is_never_sent_in_clear_over_a_network(
+    url: str, accepted: bool
+) -> None:
+    for document in (
+        {"mcp": {"mcp_servers": [{"name": "s", "transport": {
+            "type": "http", "url": url, "auth": {"use_managed_identity": True}}}]}},
+        {"mcp_servers": [{"name": "s", "transport": {"type": "streamable_http", "url": url},
+                          "auth": {"type": "managed_identity", "scope": APP_SCOPE}}]},
+    ):  # fmt: skip
+        if accepted:
+            [server] = parse(document)
+            assert isinstance(server.auth, ManagedIdentityAuth)
+        else:
+            assert "must be https://" in refusal(document)
