@@ -3,8 +3,9 @@
     .venv/bin/python -m tests.golden.record NAME [NAME ...]   # writes tests/golden/NAME.json
 
 Each scenario starts one orchestration through the local host's engine (tests/support/replay.py,
-the same episodes, replay and history events as `python -m local_host`), unversioned
-(`default_version=""`, as every instance started before host.json named a version), with the
+the same episodes, replay and history events as `python -m local_host`) at the version it
+records: version 1 unversioned (`default_version=""`, as every instance started before host.json
+named a version), version 2 stamped "2.0" (host.json's `defaultVersion` when it shipped), with the
 activities answering exactly what the real activities return (built with the same contract
 classes: `StepSummary`, `ToolCallSummary`, the batch activities' dicts) and approvals raised
 as `POST .../approvals` raises them. Every execution of every instance is written, sub-
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +33,24 @@ from agent.contracts import (
     ToolCallSummary,
     message_id,
 )
-from agent.loop import APPROVAL_EVENT, StepSummary, Usage
+from agent.loop import (
+    APPROVAL_EVENT,
+    APPROVAL_QUESTION,
+    RESEND_QUESTION,
+    StepSummary,
+    Usage,
+    question_id,
+)
 from storage.batches import run_id_of
 from tests.support.app import load_function_app
 from tests.support.replay import ExternalEvent, ReplayDriver, ReplayResult
 
 GOLDEN_DIR = Path(__file__).parent
+# The code each version's scenarios were recorded from (a new version: a new line, never an edit).
+RECORDED_FROM = {
+    "": "agent/orchestrators.py as on commit c156733 (version 1, unversioned)",
+    "2.0": "agent/orchestrators.py as on commit de9b060 (version 2, stamped '2.0')",
+}
 FORMAT = 1
 USAGE = Usage(prompt_tokens=812, completion_tokens=64, total_tokens=876)
 
@@ -49,6 +63,7 @@ class Scenario:
     instance_id: str
     activities: Callable[[str, Any], Any]
     events: tuple[ExternalEvent, ...] = field(default=())
+    version: str = ""  # what the host stamps on the instances: "" is version 1
 
 
 def turn_input(
@@ -328,6 +343,220 @@ def scheduled_batch_with_lanes() -> Scenario:
     )
 
 
+# --------------------------------------------------------------------------- version 2
+#
+# Version 2 shipped on 2026-12-01 (agent.versions.CURRENT = 2, host.json "2.0"): budgets checked
+# before each model step, retries on durable backoff timers (tool calls in rounds), interrupted
+# calls resent on a person's say, questions with ids, a durable wait while a circuit is open.
+
+V2 = "2.0"
+
+
+def v2_scenario(
+    run_id: str,
+    description: str,
+    activities: Callable[[str, Any], Any],
+    events: tuple[ExternalEvent, ...] = (),
+    turn: dict[str, Any] | None = None,
+) -> Scenario:
+    return Scenario(
+        description,
+        "chat_turn",
+        turn or turn_input(run_id),
+        run_id,
+        activities,
+        events,
+        version=V2,
+    )
+
+
+def v2_chat_turn_tools_retried_in_rounds() -> Scenario:
+    run_id = "f1a3c5e7092b4d6f8a0c2e4b6d8f0a12"
+    model = model_replies(
+        {1: asks_tools(1, "call_Ok7", "call_Flaky3", "call_Down5"), 2: answers(2)}
+    )
+    failures: Counter[str] = Counter()
+
+    def tools(data: dict[str, Any]) -> dict[str, Any]:
+        call_id = data["call_id"]
+        failures[call_id] += 1
+        if call_id == "call_Down5" or (call_id == "call_Flaky3" and failures[call_id] == 1):
+            raise ConnectionError(f"MCP server 'files' unreachable for {call_id}: ConnectError")
+        return ToolCallSummary(call_id, is_error=False).to_dict()
+
+    return v2_scenario(
+        run_id,
+        "chat_turn v2: a model step asks for three tool calls, run in parallel; two fail; after "
+        "a backoff timer both run again in a second round, where one succeeds; after a longer "
+        "timer the last one fails its third and last attempt (tool_attempts) and reaches the "
+        "next model step as failed, which answers",
+        chat_activities(model, tools),
+    )
+
+
+def v2_chat_turn_model_step_retried() -> Scenario:
+    run_id = "a2b4c6d8e0f24a6c8e0b2d4f6a8c0e13"
+    failed: set[int] = set()
+    replies = model_replies({1: answers(1)})
+
+    def model(data: dict[str, Any]) -> dict[str, Any]:
+        if data["step"] not in failed:
+            failed.add(data["step"])
+            raise TimeoutError("model endpoint: 503 Service Unavailable")
+        return replies(data)
+
+    return v2_scenario(
+        run_id,
+        "chat_turn v2: the model step fails transiently (503), waits a backoff timer, is tried "
+        "again and answers; finish_turn closes the turn",
+        chat_activities(model),
+    )
+
+
+def v2_chat_turn_throttled() -> Scenario:
+    run_id = "b3c5d7e9f1a34b5d7f9a1c3e5b7d9f14"
+    throttled_once: set[int] = set()
+    replies = model_replies({1: asks_tools(1, "call_Gh56"), 2: answers(2)})
+
+    def model(data: dict[str, Any]) -> dict[str, Any]:
+        if data["step"] == 1 and not throttled_once:
+            throttled_once.add(1)
+            return throttled(30.0).to_dict()  # a 429 with retry-after: a durable timer
+        return replies(data)
+
+    return v2_scenario(
+        run_id,
+        "chat_turn v2: the first model step is throttled (429 retry-after 30 s: a timer), is "
+        "asked again, asks for a tool call, and the next step answers",
+        chat_activities(model),
+    )
+
+
+def v2_approval_activities() -> Callable[[str, Any], Any]:
+    model = model_replies(
+        {1: asks_tools(1, "call_Rm8", "call_Ls2", approvals=("call_Rm8",)), 2: answers(2)}
+    )
+    return chat_activities(model)
+
+
+def answer(call_id: str, approved: bool, question: str) -> ExternalEvent:
+    # What POST .../approvals raises on version 2: the question the run asks is stamped on.
+    return ExternalEvent(
+        APPROVAL_EVENT, {"tool_call_id": call_id, "approved": approved, "question_id": question}
+    )
+
+
+def v2_chat_turn_approval_answered() -> Scenario:
+    run_id = "c4d6e8f0a2b44c6e8a0d2f4b6c8e0a15"
+    return v2_scenario(
+        run_id,
+        "chat_turn v2: a tool call needs approval; the run waits on the approval event and a "
+        "timer, asking question step1-approval; an answer to another question is ignored (the "
+        "run waits again), then the user approves with the question id; both calls run; the "
+        "model answers",
+        v2_approval_activities(),
+        (
+            answer("call_Rm8", False, "step0-approval"),
+            answer("call_Rm8", True, question_id(1, APPROVAL_QUESTION)),
+        ),
+    )
+
+
+def v2_chat_turn_approval_timed_out() -> Scenario:
+    run_id = "d5e7f9a1b3c54d7f9b1e3a5c7d9f1b16"
+    return v2_scenario(
+        run_id,
+        "chat_turn v2: a tool call needs approval; nobody answers; the approval timer fires and "
+        "the call is reported to the model as timed out; the model answers",
+        v2_approval_activities(),
+    )
+
+
+def v2_chat_turn_interrupted_call_resent() -> Scenario:
+    run_id = "e6f8a0b2c4d64e8a0c2f4b6d8e0a2c17"
+    model = model_replies({1: asks_tools(1, "call_Sv4", "call_Rd6"), 2: answers(2)})
+
+    def tools(data: dict[str, Any]) -> dict[str, Any]:
+        # call_Sv4 was cut off by a crash on an earlier attempt: its outcome is unknown, so the
+        # activity defers it (it may not be repeated without a person's say).
+        if data["call_id"] == "call_Sv4" and data.get("may_defer"):
+            return ToolCallSummary("call_Sv4", is_error=False, interrupted=True).to_dict()
+        return ToolCallSummary(data["call_id"], is_error=False).to_dict()
+
+    return v2_scenario(
+        run_id,
+        "chat_turn v2: one of two tool calls was interrupted (cut off by a crash, outcome "
+        "unknown); the run asks question step1-resend and waits; the user approves resending; "
+        "the call runs again (retry_interrupted, no leave to defer); the model answers",
+        chat_activities(model, tools),
+        (answer("call_Sv4", True, question_id(1, RESEND_QUESTION)),),
+    )
+
+
+def v2_chat_turn_circuit_open_wait() -> Scenario:
+    run_id = "f7a9b1c3d5e74f9b1d3a5c7e9f1b3d18"
+    model = model_replies({1: asks_tools(1, "call_Wt2"), 2: answers(2)})
+
+    def tools(data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("may_defer"):  # the server's circuit is open: try again after its cooldown
+            return ToolCallSummary(data["call_id"], is_error=False, retry_after=20.0).to_dict()
+        return ToolCallSummary(data["call_id"], is_error=False).to_dict()
+
+    return v2_scenario(
+        run_id,
+        "chat_turn v2: the tool's server has its circuit open; the activity defers the call "
+        "with the cooldown; the run waits a durable timer (waiting_for_server), runs the call "
+        "again without leave to defer, and the model answers",
+        chat_activities(model, tools),
+    )
+
+
+def v2_chat_turn_budget_stop_before_step() -> Scenario:
+    run_id = "a8b0c2d4e6f84a0c2e4b6d8f0a2c4e19"
+    model = model_replies({1: asks_tools(1, "call_Bg1")})
+    turn = {**turn_input(run_id), "max_tokens_per_run": USAGE.total_tokens}
+    return v2_scenario(
+        run_id,
+        "chat_turn v2: the first model step spends exactly the run's token budget and asks for "
+        "a tool call, which runs; before model step 2 the budget is found spent and the run "
+        "stops (budget_exceeded) without calling the model; finish_turn closes the turn",
+        chat_activities(model),
+        turn=turn,
+    )
+
+
+def v2_scheduled_batch_with_lanes() -> Scenario:
+    batch_id = "sch-20261201-0900-4c1d"
+    plan = BatchInput(batch_id, (0, 1, 2), 2, not_before="2025-01-01T09:00:00+00:00")
+    return Scenario(
+        "scheduled_batch v2: waits for not_before (a timer), starts two batch_lane sub-"
+        "orchestrations; each lane takes an item, runs its chat_turn sub-orchestration (model, "
+        "tool call, model) or records a rejected item, continues as new, and returns its counts "
+        "once no item is left",
+        "scheduled_batch",
+        plan.to_dict(),
+        batch_id,
+        batch_activities(),
+        version=V2,
+    )
+
+
+def v2_scheduled_batch_item_could_not_start() -> Scenario:
+    batch_id = "cb-20261201-1200-8e2f"
+    plan = BatchInput(batch_id, (0,), 4)
+    return Scenario(
+        "scheduled_batch v2: one lane; take_batch_item keeps failing (the conversation is "
+        "busy), waiting growing backoff timers between attempts until BUSY_ATTEMPTS; the lane "
+        "learns which item it claimed (claim_batch_item), records it as failed "
+        "(record_batch_outcome), continues as new, and finds no item left",
+        "scheduled_batch",
+        plan.to_dict(),
+        batch_id,
+        busy_batch_activities(),
+        version=V2,
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "chat_turn_with_tools": chat_turn_with_tools,
     "chat_turn_throttled_and_retried": chat_turn_throttled_and_retried,
@@ -338,12 +567,22 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "chat_turn_approval_timed_out": chat_turn_approval_timed_out,
     "scheduled_batch_with_lanes": scheduled_batch_with_lanes,
     "scheduled_batch_item_could_not_start": scheduled_batch_item_could_not_start,
+    "v2_chat_turn_tools_retried_in_rounds": v2_chat_turn_tools_retried_in_rounds,
+    "v2_chat_turn_model_step_retried": v2_chat_turn_model_step_retried,
+    "v2_chat_turn_throttled": v2_chat_turn_throttled,
+    "v2_chat_turn_approval_answered": v2_chat_turn_approval_answered,
+    "v2_chat_turn_approval_timed_out": v2_chat_turn_approval_timed_out,
+    "v2_chat_turn_interrupted_call_resent": v2_chat_turn_interrupted_call_resent,
+    "v2_chat_turn_circuit_open_wait": v2_chat_turn_circuit_open_wait,
+    "v2_chat_turn_budget_stop_before_step": v2_chat_turn_budget_stop_before_step,
+    "v2_scheduled_batch_with_lanes": v2_scheduled_batch_with_lanes,
+    "v2_scheduled_batch_item_could_not_start": v2_scheduled_batch_item_could_not_start,
 }
 
 
 def record(name: str) -> dict[str, Any]:
     scenario = SCENARIOS[name]()
-    driver = ReplayDriver(load_function_app().app, default_version="")
+    driver = ReplayDriver(load_function_app().app, default_version=scenario.version)
     result = driver.run(
         scenario.orchestrator,
         scenario.input,
@@ -362,8 +601,11 @@ def golden_document(name: str, scenario: Scenario, result: ReplayResult) -> dict
         "format": FORMAT,
         "name": name,
         "description": scenario.description,
-        "recorded_from": "agent/orchestrators.py as on commit c156733 (version 1, unversioned)",
-        "engine": "local_host engine via tests/support/replay.py ReplayDriver(default_version='')",
+        "recorded_from": RECORDED_FROM[scenario.version],
+        "engine": (
+            "local_host engine via tests/support/replay.py "
+            f"ReplayDriver(default_version={scenario.version!r})"
+        ),
         "root_instance_id": result.instance_id,
         "outcome": {"status": result.status, "output": result.output},
         "instances": [
