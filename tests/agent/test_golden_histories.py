@@ -12,6 +12,10 @@ timers and sub-orchestrations, by name and position, as the recording did (the e
 non-determinism check, which the local host's engine applies to the past, plus the same check
 on the new decisions), and the run must end as recorded.
 
+Each execution replays at the version recorded in its ExecutionStarted event (version 1: none;
+version 2: "2.0"), as the extension hands it to the worker, so every version still in flight
+takes its own path through the current code.
+
 Never edit a golden history to make this pass: gate the change (agent.versions).
 """
 
@@ -34,6 +38,7 @@ from agent.contracts import (
     ModelStepInput,
     ToolCallInput,
 )
+from agent.versions import CURRENT, version_text
 from local_host import engine
 from local_host.activities import decode_activity_input
 from local_host.engine import EpisodeCommit, EpisodeSnapshot, InstanceRecord, Message, ParentRef
@@ -255,6 +260,60 @@ def test_there_are_golden_histories_of_a_turn_an_approval_wait_and_a_batch_lane(
     assert approvals, "no golden history waits for an approval"
 
 
+def recorded_versions() -> set[str]:
+    return {e.record().version for e in EXECUTIONS}
+
+
+def test_the_current_version_and_every_older_one_in_flight_have_golden_histories():
+    """Raising CURRENT without recording the new version's histories would leave its runs
+    unprotected from the next change (tests/golden/README.md: record them when it ships)."""
+    assert {"", *(version_text(v) for v in range(2, CURRENT + 1))} <= recorded_versions(), (
+        f"record golden histories of version {CURRENT} (python -m tests.golden.record)"
+    )
+
+
+def scheduled_after(execution: Execution, kind: T, name: str) -> list[T]:
+    """What each `kind` event for activity `name` was followed by (the next scheduling)."""
+    names = {e["EventId"]: e.get("Name") for e in execution.history if e["EventType"] in SCHEDULING}
+    follows: list[T] = []
+    events = execution.history
+    for position, event in enumerate(events):
+        if event["EventType"] == kind and names.get(event.get("TaskScheduledId")) == name:
+            later = [
+                T(e["EventType"]) for e in events[position + 1 :] if e["EventType"] in SCHEDULING
+            ]
+            follows.append(later[0] if later else T.EXECUTION_COMPLETED)
+    return follows
+
+
+def approval_answers(execution: Execution) -> list[dict[str, Any]]:
+    return [
+        json.loads(parse_jtoken(e["Input"]))
+        for e in execution.history
+        if e["EventType"] == T.EVENT_RAISED and e.get("Name") == "approval"
+    ]
+
+
+def test_version_2_golden_histories_cover_what_version_2_added():
+    v2 = [e for e in EXECUTIONS if e.record().version == version_text(2)]
+    assert {"chat_turn", "scheduled_batch", "batch_lane"} <= {e.name for e in v2}
+    assert any(e.name == "batch_lane" and e.number > 0 for e in v2)  # continue-as-new
+    assert any(  # a chat_turn sub-orchestration of a lane
+        e.name == "chat_turn" and e.record().parent is not None for e in v2
+    )
+    # Backoff timers after a failed model step, tool call round, and batch item.
+    for activity in ("model_step", "tool_call", "take_batch_item"):
+        assert any(T.TIMER_CREATED in scheduled_after(e, T.TASK_FAILED, activity) for e in v2), (
+            activity
+        )
+    questions = {answer.get("question_id") for e in v2 for answer in approval_answers(e)}
+    assert {"step1-approval", "step1-resend"} <= questions
+    outputs = [
+        json.loads(GOLDEN_DIR.joinpath(f"{e.golden}.json").read_text())["outcome"] for e in v2
+    ]
+    assert any(o["output"].get("status") == "budget_exceeded" for o in outputs)
+
+
 @pytest.mark.parametrize("execution", EXECUTIONS, ids=lambda e: cut_id((e, 0)))
 def test_a_golden_history_replays_from_the_start_to_its_recorded_outcome(execution: Execution):
     assert_ends_as_recorded(execution, resume_from(execution, 0))
@@ -299,10 +358,11 @@ def test_golden_histories_are_as_recorded():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sums[path.name], path.name
 
 
-def test_replaying_the_recorded_past_with_other_actions_is_caught_as_non_determinism():
+@pytest.mark.parametrize("golden", ["chat_turn_with_tools", "v2_chat_turn_tools_retried_in_rounds"])
+def test_replaying_the_recorded_past_with_other_actions_is_caught_as_non_determinism(golden: str):
     """The check itself can fail: a history whose first activity was renamed no longer
     replays (as when an orchestrator yields something else at that position)."""
-    execution = next(e for e in EXECUTIONS if e.golden == "chat_turn_with_tools")
+    execution = next(e for e in EXECUTIONS if e.golden == golden)
     tampered = [
         {**e, "Name": "renamed_step"} if e["EventType"] == T.TASK_SCHEDULED else e
         for e in execution.history
@@ -310,3 +370,17 @@ def test_replaying_the_recorded_past_with_other_actions_is_caught_as_non_determi
     changed = Execution(execution.golden, execution.instance_id, execution.name, 0, tampered)
     with pytest.raises(AssertionError, match="Non-Deterministic workflow detected"):
         resume_from(changed, 1)
+
+
+def test_a_version_2_history_replayed_as_version_1_is_caught():
+    """The recorded version decides the path: the same history without its version takes
+    version 1's path (no budget check before a step) and schedules a model step where the
+    recording closed the turn."""
+    execution = next(e for e in EXECUTIONS if e.golden == "v2_chat_turn_budget_stop_before_step")
+    unversioned = [
+        {**e, "Version": ""} if e["EventType"] == T.EXECUTION_STARTED else e
+        for e in execution.history
+    ]
+    changed = Execution(execution.golden, execution.instance_id, execution.name, 0, unversioned)
+    with pytest.raises(AssertionError, match="schedules other actions"):
+        resume_from(changed, 0)
