@@ -237,7 +237,8 @@ async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchest
     document = seed_body(req)
     item = parse_seed_callback(document)
     fingerprint = body_fingerprint(document)
-    key = request_key(owner, req.headers.get(IDEMPOTENCY_HEADER), fingerprint)
+    keyed = req.headers.get(IDEMPOTENCY_HEADER)
+    key = request_key(owner, keyed, fingerprint)
     await rt.store.get_meta(ConversationRef(owner, item.conversation_id))  # 404: not theirs
     claim = await RequestKeys(rt.container, IDEMPOTENCY_WINDOW).claim(
         key, fingerprint, datetime.now(UTC)
@@ -253,6 +254,17 @@ async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchest
         "conversation callback",
         extra={"batch_id": claim.batch_id, "first": claim.first, "started": started},
     )
+    if not started:
+        # A dropped repeat must be visible to an operator: without an Idempotency-Key, the
+        # same text sent twice to one conversation within the window is taken as one delivery.
+        log.warning(
+            "conversation callback duplicate: nothing new started",
+            extra={
+                "batch_id": claim.batch_id,
+                "conversation_id": item.conversation_id,
+                "deduplicated_by": "body" if keyed is None else "idempotency_key",
+            },
+        )
     return json_response(
         {
             "success": True,
@@ -262,7 +274,9 @@ async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchest
             # The batch, not the run: the run exists once the batch's lane takes the item
             # (GET /api/runs/{run_id} is a 404 until then); the batch shows it from the start.
             "status_url": own_url(rt, f"/api/batches/{claim.batch_id}"),
-            "duplicate": not claim.first,
+            # Whether this request started the batch (as the signed route answers): a retry
+            # after a first attempt that claimed the key but stopped short is not a duplicate.
+            "duplicate": not started,
         }
     )
 

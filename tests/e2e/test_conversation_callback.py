@@ -5,10 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
+from agent import runtime
+from agent.scheduling import IDEMPOTENCY_WINDOW, body_fingerprint, request_key
 from local_host.testing import wait_until
+from storage.idempotency import RequestKeys
 from tests.e2e.conftest import App
 
 ROUTE = "/scheduler/conversation-callback"
@@ -167,3 +174,48 @@ async def test_bad_requests_get_the_seeds_error_shape_with_a_4xx_and_start_nothi
         assert body["success"] is False and detail in body["error"], (data[:80], body)
         assert body["error"] == body["detail"]
     assert await user_turns(app, conversation) == []
+
+
+async def test_a_retry_that_starts_what_a_failed_first_attempt_claimed_is_not_a_duplicate(
+    app: App,
+):
+    caller = {"x-ms-client-principal-id": "retry-cb"}
+    conversation = await app.new_conversation(**caller)
+    body = seed_body(conversation, "claimed, then the first attempt died")
+    key = f"retry-{uuid.uuid4().hex}"
+    # The first attempt claimed its key and stopped before it started anything.
+    rt = runtime.current()
+    assert rt is not None
+    fingerprint = body_fingerprint(body)
+    claimed = await RequestKeys(rt.container, IDEMPOTENCY_WINDOW).claim(
+        request_key("user:retry-cb", key, fingerprint), fingerprint, datetime.now(UTC)
+    )
+    assert claimed.first
+    status, retry, _ = await app.call(
+        "POST", ROUTE, json=body, headers={**caller, "Idempotency-Key": key}
+    )
+    assert status == 200 and retry["batch_id"] == claimed.batch_id
+    assert retry["duplicate"] is False  # this request started the delivery
+    assert (await delivered(app, retry, **caller))["status"] == "completed"
+    status, again, _ = await app.call(
+        "POST", ROUTE, json=body, headers={**caller, "Idempotency-Key": key}
+    )
+    assert status == 200 and again["duplicate"] is True
+
+
+async def test_a_repeat_dropped_as_a_duplicate_is_logged_with_ids_and_no_content(
+    app: App, caplog: pytest.LogCaptureFixture
+):
+    conversation = await app.new_conversation()
+    text = f"twice on purpose {uuid.uuid4().hex}"
+    status, first, _ = await app.call("POST", ROUTE, json=seed_body(conversation, text))
+    assert status == 200 and first["duplicate"] is False
+    await delivered(app, first)
+    with caplog.at_level(logging.INFO, logger="agent.scheduling"):
+        status, repeat, _ = await app.call("POST", ROUTE, json=seed_body(conversation, text))
+    assert status == 200 and repeat["duplicate"] is True
+    [record] = [r for r in caplog.records if "duplicate" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert (record.batch_id, record.conversation_id) == (first["batch_id"], conversation)
+    assert record.deduplicated_by == "body"
+    assert all(text not in str(value) for value in vars(record).values())
