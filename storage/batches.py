@@ -123,9 +123,16 @@ def run_id_of(batch_id: str, index: int) -> str:
     return f"{batch_id}-{index:04d}"
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class BatchStore:
-    def __init__(self, container: ContainerClient) -> None:
+    def __init__(
+        self, container: ContainerClient, clock: Callable[[], datetime] = _utc_now
+    ) -> None:
         self._container = container
+        self._clock = clock  # owner-schedule due times and expiry (tests move it)
         self._json = JsonBlobs(container)
         self._running: Recent[str, BatchRecord] = Recent(RUNNING_BATCHES_CACHED)
 
@@ -202,7 +209,7 @@ class BatchStore:
         """
         entry = {
             "due": scheduled_time,
-            "expires_at": _expiry(scheduled_time),
+            "expires_at": _expiry(scheduled_time, self._clock()),
             "claimed_by": None,
             "home": None if home is None else home.to_dict(),
         }
@@ -215,13 +222,14 @@ class BatchStore:
     ) -> MessageOrigin:
         """Who scheduled a delivered text: its owner, if an entry recorded above is free (or
         already this delivery's: `claimant` names the delivery's item, the same on a repeat) and
-        due at the delivery's time; else the assistant. The entry is marked, not yet deleted:
+        due at the delivery's time (a delivery with no time, as the unsigned route's: due by
+        now); else the assistant. The entry is marked, not yet deleted:
         `consume_owner_schedule` does that once the delivery has stored its origin."""
         claimed = False
 
         def claim(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
             nonlocal claimed
-            entry = _claimable(entries, due, claimant)
+            entry = _claimable(entries, due, claimant, self._clock())
             claimed = entry is not None
             if entry is not None and entry["claimed_by"] != claimant:
                 entries = [{**entry, "claimed_by": claimant} if e is entry else e for e in entries]
@@ -281,7 +289,7 @@ class BatchStore:
                 if not take_over:
                     return
                 data = None  # replaced (under its ETag)
-            entries = change(_live_entries(data or {}))
+            entries = change(_live_entries(data or {}, self._clock()))
             if entries == (data or {}).get("entries", []):
                 return
             try:
@@ -337,35 +345,48 @@ def _owner_schedule_name(conversation_id: str, text: str) -> str:
     return f"owner-schedules/{digest}.json"
 
 
-def _live_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+def _live_entries(record: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
     """A record's entries not yet void. A record from before entries existed is one entry with
     no due time, void OWNER_SCHEDULE_GRACE from now on."""
     if "owner" in record and "entries" not in record:
-        return [{"due": None, "expires_at": _expiry(None), "claimed_by": None}]
-    now = datetime.now(UTC)
+        return [{"due": None, "expires_at": _expiry(None, now), "claimed_by": None}]
     return [e for e in record.get("entries", []) if (_instant(e["expires_at"]) or now) > now]
 
 
 def _claimable(
-    entries: list[dict[str, Any]], due: str | None, claimant: str
+    entries: list[dict[str, Any]], due: str | None, claimant: str, now: datetime
 ) -> dict[str, Any] | None:
     """The entry a delivery uses: the one it claimed before (a repeat), else the first free one
-    due at its time (within TIME_TOLERANCE_SECONDS; an entry or delivery with no time matches
-    any)."""
+    due at its time (within TIME_TOLERANCE; an entry with no time matches any). A delivery with
+    no time (the unsigned route) takes the earliest free entry already due by `now`: one due
+    later is another scheduling, which its own delivery must find."""
     for entry in entries:
         if entry["claimed_by"] == claimant:
             return entry
+    free = [entry for entry in entries if entry["claimed_by"] is None]
     at = _instant(due)
-    for entry in entries:
+    if at is None:
+        return _earliest_due(free, now)
+    for entry in free:
         when = _instant(entry["due"])
-        close = at is None or when is None or abs((when - at).total_seconds()) <= TIME_TOLERANCE
-        if entry["claimed_by"] is None and close:
+        if when is None or abs((when - at).total_seconds()) <= TIME_TOLERANCE:
             return entry
     return None
 
 
-def _expiry(due: str | None) -> str:
-    return ((_instant(due) or datetime.now(UTC)) + OWNER_SCHEDULE_GRACE).isoformat()
+def _earliest_due(entries: list[dict[str, Any]], now: datetime) -> dict[str, Any] | None:
+    """The entry due earliest among those due by `now` (within TIME_TOLERANCE); an entry with
+    no time (a record from before due times) counts as due, before any timed one."""
+    cutoff = now + timedelta(seconds=TIME_TOLERANCE)
+    due = [(_instant(entry["due"]), entry) for entry in entries]
+    ready = [(when, entry) for when, entry in due if when is None or when <= cutoff]
+    if not ready:
+        return None
+    return min(ready, key=lambda pair: pair[0] or datetime.min.replace(tzinfo=UTC))[1]
+
+
+def _expiry(due: str | None, now: datetime) -> str:
+    return ((_instant(due) or now) + OWNER_SCHEDULE_GRACE).isoformat()
 
 
 def _instant(text: object) -> datetime | None:

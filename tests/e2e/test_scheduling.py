@@ -460,7 +460,8 @@ async def test_a_delivery_shows_in_the_batch_item_due_at_its_time_whichever_rout
         "scheduled",
         "completed",
     ]
-    # then the seeds' unsigned form, with no time: it fills the item no delivery has yet
+    # then the seeds' unsigned form, with no time, before Monday's is due: it is not Monday's
+    # delivery (nor the owner's words), so it fills no item of the batch
     status, reply, _ = await app.call(
         "POST",
         "/scheduler/conversation-callback",
@@ -468,10 +469,31 @@ async def test_a_delivery_shows_in_the_batch_item_due_at_its_time_whichever_rout
     )
     assert status == 200, reply
 
+    async def unsigned_ran() -> str | None:
+        _, view, _ = await app.call("GET", f"/batches/{reply['batch_id']}")
+        status = view["items"][0]["status"]
+        return None if status in ("pending", "running") else status
+
+    assert await wait_until(unsigned_ran, within=30, message="the unsigned one ran") == "completed"
+    _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
+    [unsigned] = [
+        m
+        for m in transcript["messages"]
+        if m["role"] == "user" and m.get("run_id") == reply["run_id"]
+    ]
+    assert unsigned["origin"] == "scheduled_by_assistant"
+    _, view, _ = await app.call("GET", f"/batches/{batch['batch_id']}")
+    assert [item["status"] for item in view["items"]] == ["scheduled", "completed"]
+    # Monday's own delivery, signed at its time, fills Monday's item
+    body["items"][0].update(schedule_id="s-mon", scheduled_time=monday)
+    headers, raw = signed(body)
+    status, monday_reply, _ = await app.call("POST", CALLBACK, data=raw, headers=headers)
+    assert status == 202, monday_reply
+
     async def both() -> dict[str, Any] | None:
         _, view, _ = await app.call("GET", f"/batches/{batch['batch_id']}")
         return view if view["counts"] == {"completed": 2} else None
 
     view = await wait_until(both, within=30, message="monday ran too")
-    assert view["items"][0]["run_id"] == reply["run_id"]
-    assert view["items"][1]["run_id"] != reply["run_id"]
+    assert view["items"][0]["run_id"] == run_id_of(monday_reply["batch_id"], 0)
+    assert reply["run_id"] not in {item["run_id"] for item in view["items"]}

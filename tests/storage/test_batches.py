@@ -242,3 +242,43 @@ async def test_the_first_delivery_of_a_scheduled_item_is_the_one_linked(
     assert await store.link_delivery(home, ItemRef("b-first", 0)) is True  # a repeat: its own
     assert await store.link_delivery(home, ItemRef("b-later", 5)) is False
     assert await store.delivery(home) == ItemRef("b-first", 0)
+
+
+class Clock:
+    """A clock a test moves by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def test_a_delivery_with_no_time_takes_only_the_earliest_entry_already_due(
+    container: ContainerClient,
+):
+    monday = datetime(2099, 1, 5, 9, 0, tzinfo=UTC)
+    clock = Clock(monday - timedelta(hours=1))
+    store = BatchStore(container, clock=clock)
+    conversation, text, scheduled = uuid.uuid4().hex, "weekly review", uuid.uuid4().hex
+    # Recorded latest first: the order of the record is not the order of their times.
+    for index, when in ((2, monday + timedelta(days=2)), (1, monday + timedelta(days=1))):
+        home = ItemRef(scheduled, index)
+        await store.remember_owner_schedule("alice", conversation, text, when.isoformat(), home)
+    await store.remember_owner_schedule(
+        "alice", conversation, text, monday.isoformat(), ItemRef(scheduled, 0)
+    )
+    claim = functools.partial(store.claim_owner_schedule, "alice", conversation, text, None)
+
+    # Before Monday nothing is due: an unsigned delivery now is not the owner's scheduling.
+    assert await claim("early:0") == "scheduled_by_assistant"
+    clock.now = monday + timedelta(seconds=0.5)  # within the tolerance of a Scheduler's rounding
+    assert await claim("monday:0") == "scheduled"
+    await store.consume_owner_schedule(conversation, text, "monday:0", ItemRef("monday", 0))
+    assert await store.delivery(ItemRef(scheduled, 0)) == ItemRef("monday", 0)
+    assert await claim("again:0") == "scheduled_by_assistant"  # Tuesday's is not due yet
+    clock.now = monday + timedelta(days=2, hours=1)  # both later ones due: the earliest first
+    assert await claim("late:0") == "scheduled"
+    await store.consume_owner_schedule(conversation, text, "late:0", ItemRef("late", 0))
+    assert await store.delivery(ItemRef(scheduled, 1)) == ItemRef("late", 0)
+    assert await store.delivery(ItemRef(scheduled, 2)) is None
