@@ -110,6 +110,7 @@ module storage 'modules/storage.bicep' = {
     location: location
     tags: tags
     containers: [conversationsContainer, deploymentContainer]
+    conversationsContainer: conversationsContainer
     privateEndpointSubnetId: network.outputs.privateEndpointSubnetId
     privateDnsZoneIds: network.outputs.storageDnsZoneIds
   }

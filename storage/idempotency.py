@@ -8,6 +8,12 @@ same key claims afresh (ETag-conditional, so again only one request wins) with a
 
 The record holds a fingerprint of the request body, never the body: a key reused for another
 body is reported (`same_body` False) for the caller's edge to refuse.
+
+Cleanup: a key's record is one blob named by the key, so an expired record is replaced in place
+(under its ETag) when its key is next seen; nothing accumulates for keys that recur. A record
+whose key is never seen again stays until the storage account's lifecycle rule on
+`request-keys/` deletes it (infra/modules/storage.bicep: 2 days after its last write; without
+that rule, e.g. on Azurite, such records stay).
 """
 
 from __future__ import annotations

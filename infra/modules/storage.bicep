@@ -5,6 +5,8 @@ param name string
 param location string
 param tags object
 param containers array
+@description('The conversations container: its request-keys/ and owner-schedules/ records are swept by the lifecycle policy.')
+param conversationsContainer string
 param privateEndpointSubnetId string
 @description('Private DNS zone ids for blob, queue and table, in that order.')
 param privateDnsZoneIds array
@@ -45,6 +47,41 @@ resource blobContainers 'Microsoft.Storage/storageAccounts/blobServices/containe
   name: container
   properties: { publicAccess: 'None' }
 }]
+
+// The app deletes these records itself when it next touches them; the ones never touched again
+// are swept here. request-keys/: a key is void 24 h after its claim (agent/scheduling.py
+// IDEMPOTENCY_WINDOW). owner-schedules/: an entry is void 2 days after its due time
+// (storage/batches.py OWNER_SCHEDULE_GRACE), and the Scheduler takes due times up to 366 days
+// ahead (samples/scheduler_mcp/validation.py MAX_AHEAD), so 400 days after the last write
+// no entry can still be live.
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: account
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'expired-request-keys'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: ['blockBlob'], prefixMatch: ['${conversationsContainer}/request-keys/'] }
+            actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: 2 } } }
+          }
+        }
+        {
+          name: 'void-owner-schedules'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: { blobTypes: ['blockBlob'], prefixMatch: ['${conversationsContainer}/owner-schedules/'] }
+            actions: { baseBlob: { delete: { daysAfterModificationGreaterThan: 400 } } }
+          }
+        }
+      ]
+    }
+  }
+}
 
 var endpoints = ['blob', 'queue', 'table']
 

@@ -6,10 +6,16 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import timedelta
 from typing import Any
 
 from agent.mcp.config import ApiKeyAuth, parse_mcp_servers
+from agent.scheduling import IDEMPOTENCY_WINDOW
 from agent.settings import Settings
+from samples.scheduler_mcp.validation import MAX_AHEAD
+from storage.batches import OWNER_SCHEDULE_GRACE
+from storage.batches import _owner_schedule_name as owner_schedule_name
+from storage.idempotency import _name as request_key_name
 from tests.infra.bicep import (
     INFRA,
     Scope,
@@ -319,3 +325,27 @@ def test_the_callback_url_the_scheduler_allows_is_the_one_the_app_builds():
     app_url = Scope(template, FUNCTION_APP_VALUES).value(template["outputs"]["url"]["value"])
     passed = body(parse_templates()["main.bicep"]["modules"]["scheduler"])["params"]["callbackUrl"]
     assert passed.replace("${functionApp.outputs.url}", app_url) == built_by_app
+
+
+def test_the_lifecycle_policy_sweeps_only_request_keys_and_owner_schedules_already_void():
+    templates = parse_templates()
+    [policy] = resources_of_type(
+        templates["modules/storage.bicep"], "Microsoft.Storage/storageAccounts/managementPolicies"
+    ).values()
+    swept = {}
+    for rule in body(policy)["properties"]["policy"]["rules"]:
+        definition = rule["definition"]
+        [prefix] = definition["filters"]["prefixMatch"]
+        days = definition["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"]
+        assert rule["enabled"] is True and prefix.startswith("${conversationsContainer}/")
+        swept[prefix.removeprefix("${conversationsContainer}/")] = timedelta(days=days)
+    # the prefixes the code writes, and nothing else of the conversations container
+    assert set(swept) == {
+        request_key_name("k").split("/")[0] + "/",
+        owner_schedule_name("c", "t").split("/")[0] + "/",
+    }
+    assert swept["request-keys/"] > IDEMPOTENCY_WINDOW
+    # an entry written today may be due MAX_AHEAD later and live OWNER_SCHEDULE_GRACE after that
+    assert swept["owner-schedules/"] > MAX_AHEAD + OWNER_SCHEDULE_GRACE
+    storage = body(templates["main.bicep"]["modules"]["storage"])
+    assert storage["params"]["conversationsContainer"] == "conversationsContainer"
