@@ -282,10 +282,44 @@ def test_the_command_line_picks_transport_and_port() -> None:
 
 
 def test_the_seeds_host_and_port_variables_set_the_defaults() -> None:
-    args = parse_args(["--transport", "sse"], {"MCP_SSE_HOST": "0.0.0.0", "MCP_SSE_PORT": "9001"})
+    seeds = {"MCP_SSE_HOST": "0.0.0.0", "MCP_SSE_PORT": "9001"}
+    args = parse_args(["--transport", "sse", "--allow-remote"], seeds)
     assert (args.host, args.port) == ("0.0.0.0", 9001)
     args = parse_args(["--port", "8123"], {"MCP_SSE_PORT": "9001"})
     assert args.port == 8123  # the command line wins
+
+
+@pytest.mark.parametrize("transport", ["sse", "streamable-http"])
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        ([], {"MCP_SSE_HOST": "0.0.0.0"}),  # as the seeds' documents set it
+        (["--host", "0.0.0.0"], {}),
+        (["--host", "::"], {}),
+        (["--host", "192.168.1.20"], {}),
+        (["--host", "myhost.example"], {}),
+    ],
+)
+def test_a_non_loopback_host_is_refused_without_allow_remote(
+    transport: str, argv: list[str], environ: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(["--transport", transport, *argv], environ)
+    assert exited.value.code == 2
+    message = capsys.readouterr().err
+    assert "refusing to serve" in message and "--allow-remote" in message
+    assert "save_text_file" in message
+    allowed = parse_args(["--transport", transport, *argv, "--allow-remote"], environ)
+    assert allowed.allow_remote and not allowed.host.startswith("127.")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_a_loopback_host_needs_no_flag(host: str) -> None:
+    assert parse_args(["--transport", "sse", "--host", host], {}).host == host
+
+
+def test_stdio_binds_nothing_so_the_seeds_host_variable_is_no_obstacle() -> None:
+    assert parse_args([], {"MCP_SSE_HOST": "0.0.0.0"}).transport == "stdio"
 
 
 async def test_the_tool_lines_devstack_prints_call_demo_tools_that_succeed(sandbox: Path) -> None:
