@@ -439,8 +439,9 @@ def _schemas(limits: Limits) -> dict[str, Any]:
                 },
                 "duplicate": {
                     "type": "boolean",
-                    "description": "True for a repeat (same Idempotency-Key, or else the same "
-                    "body, within 24 hours): nothing new was started; the ids are the first's.",
+                    "description": "False for the request that started the delivery; true "
+                    "for a repeat (same Idempotency-Key, or else the same body, within 24 "
+                    "hours): nothing new was started; the ids are the first's.",
                 },
             },
         },
@@ -713,6 +714,11 @@ def _scheduling(limits: Limits) -> dict[str, Any]:
                     "in the caller's own conversation, on the same durable path as the signed "
                     "callback. A repeat (the same Idempotency-Key, or without one the same "
                     "body, within 24 hours) starts nothing new and answers the first's ids. "
+                    "Without an Idempotency-Key, the same text sent twice to the same "
+                    "conversation within 24 hours is taken as one delivery: the second is "
+                    'answered `"duplicate": true` (and logged) and does not run. Send an '
+                    "Idempotency-Key that is new for each delivery (the same on its retries). "
+                    "`duplicate` is false for the request that started the delivery. "
                     'Errors carry `"success": false` and `error` (= `detail`) besides the '
                     "problem fields, as the seeds' senders read them."
                 ),
@@ -723,7 +729,8 @@ def _scheduling(limits: Limits) -> dict[str, Any]:
                         "in": "header",
                         "required": False,
                         "description": "The repeat key (per caller, for 24 hours); without it, "
-                        "the body is.",
+                        "the body is, so an identical body within 24 hours is dropped as a "
+                        "repeat. Recommended: a new key per delivery.",
                         "schema": {
                             "type": "string",
                             "minLength": 1,
