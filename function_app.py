@@ -161,11 +161,14 @@ async def record_batch_outcome(data: dict) -> None:
     await activities.record_batch_outcome(data, await runtime.runtime())
 
 
+# The client: to learn whether the run holding the item's conversation is over (cancelled or
+# failed runs keep their lock), see agent.activities.take_batch_item.
 @app.activity_trigger(input_name="data")
-async def take_batch_item(data: dict) -> dict:
+@app.durable_client_input(client_name="client")
+async def take_batch_item(data: dict, client: df.DurableOrchestrationClient) -> dict:
     from agent import activities, runtime
 
-    return await activities.take_batch_item(data, await runtime.runtime())
+    return await activities.take_batch_item(data, await runtime.runtime(), client)
 
 
 # --- the chat turn -----------------------------------------------------------------------------

@@ -51,11 +51,14 @@ from agent.errors import (
 from agent.loop import OUTCOME_UNKNOWN, StepSummary, Usage
 from agent.runtime import Runtime
 from agent.transcript import model_messages, parse_arguments, user_message
+from agent.turn_lock import begin_turn
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from storage.models import PLAIN_ID, utc_timestamp
 
 if TYPE_CHECKING:
+    import azure.durable_functions as df
+
     from agent.mcp.pool import ToolOutcome
 
 log = logging.getLogger(__name__)
@@ -433,7 +436,9 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
 # --- batch items -------------------------------------------------------------------------------
 
 
-async def take_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+async def take_batch_item(
+    data: dict[str, Any], rt: Runtime, client: df.DurableOrchestrationClient
+) -> dict[str, Any]:
     """A lane's next item, made ready for its turn: claim it, lock its conversation, store
     its message.
 
@@ -441,15 +446,25 @@ async def take_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     ChatTurnInput to run) or with "status" and "error" (the item cannot run: no such
     conversation). A conversation busy with another turn raises Conflict, so Durable retries a
     little later; the retry's claim, under the same key, takes the same item again.
+
+    A lock held by a run that is over (cancelled, or failed: Durable runs no `finish_turn` for
+    either) is taken over, as a message's turn does: `client` asks Durable about the holder.
+    Why a client here, and not the lane orchestrator learning the holder's status: an
+    orchestrator cannot read another instance's status deterministically (no such action;
+    `call_http` to the management API would put the system key in history and the local host
+    does not run it), and an activity may do I/O. The client binding is an ordinary input
+    binding, which the extension and the local host bind on an activity trigger as on any other.
     """
     claim = ClaimInput.from_dict(data)
     index = await rt.batches.claim(claim.batch_id, claim.indices, claim.claim_key)
     if index is None:
         return {"index": None}
-    return {"index": index, **await _start_batch_item(claim.batch_id, index, rt)}
+    return {"index": index, **await _start_batch_item(claim.batch_id, index, rt, client)}
 
 
-async def _start_batch_item(batch_id: str, index: int, rt: Runtime) -> dict[str, Any]:
+async def _start_batch_item(
+    batch_id: str, index: int, rt: Runtime, client: df.DurableOrchestrationClient
+) -> dict[str, Any]:
     batch = await rt.batches.get_running(batch_id)
     if batch is None:
         raise LookupError(f"no batch {batch_id}")
@@ -459,7 +474,7 @@ async def _start_batch_item(batch_id: str, index: int, rt: Runtime) -> dict[str,
     ref = ConversationRef(item.owner, item.conversation_id)
     run_id = run_id_of(batch.batch_id, item.index)
     try:
-        turn = await rt.store.begin_turn(ref, run_id)
+        turn = await begin_turn(rt.store, client, ref, run_id)
     except NotFound:
         return {"status": "rejected", "error": f"no conversation {item.conversation_id}"}
     except Conflict:

@@ -36,6 +36,7 @@ from agent.loop import APPROVAL_EVENT
 from agent.orchestrators import CHAT_TURN
 from agent.runtime import Runtime, runtime, settings_problem
 from agent.transcript import usage_of, user_message
+from agent.turn_lock import begin_turn, status_name
 from storage.conversations import ConversationRef, StoredMessage
 from storage.models import PLAIN_ID
 
@@ -234,7 +235,7 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
         )
 
     run_id = uuid.uuid4().hex
-    turn = await begin_turn(rt, client, ref, run_id)
+    turn = await begin_turn(rt.store, client, ref, run_id)
     user = user_message(run_id, turn, content)
     try:
         await rt.store.append(ref, user)
@@ -259,39 +260,6 @@ async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationCli
     )
 
 
-async def begin_turn(
-    rt: Runtime, client: df.DurableOrchestrationClient, ref: ConversationRef, run_id: str
-) -> int:
-    """Lock the conversation for this run; a lock held by a run that is over is released."""
-    try:
-        return await rt.store.begin_turn(ref, run_id)
-    except Conflict:
-        meta = await rt.store.get_meta(ref)
-        active = meta.active_run_id
-        if active is None or await run_is_live(client, active):
-            raise Conflict(
-                f"a turn is already running in this conversation (run {active}); "
-                "wait for it to finish or cancel it"
-            ) from None
-        log.warning("releasing a stale turn lock", extra={"run_id": active})
-        await rt.store.end_turn(ref, active)
-        return await rt.store.begin_turn(ref, run_id)
-
-
-async def run_is_live(client: df.DurableOrchestrationClient, run_id: str) -> bool:
-    """Only a run that is over releases its lock: a run with no instance *yet* (between the lock
-    and the start, or a batch item waiting for its turn) still holds it."""
-    status = await client.get_status(run_id)
-    return _status_name(status) not in ("Completed", "Failed", "Terminated", "Canceled")
-
-
-def _status_name(status: Any) -> str | None:
-    runtime_status = getattr(status, "runtime_status", None)
-    return getattr(runtime_status, "value", None) or (
-        str(runtime_status) if runtime_status else None
-    )
-
-
 # --- runs --------------------------------------------------------------------------------------
 
 
@@ -299,7 +267,7 @@ async def run_view(
     rt: Runtime, client: df.DurableOrchestrationClient, run_id: str, owner: str
 ) -> dict[str, Any]:
     status = await client.get_status(run_id, show_input=True)
-    durable = _status_name(status)
+    durable = status_name(status)
     turn_input = _input_of(status)
     if durable is None or turn_input is None or turn_input.get("owner") != owner:
         raise NotFound(f"no run {run_id}")
@@ -383,7 +351,7 @@ async def release_ended_run(rt: Runtime, ref: ConversationRef, view: dict[str, A
     """Give back the lock of a run Durable reports ended (idempotent: a no-op unless the run
     still holds it). Durable runs no `finish_turn` for a terminated instance, so a cancel
     answered "cancelling" leaves the lock to whoever sees the run ended: this, or the next
-    message's `begin_turn`."""
+    turn's `agent.turn_lock.begin_turn` (a message's, or a scheduled item's)."""
     with contextlib.suppress(NotFound):  # the conversation is gone: no lock to give back
         await rt.store.end_turn(ref, view["run_id"])
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from azure.functions import meta
 
 from . import payloads
 from .engine import ActivityResult, ActivityWork
-from .indexing import FunctionInfo
+from .indexing import DURABLE_CLIENT, FunctionInfo
 from .invocation import FunctionInvoker
 
 logger = logging.getLogger(__name__)
@@ -82,16 +83,21 @@ def unknown_activity(name: str) -> ActivityResult:
 
 
 async def run_activity(
-    invoker: FunctionInvoker, info: FunctionInfo | None, work: ActivityWork
+    invoker: FunctionInvoker,
+    info: FunctionInfo | None,
+    work: ActivityWork,
+    client_binding: Callable[[], str] | None = None,
 ) -> ActivityResult:
-    """Execute one scheduled activity; never raises for a failure of the user code."""
+    """Execute one scheduled activity; never raises for a failure of the user code.
+
+    `client_binding` gives the JSON a `durableClient` input binding receives: the extension
+    binds one on an activity trigger as on any other (without it, such an activity fails)."""
     if info is None:
         return unknown_activity(work.name)
     try:
-        value = decode_activity_input(work.parameters_raw)
-        result = await invoker.invoke(
-            info, {info.trigger["name"]: value}, details=f"InstanceId={work.instance_id}"
-        )
+        arguments = {info.trigger["name"]: decode_activity_input(work.parameters_raw)}
+        arguments.update(durable_clients(info, client_binding))
+        result = await invoker.invoke(info, arguments, details=f"InstanceId={work.instance_id}")
         return ActivityResult(result_raw=encode_activity_result(result))
     except Exception as exc:
         logger.warning(
@@ -102,3 +108,19 @@ async def run_activity(
             exc,
         )
         return activity_failure(work.name, exc)
+
+
+def durable_clients(
+    info: FunctionInfo, client_binding: Callable[[], str] | None
+) -> dict[str, object]:
+    """The activity's `durableClient` input bindings, decoded by the SDK's own converter."""
+    clients: dict[str, object] = {}
+    for binding in info.input_bindings():
+        if binding.get("type") != DURABLE_CLIENT:
+            continue
+        if client_binding is None:
+            raise RuntimeError("this host was started without a durable client binding")
+        datum = meta.Datum(type="string", value=client_binding())
+        converter = meta.get_binding_registry().get(DURABLE_CLIENT)
+        clients[str(binding["name"])] = converter.decode(datum, trigger_metadata=None)
+    return clients

@@ -137,6 +137,7 @@ class LocalHost:
             default_version=host_config.default_version,
             version_policy=host_config.version_policy,
             max_activities=max_activities,
+            client_binding=self._urls.client_binding,
         )
         frontend = HttpFrontend(
             index=self.index,

@@ -48,12 +48,14 @@ class DurableRuntime:
         version_policy: VersionPolicy | None = None,
         max_activities: int = DEFAULT_MAX_ACTIVITIES,
         max_orchestrations: int = DEFAULT_MAX_ORCHESTRATIONS,
+        client_binding: Callable[[], str] | None = None,
     ) -> None:
         if max_activities < 1 or max_orchestrations < 1:
             raise ValueError("concurrency limits must be at least 1")
         self._store = store
         self._index = index
         self._invoker = invoker
+        self._client_binding = client_binding  # for activities with a durableClient binding
         self.default_version = default_version
         # Without a defaultVersion nothing is compared; with one, CurrentOrOlder + Reject.
         self._versions = version_policy or VersionPolicy(default_version)
@@ -264,5 +266,6 @@ class DurableRuntime:
         )
 
     async def _run_activity(self, work: ActivityWork) -> None:
-        result = await run_activity(self._invoker, self._index.activity(work.name), work)
+        info = self._index.activity(work.name)
+        result = await run_activity(self._invoker, info, work, self._client_binding)
         self.transact(lambda tx: engine.complete_activity(tx, work, result, utc_now()))

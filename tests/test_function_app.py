@@ -53,6 +53,7 @@ DURABLE_CLIENT_FUNCTIONS = {
     "conversation_callback",
     "schedule_batch",
     "get_batch",
+    "take_batch_item",  # to learn whether the run holding a conversation's lock is over
 }
 
 INDEX_LIKE_THE_WORKER = """
@@ -128,8 +129,12 @@ async def call_route(function, trigger):
             "body": json.loads(response.get_body())}
 
 async def call_activity(function):
+    user = function.get_user_function()
+    kwargs = {"data": {}}
+    if "client" in inspect.signature(user).parameters:
+        kwargs["client"] = CLIENT  # the binding string, as the host passes it
     try:
-        await function.get_user_function()(data={})
+        await user(**kwargs)
     except Exception as exc:
         return {"raised": type(exc).__name__, "message": str(exc)}
     return {"raised": None}

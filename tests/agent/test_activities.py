@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import azure.durable_functions as df
 import pytest
 import pytest_asyncio
 
@@ -274,22 +275,37 @@ async def new_batch(rt: Runtime, conversations: list[str]) -> str:
     return batch_id
 
 
+# A take asks Durable only about a conversation's lock holder; these conversations are free.
+NO_DURABLE = df.DurableOrchestrationClient(
+    json.dumps(
+        {
+            "taskHubName": "unused",
+            "creationUrls": {},
+            "managementUrls": {},
+            "baseUrl": "http://127.0.0.1:9/runtime/webhooks/durabletask",
+            "requiredQueryStringParameters": "",
+            "rpcBaseUrl": "http://127.0.0.1:9/durabletask/",
+        }
+    )
+)
+
+
 async def test_taking_a_batch_item_twice_takes_it_once(rt, model):
     ref = ConversationRef("user:test", uuid.uuid4().hex)
     await rt.store.create(ref)
     batch_id = await new_batch(rt, [ref.conversation_id])
     claim = ClaimInput(batch_id, (0,), "0.0").to_dict()
 
-    first = await activities.take_batch_item(claim, rt)
-    again = await activities.take_batch_item(claim, rt)  # at-least-once: a re-run
+    first = await activities.take_batch_item(claim, rt, NO_DURABLE)
+    again = await activities.take_batch_item(claim, rt, NO_DURABLE)  # at-least-once: a re-run
 
     assert first == again
     assert first["index"] == 0 and first["turn"]["run_id"] == run_id_of(batch_id, 0)
     assert [m.content for m in await rt.store.read_messages(ref)] == ["scheduled 0"]
     assert (await rt.store.get_meta(ref)).active_run_id == run_id_of(batch_id, 0)
-    assert await activities.take_batch_item(ClaimInput(batch_id, (0,), "0.1").to_dict(), rt) == {
-        "index": None
-    }
+    assert await activities.take_batch_item(
+        ClaimInput(batch_id, (0,), "0.1").to_dict(), rt, NO_DURABLE
+    ) == {"index": None}
 
 
 async def test_recording_a_failed_item_gives_back_a_lock_its_take_left_behind(rt, model):

@@ -13,9 +13,11 @@ from typing import Any
 from standardwebhooks import Webhook
 
 from agent import runtime
+from agent.callers import ANONYMOUS
 from agent.transcript import SCHEDULED_BY_ASSISTANT
 from local_host.testing import wait_until
 from storage.batches import batch_id_for_webhook, run_id_of
+from storage.conversations import ConversationRef
 from tests.e2e.conftest import TERMINAL, App, SchedulerService
 from tests.support.scheduler import WEBHOOK_SECRET
 
@@ -497,3 +499,42 @@ async def test_a_delivery_shows_in_the_batch_item_due_at_its_time_whichever_rout
     view = await wait_until(both, within=30, message="monday ran too")
     assert view["items"][0]["run_id"] == run_id_of(monday_reply["batch_id"], 0)
     assert reply["run_id"] not in {item["run_id"] for item in view["items"]}
+
+
+async def test_a_delivery_to_a_conversation_whose_cancelled_run_nobody_polled_runs_once_it_ended(
+    app: App,
+):
+    from tests.e2e.test_approvals import WRITE, tool_results, waiting_run
+
+    conversation, run_id, _ = await waiting_run(app, WRITE)
+    await app.host.runtime.stop()  # Durable's workers stall: the terminate waits in its queue
+    try:
+        status, body, _ = await app.call("POST", f"/runs/{run_id}/cancel")
+        assert status == 202 and body["status"] == "cancelling"  # the run keeps the lock
+        headers, raw = signed(due((conversation, "after the cancel")))
+        assert (await app.call("POST", CALLBACK, data=raw, headers=headers))[0] == 202
+    finally:
+        await app.host.runtime.start()
+
+    # Nobody asks about the cancelled run: the delivery's own take must see it ended.
+    reply = await answered(app, conversation, "after the cancel", within=60)
+    assert "[offline model]" in reply["content"]
+    assert (await app.run_until_done(run_id))["status"] == "cancelled"
+    assert "guarded__save_text_file" not in await tool_results(app, conversation)
+
+
+async def test_a_delivery_to_a_conversation_whose_run_failed_runs(app: App):
+    conversation = await app.new_conversation()
+    run_id = uuid.uuid4().hex
+    rt = runtime.current()
+    assert rt is not None
+    # A turn whose orchestration then failed: Durable runs no `finish_turn` for it, so the lock
+    # stays with it (an input the orchestrator cannot read fails it as any unexpected error).
+    await rt.store.begin_turn(ConversationRef(ANONYMOUS, conversation), run_id)
+    await app.durable_client().start_new("chat_turn", run_id, {"not": "a turn"})
+    await app.host.runtime.wait_for_status(run_id, {"Failed"}, within=20)
+
+    headers, raw = signed(due((conversation, "after the failure")))
+    assert (await app.call("POST", CALLBACK, data=raw, headers=headers))[0] == 202
+    reply = await answered(app, conversation, "after the failure", within=60)
+    assert "[offline model]" in reply["content"]

@@ -246,3 +246,16 @@ async def test_a_running_instance_status_is_202_with_location(
 async def test_an_invalid_instance_id_is_refused(client: df.DurableOrchestrationClient) -> None:
     with pytest.raises(Exception, match="must not start with @"):
         await client.start_new("sequence", "@reserved-for-entities")
+
+
+async def test_an_activity_with_a_durable_client_binding_gets_a_working_client(
+    durable_host: LocalHost, client: df.DurableOrchestrationClient
+) -> None:
+    await client.start_new("wait_forever", "asked-about")
+    await durable_host.runtime.wait_for_status("asked-about", {"Running"}, within=10)
+    await client.terminate("asked-about", "done waiting")
+    await durable_host.runtime.wait_for_status("asked-about", TERMINAL, within=10)
+
+    instance_id = await client.start_new("ask_status", None, "asked-about")
+    assert await _finished(durable_host, instance_id) == "Completed"
+    assert (await client.get_status(instance_id)).output == "Terminated"

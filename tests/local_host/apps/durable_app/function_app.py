@@ -50,6 +50,14 @@ async def double(value: int) -> int:
     return value * 2
 
 
+@app.activity_trigger(input_name="instance_id")
+@app.durable_client_input(client_name="client")
+async def status_of(instance_id: str, client: df.DurableOrchestrationClient) -> str | None:
+    """An activity with a durable client, as on Azure: another instance's runtime status."""
+    status = await client.get_status(instance_id)
+    return status.runtime_status.value if status.runtime_status else None
+
+
 FLAKY_ATTEMPTS: dict[str, int] = {}
 
 
@@ -261,3 +269,8 @@ def probe_fan_out(context: df.DurableOrchestrationContext):
     names = ["probe_sync", "probe_async"]
     results = yield context.task_all([context.call_activity(names[i % 2], i) for i in range(count)])
     return sorted(results)
+
+
+@app.orchestration_trigger(context_name="context")
+def ask_status(context: df.DurableOrchestrationContext):
+    return (yield context.call_activity("status_of", context.get_input()))
