@@ -106,16 +106,10 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if step.failed_tool_calls:
         stored = await _record_failed_tool_calls(rt, ref, step, stored)
     tools = await rt.mcp.list_tools()
-    listed = {spec.exposed_name for spec in tools if spec.require_approval}
-
-    def needs_approval(name: str) -> bool:
-        # A server missing from the listing (down right now) still has its configuration.
-        return name in listed or rt.mcp.approval_configured(name)
-
     assistant_id = message_id(step.run.run_id, step.step, 0)
     done = next((m for m in stored if m.id == assistant_id), None)
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
-        return _summary_of(done, needs_approval).to_dict()
+        return _summary_of(done, rt.mcp.requires_approval).to_dict()
     from agent.mcp.pool import to_openai_tools
 
     try:
@@ -174,7 +168,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             overwrite=True,  # no tool_call can run before the message below is stored
         )
     await rt.store.append(ref, message)
-    return _summary_of(message, needs_approval).to_dict()
+    return _summary_of(message, rt.mcp.requires_approval).to_dict()
 
 
 def unique_call_ids(step: ModelStepInput, ids: list[str], stored: list[StoredMessage]) -> list[str]:
@@ -312,8 +306,8 @@ async def _run_tool(
     """Call the tool (unless it may not run) and turn what happened into its result message."""
     if call.rejection is not None:  # needed approval and did not get it: never called
         return _tool_result(call.run, record, text=call.rejection, is_error=True)
-    if not call.approved and await rt.mcp.requires_approval(record.tool_name):
-        # Fail safe: the step did not ask for this approval (its server could not be listed).
+    if not call.approved and rt.mcp.requires_approval(record.tool_name):
+        # Fail safe: never run without the approval it needs, whatever the step asked for.
         return _tool_result(call.run, record, text=NOT_APPROVED, is_error=True)
     try:
         arguments = parse_arguments(record.arguments)

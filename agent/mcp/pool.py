@@ -361,16 +361,10 @@ class McpPool:
         spec = self._by_exposed_name.get(exposed_name)
         return spec.server if spec is not None else None
 
-    async def requires_approval(self, exposed_name: str) -> bool:
-        """Whether the tool behind this name is in its server's `require_approval` list."""
-        if self.approval_configured(exposed_name):
-            return True
-        spec, _, _ = await self._resolve(exposed_name)
-        return spec is not None and spec.require_approval
-
-    def approval_configured(self, exposed_name: str) -> bool:
-        """Whether the configuration asks a person before this tool runs, known without listing
-        its server: a server that cannot be listed right now still gets its question asked."""
+    def requires_approval(self, exposed_name: str) -> bool:
+        """Whether the configuration asks a person before the tool behind this name runs (its
+        server's `require_approval` list), known without listing the server: a server that
+        cannot be listed right now still gets its question asked."""
         return any(
             exposed_tool_name(server.config.name, tool) == exposed_name
             for server in self._servers.values()

@@ -220,9 +220,8 @@ async def test_a_tool_that_needs_approval_is_known_to_even_while_its_server_cann
         )
     )
     assert await pool.list_tools() == []
-    assert pool.approval_configured("scheduler__schedule_conversation")
-    assert await pool.requires_approval("scheduler__schedule_conversation")
-    assert not pool.approval_configured("scheduler__list_scheduled_conversations")
+    assert pool.requires_approval("scheduler__schedule_conversation")
+    assert not pool.requires_approval("scheduler__list_scheduled_conversations")
 
 
 # --- results ---------------------------------------------------------------------------------
