@@ -136,7 +136,6 @@ def use_runtime(value: Runtime | None) -> None:
 async def build_runtime(config: Settings) -> Runtime:
     # Heavy imports happen here, on first use, not when function_app.py is imported.
     from agent.credentials import azure_credential
-    from agent.mcp.config import parse_mcp_servers
     from agent.mcp.pool import McpPool
     from agent.model import build_model_client
     from agent.secrets import close_resolver, resolve_model_key, secret_resolver
@@ -164,9 +163,7 @@ async def build_runtime(config: Settings) -> Runtime:
         opened.push_async_callback(container.close)
         store = ConversationStore(container)
         await store.ensure_container()
-        pool = McpPool(
-            parse_mcp_servers(config.mcp_servers_json), secrets=secrets, credential=credential
-        )
+        pool = McpPool(config.mcp_servers, secrets=secrets, credential=credential)
         model = build_model_client(model_settings, credential)
         opened.pop_all()  # built: the runtime owns them now and closes them in aclose()
     return Runtime(
@@ -186,7 +183,6 @@ def _needs_credential(config: Settings) -> bool:
 
 def _mcp_uses_managed_identity(config: Settings) -> bool:
     # From the parsed servers, not the JSON text: the seeds' shape says `use_managed_identity`.
-    from agent.mcp.config import ManagedIdentityAuth, parse_mcp_servers
+    from agent.mcp.config import ManagedIdentityAuth
 
-    servers = parse_mcp_servers(config.mcp_servers_json)
-    return any(isinstance(server.auth, ManagedIdentityAuth) for server in servers)
+    return any(isinstance(server.auth, ManagedIdentityAuth) for server in config.mcp_servers)

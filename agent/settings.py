@@ -19,11 +19,14 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 from urllib.parse import urlparse
 
 from agent import backoff
 from agent.errors import InvalidSettings, SettingsError
+
+if TYPE_CHECKING:
+    from agent.mcp.config import McpServerConfig
 
 T = TypeVar("T")
 
@@ -36,6 +39,7 @@ _AZURITE_CONNECTION = (
 )
 DEFAULT_AZURE_OPENAI_API_VERSION = "2024-10-21"
 WAIT_SECONDS_CAP = 120  # well under the 230 s HTTP limit of the Functions front end
+NO_SERVERS = '{"mcp_servers": []}'  # MCP_SERVERS unset
 
 # Identity-based connection for the host's storage (no connection string): the conversation store
 # uses the same account when neither CONVERSATIONS_STORAGE nor AzureWebJobsStorage is set.
@@ -129,7 +133,7 @@ class Settings:
     conversations_storage: str  # connection string, or an account URL used with managed identity
     conversations_container: str
     model: ModelSettings
-    mcp_servers_json: str  # normalised JSON text of MCP_SERVERS; parsed by agent.mcp.config
+    mcp_servers_json: str  # the JSON text of MCP_SERVERS (from the setting or its file)
     limits: Limits
     system_prompt: str
     keyvault_uri: str | None
@@ -146,6 +150,7 @@ class Settings:
     # What an operator should know but that does not stop the app (e.g. a seed alias set beside
     # our name); `runtime.check_settings` logs each once at startup. Names, never values.
     notices: tuple[str, ...] = ()
+    mcp_servers: tuple[McpServerConfig, ...] = ()  # MCP_SERVERS, parsed once
 
     @property
     def storage_uses_account_url(self) -> bool:
@@ -294,11 +299,13 @@ def _parse(read: _Reader) -> Settings:
     client_id = _client_id(read)
     on_azure = bool(read.text(SITE_NAME) or read.text(INSTANCE_ID))
     app_service_auth = read.boolean(AUTH_ENABLED, False)
+    mcp_servers_json, mcp_servers = read.attempt(lambda: _mcp_servers(read), (NO_SERVERS, ()))
     settings = Settings(
         conversations_storage=read.attempt(lambda: _storage(read), ""),
         conversations_container=read.attempt(lambda: _container(read), "conversations"),
         model=_model(read),
-        mcp_servers_json=read.attempt(lambda: _mcp_servers(read), '{"mcp_servers": []}'),
+        mcp_servers_json=mcp_servers_json,
+        mcp_servers=mcp_servers,
         limits=_limits(read),
         system_prompt=read.text("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT) or "",
         keyvault_uri=read.attempt(lambda: _keyvault(read), None),
@@ -534,29 +541,18 @@ def _api_key(read: _Reader, name: str) -> tuple[Secret | None, str | None]:
     return None, secret.strip()
 
 
-def _mcp_servers(read: _Reader) -> str:
-    """MCP_SERVERS is JSON, or the path of a JSON file; returns the JSON text (validated later)."""
+def _mcp_servers(read: _Reader) -> tuple[str, tuple[McpServerConfig, ...]]:
+    """MCP_SERVERS is JSON, or the path of a JSON file: its text, and the servers parsed from it
+    (checked now, not at first use; what startup should say about them joins the notices)."""
     raw = read.text("MCP_SERVERS")
     if raw is None:
-        return '{"mcp_servers": []}'
-    if not raw.lstrip().startswith(("{", "[")):
-        try:
-            with open(raw, encoding="utf-8") as handle:
-                raw = handle.read()
-        except OSError as exc:
-            raise SettingsError(
-                "MCP_SERVERS", f"is neither JSON nor a readable file ({exc.strerror})"
-            ) from None
-    try:
-        json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(
-            "MCP_SERVERS", f"is not valid JSON (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    from agent.mcp.config import config_notices  # stdlib only; checked now, not at first use
+        return NO_SERVERS, ()
+    from agent.mcp.config import mcp_servers_text, read_mcp_servers  # stdlib only
 
-    read.notices.extend(config_notices(raw))  # parses every server: a bad one raises here
-    return raw
+    text = mcp_servers_text(raw)
+    servers, notices = read_mcp_servers(text)
+    read.notices.extend(notices)
+    return text, servers
 
 
 def _webhook_secret(read: _Reader) -> Secret | None:

@@ -478,7 +478,7 @@ SEED_WRAPPER = "mcp"
 SEED_AUTH_KEYS = {"client_id", "api_key", "use_managed_identity", "scope"}
 # Blocks that sit beside `mcp` in the seeds' config.json: app settings here. They are accepted
 # (the seeds' file parses as written) but not read, and startup says so once with what to set
-# instead (`config_notices`): a second source for the model or Key Vault would disagree.
+# instead (`read_mcp_servers`): a second source for the model or Key Vault would disagree.
 SEED_APP_BLOCKS = {
     "model": "the model is set by app settings here: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_DEPLOYMENT "
     "(model_id), AZURE_OPENAI_API_VERSION, AZURE_OPENAI_API_KEY (none: managed identity), "
@@ -652,15 +652,20 @@ def _parse_breaker(value: Any, where: str) -> dict[str, Any]:
     return parsed
 
 
+def mcp_servers_text(raw: str) -> str:
+    """`MCP_SERVERS`' JSON text: the value itself, or the file it names."""
+    if raw.lstrip().startswith(("{", "[")):
+        return raw
+    try:
+        return Path(raw.strip()).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(
+            SETTING, f"is neither JSON nor a readable file ({exc.strerror})"
+        ) from None
+
+
 def _read_json(raw: str) -> Any:
-    text = raw
-    if not raw.lstrip().startswith("{"):
-        try:
-            text = Path(raw.strip()).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise SettingsError(
-                SETTING, f"is neither JSON nor a readable file ({exc.strerror})"
-            ) from None
+    text = mcp_servers_text(raw)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -671,9 +676,20 @@ def _read_json(raw: str) -> Any:
 
 def parse_mcp_servers(raw: str | None) -> tuple[McpServerConfig, ...]:
     """Parse `MCP_SERVERS` (JSON text, or the path of a JSON file); empty or None → no servers."""
+    return read_mcp_servers(raw)[0]
+
+
+def read_mcp_servers(raw: str | None) -> tuple[tuple[McpServerConfig, ...], tuple[str, ...]]:
+    """The servers of `MCP_SERVERS`, and what startup says once about them (the seeds' blocks
+    it does not read, servers sent an Azure Resource Manager token): one reading of the JSON."""
     if raw is None or not raw.strip():
-        return ()
+        return (), ()
     document = _object(_read_json(raw), "the top level")
+    servers = _servers_of(document)
+    return servers, _notices(document, servers)
+
+
+def _servers_of(document: dict[str, Any]) -> tuple[McpServerConfig, ...]:
     servers, where = _server_list(document)
     if not isinstance(servers, list):
         raise _fail(where, f"must be an array, not {_json_type(servers)}")
@@ -686,12 +702,7 @@ def parse_mcp_servers(raw: str | None) -> tuple[McpServerConfig, ...]:
     return configs
 
 
-def config_notices(raw: str | None) -> tuple[str, ...]:
-    """What startup says once about a valid `MCP_SERVERS`: the seeds' blocks it does not read,
-    and servers sent an Azure Resource Manager token (the seeds' scope)."""
-    if raw is None or not raw.strip():
-        return ()
-    document = _object(_read_json(raw), "the top level")
+def _notices(document: dict[str, Any], servers: tuple[McpServerConfig, ...]) -> tuple[str, ...]:
     notices = [
         f"{SETTING}: '{block}' is not read: {SEED_APP_BLOCKS[block]}"
         for block in sorted(set(document) & set(SEED_APP_BLOCKS))
@@ -701,7 +712,7 @@ def config_notices(raw: str | None) -> tuple[str, ...]:
         f"({SEED_MANAGED_IDENTITY_SCOPE}, the seeds' scope), which it could use to act on Azure "
         "as this app; set its transport.auth.scope to the server's own audience "
         "(e.g. 'api://<client-id>/.default')"
-        for config in parse_mcp_servers(raw)
+        for config in servers
         if config.auth == ManagedIdentityAuth(SEED_MANAGED_IDENTITY_SCOPE)
     ]
     return tuple(notices)

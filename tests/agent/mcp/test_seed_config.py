@@ -20,8 +20,8 @@ from agent.mcp.config import (
     SecretValue,
     StreamableHttpTransport,
     ToolPolicy,
-    config_notices,
     parse_mcp_servers,
+    read_mcp_servers,
 )
 
 SEED_CONFIGS = Path(__file__).parent / "seed_configs"
@@ -79,7 +79,7 @@ def test_the_seeds_whole_config_json_parses_and_startup_names_what_its_model_blo
     document = seed_document("000_config_api_key.json")
 
     assert parse(document) == parse({"mcp": document["mcp"]})  # the model block is not read
-    notices = "\n".join(config_notices(json.dumps(document)))
+    notices = "\n".join(read_mcp_servers(json.dumps(document))[1])
     assert "'model' is not read" in notices
     assert "AZURE_OPENAI_DEPLOYMENT (model_id)" in notices
     assert "your_azure_openai_api_key" not in notices  # the block's inline key is not echoed
@@ -94,7 +94,7 @@ def test_the_seeds_managed_identity_config_parses_as_written_with_the_seeds_arm_
     assert server.transport == StreamableHttpTransport(
         "https://mcp-scheduler-app.azurecontainerapps.io/mcp"
     )
-    notices = "\n".join(config_notices(json.dumps(document)))
+    notices = "\n".join(read_mcp_servers(json.dumps(document))[1])
     for mapping in (
         "'azure' is not read",
         "key_vault_name -> KEYVAULT_URI",
@@ -114,7 +114,7 @@ def test_a_seed_managed_identity_that_names_its_scope_gets_that_audience_and_no_
     [server] = parse(document)
 
     assert server.auth == ManagedIdentityAuth(APP_SCOPE)
-    assert config_notices(json.dumps(document)) == ()
+    assert read_mcp_servers(json.dumps(document))[1] == ()
 
 
 def test_the_seeds_private_endpoint_transport_parses_as_written() -> None:
