@@ -84,6 +84,8 @@ BATCH_ITEM_RETRY = df.RetryOptions(
 )
 STORE_BACKOFF = Backoff(STORE_ATTEMPTS)
 BUSY_BACKOFF = Backoff(BUSY_ATTEMPTS, base_seconds=BUSY_BASE_SECONDS)
+Retry = tuple[df.RetryOptions, Backoff]  # how version 1 retries a call, and how version 2 does
+STORE: Retry = (STORE_RETRY, STORE_BACKOFF)  # the orchestrators' own bookkeeping writes
 MAX_TIMER = timedelta(days=6)  # Python Durable timers are limited to 6 days: longer waits loop
 
 Orchestration = Generator[Any, Any, dict[str, Any]]
@@ -94,13 +96,15 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
     limits = LoopLimits(turn.max_steps, turn.max_tokens_per_run)
     state = LoopState()
     failed: tuple[FailedToolCall, ...] = ()
-    budgeted = runs_at_least(context, 2)  # version 2: the budget is checked before each step
+    # Version 2: the budget is checked before each step, and a tool call may wait (an open
+    # circuit, a person's say on a cut-off call).
+    current = runs_at_least(context, 2)
     while True:
-        if budgeted and (spent := before_step(state, limits)) is not None:
+        if current and (spent := before_step(state, limits)) is not None:
             outcome, state = spent, replace(state, step=state.step - 1)  # that step never ran
             break
         context.set_custom_status({"step": state.step, "phase": "model"})
-        cap = tokens_left(state, limits) if budgeted else None
+        cap = tokens_left(state, limits) if current else None
         step_input = ModelStepInput(turn.run, state.step, failed, cap)
         task = f"{MODEL_STEP}/{state.step}/{state.throttle_waits}"
         try:
@@ -118,9 +122,7 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
             break
         if isinstance(move, WaitAndRetry):
             context.set_custom_status({"step": state.step, "phase": "throttled"})
-            yield context.create_timer(
-                context.current_utc_datetime + timedelta(seconds=move.seconds)
-            )
+            yield from wait_seconds(context, move.seconds)
             state = after_throttle(state)
             failed = ()
             continue
@@ -132,8 +134,6 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         context.set_custom_status(
             {"step": state.step, "phase": "tools", "tool_calls": len(move.tool_call_ids)}
         )
-        # Version 2 lets a call wait (an open circuit, a person's say on a cut-off call).
-        can_wait = runs_at_least(context, 2)
         calls = [
             ToolCallInput(
                 turn.run,
@@ -141,11 +141,11 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
                 call_id,
                 rejection=rejected.get(call_id),
                 approved=call_id in move.approvals_needed and call_id not in rejected,
-                may_defer=can_wait,
+                may_defer=current,
             )
             for call_id in move.tool_call_ids
         ]
-        if can_wait:
+        if current:
             failed = yield from run_tool_calls_settling_deferred(context, turn, state.step, calls)
         else:
             failed, _ = yield from run_tool_calls(context, calls, None)
@@ -153,9 +153,7 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
 
     context.set_custom_status({"step": state.step, "phase": "finishing"})
     finish = FinishTurnInput(turn.run, outcome.status).to_dict()
-    yield from call_activity(
-        context, FINISH_TURN, finish, (STORE_RETRY, STORE_BACKOFF), FINISH_TURN
-    )
+    yield from call_activity(context, FINISH_TURN, finish, STORE, FINISH_TURN)
     return ChatTurnOutput(
         status=outcome.status,
         conversation_id=turn.conversation_id,
@@ -164,9 +162,6 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         answer_message_id=outcome.answer_message_id,
         error=outcome.error,
     ).to_dict()
-
-
-Retry = tuple[df.RetryOptions, Backoff]  # how version 1 retries a call, and how version 2 does
 
 
 def call_activity(
@@ -385,7 +380,7 @@ def settle_deferred(
     if waits:
         seconds = circuit_wait(waits)
         context.set_custom_status({"step": step, "phase": "waiting_for_server", "seconds": seconds})
-        yield context.create_timer(context.current_utc_datetime + timedelta(seconds=seconds))
+        yield from wait_seconds(context, seconds)
     cut_off = tuple(s.call_id for s in deferred if s.interrupted)
     not_repeated: dict[str, str] = {}
     if cut_off:
@@ -451,7 +446,7 @@ def batch_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, d
     except Exception as exc:  # e.g. the conversation stayed busy: that item failed, go on
         # The same claim key claims the same item: learn which one it was.
         claimed = yield from call_activity(
-            context, CLAIM_BATCH_ITEM, claim, (STORE_RETRY, STORE_BACKOFF), CLAIM_BATCH_ITEM
+            context, CLAIM_BATCH_ITEM, claim, STORE, CLAIM_BATCH_ITEM
         )
         error = f"could not start: {failure_reason(exc)}"
         taken = {"index": claimed["index"], "status": "failed", "error": error}
@@ -472,13 +467,8 @@ def run_batch_item(
         outcome = BatchItemOutcome(
             item.batch_id, item.index, taken["status"], taken.get("error", "")
         )
-        yield from call_activity(
-            context,
-            RECORD_BATCH_OUTCOME,
-            outcome.to_dict(),
-            (STORE_RETRY, STORE_BACKOFF),
-            RECORD_BATCH_OUTCOME,
-        )
+        record = outcome.to_dict()
+        yield from call_activity(context, RECORD_BATCH_OUTCOME, record, STORE, RECORD_BATCH_OUTCOME)
         return str(taken["status"])
     turn = ChatTurnInput.from_dict(taken["turn"])
     try:
