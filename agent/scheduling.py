@@ -53,6 +53,8 @@ from agent.http_api import (
     run_view,
 )
 from agent.json_input import parse_json_object
+from agent.mcp.config import SCHEDULING_TOOL
+from agent.mcp.names import exposed_tool_name
 from agent.runtime import Runtime, runtime
 from agent.webhooks import CallbackItem, parse_callback, parse_seed_callback, verify
 from storage.batches import (
@@ -384,8 +386,9 @@ async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationC
         )
     record = BatchRecord(batch_id, "schedule", utc_timestamp(), owner, tuple(items))
     await rt.batches.create(record)
-    if uses_scheduler(rt):
-        record = await schedule_through_scheduler(rt, record)
+    scheduler = scheduler_name(rt)
+    if scheduler is not None:
+        record = await schedule_through_scheduler(rt, record, scheduler)
         await rt.batches.replace(record)
     else:
         await schedule_with_timers(rt, client, record)
@@ -448,18 +451,16 @@ def scheduler_name(rt: Runtime) -> str | None:
     return min(names, default=None)  # a deterministic choice should both spellings be present
 
 
-def uses_scheduler(rt: Runtime) -> bool:
-    return scheduler_name(rt) is not None
-
-
-async def schedule_through_scheduler(rt: Runtime, record: BatchRecord) -> BatchRecord:
+async def schedule_through_scheduler(
+    rt: Runtime, record: BatchRecord, scheduler: str
+) -> BatchRecord:
     """One `schedule_conversation` call per item, a few at a time, each with its own
     idempotency key (a retried request schedules once). An item the Scheduler refuses, or that
     cannot reach it, is recorded as rejected with the reason."""
     if not rt.settings.public_base_url:
         raise OperatorError("PUBLIC_BASE_URL must be set for the Scheduler to call the app back")
     callback_url = f"{rt.settings.public_base_url}/api/scheduler/callback"
-    tool = f"{scheduler_name(rt) or SCHEDULER_SERVER}__schedule_conversation"
+    tool = exposed_tool_name(scheduler, SCHEDULING_TOOL)
     gate = asyncio.Semaphore(SCHEDULER_CONCURRENCY)
 
     async def schedule(item: BatchItem) -> BatchItem:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 from typing import cast
 
 from agent.runtime import Runtime
-from agent.scheduling import scheduler_name, uses_scheduler
+from agent.scheduling import scheduler_name
 from tests.agent.mcp.conftest import PoolFactory
 from tests.support.mcp_servers import http_entry
 
@@ -15,10 +15,10 @@ from tests.support.mcp_servers import http_entry
 async def test_the_seeds_capitalised_scheduler_is_the_scheduler(make_pool: PoolFactory) -> None:
     pool = await make_pool(http_entry("Scheduler", "http://127.0.0.1:9/mcp"))
     rt = cast(Runtime, SimpleNamespace(mcp=pool))  # only the pool is read
-    assert uses_scheduler(rt) and scheduler_name(rt) == "Scheduler"
+    assert scheduler_name(rt) == "Scheduler"
 
 
 async def test_without_a_scheduler_server_there_is_none(make_pool: PoolFactory) -> None:
     pool = await make_pool(http_entry("schedules-elsewhere", "http://127.0.0.1:9/mcp"))
     rt = cast(Runtime, SimpleNamespace(mcp=pool))
-    assert not uses_scheduler(rt) and scheduler_name(rt) is None
+    assert scheduler_name(rt) is None
