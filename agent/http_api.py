@@ -109,16 +109,25 @@ def api(handler: Handler) -> Handler:
 # --- request parsing ---------------------------------------------------------------------------
 
 
-def json_body(req: func.HttpRequest, rt: Runtime, *, optional: bool = False) -> dict[str, Any]:
+def json_body(
+    req: func.HttpRequest,
+    rt: Runtime,
+    *,
+    optional: bool = False,
+    limit: int | None = None,
+    what: str = "the request body",
+) -> dict[str, Any]:
+    """The JSON object sent, within `limit` bytes (the app's body limit unless a route has
+    its own); an empty body is `{}` when `optional`."""
     raw = req.get_body() or b""
-    limit = rt.settings.limits.max_body_bytes
+    limit = rt.settings.limits.max_body_bytes if limit is None else limit
     if len(raw) > limit:
-        raise PayloadTooLarge(f"the request body is {len(raw)} bytes; the limit is {limit}")
+        raise PayloadTooLarge(f"{what} is {len(raw)} bytes; the limit is {limit}")
     if not raw.strip():
         if optional:
             return {}
-        raise BadRequest("the request body is empty; send a JSON object")
-    return parse_json_object(raw)
+        raise BadRequest(f"{what} is empty; send a JSON object")
+    return parse_json_object(raw, what)
 
 
 def checked_id(value: object, name: str) -> str:

@@ -52,7 +52,6 @@ from agent.http_api import (
     path_id,
     run_view,
 )
-from agent.json_input import parse_json_object
 from agent.mcp.config import SCHEDULING_TOOL
 from agent.mcp.names import exposed_tool_name
 from agent.runtime import Runtime, runtime
@@ -236,7 +235,9 @@ async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchest
     nothing new and answers the same ids."""
     rt = await runtime()
     owner = caller_of(req, rt.settings.require_auth)
-    document = seed_body(req)
+    # Its own limit, one that any body whose content is within its own limit fits under (so
+    # an over-long content is a 400 naming it, not a 413).
+    document = json_body(req, rt, limit=MAX_SEED_CALLBACK_BYTES, what="the callback body")
     item = parse_seed_callback(document)
     fingerprint = body_fingerprint(document)
     keyed = req.headers.get(IDEMPOTENCY_HEADER)
@@ -281,19 +282,6 @@ async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchest
             "duplicate": not started,
         }
     )
-
-
-def seed_body(req: func.HttpRequest) -> dict[str, Any]:
-    """The JSON object sent, within a limit that any body whose content is within its own
-    limit fits under (so an over-long content is a 400 naming it, not a 413)."""
-    raw = req.get_body() or b""
-    if len(raw) > MAX_SEED_CALLBACK_BYTES:
-        raise PayloadTooLarge(
-            f"the callback body is {len(raw)} bytes; the limit is {MAX_SEED_CALLBACK_BYTES}"
-        )
-    if not raw.strip():
-        raise BadRequest("the request body is empty; send a JSON object")
-    return parse_json_object(raw, "the callback body")
 
 
 def body_fingerprint(document: dict[str, Any]) -> str:
