@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import azure.durable_functions as df
@@ -33,15 +33,7 @@ from storage.batches import BatchItem, BatchRecord, run_id_of
 from storage.conversations import ConversationRef, StoredMessage
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.helper_mcp import helper_http_app
 from tests.support.mcp_servers import AsgiServer
-
-
-@pytest.fixture(scope="module")
-def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
-    sandbox = tmp_path_factory.mktemp("sandbox")
-    with AsgiServer(lambda: helper_http_app(sandbox_dir=sandbox)) as server:
-        yield server
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -32,7 +32,6 @@ from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from tests.agent.mcp.conftest import FakeClock
 from tests.support.azurite import AzuriteInstance
 from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.helper_mcp import helper_http_app
 from tests.support.mcp_servers import (
     AsgiServer,
     demo_http_app,
@@ -40,13 +39,6 @@ from tests.support.mcp_servers import (
     mcp_servers_json,
     without_timestamp,
 )
-
-
-@pytest.fixture(scope="module")
-def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
-    sandbox = tmp_path_factory.mktemp("sandbox")
-    with AsgiServer(lambda: helper_http_app(sandbox_dir=sandbox)) as server:
-        yield server
 
 
 def slow_app() -> Any:

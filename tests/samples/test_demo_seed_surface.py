@@ -18,21 +18,17 @@ from mcp.client.sse import sse_client
 
 from samples.demo_mcp.guide import USAGE_EXAMPLES
 from tests.support.helper_mcp import HELPER_TOOLS
-from tests.support.mcp_servers import AsgiServer, demo_http_app, demo_sse_app, demo_stdio_command
+from tests.support.mcp_servers import (
+    DEMO_TOOLS,
+    AsgiServer,
+    demo_http_app,
+    demo_sse_app,
+    demo_stdio_command,
+)
 
-# The seed's six tools, and the knowledge base tool (seed 001's `get_knowledge_base`).
-SEED_TOOLS = {
-    "greet",
-    "calculate",
-    "get_system_info",
-    "save_text_file",
-    "read_text_file",
-    "get_weather",
-    "get_knowledge_base",
-}
 SEED_RESOURCES = {"info://server-capabilities", "info://usage-examples"}
 SEED_PROMPTS = {"calculation_prompt", "file_operations_prompt"}
-READ_ONLY_TOOLS = SEED_TOOLS - {"save_text_file"}
+READ_ONLY_TOOLS = DEMO_TOOLS - {"save_text_file"}
 
 Check = Callable[[Client], Awaitable[None]]
 
@@ -47,7 +43,7 @@ async def call(client: Client, tool: str, arguments: dict[str, Any]) -> tuple[bo
 
 async def the_demo_lists_the_seeds_tools_and_no_test_helper(client: Client) -> None:
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
-    assert set(tools) == SEED_TOOLS
+    assert set(tools) == DEMO_TOOLS
     assert not set(tools) & HELPER_TOOLS
     annotated = {name for name, tool in tools.items() if tool.annotations}
     read_only = {name for name in annotated if tools[name].annotations.read_only_hint}
@@ -108,7 +104,7 @@ async def both_info_resources_read(client: Client) -> None:
     assert listed >= SEED_RESOURCES
     capabilities = (await client.read_resource("info://server-capabilities")).contents[0].text
     examples = (await client.read_resource("info://usage-examples")).contents[0].text
-    assert all(tool in capabilities for tool in SEED_TOOLS)
+    assert all(tool in capabilities for tool in DEMO_TOOLS)
     assert examples.startswith('Example tool calls:\n1. greet(name="Azure OpenAI")')
     assert 'calculate(operation="add", a=10, b=5)' in examples
 

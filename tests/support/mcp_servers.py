@@ -69,6 +69,21 @@ class _SignallingServer(uvicorn.Server):
             self._ready.set()
 
 
+# The demo server's tools (seed 004's six, and seed 001's knowledge base tool): what every
+# transport lists.
+DEMO_TOOLS = frozenset(
+    {
+        "greet",
+        "calculate",
+        "get_system_info",
+        "save_text_file",
+        "read_text_file",
+        "get_weather",
+        "get_knowledge_base",
+    }
+)
+
+
 def _bind(port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

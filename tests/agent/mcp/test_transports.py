@@ -11,6 +11,7 @@ import pytest
 from agent.mcp.pool import to_openai_tools
 from tests.agent.mcp.conftest import PoolFactory
 from tests.support.mcp_servers import (
+    DEMO_TOOLS,
     AsgiServer,
     EverythingHttpServer,
     demo_stdio_command,
@@ -23,15 +24,6 @@ from tests.support.mcp_servers import (
 )
 
 CONTEXT = {"conversation_id": "conv-1"}
-DEMO_TOOLS = {
-    "greet",
-    "calculate",
-    "get_system_info",
-    "save_text_file",
-    "read_text_file",
-    "get_weather",
-    "get_knowledge_base",
-}
 needs_node = pytest.mark.skipif(not node_available(), reason="node or server-everything missing")
 
 
