@@ -279,12 +279,7 @@ class McpPool:
                 raise
             server.breaker.record_failure()
             server.list_error = failure
-            logger.warning(
-                "mcp list_tools server=%s failed outcome=%s cause=%s",
-                name,
-                failure.kind.value,
-                failure.cause,
-            )
+            _log_list_failure(name, failure)
             return None
         except BaseException:
             server.breaker.release()
@@ -402,12 +397,7 @@ class McpPool:
                     failure = self._classify(server, exc)
                     if failure is None:
                         raise
-                    logger.warning(
-                        "mcp list_tools server=%s failed outcome=%s cause=%s",
-                        server.config.name,
-                        failure.kind.value,
-                        failure.cause,
-                    )
+                    _log_list_failure(server.config.name, failure)
                     return None
                 server.catalog = self._build_catalog(server.config, tools)
                 self._index()
@@ -670,3 +660,12 @@ class McpPool:
 
 def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
+
+
+def _log_list_failure(server: str, failure: Failure) -> None:
+    logger.warning(
+        "mcp list_tools server=%s failed outcome=%s cause=%s",
+        server,
+        failure.kind.value,
+        failure.cause,
+    )
