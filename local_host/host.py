@@ -134,7 +134,6 @@ class LocalHost:
             store=self._store,
             index=self.index,
             invoker=invoker,
-            default_version=host_config.default_version,
             version_policy=host_config.version_policy,
             max_activities=max_activities,
             client_binding=self._urls.client_binding,

@@ -44,7 +44,6 @@ class DurableRuntime:
         store: SqliteStore,
         index: AppIndex,
         invoker: FunctionInvoker,
-        default_version: str = "",
         version_policy: VersionPolicy | None = None,
         max_activities: int = DEFAULT_MAX_ACTIVITIES,
         max_orchestrations: int = DEFAULT_MAX_ORCHESTRATIONS,
@@ -56,9 +55,8 @@ class DurableRuntime:
         self._index = index
         self._invoker = invoker
         self._client_binding = client_binding  # for activities with a durableClient binding
-        self.default_version = default_version
-        # Without a defaultVersion nothing is compared; with one, CurrentOrOlder + Reject.
-        self._versions = version_policy or VersionPolicy(default_version)
+        # defaultVersion, stamped on new instances; which instances this worker runs.
+        self._versions = version_policy or VersionPolicy()
         self._rejected: set[str] = set()  # instances left for a worker of a newer version
         self._max_activities = max_activities
         self._max_orchestrations = max_orchestrations
@@ -239,10 +237,14 @@ class DurableRuntime:
             return
         self.transact(lambda tx: engine.apply_episode(tx, commit, self._index, utc_now()))
 
+    @property
+    def default_version(self) -> str:
+        return self._versions.default_version
+
     def _runs_version_of(self, record: InstanceRecord) -> bool:
         """versionMatchStrategy: may this host run `record`? If not, versionFailureStrategy:
         leave it untouched (Reject) or fail it (Fail)."""
-        if not self._versions.default_version or self._versions.accepts(record.version):
+        if self._versions.accepts(record.version):
             return True
         message = self._versions.mismatch_message(record.version)
         if self._versions.failure == FailureStrategy.FAIL:

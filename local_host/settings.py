@@ -39,9 +39,13 @@ class LocalSettings:
 class HostConfig:
     route_prefix: str
     hub_name: str
-    default_version: str
     max_concurrent_activities: int | None
     version_policy: VersionPolicy = field(default_factory=VersionPolicy)
+
+    @property
+    def default_version(self) -> str:
+        """The version stamped on new instances (`defaultVersion`)."""
+        return self.version_policy.default_version
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:
@@ -121,7 +125,6 @@ def read_host_config(app_dir: Path) -> HostConfig:
     return HostConfig(
         route_prefix=route_prefix.strip("/"),
         hub_name=str(durable.get("hubName") or DEFAULT_HUB_NAME),
-        default_version=default_version,
         max_concurrent_activities=max_activities,
         version_policy=_version_policy(path, durable, default_version),
     )

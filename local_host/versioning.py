@@ -59,7 +59,8 @@ class VersionPolicy:
     failure: FailureStrategy = FailureStrategy.REJECT
 
     def accepts(self, instance_version: str | None) -> bool:
-        if self.match == MatchStrategy.NONE:
+        # Without a defaultVersion this worker has nothing to compare with: it runs everything.
+        if self.match == MatchStrategy.NONE or not self.default_version:
             return True
         order = compare_versions(instance_version, self.default_version)
         return order == 0 if self.match == MatchStrategy.STRICT else order <= 0
