@@ -36,3 +36,13 @@ if [ "$(cat node_modules/.deps-stamp 2>/dev/null)" != "$node_stamp" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$node_stamp" > node_modules/.deps-stamp
 fi
+
+# The browser test drives Debian's chromium (Playwright's own browser download cannot work offline).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing chromium (apt)"
+    apt-get install -y -qq chromium >/dev/null
+  else
+    echo "bootstrap: chromium is missing and this is not root: the browser test will be skipped" >&2
+  fi
+fi
