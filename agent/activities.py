@@ -43,7 +43,6 @@ from agent.contracts import (
 from agent.errors import (
     Conflict,
     ContentFiltered,
-    NotFound,
     PermanentModelError,
     ToolTransportError,
     TransientModelError,
@@ -54,6 +53,7 @@ from agent.transcript import model_messages, parse_arguments, user_message
 from agent.turn_lock import begin_turn
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
+from storage.errors import RecordNotFound
 from storage.models import PLAIN_ID, utc_timestamp
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def ends_if_conversation_gone(step_activity: Activity) -> Activity:
     async def step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         try:
             return await step_activity(data, rt)
-        except NotFound:
+        except RecordNotFound:
             run = ModelStepInput.from_dict(data).run
             log.warning("conversation vanished mid-run", extra={"run_id": run.run_id})
             return StepSummary("failed", error=gone_message(run.conversation_id)).to_dict()
@@ -417,7 +417,7 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
     finish = FinishTurnInput.from_dict(data)
     try:
         await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
-    except NotFound:  # the conversation vanished mid-run: its lock went with it
+    except RecordNotFound:  # the conversation vanished mid-run: its lock went with it
         log.warning("conversation vanished mid-run", extra={"run_id": finish.run.run_id})
     log.info(
         "turn finished",
@@ -469,7 +469,7 @@ async def _start_batch_item(
     run_id = run_id_of(batch.batch_id, item.index)
     try:
         turn = await begin_turn(rt.store, client, ref, run_id)
-    except NotFound:
+    except RecordNotFound:
         return {"status": "rejected", "error": f"no conversation {item.conversation_id}"}
     except Conflict:
         raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
@@ -498,6 +498,6 @@ async def record_batch_outcome(data: dict[str, Any], rt: Runtime) -> None:
     batch = await rt.batches.get_running(outcome.batch_id)
     item = batch.items[outcome.index] if batch is not None else None
     if item is not None and item.owner is not None:
-        with contextlib.suppress(NotFound):  # the conversation is gone: no lock to give back
+        with contextlib.suppress(RecordNotFound):  # the conversation is gone: no lock to give back
             run_id = run_id_of(outcome.batch_id, outcome.index)
             await rt.store.end_turn(ConversationRef(item.owner, item.conversation_id), run_id)

@@ -38,6 +38,16 @@ from agent.runtime import Runtime, runtime, settings_problem
 from agent.transcript import usage_of, user_message
 from agent.turn_lock import begin_turn, status_name
 from storage.conversations import ConversationRef, StoredMessage
+from storage.errors import (
+    AlreadyExists,
+    InvalidKey,
+    InvalidQuery,
+    RecordNotFound,
+    RecordTooLarge,
+    StorageError,
+    StorageNotConfigured,
+    TurnInProgress,
+)
 from storage.models import PLAIN_ID
 
 log = logging.getLogger(__name__)
@@ -94,6 +104,8 @@ def api(handler: Handler) -> Handler:
             return await handler(*args, **kwargs)
         except CallerError as exc:
             return problem(exc.status, exc.title, exc.detail)
+        except StorageError as exc:
+            return storage_problem(exc, handler.__name__)
         except InvalidSettings as exc:  # degraded mode: logged once, at startup
             return misconfigured(exc)
         except OperatorError as exc:  # misconfigured: the message names the setting
@@ -104,6 +116,34 @@ def api(handler: Handler) -> Handler:
             return problem(500, "Internal Server Error", "the server failed; try again later")
 
     return wrapper
+
+
+# What each storage error means to an HTTP caller. The store's messages carry ids only, never
+# content or values, so they are the detail as they are.
+STORAGE_STATUS: dict[type[StorageError], tuple[int, str]] = {
+    InvalidKey: (400, "Bad Request"),
+    InvalidQuery: (400, "Bad Request"),
+    RecordNotFound: (404, "Not Found"),
+    AlreadyExists: (409, "Conflict"),
+    TurnInProgress: (409, "Conflict"),
+    RecordTooLarge: (413, "Payload Too Large"),
+    StorageNotConfigured: (503, "Service Unavailable"),
+}
+
+
+def storage_problem(exc: StorageError, where: str) -> func.HttpResponse:
+    """The one place a storage error becomes a response: a caller's mistake is its 4xx, a
+    misconfigured store a 503 naming the setting, anything else (contention) a bare 500."""
+    status_title = next(
+        (pair for kind, pair in STORAGE_STATUS.items() if isinstance(exc, kind)), None
+    )
+    if status_title is None:
+        log.error("unhandled error in %s", where, exc_info=exc)
+        return problem(500, "Internal Server Error", "the server failed; try again later")
+    status, title = status_title
+    if status == 503:
+        log.error("configuration error in %s: %s", where, exc)
+    return problem(status, title, str(exc))
 
 
 # --- request parsing ---------------------------------------------------------------------------
@@ -361,7 +401,7 @@ async def release_ended_run(rt: Runtime, ref: ConversationRef, view: dict[str, A
     still holds it). Durable runs no `finish_turn` for a terminated instance, so a cancel
     answered "cancelling" leaves the lock to whoever sees the run ended: this, or the next
     turn's `agent.turn_lock.begin_turn` (a message's, or a scheduled item's)."""
-    with contextlib.suppress(NotFound):  # the conversation is gone: no lock to give back
+    with contextlib.suppress(RecordNotFound):  # the conversation is gone: no lock to give back
         await rt.store.end_turn(ref, view["run_id"])
 
 

@@ -64,6 +64,7 @@ from storage.batches import (
     run_id_of,
 )
 from storage.conversations import ConversationRef
+from storage.errors import RecordNotFound
 from storage.idempotency import RequestKeys
 from storage.models import MessageOrigin, utc_timestamp
 
@@ -572,7 +573,10 @@ async def item_run(
     """A batch item's run as the batch view shows it; None before it has one."""
     try:
         return await run_view(rt, client, run_id_of(item.batch_id, item.index), caller)
-    except NotFound:  # not started yet, or never will: its recorded outcome says which
+    except (
+        NotFound,
+        RecordNotFound,
+    ):  # not started yet, or never will: its recorded outcome says which
         outcome = await rt.batches.outcome(item.batch_id, item.index)
         return None if outcome is None else {"run_id": None, **outcome}
 

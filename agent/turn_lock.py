@@ -14,6 +14,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import Conflict
+from storage.errors import TurnInProgress
 
 if TYPE_CHECKING:  # the Blob SDK loads on first use, not when the app is indexed
     import azure.durable_functions as df
@@ -35,7 +36,7 @@ async def begin_turn(
     is released first; one held by a live run is a Conflict naming it."""
     try:
         return await store.begin_turn(ref, run_id)
-    except Conflict:
+    except TurnInProgress:
         active = (await store.get_meta(ref)).active_run_id
         if active is None or await run_is_live(client, active):
             raise Conflict(

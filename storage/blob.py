@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob.aio import ContainerClient
 
-from agent.errors import SettingsError
+from storage.errors import StorageNotConfigured
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -50,12 +50,14 @@ def container_client(
     """
     value = setting.strip()
     if not value:
-        raise SettingsError(SETTING, "is empty")
+        raise StorageNotConfigured(SETTING, "is empty")
     if "transport" not in client_options:
         client_options["transport"] = _transport()
     if is_account_url(value):
         if credential is None:
-            raise SettingsError(SETTING, "an account URL needs a credential (managed identity)")
+            raise StorageNotConfigured(
+                SETTING, "an account URL needs a credential (managed identity)"
+            )
         return ContainerClient(
             account_url=value.rstrip("/"),
             container_name=container_name,
@@ -66,7 +68,9 @@ def container_client(
         return ContainerClient.from_connection_string(value, container_name, **client_options)
     except ValueError as exc:
         # The SDK's own message is safe, but never echo the setting: it carries the account key.
-        raise SettingsError(SETTING, f"is not a valid storage connection string ({exc})") from None
+        raise StorageNotConfigured(
+            SETTING, f"is not a valid storage connection string ({exc})"
+        ) from None
 
 
 def _transport() -> AsyncHttpTransport:

@@ -2,9 +2,9 @@
 
 One `ConversationStore` per process, around the process's one `ContainerClient`. Every operation
 is scoped by a `ConversationRef` (owner + conversation id); blobs live under the owner's prefix, so
-another owner's conversation is simply not found. Expected conditions become `agent.errors`
-(`NotFound`, `Conflict`, `BadRequest`) with messages that carry ids only, never content; any
-other Blob error is raised as is.
+another owner's conversation is simply not found. Expected conditions become `storage.errors`
+(`RecordNotFound`, `AlreadyExists`, `TurnInProgress`, ...) with messages that carry ids only,
+never content; any other Blob error is raised as is.
 
 Concurrency: metadata changes are ETag-conditional (bounded retry on 412); transcript appends are
 position-conditional (see `storage.transcript`); records are create-only. The store remembers the
@@ -27,9 +27,15 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobPrefix, ContainerClient
 
-from agent.errors import BadRequest, Conflict, NotFound
 from storage import paths
 from storage.blob import ensure_container
+from storage.errors import (
+    AlreadyExists,
+    InvalidQuery,
+    RecordNotFound,
+    StoreContention,
+    TurnInProgress,
+)
 from storage.json_blobs import JsonBlobs, is_blob_not_found
 from storage.models import (
     PLAIN_ID,
@@ -44,7 +50,6 @@ from storage.recent import Recent
 from storage.transcript import (
     MAX_ATTEMPTS,
     MAX_BLOCKS_PER_SEGMENT,
-    StoreContention,
     TranscriptLog,
 )
 
@@ -85,7 +90,7 @@ class ConversationStore:
     # --- conversations ------------------------------------------------------------------------
 
     async def create(self, ref: ConversationRef) -> ConversationMeta:
-        """Create the conversation; Conflict if it exists (under any owner)."""
+        """Create the conversation; AlreadyExists if it exists (under any owner)."""
         await self._claim_id(ref)
         # Transcript first (create-if-missing never truncates): a conversation whose meta exists
         # always has a transcript to append to, even if we crash between the two writes.
@@ -100,7 +105,7 @@ class ConversationStore:
         try:
             result = await self._json.upload(paths.meta_name(ref), meta.stored_dict())
         except ResourceExistsError:
-            raise Conflict(f"conversation {ref.conversation_id} already exists") from None
+            raise AlreadyExists(f"conversation {ref.conversation_id} already exists") from None
         return self._metas.put(ref, meta.with_etag(result["etag"]))
 
     async def _claim_id(self, ref: ConversationRef) -> None:
@@ -112,7 +117,7 @@ class ConversationStore:
             await self._json.upload(name, {"owner": ref.owner})
         except ResourceExistsError:
             if await self.owner_of(ref.conversation_id) != ref.owner:
-                raise Conflict(f"conversation {ref.conversation_id} already exists") from None
+                raise AlreadyExists(f"conversation {ref.conversation_id} already exists") from None
 
     async def owner_of(self, conversation_id: str) -> str | None:
         """Who owns the conversation, or None if there is no such conversation."""
@@ -123,13 +128,13 @@ class ConversationStore:
         data, etag = await self._json.download(paths.meta_name(ref))
         if data is None:
             self._metas.pop(ref)
-            raise NotFound(f"conversation {ref.conversation_id} not found")
+            raise RecordNotFound(f"conversation {ref.conversation_id} not found")
         return self._metas.put(ref, ConversationMeta.from_dict(data).with_etag(etag))
 
     async def list_conversations(self, owner: str, limit: int = 100) -> list[ConversationMeta]:
         """The owner's conversations (by id), at most `limit`."""
         if not 1 <= limit <= MAX_LIST_LIMIT:
-            raise BadRequest(f"limit must be 1..{MAX_LIST_LIMIT}")
+            raise InvalidQuery(f"limit must be 1..{MAX_LIST_LIMIT}")
         refs: list[ConversationRef] = []
         async for item in self._container.walk_blobs(name_starts_with=paths.owner_prefix(owner)):
             if not isinstance(item, BlobPrefix):
@@ -148,7 +153,7 @@ class ConversationStore:
     async def begin_turn(self, ref: ConversationRef, run_id: str) -> int:
         """Mark `run_id` as the conversation's active run; returns its turn number.
 
-        Conflict if another run is active. Idempotent: the same run gets the same turn back.
+        TurnInProgress if another run is active. Idempotent: the same run gets the same turn back.
         """
         meta = self._metas.get(ref)  # trusted only by a conditional write
         for _ in range(self._max_attempts):
@@ -157,7 +162,9 @@ class ConversationStore:
             if meta.active_run_id == run_id:
                 return meta.turn_count
             if meta.active_run_id is not None:
-                raise Conflict(f"a turn is already running in conversation {ref.conversation_id}")
+                raise TurnInProgress(
+                    f"a turn is already running in conversation {ref.conversation_id}"
+                )
             started = replace(meta, turn_count=meta.turn_count + 1, active_run_id=run_id)
             if await self._replace_meta(ref, started):
                 return started.turn_count
@@ -285,7 +292,7 @@ class ConversationStore:
             download = await self._container.download_blob(name)
         except HttpResponseError as exc:
             if is_blob_not_found(exc):
-                raise NotFound("tool output not found") from None
+                raise RecordNotFound("tool output not found") from None
             raise
         return await download.readall()
 
@@ -294,5 +301,5 @@ class ConversationStore:
     async def _meta_or_none(self, ref: ConversationRef) -> ConversationMeta | None:
         try:
             return await self.get_meta(ref)
-        except NotFound:
+        except RecordNotFound:
             return None  # a create that crashed before its meta: not a conversation yet

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal, Self, get_args
 
-from agent.errors import BadRequest
+from storage.errors import InvalidKey
 
 Role = Literal["user", "assistant", "tool", "system"]
 # Where a user-role message came from when the caller did not type it just now (None: typed):
@@ -56,7 +56,7 @@ def _field_names(cls: type) -> frozenset[str]:
 
 def validate_conversation_id(conversation_id: object) -> str:
     if not isinstance(conversation_id, str) or not PLAIN_ID.fullmatch(conversation_id):
-        raise BadRequest("conversation id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
+        raise InvalidKey("conversation id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
     return conversation_id
 
 
@@ -69,7 +69,7 @@ class ConversationRef(Record):
 
     def __post_init__(self) -> None:
         if not isinstance(self.owner, str) or not self.owner:
-            raise BadRequest("owner must be a non-empty string")
+            raise InvalidKey("owner must be a non-empty string")
         validate_conversation_id(self.conversation_id)
 
 

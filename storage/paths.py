@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from agent.errors import BadRequest
+from storage.errors import InvalidKey
 from storage.models import ConversationRef
 
 OWNER_KEY_HEX_CHARS = 32  # 128 bits of sha256: collisions are not a practical concern
@@ -84,10 +84,10 @@ def tool_output_name(ref: ConversationRef, run_id: str, call_id: str) -> str:
 
 
 def checked_tool_output_name(ref: ConversationRef, output_ref: str) -> str:
-    """`output_ref` if it names a tool output of this very conversation, else BadRequest."""
+    """`output_ref` if it names a tool output of this very conversation, else InvalidKey."""
     pattern = re.escape(conversation_prefix(ref)) + rf"runs/{_NAME_PART}/tool-outputs/{_NAME_PART}"
     if not isinstance(output_ref, str) or not re.fullmatch(pattern, output_ref):
-        raise BadRequest("output_ref does not name a tool output of this conversation")
+        raise InvalidKey("output_ref does not name a tool output of this conversation")
     return output_ref
 
 

@@ -35,8 +35,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 from azure.storage.blob import ContentSettings, StorageErrorCode
 from azure.storage.blob.aio import ContainerClient
 
-from agent.errors import AgentError, NotFound, PayloadTooLarge
 from storage import paths
+from storage.errors import RecordNotFound, RecordTooLarge, StoreContention
 from storage.models import ConversationRef, StoredMessage
 from storage.recent import Recent
 
@@ -49,10 +49,6 @@ READ_CHUNK_BYTES = 8 * 1024 * 1024  # one GET per chunk; no ETag pinning across 
 MAX_ATTEMPTS = 32
 CURSOR_CACHE_SIZE = 256
 _JSON = json.JSONDecoder()
-
-
-class StoreContention(AgentError):
-    """Too many concurrent writers kept winning the race; the caller should retry later."""
 
 
 @dataclass
@@ -193,7 +189,7 @@ class TranscriptLog:
                 return False
             if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
                 self._cursors.pop(paths.transcript_prefix(ref))
-                raise NotFound("conversation not found") from None
+                raise RecordNotFound("conversation not found") from None
             raise
         cursor.length += len(block.data)
         cursor.blocks = int(result.get("blob_committed_block_count") or cursor.blocks + 1)
@@ -299,7 +295,7 @@ class TranscriptLog:
                 if exc.status_code == 416:  # nothing at or after `position` (or an empty blob)
                     break
                 if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
-                    raise NotFound("conversation not found") from None
+                    raise RecordNotFound("conversation not found") from None
                 raise
             chunk = await download.readall()
             chunks.append(chunk)
@@ -364,7 +360,7 @@ def _encode_unique(messages: Iterable[StoredMessage]) -> list[_Line]:
         line = json.dumps(message.to_dict(), ensure_ascii=False, separators=(",", ":"))
         data = line.encode("utf-8") + b"\n"
         if len(data) + 1 > MAX_BLOCK_BYTES:  # +1: room for a separator before it
-            raise PayloadTooLarge(
+            raise RecordTooLarge(
                 f"message {message.id} is {len(data)} bytes; a transcript line holds at most "
                 f"{MAX_BLOCK_BYTES - 1} (store large tool output with put_tool_output)"
             )

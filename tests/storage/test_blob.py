@@ -7,8 +7,8 @@ import uuid
 import pytest
 from azure.core.credentials import AccessToken
 
-from agent.errors import SettingsError
 from storage.blob import container_client, ensure_container, is_account_url
+from storage.errors import StorageNotConfigured
 from tests.support.azurite import ACCOUNT_KEY, AzuriteInstance
 
 
@@ -44,7 +44,7 @@ def test_an_account_url_with_a_credential_targets_that_account() -> None:
 
 
 def test_an_account_url_without_a_credential_names_the_setting() -> None:
-    with pytest.raises(SettingsError, match="CONVERSATIONS_STORAGE"):
+    with pytest.raises(StorageNotConfigured, match="CONVERSATIONS_STORAGE"):
         container_client("https://acct.blob.core.windows.net", "conversations")
 
 
@@ -55,6 +55,6 @@ def test_development_storage_points_at_local_azurite() -> None:
 
 @pytest.mark.parametrize("setting", ["", "   ", f"AccountKey={ACCOUNT_KEY};garbage", "nonsense"])
 def test_a_malformed_setting_names_it_without_echoing_secrets(setting: str) -> None:
-    with pytest.raises(SettingsError, match="CONVERSATIONS_STORAGE") as raised:
+    with pytest.raises(StorageNotConfigured, match="CONVERSATIONS_STORAGE") as raised:
         container_client(setting, "conversations")
     assert ACCOUNT_KEY not in str(raised.value)

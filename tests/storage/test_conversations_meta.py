@@ -8,9 +8,9 @@ import uuid
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
-from agent.errors import BadRequest, Conflict, NotFound
 from storage import paths
 from storage.conversations import ConversationStore
+from storage.errors import AlreadyExists, InvalidKey, RecordNotFound, TurnInProgress
 from storage.models import ConversationMeta, ConversationRef
 
 
@@ -31,22 +31,22 @@ async def test_a_created_conversation_can_be_read_back(
     assert await store.read_messages(ref) == []
 
 
-async def test_creating_an_existing_conversation_is_a_conflict(
+async def test_creating_an_existing_conversation_says_it_already_exists(
     store: ConversationStore, other_store: ConversationStore, ref: ConversationRef
 ) -> None:
-    with pytest.raises(Conflict, match="already exists"):
+    with pytest.raises(AlreadyExists, match="already exists"):
         await store.create(ref)
-    with pytest.raises(Conflict):
+    with pytest.raises(AlreadyExists):
         await other_store.create(ref)
 
 
 async def test_an_unknown_conversation_is_not_found(store: ConversationStore, owner: str) -> None:
     unknown = ConversationRef(owner, "never-created")
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await store.get_meta(unknown)
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await store.read_messages(unknown)
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await store.begin_turn(unknown, "run-1")
 
 
@@ -54,12 +54,12 @@ async def test_another_owners_conversation_is_not_found(
     store: ConversationStore, ref: ConversationRef
 ) -> None:
     intruder = ConversationRef("someone-else", ref.conversation_id)
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await store.get_meta(intruder)
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await store.read_messages(intruder)
     # …and ids are unique across owners: the intruder cannot create one of that id.
-    with pytest.raises(Conflict):
+    with pytest.raises(AlreadyExists):
         await store.create(intruder)
     assert (await store.get_meta(ref)).owner == ref.owner
 
@@ -82,13 +82,13 @@ async def test_a_create_that_crashed_after_claiming_its_id_can_be_repeated(
 @pytest.mark.parametrize(
     "conversation_id", ["", "a/b", "..", "../x", "a b", "é", "x" * 65, "a.b", "a\n"]
 )
-def test_an_invalid_conversation_id_is_a_bad_request(conversation_id: str) -> None:
-    with pytest.raises(BadRequest):
+def test_an_invalid_conversation_id_is_an_invalid_key(conversation_id: str) -> None:
+    with pytest.raises(InvalidKey):
         ConversationRef("owner", conversation_id)
 
 
-def test_an_empty_owner_is_a_bad_request() -> None:
-    with pytest.raises(BadRequest):
+def test_an_empty_owner_is_an_invalid_key() -> None:
+    with pytest.raises(InvalidKey):
         ConversationRef("", "chat")
 
 
@@ -142,7 +142,7 @@ async def test_begin_turn_while_another_run_is_active_is_a_conflict(
     store: ConversationStore, ref: ConversationRef
 ) -> None:
     await store.begin_turn(ref, "run-1")
-    with pytest.raises(Conflict, match="already running"):
+    with pytest.raises(TurnInProgress, match="already running"):
         await store.begin_turn(ref, "run-2")
     assert (await store.get_meta(ref)).active_run_id == "run-1"
 
@@ -188,7 +188,7 @@ async def test_only_one_of_many_concurrent_begin_turns_wins(
 
     winners = [run for run, outcome in zip(runs, outcomes, strict=True) if outcome == 1]
     assert len(winners) == 1
-    assert all(isinstance(o, Conflict) for o in outcomes if o != 1)
+    assert all(isinstance(o, TurnInProgress) for o in outcomes if o != 1)
     meta = await stores[0].get_meta(ref)
     assert (meta.turn_count, meta.active_run_id) == (1, winners[0])
 
@@ -207,7 +207,7 @@ async def test_concurrent_end_and_begin_leave_a_consistent_meta(
     if outcomes[1] == 2:  # the end landed first, then the new turn began
         assert (meta.turn_count, meta.active_run_id) == (2, "run-2")
     else:  # the begin saw run-1 still active
-        assert isinstance(outcomes[1], Conflict)
+        assert isinstance(outcomes[1], TurnInProgress)
         assert (meta.turn_count, meta.active_run_id) == (1, None)
 
 
@@ -225,7 +225,7 @@ async def test_a_stale_copy_of_the_meta_never_lets_a_second_run_in(
     store: ConversationStore, other_store: ConversationStore, ref: ConversationRef
 ) -> None:
     await other_store.begin_turn(ref, "run-1")
-    with pytest.raises(Conflict, match="already running"):
+    with pytest.raises(TurnInProgress, match="already running"):
         await store.begin_turn(ref, "run-2")
 
 
@@ -235,7 +235,7 @@ async def test_a_stale_copy_saying_a_run_is_active_is_checked_before_it_is_belie
     await store.begin_turn(ref, "run-1")
     await other_store.end_turn(ref, "run-1")
     await other_store.begin_turn(ref, "run-2")
-    with pytest.raises(Conflict, match="already running"):
+    with pytest.raises(TurnInProgress, match="already running"):
         await store.begin_turn(ref, "run-1")  # not "turn 1 again": run-1 ended
     await store.end_turn(ref, "run-1")  # a no-op: run-2 stays active
     meta = await other_store.get_meta(ref)

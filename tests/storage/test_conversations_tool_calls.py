@@ -8,9 +8,9 @@ import uuid
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
-from agent.errors import BadRequest, NotFound
 from storage import paths
 from storage.conversations import ConversationStore
+from storage.errors import InvalidKey, RecordNotFound
 from storage.models import ConversationRef, ToolCallRecord
 
 
@@ -100,7 +100,7 @@ async def test_an_unknown_tool_output_is_not_found(
     store: ConversationStore, ref: ConversationRef
 ) -> None:
     missing = paths.tool_output_name(ref, "run-1", "call_never")
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await store.get_tool_output(ref, missing)
 
 
@@ -125,7 +125,7 @@ async def test_an_output_ref_outside_this_conversations_outputs_is_refused(
 ) -> None:
     await store.put_tool_output(ref, "run-1", "call_abc", "secret", "text/plain")
     output_ref = make_ref(paths.conversation_prefix(ref))  # type: ignore[operator]
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidKey):
         await store.get_tool_output(ref, output_ref)
 
 
@@ -135,5 +135,5 @@ async def test_another_conversations_output_is_refused(
     other = ConversationRef("another-owner", uuid.uuid4().hex)
     await store.create(other)
     theirs = await store.put_tool_output(other, "run-1", "call_abc", "theirs", "text/plain")
-    with pytest.raises(BadRequest):
+    with pytest.raises(InvalidKey):
         await store.get_tool_output(ref, theirs)

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
-from agent.errors import NotFound, PayloadTooLarge
 from storage import paths
 from storage.blob import container_client
 from storage.conversations import ConversationStore
+from storage.errors import RecordNotFound, RecordTooLarge
 from storage.models import ConversationRef, StoredMessage
 from storage.transcript import MAX_BLOCK_BYTES
 from tests.storage.conftest import CONTAINER
@@ -184,14 +184,14 @@ async def test_a_foreign_line_in_the_transcript_is_skipped(
 async def test_appending_to_an_unknown_conversation_is_not_found(
     store: ConversationStore, owner: str
 ) -> None:
-    with pytest.raises(NotFound):
+    with pytest.raises(RecordNotFound):
         await store.append(ConversationRef(owner, "nope"), message())
 
 
 async def test_a_message_too_large_for_one_block_is_refused(
     store: ConversationStore, ref: ConversationRef
 ) -> None:
-    with pytest.raises(PayloadTooLarge, match=re.escape("run-1.0.0")):
+    with pytest.raises(RecordTooLarge, match=re.escape("run-1.0.0")):
         await store.append(ref, message(content="x" * MAX_BLOCK_BYTES))
     assert await store.read_messages(ref) == []
 
