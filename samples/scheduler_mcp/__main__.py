@@ -15,8 +15,8 @@ from pathlib import Path
 
 import uvicorn
 
-from agent.errors import SettingsError
 from samples.scheduler_mcp.config import SchedulerConfig
+from samples.scheduler_mcp.errors import SettingsError
 from samples.scheduler_mcp.server import Scheduler
 
 

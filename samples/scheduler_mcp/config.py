@@ -7,9 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.errors import SettingsError
-from agent.webhooks import decode_secret
-from samples.scheduler_mcp.errors import InvalidRequest
+from samples.scheduler_mcp.errors import InvalidRequest, SettingsError
+from samples.scheduler_mcp.signing import decode_secret
 from samples.scheduler_mcp.validation import parse_endpoint
 
 CLIENT_ID_SETTING = "SCHEDULER_CLIENT_ID"

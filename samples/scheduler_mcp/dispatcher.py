@@ -22,12 +22,14 @@ from dataclasses import dataclass
 import anyio.to_thread
 import httpx2
 
-from agent.webhooks import CALLBACK_TYPE, sign
+from samples.scheduler_mcp.signing import Signer
 from samples.scheduler_mcp.store import Delivery, ScheduleStore
 from samples.scheduler_mcp.validation import redact_endpoint
 
 logger = logging.getLogger("samples.scheduler_mcp.dispatcher")
 USER_AGENT = "scheduler-mcp/1"
+# The event type of a callback body: the app's contract (agent.webhooks.CALLBACK_TYPE).
+CALLBACK_TYPE = "conversations.due"
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class Dispatcher:
     ) -> None:
         self._store = store
         self._http = http
-        self._secret = webhook_secret
+        self._signer = Signer(webhook_secret)
         self._batch_size = batch_size
         self._retry = retry or RetryPolicy()
         self._slots = asyncio.Semaphore(max_concurrent_deliveries)
@@ -197,7 +199,7 @@ class Dispatcher:
             "user-agent": USER_AGENT,
             "webhook-id": delivery.delivery_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self._secret, delivery.delivery_id, timestamp, body),
+            "webhook-signature": self._signer.sign(delivery.delivery_id, timestamp, body),
         }
         try:
             # Streamed and never read: the receiver's reply body is not needed, however large.

@@ -22,3 +22,14 @@ class NotCancellable(SchedulerError):
 
 class IdempotencyConflict(SchedulerError):
     """The idempotency key was used before for a different request."""
+
+
+class SettingsError(Exception):
+    """A missing or malformed Scheduler setting, named (never its value); fixed by the operator.
+
+    Not a SchedulerError: no client request can cause it, and the Scheduler does not start."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"setting {name}: {problem}")
+        self.name = name
+        self.problem = problem

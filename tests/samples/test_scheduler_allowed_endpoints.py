@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import SettingsError
 from samples.scheduler_mcp import SchedulerConfig
-from samples.scheduler_mcp.errors import InvalidRequest
+from samples.scheduler_mcp.errors import InvalidRequest, SettingsError
 from tests.samples.conftest import StartScheduler
 from tests.support.scheduler import API_KEY, CLIENT_ID, WEBHOOK_SECRET, FakeClock
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import SettingsError
 from samples.scheduler_mcp import RetryPolicy, SchedulerConfig, ScheduleStore
-from samples.scheduler_mcp.errors import InvalidRequest
+from samples.scheduler_mcp.errors import InvalidRequest, SettingsError
 from samples.scheduler_mcp.validation import new_schedule, parse_endpoint, redact_endpoint
 from tests.support.scheduler import WEBHOOK_SECRET, scheduler_config
 
@@ -157,3 +156,18 @@ def test_due_schedules_are_claimed_once_in_batches_per_endpoint(tmp_path: Path):
         ("https://b.example/cb", 1),
     ]
     store.close()
+
+
+def test_the_scheduler_and_the_app_agree_on_the_callback_event_type() -> None:
+    # Two deployables, one wire contract: the Scheduler keeps its own copy of the type.
+    from agent.webhooks import CALLBACK_TYPE as APP_TYPE
+    from samples.scheduler_mcp.dispatcher import CALLBACK_TYPE
+
+    assert CALLBACK_TYPE == APP_TYPE
+
+
+def test_a_mistyped_webhook_secret_is_refused_though_the_signing_library_would_take_it() -> None:
+    from samples.scheduler_mcp.signing import Signer
+
+    with pytest.raises(SettingsError, match="not valid base64"):
+        Signer(WEBHOOK_SECRET + "!")
