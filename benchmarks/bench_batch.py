@@ -44,11 +44,11 @@ from standardwebhooks import Webhook
 
 from agent import runtime as app_runtime
 from benchmarks.latency_model import API_KEY, DEPLOYMENT, latencies
+from devkit.azurite import start_azurite
+from devkit.scheduler import WEBHOOK_SECRET
 from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
 from storage.batches import run_id_of
-from tests.support.azurite import start_azurite
-from tests.support.scheduler import WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,13 +31,13 @@ from agent import runtime as app_runtime
 from agent.mcp.config import parse_mcp_servers
 from agent.mcp.pool import McpPool, to_openai_tools
 from agent.model import ModelConfig, build_model_client
+from devkit.azurite import start_azurite
+from devkit.fake_openai import TEST_DEPLOYMENT, fake_openai
+from devkit.mcp_servers import AsgiServer
 from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
 from offline_model.brains import ScriptedBrain
 from offline_model.replies import Completion, ToolCallSpec
-from tests.support.azurite import start_azurite
-from tests.support.fake_openai import TEST_DEPLOYMENT, fake_openai
-from tests.support.mcp_servers import AsgiServer
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20

@@ -36,7 +36,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from agent.mcp.config import parse_mcp_servers
 from agent.mcp.pool import McpPool
-from tests.support.mcp_servers import REPO_ROOT, demo_stdio_command, free_port
+from devkit.mcp_servers import REPO_ROOT, demo_stdio_command, free_port
 
 Timer = Callable[[], Awaitable[None]]  # one timed operation
 

@@ -25,9 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.webhooks import parse_callback, sign, verify
-from samples.scheduler_mcp import Scheduler
-from samples.scheduler_mcp.validation import new_schedule
-from tests.support.scheduler import (
+from devkit.scheduler import (
     WEBHOOK_SECRET,
     FakeClock,
     ServedApp,
@@ -35,6 +33,8 @@ from tests.support.scheduler import (
     mcp_session,
     scheduler_config,
 )
+from samples.scheduler_mcp import Scheduler
+from samples.scheduler_mcp.validation import new_schedule
 
 TEXT = "Remind me to review the quarterly report with the finance team. " * 3  # ~200 chars
 

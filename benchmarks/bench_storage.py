@@ -27,10 +27,10 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 
 from azure.storage.blob.aio import ContainerClient
 
+from devkit.azurite import start_azurite
 from storage.blob import container_client, ensure_container
 from storage.conversations import ConversationStore
 from storage.models import ConversationRef, StoredMessage
-from tests.support.azurite import start_azurite
 
 SIZES = (10, 1_000, 5_000)
 FILL_BATCH = 250

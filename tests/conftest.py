@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support.azurite import AzuriteInstance, start_azurite
+from devkit.azurite import AzuriteInstance, start_azurite
 
 
 @pytest.fixture(scope="session")

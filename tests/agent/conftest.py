@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from devkit.mcp_servers import AsgiServer
 from tests.support.helper_mcp import helper_http_app
-from tests.support.mcp_servers import AsgiServer
 
 
 @pytest.fixture(scope="module")

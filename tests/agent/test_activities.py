@@ -27,13 +27,13 @@ from agent.errors import TransientModelError
 from agent.runtime import Runtime, build_runtime
 from agent.settings import Settings
 from agent.transcript import user_message
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.mcp_servers import AsgiServer
 from offline_model.replies import ToolCallSpec
 from storage import paths
 from storage.batches import BatchItem, BatchRecord, run_id_of
 from storage.conversations import ConversationRef, StoredMessage
-from tests.support.azurite import AzuriteInstance
-from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer
 
 
 @pytest_asyncio.fixture(scope="module")

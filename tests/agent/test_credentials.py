@@ -19,8 +19,8 @@ from agent.credentials import azure_credential
 from agent.runtime import build_runtime
 from agent.settings import Settings
 from agent.telemetry import azure_monitor_options
-from tests.support.azurite import AzuriteInstance
-from tests.support.mcp_servers import AsgiServer, BearerCheck, demo_http_app
+from devkit.azurite import AzuriteInstance
+from devkit.mcp_servers import AsgiServer, BearerCheck, demo_http_app
 
 APP_IDENTITY = "5b0f6a5e-1c7a-4d1e-9a51-3f0b8e2d4c11"
 OTHER_IDENTITY = "00000000-0000-0000-0000-0000000000bb"

@@ -28,17 +28,17 @@ from agent.mcp.pool import McpPool
 from agent.runtime import Runtime, build_runtime
 from agent.settings import Settings
 from agent.transcript import user_message
-from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
-from tests.agent.mcp.conftest import FakeClock
-from tests.support.azurite import AzuriteInstance
-from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import (
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.mcp_servers import (
     AsgiServer,
     demo_http_app,
     http_entry,
     mcp_servers_json,
     without_timestamp,
 )
+from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
+from tests.agent.mcp.conftest import FakeClock
 
 
 def slow_app() -> Any:

@@ -17,8 +17,8 @@ import pytest_asyncio
 
 from agent.errors import OperatorError, SettingsError
 from agent.keyvault import DEFAULT_TTL_SECONDS, KeyVaultSecretResolver
+from devkit.mcp_servers import free_port
 from tests.support.fake_keyvault import KEYVAULT_SCOPE, FakeCredential, FakeKeyVault
-from tests.support.mcp_servers import free_port
 
 WAIT = 5.0
 

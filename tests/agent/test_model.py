@@ -12,9 +12,7 @@ from azure.core.exceptions import ClientAuthenticationError
 
 from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
 from agent.model import AZURE_OPENAI_SCOPE, ModelClient, ModelConfig, build_model_client
-from offline_model import ToolCallSpec
-from offline_model.replies import azure_error, bad_request
-from tests.support.fake_openai import (
+from devkit.fake_openai import (
     TEST_API_KEY,
     TEST_API_VERSION,
     TEST_DEPLOYMENT,
@@ -22,6 +20,8 @@ from tests.support.fake_openai import (
     FakeOpenAI,
     fake_openai,
 )
+from offline_model import ToolCallSpec
+from offline_model.replies import azure_error, bad_request
 
 USER = [{"role": "user", "content": "add 1 and 2, and tell the time"}]
 TOOLS = [

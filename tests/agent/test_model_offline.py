@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agent.model import ModelClient, build_model_client
+from devkit.fake_openai import FakeOpenAI, fake_openai
 from offline_model import LABEL, OfflineBrain
-from tests.support.fake_openai import FakeOpenAI, fake_openai
 
 TOOLS = [
     {

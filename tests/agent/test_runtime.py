@@ -15,8 +15,8 @@ from agent import runtime
 from agent.errors import InvalidSettings
 from agent.runtime import build_runtime
 from agent.settings import Settings
-from tests.support.azurite import ACCOUNT_KEY, AzuriteInstance
-from tests.support.fake_openai import TEST_API_KEY, TEST_DEPLOYMENT, fake_openai
+from devkit.azurite import ACCOUNT_KEY, AzuriteInstance
+from devkit.fake_openai import TEST_API_KEY, TEST_DEPLOYMENT, fake_openai
 
 
 async def test_the_runtime_reads_a_model_key_secret_before_it_builds_the_model_client(

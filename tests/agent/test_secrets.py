@@ -34,9 +34,9 @@ from agent.secrets import (
     secret_resolver,
 )
 from agent.settings import Settings
+from devkit.fake_openai import TEST_API_KEY, TEST_DEPLOYMENT, fake_openai
+from devkit.mcp_servers import AsgiServer, demo_http_app, http_entry, without_timestamp
 from tests.support.fake_keyvault import FakeCredential, FakeKeyVault
-from tests.support.fake_openai import TEST_API_KEY, TEST_DEPLOYMENT, fake_openai
-from tests.support.mcp_servers import AsgiServer, demo_http_app, http_entry, without_timestamp
 
 BASE_ENV = {
     "CONVERSATIONS_STORAGE": "UseDevelopmentStorage=true",

@@ -38,15 +38,15 @@ from agent.errors import ContentFiltered, ToolTransportError, TransientModelErro
 from agent.mcp.config import EnvSecretResolver, parse_mcp_servers
 from agent.mcp.pool import McpPool
 from agent.model import ModelClient, build_model_client
-from offline_model.replies import Completion
-from tests.support.fake_openai import TEST_API_KEY, fake_openai
-from tests.support.mcp_servers import (
+from devkit.fake_openai import TEST_API_KEY, fake_openai
+from devkit.mcp_servers import (
     AsgiServer,
     demo_http_app,
     free_port,
     http_entry,
     mcp_servers_json,
 )
+from offline_model.replies import Completion
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUN_ID = "run-7f3a"

@@ -20,14 +20,14 @@ import pytest
 import pytest_asyncio
 
 from agent import runtime
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.mcp_servers import AsgiServer, demo_http_app, demo_sse_app, time_stdio_command
+from devkit.scheduler import API_KEY, CLIENT_ID, WEBHOOK_SECRET, ServedApp, scheduler_config
 from local_host.host import LocalHost
 from local_host.testing import wait_until
 from offline_model.brains import OfflineBrain, ScriptedBrain
 from samples.scheduler_mcp import Scheduler
-from tests.support.azurite import AzuriteInstance
-from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer, demo_http_app, demo_sse_app, time_stdio_command
-from tests.support.scheduler import API_KEY, CLIENT_ID, WEBHOOK_SECRET, ServedApp, scheduler_config
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_KEY = "e2e-function-key-7d1f0c2a9b"

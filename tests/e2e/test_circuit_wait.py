@@ -14,18 +14,18 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from local_host.testing import HostProcess, wait_until
-from offline_model.brains import OfflineBrain, ScriptedBrain
-from tests.e2e.test_crash_recovery import ROOT, Client, host_env
-from tests.support.azurite import AzuriteInstance
-from tests.support.fake_openai import FakeOpenAI, fake_openai
-from tests.support.mcp_servers import (
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import FakeOpenAI, fake_openai
+from devkit.mcp_servers import (
     AsgiServer,
     demo_http_app,
     http_entry,
     mcp_servers_json,
     without_timestamp,
 )
+from local_host.testing import HostProcess, wait_until
+from offline_model.brains import OfflineBrain, ScriptedBrain
+from tests.e2e.test_crash_recovery import ROOT, Client, host_env
 
 MESSAGE = '/tool flaky__greet {"name": "Ada"}'
 COOLDOWN_SECONDS = 5  # longer than Durable's first retry interval (1 s): the retry lands inside

@@ -25,13 +25,13 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ToolAnnotations
 
 from agent.loop import OUTCOME_UNKNOWN
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.mcp_servers import AsgiServer
+from devkit.scheduler import WEBHOOK_SECRET
 from local_host.testing import HostProcess, wait_until
 from offline_model.brains import OfflineBrain, ScriptedBrain
 from tests.e2e.test_scheduling import due, signed
-from tests.support.azurite import AzuriteInstance
-from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer
-from tests.support.scheduler import WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
 TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}

@@ -54,9 +54,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from agent.webhooks import sign
+from devkit.scheduler import WEBHOOK_SECRET
 from tests.e2e.conftest import FUNCTION_KEY, App
 from tests.e2e.test_security import settings_changed
-from tests.support.scheduler import WEBHOOK_SECRET
 
 MAX_EXAMPLES = 25
 MAX_WAIT_SECONDS = 1.0  # generated wait_seconds are clamped to this: keeps the run bounded

@@ -15,11 +15,11 @@ from standardwebhooks import Webhook
 from agent import runtime
 from agent.callers import ANONYMOUS
 from agent.transcript import SCHEDULED_BY_ASSISTANT
+from devkit.scheduler import WEBHOOK_SECRET
 from local_host.testing import wait_until
 from storage.batches import batch_id_for_webhook, run_id_of
 from storage.conversations import ConversationRef
 from tests.e2e.conftest import TERMINAL, App, SchedulerService
-from tests.support.scheduler import WEBHOOK_SECRET
 
 CALLBACK = "/scheduler/callback"
 

@@ -11,9 +11,9 @@ from dataclasses import replace
 import pytest
 
 from agent import runtime
+from devkit.scheduler import API_KEY, WEBHOOK_SECRET
 from tests.e2e.conftest import FUNCTION_KEY, App
 from tests.e2e.test_scheduling import answered, due, schedule_by_model, schedule_tool_line, signed
-from tests.support.scheduler import API_KEY, WEBHOOK_SECRET
 
 
 class Collect(logging.Handler):

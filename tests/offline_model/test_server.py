@@ -10,8 +10,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from devkit.fake_openai import fake_openai
 from offline_model import ModelServer, OfflineBrain, ScriptedBrain
-from tests.support.fake_openai import fake_openai
 
 KEY = "server-test-key"
 API_VERSION = "2024-10-21"

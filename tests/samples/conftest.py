@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from samples.scheduler_mcp import Scheduler
-from tests.support.scheduler import (
+from devkit.scheduler import (
     FakeClock,
     RunningScheduler,
     ServedApp,
     WebhookReceiver,
     scheduler_config,
 )
+from samples.scheduler_mcp import Scheduler
 
 StartScheduler = Callable[..., Awaitable[RunningScheduler]]
 

@@ -16,15 +16,15 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.sse import sse_client
 
-from samples.demo_mcp.guide import USAGE_EXAMPLES
-from tests.support.helper_mcp import HELPER_TOOLS
-from tests.support.mcp_servers import (
+from devkit.mcp_servers import (
     DEMO_TOOLS,
     AsgiServer,
     demo_http_app,
     demo_sse_app,
     demo_stdio_command,
 )
+from samples.demo_mcp.guide import USAGE_EXAMPLES
+from tests.support.helper_mcp import HELPER_TOOLS
 
 SEED_RESOURCES = {"info://server-capabilities", "info://usage-examples"}
 SEED_PROMPTS = {"calculation_prompt", "file_operations_prompt"}

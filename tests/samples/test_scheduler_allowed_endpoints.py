@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from devkit.scheduler import API_KEY, CLIENT_ID, WEBHOOK_SECRET, FakeClock
 from samples.scheduler_mcp import SchedulerConfig
 from samples.scheduler_mcp.errors import InvalidRequest, SettingsError
 from tests.samples.conftest import StartScheduler
-from tests.support.scheduler import API_KEY, CLIENT_ID, WEBHOOK_SECRET, FakeClock
 
 CALLBACK = "https://func-example.azurewebsites.net/api/scheduler/callback"
 

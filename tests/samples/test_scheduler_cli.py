@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx2
 
-from tests.support.scheduler import (
+from devkit.scheduler import (
     API_KEY,
     CLIENT_ID,
     WEBHOOK_SECRET,

@@ -15,9 +15,7 @@ from mcp.types import CallToolResult
 from standardwebhooks import Webhook
 
 from agent.webhooks import parse_callback, verify
-from samples.scheduler_mcp import Scheduler, TickReport
-from tests.samples.conftest import StartScheduler
-from tests.support.scheduler import (
+from devkit.scheduler import (
     HOST,
     WEBHOOK_SECRET,
     FakeClock,
@@ -26,6 +24,8 @@ from tests.support.scheduler import (
     free_port,
     mcp_session,
 )
+from samples.scheduler_mcp import Scheduler, TickReport
+from tests.samples.conftest import StartScheduler
 
 
 async def schedule(

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from devkit.scheduler import WEBHOOK_SECRET, scheduler_config
 from samples.scheduler_mcp import RetryPolicy, SchedulerConfig, ScheduleStore
 from samples.scheduler_mcp.errors import InvalidRequest, SettingsError
 from samples.scheduler_mcp.validation import new_schedule, parse_endpoint, redact_endpoint
-from tests.support.scheduler import WEBHOOK_SECRET, scheduler_config
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -12,9 +12,7 @@ from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from samples.scheduler_mcp import Scheduler
-from tests.samples.conftest import StartScheduler
-from tests.support.scheduler import (
+from devkit.scheduler import (
     API_KEY,
     CLIENT_ID,
     FakeClock,
@@ -23,6 +21,8 @@ from tests.support.scheduler import (
     mcp_session,
     scheduler_config,
 )
+from samples.scheduler_mcp import Scheduler
+from tests.samples.conftest import StartScheduler
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
+from devkit.azurite import AzuriteInstance
 from storage.blob import container_client, ensure_container
 from storage.conversations import ConversationStore
 from storage.models import ConversationRef
-from tests.support.azurite import AzuriteInstance
 
 CONTAINER = "conversations-test"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import azurite as azurite_support
-from tests.support.azurite import AzuriteError, AzuriteInstance
+from devkit import azurite as azurite_support
+from devkit.azurite import AzuriteError, AzuriteInstance
 
 
 def test_a_missing_azurite_says_to_run_npm_ci(

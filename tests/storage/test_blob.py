@@ -7,9 +7,9 @@ import uuid
 import pytest
 from azure.core.credentials import AccessToken
 
+from devkit.azurite import ACCOUNT_KEY, AzuriteInstance
 from storage.blob import container_client, ensure_container, is_account_url
 from storage.errors import StorageNotConfigured
-from tests.support.azurite import ACCOUNT_KEY, AzuriteInstance
 
 
 class FakeAsyncCredential:

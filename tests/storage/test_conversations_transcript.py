@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
+from devkit.azurite import AzuriteInstance
 from storage import paths
 from storage.blob import container_client
 from storage.conversations import ConversationStore
@@ -20,7 +21,6 @@ from storage.models import ConversationRef, StoredMessage
 from storage.transcript import MAX_BLOCK_BYTES
 from tests.storage.conftest import CONTAINER
 from tests.storage.messages import message
-from tests.support.azurite import AzuriteInstance
 
 
 async def _raw_lines(container: ContainerClient, ref: ConversationRef) -> list[dict[str, Any]]:

@@ -25,9 +25,9 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
+from devkit.mcp_servers import REPO_ROOT, AsgiApp, StdioCommand
 from samples.demo_mcp import build_server
 from samples.demo_mcp.server import READ_ONLY
-from tests.support.mcp_servers import REPO_ROOT, AsgiApp, StdioCommand
 
 # The app puts its idempotency key for a tool call in the request `_meta` under this name
 # (agent.mcp.pool.IDEMPOTENCY_META_KEY); spelled out so a change there fails the tests using it.

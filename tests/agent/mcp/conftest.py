@@ -12,8 +12,8 @@ import pytest
 
 from agent.mcp.config import EnvSecretResolver, parse_mcp_servers
 from agent.mcp.pool import McpPool
+from devkit.mcp_servers import AsgiServer, demo_http_app, demo_sse_app
 from tests.support.helper_mcp import helper_http_app
-from tests.support.mcp_servers import AsgiServer, demo_http_app, demo_sse_app
 
 
 class FakeClock:

@@ -12,8 +12,7 @@ import pytest
 
 from agent.errors import SettingsError
 from agent.mcp.pool import McpPool
-from tests.agent.mcp.conftest import PoolFactory
-from tests.support.mcp_servers import (
+from devkit.mcp_servers import (
     AsgiApp,
     AsgiServer,
     BearerCheck,
@@ -24,6 +23,7 @@ from tests.support.mcp_servers import (
     sse_entry,
     without_timestamp,
 )
+from tests.agent.mcp.conftest import PoolFactory
 
 CLIENT_ID = "client-7f3a"
 API_KEY = "key-9c2e-super-secret"

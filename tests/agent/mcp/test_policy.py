@@ -13,9 +13,9 @@ from mcp.server.mcpserver import MCPServer
 from agent.errors import SettingsError, ToolTransportError
 from agent.mcp.names import VALID_NAME
 from agent.mcp.pool import McpPool, ToolOutcome
+from devkit.mcp_servers import AsgiApp, AsgiServer, http_entry
 from samples.demo_mcp import build_server
 from tests.agent.mcp.conftest import FakeClock, PoolFactory
-from tests.support.mcp_servers import AsgiApp, AsgiServer, http_entry
 
 CONTEXT = {
     "conversation_id": "conv-7",

@@ -8,8 +8,8 @@ from typing import cast
 
 from agent.runtime import Runtime
 from agent.scheduling import scheduler_name
+from devkit.mcp_servers import http_entry
 from tests.agent.mcp.conftest import PoolFactory
-from tests.support.mcp_servers import http_entry
 
 
 async def test_the_seeds_capitalised_scheduler_is_the_scheduler(make_pool: PoolFactory) -> None:

@@ -11,14 +11,14 @@ from agent.errors import ToolTimeout, ToolTransportError
 from agent.mcp.config import EnvSecretResolver, parse_mcp_servers
 from agent.mcp.pool import McpPool
 from agent.mcp.session import ServerConnection
-from tests.agent.mcp.conftest import PoolFactory
-from tests.support.mcp_servers import (
+from devkit.mcp_servers import (
     AsgiServer,
     http_entry,
     mcp_servers_json,
     sse_entry,
     without_timestamp,
 )
+from tests.agent.mcp.conftest import PoolFactory
 
 CONTEXT: dict[str, str] = {}
 
@@ -99,7 +99,7 @@ async def test_a_transport_error_says_whether_the_request_may_have_reached_the_s
 async def test_a_restarted_sse_server_is_reconnected_on_the_next_call(
     make_pool: PoolFactory, tmp_path: Path
 ) -> None:
-    from tests.support.mcp_servers import demo_sse_app
+    from devkit.mcp_servers import demo_sse_app
 
     server = AsgiServer(lambda: demo_sse_app(tmp_path)).start()
     try:

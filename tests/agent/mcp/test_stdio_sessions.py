@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ToolTransportError
+from devkit.mcp_servers import REPO_ROOT, stdio_entry
 from tests.agent.mcp.conftest import PoolFactory
 from tests.support.helper_mcp import helper_stdio_command
-from tests.support.mcp_servers import REPO_ROOT, stdio_entry
 
 CONTEXT: dict[str, str] = {}
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.mcp.pool import to_openai_tools
-from tests.agent.mcp.conftest import PoolFactory
-from tests.support.mcp_servers import (
+from devkit.mcp_servers import (
     DEMO_TOOLS,
     AsgiServer,
     EverythingHttpServer,
@@ -22,6 +21,7 @@ from tests.support.mcp_servers import (
     stdio_entry,
     time_stdio_command,
 )
+from tests.agent.mcp.conftest import PoolFactory
 
 CONTEXT = {"conversation_id": "conv-1"}
 needs_node = pytest.mark.skipif(not node_available(), reason="node or server-everything missing")

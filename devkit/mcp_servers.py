@@ -37,7 +37,7 @@ import uvicorn
 
 from samples.demo_mcp import build_server
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 EVERYTHING_ENTRY = (
     REPO_ROOT / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
 )
