@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, TypeVar
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 from agent import backoff
 from agent.errors import InvalidSettings, SettingsError
@@ -458,9 +458,18 @@ def _keyvault(read: _Reader) -> str | None:
     raw = read.text("KEYVAULT_URI")
     if raw is None:
         return None
-    from agent.secrets import keyvault_url  # one rule for the vault URL (that module needs ours)
+    return _keyvault_url(raw)
 
-    return keyvault_url(raw)
+
+def _keyvault_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise SettingsError(
+            "KEYVAULT_URI", "must be an https:// URL (e.g. https://<name>.vault.azure.net)"
+        )
+    if parts.path.strip("/") or parts.query:
+        raise SettingsError("KEYVAULT_URI", "must be the vault's base URL, without a path or query")
+    return f"https://{parts.netloc}"
 
 
 def _container(read: _Reader) -> str:

@@ -35,7 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from agent.errors import SettingsError
@@ -103,6 +103,41 @@ class SecretValue:
             return await resolver.get(self.secret_name)
         assert self.inline is not None  # the parser sets exactly one of the two
         return self.inline
+
+
+@runtime_checkable
+class RefreshableSecretResolver(Protocol):
+    """A resolver that caches, and can be told to forget a value (e.g. after a 401 with it)."""
+
+    async def get(self, name: str) -> str: ...
+
+    def invalidate(self, name: str) -> None: ...
+
+
+def secret_names(config: McpServerConfig) -> frozenset[str]:
+    """Every `{"secret": NAME}` the server's config uses (auth headers, keys, tokens, stdio env)."""
+    values: list[SecretValue] = []
+    auth = config.auth
+    if isinstance(auth, HeadersAuth):
+        values.extend(auth.headers.values())
+    elif isinstance(auth, ApiKeyAuth):
+        values.append(auth.api_key)
+        if auth.client_id is not None:
+            values.append(auth.client_id)
+    elif isinstance(auth, BearerAuth):
+        values.append(auth.token)
+    if isinstance(config.transport, StdioTransport):
+        values.extend(config.transport.env.values())
+    return frozenset(v.secret_name for v in values if v.secret_name is not None)
+
+
+def forget_secrets(resolver: SecretResolver, config: McpServerConfig) -> frozenset[str]:
+    """Make the resolver re-read the server's secrets on the next connect; returns their names."""
+    names = secret_names(config)
+    if isinstance(resolver, RefreshableSecretResolver):
+        for name in names:
+            resolver.invalidate(name)
+    return names
 
 
 # --- transports ------------------------------------------------------------------------------

@@ -41,12 +41,12 @@ from agent.mcp.config import (
     ManagedIdentityAuth,
     McpServerConfig,
     SecretResolver,
+    forget_secrets,
 )
 from agent.mcp.failures import Failure, FailureKind, classify, unusable_result
 from agent.mcp.names import SEPARATOR, candidate_servers, exposed_tool_name
 from agent.mcp.render import cap, render_full, render_text
 from agent.mcp.session import ServerConnection
-from agent.secrets import forget_secrets
 
 logger = logging.getLogger("agent.mcp")
 

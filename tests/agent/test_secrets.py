@@ -22,17 +22,17 @@ import pytest_asyncio
 import agent.credentials
 from agent.errors import OperatorError, SettingsError
 from agent.keyvault import KeyVaultSecretResolver
-from agent.mcp.config import EnvSecretResolver, McpServerConfig, parse_mcp_servers
+from agent.mcp.config import (
+    EnvSecretResolver,
+    McpServerConfig,
+    RefreshableSecretResolver,
+    forget_secrets,
+    parse_mcp_servers,
+    secret_names,
+)
 from agent.mcp.pool import McpPool
 from agent.model import build_model_client
-from agent.secrets import (
-    RefreshableSecretResolver,
-    close_resolver,
-    forget_secrets,
-    resolve_model_key,
-    secret_names,
-    secret_resolver,
-)
+from agent.secrets import close_resolver, resolve_model_key, secret_resolver
 from agent.settings import Settings
 from devkit.fake_openai import TEST_API_KEY, TEST_DEPLOYMENT, fake_openai
 from devkit.mcp_servers import AsgiServer, demo_http_app, http_entry, without_timestamp
