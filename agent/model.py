@@ -17,121 +17,29 @@ import email.utils
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import (
     ContentFiltered,
     ModelError,
     PermanentModelError,
-    SettingsError,
     TransientModelError,
 )
+from agent.settings import ModelSettings
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
     from openai import AsyncOpenAI
 
 AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
-DEFAULT_TIMEOUT_SECONDS = 60.0
 CONNECT_TIMEOUT_SECONDS = 10.0
 # An OpenAI-compatible server without auth (Ollama, vLLM) still needs *a* key for the client;
 # passing one also stops openai from silently reading OPENAI_API_KEY from the environment.
 NO_API_KEY = "no-key"
 SERVICE_MESSAGE_LIMIT = 300
 REDACTED = "[redacted]"
-
-ModelKind = Literal["azure", "openai"]
-
-
-# --- configuration ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Where the model is and how to call it.
-
-    kind "azure":  `endpoint` is the resource endpoint (https://<name>.openai.azure.com), `model`
-                   the deployment name, `api_version` required; no `api_key` → managed identity.
-    kind "openai": `endpoint` is the base URL (https://api.openai.com/v1, http://localhost:11434/v1)
-                   and `model` the model name.
-    """
-
-    kind: ModelKind
-    endpoint: str
-    model: str
-    api_version: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    max_output_tokens: int | None = None
-    temperature: float | None = None
-
-    def __post_init__(self) -> None:
-        names = SETTING_NAMES.get(self.kind)
-        if names is None:
-            raise SettingsError(
-                "ModelConfig.kind", f"must be 'azure' or 'openai', not {self.kind!r}"
-            )
-        if not self.endpoint.startswith(("http://", "https://")):
-            raise SettingsError(names["endpoint"], "must be an http(s) URL")
-        if not self.model:
-            raise SettingsError(names["model"], "is required")
-        if self.kind == "azure" and not self.api_version:
-            raise SettingsError("AZURE_OPENAI_API_VERSION", "is required for Azure OpenAI")
-        if not (self.timeout_seconds > 0 and math.isfinite(self.timeout_seconds)):
-            raise SettingsError("ModelConfig.timeout_seconds", "must be a positive number")
-        if self.max_output_tokens is not None and self.max_output_tokens <= 0:
-            raise SettingsError("ModelConfig.max_output_tokens", "must be positive")
-        if self.temperature is not None and not 0 <= self.temperature <= 2:
-            raise SettingsError("ModelConfig.temperature", "must be between 0 and 2")
-
-    @classmethod
-    def azure(
-        cls, *, endpoint: str, deployment: str, api_version: str, **options: Any
-    ) -> ModelConfig:
-        return cls(
-            kind="azure", endpoint=endpoint, model=deployment, api_version=api_version, **options
-        )
-
-    @classmethod
-    def openai_compatible(cls, *, base_url: str, model: str, **options: Any) -> ModelConfig:
-        return cls(kind="openai", endpoint=base_url, model=model, **options)
-
-    @classmethod
-    def from_settings(cls, settings: Any) -> ModelConfig:
-        """From any object with these attribute names, e.g. `agent.settings.ModelSettings`
-        (whose `api_key` is a `Secret` holding `.value`)."""
-        if isinstance(settings, ModelConfig):
-            return settings
-        api_key = getattr(settings, "api_key", None)
-        api_key = getattr(api_key, "value", api_key)
-        return cls(
-            kind=settings.kind,
-            endpoint=settings.endpoint,
-            model=settings.model,
-            api_version=getattr(settings, "api_version", None),
-            api_key=api_key or None,
-            timeout_seconds=getattr(settings, "timeout_seconds", DEFAULT_TIMEOUT_SECONDS),
-            max_output_tokens=getattr(settings, "max_output_tokens", None),
-            temperature=getattr(settings, "temperature", None),
-        )
-
-    @property
-    def uses_managed_identity(self) -> bool:
-        return self.kind == "azure" and not self.api_key
-
-    @property
-    def service_name(self) -> str:
-        """How error messages name the service."""
-        return "Azure OpenAI" if self.kind == "azure" else "the OpenAI-compatible endpoint"
-
-
-SETTING_NAMES: dict[str, dict[str, str]] = {
-    "azure": {"endpoint": "AZURE_OPENAI_ENDPOINT", "model": "AZURE_OPENAI_DEPLOYMENT"},
-    "openai": {"endpoint": "OPENAI_BASE_URL", "model": "OPENAI_MODEL"},
-}
-
 
 # --- the reply -------------------------------------------------------------------------------
 
@@ -199,7 +107,7 @@ class ModelClient:
     def __init__(
         self,
         openai_client: AsyncOpenAI,
-        config: ModelConfig,
+        config: ModelSettings,
         *,
         owned_credential: AsyncTokenCredential | None = None,
     ) -> None:
@@ -251,7 +159,7 @@ class ModelClient:
         return request
 
     def _secrets(self) -> tuple[str, ...]:
-        return (self.config.api_key,) if self.config.api_key else ()
+        return (self.config.api_key.value,) if self.config.api_key else ()
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -271,15 +179,17 @@ class ModelClient:
 
 
 def build_model_client(
-    settings: ModelConfig | Any, credential: AsyncTokenCredential | None = None
+    config: ModelSettings, credential: AsyncTokenCredential | None = None
 ) -> ModelClient:
-    """The client for `settings` (a ModelConfig, or any object `ModelConfig.from_settings`
-    reads). Azure without an API key authenticates with Microsoft Entra ID through `credential`
-    (an async credential; a DefaultAzureCredential is created, and owned by the client, when
-    none is given)."""
+    """The client for `config` (its `{"secret": NAME}` key already read: see
+    agent.secrets.resolve_model_key). Azure without an API key authenticates with Microsoft Entra
+    ID through `credential` (an async credential; a DefaultAzureCredential is created, and owned
+    by the client, when none is given)."""
+    if config.api_key_secret is not None:
+        # Else the client would quietly fall back to managed identity.
+        raise ValueError("the model key names a secret that was not read yet")
     import openai  # lazily: see the module docstring
 
-    config = ModelConfig.from_settings(settings)
     options: dict[str, Any] = {
         "timeout": openai.Timeout(
             config.timeout_seconds, connect=min(CONNECT_TIMEOUT_SECONDS, config.timeout_seconds)
@@ -288,14 +198,16 @@ def build_model_client(
     }
     if config.kind == "openai":
         client = openai.AsyncOpenAI(
-            base_url=config.endpoint, api_key=config.api_key or NO_API_KEY, **options
+            base_url=config.endpoint,
+            api_key=config.api_key.value if config.api_key else NO_API_KEY,
+            **options,
         )
         return ModelClient(client, config)
     if config.api_key:
         azure_client = openai.AsyncAzureOpenAI(
             azure_endpoint=config.endpoint,
             api_version=config.api_version,
-            api_key=config.api_key,
+            api_key=config.api_key.value,
             **options,
         )
         return ModelClient(azure_client, config)

@@ -175,7 +175,7 @@ def _needs_credential(config: Settings) -> bool:
     model = config.model
     return (
         config.storage_uses_account_url
-        or (model.kind == "azure" and model.api_key is None and model.api_key_secret is None)
+        or model.uses_managed_identity
         or _mcp_uses_managed_identity(config)
         or config.keyvault_uri is not None
     )

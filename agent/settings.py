@@ -19,11 +19,12 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypeVar
 from urllib.parse import urlparse, urlsplit
 
 from agent import backoff
 from agent.errors import InvalidSettings, SettingsError
+from agent.webhooks import decode_secret
 
 if TYPE_CHECKING:
     from agent.mcp.config import McpServerConfig
@@ -38,8 +39,9 @@ _AZURITE_CONNECTION = (
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
 )
 DEFAULT_AZURE_OPENAI_API_VERSION = "2024-10-21"
+DEFAULT_MODEL_TIMEOUT_SECONDS = 60.0
+MAX_TEMPERATURE = 2.0  # what both Azure OpenAI and OpenAI accept
 WAIT_SECONDS_CAP = 120  # well under the 230 s HTTP limit of the Functions front end
-NO_SERVERS = '{"mcp_servers": []}'  # MCP_SERVERS unset
 
 # Identity-based connection for the host's storage (no connection string): the conversation store
 # uses the same account when neither CONVERSATIONS_STORAGE nor AzureWebJobsStorage is set.
@@ -79,10 +81,10 @@ _ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 
 
 @dataclass(frozen=True)
-class Secret:
-    """A secret value that never prints itself."""
+class Secret(Generic[T]):
+    """A secret value (text, or a decoded key) that never prints itself."""
 
-    value: str = field(repr=False)
+    value: T = field(repr=False)
 
     def __repr__(self) -> str:
         return "Secret('***')"
@@ -92,17 +94,35 @@ class Secret:
 
 @dataclass(frozen=True)
 class ModelSettings:
+    """Where the model is and how to call it: the one model configuration type (the client in
+    agent.model takes it as parsed here).
+
+    kind "azure":  `endpoint` is the resource endpoint (https://<name>.openai.azure.com), `model`
+                   the deployment name, `api_version` required; no key → managed identity.
+    kind "openai": `endpoint` is the base URL (https://api.openai.com/v1, http://localhost:11434/v1)
+                   and `model` the model name.
+    """
+
     kind: Literal["azure", "openai"]
     endpoint: str  # Azure resource endpoint, or the OpenAI-compatible base URL
     model: str  # Azure deployment name, or the model name
-    api_version: str | None
-    api_key: Secret | None  # None on Azure (and no api_key_secret) means managed identity
-    timeout_seconds: float
-    max_output_tokens: int | None
-    temperature: float | None
+    api_version: str | None = None
+    api_key: Secret | None = None  # None on Azure (and no api_key_secret) means managed identity
+    timeout_seconds: float = DEFAULT_MODEL_TIMEOUT_SECONDS
+    max_output_tokens: int | None = None
+    temperature: float | None = None
     # `{"secret": NAME}`: the key is read through the app's secret resolver (Key Vault when
     # KEYVAULT_URI is set, else the environment) when the runtime is built; see agent.secrets.
     api_key_secret: str | None = None
+
+    @property
+    def uses_managed_identity(self) -> bool:
+        return self.kind == "azure" and self.api_key is None and self.api_key_secret is None
+
+    @property
+    def service_name(self) -> str:
+        """How error messages name the service."""
+        return "Azure OpenAI" if self.kind == "azure" else "the OpenAI-compatible endpoint"
 
 
 @dataclass(frozen=True)
@@ -133,11 +153,11 @@ class Settings:
     conversations_storage: str  # connection string, or an account URL used with managed identity
     conversations_container: str
     model: ModelSettings
-    mcp_servers_json: str  # the JSON text of MCP_SERVERS (from the setting or its file)
     limits: Limits
     system_prompt: str
     keyvault_uri: str | None
-    scheduler_webhook_secret: Secret | None
+    # SCHEDULER_WEBHOOK_SECRET's HMAC key, decoded from `whsec_<base64>` once, here.
+    scheduler_webhook_secret: Secret[bytes] | None
     public_base_url: str | None
     require_auth: bool
     appinsights_connection_string: Secret | None
@@ -299,13 +319,11 @@ def _parse(read: _Reader) -> Settings:
     client_id = _client_id(read)
     on_azure = bool(read.text(SITE_NAME) or read.text(INSTANCE_ID))
     app_service_auth = read.boolean(AUTH_ENABLED, False)
-    mcp_servers_json, mcp_servers = read.attempt(lambda: _mcp_servers(read), (NO_SERVERS, ()))
     settings = Settings(
         conversations_storage=read.attempt(lambda: _storage(read), ""),
         conversations_container=read.attempt(lambda: _container(read), "conversations"),
         model=_model(read),
-        mcp_servers_json=mcp_servers_json,
-        mcp_servers=mcp_servers,
+        mcp_servers=read.attempt(lambda: _mcp_servers(read), ()),
         limits=_limits(read),
         system_prompt=read.text("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT) or "",
         keyvault_uri=read.attempt(lambda: _keyvault(read), None),
@@ -483,9 +501,13 @@ def _container(read: _Reader) -> str:
 
 
 def _model(read: _Reader) -> ModelSettings:
-    timeout = read.number("MODEL_TIMEOUT_SECONDS", 60.0, minimum=1.0) or 60.0
+    default_timeout = DEFAULT_MODEL_TIMEOUT_SECONDS
+    timeout = read.number("MODEL_TIMEOUT_SECONDS", default_timeout, minimum=1.0) or default_timeout
     max_output = read.integer("MODEL_MAX_OUTPUT_TOKENS", 0, minimum=0) or None
     temperature = read.number("MODEL_TEMPERATURE", None)
+    if temperature is not None and temperature > MAX_TEMPERATURE:
+        read.fail("MODEL_TEMPERATURE", f"must be between 0 and {MAX_TEMPERATURE:g}")
+        temperature = None
     options = {
         "timeout_seconds": timeout,
         "max_output_tokens": max_output,
@@ -550,24 +572,23 @@ def _api_key(read: _Reader, name: str) -> tuple[Secret | None, str | None]:
     return None, secret.strip()
 
 
-def _mcp_servers(read: _Reader) -> tuple[str, tuple[McpServerConfig, ...]]:
-    """MCP_SERVERS is JSON, or the path of a JSON file: its text, and the servers parsed from it
-    (checked now, not at first use; what startup should say about them joins the notices)."""
-    raw = read.text("MCP_SERVERS")
-    if raw is None:
-        return NO_SERVERS, ()
-    from agent.mcp.config import mcp_servers_text, read_mcp_servers  # stdlib only
+def _mcp_servers(read: _Reader) -> tuple[McpServerConfig, ...]:
+    """MCP_SERVERS (JSON, or the path of a JSON file), parsed and checked now, not at first use;
+    what startup should say about the servers joins the notices."""
+    from agent.mcp.config import read_mcp_servers  # stdlib only
 
-    text = mcp_servers_text(raw)
-    servers, notices = read_mcp_servers(text)
+    servers, notices = read_mcp_servers(read.text("MCP_SERVERS"))
     read.notices.extend(notices)
-    return text, servers
+    return servers
 
 
-def _webhook_secret(read: _Reader) -> Secret | None:
+def _webhook_secret(read: _Reader) -> Secret[bytes] | None:
+    """The webhook key, decoded now: a malformed secret stops startup, not each callback."""
     secret = read.secret("SCHEDULER_WEBHOOK_SECRET")
-    if secret is not None and not secret.value.startswith("whsec_"):
+    if secret is None:
+        return None
+    if not secret.value.startswith("whsec_"):
         raise SettingsError(
             "SCHEDULER_WEBHOOK_SECRET", "must be a Standard Webhooks secret (whsec_...)"
         )
-    return secret
+    return Secret(decode_secret(secret.value))

@@ -93,7 +93,7 @@ PROVIDERS = {"azure": "azure.ai.openai", "openai": "openai"}
 
 
 def provider_name(model_kind: str) -> str:
-    """`gen_ai.provider.name` for a `ModelConfig.kind` ("azure" / "openai")."""
+    """`gen_ai.provider.name` for a `ModelSettings.kind` ("azure" / "openai")."""
     return PROVIDERS.get(model_kind, model_kind)
 
 

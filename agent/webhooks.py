@@ -1,8 +1,9 @@
 """Standard Webhooks (https://www.standardwebhooks.com) for the Scheduler's callback.
 
 `verify` checks a delivery (`webhook-id`, `webhook-timestamp`, `webhook-signature` headers) before
-the app stores or starts anything; `sign` is what the Scheduler's dispatcher puts in those headers;
-`parse_callback` turns a verified body into a `CallbackBatch`.
+the app stores or starts anything, with the key `decode_secret` took out of the setting once (in
+`agent.settings`); `parse_callback` turns a verified body into a `CallbackBatch`. The app never
+signs: the Scheduler does, with the reference `standardwebhooks` library.
 
 Stdlib (and the app's own light modules) only: this runs in the Functions worker, where every
 import is paid on a cold start.
@@ -62,12 +63,6 @@ def _signature(key: bytes, webhook_id: str, timestamp: str, body: bytes) -> byte
     return hmac.new(key, message, hashlib.sha256).digest()
 
 
-def sign(secret: str, webhook_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` value for one delivery: `v1,<base64 HMAC-SHA256>`."""
-    digest = _signature(decode_secret(secret), webhook_id, str(timestamp), body)
-    return f"{SIGNATURE_VERSION},{base64.b64encode(digest).decode('ascii')}"
-
-
 def _header(headers: Mapping[str, str], name: str) -> str:
     """Case-insensitive lookup (plain dicts are case-sensitive; HTTP headers are not)."""
     value = headers.get(name)
@@ -93,7 +88,7 @@ def _offered_signatures(header: str) -> list[bytes]:
 
 
 def verify(
-    secret: str,
+    key: bytes,
     headers: Mapping[str, str],
     body: bytes,
     *,
@@ -102,9 +97,9 @@ def verify(
 ) -> str:
     """Check a delivery and return its `webhook-id` (the idempotency key); else `Unauthorized`.
 
-    Any one valid signature passes, so the sender can rotate keys by sending old and new.
+    `key` is the decoded secret (`decode_secret`). Any one valid signature passes, so the sender
+    can rotate keys by sending old and new.
     """
-    key = decode_secret(secret)
     webhook_id = _header(headers, "webhook-id")
     timestamp = _header(headers, "webhook-timestamp")
     signature_header = _header(headers, "webhook-signature")

@@ -30,7 +30,8 @@ from mcp.server.mcpserver import MCPServer
 from agent import runtime as app_runtime
 from agent.mcp.config import parse_mcp_servers
 from agent.mcp.pool import McpPool, to_openai_tools
-from agent.model import ModelConfig, build_model_client
+from agent.model import build_model_client
+from agent.settings import ModelSettings
 from devkit.azurite import start_azurite
 from devkit.fake_openai import TEST_DEPLOYMENT, fake_openai
 from devkit.mcp_servers import AsgiServer
@@ -64,7 +65,7 @@ def script_turn(brain: ScriptedBrain) -> None:
     brain.delay(MODEL_SECONDS, then=Completion(content="finished"))
 
 
-async def plain_loop(config: ModelConfig, pool: McpPool) -> float:
+async def plain_loop(config: ModelSettings, pool: McpPool) -> float:
     """The same calls, one after the other, with nothing durable around them."""
     client = build_model_client(config)
     tools = to_openai_tools(await pool.list_tools())

@@ -23,11 +23,18 @@ from azure.core.credentials import AccessToken
 from offline_model import Brain, ModelServer, RecordedRequest, ScriptedBrain
 
 if TYPE_CHECKING:
-    from agent.model import ModelConfig
+    from agent.settings import ModelSettings
 
 TEST_API_KEY = "test-key-0123456789abcdef"
 TEST_DEPLOYMENT = "gpt-test"
 TEST_API_VERSION = "2024-10-21"
+
+
+def model_settings(*, api_key: str | None = None, **fields: Any) -> ModelSettings:
+    """`ModelSettings` with a plain-text key (wrapped as the app's `Secret`)."""
+    from agent.settings import ModelSettings, Secret
+
+    return ModelSettings(api_key=None if api_key is None else Secret(api_key), **fields)
 
 
 @dataclass
@@ -54,28 +61,29 @@ class FakeOpenAI:
     def chat_requests(self) -> list[RecordedRequest]:
         return self.server.chat_requests()
 
-    def azure_config(self, **overrides: Any) -> ModelConfig:
-        from agent.model import ModelConfig
-
-        options: dict[str, Any] = {"api_key": self.api_key, "timeout_seconds": 5.0}
-        options.update(overrides)
-        return ModelConfig.azure(
+    def azure_config(self, **overrides: Any) -> ModelSettings:
+        """Model settings for this server as Azure OpenAI (`api_key=None`: managed identity)."""
+        options = self._options(overrides)
+        return model_settings(
+            kind="azure",
             endpoint=self.base_url,
-            deployment=options.pop("deployment", TEST_DEPLOYMENT),
+            model=options.pop("deployment", TEST_DEPLOYMENT),
             api_version=options.pop("api_version", TEST_API_VERSION),
             **options,
         )
 
-    def openai_config(self, **overrides: Any) -> ModelConfig:
-        from agent.model import ModelConfig
-
-        options: dict[str, Any] = {"api_key": self.api_key, "timeout_seconds": 5.0}
-        options.update(overrides)
-        return ModelConfig.openai_compatible(
-            base_url=options.pop("base_url", self.openai_base_url),
+    def openai_config(self, **overrides: Any) -> ModelSettings:
+        """Model settings for this server as an OpenAI-compatible endpoint."""
+        options = self._options(overrides)
+        return model_settings(
+            kind="openai",
+            endpoint=options.pop("base_url", self.openai_base_url),
             model=options.pop("model", TEST_DEPLOYMENT),
             **options,
         )
+
+    def _options(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        return {"api_key": self.api_key, "timeout_seconds": 5.0, **overrides}
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -298,7 +299,7 @@ def test_the_example_settings_parse():
     values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
     settings = Settings.from_env(values)
     assert settings.model.kind == "openai"
-    assert json.loads(settings.mcp_servers_json)["mcp_servers"]
+    assert settings.mcp_servers
 
 
 ASK_HEALTH = """
@@ -348,3 +349,13 @@ def test_require_auth_locally_is_healthy_and_the_startup_log_warns_once_that_hea
     assert health == {"status": 200, "body": {"status": "ok"}}
     assert log.count("REQUIRE_AUTH=true without App Service Authentication") == 1, log
     assert "trusted as the client sent them" in log
+
+
+def test_an_empty_mcp_list_or_a_short_webhook_key_is_the_503_health_detail_from_startup():
+    short_key = "whsec_" + base64.b64encode(b"short").decode()
+    bad = {**MINIMAL_SETTINGS, "MCP_SERVERS": "[]", "SCHEDULER_WEBHOOK_SECRET": short_key}
+    health, _ = health_in_a_fresh_interpreter(bad)
+    assert health["status"] == 503
+    assert health["body"]["invalid_settings"] == ["MCP_SERVERS", "SCHEDULER_WEBHOOK_SECRET"]
+    assert "setting MCP_SERVERS: the top level: must be a JSON object" in health["body"]["detail"]
+    assert "SCHEDULER_WEBHOOK_SECRET: key is shorter than 16 bytes" in health["body"]["detail"]

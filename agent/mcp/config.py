@@ -687,7 +687,7 @@ def _parse_breaker(value: Any, where: str) -> dict[str, Any]:
     return parsed
 
 
-def mcp_servers_text(raw: str) -> str:
+def _json_text(raw: str) -> str:
     """`MCP_SERVERS`' JSON text: the value itself, or the file it names."""
     if raw.lstrip().startswith(("{", "[")):
         return raw
@@ -700,7 +700,7 @@ def mcp_servers_text(raw: str) -> str:
 
 
 def _read_json(raw: str) -> Any:
-    text = mcp_servers_text(raw)
+    text = _json_text(raw)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -751,9 +751,3 @@ def _notices(document: dict[str, Any], servers: tuple[McpServerConfig, ...]) -> 
         if config.auth == ManagedIdentityAuth(SEED_MANAGED_IDENTITY_SCOPE)
     ]
     return tuple(notices)
-
-
-def load_mcp_servers(environ: Mapping[str, str] | None = None) -> tuple[McpServerConfig, ...]:
-    """`parse_mcp_servers` on the `MCP_SERVERS` environment variable (absent → no servers)."""
-    environ = os.environ if environ is None else environ
-    return parse_mcp_servers(environ.get(SETTING))

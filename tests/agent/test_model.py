@@ -11,7 +11,7 @@ import pytest
 from azure.core.exceptions import ClientAuthenticationError
 
 from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
-from agent.model import AZURE_OPENAI_SCOPE, ModelClient, ModelConfig, build_model_client
+from agent.model import AZURE_OPENAI_SCOPE, ModelClient, build_model_client
 from devkit.fake_openai import (
     TEST_API_KEY,
     TEST_API_VERSION,
@@ -19,6 +19,7 @@ from devkit.fake_openai import (
     FakeAsyncCredential,
     FakeOpenAI,
     fake_openai,
+    model_settings,
 )
 from offline_model import ToolCallSpec
 from offline_model.replies import azure_error, bad_request
@@ -297,9 +298,10 @@ async def test_a_refused_connection_is_transient() -> None:
     with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    closed = ModelConfig.azure(
+    closed = model_settings(
+        kind="azure",
         endpoint=f"http://127.0.0.1:{port}",
-        deployment=TEST_DEPLOYMENT,
+        model=TEST_DEPLOYMENT,
         api_version=TEST_API_VERSION,
         api_key=TEST_API_KEY,
         timeout_seconds=2.0,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -14,17 +13,18 @@ import pytest
 from agent.errors import (
     ContentFiltered,
     PermanentModelError,
-    SettingsError,
     TransientModelError,
 )
 from agent.model import (
-    ModelConfig,
     ModelReply,
     ToolCall,
+    build_model_client,
     classify,
     classify_status,
     retry_after_seconds,
 )
+from agent.settings import ModelSettings
+from devkit.fake_openai import model_settings
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC).timestamp()
@@ -105,10 +105,11 @@ def test_classify_passes_model_errors_through_and_names_unknown_failures() -> No
 # --- config ----------------------------------------------------------------------------------
 
 
-def test_the_api_key_never_appears_in_the_configs_repr() -> None:
-    config = ModelConfig.azure(
+def test_the_api_key_never_appears_in_the_model_settings_repr() -> None:
+    config = model_settings(
+        kind="azure",
         endpoint="https://x.openai.azure.com",
-        deployment="gpt-4o",
+        model="gpt-4o",
         api_version="2024-10-21",
         api_key="super-secret-key",
     )
@@ -117,53 +118,14 @@ def test_the_api_key_never_appears_in_the_configs_repr() -> None:
     assert not config.uses_managed_identity
 
 
-@pytest.mark.parametrize(
-    ("fields", "setting"),
-    [
-        (
-            {"kind": "azure", "endpoint": "x.openai.azure.com", "model": "m", "api_version": "v"},
-            "AZURE_OPENAI_ENDPOINT",
-        ),
-        (
-            {"kind": "azure", "endpoint": "https://x", "model": "", "api_version": "v"},
-            "AZURE_OPENAI_DEPLOYMENT",
-        ),
-        ({"kind": "azure", "endpoint": "https://x", "model": "m"}, "AZURE_OPENAI_API_VERSION"),
-        ({"kind": "openai", "endpoint": "ftp://x", "model": "m"}, "OPENAI_BASE_URL"),
-        (
-            {"kind": "openai", "endpoint": "http://x", "model": "m", "timeout_seconds": 0},
-            "ModelConfig.timeout_seconds",
-        ),
-    ],
-)
-def test_an_invalid_config_names_the_setting_to_fix(fields: dict, setting: str) -> None:
-    with pytest.raises(SettingsError) as caught:
-        ModelConfig(**fields)
+def test_a_model_key_that_names_an_unread_secret_is_not_mistaken_for_managed_identity() -> None:
+    config = ModelSettings("azure", "https://x.openai.azure.com", "gpt-4o", "v", None, 5.0)
+    named = ModelSettings("azure", "https://x", "gpt-4o", "v", api_key_secret="MODEL-KEY")
 
-    assert caught.value.name == setting
-
-
-def test_a_config_is_read_from_settings_whose_key_is_a_secret_object() -> None:
-    @dataclass(frozen=True)
-    class Secret:
-        value: str
-
-    @dataclass(frozen=True)
-    class Settings:
-        kind: str = "azure"
-        endpoint: str = "https://x.openai.azure.com"
-        model: str = "gpt-4o"
-        api_version: str = "2024-10-21"
-        api_key: Secret | None = Secret("k-123")
-        timeout_seconds: float = 12.0
-        max_output_tokens: int | None = 100
-        temperature: float | None = None
-
-    config = ModelConfig.from_settings(Settings())
-
-    assert config.api_key == "k-123"
-    assert (config.kind, config.model, config.timeout_seconds) == ("azure", "gpt-4o", 12.0)
-    assert ModelConfig.from_settings(Settings(api_key=None)).uses_managed_identity
+    assert config.uses_managed_identity
+    assert not named.uses_managed_identity
+    with pytest.raises(ValueError, match="not read yet"):
+        build_model_client(named)
 
 
 # --- reply shape -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Settings: parsed once, typed, and every bad value names its setting."""
 
+import base64
 import json
 
 import pytest
@@ -24,7 +25,7 @@ def test_defaults_are_sensible_and_storage_falls_back_to_webjobs_storage():
     assert s.conversations_container == "conversations"
     assert s.model.kind == "azure" and s.model.api_key is None  # managed identity
     assert s.limits.max_steps == 10
-    assert json.loads(s.mcp_servers_json) == {"mcp_servers": []}
+    assert s.mcp_servers == ()
 
 
 def test_an_openai_compatible_endpoint_is_the_alternative():
@@ -48,6 +49,9 @@ def test_an_openai_compatible_endpoint_is_the_alternative():
         ({"CONVERSATIONS_STORAGE": "garbage"}, "CONVERSATIONS_STORAGE"),
         ({"MCP_SERVERS": "{not json"}, "MCP_SERVERS"),
         ({"MCP_SERVERS": "/no/such/file.json"}, "MCP_SERVERS"),
+        ({"MCP_SERVERS": "[]"}, "MCP_SERVERS"),
+        ({"MCP_SERVERS": '{"mcp_servers": [], "servers": []}'}, "MCP_SERVERS"),
+        ({"MODEL_TEMPERATURE": "2.5"}, "MODEL_TEMPERATURE"),
         ({"SCHEDULER_WEBHOOK_SECRET": "plain"}, "SCHEDULER_WEBHOOK_SECRET"),
         ({"REQUIRE_AUTH": "maybe"}, "REQUIRE_AUTH"),
     ],
@@ -74,20 +78,25 @@ def test_mcp_servers_may_be_a_path_to_a_json_file(tmp_path):
     path = tmp_path / "mcp.json"
     server = {"name": "x", "transport": {"type": "sse", "url": "http://127.0.0.1:1/sse"}}
     path.write_text(json.dumps({"mcp_servers": [server]}))
-    assert (
-        json.loads(settings(MCP_SERVERS=str(path)).mcp_servers_json)["mcp_servers"][0]["name"]
-        == "x"
-    )
+    assert [server.name for server in settings(MCP_SERVERS=str(path)).mcp_servers] == ["x"]
 
 
 def test_secrets_never_show_when_settings_are_printed():
     s = settings(
         AZURE_OPENAI_API_KEY="sk-verysecretvalue123",
-        SCHEDULER_WEBHOOK_SECRET="whsec_c2VjcmV0c2VjcmV0",
+        SCHEDULER_WEBHOOK_SECRET="whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0",
     )
     assert s.model.api_key is not None and s.model.api_key.value == "sk-verysecretvalue123"
     printed = repr(s) + str(s)
     assert "verysecret" not in printed and "c2VjcmV0" not in printed
+
+
+def test_the_webhook_secret_is_decoded_once_at_startup_and_a_short_key_stops_it():
+    secret = "whsec_" + base64.b64encode(b"k" * 32).decode()
+    assert settings(SCHEDULER_WEBHOOK_SECRET=secret).scheduler_webhook_secret == Secret(b"k" * 32)
+    short = "whsec_" + base64.b64encode(b"short").decode()
+    with pytest.raises(InvalidSettings, match="SCHEDULER_WEBHOOK_SECRET: key is shorter"):
+        settings(SCHEDULER_WEBHOOK_SECRET=short)
 
 
 def test_settings_are_frozen():

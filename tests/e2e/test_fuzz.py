@@ -53,8 +53,8 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from agent.webhooks import sign
 from devkit.scheduler import WEBHOOK_SECRET
+from samples.scheduler_mcp.signing import Signer
 from tests.e2e.conftest import FUNCTION_KEY, App
 from tests.e2e.test_security import settings_changed
 
@@ -163,7 +163,9 @@ class SignedWebhook(requests.auth.AuthBase):
         webhook_id, timestamp = f"fuzz-{uuid.uuid4().hex}", int(time.time())
         request.headers["webhook-id"] = webhook_id
         request.headers["webhook-timestamp"] = str(timestamp)
-        request.headers["webhook-signature"] = sign(WEBHOOK_SECRET, webhook_id, timestamp, raw)
+        request.headers["webhook-signature"] = Signer(WEBHOOK_SECRET).sign(
+            webhook_id, timestamp, raw
+        )
         return request
 
 
@@ -530,7 +532,7 @@ async def test_a_hostile_request_is_refused_with_a_problem(
         webhook_id, timestamp = f"hostile-{uuid.uuid4().hex}", int(time.time())
         headers["webhook-id"] = webhook_id
         headers["webhook-timestamp"] = str(timestamp)
-        headers["webhook-signature"] = sign(WEBHOOK_SECRET, webhook_id, timestamp, body)
+        headers["webhook-signature"] = Signer(WEBHOOK_SECRET).sign(webhook_id, timestamp, body)
     status, problem, response_headers = await app.call(
         "POST", path.replace("{chat}", chat), data=body, headers=headers
     )

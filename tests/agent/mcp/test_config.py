@@ -22,7 +22,6 @@ from agent.mcp.config import (
     SseTransport,
     StdioTransport,
     StreamableHttpTransport,
-    load_mcp_servers,
     parse_mcp_servers,
     placeholders_in,
 )
@@ -152,14 +151,13 @@ def test_a_stdio_server_takes_env_and_cwd() -> None:
 def test_empty_or_absent_setting_means_no_servers() -> None:
     assert parse_mcp_servers(None) == ()
     assert parse_mcp_servers("  ") == ()
-    assert load_mcp_servers({}) == ()
     assert parse({"mcp_servers": []}) == ()
 
 
 def test_the_setting_may_be_a_path_to_a_json_file(tmp_path: Path) -> None:
     path = tmp_path / "mcp.json"
     path.write_text(json.dumps(DESIGN_EXAMPLE), encoding="utf-8")
-    assert [c.name for c in load_mcp_servers({"MCP_SERVERS": str(path)})] == [
+    assert [c.name for c in parse_mcp_servers(str(path))] == [
         "scheduler",
         "demo",
         "time",
