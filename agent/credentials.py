@@ -13,8 +13,6 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.core.credentials_async import AsyncTokenCredential
 
-AZURE_OPENAI_SCOPE = "https://cognitiveservices.azure.com/.default"
-
 
 def azure_credential(client_id: str | None = None) -> AsyncTokenCredential:
     """One DefaultAzureCredential per process: it caches tokens and refreshes them itself.

@@ -16,8 +16,7 @@
     │   └── PermanentModelError  auth / bad request: fails the run, never retried
     └── ToolError            an MCP tool failed; the *model* acts on it (it sees an is_error result)
         ├── ToolTransportError   connection/protocol failure talking to the server (transient)
-        ├── ToolTimeout          the call exceeded the server's timeout_seconds
-        └── ToolUnavailable      unknown tool, not allowed, or circuit breaker open
+        └── ToolTimeout          the call exceeded the server's timeout_seconds
 
 The store has its own tree (`storage.errors`: what happened to a record, no HTTP status); the
 HTTP edge maps it (`agent.http_api.storage_problem`), so `storage` never imports `agent`.
@@ -146,8 +145,4 @@ class ToolTransportError(ToolError):
 
 
 class ToolTimeout(ToolError):
-    pass
-
-
-class ToolUnavailable(ToolError):
     pass

@@ -2,8 +2,8 @@
 classified (`classify`).
 
 Retries are not done here. The openai client is built with `max_retries=0` and each call makes
-exactly one HTTP attempt; the orchestrator retries the activity (one retry layer, see DESIGN.md
-and agent.backoff), using the `TransientModelError` / `ContentFiltered` / `PermanentModelError`
+exactly one HTTP attempt; the orchestrator retries the activity (one retry layer: Durable's,
+timed by agent.backoff), using the `TransientModelError` / `ContentFiltered` / `PermanentModelError`
 split from `agent.errors`.
 
 `openai` (~0.7 s to import) and `azure.identity` are imported inside the builder, not at module

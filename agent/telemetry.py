@@ -457,17 +457,3 @@ def log_context(
     Field names must not clash with LogRecord attributes (`message`, `args`, `name`, ...).
     """
     return {"run_id": run_id, "conversation_id": conversation_id, **fields}
-
-
-class RunLogger(logging.LoggerAdapter[logging.Logger]):
-    """A logger that adds a run's ids to every record, merged with the call's own `extra`."""
-
-    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
-        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
-        return msg, kwargs
-
-
-def run_logger(
-    logger: logging.Logger, run_id: str, conversation_id: str, **fields: str | int | float | bool
-) -> RunLogger:
-    return RunLogger(logger, log_context(run_id, conversation_id, **fields))

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import azure.functions as func
 from azure.functions import _abc as functions_abc
@@ -75,8 +75,9 @@ class InvocationContext(func.Context):
         return self._invocation_id
 
     @property
-    def thread_local_storage(self) -> threading.local:  # type: ignore[override]
-        return self._thread_local_storage
+    def thread_local_storage(self) -> type[threading.local]:
+        # The SDK annotates the class, but its worker (and this host) hands out an instance.
+        return cast("type[threading.local]", self._thread_local_storage)
 
     @property
     def function_name(self) -> str:

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from azure.core.pipeline.transport import AsyncHttpTransport
 
 SETTING = "CONVERSATIONS_STORAGE"
-DEVELOPMENT_STORAGE = "UseDevelopmentStorage=true"
 PROXY_VARIABLES = (
     "HTTPS_PROXY",
     "https_proxy",

@@ -28,7 +28,6 @@ from azure.storage.blob.aio import ContainerClient
 
 from storage.json_blobs import JsonBlobs
 
-DEFAULT_WINDOW = timedelta(hours=24)
 MAX_CLAIM_ATTEMPTS = 8  # each lost race means another request has just written the key
 
 
@@ -40,7 +39,7 @@ class RequestClaim:
 
 
 class RequestKeys:
-    def __init__(self, container: ContainerClient, window: timedelta = DEFAULT_WINDOW) -> None:
+    def __init__(self, container: ContainerClient, window: timedelta) -> None:
         self._json = JsonBlobs(container)
         self._window = window
 

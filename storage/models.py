@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal, Self, get_args
@@ -38,7 +38,9 @@ class Record:
     stored records here and the Durable contracts in `agent.contracts` share it."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)  # type: ignore[call-overload]
+        if not is_dataclass(self):  # every Record is one; this also tells the type checker
+            raise TypeError(f"{type(self).__name__} is not a dataclass")
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:

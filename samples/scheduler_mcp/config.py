@@ -6,6 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from samples.scheduler_mcp.errors import InvalidRequest, SettingsError
 from samples.scheduler_mcp.signing import decode_secret
@@ -69,8 +70,9 @@ class SchedulerConfig:
         }
         allowed = environ.get(ALLOWED_ENDPOINTS_SETTING, "").replace(",", " ").split()
         given = {name: value for name, value in options.items() if value is not None}
-        fields = {"allowed_endpoints": tuple(allowed), **secrets, **given}
-        return cls(state_path=state_path, **fields)  # type: ignore[arg-type]
+        # Any: the values come typed by argparse or the environment; __post_init__ checks them.
+        fields: dict[str, Any] = {"allowed_endpoints": tuple(allowed), **secrets, **given}
+        return cls(state_path=state_path, **fields)
 
 
 def _at_least(name: str, value: int, low: int, high: int | None = None) -> None:

@@ -365,7 +365,7 @@ async def test_no_content_argument_result_or_secret_reaches_spans_metrics_or_log
     fake, client = model
     fake.brain.call_tools(("demo__greet", {"name": ARGUMENT_SECRET})).answer(ANSWER_SECRET)
     pool = await make_pool(http_entry("demo", demo_server.url()))
-    log = telemetry.run_logger(logging.getLogger("agent.activities"), RUN_ID, CONVERSATION_ID)
+    log = logging.getLogger("agent.activities")
     try:
         await complete_step(client, step=1)
         await call_tool(pool, "demo__greet", {"name": ARGUMENT_SECRET}, "demo")
@@ -376,7 +376,7 @@ async def test_no_content_argument_result_or_secret_reaches_spans_metrics_or_log
             telemetry.model_span(RUN_ID, CONVERSATION_ID, 3, "openai", "m"),
         ):
             raise RuntimeError(f"failed on {USER_SECRET}")
-        log.info("step finished", extra={"step": 2})
+        log.info("step finished", extra=telemetry.log_context(RUN_ID, CONVERSATION_ID, step=2))
     finally:
         await pool.aclose()
 
@@ -390,10 +390,13 @@ async def test_no_content_argument_result_or_secret_reaches_spans_metrics_or_log
 # --- logs --------------------------------------------------------------------------------------
 
 
-def test_run_logger_merges_the_run_ids_with_the_calls_extra(recorded: Recorded) -> None:
-    log = telemetry.run_logger(logging.getLogger("agent.activities"), RUN_ID, CONVERSATION_ID)
+def test_log_context_puts_the_run_ids_beside_the_records_own_fields(recorded: Recorded) -> None:
+    log = logging.getLogger("agent.activities")
 
-    log.info("tool call finished", extra={"call_id": "call_1", "step": 2})
+    log.info(
+        "tool call finished",
+        extra=telemetry.log_context(RUN_ID, CONVERSATION_ID, call_id="call_1", step=2),
+    )
 
     (record,) = recorded.log_exporter.get_finished_logs()
     attributes = dict(record.log_record.attributes or {})

@@ -11,6 +11,7 @@ from azure.storage.blob.aio import ContainerClient
 from storage.idempotency import RequestKeys
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+WINDOW = timedelta(hours=24)
 
 
 def new_key() -> str:
@@ -20,7 +21,7 @@ def new_key() -> str:
 async def test_the_first_request_with_a_key_is_first_and_a_repeat_gets_its_batch(
     container: ContainerClient,
 ):
-    keys, key = RequestKeys(container), new_key()
+    keys, key = RequestKeys(container, WINDOW), new_key()
     first = await keys.claim(key, "body-a", NOW)
     repeat = await keys.claim(key, "body-a", NOW + timedelta(hours=23))
     assert (first.first, first.same_body) == (True, True)
@@ -29,14 +30,14 @@ async def test_the_first_request_with_a_key_is_first_and_a_repeat_gets_its_batch
 
 
 async def test_a_key_reused_for_another_body_is_reported(container: ContainerClient):
-    keys, key = RequestKeys(container), new_key()
+    keys, key = RequestKeys(container, WINDOW), new_key()
     first = await keys.claim(key, "body-a", NOW)
     other = await keys.claim(key, "body-b", NOW)
     assert (other.first, other.same_body, other.batch_id) == (False, False, first.batch_id)
 
 
 async def test_after_the_window_the_same_key_starts_a_new_batch(container: ContainerClient):
-    keys, key = RequestKeys(container, timedelta(hours=24)), new_key()
+    keys, key = RequestKeys(container, WINDOW), new_key()
     first = await keys.claim(key, "body-a", NOW)
     later = await keys.claim(key, "body-b", NOW + timedelta(hours=24))
     assert (later.first, later.same_body) == (True, True)
@@ -48,7 +49,7 @@ async def test_after_the_window_the_same_key_starts_a_new_batch(container: Conta
 async def test_of_concurrent_requests_with_one_key_exactly_one_is_first(
     container: ContainerClient,
 ):
-    keys, key = RequestKeys(container), new_key()
+    keys, key = RequestKeys(container, WINDOW), new_key()
     claims = await asyncio.gather(*(keys.claim(key, "body", NOW) for _ in range(20)))
     assert sum(claim.first for claim in claims) == 1
     assert len({claim.batch_id for claim in claims}) == 1
@@ -57,7 +58,7 @@ async def test_of_concurrent_requests_with_one_key_exactly_one_is_first(
 async def test_of_concurrent_requests_after_the_window_exactly_one_claims_afresh(
     container: ContainerClient,
 ):
-    keys, key = RequestKeys(container), new_key()
+    keys, key = RequestKeys(container, WINDOW), new_key()
     old = await keys.claim(key, "body", NOW)
     later = NOW + timedelta(days=2)
     claims = await asyncio.gather(*(keys.claim(key, "body", later) for _ in range(20)))
