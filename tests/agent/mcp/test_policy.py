@@ -1,347 +1,228 @@
-"""What the model may call and how: allow lists, pinned arguments, names, catalog TTL, errors,
-output capping, the circuit breaker, and the idempotency key reaching the server."""
+"""The MCP client's decisions without I/O (`agent.mcp.policy`): what the model sees of a tool,
+which arguments are sent, what needs approval or may be repeated, and what a failure means."""
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from mcp.server.mcpserver import MCPServer
 
-from agent.errors import SettingsError, ToolTransportError
-from agent.mcp.names import VALID_NAME
-from agent.mcp.pool import McpPool, ToolOutcome
-from devkit.mcp_servers import AsgiApp, AsgiServer, http_entry
-from samples.demo_mcp import build_server
-from tests.agent.mcp.conftest import FakeClock, PoolFactory
-
-CONTEXT = {
-    "conversation_id": "conv-7",
-    "callback_url": "https://app.example/api/scheduler/callback",
-}
+from agent.errors import SettingsError
+from agent.mcp import policy
+from agent.mcp.config import McpServerConfig, StreamableHttpTransport, ToolPolicy
+from agent.mcp.failures import Failure, FailureKind
+from agent.mcp.names import exposed_tool_name
+from agent.mcp.policy import Refusal, Unlisted
 
 
-async def call(pool: McpPool, name: str, arguments: dict, key: str = "k") -> ToolOutcome:
-    return await pool.call_tool(name, arguments, context=CONTEXT, idempotency_key=key)
+def server(name: str = "demo", **fields: Any) -> McpServerConfig:
+    return McpServerConfig(name, StreamableHttpTransport("http://127.0.0.1:9/mcp"), **fields)
 
 
-# --- allow list ------------------------------------------------------------------------------
+# --- exposure --------------------------------------------------------------------------------
 
 
-async def test_only_allowed_tools_are_listed_and_callable(
-    make_pool: PoolFactory, demo_http: AsgiServer
-) -> None:
-    pool = await make_pool(
-        http_entry(
-            "demo",
-            demo_http.url(),
-            tools={"allow": ["greet", "get_weather"], "require_approval": ["get_weather"]},
-        )
-    )
-    specs = {spec.tool: spec for spec in await pool.list_tools()}
-    assert set(specs) == {"greet", "get_weather"}
-    assert specs["get_weather"].require_approval and not specs["greet"].require_approval
-
-    refused = await call(pool, "demo__save_text_file", {"filename": "x.txt", "content": "pwned"})
-    assert refused.is_error
-    assert refused.text == "tool 'demo__save_text_file' is not allowed by this app's configuration"
-    assert json.loads(refused.full_output)["isError"] is True
+def test_the_models_schema_hides_pinned_arguments_and_an_emptied_required_list() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"endpoint": {"type": "string"}, "note": {"type": "string"}},
+        "required": ["endpoint"],
+        "additionalProperties": False,
+    }
+    assert policy.model_parameters(schema, ["endpoint"]) == {
+        "type": "object",
+        "properties": {"note": {"type": "string"}},
+        "additionalProperties": False,
+    }
+    assert schema["required"] == ["endpoint"]  # the server's schema is left as it was
 
 
-async def test_a_disallowed_tool_is_never_called(
-    make_pool: PoolFactory, own_demo_http: AsgiServer
-) -> None:
-    pool = await make_pool(http_entry("demo", own_demo_http.url(), tools={"allow": ["greet"]}))
-    await pool.list_tools()
-    requests_before = own_demo_http.requests
-    outcome = await call(pool, "demo__calculate", {"operation": "add", "a": 1, "b": 2})
-    assert outcome.is_error
-    assert own_demo_http.requests == requests_before  # refused locally: no request at all
-
-
-async def test_an_unknown_tool_is_an_error_result_not_an_exception(
-    make_pool: PoolFactory, demo_http: AsgiServer
-) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url()))
-    outcome = await call(pool, "demo__launch_rockets", {})
-    assert outcome.is_error
-    assert "unknown tool 'demo__launch_rockets'" in outcome.text
-    not_an_object = await call(pool, "demo__greet", ["Ada"])  # type: ignore[arg-type]
-    assert not_an_object.is_error and "JSON object" in not_an_object.text
-
-
-async def test_a_tool_is_callable_in_a_process_that_never_listed(
-    make_pool: PoolFactory, demo_http: AsgiServer
-) -> None:
-    # The model may see the catalog in one worker and the call may run in another.
-    pool = await make_pool(http_entry("demo", demo_http.url()))
-    outcome = await call(pool, "demo__greet", {"name": "worker 2"})
-    assert outcome.text.startswith("Hello, worker 2! Current time: ")
-
-
-async def test_each_call_is_logged_without_its_arguments_or_result(
-    make_pool: PoolFactory, demo_http: AsgiServer, caplog: pytest.LogCaptureFixture
-) -> None:
-    pool = await make_pool(http_entry("demo", demo_http.url()))
-    caplog.set_level(logging.INFO, logger="agent.mcp")
-    await call(pool, "demo__greet", {"name": "Zebediah"})
-    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("mcp call ")]
-    assert line.startswith("mcp call server=demo tool=greet outcome=ok duration_ms=")
-    assert "Zebediah" not in caplog.text
-
-
-# --- pinned arguments ------------------------------------------------------------------------
-
-PINNED = {
-    "register_callback": {"endpoint": "${callback_url}", "conversation_id": "${conversation_id}"},
-}
-
-
-async def test_pinned_arguments_are_hidden_from_the_model(
-    make_pool: PoolFactory, helper_http: AsgiServer
-) -> None:
-    pool = await make_pool(http_entry("helper", helper_http.url(), pinned_arguments=PINNED))
-    (spec,) = [s for s in await pool.list_tools() if s.tool == "register_callback"]
-    assert set(spec.parameters["properties"]) == {"note"}
-    assert "required" not in spec.parameters
-
-
-async def test_pinned_arguments_override_whatever_the_model_sends(
-    make_pool: PoolFactory, helper_http: AsgiServer
-) -> None:
-    pool = await make_pool(http_entry("helper", helper_http.url(), pinned_arguments=PINNED))
-    outcome = await call(
-        pool,
-        "helper__register_callback",
-        {
-            "endpoint": "https://attacker.example/steal",
-            "conversation_id": "someone-else",
-            "note": "hi",
-        },
-    )
-    assert json.loads(outcome.text) == {
-        "endpoint": "https://app.example/api/scheduler/callback",
-        "conversation_id": "conv-7",
-        "note": "hi",
+def test_the_models_schema_keeps_the_required_arguments_it_may_send() -> None:
+    schema = {"properties": {"a": {}, "b": {}, "c": {}}, "required": ["a", "b"]}
+    assert policy.model_parameters(schema, ["b"]) == {
+        "type": "object",
+        "properties": {"a": {}, "c": {}},
+        "required": ["a"],
     }
 
 
-async def test_a_placeholder_the_app_does_not_provide_is_a_config_error(
-    make_pool: PoolFactory, helper_http: AsgiServer
+@pytest.mark.parametrize("schema", [None, {}, {"properties": ["not", "an", "object"]}])
+def test_a_schema_without_usable_properties_becomes_an_empty_object_schema(
+    schema: dict[str, Any] | None,
 ) -> None:
-    pinned = {"register_callback": {"endpoint": "${tenant_url}"}}
-    pool = await make_pool(http_entry("helper", helper_http.url(), pinned_arguments=pinned))
+    assert policy.model_parameters(schema, []) == {"type": "object", "properties": {}}
+
+
+def test_a_name_belongs_to_the_longest_configured_server_whose_prefix_it_carries() -> None:
+    servers = ["a", "a__b", "other"]
+    assert policy.owner_of("a__b__tool", servers) == "a__b"
+    assert policy.owner_of("a__tool", servers) == "a"
+    assert policy.owner_of("other__tool", servers) == "other"
+    assert policy.owner_of("a_tool", servers) is None  # one underscore is not the separator
+    assert policy.owner_of("nobody__tool", servers) is None
+
+
+def test_pins_the_schema_does_not_declare_are_found_in_name_order() -> None:
+    config = server(pinned_arguments={"t": {"zeta": 1, "alpha": 2, "known": 3}})
+    schema = {"properties": {"known": {}}}
+    assert policy.unknown_pins(config, "t", schema) == ["alpha", "zeta"]
+    assert policy.unknown_pins(config, "t", None) == ["alpha", "known", "zeta"]
+    assert policy.unknown_pins(config, "other", schema) == []
+
+
+def test_allowed_tools_the_server_does_not_offer_are_found_in_name_order() -> None:
+    config = server(tools=ToolPolicy(allow=frozenset({"greet", "zap", "add"})))
+    assert policy.missing_allowed(config, ["greet"]) == ["add", "zap"]
+    assert policy.missing_allowed(config, ["greet", "zap", "add", "extra"]) == []
+    assert policy.missing_allowed(server(), ["anything"]) == []  # no allow list: nothing missing
+
+
+# --- arguments -------------------------------------------------------------------------------
+
+
+def test_pinned_placeholders_are_filled_from_the_context_inside_nested_values() -> None:
+    pinned = {
+        "register": {
+            "endpoint": "${callback_url}?c=${conversation_id}",
+            "tags": ["${conversation_id}", 7],
+            "nested": {"id": "${conversation_id}", "plain": True},
+        }
+    }
+    context = {"callback_url": "https://app.example/cb", "conversation_id": "c-1"}
+    assert policy.pinned_arguments(server(pinned_arguments=pinned), "register", context) == {
+        "endpoint": "https://app.example/cb?c=c-1",
+        "tags": ["c-1", 7],
+        "nested": {"id": "c-1", "plain": True},
+    }
+    assert policy.pinned_arguments(server(pinned_arguments=pinned), "other", context) == {}
+
+
+@pytest.mark.parametrize(
+    ("context", "provided"),
+    [
+        ({}, "nothing"),
+        ({"conversation_id": "c", "callback_url": "u"}, "callback_url, conversation_id"),
+    ],
+)
+def test_a_placeholder_missing_from_the_context_names_the_argument_and_what_is_provided(
+    context: dict[str, str], provided: str
+) -> None:
+    config = server("sched", pinned_arguments={"register": {"endpoint": "${tenant_url}"}})
     with pytest.raises(SettingsError) as raised:
-        await call(pool, "helper__register_callback", {"conversation_id": "c"})
+        policy.pinned_arguments(config, "register", context)
     assert raised.value.name == "MCP_SERVERS"
-    assert "register_callback.endpoint" in str(raised.value)
-    assert "${tenant_url}" in str(raised.value)
-
-
-# --- names -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def odd_names_server() -> Iterator[AsgiServer]:
-    """A server whose tool names are not valid OpenAI function names."""
-    long_name = "lookup_" + "extremely_" * 8 + "detailed_record"
-
-    def app() -> AsgiApp:
-        server = MCPServer("odd")
-        server.add_tool(lambda: "dotted", name="records.lookup", description="dots")
-        server.add_tool(lambda: "long", name=long_name, description="long")
-        return server.streamable_http_app()
-
-    with AsgiServer(app) as server:
-        yield server
-
-
-async def test_odd_tool_names_are_sanitised_and_still_call_the_right_tool(
-    make_pool: PoolFactory, odd_names_server: AsgiServer
-) -> None:
-    pool = await make_pool(http_entry("odd", odd_names_server.url()))
-    specs = {spec.tool: spec.exposed_name for spec in await pool.list_tools()}
-    assert all(VALID_NAME.match(name) for name in specs.values())
-    assert len(specs["records.lookup"]) < 64 and specs["records.lookup"].startswith(
-        "odd__records_lookup_"
+    assert str(raised.value) == (
+        "setting MCP_SERVERS: server 'sched', pinned argument register.endpoint, uses "
+        f"${{tenant_url}}, which the app does not provide here (it provides: {provided})"
     )
-    long_tool = next(tool for tool in specs if tool.startswith("lookup_"))
-    assert len(specs[long_tool]) == 64
-
-    assert (await call(pool, specs["records.lookup"], {})).text == "dotted"
-    assert (await call(pool, specs[long_tool], {})).text == "long"
 
 
-# --- catalog TTL -----------------------------------------------------------------------------
-
-
-async def test_the_catalog_is_cached_until_its_ttl_expires(
-    make_pool: PoolFactory, clock: FakeClock
-) -> None:
-    server_object = build_server()
-    with AsgiServer(server_object.streamable_http_app) as server:
-        pool = await make_pool(
-            http_entry("demo", server.url()), clock=clock, catalog_ttl_seconds=300
-        )
-        before = {spec.tool for spec in await pool.list_tools()}
-        server_object.add_tool(lambda: "new", name="brand_new_tool")
-
-        clock.advance(299)
-        assert {spec.tool for spec in await pool.list_tools()} == before
-        clock.advance(1)
-        assert {spec.tool for spec in await pool.list_tools()} == before | {"brand_new_tool"}
-
-
-async def test_a_server_that_cannot_be_listed_is_left_out_and_the_others_are_listed(
-    make_pool: PoolFactory, demo_http: AsgiServer
-) -> None:
-    pool = await make_pool(
-        http_entry("down", "http://127.0.0.1:9/mcp"),
-        http_entry("demo", demo_http.url(), tools={"allow": ["greet"]}),
+def test_pinned_arguments_win_over_the_models_and_the_overridden_names_are_reported() -> None:
+    merged, overridden = policy.merge_arguments(
+        {"note": "hi", "endpoint": "https://attacker.example", "id": "x"},
+        {"id": "c-1", "endpoint": "https://app.example/cb"},
     )
-    assert [spec.exposed_name for spec in await pool.list_tools()] == ["demo__greet"]
-    statuses = {status.name: status for status in pool.status()}
-    assert statuses["down"].consecutive_failures == 1 and statuses["down"].tools is None
-    assert statuses["demo"].tools == 1
+    assert merged == {"note": "hi", "endpoint": "https://app.example/cb", "id": "c-1"}
+    assert overridden == ["endpoint", "id"]
+    assert policy.merge_arguments({"a": 1}, {}) == ({"a": 1}, [])
 
 
-async def test_a_tool_that_needs_approval_is_known_to_even_while_its_server_cannot_be_listed(
-    make_pool: PoolFactory,
+# --- approval and repetition -----------------------------------------------------------------
+
+
+def test_approval_is_known_from_the_configuration_by_model_facing_name() -> None:
+    odd_tool = "records.delete"  # not a valid function name: exposed with a hash
+    configs = [
+        server("demo"),
+        server("ops", tools=ToolPolicy(require_approval=frozenset({"reboot", odd_tool}))),
+    ]
+    assert policy.requires_approval(configs, "ops__reboot")
+    assert policy.requires_approval(configs, exposed_tool_name("ops", odd_tool))
+    assert not policy.requires_approval(configs, "ops__status")
+    assert not policy.requires_approval(configs, "demo__reboot")  # another server's tool
+    assert not policy.requires_approval([], "ops__reboot")
+    assert policy.needs_approval(configs[1], "reboot")
+    assert not policy.needs_approval(configs[0], "reboot")
+
+
+@pytest.mark.parametrize(
+    ("idempotent", "read_only", "repeat"),
+    [(False, False, False), (False, True, True), (True, False, True), (True, True, True)],
+)
+def test_a_cut_off_call_may_be_repeated_on_an_idempotent_server_or_for_a_read_only_tool(
+    idempotent: bool, read_only: bool, repeat: bool
 ) -> None:
-    # The model may still name it (from an earlier step, or an injected instruction): the
-    # question is asked from the configuration, never skipped because the listing failed.
-    pool = await make_pool(
-        http_entry(
-            "scheduler",
-            "http://127.0.0.1:9/mcp",
-            tools={"allow": ["schedule_conversation", "list_scheduled_conversations"]},
-        )
+    assert policy.may_repeat(server(idempotent_calls=idempotent), read_only) is repeat
+
+
+def test_a_call_to_no_known_server_is_never_repeated() -> None:
+    assert policy.may_repeat(None, read_only=True) is False
+    assert policy.may_repeat(server()) is False  # read-only unknown: not assumed
+
+
+# --- failures --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "counts", "retry"),
+    [
+        (FailureKind.SERVER_ERROR, False, False),  # it answered: up, and the model is told
+        (FailureKind.AUTH, True, False),  # the operator must act: the model is told
+        (FailureKind.TIMEOUT, True, True),
+        (FailureKind.TRANSPORT, True, True),
+    ],
+)
+def test_each_kind_of_failure_counts_against_the_server_and_goes_to_a_retry_or_not(
+    kind: FailureKind, counts: bool, retry: bool
+) -> None:
+    assert policy.counts_against_server(kind) is counts
+    assert policy.retry_may_fix(kind) is retry
+
+
+@pytest.mark.parametrize(
+    ("error", "just_failed", "verdict"),
+    [
+        (None, False, Unlisted.CIRCUIT_OPEN),
+        (None, True, Unlisted.CIRCUIT_OPEN),
+        (Failure(FailureKind.TRANSPORT, "x"), False, Unlisted.CIRCUIT_OPEN),  # an old failure
+        (Failure(FailureKind.AUTH, "HTTP 401"), False, Unlisted.CIRCUIT_OPEN),
+        (Failure(FailureKind.AUTH, "HTTP 401"), True, Unlisted.AUTH),
+        (Failure(FailureKind.TIMEOUT, "x"), True, Unlisted.TIMEOUT),
+        (Failure(FailureKind.TRANSPORT, "x"), True, Unlisted.TRANSPORT),
+        (Failure(FailureKind.SERVER_ERROR, "x"), True, Unlisted.TRANSPORT),
+        (SettingsError("MCP_SERVERS", "bad"), False, Unlisted.CONFIG),
+        (SettingsError("MCP_SERVERS", "bad"), True, Unlisted.CONFIG),
+    ],
+)
+def test_a_call_to_a_server_that_could_not_be_listed_is_answered_as_its_listing_failed(
+    error: Failure | SettingsError | None, just_failed: bool, verdict: Unlisted
+) -> None:
+    assert policy.unlisted(error, just_failed) is verdict
+
+
+def test_the_model_reads_who_refused_a_call_and_why() -> None:
+    assert policy.not_allowed("demo__rm") == Refusal(
+        "tool 'demo__rm' is not allowed by this app's configuration", "refused"
     )
-    assert await pool.list_tools() == []
-    assert pool.requires_approval("scheduler__schedule_conversation")
-    assert not pool.requires_approval("scheduler__list_scheduled_conversations")
-
-
-# --- results ---------------------------------------------------------------------------------
-
-
-async def test_a_tool_error_is_an_error_result_and_the_server_stays_healthy(
-    make_pool: PoolFactory, helper_http: AsgiServer
-) -> None:
-    pool = await make_pool(http_entry("helper", helper_http.url()))
-    outcome = await call(pool, "helper__fail", {"message": "the disk is full"})
-    assert outcome.is_error
-    assert "the disk is full" in outcome.text
-    assert pool.status()[0].breaker == "closed" and pool.status()[0].consecutive_failures == 0
-
-
-async def test_long_output_is_capped_for_the_model_and_kept_whole_for_storage(
-    make_pool: PoolFactory, helper_http: AsgiServer
-) -> None:
-    pool = await make_pool(http_entry("helper", helper_http.url(), output_limit_chars=1_000))
-    outcome = await call(pool, "helper__repeat_text", {"text": "0123456789", "times": 5_000})
-    assert outcome.truncated
-    assert len(outcome.text) <= 1_000
-    assert "[output truncated: showing" in outcome.text and "of 50000 characters]" in outcome.text
-    assert json.loads(outcome.full_output)["content"][0]["text"] == "0123456789" * 5_000
-
-    short = await call(pool, "helper__greet", {"name": "Ada"})
-    assert not short.truncated
-
-
-# --- idempotency -----------------------------------------------------------------------------
-
-
-async def test_the_idempotency_key_reaches_the_server_in_the_request_meta(
-    make_pool: PoolFactory, helper_http: AsgiServer
-) -> None:
-    pool = await make_pool(http_entry("helper", helper_http.url()))
-
-    async def count(key: str) -> dict:
-        return json.loads(
-            (await call(pool, "helper__count_call", {"key": "emails-sent"}, key=key)).text
-        )
-
-    first = await count("run-9:call-1")
-    again = await count("run-9:call-1")  # an at-least-once re-run of the same tool call
-    other = await count("run-9:call-2")
-    assert again == {**first, "replayed": True}
-    assert other["count"] == first["count"] + 1 and not other["replayed"]
-
-
-# --- circuit breaker -------------------------------------------------------------------------
-
-
-async def test_the_breaker_opens_after_repeated_failures_and_recovers_through_a_probe(
-    make_pool: PoolFactory, own_demo_http: AsgiServer, clock: FakeClock
-) -> None:
-    pool = await make_pool(
-        http_entry("demo", own_demo_http.url(), tools={"allow": ["greet"]}),
-        clock=clock,
-        catalog_ttl_seconds=10,
-        failure_threshold=3,
-        cooldown_seconds=30,
+    assert policy.unknown_tool("demo__x") == Refusal(
+        "unknown tool 'demo__x': call only the tools you were given", "refused"
     )
-    assert len(await pool.list_tools()) == 1
-    await own_demo_http.astop()
-    for _ in range(3):
-        with pytest.raises(ToolTransportError):
-            await call(pool, "demo__greet", {})
-    assert pool.status()[0].breaker == "open"
-    connects = pool.connects("demo")
+    assert policy.circuit_open("demo", 3) == Refusal(
+        "server demo is unavailable (circuit open after 3 failures); try again later",
+        "circuit_open",
+    )
+    rejected = Failure(FailureKind.AUTH, "HTTP 401")
+    assert policy.auth_rejected("demo", rejected) == Refusal(
+        "server demo rejected the app's credentials (HTTP 401); tell the operator", "auth_error"
+    )
 
-    blocked = await call(pool, "demo__greet", {})
-    assert blocked.is_error
+
+def test_a_failure_no_retry_fixes_is_told_to_the_model_with_its_server() -> None:
+    answered = Failure(FailureKind.SERVER_ERROR, "MCP error -32602", "bad arguments: a")
     assert (
-        blocked.text
-        == "server demo is unavailable (circuit open after 3 failures); try again later"
+        policy.told_to_model("demo", answered) == "server demo rejected the call: bad arguments: a"
     )
-    assert pool.connects("demo") == connects  # not even a connection attempt
-    clock.advance(15)  # the catalog expired, but the tools stay listed so the model is told
-    assert [spec.exposed_name for spec in await pool.list_tools()] == ["demo__greet"]
-    assert pool.connects("demo") == connects
-
-    clock.advance(15)
-    with pytest.raises(ToolTransportError):  # after the cooldown one probe goes through, and fails
-        await call(pool, "demo__greet", {})
-    assert pool.status()[0].breaker == "open"
-    assert (await call(pool, "demo__greet", {})).is_error
-
-    clock.advance(30)
-    await own_demo_http.astart()
-    assert (await call(pool, "demo__greet", {"name": "back"})).text.startswith("Hello, back! ")
-    assert pool.status()[0].breaker == "closed"
-
-
-async def test_a_call_refused_for_an_open_circuit_says_how_long_until_a_probe(
-    make_pool: PoolFactory, own_demo_http: AsgiServer, clock: FakeClock
-) -> None:
-    entry = http_entry("demo", own_demo_http.url(), tools={"allow": ["greet"]})
-    listed = await make_pool(entry, clock=clock, failure_threshold=1, cooldown_seconds=30)
-    never_listed = await make_pool(entry, clock=clock, failure_threshold=1, cooldown_seconds=30)
-    assert len(await listed.list_tools()) == 1
-    await own_demo_http.astop()
-    for pool in (listed, never_listed):
-        with pytest.raises(ToolTransportError):  # opens the circuit
-            await call(pool, "demo__greet", {})
-    clock.advance(12)
-    for pool in (listed, never_listed):
-        refused = await call(pool, "demo__greet", {})
-        assert refused.is_error and refused.retry_after == 18
-    await own_demo_http.astart()
-
-
-async def test_read_only_tools_and_idempotent_servers_may_be_repeated_others_not(
-    make_pool: PoolFactory, helper_http: AsgiServer
-) -> None:
-    pool = await make_pool(
-        http_entry("helper", helper_http.url()),
-        http_entry("idem", helper_http.url(), idempotent_calls=True),
+    rejected = Failure(FailureKind.AUTH, "HTTP 403")
+    assert policy.told_to_model("demo", rejected) == (
+        "server demo rejected the app's credentials (HTTP 403); tell the operator"
     )
-    assert await pool.may_repeat("helper__greet")  # readOnlyHint: true
-    assert not await pool.may_repeat("helper__count_call")  # changes a counter
-    assert not await pool.may_repeat("helper__save_text_file")  # writes a file
-    assert await pool.may_repeat("idem__count_call")  # its server honours the key
-    assert not await pool.may_repeat("helper__no_such_tool")
