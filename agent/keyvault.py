@@ -151,8 +151,6 @@ class KeyVaultSecretResolver:
         self._cache.pop(name, None)
         self._reads.pop(name, None)  # callers already waiting on it still get its answer
 
-    refresh_after_auth_failure = invalidate
-
     def _read_once(self, name: str) -> asyncio.Task[_Cached]:
         """The read in flight for `name`, or a new one: concurrent callers share one request."""
         task = self._reads.get(name)

@@ -231,11 +231,6 @@ class ServerConnection:
             event_hooks={"response": [self._http_status.on_response]},
         )
 
-    def retire_current(self) -> None:
-        """Stop handing out the current session (e.g. after a call timed out on it)."""
-        if self._live is not None:
-            self._retire(self._live)
-
     def _retire(self, live: _LiveSession) -> None:
         if live.retired:
             return

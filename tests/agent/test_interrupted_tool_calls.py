@@ -370,8 +370,9 @@ async def test_a_call_that_could_not_reach_its_server_goes_back_to_pending_and_t
     async with holding_runtime(azurite, model) as (rt, server, holding):
         holding.hold = False
         run, call_id = await proposed_call(rt, model, "hold__act", {"note": "x"})
-        rt.mcp._servers["hold"].connection.retire_current()  # the next call opens a session
         await server.astop()
+        with pytest.raises(ToolTransportError):  # another call finds it gone: its session retires
+            await rt.mcp.call_tool("hold__act", {"note": "y"}, context={}, idempotency_key="other")
         call = ToolCallInput(run, 1, call_id, may_defer=True)
         with pytest.raises(ToolTransportError) as raised:
             await activities.tool_call(call.to_dict(), rt)

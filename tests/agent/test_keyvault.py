@@ -169,18 +169,6 @@ async def test_a_rotated_secret_is_read_again_after_invalidate(
     assert vault.reads[name] == 2
 
 
-async def test_refresh_after_auth_failure_is_invalidate(
-    vault: FakeKeyVault, make_resolver: ResolverFactory, request: pytest.FixtureRequest
-) -> None:
-    name = unique("API-KEY", request)
-    vault.set_secret(name, "old-key")
-    resolver = make_resolver()
-    await resolver.get(name)
-    vault.set_secret(name, "new-key")
-    resolver.refresh_after_auth_failure(name)
-    assert await resolver.get(name) == "new-key"
-
-
 async def test_invalidating_one_name_keeps_the_others_cached(
     vault: FakeKeyVault, make_resolver: ResolverFactory, request: pytest.FixtureRequest
 ) -> None:
