@@ -403,10 +403,6 @@ class McpPool:
             tools=None if listing is None else len(listing.specs),
         )
 
-    def connects(self, server: str) -> int:
-        """How many sessions have been opened to `server` (for tests and diagnostics)."""
-        return self._servers[server].connection.connects
-
     async def aclose(self) -> None:
         await asyncio.gather(*(server.connection.aclose() for server in self._servers.values()))
 

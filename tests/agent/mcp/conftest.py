@@ -70,6 +70,12 @@ def own_demo_http(demo_sandbox: Path) -> Iterator[AsgiServer]:
 PoolFactory = Callable[..., Awaitable[McpPool]]
 
 
+def connects(pool: McpPool, server: str) -> int:
+    """How many sessions the pool has opened to `server`, as its status reports."""
+    (status,) = [status for status in pool.status() if status.name == server]
+    return status.connects
+
+
 @pytest.fixture
 async def make_pool() -> AsyncIterator[PoolFactory]:
     """`await make_pool(server_entry, ..., environ=..., **pool_kwargs)`; closed after the test."""

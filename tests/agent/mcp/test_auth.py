@@ -23,7 +23,7 @@ from devkit.mcp_servers import (
     sse_entry,
     without_timestamp,
 )
-from tests.agent.mcp.conftest import PoolFactory
+from tests.agent.mcp.conftest import PoolFactory, connects
 
 CLIENT_ID = "client-7f3a"
 API_KEY = "key-9c2e-super-secret"
@@ -196,7 +196,7 @@ async def test_managed_identity_asks_the_credential_on_every_request(
         credential.token = "aad-token-2"  # azure-identity refreshed its cached token
         assert await greet(pool) == (False, "Hello, Ada!")
         assert check.seen[-1] == "aad-token-2"
-        assert pool.connects("demo") == 1  # same session, fresh token
+        assert connects(pool, "demo") == 1  # same session, fresh token
         assert set(credential.scopes) == {"api://demo/.default"}
 
 

@@ -15,9 +15,9 @@ from mcp.server.mcpserver import MCPServer
 from agent.errors import SettingsError, ToolTransportError
 from agent.mcp.names import VALID_NAME
 from agent.mcp.pool import MIN_RELIST_SECONDS, McpPool, ToolOutcome
-from samples.demo_mcp import build_server
-from tests.agent.mcp.conftest import FakeClock, PoolFactory
 from devkit.mcp_servers import AsgiApp, AsgiServer, http_entry
+from samples.demo_mcp import build_server
+from tests.agent.mcp.conftest import FakeClock, PoolFactory, connects
 
 CONTEXT = {
     "conversation_id": "conv-7",
@@ -292,7 +292,7 @@ async def test_the_breaker_opens_after_repeated_failures_and_recovers_through_a_
         with pytest.raises(ToolTransportError):
             await call(pool, "demo__greet", {})
     assert pool.status()[0].breaker == "open"
-    connects = pool.connects("demo")
+    opened = connects(pool, "demo")
 
     blocked = await call(pool, "demo__greet", {})
     assert blocked.is_error
@@ -300,10 +300,10 @@ async def test_the_breaker_opens_after_repeated_failures_and_recovers_through_a_
         blocked.text
         == "server demo is unavailable (circuit open after 3 failures); try again later"
     )
-    assert pool.connects("demo") == connects  # not even a connection attempt
+    assert connects(pool, "demo") == opened  # not even a connection attempt
     clock.advance(15)  # the catalog expired, but the tools stay listed so the model is told
     assert [spec.exposed_name for spec in await pool.list_tools()] == ["demo__greet"]
-    assert pool.connects("demo") == connects
+    assert connects(pool, "demo") == opened
 
     clock.advance(15)
     with pytest.raises(ToolTransportError):  # after the cooldown one probe goes through, and fails

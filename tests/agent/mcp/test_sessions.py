@@ -18,7 +18,7 @@ from devkit.mcp_servers import (
     sse_entry,
     without_timestamp,
 )
-from tests.agent.mcp.conftest import PoolFactory
+from tests.agent.mcp.conftest import PoolFactory, connects
 
 CONTEXT: dict[str, str] = {}
 
@@ -37,7 +37,7 @@ async def test_one_session_serves_many_calls(make_pool: PoolFactory, demo_http: 
     for _ in range(5):
         await greet(pool)
     await asyncio.gather(*(greet(pool) for _ in range(10)))
-    assert pool.connects("demo") == 1
+    assert connects(pool, "demo") == 1
 
 
 async def test_concurrent_first_calls_open_a_single_session(demo_http: AsgiServer) -> None:
@@ -59,7 +59,7 @@ async def test_concurrent_first_tool_calls_on_a_fresh_pool_connect_once(
     pool = await make_pool(http_entry("demo", demo_http.url()))
     texts = await asyncio.gather(*(greet(pool) for _ in range(8)))
     assert set(texts) == {"Hello, x!"}
-    assert pool.connects("demo") == 1
+    assert connects(pool, "demo") == 1
 
 
 async def test_a_restarted_http_server_is_reconnected_on_the_next_call(
@@ -74,7 +74,7 @@ async def test_a_restarted_http_server_is_reconnected_on_the_next_call(
 
     await own_demo_http.astart()  # same port, new process state: the old MCP session is gone
     assert await greet(pool) == "Hello, x!"
-    assert pool.connects("demo") == 2
+    assert connects(pool, "demo") == 2
 
 
 async def test_a_transport_error_says_whether_the_request_may_have_reached_the_server(
@@ -110,7 +110,7 @@ async def test_a_restarted_sse_server_is_reconnected_on_the_next_call(
             await greet(pool)
         await server.astart()
         assert await greet(pool) == "Hello, x!"
-        assert pool.connects("demo") == 2
+        assert connects(pool, "demo") == 2
     finally:
         server.stop()
 
@@ -124,7 +124,7 @@ async def test_a_timed_out_call_raises_and_the_next_call_gets_a_fresh_session(
         await pool.call_tool("helper__wait", {"seconds": 5}, context=CONTEXT, idempotency_key="w")
     assert "did not answer tool 'wait' within 1 s" in str(raised.value)
     assert await greet(pool, "helper") == "Hello, x!"
-    assert pool.connects("helper") == 2
+    assert connects(pool, "helper") == 2
 
 
 async def test_a_timeout_does_not_abort_other_calls_on_the_same_session(

@@ -10,7 +10,7 @@ import pytest
 
 from agent.errors import ToolTransportError
 from devkit.mcp_servers import REPO_ROOT, stdio_entry
-from tests.agent.mcp.conftest import PoolFactory
+from tests.agent.mcp.conftest import PoolFactory, connects
 from tests.support.helper_mcp import helper_stdio_command
 
 CONTEXT: dict[str, str] = {}
@@ -31,7 +31,7 @@ async def test_a_killed_stdio_server_is_restarted_on_the_next_call(
         await server_pid()
     second = await server_pid()
     assert second != first
-    assert pool.connects("helper") == 2
+    assert connects(pool, "helper") == 2
 
 
 async def test_aclose_stops_the_sessions_and_their_processes(

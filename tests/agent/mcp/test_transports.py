@@ -21,7 +21,7 @@ from devkit.mcp_servers import (
     stdio_entry,
     time_stdio_command,
 )
-from tests.agent.mcp.conftest import PoolFactory
+from tests.agent.mcp.conftest import PoolFactory, connects
 
 CONTEXT = {"conversation_id": "conv-1"}
 needs_node = pytest.mark.skipif(not node_available(), reason="node or server-everything missing")
@@ -153,4 +153,4 @@ async def test_server_everything_over_streamable_http(
     )
     assert not outcome.is_error
     assert "42" in outcome.text
-    assert pool.connects("everything") == 1
+    assert connects(pool, "everything") == 1
