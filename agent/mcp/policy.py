@@ -188,6 +188,7 @@ class Refusal:
 
     text: str
     label: str
+    retry_after: float | None = None  # circuit open: seconds until a probe may go
 
 
 def not_allowed(exposed_name: str) -> Refusal:
@@ -198,11 +199,11 @@ def unknown_tool(exposed_name: str) -> Refusal:
     return Refusal(f"unknown tool {exposed_name!r}: call only the tools you were given", "refused")
 
 
-def circuit_open(server: str, failures: int) -> Refusal:
+def circuit_open(server: str, failures: int, retry_after: float) -> Refusal:
     text = (
         f"server {server} is unavailable (circuit open after {failures} failures); try again later"
     )
-    return Refusal(text, "circuit_open")
+    return Refusal(text, "circuit_open", retry_after)
 
 
 def auth_rejected(server: str, failure: Failure) -> Refusal:

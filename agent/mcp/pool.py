@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -48,33 +48,19 @@ from agent.mcp.config import (
     SecretResolver,
     forget_secrets,
 )
-from agent.mcp.failures import Failure, FailureKind, classify, unusable_result
+from agent.mcp.dispatch import Call, ToolOutcome, refused, send
+from agent.mcp.failures import Failure, FailureKind, classify
 from agent.mcp.guard import BreakerGuard, CircuitOpen, ServerFailed
 from agent.mcp.names import candidate_servers
-from agent.mcp.policy import Refusal, Unlisted
-from agent.mcp.render import cap, render_full, render_text
+from agent.mcp.policy import ARGUMENTS_NOT_AN_OBJECT, Refusal, Unlisted
 from agent.mcp.session import ServerConnection
 
 __all__ = ["McpPool", "ServerStatus", "ToolOutcome", "ToolSpec", "to_openai_tools"]
 
 logger = logging.getLogger("agent.mcp")
 
-# The request `_meta` key that carries a tool call's idempotency key to the server.
-IDEMPOTENCY_META_KEY = "idempotency_key"
 MIN_RELIST_SECONDS = 5.0  # an unknown tool name triggers a re-list at most this often per server
 MAX_LIST_PAGES = 100
-
-
-@dataclass(frozen=True)
-class ToolOutcome:
-    is_error: bool
-    text: str  # what the model reads, at most the server's output_limit_chars
-    full_output: str  # the complete result as JSON, for Blob storage when `truncated`
-    truncated: bool
-    duration_ms: float
-    # Set when the call was not sent because its server's circuit is open: seconds until the
-    # breaker lets a probe through (a caller that can wait durably may try again then).
-    retry_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -243,7 +229,10 @@ class McpPool:
         error = self._catalog.error(name)
         verdict = policy.unlisted(error, just_failed)
         if verdict is Unlisted.CIRCUIT_OPEN:
-            return policy.circuit_open(name, server.breaker.consecutive_failures)
+            breaker = server.breaker
+            return policy.circuit_open(
+                name, breaker.consecutive_failures, breaker.seconds_until_probe()
+            )
         if isinstance(error, SettingsError):
             raise error
         assert isinstance(error, Failure)  # policy.unlisted says so for the other verdicts
@@ -273,26 +262,23 @@ class McpPool:
         started = time.perf_counter()
         spec = await self._resolve(exposed_name)
         if isinstance(spec, Refusal):
-            return self._refuse(exposed_name, spec, started, self._retry_after(exposed_name, spec))
+            return refused(exposed_name, spec, started)
         if not isinstance(arguments, dict):
-            refusal = Refusal(policy.ARGUMENTS_NOT_AN_OBJECT, "refused")
-            return self._refuse(exposed_name, refusal, started)
+            return refused(exposed_name, Refusal(ARGUMENTS_NOT_AN_OBJECT, "refused"), started)
         server = self._servers[spec.server]
-        sent = self._arguments(server, spec, arguments, context)
+        call = Call(
+            spec, self._arguments(server, spec, arguments, context), idempotency_key, started
+        )
         try:
             async with BreakerGuard(server.breaker, partial(self._classify, server)) as guard:
                 if before_send is not None:
                     await before_send()  # fails: nothing was sent, the guard gives no verdict
-                return await self._send(guard, server, spec, sent, idempotency_key, started)
-        except CircuitOpen as refused:
-            refusal = policy.circuit_open(spec.server, refused.failures)
-            return self._refuse(exposed_name, refusal, started, refused.retry_after)
-
-    def _retry_after(self, exposed_name: str, refusal: Refusal) -> float | None:
-        if refusal.label != "circuit_open":
-            return None
-        owner = self._owner(exposed_name)
-        return owner.breaker.seconds_until_probe() if owner is not None else None
+                return await send(call, server.connection, server.config, guard)
+        except CircuitOpen as open_circuit:
+            refusal = policy.circuit_open(
+                spec.server, open_circuit.failures, open_circuit.retry_after
+            )
+            return refused(exposed_name, refusal, started)
 
     @staticmethod
     def _arguments(
@@ -309,83 +295,12 @@ class McpPool:
             )
         return merged
 
-    async def _send(
-        self,
-        guard: BreakerGuard,
-        server: _Server,
-        spec: ToolSpec,
-        arguments: dict[str, Any],
-        idempotency_key: str,
-        started: float,
-    ) -> ToolOutcome:
-        config = server.config
-        session_open = False  # until a session is up, the request certainly has not left
-
-        async def call(client: Client) -> types.CallToolResult:
-            nonlocal session_open
-            session_open = True
-            try:
-                return await client.call_tool(
-                    spec.tool,
-                    arguments,
-                    read_timeout_seconds=config.timeout_seconds,
-                    meta={IDEMPOTENCY_META_KEY: idempotency_key},
-                )
-            except RuntimeError as exc:
-                raise unusable_result(exc) from None
-
-        try:
-            result = await guard.call(partial(server.connection.use, call))
-        except ServerFailed as failed:
-            return self._failed(server, spec, failed.failure, started, maybe_sent=session_open)
-        text, truncated = cap(render_text(result), config.output_limit_chars)
-        outcome = ToolOutcome(result.is_error, text, render_full(result), truncated, _ms(started))
-        label = "tool_error" if result.is_error else "ok"
-        _log_call(spec.server, spec.tool, label, outcome.duration_ms)
-        return outcome
-
-    def _failed(
-        self, server: _Server, spec: ToolSpec, failure: Failure, started: float, *, maybe_sent: bool
-    ) -> ToolOutcome:
-        """A failure the model is told about, or raised for the caller to retry
-        (`policy.retry_may_fix`). `maybe_sent` is False when the failure came before the
-        request could leave (opening the session)."""
-        name, limit = spec.server, server.config.output_limit_chars
-        _log_call(name, spec.tool, failure.kind.value, _ms(started), failure.cause)
-        if policy.retry_may_fix(failure.kind):
-            raise self._retryable(server, spec, failure, maybe_sent) from None
-        if failure.kind is FailureKind.AUTH:
-            logger.error("mcp server=%s rejected the app's credentials (%s)", name, failure.cause)
-        return _error_outcome(policy.told_to_model(name, failure), limit, started)
-
-    @staticmethod
-    def _retryable(
-        server: _Server, spec: ToolSpec, failure: Failure, maybe_sent: bool
-    ) -> ToolTimeout | ToolTransportError:
-        name = spec.server
-        if failure.kind is FailureKind.TIMEOUT:
-            return ToolTimeout(
-                f"MCP server {name!r} did not answer tool {spec.tool!r} within "
-                f"{server.config.timeout_seconds:g} s ({failure.cause})"
-            )
-        return ToolTransportError(
-            f"MCP server {name!r} is unreachable ({failure.cause})", maybe_sent=maybe_sent
-        )
-
     def _classify(self, server: _Server, exc: BaseException) -> Failure | None:
         failure = classify(exc, server.connection.last_http_error_status())
         if failure is not None and failure.kind is FailureKind.AUTH:
             # Perhaps a rotated key: the next connect reads this server's secrets again.
             forget_secrets(server.connection.secrets, server.config)
         return failure
-
-    @staticmethod
-    def _refuse(
-        exposed_name: str, refusal: Refusal, started: float, retry_after: float | None = None
-    ) -> ToolOutcome:
-        _log_call("-", exposed_name, refusal.label, _ms(started))
-        refused = _error_outcome(refusal.text, len(refusal.text), started)
-        return replace(refused, retry_after=retry_after) if retry_after is not None else refused
 
     # --- lifecycle and status -----------------------------------------------------------------
 
@@ -417,25 +332,3 @@ async def _list_all(client: Client) -> list[types.Tool]:
         if cursor is None:
             break
     return tools
-
-
-def _error_outcome(text: str, limit: int, started: float) -> ToolOutcome:
-    result = types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
-    capped, truncated = cap(text, limit)
-    return ToolOutcome(True, capped, render_full(result), truncated, _ms(started))
-
-
-def _log_call(server: str, tool: str, outcome: str, duration_ms: float, cause: str = "") -> None:
-    # Never the arguments or the result: they may hold conversation content.
-    logger.info(
-        "mcp call server=%s tool=%s outcome=%s duration_ms=%.1f%s",
-        server,
-        tool,
-        outcome,
-        duration_ms,
-        f" cause={cause}" if cause else "",
-    )
-
-
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000

@@ -30,7 +30,7 @@ from samples.demo_mcp import build_server
 from samples.demo_mcp.server import READ_ONLY
 
 # The app puts its idempotency key for a tool call in the request `_meta` under this name
-# (agent.mcp.pool.IDEMPOTENCY_META_KEY); spelled out so a change there fails the tests using it.
+# (agent.mcp.dispatch.IDEMPOTENCY_META_KEY); spelled out so a change there fails the tests using it.
 IDEMPOTENCY_META_KEY = "idempotency_key"
 MAX_WAIT_SECONDS = 60.0
 MAX_REPEAT_CHARS = 1_000_000

@@ -207,10 +207,12 @@ def test_the_model_reads_who_refused_a_call_and_why() -> None:
     assert policy.unknown_tool("demo__x") == Refusal(
         "unknown tool 'demo__x': call only the tools you were given", "refused"
     )
-    assert policy.circuit_open("demo", 3) == Refusal(
+    assert policy.circuit_open("demo", 3, retry_after=12.5) == Refusal(
         "server demo is unavailable (circuit open after 3 failures); try again later",
         "circuit_open",
+        retry_after=12.5,
     )
+    assert policy.not_allowed("demo__rm").retry_after is None  # no use waiting
     rejected = Failure(FailureKind.AUTH, "HTTP 401")
     assert policy.auth_rejected("demo", rejected) == Refusal(
         "server demo rejected the app's credentials (HTTP 401); tell the operator", "auth_error"
