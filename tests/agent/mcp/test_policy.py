@@ -37,6 +37,12 @@ def test_the_models_schema_hides_pinned_arguments_and_an_emptied_required_list()
     assert schema["required"] == ["endpoint"]  # the server's schema is left as it was
 
 
+def test_the_models_schema_shares_nothing_with_the_servers() -> None:
+    schema = {"properties": {"note": {"type": "string"}}}
+    policy.model_parameters(schema, [])["properties"]["note"]["type"] = "integer"
+    assert schema == {"properties": {"note": {"type": "string"}}}
+
+
 def test_the_models_schema_keeps_the_required_arguments_it_may_send() -> None:
     schema = {"properties": {"a": {}, "b": {}, "c": {}}, "required": ["a", "b"]}
     assert policy.model_parameters(schema, ["b"]) == {
@@ -115,6 +121,15 @@ def test_a_placeholder_missing_from_the_context_names_the_argument_and_what_is_p
         "setting MCP_SERVERS: server 'sched', pinned argument register.endpoint, uses "
         f"${{tenant_url}}, which the app does not provide here (it provides: {provided})"
     )
+
+
+@pytest.mark.parametrize(
+    "value", [{"nested": "${tenant_url}"}, ["${tenant_url}"], ("x", {"deep": ["${tenant_url}"]})]
+)
+def test_a_missing_placeholder_deep_inside_a_value_still_names_its_argument(value: Any) -> None:
+    config = server("sched", pinned_arguments={"register": {"endpoint": value}})
+    with pytest.raises(SettingsError, match=r"server 'sched', pinned argument register\.endpoint,"):
+        policy.pinned_arguments(config, "register", {})
 
 
 def test_pinned_arguments_win_over_the_models_and_the_overridden_names_are_reported() -> None:
