@@ -1,0 +1,324 @@
+"""Frozen dataclasses <-> the JSON-able dicts that Durable history and Blob storage keep.
+
+One set of rules for every contract and stored record:
+- fields are written in declaration order, nested dataclasses as objects, tuples and lists as
+  arrays, enums as their values; `omitted_when_default` fields are left out while they hold their
+  default (so adding one keeps older JSON byte for byte), `local` fields are never written;
+- on read every value is checked against its annotation (a wrong type is a `WireError` naming
+  the field, never a half-built value); a missing field with a default takes it, and so does a
+  null where the annotation does not allow None (older writers used null for "nothing");
+- unknown keys are tolerated; a class with an `unknown_keys()` field keeps them and writes them
+  back, so a record rewritten by older code loses nothing a newer writer added.
+Values are never quoted in errors: a field may hold conversation content.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass
+from typing import Any, Literal, Self, TypeVar, get_args, get_origin, get_type_hints
+
+T = TypeVar("T")
+Reader = Callable[[Any, str], Any]
+
+_KIND = "wire"
+_OMIT_DEFAULT = "omitted_when_default"
+_LOCAL = "local"
+_UNKNOWN = "unknown_keys"
+
+
+class WireError(ValueError):
+    """A dict does not fit the dataclass it is read as (the message names the field)."""
+
+
+# --- field markers ------------------------------------------------------------------------------
+
+
+def omitted_when_default(default: Any) -> Any:
+    """A field left out of the JSON while it holds `default` (an immutable value)."""
+    return dataclasses.field(default=default, metadata={_KIND: _OMIT_DEFAULT})
+
+
+def local(default: Any = None) -> Any:
+    """A field that lives in memory only (an ETag read with the blob): never written or read."""
+    return dataclasses.field(default=default, compare=False, metadata={_KIND: _LOCAL})
+
+
+def unknown_keys() -> Any:
+    """The keys a read did not know, written back as they were (declare it last)."""
+    return dataclasses.field(
+        default_factory=dict, compare=False, repr=False, metadata={_KIND: _UNKNOWN}
+    )
+
+
+class Wire:
+    """`to_dict` / `from_dict` for a frozen dataclass, through this module's converter."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_wire(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        return from_wire(cls, data)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def to_wire(obj: Any) -> dict[str, Any]:
+    """The JSON-able dict of a dataclass instance."""
+    plan = _plan(type(obj))
+    out: dict[str, Any] = {}
+    for spec in plan.written:
+        value = getattr(obj, spec.name)
+        if spec.omit_default and value == spec.default:
+            continue
+        out[spec.name] = _plain(value)
+    if plan.unknown is not None:
+        for key, value in getattr(obj, plan.unknown).items():
+            out.setdefault(key, value)  # a known field always wins over a stale copy
+    return out
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_wire(value)
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _plain(item) for key, item in value.items()}
+    raise WireError(f"cannot write a {type(value).__name__} as JSON")
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def from_wire(cls: type[T], data: Any, path: str | None = None) -> T:
+    """An instance of dataclass `cls` read from `data` (see the module's rules)."""
+    plan = _plan(cls)
+    where = path or cls.__name__
+    if not isinstance(data, Mapping):
+        raise WireError(f"{where}: expected an object, got {_kind(data)}")
+    values: dict[str, Any] = {}
+    for spec in plan.read:
+        if spec.name not in data:
+            if spec.required:
+                raise WireError(f"{where}: the required field {spec.name!r} is missing")
+            continue
+        value = data[spec.name]
+        if value is None and not spec.nullable and not spec.required:
+            continue  # null for "nothing": the default
+        values[spec.name] = spec.reader(value, f"{where}.{spec.name}")
+    if plan.unknown is not None and not data.keys() <= plan.names:
+        values[plan.unknown] = {k: v for k, v in data.items() if k not in plan.names}
+    return cls(**values)
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str
+    reader: Reader
+    required: bool
+    nullable: bool
+    omit_default: bool
+    default: Any
+
+
+@dataclass(frozen=True)
+class _Plan:
+    read: tuple[_Field, ...]
+    written: tuple[_Field, ...]
+    names: frozenset[str]  # every declared field: none of them is an unknown key
+    unknown: str | None  # the field that keeps unknown keys
+
+
+@functools.cache
+def _plan(cls: type) -> _Plan:
+    """How to read and write `cls`, worked out once (transcripts read thousands of lines)."""
+    if not dataclasses.is_dataclass(cls):
+        raise WireError(f"{cls.__name__} is not a dataclass")
+    hints = get_type_hints(cls)
+    read: list[_Field] = []
+    written: list[_Field] = []
+    unknown = None
+    for f in dataclasses.fields(cls):
+        kind = f.metadata.get(_KIND)
+        if kind == _UNKNOWN:
+            unknown = f.name
+            continue
+        default = f.default_factory() if f.default_factory is not MISSING else f.default
+        spec = _Field(
+            name=f.name,
+            reader=_reader(hints[f.name]),
+            required=default is MISSING,
+            nullable=_allows_none(hints[f.name]),
+            omit_default=kind == _OMIT_DEFAULT,
+            default=default,
+        )
+        if kind != _LOCAL:
+            read.append(spec)
+            written.append(spec)
+    names = frozenset(f.name for f in dataclasses.fields(cls))
+    return _Plan(tuple(read), tuple(written), names, unknown)
+
+
+def _allows_none(tp: Any) -> bool:
+    return tp is Any or tp is None or type(None) in get_args(tp)
+
+
+def _reader(tp: Any) -> Reader:
+    """A function that checks (and converts) a JSON value for annotation `tp`."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return _any
+    if tp is None or tp is type(None):
+        return _exact(type(None), "null")
+    if origin is Literal:
+        return _literal(get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return _union(tuple(_reader(arm) for arm in get_args(tp)), get_args(tp))
+    if origin is tuple:
+        return _tuple(get_args(tp))
+    if origin is list:
+        return _list(_reader(get_args(tp)[0]))
+    if origin in (dict, Mapping):
+        return _dict(_reader(get_args(tp)[1]))
+    if isinstance(tp, type):
+        return _type(tp)
+    raise WireError(f"no conversion for the annotation {tp!r}")
+
+
+def _type(tp: type) -> Reader:
+    if dataclasses.is_dataclass(tp):
+        return lambda value, path: from_wire(tp, value, path)
+    if issubclass(tp, enum.Enum):
+        return _enum(tp)
+    if tp is float:
+        return _number
+    if tp is dict:
+        return _dict(_any)
+    if tp in (str, int, bool):
+        return _exact(tp, tp.__name__)
+    raise WireError(f"no conversion for the type {tp.__name__}")
+
+
+def _any(value: Any, path: str) -> Any:
+    return value
+
+
+def _exact(tp: type, name: str) -> Reader:
+    def read(value: Any, path: str) -> Any:
+        # type(), not isinstance: a bool is no int here, and an int no bool.
+        if type(value) is not tp:
+            raise WireError(f"{path}: expected {name}, got {_kind(value)}")
+        return value
+
+    return read
+
+
+def _number(value: Any, path: str) -> Any:
+    # An int stays an int: JSON written as 30 is written back as 30, not 30.0.
+    if type(value) not in (int, float):
+        raise WireError(f"{path}: expected a number, got {_kind(value)}")
+    return value
+
+
+def _literal(allowed: tuple[Any, ...]) -> Reader:
+    def read(value: Any, path: str) -> Any:
+        if not any(type(value) is type(a) and value == a for a in allowed):
+            choices = ", ".join(repr(a) for a in allowed)
+            raise WireError(f"{path}: expected one of {choices}")
+        return value
+
+    return read
+
+
+def _enum(tp: type[enum.Enum]) -> Reader:
+    def read(value: Any, path: str) -> Any:
+        try:
+            return tp(value)
+        except ValueError:
+            raise WireError(f"{path}: not a {tp.__name__} value") from None
+
+    return read
+
+
+def _union(readers: tuple[Reader, ...], arms: tuple[Any, ...]) -> Reader:
+    if len(arms) == 2 and type(None) in arms:  # Optional: the common case, checked directly
+        inner = readers[0] if arms[1] is type(None) else readers[1]
+        return lambda value, path: None if value is None else inner(value, path)
+
+    def read(value: Any, path: str) -> Any:
+        for reader in readers:
+            try:
+                return reader(value, path)
+            except WireError:
+                continue
+        raise WireError(f"{path}: {_kind(value)} fits none of {arms!r}")
+
+    return read
+
+
+def _tuple(args: tuple[Any, ...]) -> Reader:
+    if len(args) == 2 and args[1] is Ellipsis:
+        item = _reader(args[0])
+
+        def read_all(value: Any, path: str) -> Any:
+            _array(value, path)
+            return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+        return read_all
+    items = tuple(_reader(arg) for arg in args)
+
+    def read_fixed(value: Any, path: str) -> Any:
+        _array(value, path)
+        if len(value) != len(items):
+            raise WireError(f"{path}: expected {len(items)} items, got {len(value)}")
+        return tuple(r(v, f"{path}[{i}]") for i, (r, v) in enumerate(zip(items, value)))  # noqa: B905
+
+    return read_fixed
+
+
+def _list(item: Reader) -> Reader:
+    def read(value: Any, path: str) -> Any:
+        _array(value, path)
+        if item is _any:
+            return value
+        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+
+    return read
+
+
+def _dict(item: Reader) -> Reader:
+    def read(value: Any, path: str) -> Any:
+        if not isinstance(value, dict):
+            raise WireError(f"{path}: expected an object, got {_kind(value)}")
+        if item is _any:
+            return value
+        return {key: item(v, f"{path}.{key}") for key, v in value.items()}
+
+    return read
+
+
+def _array(value: Any, path: str) -> None:
+    if not isinstance(value, list | tuple):
+        raise WireError(f"{path}: expected an array, got {_kind(value)}")
+
+
+def _kind(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+    if value is None:
+        return "null"
+    return names.get(type(value), type(value).__name__)
