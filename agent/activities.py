@@ -254,7 +254,7 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         raise LookupError(f"no record of tool call {call.call_id} in run {call.run.run_id}")
     if record.status == "completed":  # already ran: never call the tool twice
         if record.result is not None:  # a crash may have come before the transcript append
-            await rt.store.append(ref, StoredMessage.from_dict(record.result))
+            await rt.store.append(ref, record.result)
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
 
     if await _cut_off_and_unsafe(rt, call, record):
@@ -406,7 +406,7 @@ def _completed(record: ToolCallRecord, result: StoredMessage) -> ToolCallRecord:
         status="completed",
         result_message_id=result.id,
         is_error=result.is_error,
-        result=result.to_dict(),
+        result=result,
     )
 
 

@@ -2,23 +2,25 @@
 
 Orchestration inputs/outputs and activity inputs are references (ids, counts, step numbers),
 never transcripts or tool output, so history stays the same size whatever the messages hold.
-Each type converts to and from a plain dict; that dict is what Durable serialises.
+Each type converts to and from a plain dict through `wire` (the converter stored records use
+too); that dict is what Durable serialises. Fields added after version 1 are written only when
+set, so the inputs old instances recorded stay byte for byte what the current code writes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent import backoff
 from agent.loop import RunStatus, Usage
 from agent.settings import Limits
-from storage.models import Record
+from wire import Wire, omitted_when_default, unknown_keys
 
 
 @dataclass(frozen=True)
-class RunRef(Record):
+class RunRef(Wire):
     """Which run of which conversation of which owner."""
 
     owner: str
@@ -28,7 +30,7 @@ class RunRef(Record):
 
 
 @dataclass(frozen=True)
-class ChatTurnInput(Record):
+class ChatTurnInput(Wire):
     owner: str
     conversation_id: str
     run_id: str
@@ -41,6 +43,8 @@ class ChatTurnInput(Record):
     tool_attempts: int = backoff.DEFAULT_TOOL_ATTEMPTS
     retry_base_seconds: float = backoff.DEFAULT_BASE_SECONDS
     retry_max_delay_seconds: float = backoff.DEFAULT_MAX_DELAY_SECONDS
+    # A batch lane reads a turn's input and passes it on: keys a newer writer added go too.
+    unknown: Mapping[str, Any] = unknown_keys()
 
     @property
     def run(self) -> RunRef:
@@ -78,13 +82,13 @@ class ChatTurnInput(Record):
 
 
 @dataclass(frozen=True)
-class FailedToolCall(Record):
+class FailedToolCall(Wire):
     call_id: str
     reason: str
 
 
 @dataclass(frozen=True)
-class ModelStepInput:
+class ModelStepInput(Wire):
     run: RunRef
     step: int
     # Tool calls of the previous step whose activity failed for good: the model step records
@@ -92,138 +96,58 @@ class ModelStepInput:
     failed_tool_calls: tuple[FailedToolCall, ...] = ()
     # Tokens the run has left (version 2 on): the step caps its completion at this, so one
     # step cannot spend far past the budget. None (version 1 runs): no cap.
-    max_output_tokens: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "run": self.run.to_dict(),
-            "step": self.step,
-            "failed_tool_calls": [f.to_dict() for f in self.failed_tool_calls],
-        }
-        if self.max_output_tokens is not None:  # absent for version 1: same input as before
-            data["max_output_tokens"] = self.max_output_tokens
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ModelStepInput:
-        cap = data.get("max_output_tokens")
-        return cls(
-            run=RunRef.from_dict(data["run"]),
-            step=int(data["step"]),
-            failed_tool_calls=tuple(
-                FailedToolCall.from_dict(f) for f in data.get("failed_tool_calls") or ()
-            ),
-            max_output_tokens=None if cap is None else int(cap),
-        )
+    max_output_tokens: int | None = omitted_when_default(None)
 
 
 @dataclass(frozen=True)
-class ToolCallInput:
+class ToolCallInput(Wire):
     run: RunRef
     step: int
     call_id: str
     # Set when the call needed approval and did not get it: the tool is not called, and the
-    # model is told why.
-    rejection: str | None = None
+    # model is told why. (This and the flags are written only when set: version-1 instances
+    # keep exactly the inputs they recorded.)
+    rejection: str | None = omitted_when_default(None)
     # Set when the call needed approval and got it. A tool that requires approval runs only
     # with this set, whatever the model step thought it needed.
-    approved: bool = False
+    approved: bool = omitted_when_default(False)
     # Set by orchestrators that can wait (version 2): instead of storing a result, the activity
     # may defer the call, telling why in its summary (`interrupted`, `retry_after`).
-    may_defer: bool = False
+    may_defer: bool = omitted_when_default(False)
     # Set when a person approved calling again a call that was cut off (outcome unknown).
-    retry_interrupted: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "run": self.run.to_dict(),
-            "step": self.step,
-            "call_id": self.call_id,
-        }
-        if self.rejection is not None:
-            data["rejection"] = self.rejection
-        # Flags only when set: version-1 instances keep exactly the inputs they recorded.
-        for flag in ("approved", "may_defer", "retry_interrupted"):
-            if getattr(self, flag):
-                data[flag] = True
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ToolCallInput:
-        return cls(
-            RunRef.from_dict(data["run"]),
-            int(data["step"]),
-            str(data["call_id"]),
-            data.get("rejection"),
-            bool(data.get("approved", False)),
-            bool(data.get("may_defer", False)),
-            bool(data.get("retry_interrupted", False)),
-        )
+    retry_interrupted: bool = omitted_when_default(False)
 
 
 @dataclass(frozen=True)
-class ToolCallSummary(Record):
+class ToolCallSummary(Wire):
     call_id: str
     is_error: bool
     truncated: bool = False
     # Deferred (no result stored yet; only with `may_defer`): the call was cut off by a crash
     # and may not be repeated without a person's approval...
-    interrupted: bool = False
+    interrupted: bool = omitted_when_default(False)
     # ... or its server's circuit is open: try again after this many seconds.
-    retry_after: float | None = None
+    retry_after: float | None = omitted_when_default(None)
 
     @property
     def deferred(self) -> bool:
         return self.interrupted or self.retry_after is not None
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "call_id": self.call_id,
-            "is_error": self.is_error,
-            "truncated": self.truncated,
-        }
-        if self.interrupted:
-            data["interrupted"] = True
-        if self.retry_after is not None:
-            data["retry_after"] = self.retry_after
-        return data
-
 
 @dataclass(frozen=True)
-class FinishTurnInput:
+class FinishTurnInput(Wire):
     run: RunRef
     status: RunStatus
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"run": self.run.to_dict(), "status": self.status}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinishTurnInput:
-        return cls(RunRef.from_dict(data["run"]), data["status"])
-
 
 @dataclass(frozen=True)
-class ChatTurnOutput:
+class ChatTurnOutput(Wire):
     status: RunStatus
     conversation_id: str
     steps: int
     usage: Usage = field(default_factory=Usage)
     answer_message_id: str | None = None
     error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ChatTurnOutput:
-        return cls(
-            status=data["status"],
-            conversation_id=data["conversation_id"],
-            steps=int(data.get("steps") or 0),
-            usage=Usage.from_dict(data.get("usage")),
-            answer_message_id=data.get("answer_message_id"),
-            error=data.get("error"),
-        )
 
 
 def message_id(run_id: str, step: int, seq: int) -> str:
@@ -232,40 +156,24 @@ def message_id(run_id: str, step: int, seq: int) -> str:
 
 
 @dataclass(frozen=True)
-class BatchInput:
+class BatchInput(Wire):
     """A `scheduled_batch` orchestration: which items of a stored batch to run, and when."""
 
     batch_id: str
     indices: tuple[int, ...]
     max_concurrency: int
     not_before: str | None = None  # ISO 8601 UTC; the durable timer path of /api/schedules
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "indices": list(self.indices),
-            "max_concurrency": self.max_concurrency,
-            "not_before": self.not_before,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BatchInput:
-        return cls(
-            batch_id=data["batch_id"],
-            indices=tuple(int(i) for i in data["indices"]),
-            max_concurrency=max(1, int(data["max_concurrency"])),
-            not_before=data.get("not_before"),
-        )
+    unknown: Mapping[str, Any] = unknown_keys()  # passed on to every lane
 
 
 @dataclass(frozen=True)
-class BatchItemRef(Record):
+class BatchItemRef(Wire):
     batch_id: str
     index: int
 
 
 @dataclass(frozen=True)
-class BatchItemOutcome(Record):
+class BatchItemOutcome(Wire):
     """How an item that never got a run of its own ended."""
 
     batch_id: str
@@ -275,7 +183,7 @@ class BatchItemOutcome(Record):
 
 
 @dataclass(frozen=True)
-class LaneInput:
+class LaneInput(Wire):
     """One lane of a `scheduled_batch`: it claims items from the batch until none is left.
     Each item runs in its own execution (continue-as-new), which carries the claim number
     and the counts by outcome so far."""
@@ -284,24 +192,7 @@ class LaneInput:
     lane: int
     claims: int = 0
     counts: Mapping[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch": self.batch.to_dict(),
-            "lane": self.lane,
-            "claims": self.claims,
-            "counts": dict(self.counts),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LaneInput:
-        counts = {str(k): int(v) for k, v in (data.get("counts") or {}).items()}
-        return cls(
-            BatchInput.from_dict(data["batch"]),
-            int(data["lane"]),
-            int(data.get("claims", 0)),
-            counts,
-        )
+    unknown: Mapping[str, Any] = unknown_keys()  # each execution passes its input on
 
     def claim(self) -> ClaimInput:
         return ClaimInput(self.batch.batch_id, self.batch.indices, f"{self.lane}.{self.claims}")
@@ -314,20 +205,9 @@ class LaneInput:
 
 
 @dataclass(frozen=True)
-class ClaimInput:
+class ClaimInput(Wire):
     """Take the next unclaimed item; `claim_key` makes a re-run return the same item."""
 
     batch_id: str
     indices: tuple[int, ...]
     claim_key: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "indices": list(self.indices),
-            "claim_key": self.claim_key,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ClaimInput:
-        return cls(data["batch_id"], tuple(int(i) for i in data["indices"]), data["claim_key"])

@@ -7,8 +7,11 @@ JSON-serialisable value, because it travels through Durable history.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from wire import Wire, from_wire
 
 RunStatus = Literal["completed", "failed", "cancelled", "content_filtered", "budget_exceeded"]
 StepOutcome = Literal["final", "tool_calls", "content_filtered", "failed", "throttled"]
@@ -18,7 +21,7 @@ MAX_THROTTLE_SECONDS = 300.0  # never sleep longer than this on one retry-after
 
 
 @dataclass(frozen=True)
-class Usage:
+class Usage(Wire):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -31,17 +34,13 @@ class Usage:
         )
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Usage:
-        data = data or {}
-        return cls(
-            int(data.get("prompt_tokens") or 0),
-            int(data.get("completion_tokens") or 0),
-            int(data.get("total_tokens") or 0),
-        )
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Usage:
+        """None (a message without usage) reads as no tokens."""
+        return from_wire(cls, data or {})
 
 
 @dataclass(frozen=True)
-class StepSummary:
+class StepSummary(Wire):
     """What the `model_step` activity returns: references and counts, never text."""
 
     outcome: StepOutcome
@@ -52,24 +51,6 @@ class StepSummary:
     error: str | None = None
     # Tool calls (ids, of tool_call_ids) whose tool is in its server's `require_approval`.
     approvals_needed: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["tool_call_ids"] = list(self.tool_call_ids)
-        data["approvals_needed"] = list(self.approvals_needed)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> StepSummary:
-        return cls(
-            outcome=data["outcome"],
-            message_id=data.get("message_id"),
-            tool_call_ids=tuple(data.get("tool_call_ids") or ()),
-            usage=Usage.from_dict(data.get("usage")),
-            retry_after=data.get("retry_after"),
-            error=data.get("error"),
-            approvals_needed=tuple(data.get("approvals_needed") or ()),
-        )
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,6 +25,7 @@ from azure.storage.blob.aio import BlobClient, ContainerClient
 from storage.json_blobs import JsonBlobs
 from storage.models import MessageOrigin
 from storage.recent import Recent
+from wire import Wire, unknown_keys
 
 RUNNING_BATCHES_CACHED = 8
 CLAIM_RECORD_BYTES = 64  # one claim in the work queue (a claim key is lane.number: short)
@@ -39,7 +40,7 @@ ItemStatus = Literal["pending", "scheduled", "rejected"]
 
 
 @dataclass(frozen=True)
-class BatchItem:
+class BatchItem(Wire):
     index: int
     conversation_id: str
     owner: str | None  # None: no such conversation (the item is rejected)
@@ -51,61 +52,25 @@ class BatchItem:
     # Who wrote the text. Unless traced to the conversation's owner, a Scheduler delivery is
     # the assistant's (older records without the field included).
     origin: MessageOrigin = "scheduled_by_assistant"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "conversation_id": self.conversation_id,
-            "owner": self.owner,
-            "content": self.content,
-            "scheduled_time": self.scheduled_time,
-            "schedule_id": self.schedule_id,
-            "status": self.status,
-            "error": self.error,
-            "origin": self.origin,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BatchItem:
-        return cls(**data)
+    unknown: Mapping[str, Any] = unknown_keys()  # kept when the batch is replaced
 
 
 @dataclass(frozen=True)
-class ItemRef:
+class ItemRef(Wire):
     """One item of one batch."""
 
     batch_id: str
     index: int
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"batch_id": self.batch_id, "index": self.index}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ItemRef:
-        return cls(str(data["batch_id"]), int(data["index"]))
-
 
 @dataclass(frozen=True)
-class BatchRecord:
+class BatchRecord(Wire):
     batch_id: str
     source: BatchSource
     created_at: str
     owner: str | None  # who scheduled it (POST /api/schedules); None for scheduler callbacks
     items: tuple[BatchItem, ...]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "batch_id": self.batch_id,
-            "source": self.source,
-            "created_at": self.created_at,
-            "owner": self.owner,
-            "items": [item.to_dict() for item in self.items],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> BatchRecord:
-        items = tuple(BatchItem.from_dict(item) for item in data["items"])
-        return cls(data["batch_id"], data["source"], data["created_at"], data["owner"], items)
+    unknown: Mapping[str, Any] = unknown_keys()  # kept when the batch is replaced
 
     def visible_to(self, caller: str) -> tuple[BatchItem, ...]:
         """The items a caller may see: all of their own batch, else those in their conversations."""

@@ -103,7 +103,7 @@ class ConversationStore:
             active_run_id=None,
         )
         try:
-            result = await self._json.upload(paths.meta_name(ref), meta.stored_dict())
+            result = await self._json.upload(paths.meta_name(ref), meta.to_dict())
         except ResourceExistsError:
             raise AlreadyExists(f"conversation {ref.conversation_id} already exists") from None
         return self._metas.put(ref, meta.with_etag(result["etag"]))
@@ -189,7 +189,7 @@ class ConversationStore:
         try:
             result = await self._json.upload(
                 paths.meta_name(ref),
-                meta.stored_dict(),
+                meta.to_dict(),
                 etag=meta.etag,
                 match_condition=MatchConditions.IfNotModified,
             )

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import cache
-from typing import Any, Literal, Self, get_args
+from typing import Any, Literal, get_args
 
 from storage.errors import InvalidKey
+from wire import Wire, local, unknown_keys
 
 Role = Literal["user", "assistant", "tool", "system"]
 # Where a user-role message came from when the caller did not type it just now (None: typed):
@@ -33,29 +34,6 @@ def utc_timestamp() -> str:
 _STATUSES = frozenset(get_args(ToolCallStatus))
 
 
-class Record:
-    """to_dict/from_dict for flat frozen dataclasses (unknown keys are ignored on read); the
-    stored records here and the Durable contracts in `agent.contracts` share it."""
-
-    def to_dict(self) -> dict[str, Any]:
-        if not is_dataclass(self):  # every Record is one; this also tells the type checker
-            raise TypeError(f"{type(self).__name__} is not a dataclass")
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
-        names = _field_names(cls)
-        if data.keys() == names:  # the common case: no filtering needed
-            return cls(**data)
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-@cache
-def _field_names(cls: type) -> frozenset[str]:
-    # Cached: transcripts parse thousands of lines, and dataclasses.fields() is slow.
-    return frozenset(f.name for f in fields(cls))
-
-
 def validate_conversation_id(conversation_id: object) -> str:
     if not isinstance(conversation_id, str) or not PLAIN_ID.fullmatch(conversation_id):
         raise InvalidKey("conversation id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
@@ -63,7 +41,7 @@ def validate_conversation_id(conversation_id: object) -> str:
 
 
 @dataclass(frozen=True)
-class ConversationRef(Record):
+class ConversationRef(Wire):
     """Which conversation of which owner; every store operation is scoped by it."""
 
     owner: str
@@ -76,25 +54,21 @@ class ConversationRef(Record):
 
 
 @dataclass(frozen=True)
-class ConversationMeta(Record):
+class ConversationMeta(Wire):
     conversation_id: str
     owner: str
     created_at: str  # ISO 8601, UTC
     turn_count: int
     active_run_id: str | None
-    etag: str | None = None  # the meta blob's ETag when read; never stored in the blob
-
-    def stored_dict(self) -> dict[str, Any]:
-        data = self.to_dict()
-        del data["etag"]
-        return data
+    etag: str | None = local()  # the meta blob's ETag when read; never stored in the blob
+    unknown: Mapping[str, Any] = unknown_keys()  # kept when a turn rewrites the meta
 
     def with_etag(self, etag: str | None) -> ConversationMeta:
         return replace(self, etag=etag)
 
 
 @dataclass(frozen=True)
-class StoredMessage(Record):
+class StoredMessage(Wire):
     """One transcript entry; sorted by (turn, step, seq). Ids are f"{run_id}.{step}.{seq}"."""
 
     id: str
@@ -114,6 +88,7 @@ class StoredMessage(Record):
     is_error: bool
     finish_reason: str | None
     origin: MessageOrigin | None = None  # absent in lines written before provenance existed
+    unknown: Mapping[str, Any] = unknown_keys()  # kept when a record's result is appended
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:
@@ -131,7 +106,7 @@ class StoredMessage(Record):
 
 
 @dataclass(frozen=True)
-class ToolCallRecord(Record):
+class ToolCallRecord(Wire):
     """A tool call the model asked for; stored before it runs so it never fires twice."""
 
     run_id: str
@@ -143,13 +118,13 @@ class ToolCallRecord(Record):
     status: ToolCallStatus
     result_message_id: str | None
     is_error: bool
-    # The result message (StoredMessage.to_dict()), kept with the record so a re-run after a
-    # crash between "completed" and the transcript append can still append it, without
-    # calling the tool again.
-    result: dict[str, Any] | None = None
+    # The result message, kept with the record so a re-run after a crash between "completed"
+    # and the transcript append can still append it, without calling the tool again.
+    result: StoredMessage | None = None
     # Sent again after being cut off, because a person approved: a second cut-off is not
     # resent on that approval.
     resent: bool = False
+    unknown: Mapping[str, Any] = unknown_keys()  # kept when the call is marked or completed
 
     def __post_init__(self) -> None:
         if self.status not in _STATUSES:

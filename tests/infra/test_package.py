@@ -38,7 +38,7 @@ def test_the_package_holds_the_app_and_the_packages_it_imports_and_nothing_else(
     assert any(name.startswith("agent/") for name in names)
     assert any(name.startswith("storage/") for name in names)
     tops = {name.split("/", 1)[0] for name in names}
-    assert tops == {"function_app.py", "host.json", "requirements.txt", "agent", "storage"}
+    assert tops == {"function_app.py", "host.json", "requirements.txt", "agent", "storage", "wire"}
 
 
 def test_the_package_leaves_out_dev_tools_local_state_and_settings(tmp_path: Path):
@@ -128,5 +128,5 @@ def test_every_package_the_packaged_code_imports_is_pinned_in_requirements_txt(t
     build_package(ROOT, tmp_path / "app.zip")
     with zipfile.ZipFile(tmp_path / "app.zip") as archive:
         archive.extractall(tmp_path / "wwwroot")
-    modules = third_party_imports(tmp_path / "wwwroot", {"agent", "storage", "function_app"})
+    modules = third_party_imports(tmp_path / "wwwroot", {"agent", "storage", "wire", "function_app"})
     assert unpinned(modules, ROOT / "requirements.txt") == []

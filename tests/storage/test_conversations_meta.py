@@ -124,7 +124,7 @@ async def test_list_conversations_lists_only_the_owners_own(
 def test_meta_round_trips_through_a_dict() -> None:
     meta = ConversationMeta("c", "o", "2026-01-01T00:00:00+00:00", 3, "run-9", '"0x1"')
     assert ConversationMeta.from_dict(meta.to_dict()) == meta
-    assert "etag" not in meta.stored_dict()
+    assert "etag" not in meta.to_dict()
 
 
 async def test_begin_turn_counts_turns_and_marks_the_run_active(
