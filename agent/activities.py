@@ -32,10 +32,12 @@ from agent import telemetry
 from agent.contracts import (
     BatchItemOutcome,
     ChatTurnInput,
+    ClaimedItem,
     ClaimInput,
     FinishTurnInput,
     ModelStepInput,
     RunRef,
+    TakenItem,
     ToolCallInput,
     ToolCallSummary,
     message_id,
@@ -436,9 +438,8 @@ async def take_batch_item(
     """A lane's next item, made ready for its turn: claim it, lock its conversation, store
     its message.
 
-    Returns {"index": None} when no item is left; else {"index": i} with "turn" (a
-    ChatTurnInput to run) or with "status" and "error" (the item cannot run: no such
-    conversation). A conversation busy with another turn raises Conflict, so Durable retries a
+    Returns a TakenItem: no index when no item is left; else the item's turn to run, or why it
+    cannot run (no such conversation). A conversation busy with another turn raises Conflict, so Durable retries a
     little later; the retry's claim, under the same key, takes the same item again.
 
     A lock held by a run that is over (cancelled, or failed: Durable runs no `finish_turn` for
@@ -452,25 +453,26 @@ async def take_batch_item(
     claim = ClaimInput.from_dict(data)
     index = await rt.batches.claim(claim.batch_id, claim.indices, claim.claim_key)
     if index is None:
-        return {"index": None}
-    return {"index": index, **await _start_batch_item(claim.batch_id, index, rt, client)}
+        return TakenItem(None).to_dict()
+    return (await _start_batch_item(claim.batch_id, index, rt, client)).to_dict()
 
 
 async def _start_batch_item(
     batch_id: str, index: int, rt: Runtime, client: df.DurableOrchestrationClient
-) -> dict[str, Any]:
+) -> TakenItem:
     batch = await rt.batches.get_running(batch_id)
     if batch is None:
         raise LookupError(f"no batch {batch_id}")
     item = batch.items[index]
     if item.owner is None or item.status == "rejected":
-        return {"status": "rejected", "error": item.error or "the item was rejected"}
+        return TakenItem(index, status="rejected", error=item.error or "the item was rejected")
     ref = ConversationRef(item.owner, item.conversation_id)
     run_id = run_id_of(batch.batch_id, item.index)
     try:
         turn = await begin_turn(rt.store, client, ref, run_id)
     except RecordNotFound:
-        return {"status": "rejected", "error": f"no conversation {item.conversation_id}"}
+        error = f"no conversation {item.conversation_id}"
+        return TakenItem(index, status="rejected", error=error)
     except Conflict:
         raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
     await rt.store.append(ref, user_message(run_id, turn, item.content, item.origin))
@@ -478,13 +480,14 @@ async def _start_batch_item(
     chat = ChatTurnInput.starting(
         RunRef(item.owner, item.conversation_id, run_id, turn), rt.settings.limits, used
     )
-    return {"turn": chat.to_dict()}
+    return TakenItem(index, turn=chat)
 
 
 async def claim_batch_item(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
-    """The next item for a batch lane: {"index": i}, or {"index": None} when none is left."""
+    """The next item for a batch lane (no index when none is left)."""
     claim = ClaimInput.from_dict(data)
-    return {"index": await rt.batches.claim(claim.batch_id, claim.indices, claim.claim_key)}
+    index = await rt.batches.claim(claim.batch_id, claim.indices, claim.claim_key)
+    return ClaimedItem(index).to_dict()
 
 
 async def record_batch_outcome(data: dict[str, Any], rt: Runtime) -> None:

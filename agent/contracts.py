@@ -183,6 +183,24 @@ class BatchItemOutcome(Wire):
 
 
 @dataclass(frozen=True)
+class ClaimedItem(Wire):
+    """What `claim_batch_item` returns: the claimed item, None when no item is left."""
+
+    index: int | None
+
+
+@dataclass(frozen=True)
+class TakenItem(Wire):
+    """What `take_batch_item` returns: no index when no item is left; else the item's turn to
+    run, or (no turn) how the item ended without one."""
+
+    index: int | None
+    turn: ChatTurnInput | None = omitted_when_default(None)
+    status: str | None = omitted_when_default(None)
+    error: str | None = omitted_when_default(None)
+
+
+@dataclass(frozen=True)
 class LaneInput(Wire):
     """One lane of a `scheduled_batch`: it claims items from the batch until none is left.
     Each item runs in its own execution (continue-as-new), which carries the claim number

@@ -30,10 +30,12 @@ from agent.contracts import (
     BatchItemRef,
     ChatTurnInput,
     ChatTurnOutput,
+    ClaimedItem,
     FailedToolCall,
     FinishTurnInput,
     LaneInput,
     ModelStepInput,
+    TakenItem,
     ToolCallInput,
     ToolCallSummary,
 )
@@ -442,35 +444,36 @@ def batch_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, d
     claim = lane.claim().to_dict()
     take = (BATCH_ITEM_RETRY, BUSY_BACKOFF)
     try:
-        taken = yield from call_activity(context, TAKE_BATCH_ITEM, claim, take, TAKE_BATCH_ITEM)
+        result = yield from call_activity(context, TAKE_BATCH_ITEM, claim, take, TAKE_BATCH_ITEM)
     except Exception as exc:  # e.g. the conversation stayed busy: that item failed, go on
         # The same claim key claims the same item: learn which one it was.
         claimed = yield from call_activity(
             context, CLAIM_BATCH_ITEM, claim, STORE, CLAIM_BATCH_ITEM
         )
         error = f"could not start: {failure_reason(exc)}"
-        taken = {"index": claimed["index"], "status": "failed", "error": error}
-    if taken["index"] is None:
+        taken = TakenItem(ClaimedItem.from_dict(claimed).index, status="failed", error=error)
+    else:
+        taken = TakenItem.from_dict(result)
+    if taken.index is None:
         return dict(lane.counts)
     status = yield from run_batch_item(
-        context, BatchItemRef(lane.batch.batch_id, taken["index"]), taken
+        context, BatchItemRef(lane.batch.batch_id, taken.index), taken
     )
     context.continue_as_new(lane.after(status).to_dict())
     return {}  # not an output: the next execution carries on
 
 
 def run_batch_item(
-    context: df.DurableOrchestrationContext, item: BatchItemRef, taken: dict[str, Any]
+    context: df.DurableOrchestrationContext, item: BatchItemRef, taken: TakenItem
 ) -> Generator[Any, Any, str]:
     """Run a taken item's `chat_turn`; how it ended. One failing item stops nothing."""
-    if "turn" not in taken:  # no run will tell how it ended: record it for the batch view
-        outcome = BatchItemOutcome(
-            item.batch_id, item.index, taken["status"], taken.get("error", "")
-        )
+    turn = taken.turn
+    if turn is None:  # no run will tell how it ended: record it for the batch view
+        status = taken.status or "failed"
+        outcome = BatchItemOutcome(item.batch_id, item.index, status, taken.error or "")
         record = outcome.to_dict()
         yield from call_activity(context, RECORD_BATCH_OUTCOME, record, STORE, RECORD_BATCH_OUTCOME)
-        return str(taken["status"])
-    turn = ChatTurnInput.from_dict(taken["turn"])
+        return status
     try:
         ended = yield context.call_sub_orchestrator(CHAT_TURN, turn.to_dict(), turn.run_id)
     except Exception:  # the turn crashed: its run shows it; go on

@@ -578,7 +578,7 @@ async def item_run(
         RecordNotFound,
     ):  # not started yet, or never will: its recorded outcome says which
         outcome = await rt.batches.outcome(item.batch_id, item.index)
-        return None if outcome is None else {"run_id": None, **outcome}
+        return None if outcome is None else {"run_id": None, **outcome.to_dict()}
 
 
 def batch_view_of_items(

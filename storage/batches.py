@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -77,6 +77,37 @@ class BatchRecord(Wire):
         if self.owner == caller:
             return self.items
         return tuple(item for item in self.items if item.owner == caller)
+
+
+@dataclass(frozen=True)
+class ItemOutcome(Wire):
+    """How an item that never got a run of its own ended (rejected, or failed to start)."""
+
+    status: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ScheduleEntry(Wire):
+    """One scheduling of a text by its conversation's owner, until a delivery uses it up."""
+
+    due: str | None  # ISO 8601; None: any time (records from before due times)
+    expires_at: str
+    claimed_by: str | None = None  # the delivery's item that claimed it
+    home: ItemRef | None = None  # the batch item that asked for it (POST /api/schedules)
+    unknown: Mapping[str, Any] = unknown_keys()
+
+
+@dataclass(frozen=True)
+class OwnerSchedules(Wire):
+    """The schedulings of one text in one conversation by its owner."""
+
+    owner: str | None
+    entries: tuple[ScheduleEntry, ...] | None = None  # None: one entry, from before entries
+    unknown: Mapping[str, Any] = unknown_keys()
+
+
+Entries = list[ScheduleEntry]
 
 
 def batch_id_for_webhook(webhook_id: str) -> str:
@@ -150,12 +181,12 @@ class BatchStore:
 
     async def record_outcome(self, batch_id: str, index: int, status: str, error: str) -> None:
         """How an item that never got a run ended (rejected, or failed to start)."""
-        outcome = {"status": status, "error": error[:500]}
-        await self._json.upload(_outcome_name(batch_id, index), outcome, overwrite=True)
+        outcome = ItemOutcome(status, error[:500])
+        await self._json.upload(_outcome_name(batch_id, index), outcome.to_dict(), overwrite=True)
 
-    async def outcome(self, batch_id: str, index: int) -> dict[str, str] | None:
+    async def outcome(self, batch_id: str, index: int) -> ItemOutcome | None:
         data, _ = await self._json.download(_outcome_name(batch_id, index))
-        return data
+        return None if data is None else ItemOutcome.from_dict(data)
 
     async def remember_owner_schedule(
         self,
@@ -172,12 +203,7 @@ class BatchStore:
         One entry per scheduling (the same text may be due twice), each used up by the one
         delivery it is matched to, and void OWNER_SCHEDULE_GRACE after its due time if none is.
         """
-        entry = {
-            "due": scheduled_time,
-            "expires_at": _expiry(scheduled_time, self._clock()),
-            "claimed_by": None,
-            "home": None if home is None else home.to_dict(),
-        }
+        entry = ScheduleEntry(scheduled_time, _expiry(scheduled_time, self._clock()), home=home)
         await self._update_owner_schedule(
             conversation_id, text, lambda entries: [*entries, entry], owner=owner, take_over=True
         )
@@ -192,12 +218,13 @@ class BatchStore:
         `consume_owner_schedule` does that once the delivery has stored its origin."""
         claimed = False
 
-        def claim(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        def claim(entries: Entries) -> Entries:
             nonlocal claimed
             entry = _claimable(entries, due, claimant, self._clock())
             claimed = entry is not None
-            if entry is not None and entry["claimed_by"] != claimant:
-                entries = [{**entry, "claimed_by": claimant} if e is entry else e for e in entries]
+            if entry is not None and entry.claimed_by != claimant:
+                mine = replace(entry, claimed_by=claimant)
+                entries = [mine if e is entry else e for e in entries]
             return entries
 
         await self._update_owner_schedule(conversation_id, text, claim, owner=owner)
@@ -210,14 +237,14 @@ class BatchStore:
         item that `delivered` it, link the entry's home to it: before the delete, so that a
         repeat after an interruption still finds the entry to link."""
         if delivered is not None:
-            data, _ = await self._json.download(_owner_schedule_name(conversation_id, text))
-            for entry in (data or {}).get("entries", []):
-                if entry.get("claimed_by") == claimant and entry.get("home"):
-                    await self.link_delivery(ItemRef.from_dict(entry["home"]), delivered)
+            record, _ = await self._owner_schedules(_owner_schedule_name(conversation_id, text))
+            for entry in (record.entries if record else None) or ():
+                if entry.claimed_by == claimant and entry.home is not None:
+                    await self.link_delivery(entry.home, delivered)
         await self._update_owner_schedule(
             conversation_id,
             text,
-            lambda entries: [e for e in entries if e["claimed_by"] != claimant],
+            lambda entries: [e for e in entries if e.claimed_by != claimant],
         )
 
     async def link_delivery(self, home: ItemRef, delivered: ItemRef) -> bool:
@@ -239,7 +266,7 @@ class BatchStore:
         self,
         conversation_id: str,
         text: str,
-        change: Callable[[list[dict[str, Any]]], list[dict[str, Any]]],
+        change: Callable[[Entries], Entries],
         owner: str | None = None,
         take_over: bool = False,
     ) -> None:
@@ -249,35 +276,40 @@ class BatchStore:
         another owner's record is left alone, or replaced when `take_over`."""
         name = _owner_schedule_name(conversation_id, text)
         for attempt in range(MAX_RECORD_WRITES):
-            data, etag = await self._json.download(name)
-            if data is not None and owner not in (None, data.get("owner")):
+            record, etag = await self._owner_schedules(name)
+            if record is not None and owner not in (None, record.owner):
                 if not take_over:
                     return
-                data = None  # replaced (under its ETag)
-            entries = change(_live_entries(data or {}, self._clock()))
-            if entries == (data or {}).get("entries", []):
+                record = None  # replaced (under its ETag)
+            entries = change(_live_entries(record, self._clock()))
+            if tuple(entries) == ((record.entries if record else None) or ()):
                 return
+            if record is None:
+                record = OwnerSchedules(owner)
             try:
-                owner_now = owner or (data or {}).get("owner")
-                await self._write_owner_schedule(name, owner_now, entries, etag)
+                changed = replace(record, owner=owner or record.owner, entries=tuple(entries))
+                await self._write_owner_schedule(name, changed, etag)
                 return
             except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
                 if attempt == MAX_RECORD_WRITES - 1:
                     raise
 
+    async def _owner_schedules(self, name: str) -> tuple[OwnerSchedules | None, str | None]:
+        data, etag = await self._json.download(name)
+        return (None if data is None else OwnerSchedules.from_dict(data)), etag
+
     async def _write_owner_schedule(
-        self, name: str, owner: str | None, entries: list[dict[str, Any]], etag: str | None
+        self, name: str, record: OwnerSchedules, etag: str | None
     ) -> None:
-        if not entries:
+        if not record.entries:
             await self._container.delete_blob(
                 name, etag=etag, match_condition=MatchConditions.IfNotModified
             )
         elif etag is None:
-            await self._json.upload(name, {"owner": owner, "entries": entries})
+            await self._json.upload(name, record.to_dict())
         else:
-            record = {"owner": owner, "entries": entries}
             await self._json.upload(
-                name, record, etag=etag, match_condition=MatchConditions.IfNotModified
+                name, record.to_dict(), etag=etag, match_condition=MatchConditions.IfNotModified
             )
 
     async def replace(self, batch: BatchRecord) -> None:
@@ -310,40 +342,42 @@ def _owner_schedule_name(conversation_id: str, text: str) -> str:
     return f"owner-schedules/{digest}.json"
 
 
-def _live_entries(record: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+def _live_entries(record: OwnerSchedules | None, now: datetime) -> Entries:
     """A record's entries not yet void. A record from before entries existed is one entry with
     no due time, void OWNER_SCHEDULE_GRACE from now on."""
-    if "owner" in record and "entries" not in record:
-        return [{"due": None, "expires_at": _expiry(None, now), "claimed_by": None}]
-    return [e for e in record.get("entries", []) if (_instant(e["expires_at"]) or now) > now]
+    if record is None:
+        return []
+    if record.entries is None:
+        return [ScheduleEntry(None, _expiry(None, now))]
+    return [e for e in record.entries if (_instant(e.expires_at) or now) > now]
 
 
 def _claimable(
-    entries: list[dict[str, Any]], due: str | None, claimant: str, now: datetime
-) -> dict[str, Any] | None:
+    entries: Entries, due: str | None, claimant: str, now: datetime
+) -> ScheduleEntry | None:
     """The entry a delivery uses: the one it claimed before (a repeat), else the first free one
     due at its time (within TIME_TOLERANCE; an entry with no time matches any). A delivery with
     no time (the unsigned route) takes the earliest free entry already due by `now`: one due
     later is another scheduling, which its own delivery must find."""
     for entry in entries:
-        if entry["claimed_by"] == claimant:
+        if entry.claimed_by == claimant:
             return entry
-    free = [entry for entry in entries if entry["claimed_by"] is None]
+    free = [entry for entry in entries if entry.claimed_by is None]
     at = _instant(due)
     if at is None:
         return _earliest_due(free, now)
     for entry in free:
-        when = _instant(entry["due"])
+        when = _instant(entry.due)
         if when is None or abs((when - at).total_seconds()) <= TIME_TOLERANCE:
             return entry
     return None
 
 
-def _earliest_due(entries: list[dict[str, Any]], now: datetime) -> dict[str, Any] | None:
+def _earliest_due(entries: Entries, now: datetime) -> ScheduleEntry | None:
     """The entry due earliest among those due by `now` (within TIME_TOLERANCE); an entry with
     no time (a record from before due times) counts as due, before any timed one."""
     cutoff = now + timedelta(seconds=TIME_TOLERANCE)
-    due = [(_instant(entry["due"]), entry) for entry in entries]
+    due = [(_instant(entry.due), entry) for entry in entries]
     ready = [(when, entry) for when, entry in due if when is None or when <= cutoff]
     if not ready:
         return None

@@ -32,7 +32,7 @@ from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
 from devkit.mcp_servers import AsgiServer
 from offline_model.replies import ToolCallSpec
 from storage import paths
-from storage.batches import BatchItem, BatchRecord, run_id_of
+from storage.batches import BatchItem, BatchRecord, ItemOutcome, run_id_of
 from storage.conversations import ConversationRef, StoredMessage
 
 
@@ -310,7 +310,7 @@ async def test_recording_a_failed_item_gives_back_a_lock_its_take_left_behind(rt
     await activities.record_batch_outcome(outcome.to_dict(), rt)
 
     assert (await rt.store.get_meta(ref)).active_run_id is None
-    assert await rt.batches.outcome(batch_id, 0) == {"status": "failed", "error": outcome.error}
+    assert await rt.batches.outcome(batch_id, 0) == ItemOutcome("failed", outcome.error)
 
 
 async def test_recording_a_failed_item_leaves_another_runs_lock_alone(rt, model):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from azure.storage.blob.aio import ContainerClient
 
 from storage.batches import (
@@ -15,11 +17,13 @@ from storage.batches import (
     BatchItem,
     BatchRecord,
     BatchStore,
+    ItemOutcome,
     ItemRef,
     batch_id_for_webhook,
     run_id_of,
 )
 from storage.batches import _owner_schedule_name as owner_schedule_name
+from wire import WireError
 
 SOON = "2099-01-01T00:00:00+00:00"
 
@@ -110,10 +114,7 @@ async def test_an_items_outcome_is_recorded_and_read_back(container: ContainerCl
     assert await store.outcome(batch_id, 3) is None
     await store.record_outcome(batch_id, 3, "failed", "could not start: busy")
     await store.record_outcome(batch_id, 3, "failed", "could not start: busy")  # a re-run
-    assert await store.outcome(batch_id, 3) == {
-        "status": "failed",
-        "error": "could not start: busy",
-    }
+    assert await store.outcome(batch_id, 3) == ItemOutcome("failed", "could not start: busy")
     assert await store.outcome(batch_id, 4) is None
 
 
@@ -282,3 +283,48 @@ async def test_a_delivery_with_no_time_takes_only_the_earliest_entry_already_due
     await store.consume_owner_schedule(conversation, text, "late:0", ItemRef("late", 0))
     assert await store.delivery(ItemRef(scheduled, 1)) == ItemRef("late", 0)
     assert await store.delivery(ItemRef(scheduled, 2)) is None
+
+
+async def test_an_owner_schedule_claimed_keeps_keys_a_newer_writer_added(
+    container: ContainerClient,
+):
+    store = BatchStore(container)
+    conversation, text = uuid.uuid4().hex, "water the plants"
+    name = owner_schedule_name(conversation, text)
+    entry = {"due": SOON, "expires_at": "2099-01-03T00:00:00+00:00", "claimed_by": None,
+             "home": None, "priority": 2}  # fmt: skip
+    newer = {"owner": "alice", "entries": [entry], "region": "eu"}
+    await container.upload_blob(name, json.dumps(newer).encode())
+
+    assert await store.claim_owner_schedule("alice", conversation, text, SOON, "d:0") == "scheduled"
+
+    stored = json.loads(await (await container.download_blob(name)).readall())
+    assert stored == {**newer, "entries": [{**entry, "claimed_by": "d:0"}]}
+
+
+async def test_a_replaced_batch_keeps_keys_a_newer_writer_added_to_it_and_its_items(
+    container: ContainerClient,
+):
+    store = BatchStore(container)
+    batch_id = uuid.uuid4().hex
+    newer = record(batch_id, ["alice"]).to_dict()
+    newer["items"][0]["priority"] = 2
+    newer["region"] = "eu"
+    await container.upload_blob(f"batches/{batch_id}.json", json.dumps(newer).encode())
+
+    batch = await store.get(batch_id)
+    assert batch is not None
+    items = (dataclasses.replace(batch.items[0], schedule_id="s-1"),)
+    await store.replace(dataclasses.replace(batch, items=items))
+
+    stored = json.loads(await (await container.download_blob(f"batches/{batch_id}.json")).readall())
+    assert stored["region"] == "eu"
+    assert stored["items"][0]["priority"] == 2
+    assert stored["items"][0]["schedule_id"] == "s-1"
+
+
+async def test_a_batch_record_with_a_wrong_type_is_an_error_naming_the_field():
+    data = record("b", ["alice"]).to_dict()
+    data["items"][0]["index"] = "0"
+    with pytest.raises(WireError, match=r"BatchRecord\.items\[0\]\.index: expected int"):
+        BatchRecord.from_dict(data)
