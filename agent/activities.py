@@ -40,7 +40,6 @@ from agent.contracts import (
     TakenItem,
     ToolCallInput,
     ToolCallSummary,
-    message_id,
 )
 from agent.errors import (
     Conflict,
@@ -56,7 +55,7 @@ from agent.turn_lock import begin_turn
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from storage.errors import RecordNotFound
-from storage.models import PLAIN_ID, utc_timestamp
+from storage.models import PLAIN_ID, message_id, utc_timestamp
 
 if TYPE_CHECKING:
     import azure.durable_functions as df
@@ -104,9 +103,8 @@ def ends_if_conversation_gone(step_activity: Activity) -> Activity:
 async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     step = ModelStepInput.from_dict(data)
     ref = _conversation(step.run)
-    stored = await rt.store.read_messages(ref)
-    if step.failed_tool_calls:
-        stored = await _record_failed_tool_calls(rt, ref, step, stored)
+    failures = {f.call_id: f"the tool call failed: {f.reason}" for f in step.failed_tool_calls}
+    stored = await rt.store.begin_model_step(ref, step.run.run_id, step.run.turn, failures)
     tools = await rt.mcp.list_tools()
     assistant_id = message_id(step.run.run_id, step.step, 0)
     done = next((m for m in stored if m.id == assistant_id), None)
@@ -131,7 +129,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             span.record_reply(reply)
     except ContentFiltered:
         message = _assistant(step, content=FILTERED_ANSWER, finish_reason="content_filter")
-        await rt.store.append(ref, message)
+        await rt.store.record_model_reply(ref, message, ())
         return StepSummary("content_filtered", message_id=message.id).to_dict()
     except PermanentModelError as exc:
         return StepSummary("failed", error=str(exc)).to_dict()
@@ -152,24 +150,21 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         usage=reply.usage,
         finish_reason=reply.finish_reason,
     )
-    # Records first, message last: a stored assistant message means its tool calls are recorded.
-    for seq, (call_id, call) in enumerate(zip(call_ids, reply.tool_calls, strict=True), 1):
-        await rt.store.put_tool_call(
-            ref,
-            ToolCallRecord(
-                run_id=step.run.run_id,
-                call_id=call_id,
-                step=step.step,
-                seq=seq,
-                tool_name=call.name,
-                arguments=call.arguments,
-                status="pending",
-                result_message_id=None,
-                is_error=False,
-            ),
-            overwrite=True,  # no tool_call can run before the message below is stored
+    records = [
+        ToolCallRecord(
+            run_id=step.run.run_id,
+            call_id=call_id,
+            step=step.step,
+            seq=seq,
+            tool_name=call.name,
+            arguments=call.arguments,
+            status="pending",
+            result_message_id=None,
+            is_error=False,
         )
-    await rt.store.append(ref, message)
+        for seq, (call_id, call) in enumerate(zip(call_ids, reply.tool_calls, strict=True), 1)
+    ]
+    await rt.store.record_model_reply(ref, message, records)
     return _summary_of(message, rt.mcp.requires_approval).to_dict()
 
 
@@ -227,24 +222,6 @@ def _summary_of(message: StoredMessage, needs_approval: Callable[[str], bool]) -
     )
 
 
-async def _record_failed_tool_calls(
-    rt: Runtime, ref: ConversationRef, step: ModelStepInput, stored: list[StoredMessage]
-) -> list[StoredMessage]:
-    """Store an error result for each tool call whose activity failed for good."""
-    known = {m.id for m in stored}
-    for failed in step.failed_tool_calls:
-        record = await rt.store.get_tool_call(ref, step.run.run_id, failed.call_id)
-        if record is None or record.status == "completed":
-            continue
-        text = f"the tool call failed: {failed.reason}"
-        result = _tool_result(step.run, record, text=text, is_error=True)
-        await rt.store.complete_tool_call(ref, _completed(record, result))
-        if result.id not in known:
-            await rt.store.append(ref, result, known_ids=known)
-            stored = [*stored, result]
-    return sorted(stored, key=lambda m: m.sort_key)
-
-
 # --- tool_call ---------------------------------------------------------------------------------
 
 
@@ -256,7 +233,7 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         raise LookupError(f"no record of tool call {call.call_id} in run {call.run.run_id}")
     if record.status == "completed":  # already ran: never call the tool twice
         if record.result is not None:  # a crash may have come before the transcript append
-            await rt.store.append(ref, record.result)
+            await rt.store.record_tool_result(ref, record, record.result)
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
 
     if await _cut_off_and_unsafe(rt, call, record):
@@ -266,15 +243,13 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
                 extra=_call_context(call, record),
             )
             return ToolCallSummary(record.call_id, False, interrupted=True).to_dict()
-        result = _tool_result(call.run, record, text=OUTCOME_UNKNOWN, is_error=True)
+        result = record.result_message(call.run.turn, OUTCOME_UNKNOWN, is_error=True)
     else:
         ran = await _run_tool(rt, call, record)
         if isinstance(ran, CircuitOpen):  # not sent: the orchestrator waits, then tries again
             return ToolCallSummary(record.call_id, False, retry_after=ran.seconds).to_dict()
         result = ran
-    # Completed first, with the result inside: from here on the tool is never called again.
-    await rt.store.complete_tool_call(ref, _completed(record, result))
-    await rt.store.append(ref, result)
+    await rt.store.record_tool_result(ref, record, result)
     return ToolCallSummary(record.call_id, result.is_error, result.truncated).to_dict()
 
 
@@ -307,14 +282,14 @@ async def _run_tool(
 ) -> StoredMessage | CircuitOpen:
     """Call the tool (unless it may not run) and turn what happened into its result message."""
     if call.rejection is not None:  # needed approval and did not get it: never called
-        return _tool_result(call.run, record, text=call.rejection, is_error=True)
+        return record.result_message(call.run.turn, call.rejection, is_error=True)
     if not call.approved and rt.mcp.requires_approval(record.tool_name):
         # Fail safe: never run without the approval it needs, whatever the step asked for.
-        return _tool_result(call.run, record, text=NOT_APPROVED, is_error=True)
+        return record.result_message(call.run.turn, NOT_APPROVED, is_error=True)
     try:
         arguments = parse_arguments(record.arguments)
     except ValueError as exc:
-        return _tool_result(call.run, record, text=str(exc), is_error=True)
+        return record.result_message(call.run.turn, str(exc), is_error=True)
     with telemetry.tool_span(
         call.run.run_id, call.run.conversation_id, record.step, record.tool_name,
         call_id=record.call_id,
@@ -332,10 +307,9 @@ async def _run_tool(
             payload=outcome.full_output,
             content_type="application/json",
         )
-    return _tool_result(
-        call.run,
-        record,
-        text=outcome.text,
+    return record.result_message(
+        call.run.turn,
+        outcome.text,
         is_error=outcome.is_error,
         truncated=outcome.truncated,
         output_ref=output_ref,
@@ -379,37 +353,6 @@ def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:
     if rt.settings.public_base_url:
         context["callback_url"] = f"{rt.settings.public_base_url}/api/scheduler/callback"
     return context
-
-
-def _tool_result(run: RunRef, record: ToolCallRecord, **fields: Any) -> StoredMessage:
-    return StoredMessage(
-        id=message_id(run.run_id, record.step, record.seq),
-        run_id=run.run_id,
-        turn=run.turn,
-        step=record.step,
-        seq=record.seq,
-        role="tool",
-        content=fields["text"],
-        tool_calls=None,
-        tool_call_id=record.call_id,
-        name=record.tool_name,
-        created_at=utc_timestamp(),
-        usage=None,
-        output_ref=fields.get("output_ref"),
-        truncated=bool(fields.get("truncated")),
-        is_error=bool(fields["is_error"]),
-        finish_reason=None,
-    )
-
-
-def _completed(record: ToolCallRecord, result: StoredMessage) -> ToolCallRecord:
-    return replace(
-        record,
-        status="completed",
-        result_message_id=result.id,
-        is_error=result.is_error,
-        result=result,
-    )
 
 
 # --- finish_turn -------------------------------------------------------------------------------

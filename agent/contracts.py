@@ -150,11 +150,6 @@ class ChatTurnOutput(Wire):
     error: str | None = None
 
 
-def message_id(run_id: str, step: int, seq: int) -> str:
-    """Message ids derive from run and position, so an activity that runs twice writes once."""
-    return f"{run_id}.{step}.{seq}"
-
-
 @dataclass(frozen=True)
 class BatchInput(Wire):
     """A `scheduled_batch` orchestration: which items of a stored batch to run, and when."""

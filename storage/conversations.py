@@ -15,7 +15,7 @@ that last touched the conversation writes without reading first; a stale copy co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from azure.core import MatchConditions
@@ -253,16 +253,55 @@ class ConversationStore:
     ) -> ToolCallRecord:
         """Move a call that has no result yet to "pending" or "started"; returns the new record."""
         if status == "completed":
-            raise ValueError("a tool call completes with its result: use complete_tool_call")
+            raise ValueError("a tool call completes with its result: use record_tool_result")
         marked = replace(record, status=status)
         await self.put_tool_call(ref, marked, overwrite=True)
         return marked
 
-    async def complete_tool_call(self, ref: ConversationRef, record: ToolCallRecord) -> None:
-        """Record the call's outcome (status becomes completed). Idempotent."""
-        completed = replace(record, status="completed")
-        name = paths.tool_call_name(ref, record.run_id, record.call_id)
-        await self._json.upload(name, completed.to_dict(), overwrite=True)
+    # --- steps: each one's writes, in the order that keeps a crash between them harmless ---
+
+    async def begin_model_step(
+        self, ref: ConversationRef, run_id: str, turn: int, failures: Mapping[str, str]
+    ) -> list[StoredMessage]:
+        """The transcript a model step reads, once an error result (`failures`: call id ->
+        text) is stored for each tool call whose activity failed for good, so the model sees
+        them. Calls with no record, or completed after all, are left as they are."""
+        stored = await self.read_messages(ref)
+        known = {m.id for m in stored}
+        for call_id, text in failures.items():
+            record = await self.get_tool_call(ref, run_id, call_id)
+            if record is None or record.status == "completed":
+                continue
+            result = record.result_message(turn, text, is_error=True)
+            await self.record_tool_result(ref, record, result, known_ids=known)
+            if result.id not in known:
+                known.add(result.id)
+                stored.append(result)
+        return sorted(stored, key=lambda m: m.sort_key)
+
+    async def record_model_reply(
+        self, ref: ConversationRef, message: StoredMessage, calls: Sequence[ToolCallRecord]
+    ) -> None:
+        """A model step's reply: its tool-call records first, the message last, so a stored
+        assistant message means its calls are recorded. A re-run rewrites the records: no
+        call can run before the message is stored."""
+        for call in calls:
+            await self.put_tool_call(ref, call, overwrite=True)
+        await self.append(ref, message)
+
+    async def record_tool_result(
+        self,
+        ref: ConversationRef,
+        record: ToolCallRecord,
+        result: StoredMessage,
+        known_ids: Collection[str] | None = None,
+    ) -> None:
+        """A tool call's result: its record completed with the result inside first (from then
+        on the tool is never called again), then the transcript line. Idempotent; a record
+        already completed with this result (a crash came before the line) gets the line only."""
+        if record.status != "completed" or record.result != result:
+            await self.put_tool_call(ref, record.completed(result), overwrite=True)
+        await self.append(ref, result, known_ids)
 
     # --- tool outputs -------------------------------------------------------------------------
 

@@ -34,6 +34,11 @@ def utc_timestamp() -> str:
 _STATUSES = frozenset(get_args(ToolCallStatus))
 
 
+def message_id(run_id: str, step: int, seq: int) -> str:
+    """Message ids derive from run and position, so a step that runs twice writes once."""
+    return f"{run_id}.{step}.{seq}"
+
+
 def validate_conversation_id(conversation_id: object) -> str:
     if not isinstance(conversation_id, str) or not PLAIN_ID.fullmatch(conversation_id):
         raise InvalidKey("conversation id must be 1-64 characters of A-Z, a-z, 0-9, '_' or '-'")
@@ -132,3 +137,42 @@ class ToolCallRecord(Wire):
         for name in ("run_id", "call_id"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ValueError(f"a tool call record needs a non-empty {name}")
+
+    def result_message(
+        self,
+        turn: int,
+        text: str,
+        *,
+        is_error: bool,
+        truncated: bool = False,
+        output_ref: str | None = None,
+    ) -> StoredMessage:
+        """The tool-role message that answers this call in the transcript."""
+        return StoredMessage(
+            id=message_id(self.run_id, self.step, self.seq),
+            run_id=self.run_id,
+            turn=turn,
+            step=self.step,
+            seq=self.seq,
+            role="tool",
+            content=text,
+            tool_calls=None,
+            tool_call_id=self.call_id,
+            name=self.tool_name,
+            created_at=utc_timestamp(),
+            usage=None,
+            output_ref=output_ref,
+            truncated=truncated,
+            is_error=is_error,
+            finish_reason=None,
+        )
+
+    def completed(self, result: StoredMessage) -> ToolCallRecord:
+        """This call with its outcome: from then on the tool is never called again."""
+        return replace(
+            self,
+            status="completed",
+            result_message_id=result.id,
+            is_error=result.is_error,
+            result=result,
+        )

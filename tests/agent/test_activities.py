@@ -220,8 +220,8 @@ async def test_a_re_run_after_a_crash_between_completion_and_append_appends_with
     ref = ConversationRef(run.owner, run.conversation_id)
     record = await rt.store.get_tool_call(ref, run.run_id, call_id)
     # the state a crash leaves: the record completed with its result, the transcript not yet
-    result = activities._tool_result(run, record, text="stored earlier", is_error=False)
-    await rt.store.complete_tool_call(ref, activities._completed(record, result))
+    result = record.result_message(run.turn, "stored earlier", is_error=False)
+    await rt.store.put_tool_call(ref, record.completed(result), overwrite=True)
     await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt)
     [appended] = [m for m in await transcript(rt, run) if m.role == "tool"]
     assert appended.content == "stored earlier"

@@ -31,7 +31,6 @@ from agent.contracts import (
     BatchInput,
     ChatTurnInput,
     ToolCallSummary,
-    message_id,
 )
 from agent.loop import (
     APPROVAL_EVENT,
@@ -42,6 +41,7 @@ from agent.loop import (
     question_id,
 )
 from storage.batches import run_id_of
+from storage.models import message_id
 from tests.support.app import load_function_app
 from tests.support.replay import ExternalEvent, ReplayDriver, ReplayResult
 

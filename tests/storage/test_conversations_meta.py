@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
@@ -240,3 +241,18 @@ async def test_a_stale_copy_saying_a_run_is_active_is_checked_before_it_is_belie
     await store.end_turn(ref, "run-1")  # a no-op: run-2 stays active
     meta = await other_store.get_meta(ref)
     assert (meta.turn_count, meta.active_run_id) == (2, "run-2")
+
+
+async def test_a_meta_keeps_keys_a_newer_writer_added_when_a_turn_rewrites_it(
+    store: ConversationStore, other_store: ConversationStore, owner: str, container: ContainerClient
+) -> None:
+    ref = ConversationRef(owner, uuid.uuid4().hex)
+    await store.create(ref)
+    name = paths.meta_name(ref)
+    newer = {**(await store.get_meta(ref)).to_dict(), "title": "plants"}
+    await container.upload_blob(name, json.dumps(newer).encode(), overwrite=True)
+
+    await other_store.begin_turn(ref, "run-1")
+
+    stored = json.loads(await (await container.download_blob(name)).readall())
+    assert stored == {**newer, "turn_count": 1, "active_run_id": "run-1"}

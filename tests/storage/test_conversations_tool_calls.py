@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 
 import pytest
@@ -42,20 +43,102 @@ async def test_an_unknown_tool_call_is_none(store: ConversationStore, ref: Conve
     assert await store.get_tool_call(ref, "run-1", "call_missing") is None
 
 
-async def test_completing_a_tool_call_is_idempotent(
+async def test_a_tool_result_is_stored_with_its_record_then_in_the_transcript_once(
     store: ConversationStore, ref: ConversationRef
 ) -> None:
     await store.put_tool_call(ref, record())
-    done = record(result_message_id="run-1.1.1", is_error=True)
+    result = record().result_message(1, "3", is_error=True)
 
-    await store.complete_tool_call(ref, done)
-    await store.complete_tool_call(ref, done)
+    await store.record_tool_result(ref, record(), result)
+    await store.record_tool_result(ref, record(), result)  # a re-run
 
     stored = await store.get_tool_call(ref, "run-1", "call_abc")
-    assert stored == dataclasses.replace(done, status="completed")
+    assert stored == record().completed(result)
+    assert stored is not None and stored.result_message_id == "run-1.1.1" and stored.is_error
+    assert [m.id for m in await store.read_messages(ref)] == ["run-1.1.1"]
     # Completed stays completed: a late create-only put cannot reset it.
     assert await store.put_tool_call(ref, record()) is False
     assert await store.get_tool_call(ref, "run-1", "call_abc") == stored
+
+
+async def test_a_completed_record_whose_line_was_lost_gets_the_line_only(
+    store: ConversationStore, ref: ConversationRef, container: ContainerClient
+) -> None:
+    result = record().result_message(1, "3", is_error=False)
+    await store.put_tool_call(ref, record().completed(result))  # a crash came before the line
+    name = paths.tool_call_name(ref, "run-1", "call_abc")
+    etag = (await container.get_blob_client(name).get_blob_properties()).etag
+    completed = await store.get_tool_call(ref, "run-1", "call_abc")
+    assert completed is not None and completed.result is not None
+
+    await store.record_tool_result(ref, completed, completed.result)
+
+    assert [m.content for m in await store.read_messages(ref)] == ["3"]
+    assert (await container.get_blob_client(name).get_blob_properties()).etag == etag
+
+
+async def test_a_model_reply_is_stored_records_first_and_its_message_last(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    reply = record().result_message(1, "x", is_error=False)  # any message will do here
+    reply = dataclasses.replace(reply, id="run-1.1.0", role="assistant", seq=0)
+    calls = [record("call_a"), record("call_b", seq=2)]
+
+    await store.record_model_reply(ref, reply, calls)
+    await store.record_model_reply(ref, reply, calls)  # a re-run
+
+    assert [m.id for m in await store.read_messages(ref)] == ["run-1.1.0"]
+    for call in calls:
+        assert await store.get_tool_call(ref, "run-1", call.call_id) == call
+
+
+async def test_a_model_step_begins_by_storing_an_error_result_for_each_failed_call(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    await store.put_tool_call(ref, record("call_a"))
+    done = record("call_b", seq=2)
+    await store.record_tool_result(ref, done, done.result_message(1, "ok", is_error=False))
+    failures = {"call_a": "it failed", "call_b": "late", "call_gone": "no record"}
+
+    stored = await store.begin_model_step(ref, "run-1", 1, failures)
+    again = await store.begin_model_step(ref, "run-1", 1, failures)  # a re-run
+
+    assert [(m.id, m.content, m.is_error) for m in stored] == [
+        ("run-1.1.1", "it failed", True),
+        ("run-1.1.2", "ok", False),
+    ]
+    assert again == stored
+    failed = await store.get_tool_call(ref, "run-1", "call_a")
+    assert failed is not None and failed.status == "completed" and failed.result == stored[0]
+
+
+async def test_a_tool_call_record_keeps_keys_a_newer_writer_added_when_it_is_marked(
+    store: ConversationStore, ref: ConversationRef, container: ContainerClient
+) -> None:
+    name = paths.tool_call_name(ref, "run-1", "call_abc")
+    newer = {**record().to_dict(), "attempt_log": [{"at": "t0"}]}
+    await container.upload_blob(name, json.dumps(newer).encode())
+
+    read = await store.get_tool_call(ref, "run-1", "call_abc")
+    assert read is not None
+    await store.mark_tool_call(ref, read, "started")
+
+    stored = json.loads(await (await container.download_blob(name)).readall())
+    assert stored == {**newer, "status": "started"}
+
+
+async def test_a_tool_call_record_stored_before_the_converter_reads_its_result_as_a_message(
+    store: ConversationStore, ref: ConversationRef, container: ContainerClient
+) -> None:
+    result = record().result_message(1, "3", is_error=False)
+    old = {**record(status="completed").to_dict(), "result": result.to_dict()}
+    name = paths.tool_call_name(ref, "run-1", "call_abc")
+    await container.upload_blob(name, json.dumps(old).encode())
+
+    read = await store.get_tool_call(ref, "run-1", "call_abc")
+
+    assert read is not None and read.result == result
+    assert read.to_dict() == old  # and writes it back as it was
 
 
 @pytest.mark.parametrize("call_id", ["../../meta", "call/with/slashes", "a.b", "~x", "ü" * 200])
