@@ -24,7 +24,7 @@ from dataclasses import MISSING, dataclass
 from typing import Any, Literal, Self, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
-Reader = Callable[[Any, str], Any]
+Reader = Callable[[Any], Any]
 
 _KIND = "wire"
 _OMIT_DEFAULT = "omitted_when_default"
@@ -34,6 +34,16 @@ _UNKNOWN = "unknown_keys"
 
 class WireError(ValueError):
     """A dict does not fit the dataclass it is read as (the message names the field)."""
+
+    def __init__(self, problem: str, where: str = "") -> None:
+        super().__init__(f"{where}: {problem}" if where else problem)
+        self.problem = problem
+        self.where = where
+
+    def within(self, outer: str) -> WireError:
+        """The same error, seen from the value that holds this one (its path built only now,
+        on the way out: reading a valid value formats no paths)."""
+        return WireError(self.problem, outer + self.where)
 
 
 # --- field markers ------------------------------------------------------------------------------
@@ -105,22 +115,31 @@ def _plain(value: Any) -> Any:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def from_wire(cls: type[T], data: Any, path: str | None = None) -> T:
+def from_wire(cls: type[T], data: Any) -> T:
     """An instance of dataclass `cls` read from `data` (see the module's rules)."""
+    try:
+        return _object(cls, data)
+    except WireError as exc:
+        raise exc.within(cls.__name__) from None
+
+
+def _object(cls: type[T], data: Any) -> T:
     plan = _plan(cls)
-    where = path or cls.__name__
     if not isinstance(data, Mapping):
-        raise WireError(f"{where}: expected an object, got {_kind(data)}")
+        raise WireError(f"expected an object, got {_kind(data)}")
     values: dict[str, Any] = {}
     for spec in plan.read:
         if spec.name not in data:
             if spec.required:
-                raise WireError(f"{where}: the required field {spec.name!r} is missing")
+                raise WireError(f"the required field {spec.name!r} is missing")
             continue
         value = data[spec.name]
         if value is None and not spec.nullable and not spec.required:
             continue  # null for "nothing": the default
-        values[spec.name] = spec.reader(value, f"{where}.{spec.name}")
+        try:
+            values[spec.name] = spec.reader(value)
+        except WireError as exc:
+            raise exc.within(f".{spec.name}") from None
     if plan.unknown is not None and not data.keys() <= plan.names:
         values[plan.unknown] = {k: v for k, v in data.items() if k not in plan.names}
     return cls(**values)
@@ -202,7 +221,7 @@ def _reader(tp: Any) -> Reader:
 
 def _type(tp: type) -> Reader:
     if dataclasses.is_dataclass(tp):
-        return lambda value, path: from_wire(tp, value, path)
+        return lambda value: _object(tp, value)
     if issubclass(tp, enum.Enum):
         return _enum(tp)
     if tp is float:
@@ -214,43 +233,43 @@ def _type(tp: type) -> Reader:
     raise WireError(f"no conversion for the type {tp.__name__}")
 
 
-def _any(value: Any, path: str) -> Any:
+def _any(value: Any) -> Any:
     return value
 
 
 def _exact(tp: type, name: str) -> Reader:
-    def read(value: Any, path: str) -> Any:
+    def read(value: Any) -> Any:
         # type(), not isinstance: a bool is no int here, and an int no bool.
         if type(value) is not tp:
-            raise WireError(f"{path}: expected {name}, got {_kind(value)}")
+            raise WireError(f"expected {name}, got {_kind(value)}")
         return value
 
     return read
 
 
-def _number(value: Any, path: str) -> Any:
+def _number(value: Any) -> Any:
     # An int stays an int: JSON written as 30 is written back as 30, not 30.0.
     if type(value) not in (int, float):
-        raise WireError(f"{path}: expected a number, got {_kind(value)}")
+        raise WireError(f"expected a number, got {_kind(value)}")
     return value
 
 
 def _literal(allowed: tuple[Any, ...]) -> Reader:
-    def read(value: Any, path: str) -> Any:
+    def read(value: Any) -> Any:
         if not any(type(value) is type(a) and value == a for a in allowed):
             choices = ", ".join(repr(a) for a in allowed)
-            raise WireError(f"{path}: expected one of {choices}")
+            raise WireError(f"expected one of {choices}")
         return value
 
     return read
 
 
 def _enum(tp: type[enum.Enum]) -> Reader:
-    def read(value: Any, path: str) -> Any:
+    def read(value: Any) -> Any:
         try:
             return tp(value)
         except ValueError:
-            raise WireError(f"{path}: not a {tp.__name__} value") from None
+            raise WireError(f"not a {tp.__name__} value") from None
 
     return read
 
@@ -258,15 +277,15 @@ def _enum(tp: type[enum.Enum]) -> Reader:
 def _union(readers: tuple[Reader, ...], arms: tuple[Any, ...]) -> Reader:
     if len(arms) == 2 and type(None) in arms:  # Optional: the common case, checked directly
         inner = readers[0] if arms[1] is type(None) else readers[1]
-        return lambda value, path: None if value is None else inner(value, path)
+        return lambda value: None if value is None else inner(value)
 
-    def read(value: Any, path: str) -> Any:
+    def read(value: Any) -> Any:
         for reader in readers:
             try:
-                return reader(value, path)
+                return reader(value)
             except WireError:
                 continue
-        raise WireError(f"{path}: {_kind(value)} fits none of {arms!r}")
+        raise WireError(f"{_kind(value)} fits none of {arms!r}")
 
     return read
 
@@ -275,46 +294,63 @@ def _tuple(args: tuple[Any, ...]) -> Reader:
     if len(args) == 2 and args[1] is Ellipsis:
         item = _reader(args[0])
 
-        def read_all(value: Any, path: str) -> Any:
-            _array(value, path)
-            return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(value))
+        def read_all(value: Any) -> Any:
+            _array(value)
+            return tuple(_items(item, value))
 
         return read_all
     items = tuple(_reader(arg) for arg in args)
 
-    def read_fixed(value: Any, path: str) -> Any:
-        _array(value, path)
+    def read_fixed(value: Any) -> Any:
+        _array(value)
         if len(value) != len(items):
-            raise WireError(f"{path}: expected {len(items)} items, got {len(value)}")
-        return tuple(r(v, f"{path}[{i}]") for i, (r, v) in enumerate(zip(items, value)))  # noqa: B905
+            raise WireError(f"expected {len(items)} items, got {len(value)}")
+        return tuple(_at(i, r, v) for i, (r, v) in enumerate(zip(items, value, strict=True)))
 
     return read_fixed
 
 
 def _list(item: Reader) -> Reader:
-    def read(value: Any, path: str) -> Any:
-        _array(value, path)
+    def read(value: Any) -> Any:
+        _array(value)
         if item is _any:
             return value
-        return [item(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return list(_items(item, value))
 
     return read
 
 
 def _dict(item: Reader) -> Reader:
-    def read(value: Any, path: str) -> Any:
+    def read(value: Any) -> Any:
         if not isinstance(value, dict):
-            raise WireError(f"{path}: expected an object, got {_kind(value)}")
+            raise WireError(f"expected an object, got {_kind(value)}")
         if item is _any:
             return value
-        return {key: item(v, f"{path}.{key}") for key, v in value.items()}
+        values = {}
+        for key, v in value.items():
+            try:
+                values[key] = item(v)
+            except WireError as exc:
+                raise exc.within(f"[{key!r}]") from None
+        return values
 
     return read
 
 
-def _array(value: Any, path: str) -> None:
+def _items(item: Reader, values: Any) -> list[Any]:
+    return [_at(i, item, v) for i, v in enumerate(values)]
+
+
+def _at(index: int, item: Reader, value: Any) -> Any:
+    try:
+        return item(value)
+    except WireError as exc:
+        raise exc.within(f"[{index}]") from None
+
+
+def _array(value: Any) -> None:
     if not isinstance(value, list | tuple):
-        raise WireError(f"{path}: expected an array, got {_kind(value)}")
+        raise WireError(f"expected an array, got {_kind(value)}")
 
 
 def _kind(value: Any) -> str:

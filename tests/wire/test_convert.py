@@ -144,7 +144,7 @@ def test_a_missing_required_field_is_an_error_naming_it():
         ),
         (
             {"name": "l", "kind": "line", "points": [], "counts": {"a": 1.5}},
-            r"Shape\.counts\.a: expected int",
+            r"Shape\.counts\[.a.\]: expected int",
         ),
         (
             {"name": "l", "kind": "line", "points": [], "pair": [1]},
