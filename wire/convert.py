@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -163,9 +162,18 @@ class _Plan:
     unknown: str | None  # the field that keeps unknown keys
 
 
-@functools.cache
+_PLANS: dict[type, _Plan] = {}
+
+
 def _plan(cls: type) -> _Plan:
     """How to read and write `cls`, worked out once (transcripts read thousands of lines)."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = _new_plan(cls)
+    return plan
+
+
+def _new_plan(cls: type) -> _Plan:
     if not dataclasses.is_dataclass(cls):
         raise WireError(f"{cls.__name__} is not a dataclass")
     hints = get_type_hints(cls)

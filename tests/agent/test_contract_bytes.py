@@ -92,7 +92,7 @@ def recorded_values() -> list[tuple[str, type[Wire], Any]]:
 RECORDED = recorded_values()
 
 
-def test_the_goldens_hold_every_kind_of_contract_value():
+def test_the_goldens_hold_every_kind_of_contract_value() -> None:
     kinds = {contract for _, contract, _ in RECORDED}
     expected = {*ACTIVITY_INPUTS.values(), *ACTIVITY_RESULTS.values()}
     assert kinds == expected | {*ORCHESTRATION_INPUTS.values(), *ORCHESTRATION_OUTPUTS.values()}
@@ -101,7 +101,7 @@ def test_the_goldens_hold_every_kind_of_contract_value():
 @pytest.mark.parametrize(("where", "contract", "value"), RECORDED, ids=lambda v: "")
 def test_a_recorded_contract_value_is_written_back_as_the_same_json_text(
     where: str, contract: type[Wire], value: Any
-):
+) -> None:
     written = contract.from_dict(value).to_dict()
     assert json.dumps(_as_recorded(written, value)) == json.dumps(value), where
 

@@ -287,7 +287,7 @@ async def test_a_delivery_with_no_time_takes_only_the_earliest_entry_already_due
 
 async def test_an_owner_schedule_claimed_keeps_keys_a_newer_writer_added(
     container: ContainerClient,
-):
+) -> None:
     store = BatchStore(container)
     conversation, text = uuid.uuid4().hex, "water the plants"
     name = owner_schedule_name(conversation, text)
@@ -304,7 +304,7 @@ async def test_an_owner_schedule_claimed_keeps_keys_a_newer_writer_added(
 
 async def test_a_replaced_batch_keeps_keys_a_newer_writer_added_to_it_and_its_items(
     container: ContainerClient,
-):
+) -> None:
     store = BatchStore(container)
     batch_id = uuid.uuid4().hex
     newer = record(batch_id, ["alice"]).to_dict()
@@ -323,7 +323,7 @@ async def test_a_replaced_batch_keeps_keys_a_newer_writer_added_to_it_and_its_it
     assert stored["items"][0]["schedule_id"] == "s-1"
 
 
-async def test_a_batch_record_with_a_wrong_type_is_an_error_naming_the_field():
+async def test_a_batch_record_with_a_wrong_type_is_an_error_naming_the_field() -> None:
     data = record("b", ["alice"]).to_dict()
     data["items"][0]["index"] = "0"
     with pytest.raises(WireError, match=r"BatchRecord\.items\[0\]\.index: expected int"):

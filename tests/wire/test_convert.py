@@ -61,65 +61,67 @@ SHAPE = Shape(
 )
 
 
-def test_a_nested_record_survives_a_round_trip_through_json_text():
+def test_a_nested_record_survives_a_round_trip_through_json_text() -> None:
     text = json.dumps(SHAPE.to_dict())
     assert Shape.from_dict(json.loads(text)) == SHAPE
 
 
-def test_fields_are_written_in_declaration_order_with_tuples_as_arrays_and_enums_as_values():
+def test_fields_are_written_in_declaration_order_with_tuples_as_arrays_and_enums_as_values() -> (
+    None
+):
     data = Shape("l", "line", (Point(1),)).to_dict()
     assert list(data) == ["name", "kind", "points", "colour", "corner", "tags", "counts", "pair"]
     assert data["points"] == [{"x": 1, "y": 0.0}]
     assert data["colour"] == "red"
 
 
-def test_a_field_marked_omitted_when_default_is_left_out_only_while_it_holds_the_default():
+def test_a_field_marked_omitted_when_default_is_left_out_only_while_it_holds_the_default() -> None:
     assert "note" not in Shape("l", "line", ()).to_dict()
     assert "hidden" not in Shape("l", "line", ()).to_dict()
     assert SHAPE.to_dict()["note"] == "n" and SHAPE.to_dict()["hidden"] is True
 
 
-def test_a_local_field_is_never_written_nor_read():
+def test_a_local_field_is_never_written_nor_read() -> None:
     shape = replace(SHAPE, etag="0x1")
     assert "etag" not in shape.to_dict()
     assert Shape.from_dict({**shape.to_dict(), "etag": "0x2"}).etag is None
 
 
-def test_a_missing_optional_field_takes_its_default():
+def test_a_missing_optional_field_takes_its_default() -> None:
     shape = Shape.from_dict({"name": "l", "kind": "line", "points": []})
     assert shape == Shape("l", "line", ())
 
 
-def test_a_null_where_none_is_not_allowed_but_a_default_exists_reads_as_the_default():
+def test_a_null_where_none_is_not_allowed_but_a_default_exists_reads_as_the_default() -> None:
     shape = Shape.from_dict({"name": "l", "kind": "line", "points": [], "tags": None})
     assert shape.tags == []
 
 
-def test_an_int_stays_an_int_in_a_float_field_so_the_json_is_written_back_unchanged():
+def test_an_int_stays_an_int_in_a_float_field_so_the_json_is_written_back_unchanged() -> None:
     point = Point.from_dict({"x": 1, "y": 30})
     assert json.dumps(point.to_dict()) == '{"x": 1, "y": 30}'
 
 
-def test_unknown_keys_are_tolerated_where_the_class_does_not_keep_them():
+def test_unknown_keys_are_tolerated_where_the_class_does_not_keep_them() -> None:
     assert Point.from_dict({"x": 1, "y": 2.0, "z": 3}) == Point(1, 2.0)
 
 
-def test_unknown_keys_are_kept_when_a_record_is_rewritten():
+def test_unknown_keys_are_kept_when_a_record_is_rewritten() -> None:
     newer = {"id": "a", "status": "pending", "added_later": {"deep": [1]}, "inner": None}
     rewritten = replace(Kept.from_dict(newer), status="done").to_dict()
     assert rewritten == {**newer, "status": "done"}
 
 
-def test_a_known_field_wins_over_a_stale_unknown_key_of_the_same_name():
+def test_a_known_field_wins_over_a_stale_unknown_key_of_the_same_name() -> None:
     kept = Kept("a", "done", extra={"status": "stale", "other": 1})
     assert kept.to_dict() == {"id": "a", "status": "done", "inner": None, "other": 1}
 
 
-def test_unknown_keys_do_not_change_equality():
+def test_unknown_keys_do_not_change_equality() -> None:
     assert Kept.from_dict({"id": "a", "status": "s", "more": 1}) == Kept("a", "s")
 
 
-def test_a_missing_required_field_is_an_error_naming_it():
+def test_a_missing_required_field_is_an_error_naming_it() -> None:
     with pytest.raises(WireError, match=r"Shape: the required field 'kind' is missing"):
         Shape.from_dict({"name": "l", "points": []})
 
@@ -156,26 +158,26 @@ def test_a_missing_required_field_is_an_error_naming_it():
         ),
     ],
 )
-def test_a_wrong_type_is_a_clear_error_naming_the_field(data: dict[str, Any], message: str):
+def test_a_wrong_type_is_a_clear_error_naming_the_field(data: dict[str, Any], message: str) -> None:
     with pytest.raises(WireError, match=message):
         Shape.from_dict(data)
 
 
-def test_an_error_never_quotes_the_value_which_may_be_conversation_content():
+def test_an_error_never_quotes_the_value_which_may_be_conversation_content() -> None:
     with pytest.raises(WireError) as caught:
         Shape.from_dict({"name": "l", "kind": "secret text", "points": []})
     assert "secret text" not in str(caught.value)
 
 
-def test_a_wire_error_is_a_value_error_so_readers_that_skip_bad_lines_still_do():
+def test_a_wire_error_is_a_value_error_so_readers_that_skip_bad_lines_still_do() -> None:
     assert issubclass(WireError, ValueError)
 
 
-def test_the_functions_and_the_mixin_agree():
+def test_the_functions_and_the_mixin_agree() -> None:
     assert to_wire(SHAPE) == SHAPE.to_dict()
     assert from_wire(Shape, SHAPE.to_dict()) == SHAPE
 
 
-def test_a_value_json_cannot_hold_is_refused_on_write():
+def test_a_value_json_cannot_hold_is_refused_on_write() -> None:
     with pytest.raises(WireError, match="cannot write a set"):
         to_wire(Shape("l", "line", (), tags={1}))  # type: ignore[arg-type]
