@@ -28,6 +28,7 @@ from agent.errors import (
     TransientModelError,
 )
 from agent.settings import ModelSettings
+from wire import Wire
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -45,17 +46,14 @@ REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
-class ToolCall:
+class ToolCall(Wire):
     id: str
     name: str
     arguments: str  # JSON text exactly as the model wrote it (may be invalid JSON)
 
-    def to_dict(self) -> dict[str, str]:
-        return {"id": self.id, "name": self.name, "arguments": self.arguments}
-
 
 @dataclass(frozen=True)
-class ModelReply:
+class ModelReply(Wire):
     """One completion. `finish_reason` "length" is returned as is: the caller decides."""
 
     content: str | None
@@ -77,25 +75,6 @@ class ModelReply:
                 for call in self.tool_calls
             ]
         return message
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "content": self.content,
-            "tool_calls": [call.to_dict() for call in self.tool_calls],
-            "finish_reason": self.finish_reason,
-            "usage": dict(self.usage),
-            "model": self.model,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ModelReply:
-        return cls(
-            content=data.get("content"),
-            tool_calls=[ToolCall(**call) for call in data.get("tool_calls", [])],
-            finish_reason=data["finish_reason"],
-            usage=dict(data.get("usage") or usage_from(None)),
-            model=data.get("model", ""),
-        )
 
 
 # --- the client ------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from storage.json_blobs import JsonBlobs, is_blob_not_found
 from storage.models import (
     PLAIN_ID,
     ConversationMeta,
+    ConversationOwner,
     ConversationRef,
     StoredMessage,
     ToolCallRecord,
@@ -114,7 +115,7 @@ class ConversationStore:
         may claim again."""
         name = paths.conversation_index_name(ref.conversation_id)
         try:
-            await self._json.upload(name, {"owner": ref.owner})
+            await self._json.upload(name, ConversationOwner(ref.owner).to_dict())
         except ResourceExistsError:
             if await self.owner_of(ref.conversation_id) != ref.owner:
                 raise AlreadyExists(f"conversation {ref.conversation_id} already exists") from None
@@ -122,7 +123,7 @@ class ConversationStore:
     async def owner_of(self, conversation_id: str) -> str | None:
         """Who owns the conversation, or None if there is no such conversation."""
         data, _ = await self._json.download(paths.conversation_index_name(conversation_id))
-        return None if data is None else str(data["owner"])
+        return None if data is None else ConversationOwner.from_dict(data).owner
 
     async def get_meta(self, ref: ConversationRef) -> ConversationMeta:
         data, etag = await self._json.download(paths.meta_name(ref))

@@ -21,12 +21,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.storage.blob.aio import ContainerClient
 
 from storage.json_blobs import JsonBlobs
+from wire import Wire, WireError
 
 MAX_CLAIM_ATTEMPTS = 8  # each lost race means another request has just written the key
 
@@ -38,6 +40,15 @@ class RequestClaim:
     same_body: bool  # the key's first request had this request's body
 
 
+@dataclass(frozen=True)
+class KeyRecord(Wire):
+    """What a key's blob holds."""
+
+    created_at: str  # ISO 8601, when the key was claimed for this window
+    batch_id: str
+    fingerprint: str | None = None
+
+
 class RequestKeys:
     def __init__(self, container: ContainerClient, window: timedelta) -> None:
         self._json = JsonBlobs(container)
@@ -47,36 +58,44 @@ class RequestKeys:
         """Claim `key` for a request whose body has `fingerprint`, at `now` (timezone-aware)."""
         name = _name(key)
         for attempt in range(MAX_CLAIM_ATTEMPTS):
-            record = {
-                "created_at": now.isoformat(),
-                "batch_id": batch_id_for_request(key, now),
-                "fingerprint": fingerprint,
-            }
+            record = KeyRecord(now.isoformat(), batch_id_for_request(key, now), fingerprint)
             data, etag = await self._json.download(name)
+            held = _readable(data)
             try:
                 if data is None:
-                    await self._json.upload(name, record)  # create-only
-                elif self._expired(data, now):
+                    await self._json.upload(name, record.to_dict())  # create-only
+                elif held is None or self._expired(held, now):
                     await self._json.upload(
-                        name, record, etag=etag, match_condition=MatchConditions.IfNotModified
+                        name,
+                        record.to_dict(),
+                        etag=etag,
+                        match_condition=MatchConditions.IfNotModified,
                     )
                 else:
-                    return RequestClaim(
-                        data["batch_id"], False, data.get("fingerprint") == fingerprint
-                    )
+                    return RequestClaim(held.batch_id, False, held.fingerprint == fingerprint)
             except (ResourceExistsError, ResourceModifiedError):
                 if attempt == MAX_CLAIM_ATTEMPTS - 1:
                     raise
                 continue  # another request wrote the key meanwhile: read what it wrote
-            return RequestClaim(record["batch_id"], True, True)
+            return RequestClaim(record.batch_id, True, True)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _expired(self, data: dict[str, str], now: datetime) -> bool:
+    def _expired(self, held: KeyRecord, now: datetime) -> bool:
         try:
-            created = datetime.fromisoformat(data["created_at"])
-        except (KeyError, TypeError, ValueError):
+            created = datetime.fromisoformat(held.created_at)
+        except ValueError:
             return True  # unreadable: claim it afresh rather than refuse every request
         return now - created >= self._window
+
+
+def _readable(data: dict[str, Any] | None) -> KeyRecord | None:
+    """The key's record; None when there is none, or it cannot be read (claimed afresh)."""
+    if data is None:
+        return None
+    try:
+        return KeyRecord.from_dict(data)
+    except WireError:
+        return None
 
 
 def batch_id_for_request(key: str, claimed_at: datetime) -> str:

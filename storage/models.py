@@ -59,6 +59,13 @@ class ConversationRef(Wire):
 
 
 @dataclass(frozen=True)
+class ConversationOwner(Wire):
+    """Who owns a conversation id (ids are unique across owners)."""
+
+    owner: str
+
+
+@dataclass(frozen=True)
 class ConversationMeta(Wire):
     conversation_id: str
     owner: str

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from azure.storage.blob.aio import ContainerClient
 
+from storage import idempotency
 from storage.idempotency import RequestKeys
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -64,3 +66,14 @@ async def test_of_concurrent_requests_after_the_window_exactly_one_claims_afresh
     claims = await asyncio.gather(*(keys.claim(key, "body", later) for _ in range(20)))
     assert sum(claim.first for claim in claims) == 1
     assert len({claim.batch_id for claim in claims} | {old.batch_id}) == 2
+
+
+async def test_a_key_record_that_cannot_be_read_is_claimed_afresh(
+    container: ContainerClient,
+) -> None:
+    keys, key = RequestKeys(container), new_key()
+    unreadable = {"created_at": 12, "batch_id": "b1"}  # a wrong type: not a record of ours
+    await container.upload_blob(idempotency._name(key), json.dumps(unreadable).encode())
+    claim = await keys.claim(key, "body-a", NOW)
+    assert (claim.first, claim.same_body) == (True, True)
+    assert claim.batch_id != "b1"
