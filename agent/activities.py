@@ -60,7 +60,8 @@ from storage.models import PLAIN_ID, message_id, utc_timestamp
 if TYPE_CHECKING:
     import azure.durable_functions as df
 
-    from agent.mcp.pool import ToolOutcome
+    from agent.mcp.pool import ToolOutcome, ToolSpec
+    from agent.model import ModelReply
 
 log = logging.getLogger(__name__)
 
@@ -110,23 +111,8 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     done = next((m for m in stored if m.id == assistant_id), None)
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
         return _summary_of(done, rt.mcp.requires_approval).to_dict()
-    from agent.mcp.pool import to_openai_tools
-
     try:
-        with telemetry.model_span(
-            step.run.run_id,
-            step.run.conversation_id,
-            step.step,
-            telemetry.provider_name(rt.model.config.kind),
-            rt.model.config.model,
-            server_address=urlsplit(rt.model.config.endpoint).hostname,
-        ) as span:
-            reply = await rt.model.complete(
-                model_messages(rt.settings.system_prompt, stored),
-                to_openai_tools(tools),
-                max_output_tokens=step.max_output_tokens,
-            )
-            span.record_reply(reply)
+        reply = await _complete(rt, step, stored, tools)
     except ContentFiltered:
         message = _assistant(step, content=FILTERED_ANSWER, finish_reason="content_filter")
         await rt.store.record_model_reply(ref, message, ())
@@ -138,15 +124,52 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             raise  # Durable retries it
         return StepSummary("throttled", retry_after=exc.retry_after).to_dict()
 
+    message, records = _stored_reply(step, reply, stored)
+    await rt.store.record_model_reply(ref, message, records)
+    return _summary_of(message, rt.mcp.requires_approval).to_dict()
+
+
+async def _complete(
+    rt: Runtime, step: ModelStepInput, stored: list[StoredMessage], tools: list[ToolSpec]
+) -> ModelReply:
+    """Ask the model for the step's reply, inside the step's telemetry span."""
+    from agent.mcp.pool import to_openai_tools
+
+    with telemetry.model_span(
+        step.run.run_id,
+        step.run.conversation_id,
+        step.step,
+        telemetry.provider_name(rt.model.config.kind),
+        rt.model.config.model,
+        server_address=urlsplit(rt.model.config.endpoint).hostname,
+    ) as span:
+        reply = await rt.model.complete(
+            model_messages(rt.settings.system_prompt, stored),
+            to_openai_tools(tools),
+            max_output_tokens=step.max_output_tokens,
+        )
+        span.record_reply(reply)
+    return reply
+
+
+def _stored_reply(
+    step: ModelStepInput, reply: ModelReply, stored: list[StoredMessage]
+) -> tuple[StoredMessage, list[ToolCallRecord]]:
+    """The reply as the store keeps it: the assistant message and a record per tool call."""
     call_ids = unique_call_ids(step, [c.id for c in reply.tool_calls], stored)
-    tool_calls = [
-        {"id": call_id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-        for call_id, c in zip(call_ids, reply.tool_calls, strict=True)
-    ]
+    calls = list(zip(call_ids, reply.tool_calls, strict=True))
     message = _assistant(
         step,
         content=reply.content,
-        tool_calls=tool_calls or None,
+        tool_calls=[
+            {
+                "id": call_id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            }
+            for call_id, c in calls
+        ]
+        or None,
         usage=reply.usage,
         finish_reason=reply.finish_reason,
     )
@@ -162,10 +185,9 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             result_message_id=None,
             is_error=False,
         )
-        for seq, (call_id, call) in enumerate(zip(call_ids, reply.tool_calls, strict=True), 1)
+        for seq, (call_id, call) in enumerate(calls, 1)
     ]
-    await rt.store.record_model_reply(ref, message, records)
-    return _summary_of(message, rt.mcp.requires_approval).to_dict()
+    return message, records
 
 
 def unique_call_ids(step: ModelStepInput, ids: list[str], stored: list[StoredMessage]) -> list[str]:
