@@ -17,19 +17,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The first-party top-level packages and modules, and which of them each may import.
-# storage knows nothing of the app; samples are separate deployables; local_host knows only the
+# wire (the JSON converter) and storage know nothing of the app; samples are separate deployables; local_host knows only the
 # Functions contract; the offline model server stands alone; devkit (shared fakes) may use the
 # app but never the tests or benchmarks that use it; function_app only wires the app.
 ALLOWED: Mapping[str, frozenset[str]] = {
-    "storage": frozenset(),
-    "agent": frozenset({"storage"}),
+    "wire": frozenset(),
+    "storage": frozenset({"wire"}),
+    "agent": frozenset({"storage", "wire"}),
     "function_app": frozenset({"agent", "storage"}),
     "local_host": frozenset(),
     "offline_model": frozenset(),
     "samples": frozenset(),
     "devstack": frozenset(),
     "scripts": frozenset(),
-    "devkit": frozenset({"agent", "storage", "local_host", "offline_model", "samples"}),
+    "devkit": frozenset({"agent", "storage", "wire", "local_host", "offline_model", "samples"}),
     "benchmarks": frozenset(
         {"agent", "storage", "function_app", "local_host", "offline_model", "samples", "devkit"}
     ),
@@ -37,6 +38,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
         {
             "agent",
             "storage",
+            "wire",
             "function_app",
             "local_host",
             "offline_model",

@@ -128,5 +128,7 @@ def test_every_package_the_packaged_code_imports_is_pinned_in_requirements_txt(t
     build_package(ROOT, tmp_path / "app.zip")
     with zipfile.ZipFile(tmp_path / "app.zip") as archive:
         archive.extractall(tmp_path / "wwwroot")
-    modules = third_party_imports(tmp_path / "wwwroot", {"agent", "storage", "wire", "function_app"})
+    modules = third_party_imports(
+        tmp_path / "wwwroot", {"agent", "storage", "wire", "function_app"}
+    )
     assert unpinned(modules, ROOT / "requirements.txt") == []
