@@ -71,7 +71,7 @@ async def test_of_concurrent_requests_after_the_window_exactly_one_claims_afresh
 async def test_a_key_record_that_cannot_be_read_is_claimed_afresh(
     container: ContainerClient,
 ) -> None:
-    keys, key = RequestKeys(container), new_key()
+    keys, key = RequestKeys(container, WINDOW), new_key()
     unreadable = {"created_at": 12, "batch_id": "b1"}  # a wrong type: not a record of ours
     await container.upload_blob(idempotency._name(key), json.dumps(unreadable).encode())
     claim = await keys.claim(key, "body-a", NOW)
