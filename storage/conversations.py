@@ -268,6 +268,8 @@ class ConversationStore:
         text) is stored for each tool call whose activity failed for good, so the model sees
         them. Calls with no record, or completed after all, are left as they are."""
         stored = await self.read_messages(ref)
+        if not failures:  # nearly always: the transcript as read
+            return stored
         known = {m.id for m in stored}
         for call_id, text in failures.items():
             record = await self.get_tool_call(ref, run_id, call_id)
