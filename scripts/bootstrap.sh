@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Idempotent setup: a venv with the pinned Python packages, a second venv with the infrastructure
-# checkers (checkov conflicts with the first), and node_modules (Azurite, the reference MCP server)
-# from package-lock.json. Re-runs only what changed since the last run.
+# checkers (checkov conflicts with the first), and node_modules (Azurite, the reference MCP server,
+# the MCP conformance suite and the Node.js 22 it needs) from package-lock.json. Re-runs only what
+# changed since the last run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -31,6 +31,8 @@ ALLOWED: Mapping[str, frozenset[str]] = {
     "devstack": frozenset(),
     "scripts": frozenset(),
     "devkit": frozenset({"agent", "storage", "wire", "local_host", "offline_model", "samples"}),
+    # The MCP conformance runner: our client (agent.mcp) and sample servers, served by devkit.
+    "conformance": frozenset({"agent", "samples", "devkit"}),
     "benchmarks": frozenset(
         {"agent", "storage", "function_app", "local_host", "offline_model", "samples", "devkit"}
     ),
@@ -45,6 +47,7 @@ ALLOWED: Mapping[str, frozenset[str]] = {
             "samples",
             "devstack",
             "devkit",
+            "conformance",
             "scripts",
         }
     ),

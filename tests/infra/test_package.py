@@ -44,7 +44,8 @@ def test_the_package_holds_the_app_and_the_packages_it_imports_and_nothing_else(
 def test_the_package_leaves_out_dev_tools_local_state_and_settings(tmp_path: Path):
     rules = read_rules(ROOT / ".funcignore")
     for folder in (".venv", ".venv-infra", "node_modules", "tests", "benchmarks", "local_host",
-                   "offline_model", "devstack", "samples", "scripts", "infra", ".git", ".local",
+                   "offline_model", "devstack", "samples", "scripts", "conformance", "infra",
+                   ".git", ".local",
                    ".azurite", ".azure", "__pycache__", "agent/__pycache__", ".pytest_cache",
                    ".hypothesis", ".mypy_cache", ".vscode"):  # fmt: skip
         assert ignored(rules, folder, True), folder
