@@ -13,10 +13,12 @@ one), against one target:
   (the suite sends no credentials; the key check is ours, not the protocol's);
 - `client`: our MCP client, `McpPool` and its sessions, through `conformance/client.py`.
 
-Only scenarios that apply run: the suite's other server scenarios call fixtures that exist only
-in its reference server (`test_image_content`, `test://static-text`, `test_simple_prompt`, ...)
-or capabilities our servers do not declare (logging, completions, subscriptions, sampling,
-elicitation, tasks); its auth scenarios need OAuth, which our client does not do.
+Only the scenarios that apply are judged. The suite's other server scenarios call fixtures that
+exist only in its reference server (`test_image_content`, `test://static-text`,
+`test_simple_prompt`, ...) or capabilities our servers do not declare (logging, completions,
+subscriptions, sampling, elicitation, tasks); they run anyway, since a server target's whole
+suite runs in one Node.js process, but their results are not read. Its auth scenarios need
+OAuth, which our client does not do, and are not run.
 
 A check that fails is an unexpected failure unless `expected-failures.txt` lists it (with its
 reason); a listed one that now passes is reported, to be removed from the list.
@@ -32,7 +34,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -103,7 +104,6 @@ class Check:
 class Outcome:
     run: Run
     checks: tuple[Check, ...]
-    seconds: float = 0.0  # of the suite's invocation that ran it
     problem: str | None = None  # the suite produced no results (crash, timeout, skipped)
 
     @property
@@ -162,7 +162,6 @@ def batches(runs: Sequence[Run]) -> list[Batch]:
 
 def execute(batch: Batch, urls: dict[str, str], workdir: Path) -> list[Outcome]:
     output = workdir / batch.name.replace("/", "_").replace("@", "_")
-    started = time.monotonic()
     try:
         done = subprocess.run(
             batch.command(urls, output),
@@ -175,8 +174,7 @@ def execute(batch: Batch, urls: dict[str, str], workdir: Path) -> list[Outcome]:
         log = done.stdout + done.stderr
     except subprocess.TimeoutExpired:
         log = f"the suite did not finish within {RUN_TIMEOUT_SECONDS} s"
-    seconds = time.monotonic() - started
-    return [outcome_of(run, output, log, seconds) for run in batch.runs]
+    return [outcome_of(run, output, log) for run in batch.runs]
 
 
 def results_of(run: Run, output: Path) -> Path | None:
@@ -187,18 +185,18 @@ def results_of(run: Run, output: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def outcome_of(run: Run, output: Path, log: str, seconds: float) -> Outcome:
+def outcome_of(run: Run, output: Path, log: str) -> Outcome:
     found = results_of(run, output)
     if found is None:
         tail = log.strip().splitlines()[-3:]
-        return Outcome(run, (), seconds, "no results: " + " / ".join(tail))
+        return Outcome(run, (), "no results: " + " / ".join(tail))
     checks = tuple(
         Check(item["id"], item["status"], item.get("errorMessage") or item.get("description", ""))
         for item in json.loads(found.read_text(encoding="utf-8"))
     )
     if not any(check.status in ("SUCCESS", "FAILURE") for check in checks):
-        return Outcome(run, checks, seconds, "the scenario checked nothing (does it apply?)")
-    return Outcome(run, checks, seconds)
+        return Outcome(run, checks, "the scenario checked nothing (does it apply?)")
+    return Outcome(run, checks)
 
 
 @contextlib.contextmanager
