@@ -311,3 +311,69 @@ def test_a_bad_seed_body_is_a_bad_request_naming_the_field(document: dict, probl
     with pytest.raises(BadRequest) as error:
         parse_seed_callback(document)
     assert problem in detail_of(error)
+
+
+# --- what the mutation run (scripts/mutants.sh) found untested ---------------------------------
+
+
+def test_a_signature_with_characters_outside_base64_is_not_accepted():
+    # Strict decoding, as the reference library compares: junk is not silently dropped.
+    version, encoded = reference_signature(SECRET).split(",")
+    with pytest.raises(Unauthorized, match="no valid signature"):
+        verify(SECRET, headers(f"{version},{encoded[:8]}!{encoded[8:]}"), BODY, now=NOW)
+
+
+def test_a_valid_digest_labelled_with_another_version_is_not_accepted():
+    _, encoded = reference_signature(SECRET).split(",")
+    with pytest.raises(Unauthorized, match="no valid signature"):
+        verify(SECRET, headers(f"v2,{encoded}"), BODY, now=NOW)
+
+
+def test_a_secret_with_a_stray_character_is_a_settings_error_not_another_key():
+    # Dropping the stray character would leave a valid 32-byte key the sender does not hold.
+    with pytest.raises(SettingsError, match="not valid base64"):
+        verify(SECRET + "!", headers(reference_signature(SECRET)), BODY, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("c2VjcmV0", "must start with 'whsec_'"),
+        ("whsec_!!!not-base64!!!", "is not valid base64 after 'whsec_'"),
+        ("whsec_" + base64.b64encode(b"short").decode(), "key is shorter than 16 bytes"),
+    ],
+)
+def test_a_malformed_secret_tells_the_operator_what_is_wrong(secret: str, reason: str):
+    with pytest.raises(SettingsError) as error:
+        verify(secret, headers(reference_signature(SECRET)), BODY, now=NOW)
+    assert error.value.problem == reason
+
+
+def test_a_secret_of_exactly_sixteen_bytes_is_long_enough():
+    secret = "whsec_" + base64.b64encode(b"sixteen-byte-key").decode()
+    assert verify(secret, headers(reference_signature(secret)), BODY, now=NOW) == WEBHOOK_ID
+
+
+@pytest.mark.parametrize("length", [1, 128])
+def test_a_schedule_id_of_one_to_128_characters_is_accepted(length: int):
+    body = json.dumps(batch({**GOOD_ITEM, "schedule_id": "s" * length})).encode()
+    assert parse_callback(body).items[0].schedule_id == "s" * length
+
+
+def test_a_body_that_is_not_json_is_named_the_callback_body():
+    with pytest.raises(BadRequest) as error:
+        parse_callback(b"{not json")
+    assert detail_of(error).startswith("the callback body is not valid JSON")
+
+
+def test_a_body_of_neither_form_shows_both_forms_with_their_field_names():
+    with pytest.raises(BadRequest) as error:
+        parse_callback(json.dumps({"hello": "world"}).encode())
+    assert '{"type": "conversations.due", "items": [...]}' in detail_of(error)
+    assert '{"conversationId": ..., "status": ..., "content": ...}' in detail_of(error)
+
+
+def test_a_seed_body_without_conversation_id_shows_the_form_to_send():
+    with pytest.raises(BadRequest) as error:
+        parse_seed_callback({"content": "hi"})
+    assert '{"conversationId": ..., "status": ..., "content": ...}' in detail_of(error)
