@@ -19,7 +19,7 @@
 #   run's error (loop.decide, loop.before_step, webhooks.verify/_single_form/parse_callback/
 #   parse_seed_callback). The tests read the part a reader acts on (the field, the limit, the
 #   setting named), not every word of the sentence.
-# - Equivalent in this runtime: "utf-8" -> "UTF-8" / "ascii" -> "ASCII" (same codec); a
+# - Equivalent in this runtime: "utf-8" -> "UTF-8" (same codec); a
 #   `.replace("Z", "+00:00")` mutated (3.11's fromisoformat reads "Z" itself);
 #   `ensure_ascii=None` (falsy, as False); `decided.get(id, False)` -> `get(id)` (None is as
 #   falsy); webhooks `entry.partition` -> `rpartition` (an entry with a second comma fails
