@@ -66,12 +66,6 @@ SETS: dict[str, dict[str, set[str] | None]] = {
             "batch_view_of_items",
         },
         "storage/batches.py": {
-            "BatchItem.to_dict",
-            "BatchItem.from_dict",
-            "ItemRef.to_dict",
-            "ItemRef.from_dict",
-            "BatchRecord.to_dict",
-            "BatchRecord.from_dict",
             "BatchRecord.visible_to",
             "batch_id_for_webhook",
             "run_id_of",

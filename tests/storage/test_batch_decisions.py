@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
@@ -14,6 +13,8 @@ from storage.batches import (
     BatchItem,
     BatchRecord,
     ItemRef,
+    OwnerSchedules,
+    ScheduleEntry,
     _claimable,
     _earliest_due,
     _expiry,
@@ -60,7 +61,7 @@ def test_a_batch_is_stored_in_its_recorded_shape_and_read_back():
 
 def test_an_item_reference_is_stored_as_batch_and_index():
     assert ItemRef("b1", 3).to_dict() == {"batch_id": "b1", "index": 3}
-    assert ItemRef.from_dict({"batch_id": "b1", "index": "3"}) == ItemRef("b1", 3)
+    assert ItemRef.from_dict({"batch_id": "b1", "index": 3}) == ItemRef("b1", 3)
 
 
 def test_an_owner_sees_their_whole_batch_and_others_only_their_own_conversations():
@@ -118,8 +119,10 @@ def test_an_entry_expires_its_grace_after_its_due_time_or_after_now_without_one(
 # --- which owner-schedule entry a delivery uses --------------------------------------------
 
 
-def entry(due: str | None, claimed_by: str | None = None, expires: str | None = None) -> dict:
-    return {"due": due, "expires_at": expires or _expiry(due, NOW), "claimed_by": claimed_by}
+def entry(
+    due: str | None, claimed_by: str | None = None, expires: str | None = None
+) -> ScheduleEntry:
+    return ScheduleEntry(due, expires or _expiry(due, NOW), claimed_by)
 
 
 def at(minutes: float) -> str:
@@ -128,16 +131,17 @@ def at(minutes: float) -> str:
 
 def test_only_entries_not_yet_expired_are_live():
     live = entry(at(0), expires=at(1))
-    record: dict[str, Any] = {"entries": [entry(at(0), expires=at(0)), live]}
+    record = OwnerSchedules("alice", (entry(at(0), expires=at(0)), live))
     assert _live_entries(record, NOW) == [live]
-    assert _live_entries({"entries": [entry(None, expires="not a time")]}, NOW) == []
-    assert _live_entries({}, NOW) == []
-    assert _live_entries({"owner": "alice", "entries": []}, NOW) == []
+    unreadable = OwnerSchedules("alice", (entry(None, expires="not a time"),))
+    assert _live_entries(unreadable, NOW) == []
+    assert _live_entries(OwnerSchedules("alice", ()), NOW) == []
+    assert _live_entries(None, NOW) == []
 
 
 def test_a_record_from_before_entries_is_one_untimed_entry_void_after_the_grace():
-    assert _live_entries({"owner": "alice"}, NOW) == [
-        {"due": None, "expires_at": (NOW + OWNER_SCHEDULE_GRACE).isoformat(), "claimed_by": None}
+    assert _live_entries(OwnerSchedules("alice"), NOW) == [
+        ScheduleEntry(None, (NOW + OWNER_SCHEDULE_GRACE).isoformat())
     ]
 
 
