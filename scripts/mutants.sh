@@ -35,15 +35,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+{ # read whole before it runs: editing this file during a long run cannot derail it
 if [[ "${1:-}" != "--report" ]]; then
     rm -rf mutants
-    # mutmut draws a progress line per mutant; keep only its summary.
+    # mutmut draws a progress line per mutant: shown only when the run fails.
     .venv/bin/mutmut run --max-children "${MUTANTS_CHILDREN:-2}" >/tmp/mutants.$$.log 2>&1 \
         || { tail -40 /tmp/mutants.$$.log; rm -f /tmp/mutants.$$.log; exit 1; }
     rm -f /tmp/mutants.$$.log
 fi
 
-exec .venv/bin/python - <<'PY'
+.venv/bin/python - <<'PY'
 """Score per module set from mutmut's result files (mutants/<module>.py.meta)."""
 
 import json
@@ -123,3 +124,5 @@ for set_name, modules in SETS.items():
         print(f"    not reached: {function}")
 sys.exit(1 if failing else 0)
 PY
+exit
+}
