@@ -19,7 +19,7 @@
         └── ToolTimeout          the call exceeded the server's timeout_seconds
 
 The store has its own tree (`storage.errors`: what happened to a record, no HTTP status); the
-HTTP edge maps it (`agent.http_api.storage_problem`), so `storage` never imports `agent`.
+HTTP edge maps it (`agent.http.kit.storage_problem`), so `storage` never imports `agent`.
 
 Messages never carry secrets or conversation content: they are safe to log, to return to a
 caller (CallerError) and to store in Durable history (activity failures are recorded there).

@@ -20,35 +20,28 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from agent.callers import caller_of
 from agent.contracts import ChatTurnInput, ChatTurnOutput, RunRef
 from agent.errors import (
     BadRequest,
-    CallerError,
     Conflict,
-    InvalidSettings,
     NotFound,
-    OperatorError,
-    PayloadTooLarge,
 )
-from agent.json_input import parse_json_object
+from agent.http.callers import caller_of
+from agent.http.kit import (
+    checked_id,
+    error_response,
+    json_body,
+    json_response,
+    misconfigured,
+    own_url,
+)
 from agent.loop import APPROVAL_EVENT
 from agent.orchestrators import CHAT_TURN
 from agent.runtime import Runtime, runtime, settings_problem
 from agent.transcript import usage_of, user_message
 from agent.turn_lock import begin_turn, status_name
 from storage.conversations import ConversationRef, StoredMessage
-from storage.errors import (
-    AlreadyExists,
-    InvalidKey,
-    InvalidQuery,
-    RecordNotFound,
-    RecordTooLarge,
-    StorageError,
-    StorageNotConfigured,
-    TurnInProgress,
-)
-from storage.models import PLAIN_ID
+from storage.errors import RecordNotFound
 
 log = logging.getLogger(__name__)
 
@@ -76,25 +69,6 @@ Handler = Callable[..., Awaitable[func.HttpResponse]]
 # --- responses ---------------------------------------------------------------------------------
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None):
-    return func.HttpResponse(
-        json.dumps(body), status_code=status, mimetype="application/json", headers=headers
-    )
-
-
-def problem(status: int, title: str, detail: str, **extra: Any) -> func.HttpResponse:
-    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
-    return func.HttpResponse(
-        json.dumps(body), status_code=status, mimetype="application/problem+json"
-    )
-
-
-def misconfigured(exc: InvalidSettings) -> func.HttpResponse:
-    """Degraded mode's answer on every route: each bad setting named, never a value."""
-    detail = f"the app is misconfigured; fix these app settings and restart it: {exc}"
-    return problem(503, "Service Unavailable", detail, invalid_settings=list(exc.names))
-
-
 def api(handler: Handler) -> Handler:
     """Turn CallerErrors into their 4xx problem, anything unexpected into a bare 500."""
 
@@ -102,79 +76,13 @@ def api(handler: Handler) -> Handler:
     async def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
         try:
             return await handler(*args, **kwargs)
-        except CallerError as exc:
-            return problem(exc.status, exc.title, exc.detail)
-        except StorageError as exc:
-            return storage_problem(exc, handler.__name__)
-        except InvalidSettings as exc:  # degraded mode: logged once, at startup
-            return misconfigured(exc)
-        except OperatorError as exc:  # misconfigured: the message names the setting
-            log.error("configuration error in %s: %s", handler.__name__, exc)
-            return problem(503, "Service Unavailable", str(exc))
-        except Exception:
-            log.exception("unhandled error in %s", handler.__name__)
-            return problem(500, "Internal Server Error", "the server failed; try again later")
+        except Exception as exc:
+            return error_response(exc, handler.__name__)
 
     return wrapper
 
 
-# What each storage error means to an HTTP caller. The store's messages carry ids only, never
-# content or values, so they are the detail as they are.
-STORAGE_STATUS: dict[type[StorageError], tuple[int, str]] = {
-    InvalidKey: (400, "Bad Request"),
-    InvalidQuery: (400, "Bad Request"),
-    RecordNotFound: (404, "Not Found"),
-    AlreadyExists: (409, "Conflict"),
-    TurnInProgress: (409, "Conflict"),
-    RecordTooLarge: (413, "Payload Too Large"),
-    StorageNotConfigured: (503, "Service Unavailable"),
-}
-
-
-def storage_problem(exc: StorageError, where: str) -> func.HttpResponse:
-    """The one place a storage error becomes a response: a caller's mistake is its 4xx, a
-    misconfigured store a 503 naming the setting, anything else (contention) a bare 500."""
-    status_title = next(
-        (pair for kind, pair in STORAGE_STATUS.items() if isinstance(exc, kind)), None
-    )
-    if status_title is None:
-        log.error("unhandled error in %s", where, exc_info=exc)
-        return problem(500, "Internal Server Error", "the server failed; try again later")
-    status, title = status_title
-    if status == 503:
-        log.error("configuration error in %s: %s", where, exc)
-    return problem(status, title, str(exc))
-
-
 # --- request parsing ---------------------------------------------------------------------------
-
-
-def json_body(
-    req: func.HttpRequest,
-    rt: Runtime,
-    *,
-    optional: bool = False,
-    limit: int | None = None,
-    what: str = "the request body",
-) -> dict[str, Any]:
-    """The JSON object sent, within `limit` bytes (the app's body limit unless a route has
-    its own); an empty body is `{}` when `optional`."""
-    raw = req.get_body() or b""
-    limit = rt.settings.limits.max_body_bytes if limit is None else limit
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"{what} is {len(raw)} bytes; the limit is {limit}")
-    if not raw.strip():
-        if optional:
-            return {}
-        raise BadRequest(f"{what} is empty; send a JSON object")
-    return parse_json_object(raw, what)
-
-
-def checked_id(value: object, name: str) -> str:
-    """An id from a path or body: 1-64 plain characters (it becomes part of blob names)."""
-    if not isinstance(value, str) or not PLAIN_ID.fullmatch(value):
-        raise BadRequest(f"{name} must be 1-64 letters, digits, '-' or '_'")
-    return value
 
 
 def path_id(req: func.HttpRequest, name: str) -> str:
@@ -198,13 +106,6 @@ def wait_seconds(body: dict[str, Any], rt: Runtime) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise BadRequest("'wait_seconds' must be a non-negative number")
     return min(float(value), float(rt.settings.limits.wait_seconds_cap))
-
-
-def own_url(rt: Runtime, path: str) -> str:
-    """A URL of ours: absolute from PUBLIC_BASE_URL, else relative. Never from the request's
-    URL, whose host part is the caller's `Host` header (a link to any site the caller names)."""
-    base = rt.settings.public_base_url
-    return f"{base.rstrip('/')}{path}" if base else path
 
 
 # --- conversations -----------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from agent import scheduling, webhooks
-from agent.http_api import api, misconfigured, problem
+from agent.http.kit import misconfigured, problem
+from agent.http_api import api
 from agent.runtime import settings, settings_problem
 from agent.settings import Limits
 from storage.models import PLAIN_ID

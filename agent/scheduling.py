@@ -31,7 +31,6 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from agent.callers import caller_of
 from agent.contracts import BatchInput
 from agent.errors import (
     BadRequest,
@@ -42,6 +41,7 @@ from agent.errors import (
     ToolError,
     Unauthorized,
 )
+from agent.http.callers import caller_of
 from agent.http_api import (
     Handler,
     api,

@@ -10,7 +10,7 @@
     ├── StoreContention       concurrent writers kept winning the race; retry later
     └── StorageNotConfigured  the storage setting cannot make a client (names it, never its value)
 
-The store knows nothing of who called it: the HTTP edge (`agent.http_api.storage_problem`) maps
+The store knows nothing of who called it: the HTTP edge (`agent.http.kit.storage_problem`) maps
 these to responses, activities decide what each means for a run. Messages carry ids only, never
 content or secrets, so they are safe to log, to return and to keep in Durable history.
 """

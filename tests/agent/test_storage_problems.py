@@ -1,4 +1,4 @@
-"""The HTTP edge is the one place a storage error becomes a response (agent.http_api)."""
+"""The HTTP edge is the one place a storage error becomes a response (agent.http.kit)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from agent.http_api import storage_problem
+from agent.http.kit import storage_problem
 from storage import errors
 from storage.errors import StorageError, StorageNotConfigured, StoreContention
 
@@ -51,7 +51,7 @@ def test_a_storage_error_becomes_its_problem_with_the_stores_message(
 
 
 def test_contention_is_a_bare_server_error_that_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="agent.http_api"):
+    with caplog.at_level(logging.ERROR, logger="agent.http"):
         response = storage_problem(StoreContention("could not append to c1"), "send_message")
     assert json.loads(response.get_body())["detail"] == "the server failed; try again later"
     assert "send_message" in caplog.text

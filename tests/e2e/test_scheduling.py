@@ -13,7 +13,7 @@ from typing import Any
 from standardwebhooks import Webhook
 
 from agent import runtime
-from agent.callers import ANONYMOUS
+from agent.http.callers import ANONYMOUS
 from agent.transcript import SCHEDULED_BY_ASSISTANT
 from devkit.scheduler import WEBHOOK_SECRET
 from local_host.testing import wait_until

@@ -4,7 +4,7 @@ run with a reason that names it, not a generic failure."""
 from __future__ import annotations
 
 from agent import runtime
-from agent.callers import ANONYMOUS
+from agent.http.callers import ANONYMOUS
 from storage.models import ConversationRef
 from storage.paths import conversation_prefix
 from tests.e2e.conftest import App
