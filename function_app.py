@@ -30,70 +30,70 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 @app.route(route="conversations", methods=["POST"])
 async def create_conversation(req: func.HttpRequest) -> func.HttpResponse:
-    from agent import http_api
+    from agent.http import conversations
 
-    return await http_api.create_conversation(req)
+    return await conversations.create_conversation(req)
 
 
 @app.route(route="conversations/{id}", methods=["GET"])
 async def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
-    from agent import http_api
+    from agent.http import conversations
 
-    return await http_api.get_conversation(req)
+    return await conversations.get_conversation(req)
 
 
 @app.route(route="conversations/{id}/messages", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import http_api
+    from agent.http import conversations
 
-    return await http_api.post_message(req, client)
+    return await conversations.post_message(req, client)
 
 
 @app.route(route="runs/{run_id}", methods=["GET"])
 @app.durable_client_input(client_name="client")
 async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import http_api
+    from agent.http import runs
 
-    return await http_api.get_run(req, client)
+    return await runs.get_run(req, client)
 
 
 @app.route(route="runs/{run_id}/cancel", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import http_api
+    from agent.http import runs
 
-    return await http_api.cancel_run(req, client)
+    return await runs.cancel_run(req, client)
 
 
 @app.route(route="runs/{run_id}/approvals", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import http_api
+    from agent.http import runs
 
-    return await http_api.answer_approval(req, client)
+    return await runs.answer_approval(req, client)
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def health(req: func.HttpRequest) -> func.HttpResponse:
-    from agent import http_api
+    from agent.http import service
 
-    return await http_api.health(req)
+    return await service.health(req)
 
 
 @app.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
-    from agent import openapi
+    from agent.http import service
 
-    return await openapi.openapi_document(req)
+    return await service.openapi_document(req)
 
 
 # Lowest precedence, every method: what no route above takes (405 with Allow, or 404 problem).
 @app.route(route="{*path}", auth_level=func.AuthLevel.ANONYMOUS)
 async def unrouted(req: func.HttpRequest) -> func.HttpResponse:
-    from agent import openapi
+    from agent.http import service
 
-    return await openapi.unrouted(req)
+    return await service.unrouted(req)
 
 
 # --- scheduled conversations -------------------------------------------------------------------
@@ -103,34 +103,34 @@ async def unrouted(req: func.HttpRequest) -> func.HttpResponse:
 @app.route(route="scheduler/callback", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
 @app.durable_client_input(client_name="client")
 async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import scheduling
+    from agent.http import callbacks
 
-    return await scheduling.scheduler_callback(req, client)
+    return await callbacks.scheduler_callback(req, client)
 
 
 # Function key: the seeds' unsigned form, for Scheduler senders that cannot sign.
 @app.route(route="scheduler/conversation-callback", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import scheduling
+    from agent.http import callbacks
 
-    return await scheduling.conversation_callback(req, client)
+    return await callbacks.conversation_callback(req, client)
 
 
 @app.route(route="schedules", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import scheduling
+    from agent.http import schedules
 
-    return await scheduling.schedule_batch(req, client)
+    return await schedules.schedule_batch(req, client)
 
 
 @app.route(route="batches/{batch_id}", methods=["GET"])
 @app.durable_client_input(client_name="client")
 async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import scheduling
+    from agent.http import schedules
 
-    return await scheduling.get_batch(req, client)
+    return await schedules.get_batch(req, client)
 
 
 @app.orchestration_trigger(context_name="context")

@@ -1,114 +1,42 @@
-"""Scheduled conversations over HTTP: the Scheduler's signed callback, scheduling a batch, and
-a batch's progress.
+"""Scheduled conversations: what the HTTP routes in `agent.http.schedules` and
+`agent.http.callbacks` do once a request is parsed.
 
-- `POST /api/scheduler/callback`: Standard Webhooks signature checked before anything is read or
-  stored; the `webhook-id` is the idempotency key (the batch id derives from it, the batch blob is
-  create-only and the orchestration's instance id is the batch id), so a repeated delivery
-  starts nothing new and still answers 202.
-- `POST /api/scheduler/conversation-callback`: the seeds' single form from senders that cannot
-  sign, with a function key, into the caller's own conversation; the `Idempotency-Key` header
-  (else the body) is the idempotency key for 24 hours. Both callbacks share `start_delivery`.
-- `POST /api/schedules`: through the Scheduler MCP server when one is configured (one
-  idempotency key per item, bounded concurrency), else with durable timers.
-- `GET /api/batches/{id}`: per-item status, from each item's run; an item handed to the
-  Scheduler shows the run its delivery started, under whichever batch that delivery ran.
+- A delivery (the Scheduler's signed callback, or the seeds' unsigned one): `start_delivery`
+  stores the batch (create-only, keyed by the delivery) and starts its orchestration once, so a
+  repeated delivery starts nothing new.
+- A batch the caller schedules (`schedule`): through the Scheduler MCP server when one is
+  configured (one idempotency key per item, bounded concurrency), else with durable timers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import hashlib
 import json
-import logging
-import time
 import uuid
-from collections import Counter
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
-import azure.functions as func
 
 from agent.contracts import BatchInput
-from agent.errors import (
-    BadRequest,
-    Conflict,
-    NotFound,
-    OperatorError,
-    PayloadTooLarge,
-    ToolError,
-    Unauthorized,
-)
-from agent.http.callers import caller_of
-from agent.http_api import (
-    Handler,
-    api,
-    checked_id,
-    json_body,
-    json_response,
-    own_url,
-    path_id,
-    run_view,
-)
+from agent.errors import OperatorError, ToolError
 from agent.mcp.config import SCHEDULING_TOOL
 from agent.mcp.names import exposed_tool_name
-from agent.runtime import Runtime, runtime
-from agent.webhooks import CallbackItem, parse_callback, parse_seed_callback, verify
-from storage.batches import (
-    BatchItem,
-    BatchRecord,
-    ItemRef,
-    batch_id_for_webhook,
-    run_id_of,
-)
+from agent.runtime import Runtime
+from agent.webhooks import CallbackItem
+from storage.batches import BatchItem, BatchRecord, ItemRef
 from storage.conversations import ConversationRef
-from storage.errors import RecordNotFound
-from storage.idempotency import RequestKeys
 from storage.models import MessageOrigin, utc_timestamp
-
-log = logging.getLogger(__name__)
 
 SCHEDULED_BATCH = "scheduled_batch"
 SCHEDULER_SERVER = "scheduler"  # the MCP server (in MCP_SERVERS) that schedules conversations
-MAX_CALLBACK_BYTES = 4 * 1024 * 1024  # a batch of up to 1,000 items
-# One item: its content at its limit, every character JSON-escaped (12 bytes at most), fits.
-MAX_SEED_CALLBACK_BYTES = 512 * 1024
-MAX_SCHEDULE_ITEMS = 100
 SCHEDULER_CONCURRENCY = 8
 LOOKUP_CONCURRENCY = 16  # Blob and status reads one request makes at once
-IDEMPOTENCY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_WINDOW = timedelta(hours=24)  # a repeat within it starts nothing new
-MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 
-# --- the Scheduler's callback ------------------------------------------------------------------
-
-
-@api
-async def scheduler_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    rt = await runtime()
-    secret = rt.settings.scheduler_webhook_secret
-    if secret is None:
-        raise Unauthorized("scheduler callbacks are disabled: SCHEDULER_WEBHOOK_SECRET is not set")
-    body = req.get_body() or b""
-    if len(body) > MAX_CALLBACK_BYTES:
-        raise PayloadTooLarge(
-            f"the callback body is {len(body)} bytes; the limit is {MAX_CALLBACK_BYTES}"
-        )
-    webhook_id = verify(secret.value, req.headers, body, now=time.time())
-    callback = parse_callback(body)
-    batch_id = batch_id_for_webhook(webhook_id)
-    owners = await owners_of(rt, callback.items)
-    started = await start_delivery(rt, client, batch_id, callback.items, owners)
-    log.info(
-        "scheduler callback",
-        extra={"batch_id": batch_id, "items": len(callback.items), "started": started},
-    )
-    return json_response(
-        {"batch_id": batch_id, "items": len(callback.items), "duplicate": not started}, 202
-    )
+# --- a delivery ------------------------------------------------------------------------------
 
 
 async def owners_of(rt: Runtime, items: tuple[CallbackItem, ...]) -> tuple[str | None, ...]:
@@ -203,107 +131,6 @@ def batch_item(
     )
 
 
-# --- the seeds' callback, from unsigned senders --------------------------------------------------
-
-
-def seed_answer(handler: Handler) -> Handler:
-    """Answer errors as the seeds' senders expect, `{"success": false, "error": ...}`, inside
-    the problem document every route answers (so both kinds of client read it)."""
-
-    @functools.wraps(handler)
-    async def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
-        response = await handler(*args, **kwargs)
-        if response.status_code < 400:
-            return response
-        body = json.loads(response.get_body())
-        body.update(success=False, error=body.get("detail", "the request failed"))
-        return func.HttpResponse(
-            json.dumps(body),
-            status_code=response.status_code,
-            mimetype=response.mimetype,
-            headers=dict(response.headers),
-        )
-
-    return wrapper
-
-
-@seed_answer
-@api
-async def conversation_callback(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    """`POST /api/scheduler/conversation-callback`: the seeds' `{conversationId, status,
-    content}` from a sender that cannot sign (function key instead), into the caller's own
-    conversation; a repeat (its `Idempotency-Key`, else its body, within 24 hours) starts
-    nothing new and answers the same ids."""
-    rt = await runtime()
-    owner = caller_of(req, rt.settings.require_auth)
-    # Its own limit, one that any body whose content is within its own limit fits under (so
-    # an over-long content is a 400 naming it, not a 413).
-    document = json_body(req, rt, limit=MAX_SEED_CALLBACK_BYTES, what="the callback body")
-    item = parse_seed_callback(document)
-    fingerprint = body_fingerprint(document)
-    keyed = req.headers.get(IDEMPOTENCY_HEADER)
-    key = request_key(owner, keyed, fingerprint)
-    await rt.store.get_meta(ConversationRef(owner, item.conversation_id))  # 404: not theirs
-    claim = await RequestKeys(rt.container, IDEMPOTENCY_WINDOW).claim(
-        key, fingerprint, datetime.now(UTC)
-    )
-    if not claim.same_body:
-        raise Conflict(
-            f"this {IDEMPOTENCY_HEADER} was used for another body within the last "
-            f"{IDEMPOTENCY_WINDOW.total_seconds() / 3600:g} hours; send a new key"
-        )
-    started = await start_delivery(rt, client, claim.batch_id, (item,), (owner,))
-    run_id = run_id_of(claim.batch_id, 0)
-    log.info(
-        "conversation callback",
-        extra={"batch_id": claim.batch_id, "first": claim.first, "started": started},
-    )
-    if not started:
-        # A dropped repeat must be visible to an operator: without an Idempotency-Key, the
-        # same text sent twice to one conversation within the window is taken as one delivery.
-        log.warning(
-            "conversation callback duplicate: nothing new started",
-            extra={
-                "batch_id": claim.batch_id,
-                "conversation_id": item.conversation_id,
-                "deduplicated_by": "body" if keyed is None else "idempotency_key",
-            },
-        )
-    return json_response(
-        {
-            "success": True,
-            "conversationId": item.conversation_id,
-            "run_id": run_id,
-            "batch_id": claim.batch_id,
-            # The batch, not the run: the run exists once the batch's lane takes the item
-            # (GET /api/runs/{run_id} is a 404 until then); the batch shows it from the start.
-            "status_url": own_url(rt, f"/api/batches/{claim.batch_id}"),
-            # Whether this request started the batch (as the signed route answers): a retry
-            # after a first attempt that claimed the key but stopped short is not a duplicate.
-            "duplicate": not started,
-        }
-    )
-
-
-def body_fingerprint(document: dict[str, Any]) -> str:
-    """The body's hash, independent of key order and spacing: the same JSON is the same body."""
-    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def request_key(owner: str, header: str | None, fingerprint: str) -> str:
-    """The idempotency key of a request, scoped to its caller (two callers' keys never meet):
-    the `Idempotency-Key` header when sent, else the body."""
-    if header is None:
-        return f"conversation-callback\n{owner}\nbody\n{fingerprint}"
-    value = header.strip()  # as HTTP does: surrounding spaces are not part of a header value
-    if not 0 < len(value) <= MAX_IDEMPOTENCY_KEY_CHARS:
-        raise BadRequest(
-            f"the {IDEMPOTENCY_HEADER} header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"
-        )
-    return f"conversation-callback\n{owner}\nkey\n{value}"
-
-
 async def use_up_owner_schedules(rt: Runtime, record: BatchRecord) -> None:
     """Delete the owner-schedule entries this delivery claimed, now that its record keeps their
     origin (again on a repeat: a first attempt may have stopped before this), each linking the
@@ -346,28 +173,41 @@ async def instance_exists(client: df.DurableOrchestrationClient, instance_id: st
 # --- scheduling a batch ------------------------------------------------------------------------
 
 
-@api
-async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    rt = await runtime()
-    owner = caller_of(req, rt.settings.require_auth)
-    requested = parse_schedule_request(json_body(req, rt), rt)
+@dataclass(frozen=True)
+class RequestedItem:
+    """One item of a batch the caller schedules, as parsed from the request."""
+
+    content: str = field(repr=False)  # conversation text: kept out of logged reprs
+    scheduled_time: str
+    conversation_id: str | None
+    error: str | None  # why it will not run (its time has passed), recorded as rejected
+
+
+async def schedule(
+    rt: Runtime,
+    client: df.DurableOrchestrationClient,
+    owner: str,
+    requested: tuple[RequestedItem, ...],
+) -> BatchRecord:
+    """Store the caller's batch and hand it to the Scheduler (or to durable timers); a named
+    conversation that is not the caller's is a NotFound before anything is written."""
     for item in requested:  # every named conversation must be the caller's, before any write
-        if item["conversation_id"]:
-            await rt.store.get_meta(ConversationRef(owner, item["conversation_id"]))
+        if item.conversation_id:
+            await rt.store.get_meta(ConversationRef(owner, item.conversation_id))
     batch_id = "s" + uuid.uuid4().hex
     items = []
     for index, item in enumerate(requested):
-        conversation_id = item["conversation_id"] or uuid.uuid4().hex
-        if not item["conversation_id"]:
+        conversation_id = item.conversation_id or uuid.uuid4().hex
+        if not item.conversation_id:
             await rt.store.create(ConversationRef(owner, conversation_id))
-        error = item["error"]
+        error = item.error
         items.append(
             BatchItem(
                 index,
                 conversation_id,
                 owner,
-                item["content"],
-                item["scheduled_time"],
+                item.content,
+                item.scheduled_time,
                 origin="scheduled",  # the caller's own words, delivered later
                 status="rejected" if error else "pending",
                 error=error,
@@ -381,56 +221,7 @@ async def schedule_batch(req: func.HttpRequest, client: df.DurableOrchestrationC
         await rt.batches.replace(record)
     else:
         await schedule_with_timers(rt, client, record)
-    return json_response(batch_view_of_items(record, record.items), 202)
-
-
-def parse_schedule_request(body: dict[str, Any], rt: Runtime) -> list[dict[str, Any]]:
-    items = body.get("items")
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_SCHEDULE_ITEMS:
-        raise BadRequest(f"'items' must be a list of 1 to {MAX_SCHEDULE_ITEMS} items")
-    parsed = []
-    for index, item in enumerate(items):
-        where = f"items[{index}]"
-        if not isinstance(item, dict):
-            raise BadRequest(f"{where} must be an object")
-        content = item.get("content")
-        if not isinstance(content, str) or not content.strip():
-            raise BadRequest(f"{where}.content is required and must be a non-empty string")
-        if len(content) > rt.settings.limits.max_message_chars:
-            raise BadRequest(
-                f"{where}.content is longer than {rt.settings.limits.max_message_chars} characters"
-            )
-        conversation_id = item.get("conversation_id")
-        if conversation_id is not None:
-            checked_id(conversation_id, f"{where}.conversation_id")
-        when = parse_time(item.get("scheduled_time"), where)
-        # A time already past is well-formed (the document cannot say "future"): the batch takes
-        # it and the item says why it will not run, like an item the Scheduler refuses.
-        past = when < datetime.now(UTC) - timedelta(seconds=30)
-        parsed.append(
-            {
-                "content": content,
-                "scheduled_time": when.isoformat(),
-                "conversation_id": conversation_id,
-                "error": f"{where}.scheduled_time is in the past" if past else None,
-            }
-        )
-    return parsed
-
-
-def parse_time(value: Any, where: str) -> datetime:
-    if not isinstance(value, str):
-        raise BadRequest(f"{where}.scheduled_time is required (ISO 8601 with a timezone)")
-    try:
-        when = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{where}.scheduled_time is not an ISO 8601 date-time") from None
-    if when.tzinfo is None:
-        raise BadRequest(f"{where}.scheduled_time needs a timezone (e.g. 2026-01-01T09:00:00Z)")
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:
-        raise BadRequest(f"{where}.scheduled_time is out of range") from None
+    return record
 
 
 def scheduler_name(rt: Runtime) -> str | None:
@@ -538,77 +329,3 @@ async def schedule_with_timers(
             record.batch_id, tuple(indices), rt.settings.limits.batch_max_concurrency, due
         )
         await client.start_new(SCHEDULED_BATCH, f"{record.batch_id}-t{group}", plan.to_dict())
-
-
-# --- a batch's progress ------------------------------------------------------------------------
-
-
-@api
-async def get_batch(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    rt = await runtime()
-    caller = caller_of(req, rt.settings.require_auth)
-    batch_id = path_id(req, "batch_id")
-    record = await rt.batches.get(batch_id)
-    visible = record.visible_to(caller) if record else ()
-    if record is None or not visible:
-        raise NotFound(f"no batch {batch_id}")
-    gate = asyncio.Semaphore(LOOKUP_CONCURRENCY)
-
-    async def run_of(item: BatchItem) -> dict[str, Any] | None:
-        if item.status == "rejected":
-            return None  # never runs
-        async with gate:
-            where: ItemRef | None = ItemRef(batch_id, item.index)
-            if item.status == "scheduled":  # handed to the Scheduler: it runs where delivered
-                where = await rt.batches.delivery(ItemRef(batch_id, item.index))
-            return None if where is None else await item_run(rt, client, where, caller)
-
-    runs = await asyncio.gather(*(run_of(item) for item in visible))
-    return json_response(batch_view_of_items(record, visible, runs))
-
-
-async def item_run(
-    rt: Runtime, client: df.DurableOrchestrationClient, item: ItemRef, caller: str
-) -> dict[str, Any] | None:
-    """A batch item's run as the batch view shows it; None before it has one."""
-    try:
-        return await run_view(rt, client, run_id_of(item.batch_id, item.index), caller)
-    except (
-        NotFound,
-        RecordNotFound,
-    ):  # not started yet, or never will: its recorded outcome says which
-        outcome = await rt.batches.outcome(item.batch_id, item.index)
-        return None if outcome is None else {"run_id": None, **outcome.to_dict()}
-
-
-def batch_view_of_items(
-    record: BatchRecord,
-    items: tuple[BatchItem, ...],
-    runs: list[dict[str, Any] | None] | None = None,
-) -> dict[str, Any]:
-    views = []
-    for item, run in zip(items, runs or [None] * len(items), strict=True):
-        view: dict[str, Any] = {
-            "index": item.index,
-            "conversation_id": item.conversation_id,
-            "scheduled_time": item.scheduled_time,
-            "status": item.status if run is None else run["status"],
-        }
-        if item.schedule_id:
-            view["schedule_id"] = item.schedule_id
-        if item.error:
-            view["error"] = item.error
-        if run is not None:
-            if run["run_id"]:
-                view["run_id"] = run["run_id"]
-            for key in ("answer", "error"):
-                if run.get(key):
-                    view[key] = run[key]
-        views.append(view)
-    return {
-        "batch_id": record.batch_id,
-        "source": record.source,
-        "created_at": record.created_at,
-        "counts": dict(Counter(view["status"] for view in views)),
-        "items": views,
-    }

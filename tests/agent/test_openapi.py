@@ -17,8 +17,9 @@ import schemathesis
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
-from agent import openapi, runtime
-from agent.openapi import (
+from agent import runtime
+from agent.http import service
+from agent.http.openapi import (
     API_PREFIX,
     FALLBACK_ROUTE,
     FUNCTION_KEY,
@@ -142,7 +143,7 @@ async def test_a_documented_path_with_another_method_is_a_405_problem_with_allow
     configured: None,
 ) -> None:
     request = func.HttpRequest("TRACE", "http://h/api/conversations/abc?x=1", body=b"")
-    response = await openapi.unrouted(request)
+    response = await service.unrouted(request)
     body = json.loads(response.get_body())
     assert (response.status_code, response.headers["Allow"]) == (405, "GET")
     assert response.mimetype == PROBLEM_MEDIA_TYPE
@@ -150,7 +151,7 @@ async def test_a_documented_path_with_another_method_is_a_405_problem_with_allow
 
 
 async def test_a_path_the_api_does_not_have_is_a_404_problem(configured: None) -> None:
-    response = await openapi.unrouted(func.HttpRequest("GET", "http://h/api/nope", body=b""))
+    response = await service.unrouted(func.HttpRequest("GET", "http://h/api/nope", body=b""))
     body = json.loads(response.get_body())
     assert response.status_code == 404 and response.mimetype == PROBLEM_MEDIA_TYPE
     assert "/api/nope" in body["detail"] and "openapi.json" in body["detail"]
@@ -272,7 +273,7 @@ async def test_the_handler_serves_the_document_with_the_deployments_limits(
 ) -> None:
     for name, value in {**BASE_ENV, "AGENT_MAX_MESSAGE_CHARS": "777"}.items():
         environment.setenv(name, value)
-    response = await openapi.openapi_document(get("http://localhost/api/openapi.json"))
+    response = await service.openapi_document(get("http://localhost/api/openapi.json"))
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     served = json.loads(response.get_body())
@@ -284,7 +285,7 @@ async def test_a_misconfigured_deployment_gets_a_503_problem_naming_the_setting(
     environment: pytest.MonkeyPatch,
 ) -> None:
     environment.setenv("CONVERSATIONS_STORAGE", "UseDevelopmentStorage=true")  # but no model
-    response = await openapi.openapi_document(get("http://localhost/api/openapi.json"))
+    response = await service.openapi_document(get("http://localhost/api/openapi.json"))
     assert response.status_code == 503
     assert response.mimetype == PROBLEM_MEDIA_TYPE
     problem = json.loads(response.get_body())

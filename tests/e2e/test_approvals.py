@@ -10,7 +10,7 @@ import pytest
 from agent import runtime
 from agent.errors import Conflict
 from agent.http.callers import ANONYMOUS
-from agent.http_api import raise_approval
+from agent.http.runs import raise_approval
 from local_host.testing import wait_until
 from tests.e2e.conftest import App
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from agent import runtime
-from agent.scheduling import IDEMPOTENCY_WINDOW, body_fingerprint, request_key
+from agent.http.callbacks import body_fingerprint, request_key
+from agent.scheduling import IDEMPOTENCY_WINDOW
 from local_host.testing import wait_until
 from storage.idempotency import RequestKeys
 from tests.e2e.conftest import App
@@ -211,7 +212,7 @@ async def test_a_repeat_dropped_as_a_duplicate_is_logged_with_ids_and_no_content
     status, first, _ = await app.call("POST", ROUTE, json=seed_body(conversation, text))
     assert status == 200 and first["duplicate"] is False
     await delivered(app, first)
-    with caplog.at_level(logging.INFO, logger="agent.scheduling"):
+    with caplog.at_level(logging.INFO, logger="agent.http.callbacks"):
         status, repeat, _ = await app.call("POST", ROUTE, json=seed_body(conversation, text))
     assert status == 200 and repeat["duplicate"] is True
     [record] = [r for r in caplog.records if "duplicate" in r.getMessage()]

@@ -1,49 +1,37 @@
-"""The chat HTTP API: parse and validate the request, act through the store and the Durable
-client, answer JSON (errors as application/problem+json with a `detail`).
+"""Runs: `GET /api/runs/{run_id}`, `POST .../cancel`, `POST .../approvals`, and the run view
+other resources show (a message's wait, a batch's items).
 
-Durable's management URLs (they carry the system key) never leave this module: callers get our
-own `/api/runs/{id}` URL instead.
+Durable's management URLs (they carry the system key) never leave the app: callers get our own
+`/api/runs/{id}` URL instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, get_args
 
 import azure.durable_functions as df
 import azure.functions as func
 
-from agent.contracts import ChatTurnInput, ChatTurnOutput, RunRef
-from agent.errors import (
-    BadRequest,
-    Conflict,
-    NotFound,
-)
-from agent.http.callers import caller_of
-from agent.http.kit import (
-    checked_id,
-    error_response,
-    json_body,
-    json_response,
-    misconfigured,
-    own_url,
-)
-from agent.loop import APPROVAL_EVENT
-from agent.orchestrators import CHAT_TURN
-from agent.runtime import Runtime, runtime, settings_problem
-from agent.transcript import usage_of, user_message
-from agent.turn_lock import begin_turn, status_name
-from storage.conversations import ConversationRef, StoredMessage
+from agent.contracts import ChatTurnOutput
+from agent.errors import BadRequest, Conflict, NotFound
+from agent.http.kit import Call, api, json_response
+from agent.loop import APPROVAL_EVENT, RunStatus
+from agent.runtime import Runtime
+from agent.turn_lock import status_name
+from storage.conversations import ConversationRef
 from storage.errors import RecordNotFound
 
 log = logging.getLogger(__name__)
+
+# The run statuses, listed once: a run that is going, then how one ends (the loop's own).
+ACTIVE = ("pending", "running", "waiting_for_approval")
+TERMINAL = frozenset(get_args(RunStatus))
+RUN_STATUSES = (*ACTIVE, *get_args(RunStatus))
 
 _POLL_INTERVALS = (0.05, 0.1, 0.2, 0.3, 0.5)  # then every 0.5 s while waiting for an answer
 
@@ -57,160 +45,9 @@ _DURABLE_TO_RUN = {
     "Canceled": "cancelled",
     "Suspended": "running",
 }
-TERMINAL = {"completed", "failed", "cancelled", "content_filtered", "budget_exceeded"}
-ACTIVE = ("pending", "running", "waiting_for_approval")
 # How long a cancel waits for Durable to report the run terminated before answering
 # "cancelling" instead (a healthy host terminates within a fraction of a second).
 CANCEL_WAIT_SECONDS = 3.0
-
-Handler = Callable[..., Awaitable[func.HttpResponse]]
-
-
-# --- responses ---------------------------------------------------------------------------------
-
-
-def api(handler: Handler) -> Handler:
-    """Turn CallerErrors into their 4xx problem, anything unexpected into a bare 500."""
-
-    @functools.wraps(handler)
-    async def wrapper(*args: Any, **kwargs: Any) -> func.HttpResponse:
-        try:
-            return await handler(*args, **kwargs)
-        except Exception as exc:
-            return error_response(exc, handler.__name__)
-
-    return wrapper
-
-
-# --- request parsing ---------------------------------------------------------------------------
-
-
-def path_id(req: func.HttpRequest, name: str) -> str:
-    return checked_id(req.route_params.get(name, ""), name)
-
-
-def message_content(body: dict[str, Any], rt: Runtime) -> str:
-    content = body.get("content")
-    if not isinstance(content, str) or not content.strip():
-        raise BadRequest("'content' is required and must be a non-empty string")
-    limit = rt.settings.limits.max_message_chars
-    if len(content) > limit:
-        # 400, not 413: the document says maxLength, a rule of the schema like any other (413 is
-        # for the body's size, which no schema can state).
-        raise BadRequest(f"'content' is {len(content)} characters; the limit is {limit}")
-    return content
-
-
-def wait_seconds(body: dict[str, Any], rt: Runtime) -> float:
-    value = body.get("wait_seconds", 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise BadRequest("'wait_seconds' must be a non-negative number")
-    return min(float(value), float(rt.settings.limits.wait_seconds_cap))
-
-
-# --- conversations -----------------------------------------------------------------------------
-
-
-@api
-async def create_conversation(req: func.HttpRequest) -> func.HttpResponse:
-    rt = await runtime()
-    owner = caller_of(req, rt.settings.require_auth)
-    body = json_body(req, rt, optional=True)
-    requested = body.get("id")  # absent or null: we choose one
-    conversation_id = uuid.uuid4().hex if requested is None else checked_id(requested, "'id'")
-    meta = await rt.store.create(ConversationRef(owner, conversation_id))
-    location = own_url(rt, f"/api/conversations/{conversation_id}")
-    return json_response(
-        {"id": conversation_id, "created_at": meta.created_at}, 201, {"Location": location}
-    )
-
-
-@api
-async def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
-    rt = await runtime()
-    ref = ConversationRef(caller_of(req, rt.settings.require_auth), path_id(req, "id"))
-    meta = await rt.store.get_meta(ref)
-    messages = await rt.store.read_messages(ref)
-    usage = usage_of(messages)
-    return json_response(
-        {
-            "id": meta.conversation_id,
-            "created_at": meta.created_at,
-            "turns": meta.turn_count,
-            "active_run_id": meta.active_run_id,
-            "messages": [public_message(m) for m in messages],
-            "usage": usage.__dict__,
-        }
-    )
-
-
-def public_message(m: StoredMessage) -> dict[str, Any]:
-    view: dict[str, Any] = {
-        "id": m.id,
-        "role": m.role,
-        "content": m.content,
-        "created_at": m.created_at,
-    }
-    if m.run_id:
-        view["run_id"] = m.run_id
-    if m.origin:  # not typed by the caller: scheduled (by them, or by the assistant)
-        view["origin"] = m.origin
-    if m.tool_calls:
-        view["tool_calls"] = [
-            {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}
-            for c in m.tool_calls
-        ]
-    if m.role == "tool":
-        view.update(tool_call_id=m.tool_call_id, name=m.name, is_error=m.is_error)
-        if m.truncated:
-            view.update(truncated=True, output_ref=m.output_ref)
-    if m.usage:
-        view["usage"] = m.usage
-    return view
-
-
-@api
-async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    rt = await runtime()
-    ref = ConversationRef(caller_of(req, rt.settings.require_auth), path_id(req, "id"))
-    body = json_body(req, rt)
-    content = message_content(body, rt)
-    wait = wait_seconds(body, rt)
-    await rt.store.get_meta(ref)  # 404 before anything is written
-    used = usage_of(await rt.store.read_messages(ref)).total_tokens
-    if used >= rt.settings.limits.max_tokens_per_conversation:
-        raise Conflict(  # the request is fine; the conversation's state refuses it
-            f"this conversation has used its token budget ({used} of "
-            f"{rt.settings.limits.max_tokens_per_conversation} tokens); start a new one"
-        )
-
-    run_id = uuid.uuid4().hex
-    turn = await begin_turn(rt.store, client, ref, run_id)
-    user = user_message(run_id, turn, content)
-    try:
-        await rt.store.append(ref, user)
-        turn_input = ChatTurnInput.starting(
-            RunRef(ref.owner, ref.conversation_id, run_id, turn), rt.settings.limits, used
-        )
-        await client.start_new(CHAT_TURN, run_id, turn_input.to_dict())
-    except BaseException:
-        await rt.store.end_turn(ref, run_id)  # don't leave the conversation locked
-        raise
-    log.info("turn started", extra={"run_id": run_id, "conversation_id": ref.conversation_id})
-
-    if wait > 0:
-        view = await wait_for_run(rt, client, run_id, ref, wait)
-        if view["status"] in TERMINAL:
-            return json_response(view, 200)
-    status_url = own_url(rt, f"/api/runs/{run_id}")
-    return json_response(
-        {"run_id": run_id, "conversation_id": ref.conversation_id, "status_url": status_url},
-        202,
-        {"Location": status_url},
-    )
-
-
-# --- runs --------------------------------------------------------------------------------------
 
 
 async def run_view(
@@ -288,10 +125,9 @@ async def wait_for_run(
 
 
 @api
-async def get_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    rt = await runtime()
-    owner = caller_of(req, rt.settings.require_auth)
-    view = await run_view(rt, client, path_id(req, "run_id"), owner)
+async def get_run(call: Call, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    rt, owner = call.rt, call.owner()
+    view = await run_view(rt, client, call.path_id("run_id"), owner)
     if view["status"] in TERMINAL:
         await release_ended_run(rt, ConversationRef(owner, view["conversation_id"]), view)
     return json_response(view)
@@ -307,10 +143,9 @@ async def release_ended_run(rt: Runtime, ref: ConversationRef, view: dict[str, A
 
 
 @api
-async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    rt = await runtime()
-    owner = caller_of(req, rt.settings.require_auth)
-    run_id = path_id(req, "run_id")
+async def cancel_run(call: Call, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    rt, owner = call.rt, call.owner()
+    run_id = call.path_id("run_id")
     view = await run_view(rt, client, run_id, owner)
     if view["status"] in TERMINAL:
         raise Conflict(f"run {run_id} has already finished ({view['status']})")
@@ -332,11 +167,10 @@ async def cancel_run(req: func.HttpRequest, client: df.DurableOrchestrationClien
 
 
 @api
-async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    rt = await runtime()
-    owner = caller_of(req, rt.settings.require_auth)
-    run_id = path_id(req, "run_id")
-    body = json_body(req, rt)
+async def answer_approval(call: Call, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    rt, owner = call.rt, call.owner()
+    run_id = call.path_id("run_id")
+    body = call.json()
     call_id, approved = body.get("tool_call_id"), body.get("approved")
     if not isinstance(call_id, str) or not call_id:
         raise BadRequest("'tool_call_id' is required: the id of a tool call awaiting approval")
@@ -387,10 +221,3 @@ async def raise_approval(
         raise Conflict(
             f"run {run_id} is not waiting for an approval (it is {now['status']})"
         ) from None
-
-
-async def health(req: func.HttpRequest) -> func.HttpResponse:
-    invalid = settings_problem()
-    if invalid is not None:
-        return misconfigured(invalid)
-    return json_response({"status": "ok"})

@@ -16,14 +16,9 @@ import functools
 import json
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
-import azure.functions as func
-
-from agent import scheduling, webhooks
-from agent.http.kit import misconfigured, problem
-from agent.http_api import api
-from agent.runtime import settings, settings_problem
+from agent import webhooks
+from agent.http import callbacks, schedules
 from agent.settings import Limits
 from storage.models import PLAIN_ID
 
@@ -32,10 +27,10 @@ ID_PATTERN = f"^{PLAIN_ID.pattern}$"  # every id in a path or body
 OPENAPI_VERSION = "3.1.0"
 API_VERSION = "0.1.0"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-MAX_SCHEDULE_ITEMS = scheduling.MAX_SCHEDULE_ITEMS
+MAX_SCHEDULE_ITEMS = schedules.MAX_SCHEDULE_ITEMS
 MAX_CALLBACK_ITEMS = webhooks.MAX_ITEMS
 MAX_CALLBACK_CONTENT_CHARS = webhooks.MAX_CONTENT_CHARS
-MAX_CALLBACK_BYTES = scheduling.MAX_CALLBACK_BYTES
+MAX_CALLBACK_BYTES = callbacks.MAX_CALLBACK_BYTES
 WEBHOOK_ID_PATTERN = f"^{webhooks.WEBHOOK_ID_PATTERN.pattern}$"
 WEBHOOK_TIMESTAMP_PATTERN = f"^{webhooks.TIMESTAMP_PATTERN.pattern}$"
 RUN_STATUSES = [
@@ -735,7 +730,7 @@ def _scheduling(limits: Limits) -> dict[str, Any]:
                         "schema": {
                             "type": "string",
                             "minLength": 1,
-                            "maxLength": scheduling.MAX_IDEMPOTENCY_KEY_CHARS,
+                            "maxLength": callbacks.MAX_IDEMPOTENCY_KEY_CHARS,
                         },
                     }
                 ],
@@ -753,7 +748,7 @@ def _scheduling(limits: Limits) -> dict[str, Any]:
                         described={
                             404: "The conversation is not the caller's.",
                             409: "The Idempotency-Key was used for another body within 24 hours.",
-                            413: f"The body is over {scheduling.MAX_SEED_CALLBACK_BYTES} bytes.",
+                            413: f"The body is over {callbacks.MAX_SEED_CALLBACK_BYTES} bytes.",
                         },
                     ),
                 },
@@ -888,17 +883,6 @@ def document_text(limits: Limits) -> str:
     return json.dumps(build_document(limits), indent=1)
 
 
-@api
-async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
-    """`GET /api/openapi.json`: the document, with this deployment's limits."""
-    return func.HttpResponse(
-        document_text(settings().limits),
-        status_code=200,
-        mimetype="application/json",
-        headers={"Cache-Control": "public, max-age=300"},
-    )
-
-
 @functools.cache
 def _path_methods() -> tuple[tuple[re.Pattern[str], str], ...]:
     """Each documented path as a pattern, with its methods as an `Allow` value. The paths and
@@ -927,23 +911,3 @@ def allowed_methods(path: str) -> str | None:
         if pattern.fullmatch(path):
             return allow
     return None
-
-
-async def unrouted(req: func.HttpRequest) -> func.HttpResponse:
-    """A request no route took: a method the path does not serve is a 405 with `Allow` (RFC
-    9110), anything else a 404; both problems, like every other error of the API. (The
-    Functions host would answer both with an empty 404.)"""
-    invalid = settings_problem()
-    if invalid is not None:  # degraded mode: the same 503 as every other route
-        return misconfigured(invalid)
-    path = urlsplit(req.url).path
-    allow = allowed_methods(path)
-    if allow is None:
-        return problem(
-            404, "Not Found", f"there is no {path} in this API; see {API_PREFIX}/openapi.json"
-        )
-    response = problem(
-        405, "Method Not Allowed", f"{path} does not take {req.method}; it takes {allow}"
-    )
-    response.headers["Allow"] = allow
-    return response
