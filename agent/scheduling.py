@@ -24,10 +24,20 @@ from agent.errors import OperatorError, ToolError
 from agent.mcp.config import SCHEDULING_TOOL
 from agent.mcp.names import exposed_tool_name
 from agent.runtime import Runtime
-from agent.webhooks import CallbackItem
 from storage.batches import BatchItem, BatchRecord, ItemRef
 from storage.conversations import ConversationRef
 from storage.models import MessageOrigin, utc_timestamp
+
+
+@dataclass(frozen=True)
+class CallbackItem:
+    """One conversation a delivery asks to run now (as the callback's body named it)."""
+
+    schedule_id: str | None
+    conversation_id: str
+    content: str = field(repr=False)  # conversation text: kept out of logged reprs
+    scheduled_time: str | None
+
 
 SCHEDULED_BATCH = "scheduled_batch"
 SCHEDULER_SERVER = "scheduler"  # the MCP server (in MCP_SERVERS) that schedules conversations

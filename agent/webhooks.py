@@ -2,8 +2,8 @@
 
 `verify` checks a delivery (`webhook-id`, `webhook-timestamp`, `webhook-signature` headers) before
 the app stores or starts anything, with the key `decode_secret` took out of the setting once (in
-`agent.settings`); `parse_callback` turns a verified body into a `CallbackBatch`. The app never
-signs: the Scheduler does, with the reference `standardwebhooks` library.
+`agent.settings`). The app never signs: the Scheduler does, with the reference `standardwebhooks`
+library. The body is read by the route (`agent.http.callbacks.parse_callback`).
 
 Stdlib (and the app's own light modules) only: this runs in the Functions worker, where every
 import is paid on a cold start.
@@ -17,22 +17,14 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
-from agent.errors import BadRequest, SettingsError, Unauthorized
-from agent.json_input import parse_json_object
-from storage.models import PLAIN_ID
+from agent.errors import SettingsError, Unauthorized
 
 SECRET_SETTING = "SCHEDULER_WEBHOOK_SECRET"
 SECRET_PREFIX = "whsec_"
 SIGNATURE_VERSION = "v1"
 DEFAULT_TOLERANCE_SECONDS = 300
 CALLBACK_TYPE = "conversations.due"
-MAX_ITEMS = 1000
-MAX_CONTENT_CHARS = 32_000
-MAX_SCHEDULE_ID_CHARS = 128
-MAX_SCHEDULED_TIME_CHARS = 64
 # Enough for a rotation or two; bounds the HMAC work an unauthenticated caller can ask for.
 MAX_SIGNATURES = 16
 # The app uses the webhook id as a Durable instance id, which must not hold / \ # ? or controls.
@@ -118,106 +110,3 @@ def verify(
     ):
         raise Unauthorized("no valid signature in the webhook-signature header")
     return webhook_id
-
-
-# --- the callback body ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CallbackItem:
-    schedule_id: str | None
-    conversation_id: str
-    content: str = field(repr=False)  # conversation text: kept out of logged reprs
-    scheduled_time: str | None
-
-
-@dataclass(frozen=True)
-class CallbackBatch:
-    items: tuple[CallbackItem, ...]
-
-
-def _optional_text(value: Any, where: str, max_chars: int) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= max_chars:
-        raise BadRequest(f"{where} must be a string of 1 to {max_chars} characters, or null")
-    return value
-
-
-def _conversation_id(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not PLAIN_ID.fullmatch(value):
-        raise BadRequest(f"{where} must match ^[A-Za-z0-9_-]{{1,64}}$")
-    return value
-
-
-def _content(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_CONTENT_CHARS:
-        raise BadRequest(
-            f"{where} must be a non-empty string of at most {MAX_CONTENT_CHARS} characters"
-        )
-    return value
-
-
-def _item(value: Any, where: str) -> CallbackItem:
-    if not isinstance(value, dict):
-        raise BadRequest(f"{where} must be an object")
-    return CallbackItem(
-        schedule_id=_optional_text(
-            value.get("schedule_id"), f"{where}.schedule_id", MAX_SCHEDULE_ID_CHARS
-        ),
-        conversation_id=_conversation_id(value.get("conversation_id"), f"{where}.conversation_id"),
-        content=_content(value.get("content"), f"{where}.content"),
-        scheduled_time=_optional_text(
-            value.get("scheduled_time"), f"{where}.scheduled_time", MAX_SCHEDULED_TIME_CHARS
-        ),
-    )
-
-
-def _batch_form(document: dict[str, Any]) -> CallbackBatch:
-    if document["type"] != CALLBACK_TYPE:
-        raise BadRequest(f"type must be {CALLBACK_TYPE!r}")
-    items = document.get("items")
-    if not isinstance(items, list) or not 0 < len(items) <= MAX_ITEMS:
-        raise BadRequest(f"items must be a non-empty list of at most {MAX_ITEMS} objects")
-    return CallbackBatch(tuple(_item(item, f"items[{index}]") for index, item in enumerate(items)))
-
-
-def _single_form(document: dict[str, Any]) -> CallbackBatch:
-    """The seeds' form: `{"conversationId", "status", "content"}` (status is informational)."""
-    status = document.get("status")
-    if status is not None and not isinstance(status, str):
-        raise BadRequest("status must be a string")
-    item = CallbackItem(
-        schedule_id=None,
-        conversation_id=_conversation_id(document["conversationId"], "conversationId"),
-        content=_content(document.get("content"), "content"),
-        scheduled_time=None,
-    )
-    return CallbackBatch((item,))
-
-
-def parse_callback(body: bytes) -> CallbackBatch:
-    """The batch a (verified) callback body asks for; `BadRequest` naming the first problem."""
-    document = parse_json_object(body, "the callback body")
-    if not isinstance(document, dict):
-        raise BadRequest("body must be a JSON object")
-    if "type" in document:
-        return _batch_form(document)
-    if "conversationId" in document:
-        return _single_form(document)
-    raise BadRequest(
-        f'body must be {{"type": "{CALLBACK_TYPE}", "items": [...]}} '
-        'or {"conversationId": ..., "status": ..., "content": ...}'
-    )
-
-
-def parse_seed_callback(document: dict[str, Any]) -> CallbackItem:
-    """The seeds' `{"conversationId", "status", "content"}` (a parsed JSON object), as an
-    unsigned sender (the function-key route) posts it: the single form only; `status` is
-    informational."""
-    if "conversationId" not in document:
-        raise BadRequest(
-            '\'conversationId\' is required: send {"conversationId": ..., "status": ..., '
-            '"content": ...}'
-        )
-    return _single_form(document).items[0]

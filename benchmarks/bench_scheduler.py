@@ -5,7 +5,7 @@
 - schedule: `schedule_conversation` calls on one open MCP session (median latency, calls/s);
 - deliver: N due schedules sent by one dispatcher tick to a local receiver that answers 200,
   for several batch sizes (callbacks made, items/s);
-- verify: the app's `agent.webhooks.verify` + `parse_callback` on a 50-item callback body.
+- verify: the app's `agent.webhooks.verify` + `agent.http.callbacks.parse_callback` on a 50-item callback body.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.webhooks import decode_secret, parse_callback, verify
+from agent.http.callbacks import parse_callback
+from agent.webhooks import decode_secret, verify
 from devkit.scheduler import (
     WEBHOOK_SECRET,
     FakeClock,

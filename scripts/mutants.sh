@@ -16,7 +16,7 @@
 # Surviving mutants reviewed and left, and why (the names change as code moves: read the
 # diffs with `mutmut show`):
 # - Wording only: "XX..XX" or upper-cased text inside a 4xx detail, an operator message or a
-#   run's error (loop.decide, loop.before_step, webhooks.verify/_single_form/parse_callback/
+#   run's error (loop.decide, loop.before_step, webhooks.verify, http.callbacks.parse_callback/
 #   parse_seed_callback). The tests read the part a reader acts on (the field, the limit, the
 #   setting named), not every word of the sentence.
 # - Equivalent in this runtime: "utf-8" -> "UTF-8" (same codec); a
@@ -27,10 +27,10 @@
 #   `_header` fast path `headers.get(name)` dropped (the case-insensitive scan finds the same).
 # - Equivalent by an invariant of the callers: loop.decide `outcome == "final"` mutated (the
 #   model step reports "final" exactly when it has no tool calls, agent/activities.py);
-#   scheduling.batch_view_of_items `strict=True` dropped (runs always match the items).
-# - Unreachable: webhooks.parse_callback's own "body must be a JSON object" (parse_json_object
+#   http.schedules.batch_view_of_items `strict=True` dropped (runs always match the items).
+# - Unreachable: http.callbacks.parse_callback's own "body must be a JSON object" (parse_json_object
 #   already refuses anything but an object).
-# - Host-dependent: scheduling.parse_time `astimezone(UTC)` -> `astimezone(None)` is the same
+# - Host-dependent: http.models._scheduled_time `astimezone(UTC)` -> `astimezone(None)` is the same
 #   on a UTC host (Azure Functions, CI); not worth a test that changes the process time zone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,15 +57,10 @@ SETS: dict[str, dict[str, set[str] | None]] = {
     "loop": {"agent/loop.py": None},
     "webhooks": {"agent/webhooks.py": None},
     "scheduling decisions": {
-        "agent/scheduling.py": {
-            "batch_item",
-            "body_fingerprint",
-            "request_key",
-            "parse_time",
-            "schedule_id_of",
-            "_find_key",
-            "batch_view_of_items",
-        },
+        "agent/scheduling.py": {"batch_item", "schedule_id_of", "_find_key"},
+        "agent/http/callbacks.py": {"body_fingerprint", "request_key"},
+        "agent/http/models.py": {"_scheduled_time"},
+        "agent/http/schedules.py": {"batch_view_of_items"},
         "storage/batches.py": {
             "BatchRecord.visible_to",
             "batch_id_for_webhook",

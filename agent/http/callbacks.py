@@ -24,8 +24,10 @@ import azure.functions as func
 
 from agent.errors import BadRequest, Conflict, PayloadTooLarge, Unauthorized
 from agent.http.kit import Call, Handler, api, json_response
-from agent.scheduling import IDEMPOTENCY_WINDOW, owners_of, start_delivery
-from agent.webhooks import parse_callback, parse_seed_callback, verify
+from agent.http.models import CallbackBatch, SeedCallback, SingleCallback, validated
+from agent.json_input import parse_json_object
+from agent.scheduling import IDEMPOTENCY_WINDOW, CallbackItem, owners_of, start_delivery
+from agent.webhooks import CALLBACK_TYPE, verify
 from storage.batches import batch_id_for_webhook, run_id_of
 from storage.conversations import ConversationRef
 from storage.idempotency import RequestKeys
@@ -53,17 +55,48 @@ async def scheduler_callback(
             f"the callback body is {len(body)} bytes; the limit is {MAX_CALLBACK_BYTES}"
         )
     webhook_id = verify(secret.value, req.headers, body, now=time.time())
-    callback = parse_callback(body)
+    items = parse_callback(body)
     batch_id = batch_id_for_webhook(webhook_id)
-    owners = await owners_of(rt, callback.items)
-    started = await start_delivery(rt, client, batch_id, callback.items, owners)
+    owners = await owners_of(rt, items)
+    started = await start_delivery(rt, client, batch_id, items, owners)
     log.info(
-        "scheduler callback",
-        extra={"batch_id": batch_id, "items": len(callback.items), "started": started},
+        "scheduler callback", extra={"batch_id": batch_id, "items": len(items), "started": started}
     )
-    return json_response(
-        {"batch_id": batch_id, "items": len(callback.items), "duplicate": not started}, 202
+    return json_response({"batch_id": batch_id, "items": len(items), "duplicate": not started}, 202)
+
+
+def parse_callback(body: bytes) -> tuple[CallbackItem, ...]:
+    """The items a (verified) callback body delivers; `BadRequest` naming the first problem.
+    With `type` it is a batch, else the seeds' single form (the document's `Callback`)."""
+    document = parse_json_object(body, "the callback body")
+    if "type" in document:
+        batch = validated(CallbackBatch, document)
+        return tuple(
+            CallbackItem(item.schedule_id, item.conversation_id, item.content, item.scheduled_time)
+            for item in batch.items
+        )
+    if "conversationId" in document:
+        return (seed_item(validated(SingleCallback, document)),)
+    raise BadRequest(
+        f'body must be {{"type": "{CALLBACK_TYPE}", "items": [...]}} '
+        'or {"conversationId": ..., "status": ..., "content": ...}'
     )
+
+
+def parse_seed_callback(document: dict[str, Any]) -> CallbackItem:
+    """The seeds' `{"conversationId", "status", "content"}` (a parsed JSON object), as an
+    unsigned sender (the function-key route) posts it: the single form only; `status` is
+    informational."""
+    if "conversationId" not in document:
+        raise BadRequest(
+            '\'conversationId\' is required: send {"conversationId": ..., "status": ..., '
+            '"content": ...}'
+        )
+    return seed_item(validated(SeedCallback, document))
+
+
+def seed_item(seed: SeedCallback) -> CallbackItem:
+    return CallbackItem(None, seed.conversationId, seed.content, None)
 
 
 def seed_answer(handler: Handler) -> Handler:

@@ -11,11 +11,11 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from agent.contracts import ChatTurnInput, RunRef
-from agent.errors import BadRequest, Conflict
-from agent.http.kit import Call, api, checked_id, json_response
-from agent.http.runs import TERMINAL, wait_for_run
+from agent.errors import Conflict
+from agent.http.kit import Call, api, json_response
+from agent.http.models import TERMINAL, NewConversation, NewMessage
+from agent.http.runs import wait_for_run
 from agent.orchestrators import CHAT_TURN
-from agent.runtime import Runtime
 from agent.transcript import usage_of, user_message
 from agent.turn_lock import begin_turn
 from storage.conversations import ConversationRef, StoredMessage
@@ -23,31 +23,11 @@ from storage.conversations import ConversationRef, StoredMessage
 log = logging.getLogger(__name__)
 
 
-def message_content(body: dict[str, Any], rt: Runtime) -> str:
-    content = body.get("content")
-    if not isinstance(content, str) or not content.strip():
-        raise BadRequest("'content' is required and must be a non-empty string")
-    limit = rt.settings.limits.max_message_chars
-    if len(content) > limit:
-        # 400, not 413: the document says maxLength, a rule of the schema like any other (413 is
-        # for the body's size, which no schema can state).
-        raise BadRequest(f"'content' is {len(content)} characters; the limit is {limit}")
-    return content
-
-
-def wait_seconds(body: dict[str, Any], rt: Runtime) -> float:
-    value = body.get("wait_seconds", 0)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise BadRequest("'wait_seconds' must be a non-negative number")
-    return min(float(value), float(rt.settings.limits.wait_seconds_cap))
-
-
 @api
 async def create_conversation(call: Call) -> func.HttpResponse:
     rt, owner = call.rt, call.owner()
-    body = call.json(optional=True)
-    requested = body.get("id")  # absent or null: we choose one
-    conversation_id = uuid.uuid4().hex if requested is None else checked_id(requested, "'id'")
+    requested = call.body(NewConversation, optional=True).id  # absent or null: we choose one
+    conversation_id = uuid.uuid4().hex if requested is None else requested
     meta = await rt.store.create(ConversationRef(owner, conversation_id))
     location = call.url(f"/api/conversations/{conversation_id}")
     return json_response(
@@ -103,9 +83,9 @@ def public_message(m: StoredMessage) -> dict[str, Any]:
 async def post_message(call: Call, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     rt = call.rt
     ref = ConversationRef(call.owner(), call.path_id("id"))
-    body = call.json()
-    content = message_content(body, rt)
-    wait = wait_seconds(body, rt)
+    body = call.body(NewMessage)
+    content = body.content
+    wait = min(body.wait_seconds, float(rt.settings.limits.wait_seconds_cap))
     await rt.store.get_meta(ref)  # 404 before anything is written
     used = usage_of(await rt.store.read_messages(ref)).total_tokens
     if used >= rt.settings.limits.max_tokens_per_conversation:

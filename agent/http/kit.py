@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, ParamSpec
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import azure.functions as func
 
@@ -28,10 +28,15 @@ from storage.errors import (
 )
 from storage.models import PLAIN_ID
 
+if TYPE_CHECKING:
+    from agent.http.models import Body
+
 log = logging.getLogger("agent.http")
 
+API_PREFIX = "/api"  # host.json: extensions.http.routePrefix
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 P = ParamSpec("P")
+B = TypeVar("B", bound="Body")
 Handler = Callable[..., Awaitable[func.HttpResponse]]
 
 
@@ -123,6 +128,20 @@ class Call:
         self, *, optional: bool = False, limit: int | None = None, what: str = "the request body"
     ) -> dict[str, Any]:
         return json_body(self.req, self.rt, optional=optional, limit=limit, what=what)
+
+    def body(
+        self,
+        model: type[B],
+        *,
+        optional: bool = False,
+        limit: int | None = None,
+        what: str = "the request body",
+    ) -> B:
+        """The JSON body as a `model` (validated with this deployment's limits)."""
+        from agent.http.models import validated  # pydantic: loaded by the first request
+
+        document = self.json(optional=optional, limit=limit, what=what)
+        return validated(model, document, limits=self.rt.settings.limits)
 
     def url(self, path: str) -> str:
         return own_url(self.rt, path)

@@ -12,26 +12,22 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any, get_args
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
 from agent.contracts import ChatTurnOutput
-from agent.errors import BadRequest, Conflict, NotFound
+from agent.errors import Conflict, NotFound
 from agent.http.kit import Call, api, json_response
-from agent.loop import APPROVAL_EVENT, RunStatus
+from agent.http.models import ACTIVE, TERMINAL, ApprovalAnswer
+from agent.loop import APPROVAL_EVENT
 from agent.runtime import Runtime
 from agent.turn_lock import status_name
 from storage.conversations import ConversationRef
 from storage.errors import RecordNotFound
 
 log = logging.getLogger(__name__)
-
-# The run statuses, listed once: a run that is going, then how one ends (the loop's own).
-ACTIVE = ("pending", "running", "waiting_for_approval")
-TERMINAL = frozenset(get_args(RunStatus))
-RUN_STATUSES = (*ACTIVE, *get_args(RunStatus))
 
 _POLL_INTERVALS = (0.05, 0.1, 0.2, 0.3, 0.5)  # then every 0.5 s while waiting for an answer
 
@@ -170,30 +166,24 @@ async def cancel_run(call: Call, client: df.DurableOrchestrationClient) -> func.
 async def answer_approval(call: Call, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     rt, owner = call.rt, call.owner()
     run_id = call.path_id("run_id")
-    body = call.json()
-    call_id, approved = body.get("tool_call_id"), body.get("approved")
-    if not isinstance(call_id, str) or not call_id:
-        raise BadRequest("'tool_call_id' is required: the id of a tool call awaiting approval")
-    if not isinstance(approved, bool):
-        raise BadRequest("'approved' is required and must be true or false")
+    body = call.body(ApprovalAnswer)
+    call_id, approved = body.tool_call_id, body.approved
     view = await run_view(rt, client, run_id, owner)
     if view["status"] != "waiting_for_approval":
         raise Conflict(f"run {run_id} is not waiting for an approval (it is {view['status']})")
     if call_id not in view.get("pending_approvals", ()):
         raise NotFound(f"run {run_id} has no tool call {call_id} awaiting approval")
-    event = {"tool_call_id": call_id, "approved": approved, **asked(view, body)}
+    event = {"tool_call_id": call_id, "approved": approved, **asked(view, body.question_id)}
     await raise_approval(rt, client, view, owner, event)
     log.info("approval answered", extra={"run_id": run_id, "approved": approved})
     return json_response({"run_id": run_id, "tool_call_id": call_id, "approved": approved}, 202)
 
 
-def asked(view: dict[str, Any], body: dict[str, Any]) -> dict[str, str]:
+def asked(view: dict[str, Any], named: str | None) -> dict[str, str]:
     """The question an answer is for, to stamp on its event: the one the caller names (from
     a GET of the run; a client retrying its answer should), which must be the one the run asks
     now, else the one the run asks now. The run ignores an answer stamped with another one."""
-    named, current = body.get("question_id"), view.get("question_id")
-    if named is not None and not isinstance(named, str):
-        raise BadRequest("'question_id', when given, must be a string: the run's question_id")
+    current = view.get("question_id")
     if named is not None and named != current:
         raise Conflict(
             f"run {view['run_id']} is not asking question {named} now"

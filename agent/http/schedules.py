@@ -12,66 +12,40 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from agent.errors import BadRequest, NotFound
-from agent.http.kit import Call, api, checked_id, json_response
+from agent.errors import NotFound
+from agent.http.kit import Call, api, json_response
+from agent.http.models import ScheduleRequest
 from agent.http.runs import run_view
 from agent.runtime import Runtime
 from agent.scheduling import LOOKUP_CONCURRENCY, RequestedItem, schedule
 from storage.batches import BatchItem, BatchRecord, ItemRef, run_id_of
 from storage.errors import RecordNotFound
 
-MAX_SCHEDULE_ITEMS = 100
-
 
 @api
 async def schedule_batch(call: Call, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     rt, owner = call.rt, call.owner()
-    requested = parse_schedule_request(call.json(), rt)
+    requested = requested_items(call.body(ScheduleRequest))
     record = await schedule(rt, client, owner, requested)
     return json_response(batch_view_of_items(record, record.items), 202)
 
 
-def parse_schedule_request(body: dict[str, Any], rt: Runtime) -> tuple[RequestedItem, ...]:
-    items = body.get("items")
-    if not isinstance(items, list) or not 1 <= len(items) <= MAX_SCHEDULE_ITEMS:
-        raise BadRequest(f"'items' must be a list of 1 to {MAX_SCHEDULE_ITEMS} items")
-    parsed = []
-    for index, item in enumerate(items):
-        where = f"items[{index}]"
-        if not isinstance(item, dict):
-            raise BadRequest(f"{where} must be an object")
-        content = item.get("content")
-        if not isinstance(content, str) or not content.strip():
-            raise BadRequest(f"{where}.content is required and must be a non-empty string")
-        if len(content) > rt.settings.limits.max_message_chars:
-            raise BadRequest(
-                f"{where}.content is longer than {rt.settings.limits.max_message_chars} characters"
-            )
-        conversation_id = item.get("conversation_id")
-        if conversation_id is not None:
-            checked_id(conversation_id, f"{where}.conversation_id")
-        when = parse_time(item.get("scheduled_time"), where)
-        # A time already past is well-formed (the document cannot say "future"): the batch takes
-        # it and the item says why it will not run, like an item the Scheduler refuses.
-        past = when < datetime.now(UTC) - timedelta(seconds=30)
-        error = f"{where}.scheduled_time is in the past" if past else None
-        parsed.append(RequestedItem(content, when.isoformat(), conversation_id, error))
-    return tuple(parsed)
-
-
-def parse_time(value: Any, where: str) -> datetime:
-    if not isinstance(value, str):
-        raise BadRequest(f"{where}.scheduled_time is required (ISO 8601 with a timezone)")
-    try:
-        when = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"{where}.scheduled_time is not an ISO 8601 date-time") from None
-    if when.tzinfo is None:
-        raise BadRequest(f"{where}.scheduled_time needs a timezone (e.g. 2026-01-01T09:00:00Z)")
-    try:
-        return when.astimezone(UTC)
-    except OverflowError:
-        raise BadRequest(f"{where}.scheduled_time is out of range") from None
+def requested_items(request: ScheduleRequest) -> tuple[RequestedItem, ...]:
+    """The batch to schedule. A time already past is well-formed (the document cannot say
+    "future"): the batch takes it and the item says why it will not run, like an item the
+    Scheduler refuses."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=30)
+    return tuple(
+        RequestedItem(
+            item.content,
+            item.scheduled_time.isoformat(),
+            item.conversation_id,
+            f"items[{index}].scheduled_time is in the past"
+            if item.scheduled_time < cutoff
+            else None,
+        )
+        for index, item in enumerate(request.items)
+    )
 
 
 @api

@@ -8,10 +8,8 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from agent.errors import InvalidSettings
-from agent.http.kit import json_response, misconfigured, problem
+from agent.http.kit import API_PREFIX, json_response, misconfigured, problem
 from agent.runtime import settings, settings_problem
-
-API_PREFIX = "/api"  # host.json: extensions.http.routePrefix
 
 
 async def health(req: func.HttpRequest) -> func.HttpResponse:

@@ -13,17 +13,11 @@ import pytest
 from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
 
 from agent.errors import BadRequest
-from agent.scheduling import (
-    MAX_IDEMPOTENCY_KEY_CHARS,
-    batch_item,
-    batch_view_of_items,
-    body_fingerprint,
-    parse_time,
-    request_key,
-    schedule_id_of,
-)
+from agent.http.callbacks import MAX_IDEMPOTENCY_KEY_CHARS, body_fingerprint, request_key
+from agent.http.models import ScheduleRequest, validated
+from agent.http.schedules import batch_view_of_items
+from agent.scheduling import CallbackItem, batch_item, schedule_id_of
 from agent.turn_lock import status_name
-from agent.webhooks import CallbackItem
 from storage.batches import BatchItem, BatchRecord
 
 DELIVERED = CallbackItem("sch_1", "conv-1", "Remind me", "2026-01-01T09:00:00+00:00")
@@ -88,6 +82,14 @@ def test_an_idempotency_key_of_one_to_255_characters_is_taken(key: str):
 
 
 # --- a due time -----------------------------------------------------------------------------
+
+
+def parse_time(value: object, where: str) -> datetime:
+    """The due time of the item at `where` (items[n]) of a schedule request, as validated."""
+    index = int(where.removeprefix("items[").removesuffix("]"))
+    fine = {"content": "x", "scheduled_time": "2026-03-01T09:00:00Z"}
+    items = [fine] * index + [{"content": "x", "scheduled_time": value}]
+    return validated(ScheduleRequest, {"items": items}).items[index].scheduled_time
 
 
 @pytest.mark.parametrize(

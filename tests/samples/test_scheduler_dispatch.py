@@ -14,7 +14,8 @@ from mcp import ClientSession
 from mcp.types import CallToolResult
 from standardwebhooks import Webhook
 
-from agent.webhooks import decode_secret, parse_callback, verify
+from agent.http.callbacks import parse_callback
+from agent.webhooks import decode_secret, verify
 from devkit.scheduler import (
     HOST,
     WEBHOOK_SECRET,
@@ -91,7 +92,7 @@ async def test_a_due_conversation_is_delivered_signed_so_the_reference_library_v
         decode_secret(WEBHOOK_SECRET), callback.headers, callback.body, now=clock.now
     )
     assert webhook_id == callback.headers["webhook-id"] and webhook_id.startswith("msg_")
-    assert parse_callback(callback.body).items[0].conversation_id == "conv-7"
+    assert parse_callback(callback.body)[0].conversation_id == "conv-7"
     assert (listed["status"], listed["attempts"], listed["next_attempt_time"]) == (
         "delivered",
         1,
