@@ -4,6 +4,7 @@ the document's schema takes, and the other way round."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any, get_args
 
@@ -12,6 +13,7 @@ from jsonschema import Draft202012Validator
 
 from agent.errors import BadRequest
 from agent.http import models
+from agent.http.callbacks import parse_callback
 from agent.http.models import (
     ApprovalAnswer,
     NewConversation,
@@ -183,3 +185,27 @@ def test_the_document_takes_a_body_exactly_when_its_model_does(name: str, docume
     except BadRequest:
         by_model = False
     assert by_schema == by_model, (name, document)
+
+
+CALLBACKS: list[Any] = [
+    {"type": "conversations.due", "items": [{"conversation_id": "c1", "content": "hi"}]},
+    {"type": "conversations.due", "items": []},
+    {"type": "conversations.cancelled", "items": [{"conversation_id": "c1", "content": "hi"}]},
+    {"conversationId": "c1", "content": "hi"},
+    {"conversationId": "c1", "content": "hi", "type": "conversations.due"},  # a batch, no items
+    {"conversationId": "c1", "content": " "},
+    {"hello": "world"},
+]
+
+
+@pytest.mark.parametrize("document", CALLBACKS)
+def test_the_documented_callback_forms_are_the_ones_the_route_takes(document: Any) -> None:
+    schemas = build_document(LIMITS)["components"]["schemas"]
+    schema = {"$ref": "#/components/schemas/Callback", "components": {"schemas": schemas}}
+    by_schema = Draft202012Validator(schema).is_valid(document)
+    try:
+        parse_callback(json.dumps(document).encode())
+        by_route = True
+    except BadRequest:
+        by_route = False
+    assert by_schema == by_route, document
