@@ -205,24 +205,7 @@ async def schedule(
         if item.conversation_id:
             await rt.store.get_meta(ConversationRef(owner, item.conversation_id))
     batch_id = "s" + uuid.uuid4().hex
-    items = []
-    for index, item in enumerate(requested):
-        conversation_id = item.conversation_id or uuid.uuid4().hex
-        if not item.conversation_id:
-            await rt.store.create(ConversationRef(owner, conversation_id))
-        error = item.error
-        items.append(
-            BatchItem(
-                index,
-                conversation_id,
-                owner,
-                item.content,
-                item.scheduled_time,
-                origin="scheduled",  # the caller's own words, delivered later
-                status="rejected" if error else "pending",
-                error=error,
-            )
-        )
+    items = [await scheduled_item(rt, owner, index, item) for index, item in enumerate(requested)]
     record = BatchRecord(batch_id, "schedule", utc_timestamp(), owner, tuple(items))
     await rt.batches.create(record)
     scheduler = scheduler_name(rt)
@@ -232,6 +215,23 @@ async def schedule(
     else:
         await schedule_with_timers(rt, client, record)
     return record
+
+
+async def scheduled_item(rt: Runtime, owner: str, index: int, item: RequestedItem) -> BatchItem:
+    """The batch's record of a requested item (in a new conversation when it names none)."""
+    conversation_id = item.conversation_id or uuid.uuid4().hex
+    if not item.conversation_id:
+        await rt.store.create(ConversationRef(owner, conversation_id))
+    return BatchItem(
+        index,
+        conversation_id,
+        owner,
+        item.content,
+        item.scheduled_time,
+        origin="scheduled",  # the caller's own words, delivered later
+        status="rejected" if item.error else "pending",
+        error=item.error,
+    )
 
 
 def scheduler_name(rt: Runtime) -> str | None:

@@ -10,10 +10,17 @@
   the document and by `service.unrouted` for 405s.
 - a module per resource: `conversations`, `runs`, `schedules`, `callbacks`, `service`.
 
-Adding a route: write its handler in its resource's module (or a new one) with `@api`, add one
-`Operation` to `routes.ROUTES` (its request and response models, the statuses it answers), and
-the four-line stub in `function_app.py` that imports the module on first call.
-`tests/agent/test_openapi.py` fails while the table and `function_app.py` disagree.
+Adding a route (e.g. `GET /api/runs/{run_id}/events`):
+1. its handler, `@api async def run_events(call: Call, client) -> func.HttpResponse`, in its
+   resource's module (`runs`) or a new one; `call.owner()`, `call.path_id("run_id")`,
+   `call.body(Model)` parse and refuse; raise a `CallerError` for a 4xx;
+2. one `Operation` in `routes.ROUTES`: path, method, the function's name, its models (a request
+   body model in `models`, each success `Ok(description, model or raw schema, media_type=...)`,
+   e.g. `media_type="text/event-stream"` for a stream) and the 4xx statuses it answers (401, 500
+   and 503 are added);
+3. the stub in `function_app.py` that imports the module on first call (same path, method, name
+   and auth level). `tests/agent/test_openapi.py` fails while the table and `function_app.py`
+   disagree, and `tests/e2e/test_fuzz.py` while the handler and the document do.
 
 Nothing here is imported by `function_app.py` at import time (pydantic loads on first request).
 """

@@ -75,21 +75,20 @@ class _Schemas(GenerateJsonSchema):
         return False
 
 
-def _types() -> list[Any]:
+def _types(routes: tuple[Operation, ...]) -> list[Any]:
     """Every model (or type alias) a route names, and those documented anyway."""
     named = [models.Id, *ALWAYS]
-    for operation in ROUTES:
+    for operation in routes:
         named += [ok.body for ok in operation.ok.values() if not isinstance(ok.body, dict)]
         if operation.body is not None:
             named.append(operation.body)
     return list(dict.fromkeys(named))
 
 
-@functools.cache
-def _model_schemas() -> dict[str, Any]:
-    """The components' schemas, from the models; the same for every deployment."""
+def _model_schemas(routes: tuple[Operation, ...]) -> dict[str, Any]:
+    """The components' schemas, from the models the routes name."""
     adapters: list[tuple[Any, Literal["validation"], TypeAdapter[Any]]] = [
-        (named, "validation", TypeAdapter(named)) for named in _types()
+        (named, "validation", TypeAdapter(named)) for named in _types(routes)
     ]
     _, schema = TypeAdapter.json_schemas(adapters, ref_template=REF, schema_generator=_Schemas)
     return _tidy(schema.get("$defs", {}))  # each type named once
@@ -109,9 +108,9 @@ def _tidy(value: Any) -> Any:
     return value
 
 
-def _schemas(limits: Limits) -> dict[str, Any]:
+def _schemas(limits: Limits, routes: tuple[Operation, ...]) -> dict[str, Any]:
     """The models' schemas with this deployment's limits filled in."""
-    schemas = _with_limits(_model_schemas(), limits)
+    schemas = _with_limits(_model_schemas(routes), limits)
     schemas["MessageContent"]["maxLength"] = limits.max_message_chars
     return schemas
 
@@ -148,7 +147,7 @@ def _responses(operation: Operation) -> dict[str, Any]:
     for status, ok in operation.ok.items():
         response: dict[str, Any] = {
             "description": ok.description,
-            "content": {"application/json": {"schema": _schema_of(ok.body)}},
+            "content": {ok.media_type: {"schema": _schema_of(ok.body)}},
         }
         if ok.location:
             response["headers"] = {
@@ -205,9 +204,9 @@ def _operation(operation: Operation) -> dict[str, Any]:
     return document
 
 
-def _paths() -> dict[str, Any]:
+def _paths(routes: tuple[Operation, ...]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    for operation in ROUTES:
+    for operation in routes:
         item = paths.setdefault(f"{API_PREFIX}/{operation.path}", {})
         item[operation.method] = _operation(operation)
     return paths
@@ -216,8 +215,8 @@ def _paths() -> dict[str, Any]:
 # --- the document --------------------------------------------------------------------------------
 
 
-def build_document(limits: Limits) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for this deployment's limits."""
+def build_document(limits: Limits, routes: tuple[Operation, ...] = ROUTES) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of `routes` for this deployment's limits."""
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -231,10 +230,10 @@ def build_document(limits: Limits) -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "tags": [{"name": tag} for tag in dict.fromkeys(op.tag for op in ROUTES)],
+        "tags": [{"name": tag} for tag in dict.fromkeys(op.tag for op in routes)],
         "security": FUNCTION_KEY,
-        "paths": _with_limits(_paths(), limits),
-        "components": {"schemas": _schemas(limits), "securitySchemes": SECURITY_SCHEMES},
+        "paths": _with_limits(_paths(routes), limits),
+        "components": {"schemas": _schemas(limits, routes), "securitySchemes": SECURITY_SCHEMES},
     }
 
 

@@ -34,11 +34,13 @@ TOO_LARGE = "The body is over {max_body_bytes} bytes."
 
 @dataclass(frozen=True)
 class Ok:
-    """A success response: its body's model (or a raw schema) and, when sent, `Location`."""
+    """A success response: its body's model (or a raw schema), its media type (a stream, e.g.
+    `text/event-stream`, gives a raw schema) and, when sent, `Location`."""
 
     description: str
     body: type[BaseModel] | Any
     location: str | None = None
+    media_type: str = "application/json"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from agent.http.openapi import (
     allowed_methods,
     build_document,
 )
+from agent.http.routes import ROUTES, Ok, Operation
 from agent.settings import Limits, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -290,3 +291,23 @@ async def test_a_misconfigured_deployment_gets_a_503_problem_naming_the_setting(
     assert response.mimetype == PROBLEM_MEDIA_TYPE
     problem = json.loads(response.get_body())
     assert "AZURE_OPENAI_ENDPOINT" in problem["detail"]
+
+
+def test_a_new_route_is_documented_from_one_table_entry(limits: Limits) -> None:
+    events = Operation(
+        "runs/{run_id}/events",
+        "get",
+        "run_events",
+        "runs",
+        "A run's events as they happen",
+        {200: Ok("Server-Sent Events.", {"type": "string"}, media_type="text/event-stream")},
+        {400: "", 404: ""},
+    )
+    document = build_document(limits, (*ROUTES, events))
+    validate(document)
+    operation = document["paths"][f"{API_PREFIX}/runs/{{run_id}}/events"]["get"]
+    assert operation["operationId"] == "run_events" and operation["security"] == FUNCTION_KEY
+    assert operation["parameters"][0]["schema"] == {"$ref": "#/components/schemas/Id"}
+    assert set(operation["responses"]) == {"200", "400", "401", "404", "500", "503"}
+    assert set(operation["responses"]["200"]["content"]) == {"text/event-stream"}
+    assert f"{API_PREFIX}/runs/{{run_id}}/events" not in build_document(limits)["paths"]
