@@ -20,6 +20,7 @@ from agent.errors import (
     SettingsError,
 )
 from agent.http.kit import Call, api, error_response
+from storage.errors import AlreadyExists, RecordNotFound
 
 
 def body_of(response: func.HttpResponse) -> dict[str, Any]:
@@ -35,6 +36,8 @@ def body_of(response: func.HttpResponse) -> dict[str, Any]:
         (NotFound("no run r1"), 404, "Not Found"),
         (Conflict("busy"), 409, "Conflict"),
         (PayloadTooLarge("too big"), 413, "Payload Too Large"),
+        (RecordNotFound("no conversation c1"), 404, "Not Found"),  # the store's, mapped here too
+        (AlreadyExists("conversation c1 exists"), 409, "Conflict"),
     ],
 )
 def test_a_callers_error_is_its_own_problem_with_its_detail(
