@@ -135,6 +135,7 @@ async def _complete(
     """Ask the model for the step's reply, inside the step's telemetry span."""
     from agent.mcp.pool import to_openai_tools
 
+    closed_world = frozenset(spec.exposed_name for spec in tools if not spec.open_world)
     with telemetry.model_span(
         step.run.run_id,
         step.run.conversation_id,
@@ -144,7 +145,7 @@ async def _complete(
         server_address=urlsplit(rt.model.config.endpoint).hostname,
     ) as span:
         reply = await rt.model.complete(
-            model_messages(rt.settings.system_prompt, stored),
+            model_messages(rt.settings.system_prompt, stored, closed_world),
             to_openai_tools(tools),
             max_output_tokens=step.max_output_tokens,
         )
@@ -305,7 +306,7 @@ async def _run_tool(
     """Call the tool (unless it may not run) and turn what happened into its result message."""
     if call.rejection is not None:  # needed approval and did not get it: never called
         return record.result_message(call.run.turn, call.rejection, is_error=True)
-    if not call.approved and rt.mcp.requires_approval(record.tool_name):
+    if not call.approved and await rt.mcp.approval_needed(record.tool_name):
         # Fail safe: never run without the approval it needs, whatever the step asked for.
         return record.result_message(call.run.turn, NOT_APPROVED, is_error=True)
     try:

@@ -38,8 +38,10 @@ class ToolSpec:
     tool: str
     description: str
     parameters: Mapping[str, Any]  # JSON schema, pinned arguments removed
-    require_approval: bool = False
-    read_only: bool = False  # the server's `readOnlyHint` annotation: calling it changes nothing
+    require_approval: bool = False  # configured, or annotated destructive (policy.needs_approval)
+    read_only: bool = False  # annotated read-only: calling it changes nothing
+    # Not annotated `openWorldHint: false`: its output may come from anyone (the model is told).
+    open_world: bool = True
 
 
 def to_openai_tools(specs: Iterable[ToolSpec]) -> list[dict[str, Any]]:
@@ -114,8 +116,9 @@ def _spec(config: McpServerConfig, tool: types.Tool) -> ToolSpec:
         parameters=MappingProxyType(
             policy.model_parameters(tool.input_schema, config.pinned_for(tool.name))
         ),
-        require_approval=policy.needs_approval(config, tool.name),
-        read_only=bool(tool.annotations and tool.annotations.read_only_hint),
+        require_approval=policy.needs_approval(config, tool.name, tool.annotations),
+        read_only=policy.declares_read_only(tool.annotations),
+        open_world=policy.reaches_open_world(tool.annotations),
     )
 
 

@@ -8,6 +8,7 @@
                       "pinned_arguments": {"schedule_conversation": {"endpoint": "${callback_url}"}},
                       "timeout_seconds": 30, "output_limit_chars": 16000,
                       "scheduling_requires_approval": true,
+                      "destructive_requires_approval": true,
                       "idempotent_calls": false}]}
 
 Parsing is strict: an unknown key, a wrong type or a bad value fails with a `SettingsError` that
@@ -239,6 +240,9 @@ class McpServerConfig:
     # The server applies a tool call at most once per idempotency key (the request's
     # `_meta.idempotency_key`), so a call cut off by a crash may be sent again.
     idempotent_calls: bool = False
+    # A tool the server annotates `destructiveHint: true` needs a person's yes before it runs,
+    # unless the operator turns that off for this server (`destructive_requires_approval`).
+    destructive_requires_approval: bool = True
 
     def pinned_for(self, tool: str) -> Mapping[str, Any]:
         return self.pinned_arguments.get(tool, MappingProxyType({}))
@@ -498,6 +502,7 @@ SERVER_KEYS = {
     "circuit_breaker",
     "output_limit_chars",
     "scheduling_requires_approval",
+    "destructive_requires_approval",
     "idempotent_calls",
 }
 # A conversation scheduled by the model comes back later as a message in its conversation, so
@@ -658,12 +663,24 @@ def _parse_server(value: Any, where: str) -> McpServerConfig:
         ),
         **_parse_breaker(spec.get("circuit_breaker"), f"{where}.circuit_breaker"),
         idempotent_calls=_flag(spec.get("idempotent_calls"), f"{where}.idempotent_calls"),
+        destructive_requires_approval=_on_unless_false(
+            spec.get("destructive_requires_approval", True),
+            f"{where}.destructive_requires_approval",
+        ),
     )
 
 
 def _flag(value: Any, where: str) -> bool:
     if value is None:
         return False
+    if not isinstance(value, bool):
+        raise _fail(where, f"must be true or false, not {_json_type(value)}")
+    return value
+
+
+def _on_unless_false(value: Any, where: str) -> bool:
+    """A safety switch that is on by default: only an explicit `false` turns it off (a `null`
+    is refused rather than read as off)."""
     if not isinstance(value, bool):
         raise _fail(where, f"must be true or false, not {_json_type(value)}")
     return value

@@ -4,6 +4,8 @@ tool metadata and failure kinds (no I/O, no clock, no logging).
 - exposure: what the model sees of a tool (its schema without pinned arguments), which server
   owns a model-facing name;
 - arguments: the pinned arguments, filled from the app's context, win over the model's;
+- annotations: what a tool's `annotations` (hints from its server) let the app do: they may only
+  add caution (a question, the open-world marking), never lift what the configuration asks;
 - approval and repetition: which tools need a person's yes, which cut-off calls may be re-sent;
 - failures: whether a failure counts against the server's breaker, whether a retry may fix it,
   and what the model reads instead of a result.
@@ -17,6 +19,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+import mcp_types as types
 
 from agent.errors import SettingsError
 from agent.mcp.config import PLACEHOLDER_PATTERN, SETTING, McpServerConfig
@@ -114,19 +118,60 @@ def merge_arguments(
     return {**arguments, **pinned}, sorted(set(arguments) & set(pinned))
 
 
+# --- annotations -----------------------------------------------------------------------------
+# MCP tool annotations are hints from the server, not guarantees. Each is read so that a missing
+# or contradictory hint lands on the careful side: destructive only when the server says so
+# (asking about every unannotated tool, as the spec's default would, would ask about nearly
+# all of them), read-only only when the server says so and does not also call it destructive,
+# and open-world unless the server says it is not (the spec's default).
+
+
+def declares_destructive(annotations: types.ToolAnnotations | None) -> bool:
+    """The server says the tool may destroy something (`destructiveHint: true`); said together
+    with `readOnlyHint: true`, which the spec says makes it meaningless, it still counts: a
+    contradiction is read the careful way."""
+    return annotations is not None and annotations.destructive_hint is True
+
+
+def declares_read_only(annotations: types.ToolAnnotations | None) -> bool:
+    """The server says calling the tool changes nothing (`readOnlyHint: true`), and does not
+    also call it destructive."""
+    return (
+        annotations is not None
+        and annotations.read_only_hint is True
+        and not declares_destructive(annotations)
+    )
+
+
+def reaches_open_world(annotations: types.ToolAnnotations | None) -> bool:
+    """The tool's output may come from outside the app's and the server's own data (the web,
+    mail, other people's text: `openWorldHint`, true unless the server says false), so it may
+    carry text written to steer the model."""
+    return annotations is None or annotations.open_world_hint is not False
+
+
 # --- approval and repetition -----------------------------------------------------------------
 
 
-def needs_approval(config: McpServerConfig, tool: str) -> bool:
-    """Whether the configuration asks a person before `tool` on this server runs."""
-    return tool in config.tools.require_approval
+def needs_approval(
+    config: McpServerConfig, tool: str, annotations: types.ToolAnnotations | None = None
+) -> bool:
+    """Whether a person must say yes before `tool` on this server runs: the configuration
+    names it (`tools.require_approval`), or the server calls it destructive and the server's
+    entry does not turn that question off (`destructive_requires_approval: false`)."""
+    if tool in config.tools.require_approval:
+        return True
+    return config.destructive_requires_approval and declares_destructive(annotations)
 
 
-def requires_approval(configs: Iterable[McpServerConfig], exposed_name: str) -> bool:
-    """Whether any configured server's `require_approval` list names the tool behind this
-    model-facing name: decided from configuration alone, so a server that cannot be listed
-    still gets its question asked."""
-    return any(
+def requires_approval(
+    configs: Iterable[McpServerConfig], exposed_name: str, listed: bool = False
+) -> bool:
+    """Whether the tool behind this model-facing name needs approval: any configured server's
+    `require_approval` list names it (decided from configuration alone, so a server that
+    cannot be listed still gets its question asked), or `listed`: its listing here says so
+    (`needs_approval` with the tool's annotations)."""
+    return listed or any(
         exposed_tool_name(config.name, tool) == exposed_name
         for config in configs
         for tool in config.tools.require_approval

@@ -161,9 +161,24 @@ class McpPool:
         return spec.server if spec is not None else None
 
     def requires_approval(self, exposed_name: str) -> bool:
-        """Whether the configuration asks a person before the tool behind this name runs (its
-        server's `require_approval` list), known without listing the server."""
-        return policy.requires_approval((s.config for s in self._servers.values()), exposed_name)
+        """Whether a person must approve the tool behind this name before it runs: its
+        server's `require_approval` list (known without listing the server), or its listing
+        here (annotated destructive, `policy.needs_approval`)."""
+        spec = self._catalog.spec(exposed_name)
+        configs = (s.config for s in self._servers.values())
+        return policy.requires_approval(
+            configs, exposed_name, spec is not None and spec.require_approval
+        )
+
+    async def approval_needed(self, exposed_name: str) -> bool:
+        """`requires_approval`, after listing the tool's server if this process has not yet
+        (as a call would): the check a tool call makes before it is sent, so a destructive
+        tool never runs unasked on a worker that had not seen its annotations. Raises as a
+        call would when the server cannot be listed for a reason a retry may fix."""
+        if self.requires_approval(exposed_name):
+            return True
+        spec = await self._resolve(exposed_name)
+        return isinstance(spec, ToolSpec) and spec.require_approval
 
     async def may_repeat(self, exposed_name: str) -> bool:
         """Whether a call to this tool whose outcome is unknown (cut off by a crash) may be sent

@@ -8,7 +8,9 @@ tools (`greet`, ...) and:
   first reply (a server that honours the app's idempotency key);
 - `register_callback(endpoint, conversation_id, note)`: echoes its arguments (pinned arguments);
 - `wait(seconds)`, `repeat_text(text, times)`, `fail(message)`: slow, large and failing tools;
-- `process_id()`: the server's process id (to show a stdio server was restarted).
+- `process_id()`: the server's process id (to show a stdio server was restarted);
+- tools whose annotations say what they are: `drop_key(key)` (`destructiveHint`), `look_up(key)`
+  (read-only, `openWorldHint: false`), `read_outside(topic)` (read-only, open-world).
 
 `helper_http_app` and `helper_stdio_command` serve it as `mcp_servers.py` serves the demo; on
 stdio: `python -m tests.support.helper_mcp [--sandbox DIR]` from the repository root.
@@ -24,6 +26,7 @@ from typing import Any, TypedDict
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import ToolAnnotations
 
 from devkit.mcp_servers import REPO_ROOT, AsgiApp, StdioCommand
 from samples.demo_mcp import build_server
@@ -36,7 +39,11 @@ MAX_WAIT_SECONDS = 60.0
 MAX_REPEAT_CHARS = 1_000_000
 HELPER_TOOLS = frozenset(
     {"count_call", "register_callback", "wait", "repeat_text", "fail", "process_id"}
+    | {"drop_key", "look_up", "read_outside"}
 )
+DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True)
+CLOSED_WORLD_READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+OPEN_WORLD_READ = ToolAnnotations(read_only_hint=True, open_world_hint=True)
 
 
 class Counter(TypedDict):
@@ -52,6 +59,7 @@ def build_helper_server(
     server = build_server(name, sandbox_dir=sandbox_dir)
     _add_counters(server)
     _add_stand_ins(server)
+    _add_annotated(server)
     return server
 
 
@@ -103,6 +111,26 @@ def _add_stand_ins(server: MCPServer) -> None:
     def process_id() -> int:
         """The id of the process serving this session."""
         return os.getpid()
+
+
+def _add_annotated(server: MCPServer) -> None:
+    dropped: set[str] = set()
+
+    @server.tool(annotations=DESTRUCTIVE)
+    def drop_key(key: str) -> str:
+        """Drop `key` for good (annotated destructive)."""
+        dropped.add(key)
+        return f"dropped {key}"
+
+    @server.tool(annotations=CLOSED_WORLD_READ)
+    def look_up(key: str) -> str:
+        """Look `key` up in this server's own data (read-only, closed world)."""
+        return f"{key} is {'dropped' if key in dropped else 'kept'}"
+
+    @server.tool(annotations=OPEN_WORLD_READ)
+    def read_outside(topic: str) -> str:
+        """What the outside world says about `topic` (read-only, open world)."""
+        return f"the outside world says: {topic}"
 
 
 def helper_http_app(
