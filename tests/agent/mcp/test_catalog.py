@@ -72,6 +72,21 @@ def test_a_spec_carries_the_description_the_read_only_hint_and_the_schema_withou
     assert bare.description == ""
 
 
+def test_a_spec_reads_the_servers_annotations_through_the_policy() -> None:
+    listed = [
+        tool("drop", annotations=types.ToolAnnotations(destructive_hint=True)),
+        tool("look", annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=False)),
+        tool("plain"),
+    ]
+    drop, look, plain = build_listing(server(), listed, now=0).specs
+    assert (drop.require_approval, drop.read_only, drop.open_world) == (True, False, True)
+    assert (look.require_approval, look.read_only, look.open_world) == (False, True, False)
+    assert (plain.require_approval, plain.read_only, plain.open_world) == (False, False, True)
+    opted_out = server(destructive_requires_approval=False)
+    (drop_unasked, *_) = build_listing(opted_out, listed, now=0).specs
+    assert not drop_unasked.require_approval
+
+
 def test_operator_mistakes_in_a_listing_are_logged_by_name(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -245,6 +245,14 @@ BAD_SERVERS = [
         "scheduling_requires_approval: must be true or false, not a string",
     ),
     ({"idempotent_calls": "yes"}, "idempotent_calls: must be true or false, not a string"),
+    (
+        {"destructive_requires_approval": "false"},
+        "mcp_servers[0] (s).destructive_requires_approval: must be true or false, not a string",
+    ),
+    (
+        {"destructive_requires_approval": None},
+        "mcp_servers[0] (s).destructive_requires_approval: must be true or false, not null",
+    ),
 ]
 
 
@@ -332,6 +340,14 @@ def test_scheduling_a_conversation_needs_approval_unless_the_server_turns_it_off
     assert "schedule_conversation" in default.tools.require_approval
     assert "schedule_conversation" not in off.tools.require_approval
     assert not_allowed.tools.require_approval == frozenset()
+
+
+def test_destructive_tools_need_approval_unless_the_server_entry_turns_it_off() -> None:
+    [default] = parse(one_server())
+    [on] = parse(one_server(destructive_requires_approval=True))
+    [off] = parse(one_server(destructive_requires_approval=False))
+    assert (default.destructive_requires_approval, on.destructive_requires_approval) == (True, True)
+    assert off.destructive_requires_approval is False
 
 
 def test_a_server_may_declare_that_it_honours_idempotency_keys():

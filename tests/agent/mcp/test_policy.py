@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from mcp_types import ToolAnnotations
 
 from agent.errors import SettingsError
 from agent.mcp import policy
@@ -158,6 +159,82 @@ def test_approval_is_known_from_the_configuration_by_model_facing_name() -> None
     assert not policy.requires_approval([], "ops__reboot")
     assert policy.needs_approval(configs[1], "reboot")
     assert not policy.needs_approval(configs[0], "reboot")
+
+
+DESTRUCTIVE = ToolAnnotations(destructive_hint=True)
+
+
+@pytest.mark.parametrize(
+    ("annotations", "destructive"),
+    [
+        (None, False),  # unannotated: not assumed destructive (the spec's default is not taken)
+        (ToolAnnotations(), False),
+        (ToolAnnotations(destructive_hint=False), False),
+        (DESTRUCTIVE, True),
+        (ToolAnnotations(read_only_hint=True, destructive_hint=True), True),  # contradiction
+    ],
+)
+def test_a_tool_is_destructive_only_when_its_server_says_so(
+    annotations: ToolAnnotations | None, destructive: bool
+) -> None:
+    assert policy.declares_destructive(annotations) is destructive
+
+
+@pytest.mark.parametrize(
+    ("annotations", "read_only"),
+    [
+        (None, False),
+        (ToolAnnotations(), False),
+        (ToolAnnotations(read_only_hint=False), False),
+        (ToolAnnotations(read_only_hint=True), True),
+        (ToolAnnotations(read_only_hint=True, destructive_hint=False), True),
+        (ToolAnnotations(read_only_hint=True, destructive_hint=True), False),  # contradiction
+    ],
+)
+def test_a_tool_is_read_only_when_its_server_says_so_and_does_not_also_call_it_destructive(
+    annotations: ToolAnnotations | None, read_only: bool
+) -> None:
+    assert policy.declares_read_only(annotations) is read_only
+
+
+@pytest.mark.parametrize(
+    ("annotations", "open_world"),
+    [
+        (None, True),  # the spec's default: open world
+        (ToolAnnotations(), True),
+        (ToolAnnotations(open_world_hint=True), True),
+        (ToolAnnotations(open_world_hint=False), False),
+    ],
+)
+def test_a_tool_reaches_the_open_world_unless_its_server_says_it_does_not(
+    annotations: ToolAnnotations | None, open_world: bool
+) -> None:
+    assert policy.reaches_open_world(annotations) is open_world
+
+
+def test_a_destructive_tool_needs_approval_unless_its_server_entry_turns_that_off() -> None:
+    assert policy.needs_approval(server(), "drop", DESTRUCTIVE)
+    assert not policy.needs_approval(server(), "drop")
+    assert not policy.needs_approval(server(), "drop", ToolAnnotations(read_only_hint=True))
+    assert not policy.needs_approval(
+        server(destructive_requires_approval=False), "drop", DESTRUCTIVE
+    )
+
+
+def test_the_opt_out_never_lifts_approval_the_configuration_asks_for() -> None:
+    listed = server(
+        destructive_requires_approval=False, tools=ToolPolicy(require_approval=frozenset({"drop"}))
+    )
+    assert policy.needs_approval(listed, "drop", DESTRUCTIVE)
+    assert policy.needs_approval(listed, "drop", ToolAnnotations(read_only_hint=True))
+    assert policy.requires_approval([listed], "demo__drop", listed=False)
+
+
+def test_approval_said_by_a_tools_listing_counts_for_any_name() -> None:
+    assert policy.requires_approval([], "demo__drop", listed=True)
+    assert policy.requires_approval([server()], "demo__drop", listed=True)
+    assert not policy.requires_approval([server()], "demo__drop", listed=False)
+    assert not policy.requires_approval([server()], "demo__drop")
 
 
 @pytest.mark.parametrize(
