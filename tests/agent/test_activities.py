@@ -256,6 +256,29 @@ async def test_an_approved_tool_runs(rt, model):
     assert "Eve" in result.content
 
 
+async def test_a_destructive_tool_is_asked_about_and_never_runs_unapproved_on_a_fresh_worker(
+    rt, model
+):
+    run = await new_run(rt)
+    key = uuid.uuid4().hex
+    model.brain.call_tools(("helper__drop_key", {"key": key}), ("helper__look_up", {"key": key}))
+    summary = await activities.model_step(step(run, 1), rt)
+    drop, look = summary["tool_call_ids"]
+    assert summary["approvals_needed"] == [drop]  # annotated destructive; read-only is not
+    # Another worker, which has listed nothing yet, refuses it unapproved all the same.
+    fresh = await build_runtime(rt.settings)
+    try:
+        assert not fresh.mcp.requires_approval("helper__drop_key")  # not known without listing
+        refused = await activities.tool_call(ToolCallInput(run, 1, drop).to_dict(), fresh)
+    finally:
+        await fresh.aclose()
+    assert refused["is_error"]
+    await activities.tool_call(ToolCallInput(run, 1, look).to_dict(), rt)
+    results = {m.name: m for m in await transcript(rt, run) if m.role == "tool"}
+    assert results["helper__drop_key"].content == activities.NOT_APPROVED
+    assert results["helper__look_up"].content == f"{key} is kept"  # it was never dropped
+
+
 async def new_batch(rt: Runtime, conversations: list[str]) -> str:
     batch_id = "b" + uuid.uuid4().hex[:31]
     items = tuple(

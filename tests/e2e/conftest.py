@@ -28,6 +28,7 @@ from local_host.host import LocalHost
 from local_host.testing import wait_until
 from offline_model.brains import OfflineBrain, ScriptedBrain
 from samples.scheduler_mcp import Scheduler
+from tests.support.helper_mcp import helper_http_app
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION_KEY = "e2e-function-key-7d1f0c2a9b"
@@ -112,7 +113,9 @@ def mcp_servers(
     with (
         AsgiServer(lambda: demo_http_app(sandbox_dir=sandbox)) as http_server,
         AsgiServer(lambda: demo_sse_app(sandbox_dir=sandbox)) as sse_server,
+        AsgiServer(lambda: helper_http_app(sandbox_dir=sandbox)) as helper_server,
     ):
+        annotated = ["drop_key", "look_up", "read_outside", "meet"]
         yield {
             "mcp_servers": [
                 {"name": "web", "transport": {"type": "streamable_http", "url": http_server.url()}},
@@ -126,6 +129,19 @@ def mcp_servers(
                         "allow": ["greet", "save_text_file"],
                         "require_approval": ["save_text_file"],
                     },
+                },
+                # Tools whose annotations say what they are (destructive, read-only, closed or
+                # open world), and the same server with the destructive question turned off.
+                {
+                    "name": "annotated",
+                    "transport": {"type": "streamable_http", "url": helper_server.url()},
+                    "tools": {"allow": annotated},
+                },
+                {
+                    "name": "unasked",
+                    "transport": {"type": "streamable_http", "url": helper_server.url()},
+                    "tools": {"allow": ["drop_key"]},
+                    "destructive_requires_approval": False,
                 },
             ]
         }

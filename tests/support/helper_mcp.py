@@ -10,7 +10,9 @@ tools (`greet`, ...) and:
 - `wait(seconds)`, `repeat_text(text, times)`, `fail(message)`: slow, large and failing tools;
 - `process_id()`: the server's process id (to show a stdio server was restarted);
 - tools whose annotations say what they are: `drop_key(key)` (`destructiveHint`), `look_up(key)`
-  (read-only, `openWorldHint: false`), `read_outside(topic)` (read-only, open-world).
+  (read-only, `openWorldHint: false`), `read_outside(topic)` (read-only, open-world), and
+  `meet(group, size)` (read-only): answers once `size` calls of `group` are in flight together,
+  or fails after `MEET_TIMEOUT_SECONDS`: calls made one after another never meet.
 
 `helper_http_app` and `helper_stdio_command` serve it as `mcp_servers.py` serves the demo; on
 stdio: `python -m tests.support.helper_mcp [--sandbox DIR]` from the repository root.
@@ -39,8 +41,9 @@ MAX_WAIT_SECONDS = 60.0
 MAX_REPEAT_CHARS = 1_000_000
 HELPER_TOOLS = frozenset(
     {"count_call", "register_callback", "wait", "repeat_text", "fail", "process_id"}
-    | {"drop_key", "look_up", "read_outside"}
+    | {"drop_key", "look_up", "read_outside", "meet"}
 )
+MEET_TIMEOUT_SECONDS = 10.0
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True)
 CLOSED_WORLD_READ = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 OPEN_WORLD_READ = ToolAnnotations(read_only_hint=True, open_world_hint=True)
@@ -131,6 +134,20 @@ def _add_annotated(server: MCPServer) -> None:
     def read_outside(topic: str) -> str:
         """What the outside world says about `topic` (read-only, open world)."""
         return f"the outside world says: {topic}"
+
+    groups: dict[str, tuple[list[int], anyio.Event]] = {}
+
+    @server.tool(annotations=CLOSED_WORLD_READ)
+    async def meet(group: str, size: int) -> str:
+        """Wait until `size` calls of `group` are here at once (read-only)."""
+        arrived, everyone = groups.setdefault(group, ([], anyio.Event()))
+        arrived.append(len(arrived) + 1)
+        if len(arrived) >= size:
+            everyone.set()
+        with anyio.move_on_after(MEET_TIMEOUT_SECONDS):
+            await everyone.wait()
+            return f"met {len(arrived)} in {group}"
+        raise ToolError(f"only {len(arrived)} of {size} calls of {group} came at once")
 
 
 def helper_http_app(
