@@ -48,6 +48,7 @@ from storage.models import (
     utc_timestamp,
 )
 from storage.recent import Recent
+from storage.tail import TailBound
 from storage.transcript import (
     MAX_ATTEMPTS,
     MAX_BLOCKS_PER_SEGMENT,
@@ -60,6 +61,7 @@ __all__ = [
     "ConversationStore",
     "StoreContention",
     "StoredMessage",
+    "TailBound",
     "ToolCallRecord",
 ]
 
@@ -226,6 +228,11 @@ class ConversationStore:
         """The whole transcript, each id once, sorted by (turn, step, seq)."""
         return await self._transcripts.read(ref)
 
+    async def read_tail(self, ref: ConversationRef, bound: TailBound) -> list[StoredMessage]:
+        """The newest messages `bound` asks for, sorted as `read_messages` sorts them and
+        exactly its last ones; the Blob bytes read do not grow with the conversation."""
+        return await self._transcripts.read_tail(ref, bound)
+
     async def tokens_used(self, ref: ConversationRef) -> int:
         """Total tokens the conversation's messages used (see `TranscriptLog.tokens_used`: exact
         right after this process appended to it)."""
@@ -262,12 +269,25 @@ class ConversationStore:
     # --- steps: each one's writes, in the order that keeps a crash between them harmless ---
 
     async def begin_model_step(
-        self, ref: ConversationRef, run_id: str, turn: int, failures: Mapping[str, str]
+        self,
+        ref: ConversationRef,
+        run_id: str,
+        turn: int,
+        failures: Mapping[str, str],
+        bound: TailBound | None = None,
     ) -> list[StoredMessage]:
         """The transcript a model step reads, once an error result (`failures`: call id ->
         text) is stored for each tool call whose activity failed for good, so the model sees
-        them. Calls with no record, or completed after all, are left as they are."""
-        stored = await self.read_messages(ref)
+        them. Calls with no record, or completed after all, are left as they are.
+
+        With a `bound`, only the newest messages it asks for, and always every message of
+        `turn` (the step needs its own run's messages: its reply may be there already, and its
+        call ids must stay unique in the run): a tail read, flat in the conversation's length.
+        Without one, the whole transcript."""
+        if bound is None:
+            stored = await self.read_messages(ref)
+        else:
+            stored = await self.read_tail(ref, bound.covering_turn(turn))
         if not failures:  # nearly always: the transcript as read
             return stored
         known = {m.id for m in stored}

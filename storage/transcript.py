@@ -11,9 +11,13 @@ Why this shape
   nothing, and two writers racing with the same id produce one line. Every 412 means another
   writer made progress, so a bounded number of attempts is enough.
 - A per-process cursor (end position, block count, ids seen) makes the next append one request.
-  The first append for a conversation in a process has no cursor: it reads the transcript once
-  (model steps read it anyway, and `read_messages` fills the cursor for free), unless this
-  process created the conversation, which it then knows to be empty.
+  The first append for a conversation in a process has no cursor: it reads the transcript's
+  tail, back to the turn of the messages it appends (a message id can only be among the lines
+  of its own turn), so its cost does not grow with the conversation: one HEAD for the exact end
+  position and block count, then range reads back from that end (64 KB, doubling). A process
+  that created the conversation knows it to be empty and reads nothing.
+- Model steps read a tail too (`read_tail`, bounded by a `storage.tail.TailBound`); a full read
+  (`read`) is for the API that returns every message, and for the token total.
 - Reads always dedupe by id (first line wins) and skip lines that do not parse, so even a foreign
   writer or a torn tail cannot show a message twice or crash a read.
 - An append blob holds at most 50,000 blocks; when a segment is full the log continues in the next
@@ -32,13 +36,14 @@ from dataclasses import dataclass, field
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
-from azure.storage.blob import ContentSettings, StorageErrorCode
+from azure.storage.blob import BlobProperties, ContentSettings, StorageErrorCode
 from azure.storage.blob.aio import ContainerClient
 
 from storage import paths
 from storage.errors import RecordNotFound, RecordTooLarge, StoreContention
 from storage.models import ConversationRef, StoredMessage
 from storage.recent import Recent
+from storage.tail import TailBound, tail_start
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ NDJSON = "application/x-ndjson"
 MAX_BLOCK_BYTES = 4 * 1024 * 1024  # Append Block limit on every service version
 MAX_BLOCKS_PER_SEGMENT = 50_000  # Append blob limit
 READ_CHUNK_BYTES = 8 * 1024 * 1024  # one GET per chunk; no ETag pinning across chunks
+TAIL_CHUNK_BYTES = 64 * 1024  # a tail read's first range back from the end; each next doubles
 MAX_ATTEMPTS = 32
 CURSOR_CACHE_SIZE = 256
 _JSON = json.JSONDecoder()
@@ -59,8 +65,13 @@ class _Cursor:
     length: int = 0  # bytes in `segment`
     blocks: int = 0  # committed blocks in `segment`
     ids: set[str] = field(default_factory=set)  # every message id seen, all segments
-    tokens: int = 0  # total tokens of those messages (each model reply records its usage)
+    # Total tokens of the transcript's messages (each model reply records its usage); None when
+    # only a tail was read, which cannot know the total.
+    tokens: int | None = 0
     needs_separator: bool = False  # the segment ends mid-line (never written by us)
+    # `ids` holds every id of this turn onwards (0: of the whole transcript). A cursor learnt
+    # from a tail read knows only the turns the tail reaches back to.
+    ids_from_turn: int = 0
 
     @property
     def position(self) -> tuple[int, int]:
@@ -70,6 +81,10 @@ class _Cursor:
         self.segment, self.length, self.blocks = other.segment, other.length, other.blocks
         self.ids, self.tokens = other.ids, other.tokens
         self.needs_separator = other.needs_separator
+        self.ids_from_turn = other.ids_from_turn
+
+    def knows_all_of(self, turn: int) -> bool:
+        return turn >= self.ids_from_turn
 
     def learn(self, messages: Iterable[StoredMessage]) -> list[StoredMessage]:
         """Note messages read from the transcript; returns those not seen before (the first
@@ -78,7 +93,8 @@ class _Cursor:
         for message in messages:
             if message.id not in self.ids:
                 self.ids.add(message.id)
-                self.tokens += _tokens(message)
+                if self.tokens is not None:
+                    self.tokens += _tokens(message)
                 fresh.append(message)
         return fresh
 
@@ -129,14 +145,23 @@ class TranscriptLog:
         self._offer_cursor(ref, cursor)
         return sorted(messages, key=lambda m: m.sort_key)
 
+    async def read_tail(self, ref: ConversationRef, bound: TailBound) -> list[StoredMessage]:
+        """The newest messages `bound` asks for (sorted as `read` sorts them), read back from the
+        end of the transcript: the bytes read grow with the tail, not with the conversation."""
+        tail = await self._load_tail(ref, bound)
+        self._offer_tail(ref, tail)
+        # None only when the read reached the transcript's start: then it all belongs to the tail.
+        return tail.messages[tail_start(tail.messages, bound) or 0 :]
+
     async def tokens_used(self, ref: ConversationRef) -> int:
         """Total tokens of the transcript's messages as far as this process knows (one read
         when it knows nothing yet). Exact right after an append: appends land only at the
         transcript's true end, having caught up with every other writer."""
         cursor = self._cursors.get(paths.transcript_prefix(ref))
-        if cursor is None:
+        if cursor is None or cursor.tokens is None:
             _, cursor = await self._load(ref)
             self._offer_cursor(ref, cursor)
+        assert cursor.tokens is not None  # a whole read counts every message
         return cursor.tokens
 
     async def append(self, ref: ConversationRef, messages: Sequence[StoredMessage]) -> int:
@@ -145,10 +170,13 @@ class TranscriptLog:
         if not lines:
             return 0
         key = paths.transcript_prefix(ref)
+        oldest_turn = min(line.turn for line in lines)
         async with self._lock(key):
             cursor = self._cursors.get(key)
-            if cursor is None:
-                _, cursor = await self._load(ref)
+            if cursor is None or not cursor.knows_all_of(oldest_turn):
+                # A message's id can only be in the transcript among the lines of its own turn,
+                # so the tail back to that turn is all a first append needs to read.
+                cursor = (await self._load_tail(ref, TailBound(from_turn=oldest_turn))).cursor
                 self._cursors.put(key, cursor)
             return await self._append_lines(ref, cursor, lines)
 
@@ -194,7 +222,8 @@ class TranscriptLog:
         cursor.length += len(block.data)
         cursor.blocks = int(result.get("blob_committed_block_count") or cursor.blocks + 1)
         cursor.ids.update(block.ids)
-        cursor.tokens += block.tokens
+        if cursor.tokens is not None:
+            cursor.tokens += block.tokens
         cursor.needs_separator = False
         return True
 
@@ -270,6 +299,78 @@ class TranscriptLog:
             )
         return messages, cursor
 
+    async def _load_tail(self, ref: ConversationRef, bound: TailBound) -> _Tail:
+        """Read back from the transcript's end until the whole lines read hold the tail `bound`
+        asks for (or the transcript's start is reached), and a cursor for appending after it."""
+        segment, size, blocks = await self._last_segment(ref)
+        spans = [_Span(segment, size, b"")]
+        step = TAIL_CHUNK_BYTES
+        while True:
+            in_file_order = _window_messages(spans, ref)
+            from_start = spans[0].segment == 0 and spans[0].start == 0
+            ordered = sorted(_first_of_each_id(in_file_order), key=lambda m: m.sort_key)
+            if from_start or tail_start(ordered, bound) is not None:
+                break
+            await self._extend(ref, spans, step)
+            step = min(step * 2, READ_CHUNK_BYTES)
+        cursor = _Cursor(
+            segment=segment,
+            length=size,
+            blocks=blocks,
+            tokens=0 if from_start else None,
+            needs_separator=size > 0 and not spans[-1].data.endswith(b"\n"),
+            ids_from_turn=0 if from_start else min((m.turn for m in ordered), default=0) + 1,
+        )
+        cursor.learn(in_file_order)
+        first = spans[0]
+        return _Tail(ordered, cursor, from_start, (first.segment, first.start))
+
+    async def _extend(self, ref: ConversationRef, spans: list[_Span], step: int) -> None:
+        """Read `step` more bytes before the oldest byte read (from the previous segment once
+        the oldest one read is read whole)."""
+        first = spans[0]
+        if first.start == 0:
+            properties = await self._properties(paths.segment_name(ref, first.segment - 1))
+            first = _Span(first.segment - 1, properties.size, b"")
+            spans.insert(0, first)
+        start = max(0, first.start - step)
+        name = paths.segment_name(ref, first.segment)
+        first.data = await self._read_range(name, start, first.start) + first.data
+        first.start = start
+
+    async def _last_segment(self, ref: ConversationRef) -> tuple[int, int, int]:
+        """(index, size, committed blocks) of the segment appends go to now."""
+        properties = await self._properties(paths.segment_name(ref, 0))
+        blocks = properties.append_blob_committed_block_count or 0
+        if blocks < self._max_blocks:  # nearly always: segment 0 has room, nothing to list
+            return 0, properties.size, blocks
+        index, name = (await self._segments(ref))[-1]
+        properties = await self._properties(name)
+        return index, properties.size, properties.append_blob_committed_block_count or 0
+
+    async def _properties(self, name: str) -> BlobProperties:
+        try:
+            return await self._container.get_blob_client(name).get_blob_properties()
+        except HttpResponseError as exc:
+            if exc.status_code == 404:  # a HEAD has no body, so no error code to check
+                raise RecordNotFound("conversation not found") from None
+            raise
+
+    async def _read_range(self, name: str, start: int, end: int) -> bytes:
+        """Bytes start..end (exclusive) of `name`: existing bytes of an append blob never
+        change, so ranges read at different times fit together."""
+        if end <= start:
+            return b""
+        try:
+            download = await self._container.get_blob_client(name).download_blob(
+                offset=start, length=end - start
+            )
+        except HttpResponseError as exc:
+            if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
+                raise RecordNotFound("conversation not found") from None
+            raise
+        return await download.readall()
+
     async def _segments(self, ref: ConversationRef) -> list[tuple[int, str]]:
         found: list[tuple[int, str]] = []
         async for item in self._container.list_blobs(name_starts_with=paths.transcript_prefix(ref)):
@@ -323,8 +424,80 @@ class TranscriptLog:
         known = self._cursors.get(key)
         if known is None:
             self._cursors.put(key, cursor)
-        elif cursor.position > known.position:
-            known.take(cursor)
+        elif cursor.position > known.position or not known.knows_all_of(0):
+            known.take(cursor)  # further on, or knows what a tail cursor did not
+
+    def _offer_tail(self, ref: ConversationRef, tail: _Tail) -> None:
+        """Keep what a tail read learnt: a cursor where none is known; where one is, and the
+        tail covers every byte after it, the known cursor moves to the end (its ids stay
+        complete); else, if the tail is further on, the tail's cursor replaces it."""
+        key = paths.transcript_prefix(ref)
+        lock = self._locks.get(key)
+        if lock is not None and lock.locked():
+            return  # the writer keeps its own cursor exact; don't move it under its feet
+        known = self._cursors.get(key)
+        if known is None:
+            self._cursors.put(key, tail.cursor)
+        elif tail.cursor.position <= known.position:
+            return
+        elif tail.window <= known.position:
+            known.learn(m for m in tail.messages if m.id not in known.ids)
+            known.segment, known.length = tail.cursor.segment, tail.cursor.length
+            known.blocks, known.needs_separator = tail.cursor.blocks, tail.cursor.needs_separator
+        else:
+            known.take(tail.cursor)
+
+
+@dataclass
+class _Span:
+    """Bytes `start`.. of one segment, read back from its end (up to its size at the time)."""
+
+    segment: int
+    start: int
+    data: bytes
+
+    def whole_lines(self) -> bytes:
+        """The data without its first line when that may be cut (it starts mid-segment)."""
+        if self.start == 0:
+            return self.data
+        cut = self.data.find(b"\n")
+        return b"" if cut < 0 else self.data[cut + 1 :]
+
+
+@dataclass(frozen=True)
+class _Tail:
+    messages: list[StoredMessage]  # every message of the whole lines read, sorted
+    cursor: _Cursor
+    from_start: bool  # the read reached the transcript's first byte
+    window: tuple[int, int]  # (segment, offset) of the first byte read
+
+
+def _window_messages(spans: list[_Span], ref: ConversationRef) -> list[StoredMessage]:
+    """The messages of the spans' whole lines, in file order (duplicates kept)."""
+    messages: list[StoredMessage] = []
+    skipped = 0
+    for span in spans:
+        # Whole lines are cut from bytes, then decoded: a character split across two range
+        # reads is joined before it is decoded.
+        parsed = _parse(span.whole_lines())
+        messages += parsed.messages
+        skipped += parsed.skipped_lines
+    if skipped:
+        log.warning(
+            "skipped unreadable transcript lines",
+            extra={"conversation_id": ref.conversation_id, "skipped_lines": skipped},
+        )
+    return messages
+
+
+def _first_of_each_id(messages: Iterable[StoredMessage]) -> list[StoredMessage]:
+    seen: set[str] = set()
+    first = []
+    for message in messages:
+        if message.id not in seen:
+            seen.add(message.id)
+            first.append(message)
+    return first
 
 
 # --- lines ------------------------------------------------------------------------------------
@@ -333,6 +506,7 @@ class TranscriptLog:
 @dataclass(frozen=True)
 class _Line:
     id: str
+    turn: int
     data: bytes  # the message as one JSON line
     tokens: int
 
@@ -364,7 +538,7 @@ def _encode_unique(messages: Iterable[StoredMessage]) -> list[_Line]:
                 f"message {message.id} is {len(data)} bytes; a transcript line holds at most "
                 f"{MAX_BLOCK_BYTES - 1} (store large tool output with put_tool_output)"
             )
-        lines.append(_Line(message.id, data, _tokens(message)))
+        lines.append(_Line(message.id, message.turn, data, _tokens(message)))
     return lines
 
 
