@@ -1,14 +1,18 @@
-"""Does appending to a conversation stay flat as it grows? (Azurite, started here.)
+"""Do a conversation's appends and model-step reads stay flat as it grows? (Azurite, started here.)
 
     python -m benchmarks.bench_storage          or          python benchmarks/bench_storage.py
 
-For conversations of 10, 1,000 and 5,000 messages it times, interleaved round by round so drift
-hits every size alike:
-- a warm append: one message, by a store that has seen the transcript (the usual case: the model
-  step reads it; the store's cursor then makes each append one conditional Append Block);
-- a cold append: the first append by a fresh process (it reads the transcript once);
-- read_messages: the whole transcript, deduped and sorted.
-Medians, and each size's ratio to the 10-message baseline of the same run.
+For conversations of 10, 1,000 and 5,000 messages (turns of four) it measures, interleaved round
+by round so drift hits every size alike:
+- a warm append: one message, by a store that has seen the transcript (its cursor makes each
+  append one conditional Append Block);
+- a cold append: the first append by a fresh process, of a new turn's message (it reads the
+  transcript's tail back to the previous turn: a HEAD and one range read);
+- a model step, tail: `begin_model_step` bounded to the newest 40 messages (a tail read);
+- a model step, full: `begin_model_step` without a bound (the whole transcript, as the model
+  sees it today), measured in the same run for comparison.
+Medians of time and of Blob bytes downloaded per operation, and each size's ratio to the
+10-message baseline of the same run (the target for the tail read and the cold append: <= 1.3).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,8 +36,13 @@ from devkit.azurite import start_azurite
 from storage.blob import container_client, ensure_container
 from storage.conversations import ConversationStore
 from storage.models import ConversationRef, StoredMessage
+from storage.tail import TailBound
 
 SIZES = (10, 1_000, 5_000)
+PER_TURN = 4
+MODEL_TAIL = TailBound(messages=40)
+OPERATIONS = ("warm append", "cold append", "step, tail", "step, full")
+FLAT_TARGET = 1.3  # the 5,000 / 10 ratio the tail read and the cold append must stay under
 FILL_BATCH = 250
 CONTENT = "The quick brown fox jumps over the lazy dog. " * 10  # ~450 bytes, a typical reply
 
@@ -61,73 +71,118 @@ def make_message(turn: int, step: int, seq: int) -> StoredMessage:
 async def filled_conversation(store: ConversationStore, size: int) -> ConversationRef:
     ref = ConversationRef("bench-owner", f"size-{size}-{uuid.uuid4().hex[:8]}")
     await store.create(ref)
-    messages = [make_message(1, index, 0) for index in range(size)]
+    messages = [make_message(i // PER_TURN + 1, i % PER_TURN, 0) for i in range(size)]
     for start in range(0, size, FILL_BATCH):
         await store.append_many(ref, messages[start : start + FILL_BATCH])
     return ref
 
 
-async def timed(action: Callable[[], Awaitable[object]]) -> float:
+class Meter:
+    """Blob bytes downloaded, from each response's Content-Length (a HEAD carries none)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def __call__(self, response: Any) -> None:
+        if response.http_request.method == "GET":
+            self.received += int(response.http_response.headers.get("Content-Length") or 0)
+
+
+Samples = dict[str, dict[int, list[tuple[float, int]]]]
+
+
+async def measured(meter: Meter, action: Callable[[], Awaitable[object]]) -> tuple[float, int]:
+    meter.received = 0
     started = time.perf_counter()
     await action()
-    return time.perf_counter() - started
+    return time.perf_counter() - started, meter.received
 
 
-async def run(rounds: int, read_rounds: int) -> dict[str, dict[int, list[float]]]:
-    results: dict[str, dict[int, list[float]]] = {
-        name: {size: [] for size in SIZES} for name in ("warm append", "cold append", "read")
-    }
+async def run(rounds: int, read_rounds: int) -> Samples:
+    results: Samples = {name: {size: [] for size in SIZES} for name in OPERATIONS}
+    meter = Meter()
     with start_azurite() as azurite:
-        container: ContainerClient = container_client(azurite.connection_string, "bench")
+        container: ContainerClient = container_client(
+            azurite.connection_string, "bench", raw_response_hook=meter
+        )
         async with container:
             await ensure_container(container)
             store = ConversationStore(container)
             refs = {size: await filled_conversation(store, size) for size in SIZES}
-            for ref in refs.values():
-                await store.read_messages(ref)  # warms the cursor, as a model step would
-            next_step = dict.fromkeys(SIZES, 0)
+            # Warm appends go to conversations of their own: the others keep their size.
+            warm_refs = {size: await filled_conversation(store, size) for size in SIZES}
+            for ref in warm_refs.values():
+                await store.read_messages(ref)  # warms the cursor, as a full read leaves it
+            turn = {size: size // PER_TURN + 1 for size in SIZES}
+
+            def next_message(size: int) -> StoredMessage:
+                turn[size] += 1  # every append opens a turn, as a user's message does
+                return make_message(turn[size], 0, 0)
 
             async def warm_append(size: int) -> None:
-                next_step[size] += 1
-                assert await store.append(refs[size], make_message(2, next_step[size], 1))
+                assert await store.append(warm_refs[size], next_message(size))
 
             async def cold_append(size: int) -> None:
-                next_step[size] += 1
                 fresh = ConversationStore(container)
-                assert await fresh.append(refs[size], make_message(2, next_step[size], 1))
+                assert await fresh.append(refs[size], next_message(size))
+
+            async def model_step(size: int, bound: TailBound | None) -> None:
+                run_id = f"run-{turn[size]}"
+                await store.begin_model_step(refs[size], run_id, turn[size], {}, bound)
 
             for size in SIZES:  # warm up connections and Azurite's code paths
                 for _ in range(5):
                     await warm_append(size)
             for _ in range(rounds):
                 for size in SIZES:
-                    results["warm append"][size].append(await timed(lambda s=size: warm_append(s)))
+                    sample = await measured(meter, lambda s=size: warm_append(s))
+                    results["warm append"][size].append(sample)
             for _ in range(read_rounds):
                 for size in SIZES:
-                    results["cold append"][size].append(await timed(lambda s=size: cold_append(s)))
-                    results["read"][size].append(
-                        await timed(lambda s=size: store.read_messages(refs[s]))
-                    )
+                    for name, action in (
+                        ("cold append", lambda s=size: cold_append(s)),
+                        ("step, tail", lambda s=size: model_step(s, MODEL_TAIL)),
+                        ("step, full", lambda s=size: model_step(s, None)),
+                    ):
+                        results[name][size].append(await measured(meter, action))
     return results
 
 
-def report(results: dict[str, dict[int, list[float]]]) -> None:
-    print(f"{'operation':<12} {'messages':>9} {'median ms':>10} {'p90 ms':>8} {'ratio':>7}  n")
+def report(results: Samples) -> None:
+    print(
+        f"{'operation':<12} {'messages':>9} {'median ms':>10} {'p90 ms':>8} {'ratio':>7} "
+        f"{'KB read':>9} {'ratio':>7}  n"
+    )
     for name, by_size in results.items():
-        baseline = statistics.median(by_size[SIZES[0]])
+        base_time = statistics.median(t for t, _ in by_size[SIZES[0]])
+        base_bytes = statistics.median(b for _, b in by_size[SIZES[0]])
         for size, samples in by_size.items():
-            median = statistics.median(samples)
-            p90 = statistics.quantiles(samples, n=10)[-1]
+            times = [t for t, _ in samples]
+            median = statistics.median(times)
+            read = statistics.median(b for _, b in samples)
+            p90 = statistics.quantiles(times, n=10)[-1]
+            bytes_ratio = f"{read / base_bytes:>6.2f}x" if base_bytes else f"{'-':>7}"
             print(
                 f"{name:<12} {size:>9,} {median * 1000:>10.2f} {p90 * 1000:>8.2f} "
-                f"{median / baseline:>6.2f}x  {len(samples)}"
+                f"{median / base_time:>6.2f}x {read / 1024:>9.1f} {bytes_ratio}  {len(samples)}"
             )
+    for name in ("cold append", "step, tail"):
+        by_size = results[name]
+        ratio = statistics.median(t for t, _ in by_size[SIZES[-1]]) / statistics.median(
+            t for t, _ in by_size[SIZES[0]]
+        )
+        verdict = "ok" if ratio <= FLAT_TARGET else "over"
+        print(
+            f"{name}: {SIZES[-1]:,} / {SIZES[0]} time ratio {ratio:.2f} ({verdict}, <= {FLAT_TARGET})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="warm appends per size")
-    parser.add_argument("--read-rounds", type=int, default=25, help="reads and cold appends")
+    parser.add_argument(
+        "--read-rounds", type=int, default=25, help="cold appends and model steps per size"
+    )
     args = parser.parse_args()
     report(asyncio.run(run(args.rounds, args.read_rounds)))
 

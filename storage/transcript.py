@@ -43,7 +43,7 @@ from storage import paths
 from storage.errors import RecordNotFound, RecordTooLarge, StoreContention
 from storage.models import ConversationRef, StoredMessage
 from storage.recent import Recent
-from storage.tail import TailBound, tail_start
+from storage.tail import BYTES_PER_TOKEN, TailBound, tail_start
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ NDJSON = "application/x-ndjson"
 MAX_BLOCK_BYTES = 4 * 1024 * 1024  # Append Block limit on every service version
 MAX_BLOCKS_PER_SEGMENT = 50_000  # Append blob limit
 READ_CHUNK_BYTES = 8 * 1024 * 1024  # one GET per chunk; no ETag pinning across chunks
-TAIL_CHUNK_BYTES = 64 * 1024  # a tail read's first range back from the end; each next doubles
+TAIL_CHUNK_BYTES = 16 * 1024  # the least a tail read reads back from the end; each next doubles
+TAIL_BYTES_PER_MESSAGE = 1024  # a guess that sizes the first read for a bound in messages
 MAX_ATTEMPTS = 32
 CURSOR_CACHE_SIZE = 256
 _JSON = json.JSONDecoder()
@@ -302,17 +303,16 @@ class TranscriptLog:
     async def _load_tail(self, ref: ConversationRef, bound: TailBound) -> _Tail:
         """Read back from the transcript's end until the whole lines read hold the tail `bound`
         asks for (or the transcript's start is reached), and a cursor for appending after it."""
-        segment, size, blocks = await self._last_segment(ref)
-        spans = [_Span(segment, size, b"")]
-        step = TAIL_CHUNK_BYTES
+        step = _first_read(bound)
+        segment, size, blocks, spans = await self._tail_end(ref, step)
         while True:
             in_file_order = _window_messages(spans, ref)
             from_start = spans[0].segment == 0 and spans[0].start == 0
             ordered = sorted(_first_of_each_id(in_file_order), key=lambda m: m.sort_key)
             if from_start or tail_start(ordered, bound) is not None:
                 break
-            await self._extend(ref, spans, step)
             step = min(step * 2, READ_CHUNK_BYTES)
+            await self._extend(ref, spans, step)
         cursor = _Cursor(
             segment=segment,
             length=size,
@@ -325,11 +325,28 @@ class TranscriptLog:
         first = spans[0]
         return _Tail(ordered, cursor, from_start, (first.segment, first.start))
 
+    async def _tail_end(self, ref: ConversationRef, step: int) -> tuple[int, int, int, list[_Span]]:
+        """(segment, size, committed blocks) of the transcript's end, and its last `step` bytes
+        or more. With a cursor known, one range read from a little before the cursor to the
+        end tells all of it; without one, a HEAD finds the end first."""
+        known = self._cursors.get(paths.transcript_prefix(ref))
+        if known is not None:
+            start = max(0, known.length - step)
+            read = await self._read_segment(paths.segment_name(ref, known.segment), start)
+            ends = start + len(read.data)
+            # Unusable when the segment is full (a later one may exist) or shorter than known.
+            if read.blocks is not None and read.blocks < self._max_blocks and ends >= known.length:
+                return known.segment, ends, read.blocks, [_Span(known.segment, start, read.data)]
+        segment, size, blocks = await self._last_segment(ref)
+        spans = [_Span(segment, size, b"")]
+        await self._extend(ref, spans, step)
+        return segment, size, blocks, spans
+
     async def _extend(self, ref: ConversationRef, spans: list[_Span], step: int) -> None:
         """Read `step` more bytes before the oldest byte read (from the previous segment once
         the oldest one read is read whole)."""
         first = spans[0]
-        if first.start == 0:
+        if first.start == 0 and first.segment > 0:
             properties = await self._properties(paths.segment_name(ref, first.segment - 1))
             first = _Span(first.segment - 1, properties.size, b"")
             spans.insert(0, first)
@@ -488,6 +505,13 @@ def _window_messages(spans: list[_Span], ref: ConversationRef) -> list[StoredMes
             extra={"conversation_id": ref.conversation_id, "skipped_lines": skipped},
         )
     return messages
+
+
+def _first_read(bound: TailBound) -> int:
+    """How many bytes back from the end the first read of a tail takes: enough for the bound
+    in one read, with lines of a usual size."""
+    wanted = bound.messages * TAIL_BYTES_PER_MESSAGE + bound.tokens * BYTES_PER_TOKEN
+    return min(max(TAIL_CHUNK_BYTES, wanted), READ_CHUNK_BYTES)
 
 
 def _first_of_each_id(messages: Iterable[StoredMessage]) -> list[StoredMessage]:

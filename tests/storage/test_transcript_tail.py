@@ -102,8 +102,8 @@ async def test_a_tail_read_keeps_multi_byte_characters_split_by_a_range_read_who
     # three- or four-byte character.
     for chunk in range(50, 70):
         monkeypatch.setattr(transcript, "TAIL_CHUNK_BYTES", chunk)
-        tail = await ConversationStore(container).read_tail(ref, TailBound(messages=9))
-        assert tail == whole[-9:], chunk
+        tail = await ConversationStore(container).read_tail(ref, TailBound(from_turn=5))
+        assert tail == whole[-8:], chunk  # turns 5 and 6
 
 
 async def test_a_tool_call_and_its_results_at_the_boundary_stay_together(
@@ -161,9 +161,27 @@ async def test_a_tail_read_reads_the_same_few_bytes_however_long_the_conversatio
             seen[size] = list(received)
     assert [method for method, _ in seen[5]] == [method for method, _ in seen[1_000]]
     assert [method for method, _ in seen[1_000]] == ["HEAD", "GET"]
-    assert sum(size for method, size in seen[1_000] if method == "GET") == (
-        transcript.TAIL_CHUNK_BYTES
-    )
+    # 20 newest messages of ~330 bytes: one read of about 20 KB (of 1.2 MB).
+    assert sum(size for method, size in seen[1_000] if method == "GET") <= 20 * 1024
+
+
+async def test_a_process_that_knows_the_end_reads_a_tail_in_one_request_and_sees_others_appends(
+    counted: tuple[ContainerClient, list[str]], owner: str
+) -> None:
+    container, requests = counted
+    writer, reader = ConversationStore(container), ConversationStore(container)
+    ref = await _conversation(writer, owner, "hint")
+    await _fill(writer, ref, _turns(300))
+    await reader.read_tail(ref, TailBound(messages=5))
+    await writer.append(ref, message(301, 0, 0, run_id="run-301"))
+
+    requests.clear()
+    tail = await reader.read_tail(ref, TailBound(messages=2))
+    assert requests == ["GET"]  # from a little before the end it knew, to the end as it is now
+    assert [m.id for m in tail] == ["run-300.3.0", "run-301.0.0"]
+    requests.clear()
+    assert await reader.append(ref, message(301, 1, 0, run_id="run-301"))
+    assert requests == ["PUT"]  # the read moved its cursor to the true end
 
 
 async def test_a_cold_append_to_a_long_transcript_reads_its_tail_and_lands_at_the_end(
@@ -235,10 +253,17 @@ async def test_tail_reads_and_cold_appends_cross_full_segments(
         await writer.append(ref, message(turn, 0, 0, run_id=f"run-{turn}"))
     whole = await writer.read_messages(ref)
 
-    assert await store().read_tail(ref, TailBound(messages=19)) == whole[-19:]
+    reader = store()
+    assert await reader.read_tail(ref, TailBound(messages=19)) == whole[-19:]
+    for turn in range(15, 18):  # segment 3 fills up; segment 4 begins behind the reader's back
+        await writer.append(ref, message(turn, 0, 0, run_id=f"run-{turn}"))
+    assert await reader.read_tail(ref, TailBound(messages=2)) == [
+        message(16, 0, 0, run_id="run-16"),
+        message(17, 0, 0, run_id="run-17"),
+    ]
     assert await store().append(ref, message(2, 1, 0, run_id="run-2")) is False
-    assert await store().append(ref, message(15, 0, 0, run_id="run-15"))
-    assert (await store().read_messages(ref))[-1].id == "run-15.0.0"
+    assert await store().append(ref, message(18, 0, 0, run_id="run-18"))
+    assert (await store().read_messages(ref))[-1].id == "run-18.0.0"
 
 
 async def test_tokens_used_after_a_cold_append_counts_the_whole_transcript(
