@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from azure.storage.blob import BlobClient
 from azure.storage.blob.aio import ContainerClient
 
 from devkit.azurite import AzuriteInstance
@@ -216,27 +217,39 @@ async def test_a_cold_append_finds_its_id_anywhere_in_its_own_turn(
     assert len(await _raw_lines(container, ref)) == 12 + 2_000
 
 
+@pytest.mark.parametrize("same_id", [True, False])
 async def test_a_cold_append_is_refused_where_another_writer_got_first_and_lands_after_it(
-    counted: tuple[ContainerClient, list[str]], owner: str
+    azurite: AzuriteInstance, container: ContainerClient, owner: str, same_id: bool
 ) -> None:
-    container, requests = counted
     writer = ConversationStore(container)
     ref = await _conversation(writer, owner, "race")
     await _fill(writer, ref, _turns(300))
-    cold, other = ConversationStore(container), ConversationStore(container)
-    await cold.read_tail(ref, TailBound(messages=3))  # a cursor from the tail: the end as it was
-    await other.append(ref, message(301, 0, 0, run_id="run-301", content="other"))
+    theirs = message(301, 0, 0, run_id="run-301", content="theirs")
+    mine = message(301, 0 if same_id else 1, 0, run_id="run-301", content="mine")
+    blob = BlobClient.from_connection_string(
+        azurite.connection_string, CONTAINER, paths.segment_name(ref, 0)
+    )
+    sent: list[str] = []
 
-    requests.clear()
-    assert await cold.append(ref, message(301, 0, 0, run_id="run-301", content="mine")) is False
-    assert requests == ["PUT", "GET"]  # refused at the old end (412), then read what it missed
-    assert await cold.append(ref, message(301, 1, 0, run_id="run-301"))
+    def another_writer_gets_there_first(request: Any) -> None:
+        """Just before the cold store's Append Block leaves, another writer appends."""
+        sent.append(request.http_request.method)
+        if sent.count("PUT") == 1 and request.http_request.method == "PUT":
+            blob.append_block(json.dumps(theirs.to_dict()).encode() + b"\n")
 
+    cold_client = container_client(
+        azurite.connection_string, CONTAINER, raw_request_hook=another_writer_gets_there_first
+    )
+    with blob:
+        async with cold_client:
+            appended = await ConversationStore(cold_client).append(ref, mine)
+
+    # The end it read was taken (412); it read what it missed, then wrote after it, or nothing.
+    assert appended is not same_id
+    assert sent == ["HEAD", "GET", "PUT", "GET"] + ([] if same_id else ["PUT"])
     lines = await _raw_lines(container, ref)
-    assert [(line["id"], line["content"]) for line in lines[-2:]] == [
-        ("run-301.0.0", "other"),
-        ("run-301.1.0", "message 301/1/0"),
-    ]
+    expected = [("run-301.0.0", "theirs")] + ([] if same_id else [("run-301.1.0", "mine")])
+    assert [(line["id"], line["content"]) for line in lines[1_200:]] == expected
 
 
 async def test_tail_reads_and_cold_appends_cross_full_segments(
