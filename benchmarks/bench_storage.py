@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import statistics
 import sys
 import time
@@ -135,15 +136,16 @@ async def run(rounds: int, read_rounds: int) -> Samples:
                     await warm_append(size)
             for _ in range(rounds):
                 for size in SIZES:
-                    sample = await measured(meter, lambda s=size: warm_append(s))
+                    sample = await measured(meter, functools.partial(warm_append, size))
                     results["warm append"][size].append(sample)
             for _ in range(read_rounds):
                 for size in SIZES:
-                    for name, action in (
-                        ("cold append", lambda s=size: cold_append(s)),
-                        ("step, tail", lambda s=size: model_step(s, MODEL_TAIL)),
-                        ("step, full", lambda s=size: model_step(s, None)),
-                    ):
+                    actions: dict[str, Callable[[], Awaitable[None]]] = {
+                        "cold append": functools.partial(cold_append, size),
+                        "step, tail": functools.partial(model_step, size, MODEL_TAIL),
+                        "step, full": functools.partial(model_step, size, None),
+                    }
+                    for name, action in actions.items():
                         results[name][size].append(await measured(meter, action))
     return results
 
