@@ -14,10 +14,15 @@ Why this shape
   The first append for a conversation in a process has no cursor: it reads the transcript's
   tail, back to the turn of the messages it appends (a message id can only be among the lines
   of its own turn), so its cost does not grow with the conversation: one HEAD for the exact end
-  position and block count, then range reads back from that end (64 KB, doubling). A process
-  that created the conversation knows it to be empty and reads nothing.
-- Model steps read a tail too (`read_tail`, bounded by a `storage.tail.TailBound`); a full read
-  (`read`) is for the API that returns every message, and for the token total.
+  position and block count, then range reads back from that end (16 KB, doubling until a line
+  of an earlier turn is read). A process that created the conversation knows it to be empty and
+  reads nothing. (The one gap: a late line from a cancelled run of an earlier turn, written in
+  the middle of the current turn, makes the tail stop early; at worst a retried append of a
+  line before it is written twice, which reads show once.)
+- Model steps read a tail too (`read_tail`, bounded by a `storage.tail.TailBound`; the first
+  range is sized from the bound, and a process that knows the end skips the HEAD); a full read
+  (`read`) is for the API that returns every message, and for the token total, which a tail
+  cannot know (`tokens_used` reads whole once per process).
 - Reads always dedupe by id (first line wins) and skip lines that do not parse, so even a foreign
   writer or a torn tail cannot show a message twice or crash a read.
 - An append blob holds at most 50,000 blocks; when a segment is full the log continues in the next
