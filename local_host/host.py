@@ -28,6 +28,7 @@ from .invocation import FunctionInvoker
 from .runtime import DEFAULT_MAX_ACTIVITIES, DurableRuntime
 from .settings import apply_values, read_host_config, read_local_settings, request_size_limit
 from .store import SqliteStore
+from .timers import Clock, SystemClock, TimerStatusStore, TimerTriggers, timer_function
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class LocalHost:
         max_activities: int | None = None,
         apply_local_settings: bool = True,
         fresh_import: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.app_dir = Path(app_dir).resolve()
         self._requested_port = port
@@ -65,6 +67,8 @@ class LocalHost:
         self._max_activities = max_activities
         self._apply_local_settings = apply_local_settings
         self._fresh_import = fresh_import
+        self._clock: Clock = clock or SystemClock()  # timer triggers' time (tests set it)
+        self.timers: TimerTriggers | None = None
         self._runner: web.AppRunner | None = None
         self._socket: socket.socket | None = None
         self._store: SqliteStore | None = None
@@ -117,6 +121,7 @@ class LocalHost:
         host_config = read_host_config(self.app_dir)
         self.app_module = load_app_module(self.app_dir, fresh=self._fresh_import)
         self.index = index_app(find_function_register(self.app_module))
+        timer_functions = [timer_function(info) for info in self.index.timers]  # checks schedules
         sock = _bind(
             self._bind_host, resolve_port(self._requested_port, local_settings.local_http_port)
         )
@@ -161,6 +166,14 @@ class LocalHost:
         await web.SockSite(self._runner, sock).start()
         self._socket = None  # the site owns it now
         await self._runtime.start()
+        self.timers = TimerTriggers(
+            timer_functions,
+            invoker=invoker,
+            status_store=TimerStatusStore(self._state_path),
+            clock=self._clock,
+            client_binding=self._urls.client_binding,
+        )
+        self.timers.start()
         logger.info("Functions:")
         for line in describe_routes(self.index, self.base_url, host_config.route_prefix):
             logger.info("  %s", line)
@@ -176,6 +189,9 @@ class LocalHost:
         if self._runner is not None:
             for site in list(self._runner.sites):
                 await site.stop()
+        if self.timers is not None:
+            await self.timers.stop()
+            self.timers = None
         if self._runtime is not None:
             await self._runtime.stop()
         if self._runner is not None:

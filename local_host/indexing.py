@@ -32,6 +32,7 @@ MODULE_NAME = "function_app"
 HTTP_TRIGGER = "httpTrigger"
 ORCHESTRATION_TRIGGER = "orchestrationTrigger"
 ACTIVITY_TRIGGER = "activityTrigger"
+TIMER_TRIGGER = "timerTrigger"
 DURABLE_CLIENT = "durableClient"
 HTTP_OUTPUT = "http"
 
@@ -77,6 +78,7 @@ class AppIndex:
     orchestrators: dict[str, FunctionInfo] = field(default_factory=dict)
     activities: dict[str, FunctionInfo] = field(default_factory=dict)
     unsupported: tuple[FunctionInfo, ...] = ()
+    timers: tuple[FunctionInfo, ...] = ()  # run by local_host.timers
 
     def orchestrator(self, name: str) -> FunctionInfo | None:
         # Durable function names are matched case-insensitively, like the extension's FunctionName.
@@ -166,6 +168,7 @@ def build_index(infos: Iterable[FunctionInfo]) -> AppIndex:
     orchestrators: dict[str, FunctionInfo] = {}
     activities: dict[str, FunctionInfo] = {}
     unsupported: list[FunctionInfo] = []
+    timers: list[FunctionInfo] = []
     for info in infos:
         if info.name.lower() in {name.lower() for name in by_name}:
             raise AppLoadError(f"two functions are named {info.name!r}")
@@ -177,10 +180,14 @@ def build_index(infos: Iterable[FunctionInfo]) -> AppIndex:
             _register_durable(orchestrators, info, "orchestration", "orchestrator")
         elif kind == ACTIVITY_TRIGGER:
             _register_durable(activities, info, "activity", "activity")
+        elif kind == TIMER_TRIGGER:
+            timers.append(info)
         else:
             unsupported.append(info)
     routes.sort(key=lambda route: route.template.precedence)
-    return AppIndex(by_name, tuple(routes), orchestrators, activities, tuple(unsupported))
+    return AppIndex(
+        by_name, tuple(routes), orchestrators, activities, tuple(unsupported), tuple(timers)
+    )
 
 
 def _function_info(function: Any) -> FunctionInfo:
@@ -269,6 +276,8 @@ def describe_routes(index: AppIndex, base_url: str, route_prefix: str) -> list[s
         lines.append(f"{info.name}: orchestrationTrigger")
     for info in index.activities.values():
         lines.append(f"{info.name}: activityTrigger")
+    for info in index.timers:
+        lines.append(f"{info.name}: timerTrigger ({info.trigger.get('schedule')})")
     for info in index.unsupported:
         lines.append(f"{info.name}: {info.trigger_type} (not supported by the local host, not run)")
     return lines
