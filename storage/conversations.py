@@ -15,8 +15,9 @@ that last touched the conversation writes without reading first; a stale copy co
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -45,7 +46,6 @@ from storage.models import (
     StoredMessage,
     ToolCallRecord,
     ToolCallStatus,
-    utc_timestamp,
 )
 from storage.recent import Recent
 from storage.tail import TailBound
@@ -67,6 +67,14 @@ __all__ = [
 
 MAX_LIST_LIMIT = 1000
 METAS_CACHED = 1024
+# The turn lock's holder while a conversation is being deleted: never a run id (those are plain
+# ids), so no turn can begin, and `agent.turn_lock` sees a holder with no Durable instance (409).
+DELETING = "~deleting"
+DELETE_CONCURRENCY = 16  # blob deletes in flight at once
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class ConversationStore:
@@ -76,8 +84,10 @@ class ConversationStore:
         *,
         max_blocks_per_segment: int | None = None,
         max_attempts: int = MAX_ATTEMPTS,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
         self._container = container
+        self._clock = clock  # stamps created_at / last_active_at (tests set the time)
         self._json = JsonBlobs(container)
         self._max_attempts = max_attempts
         self._metas: Recent[ConversationRef, ConversationMeta] = Recent(METAS_CACHED)
@@ -98,12 +108,14 @@ class ConversationStore:
         # Transcript first (create-if-missing never truncates): a conversation whose meta exists
         # always has a transcript to append to, even if we crash between the two writes.
         await self._transcripts.create(ref)
+        now = self._stamp()
         meta = ConversationMeta(
             conversation_id=ref.conversation_id,
             owner=ref.owner,
-            created_at=utc_timestamp(),
+            created_at=now,
             turn_count=0,
             active_run_id=None,
+            last_active_at=now,
         )
         try:
             result = await self._json.upload(paths.meta_name(ref), meta.to_dict())
@@ -168,7 +180,12 @@ class ConversationStore:
                 raise TurnInProgress(
                     f"a turn is already running in conversation {ref.conversation_id}"
                 )
-            started = replace(meta, turn_count=meta.turn_count + 1, active_run_id=run_id)
+            started = replace(
+                meta,
+                turn_count=meta.turn_count + 1,
+                active_run_id=run_id,
+                last_active_at=self._stamp(),
+            )
             if await self._replace_meta(ref, started):
                 return started.turn_count
             meta = None
@@ -182,10 +199,14 @@ class ConversationStore:
                 meta = await self.get_meta(ref)
             if meta.active_run_id != run_id:
                 return
-            if await self._replace_meta(ref, replace(meta, active_run_id=None)):
+            ended = replace(meta, active_run_id=None, last_active_at=self._stamp())
+            if await self._replace_meta(ref, ended):
                 return
             meta = None
         raise StoreContention(f"could not end the turn in conversation {ref.conversation_id}")
+
+    def _stamp(self) -> str:
+        return self._clock().isoformat()
 
     async def _replace_meta(self, ref: ConversationRef, meta: ConversationMeta) -> bool:
         """Write `meta` if the blob still has `meta.etag`; False if someone changed it first."""
@@ -365,3 +386,104 @@ class ConversationStore:
             return await self.get_meta(ref)
         except RecordNotFound:
             return None  # a create that crashed before its meta: not a conversation yet
+
+    # --- deletion and retention ---------------------------------------------------------------
+
+    async def lock_for_deletion(self, ref: ConversationRef) -> ConversationMeta | None:
+        """Take the conversation's turn lock for its deletion (DELETING), so no turn begins
+        while its blobs go. None when it has no meta (never existed, another owner's, or a
+        deletion that got past it). TurnInProgress while a run holds the lock (the caller
+        decides whether that run is over); a deletion that was interrupted takes it again."""
+        for _ in range(self._max_attempts):
+            try:
+                meta = await self.get_meta(ref)
+            except RecordNotFound:
+                return None
+            if meta.active_run_id == DELETING:
+                return meta
+            if meta.active_run_id is not None:
+                raise TurnInProgress(
+                    f"a turn is running in conversation {ref.conversation_id} "
+                    f"(run {meta.active_run_id}); wait for it to finish or cancel it"
+                )
+            locked = replace(meta, active_run_id=DELETING)
+            if await self._replace_meta(ref, locked):
+                return locked
+        raise StoreContention(f"could not lock conversation {ref.conversation_id} for deletion")
+
+    async def run_ids(self, ref: ConversationRef) -> set[str]:
+        """Every run that took a turn in the conversation: each turn's first message, stored
+        before its run starts, names it."""
+        try:
+            messages = await self.read_messages(ref)
+        except RecordNotFound:
+            return set()
+        return {m.run_id for m in messages if m.run_id}
+
+    async def delete(self, ref: ConversationRef) -> bool:
+        """Delete every blob of the conversation: all under its prefix (transcript segments,
+        tool-call records and outputs, run events, and any later per-conversation record),
+        its meta last (so an interrupted deletion is still found and finished by the next),
+        then its id's claim when that names this owner. True if anything was there.
+
+        The caller holds the deletion lock (`lock_for_deletion`): no turn writes meanwhile."""
+        meta_name = paths.meta_name(ref)
+        names = [
+            blob.name
+            async for blob in self._container.list_blobs(
+                name_starts_with=paths.conversation_prefix(ref)
+            )
+            if blob.name != meta_name
+        ]
+        deleted = await self._delete_blobs(names)
+        deleted = await self._delete_blob(meta_name) or deleted
+        self._metas.pop(ref)
+        if await self.owner_of(ref.conversation_id) == ref.owner:
+            deleted = (
+                await self._delete_blob(paths.conversation_index_name(ref.conversation_id))
+                or deleted
+            )
+        return deleted
+
+    async def idle_conversations(self, before: datetime) -> list[ConversationRef]:
+        """Every conversation (of any owner) whose last activity is before `before`: its
+        meta's `last_active_at`, or for a meta written before that field, the meta blob's
+        Last-Modified (every turn rewrites it)."""
+        idle: list[ConversationRef] = []
+        async for blob in self._container.list_blobs(name_starts_with=paths.OWNERS_PREFIX):
+            if not blob.name.endswith(paths.META_SUFFIX):
+                continue
+            data, _ = await self._json.download(blob.name)
+            if data is None:
+                continue  # deleted since it was listed
+            meta = ConversationMeta.from_dict(data)
+            ref = ConversationRef(meta.owner, meta.conversation_id)
+            if paths.meta_name(ref) != blob.name:
+                continue  # not written by this store
+            last = (
+                datetime.fromisoformat(meta.last_active_at)
+                if meta.last_active_at
+                else blob.last_modified
+            )
+            if last < before:
+                idle.append(ref)
+        return idle
+
+    async def _delete_blobs(self, names: Sequence[str]) -> bool:
+        limit = asyncio.Semaphore(DELETE_CONCURRENCY)
+
+        async def delete(name: str) -> bool:
+            async with limit:
+                return await self._delete_blob(name)
+
+        return any(await asyncio.gather(*(delete(name) for name in names)))
+
+    async def _delete_blob(self, name: str) -> bool:
+        """Delete one blob; False if it was not there (someone else deleted it first)."""
+        try:
+            await self._container.delete_blob(name)
+        except HttpResponseError as exc:
+            if is_blob_not_found(exc):
+                return False
+            raise
+        return True

@@ -72,6 +72,9 @@ class ConversationMeta(Wire):
     created_at: str  # ISO 8601, UTC
     turn_count: int
     active_run_id: str | None
+    # When a turn last began or ended (ISO 8601, UTC): what retention measures idleness by.
+    # None in metas written before it existed (the meta blob's Last-Modified stands in).
+    last_active_at: str | None = None
     etag: str | None = local()  # the meta blob's ETag when read; never stored in the blob
     unknown: Mapping[str, Any] = unknown_keys()  # kept when a turn rewrites the meta
 

@@ -22,6 +22,8 @@ import re
 from storage.errors import InvalidKey
 from storage.models import ConversationRef
 
+OWNERS_PREFIX = "owners/"
+META_SUFFIX = "/meta.json"
 OWNER_KEY_HEX_CHARS = 32  # 128 bits of sha256: collisions are not a practical concern
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _NAME_PART = r"[A-Za-z0-9_~-]{1,100}"
@@ -33,7 +35,7 @@ def owner_key(owner: str) -> str:
 
 
 def owner_prefix(owner: str) -> str:
-    return f"owners/{owner_key(owner)}/conversations/"
+    return f"{OWNERS_PREFIX}{owner_key(owner)}/conversations/"
 
 
 def conversation_prefix(ref: ConversationRef) -> str:
@@ -52,7 +54,7 @@ def conversation_index_name(conversation_id: str) -> str:
 
 
 def meta_name(ref: ConversationRef) -> str:
-    return conversation_prefix(ref) + "meta.json"
+    return conversation_prefix(ref) + META_SUFFIX[1:]
 
 
 def transcript_prefix(ref: ConversationRef) -> str:

@@ -255,4 +255,5 @@ async def test_a_meta_keeps_keys_a_newer_writer_added_when_a_turn_rewrites_it(
     await other_store.begin_turn(ref, "run-1")
 
     stored = json.loads(await (await container.download_blob(name)).readall())
+    assert stored.pop("last_active_at") >= newer.pop("last_active_at")  # the turn stamps it
     assert stored == {**newer, "turn_count": 1, "active_run_id": "run-1"}
