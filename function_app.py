@@ -200,3 +200,20 @@ async def finish_turn(data: dict) -> None:
     from agent import activities, runtime
 
     await activities.finish_turn(data, await runtime.runtime())
+
+
+# --- retention ---------------------------------------------------------------------------------
+
+
+# Daily at 03:30 UTC; does nothing unless CONVERSATION_RETENTION_DAYS is set (agent.retention).
+# use_monitor: a run missed while the app was down runs once when it is up again (past due).
+@app.timer_trigger(
+    arg_name="timer", schedule="0 30 3 * * *", run_on_startup=False, use_monitor=True
+)
+@app.durable_client_input(client_name="client")
+async def conversation_retention(
+    timer: func.TimerRequest, client: df.DurableOrchestrationClient
+) -> None:
+    from agent import retention
+
+    await retention.run_retention(client, past_due=timer.past_due)

@@ -171,6 +171,8 @@ class Settings:
     # our name); `runtime.check_settings` logs each once at startup. Names, never values.
     notices: tuple[str, ...] = ()
     mcp_servers: tuple[McpServerConfig, ...] = ()  # MCP_SERVERS, parsed once
+    # CONVERSATION_RETENTION_DAYS: purge conversations idle (and finished runs) this long; None: off
+    conversation_retention_days: int | None = None
 
     @property
     def storage_uses_account_url(self) -> bool:
@@ -335,10 +337,18 @@ def _parse(read: _Reader) -> Settings:
         azure_client_id=client_id,
         on_azure=on_azure,
         app_service_auth=app_service_auth,
+        conversation_retention_days=_retention_days(read),
         notices=tuple(read.notices),  # last: the arguments above add to them
     )
     read.raise_problems()
     return settings
+
+
+def _retention_days(read: _Reader) -> int | None:
+    """Off unless set; at most 100 years (a longer retention is no retention)."""
+    if read.text("CONVERSATION_RETENTION_DAYS") is None:
+        return None
+    return read.integer("CONVERSATION_RETENTION_DAYS", 0, minimum=1, maximum=36500) or None
 
 
 def _limits(read: _Reader) -> Limits:

@@ -44,6 +44,7 @@ EXPECTED = {
     "model_step": ("activityTrigger", None, None, None),
     "tool_call": ("activityTrigger", None, None, None),
     "finish_turn": ("activityTrigger", None, None, None),
+    "conversation_retention": ("timerTrigger", None, None, None),
 }
 DURABLE_CLIENT_FUNCTIONS = {
     "post_message",
@@ -55,6 +56,7 @@ DURABLE_CLIENT_FUNCTIONS = {
     "schedule_batch",
     "get_batch",
     "take_batch_item",  # to learn whether the run holding a conversation's lock is over
+    "conversation_retention",  # purges its runs' Durable history
 }
 
 INDEX_LIKE_THE_WORKER = """
@@ -94,6 +96,16 @@ def test_every_function_has_the_bindings_the_host_expects():
             assert any(b["type"] == "http" and b["direction"] == "OUT" for b in bindings), name
         clients = [b for b in bindings if b["type"] == "durableClient"]
         assert bool(clients) == (name in DURABLE_CLIENT_FUNCTIONS), name
+
+
+def test_retention_runs_daily_never_on_startup_and_catches_up_a_missed_run():
+    functions = index_in_a_fresh_interpreter()["functions"]
+    [trigger] = [
+        b for b in functions["conversation_retention"]["bindings"] if b["type"] == "timerTrigger"
+    ]
+    assert trigger["schedule"] == "0 30 3 * * *"  # NCRONTAB: seconds first; 03:30 UTC daily
+    assert trigger["runOnStartup"] is False  # a restart (a deploy, a scale-out) must not purge
+    assert trigger["useMonitor"] is True
 
 
 def test_importing_the_app_loads_no_heavy_sdk():

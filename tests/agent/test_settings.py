@@ -28,6 +28,14 @@ def test_defaults_are_sensible_and_storage_falls_back_to_webjobs_storage():
     assert s.mcp_servers == ()
 
 
+def test_retention_is_off_unless_conversation_retention_days_is_set():
+    assert settings().conversation_retention_days is None
+    assert settings(CONVERSATION_RETENTION_DAYS="").conversation_retention_days is None
+    assert settings(CONVERSATION_RETENTION_DAYS="90").conversation_retention_days == 90
+    with pytest.raises(InvalidSettings, match="CONVERSATION_RETENTION_DAYS: must be between 1"):
+        settings(CONVERSATION_RETENTION_DAYS="-5")
+
+
 def test_an_openai_compatible_endpoint_is_the_alternative():
     env = {
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -54,6 +62,8 @@ def test_an_openai_compatible_endpoint_is_the_alternative():
         ({"MODEL_TEMPERATURE": "2.5"}, "MODEL_TEMPERATURE"),
         ({"SCHEDULER_WEBHOOK_SECRET": "plain"}, "SCHEDULER_WEBHOOK_SECRET"),
         ({"REQUIRE_AUTH": "maybe"}, "REQUIRE_AUTH"),
+        ({"CONVERSATION_RETENTION_DAYS": "a month"}, "CONVERSATION_RETENTION_DAYS"),
+        ({"CONVERSATION_RETENTION_DAYS": "0"}, "CONVERSATION_RETENTION_DAYS"),
     ],
 )
 def test_a_malformed_setting_fails_naming_it(overrides, named):

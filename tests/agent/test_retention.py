@@ -1,0 +1,133 @@
+"""Retention purges only what is old: conversations idle longer than the retention (by the
+store's clock, set by the test) and finished Durable instances created before the cutoff."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import azure.durable_functions as df
+import pytest
+from azure.storage.blob.aio import ContainerClient
+
+from agent.retention import purge_expired
+from devkit.azurite import AzuriteInstance
+from local_host.engine import InstanceQuery
+from local_host.history import TERMINAL_STATUSES
+from local_host.host import LocalHost
+from storage.blob import container_client, ensure_container
+from storage.conversations import ConversationStore
+from storage.errors import RecordNotFound
+from storage.models import ConversationRef
+from tests.storage.messages import message
+
+DURABLE_APP = Path(__file__).resolve().parents[1] / "local_host" / "apps" / "durable_app"
+RETENTION = timedelta(days=30)
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+async def container(azurite: AzuriteInstance) -> AsyncIterator[ContainerClient]:
+    """This test's own container: retention judges every conversation in it."""
+    client = container_client(azurite.connection_string, f"retention-{uuid.uuid4().hex[:12]}")
+    async with client:
+        await ensure_container(client)
+        yield client
+        await client.delete_container()
+
+
+@pytest.fixture
+async def host(tmp_path: Path) -> AsyncIterator[LocalHost]:
+    async with LocalHost(DURABLE_APP, port=0, state_path=tmp_path / "state.sqlite3") as running:
+        yield running
+
+
+@pytest.fixture
+def client(host: LocalHost) -> df.DurableOrchestrationClient:
+    return df.DurableOrchestrationClient(host.client_binding())
+
+
+async def conversation_with_a_run(
+    store: ConversationStore, host: LocalHost, client: df.DurableOrchestrationClient
+) -> tuple[ConversationRef, str]:
+    ref, run_id = ConversationRef("owner", uuid.uuid4().hex), uuid.uuid4().hex
+    await store.create(ref)
+    await store.begin_turn(ref, run_id)
+    await store.append(ref, message(run_id=run_id, role="user"))
+    await client.start_new("sequence", run_id, ["Oslo"])
+    await host.runtime.wait_for_status(run_id, TERMINAL_STATUSES, within=10)
+    await store.end_turn(ref, run_id)
+    return ref, run_id
+
+
+def instance_ids(host: LocalHost) -> set[str]:
+    return {record.instance_id for record in host.runtime.query_instances(InstanceQuery())}
+
+
+async def exists(store: ConversationStore, ref: ConversationRef) -> bool:
+    try:
+        await store.get_meta(ref)
+    except RecordNotFound:
+        return False
+    return True
+
+
+async def test_retention_deletes_only_conversations_idle_longer_than_it(
+    container: ContainerClient, host: LocalHost, client
+):
+    now = datetime.now(UTC)
+    clock = Clock(now - RETENTION - timedelta(days=1))
+    store = ConversationStore(container, clock=clock)
+    old, old_run = await conversation_with_a_run(store, host, client)
+    clock.now = now - RETENTION + timedelta(days=1)
+    recent, recent_run = await conversation_with_a_run(store, host, client)
+
+    outcome = await purge_expired(store, client, now=now, retention=RETENTION)
+
+    assert (await exists(store, old), await exists(store, recent)) == (False, True)
+    assert old_run not in instance_ids(host)  # deleted with its conversation
+    assert recent_run in instance_ids(host)  # created just now: younger than the cutoff
+    assert (outcome.conversations_deleted, outcome.conversations_busy) == (1, 0)
+
+
+async def test_retention_purges_finished_instances_created_before_the_cutoff_only(
+    container: ContainerClient, host: LocalHost, client
+):
+    finished_old = await client.start_new("sequence", None, ["Oslo"])
+    running_old = await client.start_new("approval", None, None)  # waits for an event
+    await host.runtime.wait_for_status(finished_old, TERMINAL_STATUSES, within=10)
+    cutoff = datetime.now(UTC)
+    finished_new = await client.start_new("sequence", None, ["Oslo"])
+    await host.runtime.wait_for_status(finished_new, TERMINAL_STATUSES, within=10)
+
+    store = ConversationStore(container)
+    outcome = await purge_expired(store, client, now=cutoff + RETENTION, retention=RETENTION)
+
+    assert instance_ids(host) == {running_old, finished_new}
+    assert outcome.instances_purged == 1
+
+
+async def test_retention_leaves_an_idle_conversation_whose_turn_is_still_running(
+    container: ContainerClient, host: LocalHost, client
+):
+    now = datetime.now(UTC)
+    store = ConversationStore(container, clock=Clock(now - RETENTION - timedelta(days=1)))
+    ref, live = ConversationRef("owner", uuid.uuid4().hex), uuid.uuid4().hex
+    await store.create(ref)
+    await store.begin_turn(ref, live)
+    await client.start_new("approval", live, None)
+
+    outcome = await purge_expired(store, client, now=now, retention=RETENTION)
+
+    assert await exists(store, ref)
+    assert live in instance_ids(host)
+    assert (outcome.conversations_deleted, outcome.conversations_busy) == (0, 1)
