@@ -50,9 +50,10 @@ async def purge_expired(
     deleted = busy = 0
     for ref in await store.idle_conversations(before=cutoff):
         try:
-            deleted += await delete_conversation(store, client, ref)
+            if await delete_conversation(store, client, ref):
+                deleted += 1
         except TurnInProgress:
-            busy += 1
+            busy += 1  # a live turn: idle by its meta only; the next run looks again
     purged = await purge_finished_instances(client, created_before=cutoff)
     outcome = RetentionOutcome(deleted, busy, purged)
     log.info(
