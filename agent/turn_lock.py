@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent.errors import Conflict
 from storage.errors import TurnInProgress
+from storage.models import DELETING
 
 if TYPE_CHECKING:  # the Blob SDK loads on first use, not when the app is indexed
     import azure.durable_functions as df
@@ -38,6 +39,8 @@ async def begin_turn(
         return await store.begin_turn(ref, run_id)
     except TurnInProgress:
         active = (await store.get_meta(ref)).active_run_id
+        if active == DELETING:
+            raise Conflict("this conversation is being deleted") from None
         if active is None or await run_is_live(client, active):
             raise Conflict(
                 f"a turn is already running in this conversation (run {active}); "

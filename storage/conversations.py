@@ -39,6 +39,7 @@ from storage.errors import (
 )
 from storage.json_blobs import JsonBlobs, is_blob_not_found
 from storage.models import (
+    DELETING,
     PLAIN_ID,
     ConversationMeta,
     ConversationOwner,
@@ -67,9 +68,6 @@ __all__ = [
 
 MAX_LIST_LIMIT = 1000
 METAS_CACHED = 1024
-# The turn lock's holder while a conversation is being deleted: never a run id (those are plain
-# ids), so no turn can begin, and `agent.turn_lock` sees a holder with no Durable instance (409).
-DELETING = "~deleting"
 DELETE_CONCURRENCY = 16  # blob deletes in flight at once
 
 

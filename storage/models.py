@@ -22,6 +22,9 @@ ToolCallStatus = Literal["pending", "started", "completed"]
 
 # Conversation, run and tool-call ids: 1-64 characters that are safe in blob names.
 PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+# The turn lock's holder while a conversation is being deleted: never a run id (those are plain
+# ids), so no turn can begin meanwhile (`agent.turn_lock` answers 409, saying so).
+DELETING = "~deleting"
 _ROLES = frozenset(get_args(Role))
 _ORIGINS = frozenset(get_args(MessageOrigin))
 

@@ -12,6 +12,8 @@ import pytest
 from azure.storage.blob.aio import ContainerClient
 
 from agent.deletion import delete_conversation
+from agent.errors import Conflict
+from agent.turn_lock import begin_turn
 from devkit.azurite import AzuriteInstance
 from local_host.engine import InstanceQuery
 from local_host.history import TERMINAL_STATUSES
@@ -155,3 +157,12 @@ async def test_a_lock_left_by_a_cancelled_run_does_not_block_deletion(
     assert await delete_conversation(store, client, ref) is True
     assert await blobs_of(container, ref) == []
     assert cancelled not in instance_ids(host)
+
+
+async def test_a_message_to_a_conversation_being_deleted_is_refused_saying_so(
+    store: ConversationStore, client
+):
+    ref = await new_conversation(store)
+    await store.lock_for_deletion(ref)  # a deletion under way (or interrupted: DELETE again)
+    with pytest.raises(Conflict, match="being deleted"):
+        await begin_turn(store, client, ref, uuid.uuid4().hex)
