@@ -16,13 +16,16 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import InvalidSettings
 from agent.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from azure.core.credentials_async import AsyncTokenCredential
+    from azure.core.pipeline.policies import SansIOHTTPPolicy
     from azure.storage.blob.aio import ContainerClient
 
     from agent.mcp.config import SecretResolver
@@ -133,7 +136,11 @@ def use_runtime(value: Runtime | None) -> None:
     _invalid = None
 
 
-async def build_runtime(config: Settings) -> Runtime:
+async def build_runtime(
+    config: Settings, *, blob_policies: Sequence[SansIOHTTPPolicy[Any, Any]] = ()
+) -> Runtime:
+    """`blob_policies` run on every Blob request (tests and benchmarks count them; production
+    passes none)."""
     # Heavy imports happen here, on first use, not when function_app.py is imported.
     from agent.credentials import azure_credential
     from agent.mcp.pool import McpPool
@@ -158,7 +165,10 @@ async def build_runtime(config: Settings) -> Runtime:
         # before any client is opened.
         model_settings = await resolve_model_key(config.model, secrets)
         container = container_client(
-            config.conversations_storage, config.conversations_container, credential
+            config.conversations_storage,
+            config.conversations_container,
+            credential,
+            request_policies=blob_policies,
         )
         opened.push_async_callback(container.close)
         store = ConversationStore(container)

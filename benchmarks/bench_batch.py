@@ -35,35 +35,19 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from standardwebhooks import Webhook
 
 from agent import runtime as app_runtime
 from benchmarks.latency_model import API_KEY, DEPLOYMENT, latencies
 from devkit.azurite import start_azurite
-from devkit.scheduler import WEBHOOK_SECRET
+from devkit.scheduler import WEBHOOK_SECRET, signed_callback
 from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
 from storage.batches import run_id_of
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def signed_callback(items: list[dict[str, Any]]) -> tuple[dict[str, str], str]:
-    body = json.dumps({"type": "conversations.due", "items": items})
-    webhook_id = f"msg_bench_{time.time_ns()}"
-    now = datetime.now(UTC)
-    headers = {
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": Webhook(WEBHOOK_SECRET).sign(webhook_id, now, body),
-        "content-type": "application/json",
-    }
-    return headers, body
 
 
 @dataclass(frozen=True)

@@ -217,3 +217,19 @@ async def mcp_session(
     ):
         await session.initialize()
         yield session
+
+
+def signed_callback(items: list[dict[str, Any]]) -> tuple[dict[str, str], str]:
+    """Headers and body of a `conversations.due` callback signed as the Scheduler signs it."""
+    from standardwebhooks import Webhook
+
+    body = json.dumps({"type": "conversations.due", "items": items})
+    webhook_id = f"msg_devkit_{time.time_ns()}"
+    now = datetime.now(UTC)
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": Webhook(WEBHOOK_SECRET).sign(webhook_id, now, body),
+        "content-type": "application/json",
+    }
+    return headers, body

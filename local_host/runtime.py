@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from . import engine
 from .activities import run_activity
+from .counters import DurableCounters
 from .engine import ActivityWork, InstanceQuery, InstanceRecord
 from .history import Event, RuntimeStatus, utc_now
 from .indexing import AppIndex, FunctionInfo
@@ -66,6 +67,7 @@ class DurableRuntime:
         self._episodes: dict[str, asyncio.Task[None]] = {}
         self._activities: dict[int, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self.counters = DurableCounters()  # what ran, for tests and benchmarks (no timings)
 
     @property
     def index(self) -> AppIndex:
@@ -236,6 +238,13 @@ class DurableRuntime:
             self.transact(lambda tx: engine.fail_instance(tx, instance_id, message, utc_now()))
             return
         self.transact(lambda tx: engine.apply_episode(tx, commit, self._index, utc_now()))
+        self.counters.episode(
+            instance_id=instance_id,
+            orchestrator=snapshot.instance.name,
+            replayed=len(snapshot.history),
+            appended=commit.history,
+            finished=commit.completion is not None or commit.continue_as_new,
+        )
 
     @property
     def default_version(self) -> str:
@@ -270,4 +279,5 @@ class DurableRuntime:
     async def _run_activity(self, work: ActivityWork) -> None:
         info = self._index.activity(work.name)
         result = await run_activity(self._invoker, info, work, self._client_binding)
+        self.counters.activity(work.name)
         self.transact(lambda tx: engine.complete_activity(tx, work, result, utc_now()))

@@ -9,6 +9,7 @@ it keeps a connection pool, and a client per call would pay a TLS handshake ever
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -18,6 +19,7 @@ from storage.errors import StorageNotConfigured
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
+    from azure.core.pipeline.policies import AsyncHTTPPolicy, SansIOHTTPPolicy
     from azure.core.pipeline.transport import AsyncHttpTransport
 
 SETTING = "CONVERSATIONS_STORAGE"
@@ -39,6 +41,8 @@ def container_client(
     setting: str,
     container_name: str,
     credential: AsyncTokenCredential | None = None,
+    *,
+    request_policies: Sequence[AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]] = (),
     **client_options: Any,
 ) -> ContainerClient:
     """A long-lived async client for `container_name`.
@@ -46,10 +50,15 @@ def container_client(
     `setting` is a connection string or an account URL; an account URL needs `credential`
     (e.g. `azure.identity.aio.DefaultAzureCredential()`), a connection string carries its own.
     `client_options` go to the SDK client (e.g. `api_version`, `retry_total`).
+    `request_policies` (tests and benchmarks: counting requests; production sets none) run on
+    every request sent, retries included: the storage SDK places them last, next to the transport.
     """
     value = setting.strip()
     if not value:
         raise StorageNotConfigured(SETTING, "is empty")
+    if request_policies:
+        # The storage SDK takes no `per_call_policies`; this is its hook for extra policies.
+        client_options["_additional_pipeline_policies"] = list(request_policies)
     if "transport" not in client_options:
         client_options["transport"] = _transport()
     if is_account_url(value):

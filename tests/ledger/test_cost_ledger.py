@@ -1,0 +1,154 @@
+"""What a turn, a step and a scheduled item cost today, in counts: pinned so a cut shows.
+
+Each bound is today's count (issue #16 item 1, measured on main before any cut): a change that
+adds a hop, a history event or a Blob request fails here; a change that removes some lowers the
+bound in the same commit. A count with no bound must be zero (a new kind of Blob request fails).
+Byte counts get 2% of room: a timestamp's text may be shorter (no microseconds at .000000).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from devkit.ledger import format_table
+from devkit.scheduler import signed_callback
+from local_host.history import TERMINAL_STATUSES
+from offline_model.replies import Completion, ToolCallSpec
+from tests.ledger.conftest import CountedApp
+
+GREET = ToolCallSpec("web__greet", '{"name": "ledger"}')
+BYTE_ROOM = 1.02
+
+# Measured on main at 273f606 (before #16's cuts, and before the run event log of #12).
+ONE_TOOL_CALL_TURN = {
+    "activities": 4,
+    "activities:model_step": 2,
+    "activities:tool_call": 1,
+    "activities:finish_turn": 1,
+    "episodes": 5,
+    "episodes:chat_turn": 5,
+    "history_events": 20,
+    "history_bytes": 4545,
+    "replayed_events": 40,
+    "replayed_bytes": 10445,
+    "blob_requests": 14,
+    "blob:get": 5,
+    "blob:put": 5,
+    "blob:append": 4,
+    "blob:failed:get:416": 1,  # a ranged read of an empty transcript
+    "blob_bytes_read": 2070,
+    "blob_bytes_written": 3297,
+}
+TWENTY_STEP_TURN = {
+    "activities": 40,
+    "activities:model_step": 20,
+    "activities:tool_call": 19,
+    "activities:finish_turn": 1,
+    "episodes": 41,
+    "episodes:chat_turn": 41,
+    "history_events": 164,
+    "history_bytes": 35891,
+    "replayed_events": 3280,  # replay grows with the square of the steps (#16 item 3)
+    "replayed_bytes": 731502,
+    "blob_requests": 140,
+    "blob:get": 41,
+    "blob:put": 59,
+    "blob:append": 40,
+    "blob:failed:get:416": 1,
+    "blob_bytes_read": 196358,
+    "blob_bytes_written": 42963,
+}
+SCHEDULED_BATCH_OF_3 = {
+    "activities": 10,
+    "activities:take_batch_item": 4,  # one per item, and one that finds the queue empty
+    "activities:model_step": 3,
+    "activities:finish_turn": 3,
+    "episodes": 22,
+    "episodes:scheduled_batch": 2,
+    "episodes:batch_lane": 11,
+    "episodes:chat_turn": 9,
+    "history_events": 88,
+    "history_bytes": 21974,
+    "replayed_events": 80,
+    "replayed_bytes": 24363,
+    "blob_requests": 33,
+    "blob:get": 14,
+    "blob:put": 8,
+    "blob:append": 11,
+    "blob:failed:get:404": 4,  # no batch of this webhook yet; no owner schedule per item
+    "blob:failed:append:404": 1,  # the queue's claims blob, created on the first claim
+    "blob_bytes_read": 2585,
+    "blob_bytes_written": 4541,
+}
+
+
+def assert_at_most(cost: Counter[str], bounds: dict[str, int], title: str) -> None:
+    """Every count within its bound (bytes with their room); the table is printed for the note."""
+    table = format_table({title: cost})
+    print(f"\n{table}")
+    over = {
+        key: (count, bounds.get(key, 0))
+        for key, count in cost.items()
+        if count > bounds.get(key, 0) * (BYTE_ROOM if "bytes" in key else 1)
+    }
+    assert over == {}, f"over today's bound (count, bound): {over}\n{table}"
+
+
+async def counted_turn(app: CountedApp, steps: int) -> Counter[str]:
+    """One turn of `steps` model calls (a greet tool call on each but the last), its cost."""
+    brain = app.model.brain
+    for _ in range(steps - 1):
+        brain.then(Completion(tool_calls=(GREET,)))
+    brain.answer("done")
+    conversation = (await app.post("/conversations"))["id"]
+    before = app.ledger.snapshot()
+    reply = await app.post(f"/conversations/{conversation}/messages", json={"content": "go"})
+    done = await app.host.runtime.wait_for_status(reply["run_id"], TERMINAL_STATUSES, within=60)
+    cost = app.ledger.snapshot() - before
+    assert str(done.runtime_status) == "Completed", done.output_raw
+    return cost
+
+
+async def test_a_one_tool_call_turn_costs_at_most_todays_counts(counted: CountedApp) -> None:
+    cost = await counted_turn(counted, steps=2)
+    assert cost["activities:model_step"] == 2  # the ledger sees the turn at all
+    assert_at_most(cost, ONE_TOOL_CALL_TURN, "one-tool-call turn")
+
+
+async def test_a_twenty_step_turn_costs_at_most_todays_counts(counted: CountedApp) -> None:
+    cost = await counted_turn(counted, steps=20)
+    assert cost["activities:model_step"] == 20
+    assert_at_most(cost, TWENTY_STEP_TURN, "20-step turn")
+
+
+ITEMS = 3  # one lane (BATCH_MAX_CONCURRENCY=1): per item is the batch's count / 3
+
+
+async def counted_batch(app: CountedApp, items: int) -> Counter[str]:
+    """One signed Scheduler callback of `items` due conversations (one answer each), its cost."""
+    for _ in range(items):
+        app.model.brain.answer("done")
+    conversations = [(await app.post("/conversations"))["id"] for _ in range(items)]
+    due = [
+        {
+            "schedule_id": f"s{i}",
+            "conversation_id": c,
+            "content": f"item {i}",
+            "scheduled_time": None,
+        }
+        for i, c in enumerate(conversations)
+    ]
+    headers, body = signed_callback(due)
+    before = app.ledger.snapshot()
+    reply = await app.post("/scheduler/callback", data=body, headers=headers)
+    done = await app.host.runtime.wait_for_status(reply["batch_id"], TERMINAL_STATUSES, within=60)
+    cost = app.ledger.snapshot() - before
+    assert json.loads(done.output_raw or "null")["counts"] == {"completed": items}
+    return cost
+
+
+async def test_a_scheduled_item_costs_at_most_todays_counts(counted: CountedApp) -> None:
+    cost = await counted_batch(counted, ITEMS)
+    assert cost["activities:model_step"] == ITEMS
+    assert_at_most(cost, SCHEDULED_BATCH_OF_3, f"batch of {ITEMS}")
