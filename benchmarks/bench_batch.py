@@ -19,6 +19,12 @@ And, to tell the window policy from the cost of each item, from the runs' own ti
   conversation, store its message), at ramp-up and at the tail;
 - the mean overhead per item: measured `chat_turn` duration minus its scripted model latency
   (Durable episodes, Blob round trips, the openai client; all in one local-host process here).
+
+And the cost ledger of the batch, from the callback to the batch's completion: Durable episodes,
+activities, history events, Blob requests by kind and bytes, in total and per item (counts, the
+same on any machine; `BATCH_MAX_CONCURRENCY` lanes may add a lost claim or two).
+
+    --profile FILE   cProfile the host process during the batch and write its stats to FILE
 """
 
 from __future__ import annotations
@@ -26,13 +32,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import heapq
 import json
 import os
+import pstats
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +52,7 @@ import aiohttp
 from agent import runtime as app_runtime
 from benchmarks.latency_model import API_KEY, DEPLOYMENT, latencies
 from devkit.azurite import start_azurite
+from devkit.ledger import BlobRequestCounter, Ledger, format_table, install_counting_runtime
 from devkit.scheduler import WEBHOOK_SECRET, signed_callback
 from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
@@ -54,9 +65,12 @@ ROOT = Path(__file__).resolve().parents[1]
 class BatchRun:
     makespan: float
     item_seconds: list[float]  # each item's chat_turn, creation to completion
+    cost: Counter[str]  # the ledger's counts, callback to completion
 
 
-async def run_batch(host: LocalHost, http: aiohttp.ClientSession, count: int) -> BatchRun:
+async def run_batch(
+    host: LocalHost, http: aiohttp.ClientSession, count: int, ledger: Ledger
+) -> BatchRun:
     api = f"{host.base_url}/api"
     conversations = []
     for _ in range(count):
@@ -72,12 +86,14 @@ async def run_batch(host: LocalHost, http: aiohttp.ClientSession, count: int) ->
         for i, c in enumerate(conversations)
     ]
     headers, body = signed_callback(items)
+    before = ledger.snapshot()
     started = time.perf_counter()
     async with http.post(f"{api}/scheduler/callback", data=body, headers=headers) as response:
         batch_id = (await response.json())["batch_id"]
     # Woken by the host's own commits: polling the management API would cost the host CPU.
     done = await host.runtime.wait_for_status(batch_id, TERMINAL_STATUSES, within=600)
     elapsed = time.perf_counter() - started
+    cost = ledger.snapshot() - before
     output = json.loads(done.output_raw or "null")
     if str(done.runtime_status) != "Completed" or output["counts"] != {"completed": count}:
         raise RuntimeError(f"the batch did not complete as scripted: {output}")
@@ -88,7 +104,7 @@ async def run_batch(host: LocalHost, http: aiohttp.ClientSession, count: int) ->
         if turn is None:
             raise RuntimeError(f"item {index} has no chat_turn")
         durations.append((turn.last_updated_time - turn.created_time).total_seconds())
-    return BatchRun(elapsed, durations)
+    return BatchRun(elapsed, durations, cost)
 
 
 def sliding_window(durations: list[float], concurrency: int) -> float:
@@ -117,7 +133,59 @@ def model_process(count: int, scale: float) -> Iterator[str]:
         child.wait(timeout=30)
 
 
-async def main(count: int, concurrency: int, scale: float) -> None:
+class Profiler:
+    """cProfile of the host process: the event loop thread while the batch runs, and every thread
+    started after `watch_threads()` (the daemon threads that run orchestrator episodes and sync
+    functions: cProfile sees one thread per profile, so each gets its own, merged at the end).
+
+    Timed in CPU time of each thread: waiting (for a socket, for work) costs nothing, so the
+    ranking shows what the host spends its CPU on, the scarce resource under a batch."""
+
+    def __init__(self) -> None:
+        self._main = cProfile.Profile(time.thread_time)
+        self._threads: list[cProfile.Profile] = []
+
+    def watch_threads(self) -> None:
+        def start(*_: object) -> None:  # the new thread's first profile event
+            profile = cProfile.Profile(time.thread_time)
+            self._threads.append(profile)
+            profile.enable()  # replaces this hook for the rest of the thread
+
+        threading.setprofile(start)
+
+    @contextlib.contextmanager
+    def measuring(self) -> Iterator[None]:
+        self._main.enable()
+        try:
+            yield
+        finally:
+            self._main.disable()
+            threading.setprofile(None)  # type: ignore[arg-type]
+
+    def report(self, path: str, top: int = 10) -> None:
+        stats = pstats.Stats(self._main)
+        for profile in self._threads:
+            stats.add(_Finished(profile))
+        stats.dump_stats(path)
+        for order in ("cumulative", "tottime"):
+            print(f"profile: top {top} by {order} (all threads; {path})")
+            stats.sort_stats(order).print_stats(top)
+
+
+class _Finished:
+    """A worker thread's profile of finished calls only. `pstats` would first disable it from
+    this thread, closing the worker's call in progress (a wait for work) with this thread's CPU
+    clock: a wait then shows as tens of seconds of CPU."""
+
+    def __init__(self, profile: cProfile.Profile) -> None:
+        profile.snapshot_stats()  # type: ignore[attr-defined]
+        self.stats = profile.stats  # type: ignore[attr-defined]
+
+    def create_stats(self) -> None:
+        """Already made (pstats calls this)."""
+
+
+async def main(count: int, concurrency: int, scale: float, profile_path: str | None) -> None:
     table = latencies(count, scale)
     with (
         start_azurite() as azurite,
@@ -143,8 +211,15 @@ async def main(count: int, concurrency: int, scale: float) -> None:
             max_activities=concurrency * 3,  # activity slots must not be the bottleneck
             apply_local_settings=False,
         )
+        profiler = Profiler() if profile_path else None
+        if profiler is not None:
+            profiler.watch_threads()
         async with host, aiohttp.ClientSession() as http:
-            run = await run_batch(host, http, count)
+            blob = BlobRequestCounter()
+            await install_counting_runtime(blob)
+            ledger = Ledger(host.runtime.counters, blob)
+            with profiler.measuring() if profiler is not None else contextlib.nullcontext():
+                run = await run_batch(host, http, count, ledger)
             built = app_runtime.current()
             if built is not None:
                 await built.aclose()
@@ -167,6 +242,10 @@ async def main(count: int, concurrency: int, scale: float) -> None:
         f" measured is {run.makespan / window:.2f}x that"
     )
     print(f"  overhead per item (measured duration - model latency)  {overhead * 1000:7.0f} ms")
+    print("cost ledger, callback to completion (counts: the same on any machine)")
+    print(format_table({"batch": run.cost}, per={"item": count}))
+    if profiler is not None and profile_path is not None:
+        profiler.report(profile_path)
 
 
 if __name__ == "__main__":
@@ -179,5 +258,6 @@ if __name__ == "__main__":
         default=1.0,
         help="multiply every model latency (10: 0.5-5 s, closer to real model calls)",
     )
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the host; stats to FILE")
     args = parser.parse_args()
-    asyncio.run(main(args.items, args.concurrency, args.latency_scale))
+    asyncio.run(main(args.items, args.concurrency, args.latency_scale, args.profile))

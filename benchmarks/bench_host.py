@@ -6,7 +6,9 @@ The model (scripted, 20 ms per call) asks for one tool (10 ms) on each of 19 ste
 on the 20th. The baseline makes the same 20 model calls and 19 tool calls with the same clients
 and nothing else; the host adds what durability costs: Durable replay and history in SQLite, the
 transcript and tool-call records in Blob (Azurite), HTTP. Both are measured in this run, so the
-ratio holds on a noisy machine.
+ratio holds on a noisy machine. The cost ledger of one hosted turn (Durable episodes, activities,
+history events, Blob requests by kind and bytes: counts, the same on any machine) is printed
+beside the timings.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from agent.model import build_model_client
 from agent.settings import ModelSettings
 from devkit.azurite import start_azurite
 from devkit.fake_openai import TEST_DEPLOYMENT, fake_openai
+from devkit.ledger import BlobRequestCounter, Ledger, format_table, install_counting_runtime
 from devkit.mcp_servers import AsgiServer
 from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
@@ -84,10 +88,13 @@ async def plain_loop(config: ModelSettings, pool: McpPool) -> float:
     return elapsed
 
 
-async def through_host(host: LocalHost, http: aiohttp.ClientSession) -> float:
+async def through_host(
+    host: LocalHost, http: aiohttp.ClientSession, ledger: Ledger
+) -> tuple[float, Counter[str]]:
     api = f"{host.base_url}/api"
     async with http.post(f"{api}/conversations") as response:
         conversation = (await response.json())["id"]
+    before = ledger.snapshot()
     started = time.perf_counter()
     url = f"{api}/conversations/{conversation}/messages"
     async with http.post(url, json={"content": "go"}) as response:
@@ -96,11 +103,12 @@ async def through_host(host: LocalHost, http: aiohttp.ClientSession) -> float:
     # GET /api/runs every few ms would cost the host more CPU than the turn itself.
     await host.runtime.wait_for_status(run_id, TERMINAL_STATUSES, within=120)
     elapsed = time.perf_counter() - started
+    cost = ledger.snapshot() - before  # before the status read below, which is not the turn's
     async with http.get(f"{api}/runs/{run_id}") as response:
         run = await response.json()
     if run["status"] != "completed" or run.get("step") != STEPS:
         raise RuntimeError(f"the benchmark turn did not complete as scripted: {run}")
-    return elapsed
+    return elapsed, cost
 
 
 async def main(repeats: int) -> None:
@@ -129,15 +137,20 @@ async def main(repeats: int) -> None:
             pool = McpPool(parse_mcp_servers(json.dumps(servers)))
             state = Path(workdir) / "durable.sqlite3"
             plain, hosted = [], []
+            cost: Counter[str] = Counter()
             async with (
                 LocalHost(ROOT, port=0, state_path=state, apply_local_settings=False) as host,
                 aiohttp.ClientSession() as http,
             ):
+                blob = BlobRequestCounter()
+                await install_counting_runtime(blob)
+                ledger = Ledger(host.runtime.counters, blob)
                 for _ in range(repeats + 1):  # the first round warms both paths up
                     script_turn(model.brain)
                     plain.append(await plain_loop(model.azure_config(), pool))
                     script_turn(model.brain)
-                    hosted.append(await through_host(host, http))
+                    elapsed, cost = await through_host(host, http, ledger)
+                    hosted.append(elapsed)
                 built = app_runtime.current()
                 if built is not None:
                     await built.aclose()
@@ -151,6 +164,8 @@ async def main(repeats: int) -> None:
     print(f"  plain asyncio loop        {base * 1000:8.1f} ms   (baseline)")
     print(f"  through the local host    {durable * 1000:8.1f} ms   ratio {durable / base:.2f}x")
     print(f"  overhead per step         {(durable - base) / STEPS * 1000:8.1f} ms")
+    print("cost ledger of the last hosted turn (counts: the same on any machine)")
+    print(format_table({"turn": cost}, per={"step": STEPS}))
 
 
 if __name__ == "__main__":

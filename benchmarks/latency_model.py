@@ -2,7 +2,7 @@
 
     python -m benchmarks.latency_model COUNT [SCALE]
 
-Prints its base URL, then answers item N (a user message ending in `item N`) after that item's
+Prints its base URL, then answers item N (a user message with a line `item N`) after that item's
 latency from `latencies(COUNT, SCALE)`, until its stdin closes.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import sys
 from typing import Any
 
@@ -18,6 +19,7 @@ from offline_model.server import ModelServer
 
 API_KEY = "bench-key-0123456789abcdef"
 DEPLOYMENT = "bench"
+ITEM = re.compile(r"^item (\d+)$", re.MULTILINE)
 
 
 def latencies(count: int, scale: float = 1.0) -> list[float]:
@@ -31,8 +33,12 @@ class LatencyBrain:
         self.table = table
 
     def __call__(self, request_json: dict[str, Any]) -> Delayed:
+        # The app wraps a scheduled message in markers (it is untrusted): find the item's line.
         last = request_json["messages"][-1]["content"]
-        index = int(last.rsplit(" ", 1)[-1])
+        found = ITEM.search(last)
+        if found is None:
+            raise ValueError("the last message names no item")
+        index = int(found.group(1))
         return Delayed(self.table[index], Completion(content=f"answer {index}"))
 
 
