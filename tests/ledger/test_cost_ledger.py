@@ -20,7 +20,8 @@ from tests.ledger.conftest import CountedApp
 GREET = ToolCallSpec("web__greet", '{"name": "ledger"}')
 BYTE_ROOM = 1.02
 
-# Measured on main at 273f606 (before #16's cuts, and before the run event log of #12).
+# Measured on main at f8eff86 (tail reads and last_active_at in metas landed; before #16's
+# cuts and #12's run event log). At 273f606 only the bytes differed (metas 52 bytes shorter).
 ONE_TOOL_CALL_TURN = {
     "activities": 4,
     "activities:model_step": 2,
@@ -37,8 +38,8 @@ ONE_TOOL_CALL_TURN = {
     "blob:put": 5,
     "blob:append": 4,
     "blob:failed:get:416": 1,  # a ranged read of an empty transcript
-    "blob_bytes_read": 2070,
-    "blob_bytes_written": 3297,
+    "blob_bytes_read": 2122,
+    "blob_bytes_written": 3401,
 }
 TWENTY_STEP_TURN = {
     "activities": 40,
@@ -56,8 +57,8 @@ TWENTY_STEP_TURN = {
     "blob:put": 59,
     "blob:append": 40,
     "blob:failed:get:416": 1,
-    "blob_bytes_read": 196358,
-    "blob_bytes_written": 42963,
+    "blob_bytes_read": 196410,
+    "blob_bytes_written": 43067,
 }
 SCHEDULED_BATCH_OF_3 = {
     "activities": 10,
@@ -79,7 +80,7 @@ SCHEDULED_BATCH_OF_3 = {
     "blob:failed:get:404": 4,  # no batch of this webhook yet; no owner schedule per item
     "blob:failed:append:404": 1,  # the queue's claims blob, created on the first claim
     "blob_bytes_read": 2585,
-    "blob_bytes_written": 4541,
+    "blob_bytes_written": 4853,
 }
 
 
