@@ -25,19 +25,15 @@ from .invocation import FunctionInvoker
 logger = logging.getLogger(__name__)
 
 
-def _converter() -> type[meta.InConverter]:
-    return meta.get_binding_registry().get("activityTrigger")
-
-
 def decode_activity_input(parameters_raw: str | None) -> object:
     """The value the activity's trigger parameter receives."""
     datum = payloads.task_parameters_to_trigger_datum(parameters_raw)
-    return _converter().decode(datum, trigger_metadata=None)
+    return payloads.converter("activityTrigger").decode(datum, trigger_metadata=None)
 
 
 def encode_activity_result(result: object) -> str | None:
     """`TaskCompleted.Result`: the converter's JSON text of the return value."""
-    datum = _converter().encode(result, expected_type=None)
+    datum = payloads.converter("activityTrigger").encode(result, expected_type=None)
     return None if datum.value is None else str(datum.value)
 
 
@@ -121,6 +117,6 @@ def durable_clients(
         if client_binding is None:
             raise RuntimeError("this host was started without a durable client binding")
         datum = meta.Datum(type="string", value=client_binding())
-        converter = meta.get_binding_registry().get(DURABLE_CLIENT)
+        converter = payloads.converter(DURABLE_CLIENT)
         clients[str(binding["name"])] = converter.decode(datum, trigger_metadata=None)
     return clients

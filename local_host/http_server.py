@@ -23,6 +23,7 @@ from typing import Any
 from aiohttp import BasicAuth, web
 from azure.functions import meta
 
+from . import payloads
 from .durable_api import RPC_PATH, WEBHOOK_PATH, DurableApi, split_segments
 from .indexing import ANONYMOUS, DURABLE_CLIENT, HTTP_OUTPUT, HTTP_TRIGGER, AppIndex, HttpRoute
 from .invocation import FunctionInvoker
@@ -157,16 +158,15 @@ class HttpFrontend:
     async def _arguments(
         self, request: web.Request, route: HttpRoute, route_values: dict[str, str]
     ) -> dict[str, Any]:
-        registry = meta.get_binding_registry()
         arguments: dict[str, Any] = {}
         for binding in route.function.input_bindings():
             kind, name = binding["type"], binding["name"]
             if kind == HTTP_TRIGGER:
                 datum = await _request_datum(request, route_values)
-                arguments[name] = registry.get(HTTP_TRIGGER).decode(datum, trigger_metadata=None)
+                arguments[name] = payloads.converter(HTTP_TRIGGER).decode(datum, trigger_metadata=None)
             elif kind == DURABLE_CLIENT:
                 datum = meta.Datum(type="string", value=self._client_binding())
-                arguments[name] = registry.get(DURABLE_CLIENT).decode(datum, trigger_metadata=None)
+                arguments[name] = payloads.converter(DURABLE_CLIENT).decode(datum, trigger_metadata=None)
             else:
                 raise RuntimeError(
                     f"input binding type '{kind}' is not supported by the local host"
@@ -186,7 +186,7 @@ def _supplied_system_key(request: web.Request) -> str:
         basic = BasicAuth.decode(request.headers.get("Authorization", ""))
     except ValueError:  # absent, not Basic, or malformed
         return ""
-    return basic.password
+    return str(basic.password)  # a namedtuple field, untyped
 
 
 async def _request_datum(request: web.Request, route_values: dict[str, str]) -> meta.Datum:
@@ -223,7 +223,7 @@ def _http_response(route: HttpRoute, result: Any) -> web.Response:
     has_http_output = any(b.get("type") == HTTP_OUTPUT for b in route.function.bindings)
     if not has_http_output:
         raise RuntimeError(f"function '{route.function.name}' has no http output binding")
-    datum = meta.get_binding_registry().get(HTTP_OUTPUT).encode(result, expected_type=None)
+    datum = payloads.converter(HTTP_OUTPUT).encode(result, expected_type=None)
     if datum.type == "string":
         return web.Response(
             status=200, text=datum.value, content_type="text/plain", charset="utf-8"

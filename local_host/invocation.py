@@ -46,6 +46,22 @@ class _TraceContext(functions_abc.TraceContext):
         return {}
 
 
+class _NoException(functions_abc.RpcException):
+    """The worker's RetryContext.exception before any failure: an empty RpcException message."""
+
+    @property
+    def source(self) -> str:
+        return ""
+
+    @property
+    def stack_trace(self) -> str:
+        return ""
+
+    @property
+    def message(self) -> str:
+        return ""
+
+
 class _RetryContext(functions_abc.RetryContext):
     @property
     def retry_count(self) -> int:
@@ -56,8 +72,8 @@ class _RetryContext(functions_abc.RetryContext):
         return 0
 
     @property
-    def exception(self) -> None:
-        return None
+    def exception(self) -> functions_abc.RpcException:
+        return _NoException()
 
 
 class InvocationContext(func.Context):

@@ -18,11 +18,30 @@ engine and the replay driver agree byte for byte:
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from azure.functions import meta
 
 from .history import serialize_jtoken
+
+
+class Converter(Protocol):
+    """A worker binding converter: turns a Datum into a function argument and a result back."""
+
+    def decode(
+        self, data: meta.Datum, *, trigger_metadata: Mapping[str, meta.Datum] | None
+    ) -> Any: ...
+
+    def encode(self, obj: Any, *, expected_type: type | None) -> meta.Datum: ...
+
+
+def converter(binding_type: str) -> Converter:
+    """The converter the worker uses for `binding_type` (the SDK's registry is untyped)."""
+    found: Converter | None = meta.get_binding_registry().get(binding_type)
+    if found is None:
+        raise RuntimeError(f"azure-functions has no converter for '{binding_type}' bindings")
+    return found
 
 
 def client_body_to_raw_input(body: str) -> str | None:

@@ -113,7 +113,7 @@ def _timespan(span: timedelta) -> str:
 
 def orchestrator_trigger_datum(context_json: str) -> Any:
     """The argument the worker passes for an orchestrationTrigger binding."""
-    converter = meta.get_binding_registry().get("orchestrationTrigger")
+    converter = payloads.converter("orchestrationTrigger")
     return converter.decode(meta.Datum(type="json", value=context_json), trigger_metadata=None)
 
 
@@ -125,7 +125,7 @@ def interpret_orchestrator_result(
         returned = call()
     except Exception as exc:
         return _state_from_failure(exc)
-    converter = meta.get_binding_registry().get("orchestrationTrigger")
+    converter = payloads.converter("orchestrationTrigger")
     datum = converter.encode(returned, expected_type=None)
     try:
         return OrchestratorCall(state=_parse_state(datum.value))
@@ -420,7 +420,7 @@ class _ShimReplay:
         name_matches = not hasattr(decision, "name") or (
             str(getattr(decision, "name", "")).lower() == str(event.get("Name", "")).lower()
         )
-        if not isinstance(decision, expected_type) or not name_matches:
+        if decision is None or not isinstance(decision, expected_type) or not name_matches:
             raise HostReplayError(
                 "Non-Deterministic workflow detected: a previous execution of this orchestration "
                 f"recorded {HistoryEventType(kind).name} #{task_id} "
@@ -538,7 +538,8 @@ class _ShimReplay:
         if action.get("isCanceled"):
             # The extension cancels the token right away: the timer is still created, its task
             # completes as canceled and a later TimerFired is ignored.
-            self._open.pop(future.task_id, None)
+            if future.task_id is not None:  # always: _allocate numbered it
+                self._open.pop(future.task_id, None)
             future.settle(_CANCELED)
         return future
 

@@ -112,11 +112,11 @@ def _compile_segment(
     if any(parameter.catch_all for parameter in parameters):
         raise RouteTemplateError(f"route {template!r}: a catch-all must be a whole segment")
     pattern = "/"
-    for literal, parameter in zip(literals, [*parameters, None], strict=True):
+    for literal, slot in zip(literals, [*parameters, None], strict=True):
         pattern += re.escape(literal)
-        if parameter is not None:
-            suffix = "?" if parameter.optional else ""
-            pattern += f"(?P<{_group_name(parameter.name)}>[^/]+?){suffix}"
+        if slot is not None:
+            suffix = "?" if slot.optional else ""
+            pattern += f"(?P<{_group_name(slot.name)}>[^/]+?){suffix}"
     return pattern, parameters, _COMPLEX
 
 
@@ -175,7 +175,8 @@ def _parse_constraint(template: str, text: str) -> Callable[[str], bool]:
 def _is_int(value: str, bits: int) -> bool:
     if not re.fullmatch(r"[+-]?\d+", value):
         return False
-    return -(2 ** (bits - 1)) <= int(value) < 2 ** (bits - 1)
+    bound = 1 << (bits - 1)  # an int; `2 ** n` is typed Any (a negative n would give a float)
+    return -bound <= int(value) < bound
 
 
 def _is_float(value: str) -> bool:

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 import aiohttp
 
@@ -37,13 +37,33 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _LOG_LINES_KEPT = 400
 
 
+@overload
 async def wait_until(
-    condition: Callable[[], T | Awaitable[T]],
+    condition: Callable[[], Awaitable[T]],
+    *,
+    within: float,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+@overload
+async def wait_until(
+    condition: Callable[[], T],
+    *,
+    within: float,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+
+
+async def wait_until(
+    condition: Callable[[], Any],
     *,
     within: float,
     interval: float = 0.02,
     message: str = "condition",
-) -> T:
+) -> Any:
     """Poll `condition` until it returns something truthy; TimeoutError after `within` seconds."""
     deadline = time.monotonic() + within
     while True:

@@ -36,6 +36,14 @@ def test_an_int_constraint_rejects_non_numbers() -> None:
     assert template.match("/items/99999999999") is None  # beyond Int32
 
 
+def test_an_int_constraint_accepts_exactly_the_int32_range() -> None:
+    template = compile_route("items/{id:int}")
+    assert template.match("/items/2147483647") == {"id": "2147483647"}
+    assert template.match("/items/-2147483648") == {"id": "-2147483648"}
+    assert template.match("/items/2147483648") is None
+    assert template.match("/items/-2147483649") is None
+
+
 def test_a_guid_constraint_accepts_only_guids() -> None:
     template = compile_route("orders/{id:guid}")
     assert template.match("/orders/3f2504e0-4f89-11d3-9a0c-0305e82c3301") is not None
