@@ -59,7 +59,8 @@ class SecretLike(Protocol):
 class SecretReader(Protocol):
     """What the resolver needs of `azure.keyvault.secrets.aio.SecretClient`."""
 
-    async def get_secret(self, name: str, version: str | None = None) -> SecretLike: ...
+    # Awaitable, not `async def`: the SDK's method is a decorated def returning an awaitable
+    def get_secret(self, name: str, version: str | None = None) -> Awaitable[SecretLike]: ...
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Generator
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import azure.durable_functions as df
+from azure.durable_functions.models.Task import TaskBase
 
 from agent.backoff import (
     BUSY_ATTEMPTS,
@@ -93,8 +94,29 @@ MAX_TIMER = timedelta(days=6)  # Python Durable timers are limited to 6 days: lo
 Orchestration = Generator[Any, Any, dict[str, Any]]
 
 
+def _input_object(context: df.DurableOrchestrationContext) -> dict[str, Any]:
+    """The orchestration's input: every starter of these orchestrations passes a JSON object."""
+    value = context.get_input()
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object as input, got {type(value).__name__}")
+    return value
+
+
+@runtime_checkable
+class _Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+def _cancel(timer: TaskBase) -> None:
+    """Cancel a timer that lost a race. `create_timer` is typed as returning a TaskBase; it
+    returns a TimerTask, or a LongTimerTask for long waits on the newer replay schema."""
+    if not isinstance(timer, _Cancellable):
+        raise TypeError(f"create_timer returned a {type(timer).__name__}, not a timer")
+    timer.cancel()
+
+
 def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
-    turn = ChatTurnInput.from_dict(context.get_input())
+    turn = ChatTurnInput.from_dict(_input_object(context))
     limits = LoopLimits(turn.max_steps, turn.max_tokens_per_run)
     state = LoopState()
     failed: tuple[FailedToolCall, ...] = ()
@@ -244,7 +266,7 @@ def wait_for_decisions(
         winner = yield context.task_any([event, timer])
         if winner is timer:
             break
-        timer.cancel()
+        _cancel(timer)
         decided = record_decision(pending, decided, _event_data(winner.result), question)
     return decided
 
@@ -416,7 +438,7 @@ def scheduled_batch(context: df.DurableOrchestrationContext) -> Orchestration:
     Instead `max_concurrency` lanes (sub-orchestrations) each take the next unclaimed item
     from the batch's cursor until none is left. One failing item does not stop the others.
     """
-    batch = BatchInput.from_dict(context.get_input())
+    batch = BatchInput.from_dict(_input_object(context))
     if batch.not_before:
         yield from sleep_until(context, datetime.fromisoformat(batch.not_before))
     lanes = [
@@ -440,7 +462,7 @@ def batch_lane(context: df.DurableOrchestrationContext) -> Generator[Any, Any, d
     Continuing as new keeps the lane's history one item long: replaying a history that grew
     with every item made a lane's episodes cost more the further it got.
     """
-    lane = LaneInput.from_dict(context.get_input())
+    lane = LaneInput.from_dict(_input_object(context))
     claim = lane.claim().to_dict()
     take = (BATCH_ITEM_RETRY, BUSY_BACKOFF)
     try:

@@ -37,6 +37,9 @@ from typing import TYPE_CHECKING, Any, Self
 from agent.errors import SettingsError
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
     from opentelemetry.metrics import Histogram, MeterProvider
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
@@ -356,7 +359,7 @@ class _LiveSpan:
         self._attributes = attributes
         self._metric_attributes = dict(metric_attributes)
         self._span: Span | None = None
-        self._token: object = None
+        self._token: Token[Context] | None = None
         self._started = 0.0
 
     def _duration(self) -> Histogram:
@@ -389,7 +392,8 @@ class _LiveSpan:
         elapsed = time.perf_counter() - self._started
         if error is not None:
             self._set_error(error_type(error))
-        context.detach(self._token)
+        if self._token is not None:  # None only if _start failed before attaching
+            context.detach(self._token)
         duration.record(elapsed, self._metric_attributes)
         if self._span is not None:
             self._span.end()

@@ -26,7 +26,8 @@ from agent.mcp.config import (
 
 
 class AccessTokenLike(Protocol):
-    token: str
+    @property
+    def token(self) -> str: ...  # read-only: azure-core's AccessToken is a NamedTuple
 
 
 class AsyncTokenCredential(Protocol):

@@ -421,3 +421,9 @@ def test_an_unversioned_instance_keeps_the_old_path_neither_deferring_nor_waitin
     assert names(result) == ["model_step", "tool_call", "model_step", "finish_turn"]
     assert "may_defer" not in tool_call_inputs(result)[0]
     assert not [e for e in result.history if e["EventType"] == 10]
+
+
+def test_a_turn_started_without_an_object_input_fails_saying_what_it_expected():
+    result = DRIVER.run("chat_turn", None, activities=script([final(1)]))
+    assert result.status == "Failed"
+    assert "expected a JSON object as input, got NoneType" in str(result.output)
