@@ -81,14 +81,16 @@ def container_client(
         ) from None
 
 
-def _transport() -> AsyncHttpTransport:
+def _transport() -> AsyncHttpTransport[Any, Any]:
     """aiohttp with the environment trusted only when it names a proxy: a trusting session
     also re-reads `~/.netrc` and the proxy variables on every request, which cost more CPU
     than the rest of a small Blob call."""
     from azure.core.pipeline.transport import AioHttpTransport
 
     has_proxy = any(os.environ.get(name) for name in PROXY_VARIABLES)
-    return AioHttpTransport(use_env_settings=has_proxy)
+    # the package's lazy __getattr__ hands the class out untyped: say what it is
+    transport: AsyncHttpTransport[Any, Any] = AioHttpTransport(use_env_settings=has_proxy)
+    return transport
 
 
 async def ensure_container(container: ContainerClient) -> None:

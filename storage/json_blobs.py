@@ -50,4 +50,6 @@ class JsonBlobs:
 
 
 def is_blob_not_found(exc: HttpResponseError) -> bool:
-    return exc.status_code == 404 and exc.error_code == StorageErrorCode.BLOB_NOT_FOUND
+    # getattr: only errors the storage SDK processed carry error_code (not azure-core's own)
+    code = getattr(exc, "error_code", None)
+    return exc.status_code == 404 and code == StorageErrorCode.BLOB_NOT_FOUND

@@ -625,4 +625,5 @@ def _total_size(content_range: str | None) -> int:
 
 
 def _is(exc: HttpResponseError, status: int, code: StorageErrorCode) -> bool:
-    return exc.status_code == status and exc.error_code == code
+    # getattr: only errors the storage SDK processed carry error_code (not azure-core's own)
+    return exc.status_code == status and getattr(exc, "error_code", None) == code
