@@ -19,7 +19,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Generic, Literal, TypedDict, TypeVar
 from urllib.parse import urlparse, urlsplit
 
 from agent import backoff
@@ -107,7 +107,8 @@ class ModelSettings:
     endpoint: str  # Azure resource endpoint, or the OpenAI-compatible base URL
     model: str  # Azure deployment name, or the model name
     api_version: str | None = None
-    api_key: Secret | None = None  # None on Azure (and no api_key_secret) means managed identity
+    # None on Azure (and no api_key_secret) means managed identity
+    api_key: Secret[str] | None = None
     timeout_seconds: float = DEFAULT_MODEL_TIMEOUT_SECONDS
     max_output_tokens: int | None = None
     temperature: float | None = None
@@ -160,7 +161,7 @@ class Settings:
     scheduler_webhook_secret: Secret[bytes] | None
     public_base_url: str | None
     require_auth: bool
-    appinsights_connection_string: Secret | None
+    appinsights_connection_string: Secret[str] | None
     # Application Insights with Entra ID (APPLICATIONINSIGHTS_AUTHENTICATION_STRING); None: key.
     appinsights_identity: ManagedIdentity | None = None
     # AZURE_CLIENT_ID: the user-assigned identity every Azure credential of the app uses.
@@ -305,7 +306,7 @@ class _Reader:
             return None
         return raw.rstrip("/")
 
-    def secret(self, name: str) -> Secret | None:
+    def secret(self, name: str) -> Secret[str] | None:
         raw = self.text(name)
         return None if raw is None else Secret(raw)
 
@@ -472,7 +473,7 @@ def _appinsights_identity(read: _Reader, client_id: str | None) -> ManagedIdenti
     return ManagedIdentity(named or client_id)
 
 
-def _appinsights_connection(read: _Reader) -> Secret | None:
+def _appinsights_connection(read: _Reader) -> Secret[str] | None:
     connection = read.secret("APPLICATIONINSIGHTS_CONNECTION_STRING")
     if connection is not None and "instrumentationkey=" not in connection.value.lower():
         raise SettingsError(
@@ -510,6 +511,14 @@ def _container(read: _Reader) -> str:
     return name
 
 
+class _ModelOptions(TypedDict):
+    """The options both model kinds share, typed for `ModelSettings(**options)`."""
+
+    timeout_seconds: float
+    max_output_tokens: int | None
+    temperature: float | None
+
+
 def _model(read: _Reader) -> ModelSettings:
     default_timeout = DEFAULT_MODEL_TIMEOUT_SECONDS
     timeout = read.number("MODEL_TIMEOUT_SECONDS", default_timeout, minimum=1.0) or default_timeout
@@ -518,11 +527,9 @@ def _model(read: _Reader) -> ModelSettings:
     if temperature is not None and temperature > MAX_TEMPERATURE:
         read.fail("MODEL_TEMPERATURE", f"must be between 0 and {MAX_TEMPERATURE:g}")
         temperature = None
-    options = {
-        "timeout_seconds": timeout,
-        "max_output_tokens": max_output,
-        "temperature": temperature,
-    }
+    options = _ModelOptions(
+        timeout_seconds=timeout, max_output_tokens=max_output, temperature=temperature
+    )
     if read.text("AZURE_OPENAI_ENDPOINT"):
         key, key_secret = _api_key(read, "AZURE_OPENAI_API_KEY")
         return ModelSettings(
@@ -565,7 +572,7 @@ def _deployment(read: _Reader) -> str:
     return value
 
 
-def _api_key(read: _Reader, name: str) -> tuple[Secret | None, str | None]:
+def _api_key(read: _Reader, name: str) -> tuple[Secret[str] | None, str | None]:
     """The key itself (also what an App Service Key Vault reference resolves to), or the NAME of
     `{"secret": NAME}`, read later through the app's secret resolver like MCP secrets are."""
     raw = read.text(name)

@@ -163,14 +163,13 @@ class HttpFrontend:
             kind, name = binding["type"], binding["name"]
             if kind == HTTP_TRIGGER:
                 datum = await _request_datum(request, route_values)
-                arguments[name] = payloads.converter(HTTP_TRIGGER).decode(datum, trigger_metadata=None)
             elif kind == DURABLE_CLIENT:
                 datum = meta.Datum(type="string", value=self._client_binding())
-                arguments[name] = payloads.converter(DURABLE_CLIENT).decode(datum, trigger_metadata=None)
             else:
                 raise RuntimeError(
                     f"input binding type '{kind}' is not supported by the local host"
                 )
+            arguments[name] = payloads.converter(kind).decode(datum, trigger_metadata=None)
         return arguments
 
 
