@@ -11,7 +11,7 @@ import logging
 import time
 from dataclasses import dataclass, replace
 from functools import partial
-from typing import Any
+from typing import Any, Final
 
 import mcp_types as types
 from mcp import Client
@@ -28,7 +28,7 @@ from agent.mcp.session import ServerConnection
 logger = logging.getLogger("agent.mcp")
 
 # The request `_meta` key that carries a tool call's idempotency key to the server.
-IDEMPOTENCY_META_KEY = "idempotency_key"
+IDEMPOTENCY_META_KEY: Final = "idempotency_key"
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,11 @@ class Call:
     started: float  # time.perf_counter() when the pool was asked
 
 
+def _meta(idempotency_key: str) -> types.RequestParamsMeta:
+    # RequestParamsMeta is an open map (`extra_items=Any`, PEP 728), which mypy does not read yet
+    return {IDEMPOTENCY_META_KEY: idempotency_key}  # type: ignore[typeddict-unknown-key]
+
+
 async def send(
     call: Call, connection: ServerConnection, config: McpServerConfig, guard: BreakerGuard
 ) -> ToolOutcome:
@@ -68,7 +73,7 @@ async def send(
                 call.spec.tool,
                 call.arguments,
                 read_timeout_seconds=config.timeout_seconds,
-                meta={IDEMPOTENCY_META_KEY: call.idempotency_key},
+                meta=_meta(call.idempotency_key),
             )
         except RuntimeError as exc:
             raise unusable_result(exc) from None

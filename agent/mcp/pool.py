@@ -265,7 +265,7 @@ class McpPool:
     async def call_tool(
         self,
         exposed_name: str,
-        arguments: dict[str, Any],
+        arguments: object,  # the model's JSON: refused unless it is an object
         *,
         context: Mapping[str, str],
         idempotency_key: str,
