@@ -326,7 +326,8 @@ async def _append(blob: BlobClient, record: bytes) -> int:
         with contextlib.suppress(ResourceExistsError):
             await blob.create_append_blob(if_none_match="*")
         result = await blob.append_block(record)
-    return int(result["blob_append_offset"])
+    # the SDK types response values str | datetime | int; this one is the offset header's text
+    return int(str(result["blob_append_offset"]))
 
 
 async def _read(blob: BlobClient, length: int) -> bytes:

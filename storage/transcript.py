@@ -226,7 +226,8 @@ class TranscriptLog:
                 raise RecordNotFound("conversation not found") from None
             raise
         cursor.length += len(block.data)
-        cursor.blocks = int(result.get("blob_committed_block_count") or cursor.blocks + 1)
+        # the SDK types response values str | datetime | int; this one is a count
+        cursor.blocks = int(str(result.get("blob_committed_block_count") or cursor.blocks + 1))
         cursor.ids.update(block.ids)
         if cursor.tokens is not None:
             cursor.tokens += block.tokens
