@@ -155,7 +155,7 @@ def api(
 
     @functools.wraps(handler)
     async def wrapper(
-        req: func.HttpRequest, *args: P.args, **kwargs: P.kwargs
+        req: func.HttpRequest, /, *args: P.args, **kwargs: P.kwargs
     ) -> func.HttpResponse:
         try:
             return await handler(Call(req, await runtime()), *args, **kwargs)

@@ -91,7 +91,8 @@ def _model_schemas(routes: tuple[Operation, ...]) -> dict[str, Any]:
         (named, "validation", TypeAdapter(named)) for named in _types(routes)
     ]
     _, schema = TypeAdapter.json_schemas(adapters, ref_template=REF, schema_generator=_Schemas)
-    return _tidy(schema.get("$defs", {}))  # each type named once
+    tidied: dict[str, Any] = _tidy(schema.get("$defs", {}))  # each type named once
+    return tidied
 
 
 def _tidy(value: Any) -> Any:
@@ -110,7 +111,7 @@ def _tidy(value: Any) -> Any:
 
 def _schemas(limits: Limits, routes: tuple[Operation, ...]) -> dict[str, Any]:
     """The models' schemas with this deployment's limits filled in."""
-    schemas = _with_limits(_model_schemas(routes), limits)
+    schemas: dict[str, Any] = _with_limits(_model_schemas(routes), limits)
     schemas["MessageContent"]["maxLength"] = limits.max_message_chars
     return schemas
 
