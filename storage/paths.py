@@ -5,6 +5,7 @@
     owners/{owner_key}/conversations/{conversation_id}/transcript-0001.jsonl     (segment 1, …)
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-calls/{call}.json
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-outputs/{call}
+    owners/{owner_key}/conversations/{conversation_id}/runs/{run}/events.jsonl   (its event log)
     index/conversations/{conversation_id}.json        (its owner: ids are unique across owners)
     batches/{batch_id}.json                            (scheduled batches: items and their owners)
 
@@ -91,6 +92,10 @@ def checked_tool_output_name(ref: ConversationRef, output_ref: str) -> str:
     if not isinstance(output_ref, str) or not re.fullmatch(pattern, output_ref):
         raise InvalidKey("output_ref does not name a tool output of this conversation")
     return output_ref
+
+
+def run_events_name(ref: ConversationRef, run_id: str) -> str:
+    return f"{_run_prefix(ref, run_id)}events.jsonl"
 
 
 def _run_prefix(ref: ConversationRef, run_id: str) -> str:

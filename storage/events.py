@@ -1,0 +1,299 @@
+"""A run's event log: what a run did, in order, as JSON lines in one append blob beside its
+transcript (`.../runs/{run}/events.jsonl`).
+
+Why this shape (the transcript's technique, `storage.transcript`, for a smaller record)
+- Append blobs: an event (or a batch of them) is one Append Block, so the cost of a write does
+  not grow with the run, and a block is atomic: readers see all of a batch or none of it.
+- Exactly once without a lock: every event carries a `key` its writer derives from what it
+  records (`step_started/2`, `text/2/0/140`, `tool_call_started/call_x`). A writer appends at the
+  position it believes is the end (`appendpos_condition`); a 412 means another writer got there
+  first, so it reads only the bytes it missed, learns their keys, drops its events already there
+  and tries again. A retried or replayed activity therefore finds its keys and writes nothing.
+- Dense sequence numbers: an event's `seq` is its ordinal among the log's unique keys (1, 2, …),
+  the first line of each key winning. Writers stamp it (they know the count at the position they
+  append at), and readers number lines the same way, so both always agree.
+- Readers follow the log with range reads from the byte offset they reached (`EventReader`):
+  polling a log that has not grown is one small GET answered 416.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.storage.blob import ContentSettings, StorageErrorCode
+from azure.storage.blob.aio import ContainerClient
+
+from storage import paths
+from storage.models import ConversationRef, utc_timestamp
+from storage.recent import Recent
+
+NDJSON = "application/x-ndjson"
+MAX_BLOCK_BYTES = 4 * 1024 * 1024  # Append Block limit on every service version
+MAX_ATTEMPTS = 32
+CURSORS_CACHED = 256
+_JSON = json.JSONDecoder()
+
+
+class EventLogContention(Exception):
+    """Too many concurrent writers kept winning the race; the caller should retry later."""
+
+
+class EventLogFull(Exception):
+    """The run's log reached the append blob's 50,000 blocks (no real run gets near it)."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event to record: `key` makes it idempotent (one line per key, whoever writes it)."""
+
+    key: str
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunEvent:
+    """An event as recorded: `seq` is its dense sequence number (from 1)."""
+
+    seq: int
+    key: str
+    type: str
+    at: str
+    data: Mapping[str, Any]
+
+    def wire(self) -> dict[str, Any]:
+        """The client's view: one JSON object with at least `type` and `seq`."""
+        return {**self.data, "type": self.type, "seq": self.seq, "at": self.at}
+
+
+@dataclass
+class _Cursor:
+    """What this process knows about the end of one run's log."""
+
+    length: int = 0  # bytes
+    keys: set[str] = field(default_factory=set)
+    events: list[RunEvent] = field(default_factory=list)  # in seq order
+    torn_tail: bool = False  # the blob ends mid-line (never written by us)
+
+    def learn(self, lines: Iterable[dict[str, Any]]) -> list[RunEvent]:
+        fresh = []
+        for line in lines:
+            key = line["key"]
+            if key in self.keys:
+                continue
+            self.keys.add(key)
+            event = RunEvent(
+                len(self.events) + 1, key, line["type"], line.get("at", ""), line["data"]
+            )
+            self.events.append(event)
+            fresh.append(event)
+        return fresh
+
+
+class RunEventLog:
+    """Appends to and reads run event logs; one instance per process (it caches cursors)."""
+
+    def __init__(
+        self,
+        container: ContainerClient,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+        cursors_cached: int = CURSORS_CACHED,
+    ) -> None:
+        self._container = container
+        self._max_attempts = max_attempts
+        self._cursors: Recent[str, _Cursor] = Recent(cursors_cached)
+        # One writer per run per process: in-process racers would only 412 each other.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self.appends = 0  # Append Block requests sent (the benchmark counts them)
+
+    # --- writing --------------------------------------------------------------------------------
+
+    async def append(
+        self, ref: ConversationRef, run_id: str, events: Sequence[NewEvent]
+    ) -> list[RunEvent]:
+        """Record the events whose keys are not in the log yet; returns those it wrote."""
+        name = paths.run_events_name(ref, run_id)
+        async with self._lock(name):
+            cursor = await self._writer_cursor(name)
+            return await self._append(name, cursor, _unique(events))
+
+    async def recorded(self, ref: ConversationRef, run_id: str) -> list[RunEvent]:
+        """Every event so far, as this process's writer sees the log (one read when it has
+        no cursor yet): what a writer resuming a step needs to know."""
+        name = paths.run_events_name(ref, run_id)
+        async with self._lock(name):
+            cursor = await self._writer_cursor(name)
+            await self._catch_up(name, cursor)
+            return list(cursor.events)
+
+    async def _writer_cursor(self, name: str) -> _Cursor:
+        cursor = self._cursors.get(name)
+        if cursor is None:
+            cursor = _Cursor()
+            await self._catch_up(name, cursor)
+            self._cursors.put(name, cursor)
+        return cursor
+
+    async def _append(
+        self, name: str, cursor: _Cursor, events: list[NewEvent]
+    ) -> list[RunEvent]:
+        written: list[RunEvent] = []
+        for _ in range(self._max_attempts):
+            pending = [event for event in events if event.key not in cursor.keys]
+            if not pending:
+                return written
+            lines = _encode(pending, len(cursor.events) + 1, cursor.torn_tail)
+            if await self._try_append(name, cursor, lines):
+                written += cursor.learn(json.loads(line) for line in lines.splitlines() if line)
+                cursor.length += len(lines)
+                cursor.torn_tail = False
+        raise EventLogContention(
+            f"could not append to a run's event log: {self._max_attempts} conflicts in a row"
+        )
+
+    async def _try_append(self, name: str, cursor: _Cursor, data: bytes) -> bool:
+        """One conditional Append Block; False (after catching up) when we lost a race."""
+        blob = self._container.get_blob_client(name)
+        self.appends += 1
+        try:
+            await blob.append_block(data, appendpos_condition=cursor.length)
+        except HttpResponseError as exc:
+            if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
+                await self._create(name)
+                return False
+            if _is(exc, 412, StorageErrorCode.APPEND_POSITION_CONDITION_NOT_MET):
+                await self._catch_up(name, cursor)
+                return False
+            if _is(exc, 409, StorageErrorCode.BLOCK_COUNT_EXCEEDS_LIMIT):
+                raise EventLogFull("a run's event log is full (50,000 appends)") from None
+            raise
+        return True
+
+    async def _create(self, name: str) -> None:
+        blob = self._container.get_blob_client(name)
+        try:
+            await blob.create_append_blob(
+                content_settings=ContentSettings(content_type=NDJSON),
+                match_condition=MatchConditions.IfMissing,
+            )
+        except ResourceExistsError:
+            return  # expected: another writer created it first
+
+    async def _catch_up(self, name: str, cursor: _Cursor) -> None:
+        """Read what other writers appended after our cursor."""
+        data = await _read_from(self._container, name, cursor.length)
+        if data is None:
+            return
+        cursor.learn(_parse(data, cursor.torn_tail))
+        cursor.length += len(data)
+        cursor.torn_tail = bool(data) and not data.endswith(b"\n")
+
+    def _lock(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def reader(self, ref: ConversationRef, run_id: str) -> EventReader:
+        """A follower of one run's log, from its start."""
+        return EventReader(self._container, paths.run_events_name(ref, run_id))
+
+    async def read(self, ref: ConversationRef, run_id: str) -> list[RunEvent]:
+        """Every event recorded so far (none when the run has recorded nothing yet)."""
+        return await self.reader(ref, run_id).poll()
+
+
+class EventReader:
+    """Follows one log: each `poll()` returns the events recorded since the previous one."""
+
+    def __init__(self, container: ContainerClient, name: str) -> None:
+        self._container = container
+        self._name = name
+        self._cursor = _Cursor()
+        self._partial = b""  # a line whose end has not been written yet
+
+    async def poll(self) -> list[RunEvent]:
+        data = await _read_from(self._container, self._name, self._cursor.length)
+        if not data:
+            return []
+        self._cursor.length += len(data)
+        complete, _, self._partial = (self._partial + data).rpartition(b"\n")
+        return self._cursor.learn(_parse(complete, False)) if complete else []
+
+
+# --- lines ----------------------------------------------------------------------------------------
+
+
+def _unique(events: Iterable[NewEvent]) -> list[NewEvent]:
+    seen: set[str] = set()
+    unique = []
+    for event in events:
+        if event.key not in seen:
+            seen.add(event.key)
+            unique.append(event)
+    return unique
+
+
+def _encode(events: list[NewEvent], first_seq: int, torn_tail: bool) -> bytes:
+    """The events as JSON lines (one block), stamped with the seq they get if this lands."""
+    at = utc_timestamp()
+    lines = [b"\n"] if torn_tail else []
+    for seq, event in enumerate(events, first_seq):
+        line = {"key": event.key, "seq": seq, "type": event.type, "at": at, "data": event.data}
+        lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
+    block = b"".join(lines)
+    if len(block) > MAX_BLOCK_BYTES:
+        raise ValueError(f"events of {len(block)} bytes do not fit one append block")
+    return block
+
+
+def _parse(data: bytes, skip_first: bool) -> list[dict[str, Any]]:
+    """Valid event lines in order; a torn or foreign line is skipped (never fatal)."""
+    lines = data.split(b"\n")
+    if skip_first:
+        lines = lines[1:]  # the rest of a line a foreign writer left unfinished
+    parsed = []
+    for raw in lines:
+        if not raw.strip():
+            continue
+        try:
+            line = _JSON.decode(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            continue
+        if (
+            isinstance(line, dict)
+            and isinstance(line.get("key"), str)
+            and isinstance(line.get("type"), str)
+            and isinstance(line.get("data"), dict)
+        ):
+            parsed.append(line)
+    return parsed
+
+
+async def _read_from(container: ContainerClient, name: str, offset: int) -> bytes | None:
+    """The bytes of `name` from `offset` to its end; None when the blob does not exist."""
+    blob = container.get_blob_client(name)
+    try:
+        download = await blob.download_blob(offset=offset)
+    except HttpResponseError as exc:
+        if exc.status_code == 416:  # nothing at or after `offset` (or an empty blob)
+            return b""
+        if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
+            return None
+        raise
+    return bytes(await download.readall())
+
+
+def _is(exc: HttpResponseError, status: int, code: StorageErrorCode) -> bool:
+    return exc.status_code == status and exc.error_code == code
