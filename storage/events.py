@@ -142,9 +142,7 @@ class RunEventLog:
             self._cursors.put(name, cursor)
         return cursor
 
-    async def _append(
-        self, name: str, cursor: _Cursor, events: list[NewEvent]
-    ) -> list[RunEvent]:
+    async def _append(self, name: str, cursor: _Cursor, events: list[NewEvent]) -> list[RunEvent]:
         written: list[RunEvent] = []
         for _ in range(self._max_attempts):
             pending = [event for event in events if event.key not in cursor.keys]

@@ -63,7 +63,9 @@ async def test_writers_in_two_processes_racing_each_land_once_with_no_gap(
     await asyncio.gather(*(log.append(ref, run_id, batch) for log, batch in batches))
     read = await RunEventLog(container).read(ref, run_id)
     assert [e.seq for e in read] == list(range(1, 15))
-    assert sorted(e.key for e in read) == sorted(["start", "shared", *(f"e/{i}" for i in range(12))])
+    assert sorted(e.key for e in read) == sorted(
+        ["start", "shared", *(f"e/{i}" for i in range(12))]
+    )
 
 
 async def test_a_reader_returns_only_what_was_recorded_since_its_last_poll(
