@@ -5,7 +5,7 @@ Run `python -m offline_model --port 8099` to give the app a model without any cl
 """
 
 from offline_model.brains import LABEL, OFFLINE_MODEL_NAME, Brain, OfflineBrain, ScriptedBrain
-from offline_model.replies import Completion, Delayed, HttpError, Reply, ToolCallSpec
+from offline_model.replies import Completion, Delayed, HttpError, Paced, Reply, ToolCallSpec
 from offline_model.server import ModelServer, RecordedRequest
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "HttpError",
     "ModelServer",
     "OfflineBrain",
+    "Paced",
     "RecordedRequest",
     "Reply",
     "ScriptedBrain",

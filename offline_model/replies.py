@@ -67,7 +67,22 @@ class Delayed:
     then: Completion | HttpError
 
 
-Reply = Completion | HttpError | Delayed
+@dataclass(frozen=True)
+class Paced:
+    """`then`, streamed at a pace when the request asks for a stream (`stream: true`): a pause
+    of `seconds_per_chunk` before each chunk, and after `hold_after_chunks` chunks a wait of up
+    to `hold_seconds` (ended at once by the server's `release_delays()` or its stop). A request
+    without `stream` gets `then` at once. `drop_after_chunks` cuts the connection after that many
+    chunks, as a network failure mid-answer would."""
+
+    then: Completion
+    seconds_per_chunk: float = 0.0
+    hold_after_chunks: int | None = None
+    hold_seconds: float = 30.0
+    drop_after_chunks: int | None = None
+
+
+Reply = Completion | HttpError | Delayed | Paced
 
 
 # --- Azure-shaped errors ---------------------------------------------------------------------

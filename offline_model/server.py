@@ -34,6 +34,7 @@ from offline_model.replies import (
     Completion,
     Delayed,
     HttpError,
+    Paced,
     azure_error,
     bad_request,
     deployment_not_found,
@@ -41,7 +42,7 @@ from offline_model.replies import (
     unauthorized,
 )
 from offline_model.validation import validate_chat_request
-from offline_model.wire import completion_body
+from offline_model.wire import completion_body, completion_chunks
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ class ModelServer:
         await self._record(request)
         return self._error(resource_not_found())
 
-    async def _azure_chat(self, request: web.Request) -> web.Response:
+    async def _azure_chat(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
         if "api-version" not in recorded.query:
             return self._error(resource_not_found())  # what Azure answers without api-version
@@ -188,14 +189,14 @@ class ModelServer:
         deployment = request.match_info["deployment"]
         if self.deployments is not None and deployment not in self.deployments:
             return self._error(deployment_not_found())
-        return await self._chat(recorded, model_required=False, azure=True)
+        return await self._chat(request, recorded, model_required=False, azure=True)
 
-    async def _openai_chat(self, request: web.Request) -> web.Response:
+    async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
         open_server = self.api_key is None and self.bearer_tokens is None
         if not self._authorized(recorded, credential_required=not open_server):
             return self._error(unauthorized())
-        return await self._chat(recorded, model_required=True, azure=False)
+        return await self._chat(request, recorded, model_required=True, azure=False)
 
     def _authorized(self, recorded: RecordedRequest, *, credential_required: bool) -> bool:
         if recorded.api_key is not None:
@@ -210,8 +211,13 @@ class ModelServer:
         return self.bearer_tokens is None
 
     async def _chat(
-        self, recorded: RecordedRequest, *, model_required: bool, azure: bool
-    ) -> web.Response:
+        self,
+        request: web.Request,
+        recorded: RecordedRequest,
+        *,
+        model_required: bool,
+        azure: bool,
+    ) -> web.StreamResponse:
         if recorded.body is None:
             return self._error(bad_request("We could not parse the JSON body of your request."))
         problem = validate_chat_request(recorded.body, model_required=model_required)
@@ -228,7 +234,10 @@ class ModelServer:
         if isinstance(reply, HttpError):
             return self._error(reply)
         model = self.model_name if azure else str(recorded.body.get("model"))
-        return self._completion(reply, recorded.body, model=model, azure=azure)
+        pace = reply if isinstance(reply, Paced) else Paced(reply)
+        if recorded.body.get("stream") is True:
+            return await self._stream(request, pace, recorded.body, model=model, azure=azure)
+        return self._completion(pace.then, recorded.body, model=model, azure=azure)
 
     async def _wait(self, seconds: float) -> None:
         if self._stopping:
@@ -236,6 +245,34 @@ class ModelServer:
         # An event wait, not a sleep: stop() and release_delays() end it at once.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._release.wait(), seconds)
+
+    async def _stream(
+        self, request: web.Request, pace: Paced, body: dict[str, Any], *, model: str, azure: bool
+    ) -> web.StreamResponse:
+        """Server-sent events, one `data:` line per chunk, then `data: [DONE]` (as the service
+        streams). A client that goes away mid-stream just ends it."""
+        chunks = completion_chunks(
+            pace.then, body, model=model, created=int(self._clock()), azure=azure
+        )
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", **self._request_id_headers()}
+        )
+        await response.prepare(request)
+        try:
+            for index, chunk in enumerate(chunks):
+                if index == pace.drop_after_chunks and request.transport is not None:
+                    request.transport.abort()
+                    return response
+                if index == pace.hold_after_chunks:
+                    await self._wait(pace.hold_seconds)
+                if pace.seconds_per_chunk:
+                    await self._wait(pace.seconds_per_chunk)
+                await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client left (e.g. its process was killed): nothing more to send
+        return response
 
     def _completion(
         self, reply: Completion, body: dict[str, Any], *, model: str, azure: bool

@@ -24,6 +24,7 @@ def validate_chat_request(body: Any, *, model_required: bool) -> HttpError | Non
         check_messages(body.get("messages"))
         or check_tools(body.get("tools"))
         or check_parallel_tool_calls(body)
+        or check_stream_options(body)
     )
 
 
@@ -105,5 +106,14 @@ def check_parallel_tool_calls(body: dict[str, Any]) -> HttpError | None:
             "Invalid value for 'parallel_tool_calls': 'parallel_tool_calls' is only allowed "
             "when 'tools' are specified.",
             param="parallel_tool_calls",
+        )
+    return None
+
+
+def check_stream_options(body: dict[str, Any]) -> HttpError | None:
+    if body.get("stream_options") is not None and body.get("stream") is not True:
+        return bad_request(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            param="stream_options",
         )
     return None

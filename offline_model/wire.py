@@ -89,3 +89,73 @@ def completion_body(
             {"prompt_index": 0, "content_filter_results": filter_results()}
         ]
     return body
+
+
+# --- streaming: chat.completion.chunk, as served with `stream: true` ----------------------------
+
+CHARS_PER_CHUNK = 4  # one chunk per (approximate) token, as the service streams
+
+
+def pieces(text: str, size: int = CHARS_PER_CHUNK) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def completion_chunks(
+    reply: Completion,
+    request_json: dict[str, Any],
+    *,
+    model: str,
+    created: int,
+    azure: bool,
+) -> list[dict[str, Any]]:
+    """The chunks a streamed completion arrives in: (Azure: an annotation-only chunk with the
+    prompt's filter results,) the role, one chunk per token of content, each tool call's name
+    then its arguments in pieces, the finish reason, and the usage when
+    `stream_options.include_usage` asks for it (a chunk with no choices)."""
+    whole = completion_body(reply, request_json, model=model, created=created, azure=azure)
+    base = {
+        "id": whole["id"],
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": whole["model"],
+        "system_fingerprint": whole["system_fingerprint"],
+    }
+    filters = filter_results() if azure else None
+
+    def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+        choice: dict[str, Any] = {
+            "index": 0,
+            "delta": delta,
+            "finish_reason": finish_reason,
+            "logprobs": None,
+        }
+        if filters is not None:
+            choice["content_filter_results"] = filters
+        return {**base, "choices": [choice]}
+
+    chunks: list[dict[str, Any]] = []
+    if azure:
+        chunks.append(
+            {"choices": [], "created": 0, "id": "", "model": "", "object": "",
+             "prompt_filter_results": whole["prompt_filter_results"]}
+        )  # fmt: skip
+    chunks.append(chunk({"content": "", "refusal": None, "role": "assistant"}))
+    message = whole["choices"][0]["message"]
+    chunks += [chunk({"content": piece}) for piece in pieces(message.get("content") or "")]
+    for index, call in enumerate(message.get("tool_calls") or []):
+        named = {"name": call["function"]["name"], "arguments": ""}
+        chunks.append(
+            chunk({"tool_calls": [{"index": index, "id": call["id"], "type": "function",
+                                   "function": named}]})
+        )  # fmt: skip
+        for piece in pieces(call["function"]["arguments"], 8):
+            chunks.append(
+                chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+            )
+    last = chunk({}, whole["choices"][0]["finish_reason"])
+    if azure:
+        last["choices"][0]["content_filter_results"] = whole["choices"][0]["content_filter_results"]
+    chunks.append(last)
+    if (request_json.get("stream_options") or {}).get("include_usage"):
+        chunks.append({**base, "choices": [], "usage": whole["usage"]})
+    return chunks

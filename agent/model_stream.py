@@ -1,0 +1,127 @@
+"""Reading a streamed chat completion (`stream: true`) into the same `ModelReply` a whole one
+gives, handing each piece of text to the caller as it arrives.
+
+The chunks (chat.completion.chunk) carry `choices[0].delta` with a piece of `content`, or tool
+calls by `index` (the first piece of a call has its `id` and function `name`, later pieces add
+to its `arguments`), then a `finish_reason`; with `stream_options.include_usage` a last chunk with
+no choices carries the usage. Azure adds chunks with no choices (prompt filter annotations), and
+a completion its filter cuts ends with `finish_reason: content_filter`.
+
+Failures keep the split of `agent.model.classify`: the request's own failure (4xx/5xx before the
+stream starts) is classified as a whole call's would be; a stream that breaks off midway (the
+connection drops, or the service sends an error event) is transient, so the step is retried.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
+from agent.model import ModelReply, ToolCall, filtered_categories, usage_from
+
+OnText = Callable[[str], Awaitable[None]]
+
+
+@dataclass
+class _Call:
+    id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+    type: str = "function"
+
+
+@dataclass
+class StreamedReply:
+    """What the chunks said so far."""
+
+    service: str
+    text: list[str] = field(default_factory=list)
+    calls: dict[int, _Call] = field(default_factory=dict)
+    finish_reason: str | None = None
+    usage: Any = None
+    model: str = ""
+
+    def add(self, chunk: Any) -> str:
+        """Take one chunk in; returns its new text ("" when it has none)."""
+        self.model = self.model or str(getattr(chunk, "model", "") or "")
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = chunk.usage
+        choices = getattr(chunk, "choices", None) or []
+        if not choices:
+            return ""  # Azure's annotation chunks, and the usage chunk
+        choice = choices[0]
+        if choice.finish_reason == "content_filter":
+            categories = filtered_categories(getattr(choice, "content_filter_results", None))
+            raise ContentFiltered(
+                f"{self.service}'s content filter blocked the completion{categories}"
+            )
+        if choice.finish_reason:
+            self.finish_reason = str(choice.finish_reason)
+        delta = choice.delta
+        if delta is None:
+            return ""
+        for piece in delta.tool_calls or ():
+            self._add_call(piece)
+        text = delta.content or ""
+        if text:
+            self.text.append(text)
+        return text
+
+    def _add_call(self, piece: Any) -> None:
+        call = self.calls.setdefault(piece.index, _Call())
+        if piece.id:
+            call.id = piece.id
+        if piece.type:
+            call.type = piece.type
+        function = piece.function
+        if function is not None:
+            call.name += function.name or ""
+            call.arguments.append(function.arguments or "")
+
+    def reply(self) -> ModelReply:
+        if self.finish_reason is None:
+            raise TransientModelError(f"the stream from {self.service} ended before its answer")
+        calls = [self.calls[index] for index in sorted(self.calls)]
+        for call in calls:
+            if call.type != "function":
+                raise PermanentModelError(
+                    f"{self.service} proposed an unsupported tool call type: {call.type}"
+                )
+        return ModelReply(
+            content="".join(self.text) or None,
+            tool_calls=[ToolCall(c.id, c.name, "".join(c.arguments)) for c in calls],
+            finish_reason=self.finish_reason,
+            usage=usage_from(self.usage),
+            model=self.model,
+        )
+
+
+async def collect(chunks: Any, service: str, on_text: OnText | None) -> ModelReply:
+    """Read the stream to its end; `on_text` gets each piece of text as it arrives (its own
+    failures are its own: they are not model failures)."""
+    reply = StreamedReply(service)
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            break
+        except Exception as error:
+            if not broke_off(error):
+                raise
+            raise TransientModelError(f"the stream from {service} broke off midway") from None
+        text = reply.add(chunk)
+        if text and on_text is not None:
+            await on_text(text)
+    return reply.reply()
+
+
+def broke_off(error: BaseException) -> bool:
+    """A failure while reading the stream: the connection (httpx2's transport errors, which
+    openai does not wrap once the stream has started) or an error event from the service."""
+    import httpx2
+    import openai
+
+    return isinstance(error, httpx2.TransportError | openai.APIError)
