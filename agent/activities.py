@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from agent import telemetry
+from agent import events, telemetry
 from agent.contracts import (
     BatchItemOutcome,
     ChatTurnInput,
@@ -48,7 +48,7 @@ from agent.errors import (
     ToolTransportError,
     TransientModelError,
 )
-from agent.loop import OUTCOME_UNKNOWN, StepSummary, Usage
+from agent.loop import OUTCOME_UNKNOWN, LoopState, StepSummary, Usage
 from agent.runtime import Runtime
 from agent.transcript import model_messages, parse_arguments, user_message
 from agent.turn_lock import begin_turn
@@ -66,12 +66,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+FIRST_STEP = LoopState().step
 NOT_APPROVED = "this tool needs approval, which was not asked for; it was not run"
 FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
 
 
 def _conversation(run: RunRef) -> ConversationRef:
     return ConversationRef(run.owner, run.conversation_id)
+
+
+def _recorder(rt: Runtime, run: RunRef) -> events.RunRecorder:
+    """The run's event log (agent.events): what clients following the run see."""
+    return events.RunRecorder(rt.events, _conversation(run), run.run_id)
 
 
 # --- model_step --------------------------------------------------------------------------------
@@ -104,35 +110,104 @@ def ends_if_conversation_gone(step_activity: Activity) -> Activity:
 async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     step = ModelStepInput.from_dict(data)
     ref = _conversation(step.run)
+    recorder = _recorder(rt, step.run)
     failures = {f.call_id: f"the tool call failed: {f.reason}" for f in step.failed_tool_calls}
     stored = await rt.store.begin_model_step(ref, step.run.run_id, step.run.turn, failures)
     tools = await rt.mcp.list_tools()
     assistant_id = message_id(step.run.run_id, step.step, 0)
     done = next((m for m in stored if m.id == assistant_id), None)
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
+        recorded = await recorder.recorded()  # its events may not all be there yet
+        await events.TextDeltas.resuming(recorder, step.step, recorded).finish(done.content)
+        await _record_step_end(recorder, step, done, rt.mcp.requires_approval)
         return _summary_of(done, rt.mcp.requires_approval).to_dict()
+    recorded = await _record_step_start(recorder, step)
+    deltas = events.TextDeltas.resuming(recorder, step.step, recorded)
     try:
-        reply = await _complete(rt, step, stored, tools)
+        reply = await _complete(rt, step, stored, tools, deltas.add)
     except ContentFiltered:
+        await deltas.finish(FILTERED_ANSWER)
         message = _assistant(step, content=FILTERED_ANSWER, finish_reason="content_filter")
         await rt.store.record_model_reply(ref, message, ())
+        await _record_step_end(recorder, step, message, rt.mcp.requires_approval)
         return StepSummary("content_filtered", message_id=message.id).to_dict()
     except PermanentModelError as exc:
+        await deltas.abandon()
+        await recorder.record(events.step_failed(step.step, str(exc)))
         return StepSummary("failed", error=str(exc)).to_dict()
     except TransientModelError as exc:
+        await deltas.abandon()
         if exc.retry_after is None:
             raise  # Durable retries it
+        await recorder.record(_throttled_step(step, exc.retry_after, recorded))
         return StepSummary("throttled", retry_after=exc.retry_after).to_dict()
+    except BaseException:
+        await deltas.abandon()
+        raise
+    await deltas.finish(reply.content)
 
     message, records = _stored_reply(step, reply, stored)
     await rt.store.record_model_reply(ref, message, records)
+    await _record_step_end(recorder, step, message, rt.mcp.requires_approval)
     return _summary_of(message, rt.mcp.requires_approval).to_dict()
 
 
+async def _record_step_start(
+    recorder: events.RunRecorder, step: ModelStepInput
+) -> list[events.RunEvent]:
+    """The run's first events (on its first step) and the step's; returns the log so far."""
+    started = [events.step_started(step.step)]
+    if step.step == FIRST_STEP:
+        started.insert(0, events.run_started(step.run.run_id, step.run.conversation_id))
+    await recorder.record(*started)
+    return await recorder.recorded()
+
+
+def _throttled_step(
+    step: ModelStepInput, seconds: float, recorded: list[events.RunEvent]
+) -> events.NewEvent:
+    """A rate-limited attempt: the step's n-th, so each wait is one event."""
+    earlier = sum(
+        1
+        for e in recorded
+        if e.type == "throttled"
+        and e.data.get("step") == step.step
+        and "tool_call_id" not in e.data
+    )
+    key = f"model/{step.step}/{earlier}"
+    return events.throttled(seconds, "rate_limited", key, step=step.step)
+
+
+async def _record_step_end(
+    recorder: events.RunRecorder,
+    step: ModelStepInput,
+    message: StoredMessage,
+    needs_approval: Callable[[str], bool],
+) -> None:
+    """What the step decided: the tool calls it asks for (and which need a person's say)."""
+    ended: list[events.NewEvent] = []
+    for call in message.tool_calls or ():
+        call_id, name = call["id"], call["function"]["name"]
+        arguments = call["function"]["arguments"]
+        approval = needs_approval(name)
+        ended.append(events.tool_call_requested(step.step, call_id, name, arguments, approval))
+        if approval:
+            ended.append(events.approval_needed(step.step, call_id, name, arguments))
+    ids = [call["id"] for call in message.tool_calls or ()]
+    reason = message.finish_reason or ("tool_calls" if ids else "stop")
+    ended.append(events.step_completed(step.step, reason, message.usage, ids))
+    await recorder.record(*ended)
+
+
 async def _complete(
-    rt: Runtime, step: ModelStepInput, stored: list[StoredMessage], tools: list[ToolSpec]
+    rt: Runtime,
+    step: ModelStepInput,
+    stored: list[StoredMessage],
+    tools: list[ToolSpec],
+    on_text: Callable[[str], Awaitable[None]],
 ) -> ModelReply:
-    """Ask the model for the step's reply, inside the step's telemetry span."""
+    """Ask the model for the step's reply with its streaming API (`on_text` gets the text as
+    it comes), inside the step's telemetry span."""
     from agent.mcp.pool import to_openai_tools
 
     closed_world = frozenset(spec.exposed_name for spec in tools if not spec.open_world)
@@ -144,10 +219,11 @@ async def _complete(
         rt.model.config.model,
         server_address=urlsplit(rt.model.config.endpoint).hostname,
     ) as span:
-        reply = await rt.model.complete(
+        reply = await rt.model.stream(
             model_messages(rt.settings.system_prompt, stored, closed_world),
             to_openai_tools(tools),
             max_output_tokens=step.max_output_tokens,
+            on_text=on_text,
         )
         span.record_reply(reply)
     return reply
@@ -251,29 +327,75 @@ def _summary_of(message: StoredMessage, needs_approval: Callable[[str], bool]) -
 async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     call = ToolCallInput.from_dict(data)
     ref = _conversation(call.run)
+    recorder = _recorder(rt, call.run)
     record = await rt.store.get_tool_call(ref, call.run.run_id, call.call_id)
     if record is None:
         raise LookupError(f"no record of tool call {call.call_id} in run {call.run.run_id}")
     if record.status == "completed":  # already ran: never call the tool twice
         if record.result is not None:  # a crash may have come before the transcript append
             await rt.store.record_tool_result(ref, record, record.result)
+            await recorder.record(_call_ended(record, record.result))
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
 
+    await _record_decision(recorder, call, record)
     if await _cut_off_and_unsafe(rt, call, record):
         if call.may_defer:  # the orchestrator asks a person whether to call it again
             log.warning(
                 "tool call cut off earlier, outcome unknown: asking before calling it again",
                 extra=_call_context(call, record),
             )
+            await recorder.record(
+                events.approval_needed(
+                    record.step, record.call_id, record.tool_name, record.arguments, "interrupted"
+                )
+            )
             return ToolCallSummary(record.call_id, False, interrupted=True).to_dict()
         result = record.result_message(call.run.turn, OUTCOME_UNKNOWN, is_error=True)
     else:
-        ran = await _run_tool(rt, call, record)
+        ran = await _run_tool(rt, call, record, recorder)
         if isinstance(ran, CircuitOpen):  # not sent: the orchestrator waits, then tries again
+            await recorder.record(
+                events.throttled(
+                    ran.seconds,
+                    "circuit_open",
+                    f"tool/{record.call_id}",
+                    step=record.step,
+                    tool_call_id=record.call_id,
+                )
+            )
             return ToolCallSummary(record.call_id, False, retry_after=ran.seconds).to_dict()
         result = ran
     await rt.store.record_tool_result(ref, record, result)
+    await recorder.record(_call_ended(record, result))
     return ToolCallSummary(record.call_id, result.is_error, result.truncated).to_dict()
+
+
+async def _record_decision(
+    recorder: events.RunRecorder, call: ToolCallInput, record: ToolCallRecord
+) -> None:
+    """A person's say on this call, as the orchestrator passed it on: an approval (or its
+    absence before the deadline), or whether to send a cut-off call again."""
+    if call.retry_interrupted:
+        await recorder.record(events.approval_decided(record.call_id, True, kind="interrupted"))
+    elif call.rejection is not None:
+        kind = "interrupted" if record.status == "started" else "approval"
+        await recorder.record(
+            events.approval_decided(record.call_id, False, call.rejection, kind=kind)
+        )
+    elif call.approved:
+        await recorder.record(events.approval_decided(record.call_id, True))
+
+
+def _call_ended(record: ToolCallRecord, result: StoredMessage) -> events.NewEvent:
+    return events.tool_call_completed(
+        record.step,
+        record.call_id,
+        record.tool_name,
+        record.arguments,
+        result.content,
+        is_error=result.is_error,
+        truncated=result.truncated,
+    )
 
 
 @dataclass(frozen=True)
@@ -301,7 +423,7 @@ def _call_context(call: ToolCallInput, record: ToolCallRecord) -> dict[str, Any]
 
 
 async def _run_tool(
-    rt: Runtime, call: ToolCallInput, record: ToolCallRecord
+    rt: Runtime, call: ToolCallInput, record: ToolCallRecord, recorder: events.RunRecorder
 ) -> StoredMessage | CircuitOpen:
     """Call the tool (unless it may not run) and turn what happened into its result message."""
     if call.rejection is not None:  # needed approval and did not get it: never called
@@ -317,7 +439,7 @@ async def _run_tool(
         call.run.run_id, call.run.conversation_id, record.step, record.tool_name,
         call_id=record.call_id,
     ) as span:  # fmt: skip
-        outcome = await _send(rt, call, record, arguments)
+        outcome = await _send(rt, call, record, arguments, recorder)
         span.record_outcome(outcome, server=rt.mcp.server_of(record.tool_name))
     if outcome.retry_after is not None and call.may_defer:
         return CircuitOpen(outcome.retry_after)
@@ -340,12 +462,21 @@ async def _run_tool(
 
 
 async def _send(
-    rt: Runtime, call: ToolCallInput, record: ToolCallRecord, arguments: dict[str, Any]
+    rt: Runtime,
+    call: ToolCallInput,
+    record: ToolCallRecord,
+    arguments: dict[str, Any],
+    recorder: events.RunRecorder,
 ) -> ToolOutcome:
     """Send the call, with its record saying "started" from just before it goes out."""
     ref = _conversation(call.run)
 
     async def mark_started() -> None:
+        await recorder.record(
+            events.tool_call_started(
+                record.step, record.call_id, record.tool_name, record.arguments
+            )
+        )
         if record.status == "started" and call.retry_interrupted:  # resent on approval
             await rt.store.mark_tool_call(ref, replace(record, resent=True), "started")
         elif record.status != "started":
@@ -385,14 +516,29 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
     finish = FinishTurnInput.from_dict(data)
     try:
         await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
-    except RecordNotFound:  # the conversation vanished mid-run: its lock went with it
+        answer = await _answer(rt, finish.run)
+    except RecordNotFound:  # the conversation vanished mid-run: its lock (and its log) went with it
         log.warning("conversation vanished mid-run", extra={"run_id": finish.run.run_id})
+    else:
+        # run_started too: a run stopped before its first step (its budget) never wrote it.
+        await _recorder(rt, finish.run).record(
+            events.run_started(finish.run.run_id, finish.run.conversation_id),
+            events.run_finished(finish.status, answer),
+        )
     log.info(
         "turn finished",
         extra=telemetry.log_context(
             finish.run.run_id, finish.run.conversation_id, status=finish.status
         ),
     )
+
+
+async def _answer(rt: Runtime, run: RunRef) -> str | None:
+    """The run's answer: its last assistant message, unless that one asked for tools."""
+    for message in reversed(await rt.store.read_messages(_conversation(run))):
+        if message.run_id == run.run_id and message.role == "assistant":
+            return None if message.tool_calls else message.content
+    return None
 
 
 # --- batch items -------------------------------------------------------------------------------

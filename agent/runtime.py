@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import InvalidSettings
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from agent.model import ModelClient
     from storage.batches import BatchStore
     from storage.conversations import ConversationStore
+    from storage.events import RunEventLog
 
 
 @dataclass
@@ -45,6 +46,16 @@ class Runtime:
     batches: BatchStore
     credential: AsyncTokenCredential | None = None
     secrets: SecretResolver | None = None
+    _events: RunEventLog | None = field(default=None, repr=False)
+
+    @property
+    def events(self) -> RunEventLog:
+        """Run event logs, beside the transcripts in the same container (built on first use)."""
+        if self._events is None:
+            from storage.events import RunEventLog
+
+            self._events = RunEventLog(self.container)
+        return self._events
 
     async def aclose(self) -> None:
         await self.mcp.aclose()
