@@ -17,7 +17,7 @@ from agent.events import RunRecorder, TextDeltas
 from agent.runtime import Runtime, build_runtime
 from agent.settings import Settings
 from agent.transcript import user_message
-from offline_model import Completion, Paced, ToolCallSpec
+from offline_model import Completion, Paced
 from storage.conversations import ConversationRef
 from storage.events import RunEvent
 from tests.support.azurite import AzuriteInstance
