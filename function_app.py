@@ -11,6 +11,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from agent import http_streaming
 from agent.runtime import check_settings
 
 # httpx2 logs request URLs at INFO (a function key travels as `?code=`), the MCP SDK logs message
@@ -21,6 +22,9 @@ for _noisy in ("httpx2", "mcp", "azure.core.pipeline.policies.http_logging_polic
 # Parsed once, at startup. A missing or malformed setting is logged here, naming it, and never
 # stops indexing: every function is still registered and answers 503 naming the setting.
 check_settings()
+
+# AGENT_HTTP_STREAMING: the worker's streaming mode must be on while the app is indexed.
+http_streaming.enable_worker()
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -72,6 +76,15 @@ async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestration
     from agent.http import runs
 
     return await runs.answer_approval(req, client)
+
+
+# Server-Sent Events (streamed when AGENT_HTTP_STREAMING is on; else buffered, and `?wait=` JSON).
+@app.route(route="runs/{run_id}/events", methods=["GET"])
+@app.durable_client_input(client_name="client")
+async def run_events(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent import run_events
+
+    return await run_events.run_events(req, client)
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
@@ -217,3 +230,7 @@ async def conversation_retention(
     from agent import retention
 
     await retention.run_retention(client, past_due=timer.past_due)
+
+
+# Last: with streaming on, every HTTP function takes and gives the worker's starlette objects.
+http_streaming.adapt(app)

@@ -3,7 +3,8 @@
 HTTP triggers are matched against the routes the app declared (route prefix from host.json,
 default `api`), the request is turned into `azure.functions.HttpRequest` by the SDK's own
 `HttpRequestConverter` and the function's return value into a response by
-`HttpResponseConverter`, as the worker does. Function keys: when a key is configured,
+`HttpResponseConverter`, as the worker does; a starlette streaming response (what the worker
+streams in its HTTP v2 mode, see agent.http_streaming) is streamed chunk by chunk. Function keys: when a key is configured,
 FUNCTION- and ADMIN-level routes need it in `x-functions-key` or `?code=` (401 otherwise);
 ANONYMOUS routes never do. The durable management API (`/durabletask/`, and its public twin
 `/runtime/webhooks/durabletask/`) always needs the system key, a key of its own: in
@@ -138,7 +139,9 @@ class HttpFrontend:
                 return route, values
         return None
 
-    async def _function_request(self, request: web.Request, segments: list[str]) -> web.Response:
+    async def _function_request(
+        self, request: web.Request, segments: list[str]
+    ) -> web.StreamResponse:
         found = self._match(segments, request.method)
         if found is None:
             return _json_response(404, {"error": "Not Found"})
@@ -148,6 +151,8 @@ class HttpFrontend:
         try:
             arguments = await self._arguments(request, route, route_values)
             result = await self._invoker.invoke(route.function, arguments)
+            if _is_streaming(result):
+                return await _stream(request, result)
             return _http_response(route, result)
         except web.HTTPRequestEntityTooLarge:
             raise  # the caller's fault, answered 413 by _handle
@@ -214,6 +219,34 @@ def _joined(items: Iterable[tuple[str, str]], *, lower_keys: bool) -> dict[str, 
 
 def _string_data(values: dict[str, str]) -> dict[str, meta.Datum]:
     return {key: meta.Datum(type="string", value=value) for key, value in values.items()}
+
+
+def _is_streaming(result: Any) -> bool:
+    """A streaming response, as the worker takes them in its HTTP v2 mode (a starlette
+    `StreamingResponse`: status, headers and an async iterator of body chunks)."""
+    return hasattr(result, "body_iterator") and hasattr(result, "status_code")
+
+
+async def _stream(request: web.Request, result: Any) -> web.StreamResponse:
+    """Send each chunk as the function yields it. A client that goes away ends the stream:
+    the body's iterator is closed, so the function's generator cleans up."""
+    response = web.StreamResponse(status=int(result.status_code))
+    for name, value in result.headers.items():
+        if name.lower() not in _HOP_BY_HOP:
+            response.headers.add(name, value)
+    body = result.body_iterator
+    try:
+        await response.prepare(request)
+        async for chunk in body:
+            await response.write(chunk if isinstance(chunk, bytes) else str(chunk).encode())
+        await response.write_eof()
+    except (ConnectionResetError, ConnectionError):
+        logger.debug("the client left a streaming response")
+    finally:
+        closing = getattr(body, "aclose", None)
+        if closing is not None:
+            await closing()
+    return response
 
 
 def _http_response(route: HttpRoute, result: Any) -> web.Response:

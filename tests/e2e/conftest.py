@@ -228,6 +228,7 @@ async def app(
         "SCHEDULER_API_KEY": API_KEY,
         "BATCH_MAX_CONCURRENCY": "4",
         "AGENT_APPROVAL_TIMEOUT_SECONDS": "3",
+        "AGENT_HTTP_STREAMING": "true",  # GET /runs/{id}/events streams (agent.http_streaming)
     }
     state = tmp_path_factory.mktemp("host") / "durable.sqlite3"
     with pytest.MonkeyPatch.context() as env:
