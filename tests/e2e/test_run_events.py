@@ -22,18 +22,31 @@ async def read_sse(
     run_id: str,
     *,
     headers: dict[str, str] | None = None,
-    query: str = "",
     stop_after: int | None = None,
+) -> tuple[int, list[dict[str, Any]], list[str]]:
+    keyed = {"x-functions-key": FUNCTION_KEY, **(headers or {})}
+    return await read_stream(app.http, app.api, run_id, headers=keyed, stop_after=stop_after)
+
+
+async def read_stream(
+    http: aiohttp.ClientSession,
+    api: str,
+    run_id: str,
+    *,
+    headers: dict[str, str] | None = None,
+    stop_after: int | None = None,
+    until: str | None = None,
     within: float = 30.0,
 ) -> tuple[int, list[dict[str, Any]], list[str]]:
-    """(status, events, ids) of `GET /runs/{id}/events`, read until the server ends the
-    stream or `stop_after` events have arrived (then the client hangs up)."""
-    sent = {"x-functions-key": FUNCTION_KEY, "Accept": "text/event-stream", **(headers or {})}
+    """(status, events, ids) of `GET {api}/runs/{id}/events`, read until the server ends the
+    stream, or `stop_after` events or an event of type `until` arrived (then the client hangs
+    up)."""
+    sent = {"Accept": "text/event-stream", **(headers or {})}
     events: list[dict[str, Any]] = []
     ids: list[str] = []
     timeout = aiohttp.ClientTimeout(total=within)
-    url = f"{app.api}/runs/{run_id}/events{query}"
-    async with app.http.get(url, headers=sent, timeout=timeout) as response:
+    url = f"{api}/runs/{run_id}/events"
+    async with http.get(url, headers=sent, timeout=timeout) as response:
         if response.status != 200:
             return response.status, [], []
         assert response.headers["Content-Type"].startswith("text/event-stream")
@@ -51,7 +64,7 @@ async def read_sse(
                 assert fields["event"] == event["type"] and fields["id"] == str(event["seq"])
                 events.append(event)
                 ids.append(fields["id"])
-                if stop_after is not None and len(events) >= stop_after:
+                if (stop_after is not None and len(events) >= stop_after) or event["type"] == until:
                     break
             fields = {}
     return 200, events, ids
