@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
 
 SETTING = "AGENT_HTTP_STREAMING"
+HTTP_TRIGGER = "httpTrigger"
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -64,8 +65,13 @@ def adapt(app: Any) -> None:
     docstring). A no-op unless streaming is enabled."""
     if not enabled():
         return
-    for function in app.get_functions():
-        if function.is_http_function():
+    # Through the builders: `get_functions()` may run only once (the worker's indexing; a
+    # second call fails on "duplicate" names), and each builder holds the Function it builds.
+    # `is_http_function()` is only known after the build: look at the trigger itself.
+    for builder in app._function_builders:
+        function = builder._function
+        trigger = function.get_trigger()
+        if trigger is not None and trigger.get_binding_name() == HTTP_TRIGGER:
             function._func = converting(function.get_user_function())
 
 
@@ -85,6 +91,7 @@ def converting(handler: Handler) -> Handler:
             arguments[name] = await functions_request(request)
         return to_starlette(await handler(**arguments))
 
+    handle.http_v2_adapter = True  # type: ignore[attr-defined]  # (tests tell it apart)
     return handle
 
 

@@ -128,10 +128,16 @@ def stop(processes: list[subprocess.Popen[bytes]]) -> None:
             process.kill()
 
 
+def chat_page_url(port: int) -> str:
+    """The chat page (GET /api/ui): what a person opens first, so it is printed first."""
+    return f"http://localhost:{port}/api/ui"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("--port", type=int, default=7071, help="the Functions host's port")
     args = parser.parse_args()
+    print(f"devstack: the chat page will be at {chat_page_url(args.port)}")
     STATE.mkdir(exist_ok=True)
     values = local_settings()
     stack = services(args.port, values)
@@ -153,6 +159,7 @@ def main() -> None:
             wait_for_port(service, process, timeout=60)
         base = f"http://127.0.0.1:{args.port}/api"
         print(
+            f"\nChat page: {chat_page_url(args.port)}\n"
             f"\nReady: {base}  (Ctrl-C stops everything)\n\n"
             f"  curl -s -X POST {base}/conversations\n"
             f"  curl -s -X POST {base}/conversations/<id>/messages \\\n"

@@ -82,6 +82,11 @@ var baseSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
   // Local auth is off on Application Insights: the host and the app send with the identity.
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD;ClientId=${identityClientId}'
+  // GET /api/runs/{id}/events streams as the run goes: the Python worker's HTTP streaming mode,
+  // which the FastAPI extension (requirements.txt) turns on while the app is indexed at init
+  // (agent/http_streaming.py). Without it the route still answers, buffered.
+  PYTHON_ENABLE_INIT_INDEXING: '1'
+  AGENT_HTTP_STREAMING: 'true'
 }
 
 // host.json stays as shipped; these app settings override its storage provider (the platform maps

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import re
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from agent.mcp.config import ApiKeyAuth, parse_mcp_servers
@@ -174,6 +175,17 @@ def test_storage_is_reached_by_identity_only_with_no_connection_string_or_key():
     assert account["properties"]["allowSharedKeyAccess"] is False
     assert account["properties"]["allowBlobPublicAccess"] is False
     assert account["properties"]["minimumTlsVersion"] == "TLS1_2"
+
+
+def test_the_function_app_streams_run_events_with_the_fastapi_extension_indexed_at_init():
+    from agent import http_streaming
+
+    settings = as_resolved_on_azure(function_app_settings())
+    assert settings["PYTHON_ENABLE_INIT_INDEXING"] == "1"  # the worker's HTTP v2 mode needs it
+    assert http_streaming.enabled(settings)
+    root = Path(__file__).resolve().parents[2]
+    pins = (root / "requirements.txt").read_text().splitlines()
+    assert any(line.startswith("azurefunctions-extensions-http-fastapi==") for line in pins)
 
 
 def test_the_webhook_secret_is_a_key_vault_reference_never_a_value():
