@@ -57,6 +57,10 @@ BUFFERED_RETRY_MILLISECONDS = 250
 STATUS_EVERY_SECONDS = 2.0  # how often an idle follower asks Durable whether the run ended
 POLL_MIN_SECONDS = 0.05
 POLL_MAX_SECONDS = 0.5
+# While the model writes (a step started, text flowing), text is due any moment: poll at most
+# this far apart, so the time to the first delta is not a slow idle poll.
+POLL_STREAMING_MAX_SECONDS = 0.1
+STREAMING_TYPES = frozenset({"step_started", "text_delta"})
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
@@ -103,13 +107,14 @@ class RunFollower:
     after: int
     finished: bool = False
     seen: int = 0  # events in the log so far (the next one is seen + 1)
+    last_type: str = ""
     _status_checked: float = field(default_factory=time.monotonic)
 
     async def poll(self) -> list[dict[str, Any]]:
         """Events recorded since the last poll (and after `after`)."""
         fresh = await self.reader.poll()
         if fresh:
-            self.seen = fresh[-1].seq
+            self.seen, self.last_type = fresh[-1].seq, fresh[-1].type
         wire = [event.wire() for event in fresh if event.seq > self.after]
         if any(event.type == TERMINAL_TYPE for event in fresh):
             self.finished = True
@@ -155,7 +160,12 @@ class RunFollower:
             if remaining <= 0:
                 return []
             await asyncio.sleep(min(pause, remaining))
-            pause = min(pause * 2, POLL_MAX_SECONDS)
+            most = (
+                POLL_STREAMING_MAX_SECONDS
+                if self.last_type in STREAMING_TYPES
+                else POLL_MAX_SECONDS
+            )
+            pause = min(pause * 2, most)
         return []
 
 

@@ -8,7 +8,7 @@ the `retry-after` / `retry-after-ms` headers).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,13 +73,15 @@ class Paced:
     of `seconds_per_chunk` before each chunk, and after `hold_after_chunks` chunks a wait of up
     to `hold_seconds` (ended at once by the server's `release_delays()` or its stop). A request
     without `stream` gets `then` at once. `drop_after_chunks` cuts the connection after that many
-    chunks, as a network failure mid-answer would."""
+    chunks, as a network failure mid-answer would. `on_chunk(index, chunk)` is called as each
+    chunk is sent (benchmarks time the first token from it)."""
 
     then: Completion
     seconds_per_chunk: float = 0.0
     hold_after_chunks: int | None = None
     hold_seconds: float = 30.0
     drop_after_chunks: int | None = None
+    on_chunk: Callable[[int, dict[str, Any]], None] | None = None
 
 
 Reply = Completion | HttpError | Delayed | Paced

@@ -268,6 +268,8 @@ class ModelServer:
                 if pace.seconds_per_chunk:
                     await self._wait(pace.seconds_per_chunk)
                 await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                if pace.on_chunk is not None:
+                    pace.on_chunk(index, chunk)
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except (ConnectionResetError, ConnectionError):
