@@ -188,3 +188,31 @@ async def test_a_bad_last_event_id_is_a_400_problem(app: App):
     )
     assert status == 400 and "Last-Event-ID" in problem["detail"]
     assert headers["Content-Type"].startswith("application/problem+json")
+
+
+async def test_without_streaming_a_client_reconnecting_on_each_buffered_answer_gets_every_event(
+    app: App, monkeypatch
+):
+    # A host that cannot stream: each answer carries the events there are, then EventSource
+    # reconnects with Last-Event-ID (the SSE `retry` hint), until 204 says the run is over.
+    monkeypatch.setenv("AGENT_HTTP_STREAMING", "false")
+    _, run_id = await start(app, '/tool web__greet {"name": "Bo"}', **ALICE)
+    events: list[dict[str, Any]] = []
+    for _ in range(50):
+        last = {"Last-Event-ID": str(events[-1]["seq"])} if events else {}
+        async with app.http.get(
+            f"{app.api}/runs/{run_id}/events",
+            headers={"x-functions-key": FUNCTION_KEY, **ALICE, **last},
+        ) as response:
+            if response.status == 204:
+                break
+            assert response.status == 200 and response.content_length is not None
+            text = await response.text()
+        assert text.startswith("retry: ")
+        events += [
+            json.loads(line[len("data: ") :])
+            for line in text.splitlines()
+            if line.startswith("data: ")
+        ]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "run_finished" and events[-1]["status"] == "completed"
