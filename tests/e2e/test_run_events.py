@@ -6,11 +6,14 @@ Last-Event-ID continues without gap or duplicate, and another caller gets 404.""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import aiohttp
 
-from offline_model import Completion, Paced
+from offline_model import Completion, Paced, Reply
+from offline_model.brains import last_user_text
 from tests.e2e.conftest import FUNCTION_KEY, App
 
 ALICE = {"x-ms-client-principal-id": "alice-events"}
@@ -70,6 +73,27 @@ async def read_stream(
     return 200, events, ids
 
 
+@contextmanager
+def answering(app: App, content: str, reply: Reply) -> Iterator[None]:
+    """The model answers a message of exactly `content` (its first step) with `reply`. Not a
+    scripted item: runs of other tests still in flight (scheduled deliveries) would take it."""
+    brain = app.model.brain
+    previous = brain.fallback
+
+    def route(request: dict[str, Any]) -> Reply:
+        messages = request.get("messages") or []
+        first_step = messages and messages[-1].get("role") == "user"
+        if first_step and last_user_text(messages) == content:
+            return reply
+        return previous(request)
+
+    brain.fallback = route
+    try:
+        yield
+    finally:
+        brain.fallback = previous
+
+
 async def start(app: App, content: str, **headers: str) -> tuple[str, str]:
     conversation = await app.new_conversation(**headers)
     status, body, _ = await app.send(conversation, content, **headers)
@@ -125,9 +149,10 @@ async def test_a_client_that_reconnects_with_last_event_id_gets_the_rest_with_no
     app: App,
 ):
     long_answer = "Every piece of this answer arrives once, in order. " * 8
-    app.model.brain.then(Paced(Completion(content=long_answer), seconds_per_chunk=0.01))
-    _, run_id = await start(app, "tell me something long", **ALICE)
-    _, first, first_ids = await read_sse(app, run_id, headers=ALICE, stop_after=4)
+    paced = Paced(Completion(content=long_answer), seconds_per_chunk=0.01)
+    with answering(app, "tell me something long", paced):
+        _, run_id = await start(app, "tell me something long", **ALICE)
+        _, first, first_ids = await read_sse(app, run_id, headers=ALICE, stop_after=4)
     assert len(first) == 4
     resumed = {"Last-Event-ID": first_ids[-1], **ALICE}
     _, rest, _ = await read_sse(app, run_id, headers=resumed)
@@ -169,9 +194,10 @@ async def test_another_caller_gets_404_for_a_runs_events(app: App):
 
 
 async def test_a_cancelled_run_ends_its_stream_with_run_finished_cancelled(app: App):
-    app.model.brain.then(Paced(Completion(content="slow"), hold_after_chunks=2, hold_seconds=20))
-    _, run_id = await start(app, "wait for it", **ALICE)
-    _, started, _ = await read_sse(app, run_id, headers=ALICE, stop_after=2)
+    held = Paced(Completion(content="slow"), hold_after_chunks=2, hold_seconds=20)
+    with answering(app, "wait for it", held):
+        _, run_id = await start(app, "wait for it", **ALICE)
+        _, started, _ = await read_sse(app, run_id, headers=ALICE, stop_after=2)
     assert [e["type"] for e in started] == ["run_started", "step_started"]
     status, body, _ = await app.call("POST", f"/runs/{run_id}/cancel", headers=ALICE)
     assert status == 202, body
