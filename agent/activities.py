@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from agent import events, telemetry
+from agent import events, model_stream, telemetry
 from agent.contracts import (
     BatchItemOutcome,
     ChatTurnInput,
@@ -219,7 +219,8 @@ async def _complete(
         rt.model.config.model,
         server_address=urlsplit(rt.model.config.endpoint).hostname,
     ) as span:
-        reply = await rt.model.stream(
+        reply = await model_stream.stream(
+            rt.model,
             model_messages(rt.settings.system_prompt, stored, closed_world),
             to_openai_tools(tools),
             max_output_tokens=step.max_output_tokens,

@@ -16,7 +16,7 @@ import datetime
 import email.utils
 import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -117,29 +117,26 @@ class ModelClient:
             ) from None
         return reply_from(completion, service=self.config.service_name)
 
-    async def stream(
+    async def open_stream(
         self,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]],
         *,
         max_output_tokens: int | None = None,
-        on_text: Callable[[str], Awaitable[None]] | None = None,
-    ) -> ModelReply:
-        """`complete()` with the model's streaming API: `on_text` gets each piece of the answer's
-        text as the model writes it; the reply (and every failure) is as `complete()`'s."""
-        from agent.model_stream import collect
-
+    ) -> Any:
+        """Start a streamed chat completion (`stream: true`, usage in its last chunk): the
+        chunks, to read with `agent.model_stream.collect`. A request the service refuses
+        raises here, classified as `complete()`'s failures are."""
         request = self._request(messages, tools, max_output_tokens)
         request.update(stream=True, stream_options={"include_usage": True})
         try:
-            chunks = await self._client.chat.completions.create(**request)
+            return await self._client.chat.completions.create(**request)
         except Exception as error:
             if not is_model_failure(error):
                 raise
             raise classify(
                 error, service=self.config.service_name, secrets=self._secrets()
             ) from None
-        return await collect(chunks, self.config.service_name, on_text)
 
     def _request(
         self,

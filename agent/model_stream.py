@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
-from agent.model import ModelReply, ToolCall, filtered_categories, usage_from
+from agent.model import ModelClient, ModelReply, ToolCall, filtered_categories, usage_from
 
 OnText = Callable[[str], Awaitable[None]]
 
@@ -96,6 +96,20 @@ class StreamedReply:
             usage=usage_from(self.usage),
             model=self.model,
         )
+
+
+async def stream(
+    client: ModelClient,
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    *,
+    max_output_tokens: int | None = None,
+    on_text: OnText | None = None,
+) -> ModelReply:
+    """`client.complete()` with the model's streaming API: `on_text` gets each piece of the
+    answer's text as the model writes it; the reply (and every failure) is as `complete()`'s."""
+    chunks = await client.open_stream(messages, tools, max_output_tokens=max_output_tokens)
+    return await collect(chunks, client.config.service_name, on_text)
 
 
 async def collect(chunks: Any, service: str, on_text: OnText | None) -> ModelReply:

@@ -32,10 +32,11 @@ import aiohttp
 
 from agent import runtime as app_runtime
 from agent.model import build_model_client
+from agent.model_stream import stream
+from devkit.azurite import start_azurite
+from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
 from local_host.host import LocalHost
 from offline_model import Completion, Paced, ScriptedBrain
-from tests.support.azurite import start_azurite
-from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
 
 ROOT = Path(__file__).resolve().parents[1]
 WORD = "word"  # four characters: one token for the model server's count
@@ -68,7 +69,7 @@ async def transport_floor(model: FakeOpenAI, tokens: int, seconds: float) -> flo
             received.append(time.perf_counter())
 
     async with build_model_client(model.azure_config(timeout_seconds=120)) as client:
-        await client.stream([{"role": "user", "content": "go"}], [], on_text=on_text)
+        await stream(client, [{"role": "user", "content": "go"}], [], on_text=on_text)
     assert first.at is not None
     return received[0] - first.at
 

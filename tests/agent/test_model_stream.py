@@ -10,8 +10,9 @@ import pytest
 
 from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
 from agent.model import ModelClient, build_model_client
+from agent.model_stream import stream
+from devkit.fake_openai import FakeOpenAI, fake_openai
 from offline_model import Completion, Paced, ToolCallSpec
-from tests.support.fake_openai import FakeOpenAI, fake_openai
 
 USER = [{"role": "user", "content": "hello"}]
 TOOLS = [
@@ -45,7 +46,7 @@ async def test_streamed_text_arrives_in_pieces_that_make_the_whole_answer(
     async def on_text(text: str) -> None:
         pieces.append(text)
 
-    reply = await client.stream(USER, TOOLS, on_text=on_text)
+    reply = await stream(client, USER, TOOLS, on_text=on_text)
     assert reply.content == ANSWER
     assert "".join(pieces) == ANSWER and len(pieces) > 5
     assert reply.finish_reason == "stop"
@@ -61,7 +62,7 @@ async def test_streamed_tool_calls_are_assembled_from_their_pieces(
         ToolCallSpec("demo__add", '{"a": 1, "b": 2, "note": "long enough to split"}', "call_a"),
         ToolCallSpec("demo__add", '{"a": 3, "b": 4}', "call_b"),
     )
-    reply = await client.stream(USER, TOOLS)
+    reply = await stream(client, USER, TOOLS)
     assert [(c.id, c.name, c.arguments) for c in reply.tool_calls] == [
         ("call_a", "demo__add", '{"a": 1, "b": 2, "note": "long enough to split"}'),
         ("call_b", "demo__add", '{"a": 3, "b": 4}'),
@@ -74,7 +75,7 @@ async def test_a_filtered_streamed_completion_is_content_filtered(
 ):
     fake.brain.filter_completion(("violence",))
     with pytest.raises(ContentFiltered):
-        await client.stream(USER, TOOLS)
+        await stream(client, USER, TOOLS)
 
 
 async def test_a_filtered_prompt_is_content_filtered_before_any_stream(
@@ -82,7 +83,7 @@ async def test_a_filtered_prompt_is_content_filtered_before_any_stream(
 ):
     fake.brain.filter_prompt()
     with pytest.raises(ContentFiltered):
-        await client.stream(USER, TOOLS)
+        await stream(client, USER, TOOLS)
 
 
 async def test_a_rate_limited_stream_request_carries_its_retry_after(
@@ -90,14 +91,14 @@ async def test_a_rate_limited_stream_request_carries_its_retry_after(
 ):
     fake.brain.rate_limit(retry_after_seconds=7)
     with pytest.raises(TransientModelError) as raised:
-        await client.stream(USER, TOOLS)
+        await stream(client, USER, TOOLS)
     assert raised.value.retry_after == 7
 
 
 async def test_a_bad_streamed_request_is_permanent(fake: FakeOpenAI, client: ModelClient):
     fake.brain.fail(400)
     with pytest.raises(PermanentModelError):
-        await client.stream(USER, TOOLS)
+        await stream(client, USER, TOOLS)
 
 
 async def test_a_stream_cut_off_midway_is_transient(fake: FakeOpenAI, client: ModelClient):
@@ -108,5 +109,5 @@ async def test_a_stream_cut_off_midway_is_transient(fake: FakeOpenAI, client: Mo
         pieces.append(text)
 
     with pytest.raises(TransientModelError):
-        await client.stream(USER, TOOLS, on_text=on_text)
+        await stream(client, USER, TOOLS, on_text=on_text)
     assert pieces  # it broke off after some text had arrived

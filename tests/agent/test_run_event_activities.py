@@ -17,12 +17,12 @@ from agent.events import RunRecorder, TextDeltas
 from agent.runtime import Runtime, build_runtime
 from agent.settings import Settings
 from agent.transcript import user_message
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.mcp_servers import AsgiServer
 from offline_model import Completion, Paced
 from storage.conversations import ConversationRef
 from storage.events import RunEvent
-from tests.support.azurite import AzuriteInstance
-from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer
 
 LONG_ANSWER = "Streaming answers arrive piece by piece, and the log keeps each piece once. " * 4
 

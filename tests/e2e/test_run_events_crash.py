@@ -15,13 +15,13 @@ from pathlib import Path
 import aiohttp
 import pytest_asyncio
 
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import FakeOpenAI, fake_openai
 from local_host.testing import HostProcess
 from offline_model import Completion, Paced
 from offline_model.brains import OfflineBrain, ScriptedBrain
 from tests.e2e.test_crash_recovery import host_env
 from tests.e2e.test_run_events import answer_text, read_stream
-from tests.support.azurite import AzuriteInstance
-from tests.support.fake_openai import FakeOpenAI, fake_openai
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSWER = "This answer was cut off by a crash and still reads whole on the client. " * 6
