@@ -8,6 +8,7 @@
     ├── TurnInProgress        another run holds the conversation's turn lock
     ├── RecordTooLarge        a message too large for one transcript line
     ├── StoreContention       concurrent writers kept winning the race; retry later
+    ├── EventLogFull          a run's event log reached the append blob's 50,000 blocks
     └── StorageNotConfigured  the storage setting cannot make a client (names it, never its value)
 
 The store knows nothing of who called it: the HTTP edge (`agent.http.kit.storage_problem`) maps
@@ -48,6 +49,10 @@ class RecordTooLarge(StorageError):
 
 class StoreContention(StorageError):
     """Too many concurrent writers kept winning the race; the caller should retry later."""
+
+
+class EventLogFull(StorageError):
+    """A run's event log holds no more appends (no real run gets near 50,000)."""
 
 
 class StorageNotConfigured(StorageError):

@@ -31,6 +31,7 @@ from azure.storage.blob import ContentSettings, StorageErrorCode
 from azure.storage.blob.aio import ContainerClient
 
 from storage import paths
+from storage.errors import EventLogFull, RecordTooLarge, StoreContention
 from storage.models import ConversationRef, utc_timestamp
 from storage.recent import Recent
 
@@ -39,14 +40,6 @@ MAX_BLOCK_BYTES = 4 * 1024 * 1024  # Append Block limit on every service version
 MAX_ATTEMPTS = 32
 CURSORS_CACHED = 256
 _JSON = json.JSONDecoder()
-
-
-class EventLogContention(Exception):
-    """Too many concurrent writers kept winning the race; the caller should retry later."""
-
-
-class EventLogFull(Exception):
-    """The run's log reached the append blob's 50,000 blocks (no real run gets near it)."""
 
 
 @dataclass(frozen=True)
@@ -153,7 +146,7 @@ class RunEventLog:
                 written += cursor.learn(json.loads(line) for line in lines.splitlines() if line)
                 cursor.length += len(lines)
                 cursor.torn_tail = False
-        raise EventLogContention(
+        raise StoreContention(
             f"could not append to a run's event log: {self._max_attempts} conflicts in a row"
         )
 
@@ -252,7 +245,7 @@ def _encode(events: list[NewEvent], first_seq: int, torn_tail: bool) -> bytes:
         lines.append(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n")
     block = b"".join(lines)
     if len(block) > MAX_BLOCK_BYTES:
-        raise ValueError(f"events of {len(block)} bytes do not fit one append block")
+        raise RecordTooLarge(f"events of {len(block)} bytes do not fit one append block")
     return block
 
 
