@@ -287,4 +287,5 @@ async def _read_from(container: ContainerClient, name: str, offset: int) -> byte
 
 
 def _is(exc: HttpResponseError, status: int, code: StorageErrorCode) -> bool:
-    return exc.status_code == status and exc.error_code == code
+    # error_code: set by the storage SDK on its errors (not declared on azure-core's class)
+    return exc.status_code == status and getattr(exc, "error_code", None) == code
