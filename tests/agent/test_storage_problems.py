@@ -21,6 +21,7 @@ EXPECTED = {
     "RecordTooLarge": (413, "Payload Too Large"),
     "StorageNotConfigured": (503, "Service Unavailable"),
     "StoreContention": (500, "Internal Server Error"),
+    "EventLogFull": (500, "Internal Server Error"),  # never from a route: activities write logs
 }
 
 
