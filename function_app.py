@@ -82,7 +82,7 @@ async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestration
 @app.route(route="runs/{run_id}/events", methods=["GET"])
 @app.durable_client_input(client_name="client")
 async def run_events(req: func.HttpRequest, client: df.DurableOrchestrationClient):
-    from agent import run_events
+    from agent.http import run_events
 
     return await run_events.run_events(req, client)
 

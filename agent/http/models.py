@@ -447,6 +447,49 @@ class ApprovalAccepted(Reply):
     approved: bool
 
 
+EventType = Literal[
+    "run_started",
+    "step_started",
+    "text_delta",
+    "text_reset",
+    "step_completed",
+    "step_failed",
+    "tool_call_requested",
+    "approval_needed",
+    "approval_decided",
+    "tool_call_started",
+    "tool_call_completed",
+    "tool_call_failed",
+    "throttled",
+    "run_finished",
+]
+
+
+class RunEvent(Reply):
+    """One event of a run (agent.events). Beside `type`, `seq` and `at`, each type has its own
+    fields: text_delta {step, delta}; tool_call_* {step, tool_call_id, name, arguments,
+    result?, truncated?}; approval_needed {tool_call_id, name, arguments, reason};
+    approval_decided {tool_call_id, approved, kind}; throttled {wait, reason}; run_finished
+    {status, answer?}; text_reset {step}: drop the step's text so far (it streams again)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: EventType
+    seq: Annotated[int, Field(ge=1, description="Dense, from 1: the SSE id.")]
+    at: str
+
+
+class RunEvents(Reply):
+    """The long-poll answer (`?wait=`): the events after `after`, as they were there."""
+
+    run_id: str
+    events: list[RunEvent]
+    last_event_id: Annotated[
+        NonNegative, Field(description="Pass as `after` to get the next events.")
+    ]
+    finished: Annotated[bool, Field(description="run_finished is among the events sent.")]
+
+
 class RunCancelled(Reply):
     run_id: str
     # cancelling: Durable has not yet reported the run ended; it still holds its conversation

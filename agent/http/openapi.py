@@ -79,7 +79,9 @@ def _types(routes: tuple[Operation, ...]) -> list[Any]:
     """Every model (or type alias) a route names, and those documented anyway."""
     named = [models.Id, *ALWAYS]
     for operation in routes:
-        named += [ok.body for ok in operation.ok.values() if not isinstance(ok.body, dict)]
+        for ok in operation.ok.values():
+            bodies = [ok.body, *ok.also.values()]
+            named += [body for body in bodies if body is not None and not isinstance(body, dict)]
         if operation.body is not None:
             named.append(operation.body)
     return list(dict.fromkeys(named))
@@ -146,10 +148,12 @@ def _problem(status: int, description: str = "") -> dict[str, Any]:
 def _responses(operation: Operation) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, ok in operation.ok.items():
-        response: dict[str, Any] = {
-            "description": ok.description,
-            "content": {ok.media_type: {"schema": _schema_of(ok.body)}},
-        }
+        response: dict[str, Any] = {"description": ok.description}
+        if ok.body is not None:  # None: no body (a 204)
+            bodies = {ok.media_type: ok.body, **ok.also}
+            response["content"] = {
+                media: {"schema": _schema_of(body)} for media, body in bodies.items()
+            }
         if ok.location:
             response["headers"] = {
                 "Location": {

@@ -41,6 +41,7 @@ class Ok:
     body: type[BaseModel] | Any
     location: str | None = None
     media_type: str = "application/json"
+    also: dict[str, Any] = field(default_factory=dict)  # other media types: model or schema
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,46 @@ CONVERSATIONS = (
     ),
 )
 
+# Each SSE message of run_events (the shape OpenAPI 3.2 gives an itemSchema): schemathesis
+# checks every streamed event against it.
+SSE_MESSAGE = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$"},
+        "event": {"type": "string"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {"$ref": "#/components/schemas/RunEvent"},
+        },
+    },
+}
+RUN_EVENTS_PARAMETERS = (
+    {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "The id of the last event received: send the ones after it.",
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    },
+    {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "As Last-Event-ID, for clients that cannot set headers.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    {
+        "name": "wait",
+        "in": "query",
+        "required": False,
+        "description": "Long poll: answer JSON as soon as there are events after `after`, or "
+        "after this many seconds (at most {wait_seconds_cap}).",
+        "schema": {"type": "number", "minimum": 0},
+    },
+)
+
 RUNS = (
     Operation(
         "runs/{run_id}",
@@ -183,6 +224,30 @@ RUNS = (
         },
         {400: "", 404: "", 409: "The run has already finished."},
     ),
+)
+
+RUN_EVENTS = Operation(
+    "runs/{run_id}/events",
+    "get",
+    "run_events",
+    "runs",
+    "A run's events as Server-Sent Events (resumable), or as JSON with `wait`",
+    {
+        200: Ok(
+            "The events: SSE messages (`id` = seq, `event` = type, `data` = the event), or "
+            "with `wait` the events so far as JSON.",
+            SSE_MESSAGE,
+            media_type="text/event-stream",
+            also={"application/json": m.RunEvents},
+        ),
+        204: Ok("The run has finished and there is nothing after the id.", None),
+    },
+    {400: "", 404: ""},
+    description="Resume with `Last-Event-ID` (or `after`); the stream ends after "
+    "`run_finished`. Streamed when the app runs with AGENT_HTTP_STREAMING; otherwise each "
+    "answer carries the events there are, and EventSource reconnects (`retry`). With `wait`, "
+    "JSON instead (long polling).",
+    headers=RUN_EVENTS_PARAMETERS,
 )
 
 SCHEDULING = (
@@ -289,4 +354,4 @@ SERVICE = (
     ),
 )
 
-ROUTES: tuple[Operation, ...] = (*CONVERSATIONS, *RUNS, *SCHEDULING, *SERVICE)
+ROUTES: tuple[Operation, ...] = (*CONVERSATIONS, *RUNS, RUN_EVENTS, *SCHEDULING, *SERVICE)

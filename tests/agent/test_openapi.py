@@ -295,19 +295,41 @@ async def test_a_misconfigured_deployment_gets_a_503_problem_naming_the_setting(
 
 def test_a_new_route_is_documented_from_one_table_entry(limits: Limits) -> None:
     events = Operation(
-        "runs/{run_id}/events",
+        "runs/{run_id}/trace",
         "get",
-        "run_events",
+        "run_trace",
         "runs",
-        "A run's events as they happen",
+        "A run's trace (a route that does not exist)",
         {200: Ok("Server-Sent Events.", {"type": "string"}, media_type="text/event-stream")},
         {400: "", 404: ""},
     )
     document = build_document(limits, (*ROUTES, events))
     validate(document)
-    operation = document["paths"][f"{API_PREFIX}/runs/{{run_id}}/events"]["get"]
-    assert operation["operationId"] == "run_events" and operation["security"] == FUNCTION_KEY
+    operation = document["paths"][f"{API_PREFIX}/runs/{{run_id}}/trace"]["get"]
+    assert operation["operationId"] == "run_trace" and operation["security"] == FUNCTION_KEY
     assert operation["parameters"][0]["schema"] == {"$ref": "#/components/schemas/Id"}
     assert set(operation["responses"]) == {"200", "400", "401", "404", "500", "503"}
     assert set(operation["responses"]["200"]["content"]) == {"text/event-stream"}
-    assert f"{API_PREFIX}/runs/{{run_id}}/events" not in build_document(limits)["paths"]
+    assert f"{API_PREFIX}/runs/{{run_id}}/trace" not in build_document(limits)["paths"]
+
+
+def test_the_run_events_route_is_documented_as_server_sent_events_or_json(
+    document: dict[str, Any],
+) -> None:
+    operation = document["paths"][f"{API_PREFIX}/runs/{{run_id}}/events"]["get"]
+    assert set(operation["responses"]) >= {"200", "204", "400", "404"}
+    assert "content" not in operation["responses"]["204"]
+    content = operation["responses"]["200"]["content"]
+    assert set(content) == {"text/event-stream", "application/json"}
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/RunEvents"}
+    assert {p["name"] for p in operation["parameters"]} == {
+        "run_id",
+        "Last-Event-ID",
+        "after",
+        "wait",
+    }
+    types = document["components"]["schemas"]["RunEvent"]["properties"]["type"]["enum"]
+    must = {"run_started", "step_started", "text_delta", "tool_call_started"}
+    assert must | {"tool_call_completed", "approval_needed", "throttled", "run_finished"} <= set(
+        types
+    )

@@ -38,11 +38,12 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from agent.callers import caller_of
 from agent.errors import BadRequest
 from agent.events import TERMINAL_TYPE
-from agent.http_api import TERMINAL, api, json_response, path_id, run_view
-from agent.runtime import Runtime, runtime
+from agent.http.kit import Call, api, json_response
+from agent.http.models import TERMINAL
+from agent.http.runs import run_view
+from agent.runtime import Runtime
 from storage.events import EventReader
 from storage.models import ConversationRef
 
@@ -202,14 +203,14 @@ async def sse_stream(
 
 
 @api
-async def run_events(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> Any:
+async def run_events(call: Call, client: df.DurableOrchestrationClient) -> Any:
+    """A func.HttpResponse, or (streaming) a starlette streaming response."""
     from agent import http_streaming
 
-    rt = await runtime()
-    owner = caller_of(req, rt.settings.require_auth)
-    run_id = path_id(req, "run_id")
-    after = last_event_id(req)
-    wait = wait_parameter(req, rt)
+    rt, owner = call.rt, call.owner()
+    run_id = call.path_id("run_id")
+    after = last_event_id(call.req)
+    wait = wait_parameter(call.req, rt)
     view = await run_view(rt, client, run_id, owner)  # 404 for a run that is not the caller's
     ref = ConversationRef(owner, view["conversation_id"])
     follower = RunFollower(rt, client, run_id, owner, rt.events.reader(ref, run_id), after)
