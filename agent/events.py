@@ -30,9 +30,10 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from storage.events import NewEvent, RunEvent
+from storage.events import NewEvent as NewEvent
+from storage.events import RunEvent as RunEvent
 
 if TYPE_CHECKING:
     from storage.events import RunEventLog
@@ -229,7 +230,7 @@ class TextDeltas:
     @classmethod
     def resuming(
         cls, recorder: RunRecorder, step: int, recorded: Iterable[RunEvent], **options: Any
-    ):
+    ) -> Self:
         generation, logged = step_text(recorded, step)
         return cls(recorder, step, generation, logged, **options)
 
@@ -269,9 +270,14 @@ class TextDeltas:
             if delay > 0 and not self._closed:
                 with contextlib.suppress(TimeoutError):  # the interval passed: write now
                     await asyncio.wait_for(self._closing_or_full(), delay)
-            if self._closed:
+            if self._closed_meanwhile():
                 return  # `finish` writes the rest
             await self._write()
+
+    def _closed_meanwhile(self) -> bool:
+        # A method, not the attribute: `finish` may set it while this task awaited, which mypy's
+        # narrowing of `self._closed` across the await cannot see.
+        return self._closed
 
     async def _closing_or_full(self) -> None:
         while not self._closed and self._generated - self._written < self.max_chars:
