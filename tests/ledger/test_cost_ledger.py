@@ -21,7 +21,9 @@ GREET = ToolCallSpec("web__greet", '{"name": "ledger"}')
 BYTE_ROOM = 1.02
 
 # Measured on main at f8eff86 (tail reads and last_active_at in metas landed; before #16's
-# cuts and #12's run event log). At 273f606 only the bytes differed (metas 52 bytes shorter).
+# cuts). #12's run event log (one append blob per run: keyed events, each a conditional append,
+# read back to resume) doubled the Blob requests of a one-tool-call turn: 14 -> 28 (20 steps: 140 -> 244).
+# At 273f606 only the bytes differed (metas 52 bytes shorter).
 ONE_TOOL_CALL_TURN = {
     "activities": 4,
     "activities:model_step": 2,
@@ -33,13 +35,15 @@ ONE_TOOL_CALL_TURN = {
     "history_bytes": 4545,
     "replayed_events": 40,
     "replayed_bytes": 10445,
-    "blob_requests": 14,
-    "blob:get": 5,
-    "blob:put": 5,
-    "blob:append": 4,
+    "blob_requests": 28,
+    "blob:get": 9,
+    "blob:put": 6,
+    "blob:append": 13,
+    "blob:failed:get:404": 1,
+    "blob:failed:append:404": 1,
     "blob:failed:get:416": 1,  # a ranged read of an empty transcript
-    "blob_bytes_read": 2122,
-    "blob_bytes_written": 3401,
+    "blob_bytes_read": 4078,
+    "blob_bytes_written": 5767,
 }
 TWENTY_STEP_TURN = {
     "activities": 40,
@@ -52,13 +56,15 @@ TWENTY_STEP_TURN = {
     "history_bytes": 35891,
     "replayed_events": 3280,  # replay grows with the square of the steps (#16 item 3)
     "replayed_bytes": 731502,
-    "blob_requests": 140,
-    "blob:get": 41,
-    "blob:put": 59,
-    "blob:append": 40,
+    "blob_requests": 244,
+    "blob:get": 63,
+    "blob:put": 60,
+    "blob:append": 121,
+    "blob:failed:get:404": 1,
+    "blob:failed:append:404": 1,
     "blob:failed:get:416": 1,
-    "blob_bytes_read": 196410,
-    "blob_bytes_written": 43067,
+    "blob_bytes_read": 215868,
+    "blob_bytes_written": 68208,
 }
 SCHEDULED_BATCH_OF_3 = {
     "activities": 10,
@@ -73,14 +79,14 @@ SCHEDULED_BATCH_OF_3 = {
     "history_bytes": 21974,
     "replayed_events": 80,
     "replayed_bytes": 24363,
-    "blob_requests": 33,
-    "blob:get": 14,
-    "blob:put": 8,
-    "blob:append": 11,
-    "blob:failed:get:404": 4,  # no batch of this webhook yet; no owner schedule per item
-    "blob:failed:append:404": 1,  # the queue's claims blob, created on the first claim
-    "blob_bytes_read": 2585,
-    "blob_bytes_written": 4853,
+    "blob_requests": 60,
+    "blob:get": 23,
+    "blob:put": 11,
+    "blob:append": 26,
+    "blob:failed:get:404": 7,  # no batch of this webhook yet; no owner schedule per item
+    "blob:failed:append:404": 4,  # the queue's claims blob, created on the first claim
+    "blob_bytes_read": 5681,
+    "blob_bytes_written": 8216,
 }
 
 
