@@ -46,6 +46,14 @@ async def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
     return await conversations.get_conversation(req)
 
 
+@app.route(route="conversations/{id}", methods=["DELETE"])
+@app.durable_client_input(client_name="client")
+async def delete_conversation(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent.http import conversations
+
+    return await conversations.delete_conversation(req, client)
+
+
 @app.route(route="conversations/{id}/messages", methods=["POST"])
 @app.durable_client_input(client_name="client")
 async def post_message(req: func.HttpRequest, client: df.DurableOrchestrationClient):

@@ -1,5 +1,5 @@
 """Conversations and their messages: `POST /api/conversations`, `GET /api/conversations/{id}`,
-`POST /api/conversations/{id}/messages` (start a turn)."""
+`DELETE /api/conversations/{id}`, `POST /api/conversations/{id}/messages` (start a turn)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from agent import deletion
 from agent.contracts import ChatTurnInput, RunRef
-from agent.errors import Conflict
+from agent.errors import Conflict, NotFound
 from agent.http.kit import Call, api, json_response
 from agent.http.models import TERMINAL, NewConversation, NewMessage
 from agent.http.runs import wait_for_run
@@ -52,6 +53,18 @@ async def get_conversation(call: Call) -> func.HttpResponse:
             "usage": usage.__dict__,
         }
     )
+
+
+@api
+async def delete_conversation(
+    call: Call, client: df.DurableOrchestrationClient
+) -> func.HttpResponse:
+    """Everything of the conversation goes (agent.deletion); 409 while a turn runs. Deleting it
+    again, or another caller's, is a 404: the caller has no such conversation (any more)."""
+    ref = ConversationRef(call.owner(), call.path_id("id"))
+    if not await deletion.delete_conversation(call.rt.store, client, ref):
+        raise NotFound(f"no conversation {ref.conversation_id}")
+    return func.HttpResponse(status_code=204)
 
 
 def public_message(m: StoredMessage) -> dict[str, Any]:

@@ -121,6 +121,19 @@ CONVERSATIONS = (
         {400: "", 404: ""},
     ),
     Operation(
+        "conversations/{id}",
+        "delete",
+        "delete_conversation",
+        "conversations",
+        "Delete a conversation: its transcript, tool outputs, run events and runs' Durable history",
+        {204: Ok("Deleted.", None)},
+        {
+            400: "",
+            404: "The caller has no such conversation (or it is already deleted).",
+            409: "A turn is running; cancel it or wait for it to finish.",
+        },
+    ),
+    Operation(
         "conversations/{id}/messages",
         "post",
         "post_message",
