@@ -215,13 +215,13 @@ class TextDeltas:
     recorder: RunRecorder
     step: int
     generation: int = 0
-    logged: str = ""  # text already in the log for this step and generation
+    logged: str = ""  # the log's text for this step and generation (an earlier attempt's too)
     interval: float = DELTA_INTERVAL_SECONDS
     max_chars: int = DELTA_MAX_CHARS
     clock: Callable[[], float] = time.monotonic
     _text: list[str] = field(default_factory=list)
     _generated: int = 0  # characters received
-    _written: int = 0  # characters known to be in the log, from the start of the text
+    _written: int = 0  # characters of this attempt's text written (or found in the log)
     _last_write: float | None = None
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _closed: bool = False
@@ -292,28 +292,26 @@ class TextDeltas:
     async def _write(self) -> None:
         text = "".join(self._text)
         self._text = [text]
-        events = self._pending(text)
+        events, logged = self._pending(text)
         self._last_write = self.clock()
         if events:
             await self.recorder.record(*events)
-        self._written = len(text)
+        self.logged, self._written = logged, len(text)
 
-    def _pending(self, text: str) -> list[NewEvent]:
-        """The events that bring the log's text for this step up to `text`."""
+    def _pending(self, text: str) -> tuple[list[NewEvent], str]:
+        """The events that bring the log's text for this step up to `text`, and the log's text
+        for this step after them. Any text that does not continue what the log holds (a retried
+        attempt that answers otherwise, or the content filter's answer replacing streamed text)
+        starts a new generation with a `text_reset`, so no client keeps text the step took back."""
         events: list[NewEvent] = []
-        if self.logged:
-            common = min(len(text), len(self.logged))
-            shorter_at_the_end = self._closed and len(text) < len(self.logged)
-            if text[:common] != self.logged[:common] or shorter_at_the_end:
-                self.generation += 1
-                events.append(text_reset(self.step, self.generation))
-                self.logged, self._written = "", 0
-            elif len(text) <= len(self.logged):
-                return []  # already there
-            else:
-                self._written, self.logged = len(self.logged), ""
-        if len(text) > self._written:
-            events.append(
-                text_delta(self.step, self.generation, self._written, text[self._written :])
-            )
-        return events
+        logged = self.logged
+        common = min(len(text), len(logged))
+        shorter_at_the_end = self._closed and len(text) < len(logged)
+        if text[:common] != logged[:common] or shorter_at_the_end:
+            self.generation += 1
+            events.append(text_reset(self.step, self.generation))
+            logged = ""
+        if len(text) > len(logged):
+            events.append(text_delta(self.step, self.generation, len(logged), text[len(logged) :]))
+            logged = text
+        return events, logged

@@ -4,6 +4,7 @@ each is run again: a second run records nothing new."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -224,3 +225,48 @@ async def test_text_arriving_faster_than_the_interval_is_coalesced_into_few_writ
     assert log.appends <= 2 + len("".join(pieces)) // deltas.max_chars
     events = await log.read(ref, run.run_id)
     assert "".join(e.data["delta"] for e in events) == "".join(pieces)
+
+
+class ListRecorder:
+    """Keeps what a TextDeltas records, in memory (the log itself is tested above)."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self._changed = asyncio.Event()
+
+    async def record(self, *events: Any) -> None:
+        self.events.extend(events)
+        self._changed.set()
+
+    async def wait_for(self, count: int) -> None:
+        async with asyncio.timeout(5):
+            while len(self.events) < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+async def test_a_final_answer_that_replaces_streamed_text_resets_it_rather_than_appending():
+    """E.g. the content filter cuts a completion midway: the client must drop what streamed, not
+    see the filter's answer glued onto it."""
+    recorder = ListRecorder()
+    deltas = TextDeltas(recorder, 1, interval=60.0)  # type: ignore[arg-type]
+    await deltas.add("Hello wor")
+    await recorder.wait_for(1)  # the first piece goes at once
+    await deltas.finish("[blocked by filter]")
+    kinds = [(e.type, e.data.get("delta")) for e in recorder.events]
+    assert kinds == [
+        ("text_delta", "Hello wor"),
+        ("text_reset", None),
+        ("text_delta", "[blocked by filter]"),
+    ]
+
+
+async def test_a_final_answer_that_continues_the_streamed_text_only_appends_the_rest():
+    recorder = ListRecorder()
+    deltas = TextDeltas(recorder, 1, interval=60.0)  # type: ignore[arg-type]
+    await deltas.add("Hello ")
+    await recorder.wait_for(1)
+    await deltas.add("world")
+    await deltas.finish("Hello world!")
+    assert [e.type for e in recorder.events] == ["text_delta", "text_delta"]
+    assert "".join(e.data["delta"] for e in recorder.events) == "Hello world!"
