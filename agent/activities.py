@@ -516,16 +516,17 @@ def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:
 async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
     finish = FinishTurnInput.from_dict(data)
     try:
-        await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
         answer = await _answer(rt, finish.run)
-    except RecordNotFound:  # the conversation vanished mid-run: its lock (and its log) went with it
-        log.warning("conversation vanished mid-run", extra={"run_id": finish.run.run_id})
-    else:
-        # run_started too: a run stopped before its first step (its budget) never wrote it.
+        # The events before the lock goes: once it is released the conversation may be deleted,
+        # and a log written after that would outlive it. run_started too: a run stopped before
+        # its first step (its budget) never wrote it.
         await _recorder(rt, finish.run).record(
             events.run_started(finish.run.run_id, finish.run.conversation_id),
             events.run_finished(finish.status, answer),
         )
+        await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
+    except RecordNotFound:  # the conversation vanished mid-run: its lock (and its log) went with it
+        log.warning("conversation vanished mid-run", extra={"run_id": finish.run.run_id})
     log.info(
         "turn finished",
         extra=telemetry.log_context(
