@@ -19,6 +19,7 @@ EXPECTED = {
     # name: (trigger type, route, methods, auth level)
     "create_conversation": ("httpTrigger", "conversations", ["POST"], "FUNCTION"),
     "get_conversation": ("httpTrigger", "conversations/{id}", ["GET"], "FUNCTION"),
+    "delete_conversation": ("httpTrigger", "conversations/{id}", ["DELETE"], "FUNCTION"),
     "post_message": ("httpTrigger", "conversations/{id}/messages", ["POST"], "FUNCTION"),
     "get_run": ("httpTrigger", "runs/{run_id}", ["GET"], "FUNCTION"),
     "cancel_run": ("httpTrigger", "runs/{run_id}/cancel", ["POST"], "FUNCTION"),
@@ -48,6 +49,7 @@ EXPECTED = {
     "conversation_retention": ("timerTrigger", None, None, None),
 }
 DURABLE_CLIENT_FUNCTIONS = {
+    "delete_conversation",
     "post_message",
     "get_run",
     "cancel_run",

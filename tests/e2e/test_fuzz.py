@@ -224,6 +224,9 @@ SCENARIOS = [
     Scenario("get_conversation"),
     Scenario("get_conversation", on="conversation"),
     Scenario("get_conversation", NEGATIVE),
+    # Not on a known conversation: the other scenarios need it to stay.
+    Scenario("delete_conversation"),
+    Scenario("delete_conversation", NEGATIVE),
     Scenario("post_message", prepare=bounded_wait),
     Scenario("post_message", on="chat", prepare=bounded_wait),
     Scenario("post_message", NEGATIVE, on="chat", prepare=bounded_wait),
@@ -418,6 +421,7 @@ COVERED = [
     for operation_id in (
         "create_conversation",
         "get_conversation",
+        "delete_conversation",
         "post_message",
         "get_run",
         "answer_approval",
