@@ -210,6 +210,13 @@ async def model_step(data: dict) -> dict:
 
 
 @app.activity_trigger(input_name="data")
+async def compact(data: dict) -> dict:
+    from agent import compaction, runtime
+
+    return await compaction.compact(data, await runtime.runtime())
+
+
+@app.activity_trigger(input_name="data")
 async def tool_call(data: dict) -> dict:
     from agent import activities, runtime
 

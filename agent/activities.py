@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from agent import events, model_stream, telemetry
+from agent.compaction import StepContext, exceeded_error, step_window
+from agent.context_window import compaction_due, estimate, messages_tokens, request_messages
 from agent.contracts import (
     BatchItemOutcome,
     ChatTurnInput,
@@ -50,7 +52,7 @@ from agent.errors import (
 )
 from agent.loop import OUTCOME_UNKNOWN, LoopState, StepSummary, Usage
 from agent.runtime import Runtime
-from agent.transcript import model_messages, parse_arguments, user_message
+from agent.transcript import parse_arguments, user_message
 from agent.turn_lock import begin_turn
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
@@ -60,7 +62,7 @@ from storage.models import PLAIN_ID, message_id, utc_timestamp
 if TYPE_CHECKING:
     import azure.durable_functions as df
 
-    from agent.mcp.pool import ToolOutcome, ToolSpec
+    from agent.mcp.pool import ToolOutcome
     from agent.model import ModelReply
 
 log = logging.getLogger(__name__)
@@ -112,8 +114,9 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     ref = _conversation(step.run)
     recorder = _recorder(rt, step.run)
     failures = {f.call_id: f"the tool call failed: {f.reason}" for f in step.failed_tool_calls}
-    stored = await rt.store.begin_model_step(ref, step.run.run_id, step.run.turn, failures)
     tools = await rt.mcp.list_tools()
+    context = await step_window(rt, step.run, tools, failures)  # the tail read, then the window
+    stored = context.stored
     assistant_id = message_id(step.run.run_id, step.step, 0)
     done = next((m for m in stored if m.id == assistant_id), None)
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
@@ -121,10 +124,19 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         await events.TextDeltas.resuming(recorder, step.step, recorded).finish(done.content)
         await _record_step_end(recorder, step, done, rt.mcp.requires_approval)
         return _summary_of(done, rt.mcp.requires_approval).to_dict()
+    wanted = rt.settings.context
+    if step.compaction and compaction_due(
+        context.window, wanted.compaction_tokens, wanted.compaction
+    ):
+        return StepSummary("compact").to_dict()  # the orchestrator summarises, then asks again
     recorded = await _record_step_start(recorder, step)
+    if context.window.exceeded:  # the model would refuse it (400): end the run naming why
+        error = exceeded_error(rt, context.budget)
+        await recorder.record(events.step_failed(step.step, error))
+        return StepSummary("context_exceeded", error=error).to_dict()
     deltas = events.TextDeltas.resuming(recorder, step.step, recorded)
     try:
-        reply = await _complete(rt, step, stored, tools, deltas.add)
+        reply, prompt_estimate = await _complete(rt, step, context, deltas.add)
     except ContentFiltered:
         await deltas.finish(FILTERED_ANSWER)
         message = _assistant(step, content=FILTERED_ANSWER, finish_reason="content_filter")
@@ -146,7 +158,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         raise
     await deltas.finish(reply.content)
 
-    message, records = _stored_reply(step, reply, stored)
+    message, records = _stored_reply(step, reply, stored, prompt_estimate)
     await rt.store.record_model_reply(ref, message, records)
     await _record_step_end(recorder, step, message, rt.mcp.requires_approval)
     return _summary_of(message, rt.mcp.requires_approval).to_dict()
@@ -202,15 +214,13 @@ async def _record_step_end(
 async def _complete(
     rt: Runtime,
     step: ModelStepInput,
-    stored: list[StoredMessage],
-    tools: list[ToolSpec],
+    context: StepContext,
     on_text: Callable[[str], Awaitable[None]],
-) -> ModelReply:
-    """Ask the model for the step's reply with its streaming API (`on_text` gets the text as
-    it comes), inside the step's telemetry span."""
-    from agent.mcp.pool import to_openai_tools
-
-    closed_world = frozenset(spec.exposed_name for spec in tools if not spec.open_world)
+) -> tuple[ModelReply, int]:
+    """Ask the model for the step's reply (the context window's messages) with its streaming
+    API (`on_text` gets the text as it comes), inside the step's telemetry span; with it, our
+    estimate of the prompt sent, which the next step's window compares with the model's count."""
+    messages = request_messages(rt.settings.system_prompt, context.window, context.closed_world)
     with telemetry.model_span(
         step.run.run_id,
         step.run.conversation_id,
@@ -221,17 +231,20 @@ async def _complete(
     ) as span:
         reply = await model_stream.stream(
             rt.model,
-            model_messages(rt.settings.system_prompt, stored, closed_world),
-            to_openai_tools(tools),
+            messages,
+            context.tools,
             max_output_tokens=step.max_output_tokens,
             on_text=on_text,
         )
         span.record_reply(reply)
-    return reply
+    return reply, messages_tokens(messages) + (estimate(context.tools) if context.tools else 0)
 
 
 def _stored_reply(
-    step: ModelStepInput, reply: ModelReply, stored: list[StoredMessage]
+    step: ModelStepInput,
+    reply: ModelReply,
+    stored: list[StoredMessage],
+    prompt_estimate: int | None = None,
 ) -> tuple[StoredMessage, list[ToolCallRecord]]:
     """The reply as the store keeps it: the assistant message and a record per tool call."""
     call_ids = unique_call_ids(step, [c.id for c in reply.tool_calls], stored)
@@ -250,6 +263,7 @@ def _stored_reply(
         or None,
         usage=reply.usage,
         finish_reason=reply.finish_reason,
+        prompt_estimate=prompt_estimate,
     )
     records = [
         ToolCallRecord(
@@ -303,6 +317,7 @@ def _assistant(step: ModelStepInput, **fields: Any) -> StoredMessage:
         truncated=False,
         is_error=False,
         finish_reason=fields.get("finish_reason"),
+        prompt_estimate=fields.get("prompt_estimate"),
     )
 
 

@@ -97,6 +97,26 @@ class ModelStepInput(Wire):
     # Tokens the run has left (version 2 on): the step caps its completion at this, so one
     # step cannot spend far past the budget. None (version 1 runs): no cap.
     max_output_tokens: int | None = omitted_when_default(None)
+    # Set by version-3 orchestrators: with enough outside the context window, the step may
+    # return "compact" (summarise first) instead of calling the model.
+    compaction: bool = omitted_when_default(False)
+
+
+@dataclass(frozen=True)
+class CompactInput(Wire):
+    """Summarise what lies outside the context window of model step `step` (version 3)."""
+
+    run: RunRef
+    step: int
+
+
+@dataclass(frozen=True)
+class CompactionSummary(Wire):
+    """What `compact` returns: whether a summary now covers the range, and what it cost."""
+
+    compacted: bool
+    usage: Usage = field(default_factory=Usage)
+    covered_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,14 @@ from typing import Any, Literal
 
 from wire import Wire, from_wire
 
-RunStatus = Literal["completed", "failed", "cancelled", "content_filtered", "budget_exceeded"]
-StepOutcome = Literal["final", "tool_calls", "content_filtered", "failed", "throttled"]
+RunStatus = Literal[
+    "completed", "failed", "cancelled", "content_filtered", "budget_exceeded", "context_exceeded"
+]
+# "context_exceeded": the current turn alone does not fit AGENT_CONTEXT_TOKENS (nothing sent);
+# "compact": (version 3) enough lies outside the context window to summarise it first.
+StepOutcome = Literal[
+    "final", "tool_calls", "content_filtered", "failed", "throttled", "context_exceeded", "compact"
+]
 
 MAX_THROTTLE_WAITS = 5  # 429s honoured per run before giving up
 MAX_THROTTLE_SECONDS = 300.0  # never sleep longer than this on one retry-after
@@ -91,7 +97,12 @@ class Finish:
     error: str | None = None
 
 
-Next = RunTools | WaitAndRetry | Finish
+@dataclass(frozen=True)
+class Compact:
+    """Summarise what lies outside the context window, then run the same step again."""
+
+
+Next = RunTools | WaitAndRetry | Finish | Compact
 
 
 def decide(state: LoopState, summary: StepSummary, limits: LoopLimits) -> Next:
@@ -104,6 +115,13 @@ def decide(state: LoopState, summary: StepSummary, limits: LoopLimits) -> Next:
             )
         wait = summary.retry_after if summary.retry_after is not None else 10.0
         return WaitAndRetry(min(max(wait, 1.0), MAX_THROTTLE_SECONDS))
+    if summary.outcome == "compact":
+        return Compact()
+    if summary.outcome == "context_exceeded":
+        return Finish(
+            "context_exceeded",
+            error=summary.error or "the current turn does not fit the context window",
+        )
     if summary.outcome == "content_filtered":
         return Finish(
             "content_filtered",

@@ -32,6 +32,8 @@ from agent.contracts import (
     ChatTurnInput,
     ChatTurnOutput,
     ClaimedItem,
+    CompactInput,
+    CompactionSummary,
     FailedToolCall,
     FinishTurnInput,
     LaneInput,
@@ -44,10 +46,12 @@ from agent.loop import (
     APPROVAL_EVENT,
     APPROVAL_QUESTION,
     RESEND_QUESTION,
+    Compact,
     Finish,
     LoopLimits,
     LoopState,
     StepSummary,
+    Usage,
     WaitAndRetry,
     after_step,
     after_throttle,
@@ -67,6 +71,7 @@ from agent.versions import runs_at_least
 MODEL_STEP = "model_step"
 TOOL_CALL = "tool_call"
 FINISH_TURN = "finish_turn"
+COMPACT = "compact"
 TAKE_BATCH_ITEM = "take_batch_item"
 CLAIM_BATCH_ITEM = "claim_batch_item"
 RECORD_BATCH_OUTCOME = "record_batch_outcome"
@@ -123,13 +128,16 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
     # Version 2: the budget is checked before each step, and a tool call may wait (an open
     # circuit, a person's say on a cut-off call).
     current = runs_at_least(context, 2)
+    # Version 3: a step may ask for compaction first (once per step: then it runs as it is).
+    compacting, compacted_at = runs_at_least(context, 3), 0
     while True:
         if current and (spent := before_step(state, limits)) is not None:
             outcome, state = spent, replace(state, step=state.step - 1)  # that step never ran
             break
         context.set_custom_status({"step": state.step, "phase": "model"})
         cap = tokens_left(state, limits) if current else None
-        step_input = ModelStepInput(turn.run, state.step, failed, cap)
+        may_compact = compacting and compacted_at != state.step
+        step_input = ModelStepInput(turn.run, state.step, failed, cap, compaction=may_compact)
         task = f"{MODEL_STEP}/{state.step}/{state.throttle_waits}"
         try:
             raw = yield from call_activity(
@@ -144,6 +152,12 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         if isinstance(move, Finish):
             outcome = move
             break
+        if isinstance(move, Compact):
+            compacted_at = state.step
+            context.set_custom_status({"step": state.step, "phase": "compacting"})
+            spent = yield from compact(context, turn, state.step)
+            state = replace(state, usage=state.usage + spent)
+            continue  # the same step again, now with the summary
         if isinstance(move, WaitAndRetry):
             context.set_custom_status({"step": state.step, "phase": "throttled"})
             yield from wait_seconds(context, move.seconds)
@@ -186,6 +200,22 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         answer_message_id=outcome.answer_message_id,
         error=outcome.error,
     ).to_dict()
+
+
+def compact(
+    context: df.DurableOrchestrationContext, turn: ChatTurnInput, step: int
+) -> Generator[Any, Any, Usage]:
+    """Version 3: summarise what lies outside the context window of model step `step`; the
+    tokens that cost. A compaction that fails for good leaves the step to run without a new
+    summary (it still fits the window, the newest messages do): the failure is in the
+    activity's history, and the run goes on rather than failing for a summary."""
+    job = CompactInput(turn.run, step).to_dict()
+    retry = (MODEL_RETRY, turn.model_retry)
+    try:
+        raw = yield from call_activity(context, COMPACT, job, retry, f"{COMPACT}/{step}")
+    except Exception:  # see the docstring: the run goes on without it
+        return Usage()
+    return CompactionSummary.from_dict(raw).usage
 
 
 def call_activity(

@@ -149,6 +149,28 @@ class Limits:
     tool_retry: backoff.Backoff = backoff.TOOL_BACKOFF
 
 
+# The prompt budget of one model step (AGENT_CONTEXT_TOKENS). 32,000: well inside every model
+# the default deployment can name (gpt-4o-mini and gpt-4.1 take 128k+), yet a quarter of that, so
+# a month-long conversation costs a bounded, modest amount per step and leaves the model's own
+# window room for the answer and the tools' schemas (which are counted inside the budget).
+DEFAULT_CONTEXT_TOKENS = 32_000
+MIN_CONTEXT_TOKENS = 1_000
+# Room kept for the answer when MODEL_MAX_OUTPUT_TOKENS is unset.
+DEFAULT_ANSWER_TOKENS = 4_096
+
+
+@dataclass(frozen=True)
+class ContextSettings:
+    """What one model step may send (agent.context_window) and when to compact."""
+
+    # AGENT_CONTEXT_TOKENS: the system prompt, summary, messages and tools' schemas together.
+    tokens: int = DEFAULT_CONTEXT_TOKENS
+    # AGENT_COMPACTION_TOKENS: summarise once this many tokens lie outside the window, not yet
+    # in the summary (default: a quarter of the budget).
+    compaction_tokens: int = DEFAULT_CONTEXT_TOKENS // 4
+    compaction: bool = True  # AGENT_COMPACTION=off: no summaries, only the newest messages
+
+
 @dataclass(frozen=True)
 class Settings:
     conversations_storage: str  # connection string, or an account URL used with managed identity
@@ -174,6 +196,7 @@ class Settings:
     mcp_servers: tuple[McpServerConfig, ...] = ()  # MCP_SERVERS, parsed once
     # CONVERSATION_RETENTION_DAYS: purge conversations idle (and finished runs) this long; None: off
     conversation_retention_days: int | None = None
+    context: ContextSettings = ContextSettings()
 
     @property
     def storage_uses_account_url(self) -> bool:
@@ -328,6 +351,7 @@ def _parse(read: _Reader) -> Settings:
         model=_model(read),
         mcp_servers=read.attempt(lambda: _mcp_servers(read), ()),
         limits=_limits(read),
+        context=_context(read),
         system_prompt=read.text("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT) or "",
         keyvault_uri=read.attempt(lambda: _keyvault(read), None),
         scheduler_webhook_secret=read.attempt(lambda: _webhook_secret(read), None),
@@ -367,6 +391,17 @@ def _limits(read: _Reader) -> Limits:
             "AGENT_APPROVAL_TIMEOUT_SECONDS", 3600, maximum=30 * 24 * 3600
         ),
         **_retries(read),
+    )
+
+
+def _context(read: _Reader) -> ContextSettings:
+    tokens = read.integer(
+        "AGENT_CONTEXT_TOKENS", DEFAULT_CONTEXT_TOKENS, minimum=MIN_CONTEXT_TOKENS
+    )
+    return ContextSettings(
+        tokens=tokens,
+        compaction_tokens=read.integer("AGENT_COMPACTION_TOKENS", max(1, tokens // 4)),
+        compaction=read.boolean("AGENT_COMPACTION", True),
     )
 
 

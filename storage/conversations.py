@@ -49,6 +49,7 @@ from storage.models import (
     ToolCallStatus,
 )
 from storage.recent import Recent
+from storage.summaries import SummaryStore
 from storage.tail import TailBound
 from storage.transcript import (
     MAX_ATTEMPTS,
@@ -89,6 +90,7 @@ class ConversationStore:
         self._json = JsonBlobs(container)
         self._max_attempts = max_attempts
         self._metas: Recent[ConversationRef, ConversationMeta] = Recent(METAS_CACHED)
+        self.summaries = SummaryStore(container)  # compaction's records (storage.summaries)
         self._transcripts = TranscriptLog(
             container,
             max_blocks_per_segment=max_blocks_per_segment or MAX_BLOCKS_PER_SEGMENT,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from storage.errors import InvalidKey
-from wire import Wire, local, unknown_keys
+from wire import Wire, local, omitted_when_default, unknown_keys
 
 Role = Literal["user", "assistant", "tool", "system"]
 # Where a user-role message came from when the caller did not type it just now (None: typed):
@@ -106,6 +106,9 @@ class StoredMessage(Wire):
     is_error: bool
     finish_reason: str | None
     origin: MessageOrigin | None = None  # absent in lines written before provenance existed
+    # A model reply: our estimate of the prompt it answered, beside `usage.prompt_tokens` (the
+    # model's exact count), so the next step can correct its estimates (agent.context_window).
+    prompt_estimate: int | None = omitted_when_default(None)
     unknown: Mapping[str, Any] = unknown_keys()  # kept when a record's result is appended
 
     def __post_init__(self) -> None:

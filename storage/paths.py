@@ -6,6 +6,8 @@
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-calls/{call}.json
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-outputs/{call}
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/events.jsonl   (its event log)
+    owners/{owner_key}/conversations/{conversation_id}/summary.json              (the newest)
+    owners/{owner_key}/conversations/{conversation_id}/summaries/{range}.json    (one per range)
     index/conversations/{conversation_id}.json        (its owner: ids are unique across owners)
     batches/{batch_id}.json                            (scheduled batches: items and their owners)
 
@@ -96,6 +98,16 @@ def checked_tool_output_name(ref: ConversationRef, output_ref: str) -> str:
 
 def run_events_name(ref: ConversationRef, run_id: str) -> str:
     return f"{_run_prefix(ref, run_id)}events.jsonl"
+
+
+def summary_name(ref: ConversationRef) -> str:
+    """The conversation's newest summary (a copy of its record under `summaries/`)."""
+    return conversation_prefix(ref) + "summary.json"
+
+
+def summary_record_name(ref: ConversationRef, first_id: str, last_id: str) -> str:
+    """The summary of messages `first_id`..`last_id`: one per range, written once."""
+    return f"{conversation_prefix(ref)}summaries/{safe_name(f'{first_id}..{last_id}')}.json"
 
 
 def _run_prefix(ref: ConversationRef, run_id: str) -> str:

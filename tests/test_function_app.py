@@ -44,6 +44,7 @@ EXPECTED = {
     "claim_batch_item": ("activityTrigger", None, None, None),
     "record_batch_outcome": ("activityTrigger", None, None, None),
     "model_step": ("activityTrigger", None, None, None),
+    "compact": ("activityTrigger", None, None, None),
     "tool_call": ("activityTrigger", None, None, None),
     "finish_turn": ("activityTrigger", None, None, None),
     "conversation_retention": ("timerTrigger", None, None, None),

@@ -108,7 +108,8 @@ def test_activity_inputs_are_references_not_content():
     result = run(script([tools(1, "a"), final(2)]))
     for _, data in result.activity_calls:
         assert set(data) <= {
-            "run", "step", "call_id", "failed_tool_calls", "status", "max_output_tokens", "may_defer"
+            "run", "step", "call_id", "failed_tool_calls", "status", "max_output_tokens", "may_defer",
+            "compaction",
         }  # fmt: skip
         assert data["run"] == {
             "owner": "user:a",
