@@ -14,9 +14,8 @@ asked once per range. The transcript is never changed.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +40,6 @@ from storage.summaries import ConversationSummary
 from storage.tail import TailBound
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from agent.mcp.pool import ToolSpec
     from agent.runtime import Runtime
 
@@ -123,9 +120,12 @@ def exceeded_error(rt: Runtime, budget: int) -> str:
 async def compact(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     job = CompactInput.from_dict(data)
     ref = ConversationRef(job.run.owner, job.run.conversation_id)
-    tools = await rt.mcp.list_tools()
-    step = await step_window(rt, job.run, tools)
     previous = await rt.store.summaries.latest(ref)
+    if previous is not None and previous.made_for == _made_for(job):
+        # Done already (a retry after it was stored): with this summary in place the window
+        # moved, so what lies outside now is not what this step asked to have summarised.
+        return CompactionSummary(True, covered_tokens=previous.covered_tokens).to_dict()
+    step = await step_window(rt, job.run, await rt.mcp.list_tools())
     limit = max(1, step.budget - summary_room(step.budget) - _tokens_of(previous))
     chunk = to_summarise(step.window, limit)
     if not chunk:
@@ -148,6 +148,7 @@ async def compact(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         covered_tokens=covered,
         created_at=utc_timestamp(),
         previous=previous.range if previous is not None else None,
+        made_for=_made_for(job),
     )
     await rt.store.summaries.put(ref, record)
     log.info(
@@ -157,6 +158,10 @@ async def compact(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         ),
     )
     return CompactionSummary(True, usage, covered).to_dict()
+
+
+def _made_for(job: CompactInput) -> str:
+    return f"{job.run.run_id}/{job.step}"
 
 
 def summary_room(budget: int) -> int:
@@ -178,17 +183,30 @@ async def _summarise(
     """Ask the model for the new summary; model failures are raised (Durable retries the
     transient ones; the orchestrator goes on without a summary after the last)."""
     room = summary_room(step.budget)
-    rendered = json.dumps(model_messages("", chunk, step.closed_world), ensure_ascii=False)
+    rendered = "\n".join(_line(m) for m in model_messages("", chunk, step.closed_world))
     earlier = fence(previous.text, "previous summary") if previous is not None else "(none)"
     messages = [
         {"role": "system", "content": SUMMARY_INSTRUCTIONS.format(words=room * 3 // 4)},
         {
             "role": "user",
             "content": (
-                f"Previous summary:\n{earlier}\n\nNew messages (chat-completions JSON):\n"
+                f"Previous summary:\n{earlier}\n\nNew messages, oldest first:\n"
                 f"{fence(rendered, 'conversation messages')}"
             ),
         },
     ]
     reply = await rt.model.complete(messages, [], max_output_tokens=room)
     return (reply.content or "").strip(), Usage.from_dict(reply.usage)
+
+
+def _line(message: Mapping[str, Any]) -> str:
+    """One request message as a line of the text to summarise (plain text, not JSON: quoting
+    JSON inside JSON would cost the request a token for every escaped quote)."""
+    calls = [
+        f"{call['function']['name']}({call['function']['arguments']})"
+        for call in message.get("tool_calls") or ()
+    ]
+    said = message.get("content") or ""
+    if calls:
+        said = f"{said} [calls {', '.join(calls)}]".strip()
+    return f"[{message['role']}] {said}"

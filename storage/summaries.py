@@ -40,6 +40,7 @@ class ConversationSummary(Wire):
     covered_tokens: int  # estimated size of the messages it summarised in this round
     created_at: str
     previous: str | None = None  # the range of the summary this one extends, if any
+    made_for: str | None = None  # the model step that asked for it ("{run_id}/{step}")
     unknown: Mapping[str, Any] = unknown_keys()
 
     @property
