@@ -34,6 +34,7 @@ from azure.durable_functions.models.history.HistoryEventType import HistoryEvent
 from agent.contracts import (
     BatchItemOutcome,
     ClaimInput,
+    CompactInput,
     FinishTurnInput,
     ModelStepInput,
     ToolCallInput,
@@ -330,6 +331,7 @@ def test_a_run_in_flight_at_a_redeploy_continues_to_its_recorded_outcome(
 # How each activity reads its input (agent/activities.py).
 ACTIVITY_INPUTS: dict[str, Any] = {
     "model_step": ModelStepInput,
+    "compact": CompactInput,
     "tool_call": ToolCallInput,
     "finish_turn": FinishTurnInput,
     "take_batch_item": ClaimInput,

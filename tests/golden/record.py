@@ -30,6 +30,7 @@ from typing import Any
 from agent.contracts import (
     BatchInput,
     ChatTurnInput,
+    CompactionSummary,
     ToolCallSummary,
 )
 from agent.loop import (
@@ -50,6 +51,7 @@ GOLDEN_DIR = Path(__file__).parent
 RECORDED_FROM = {
     "": "agent/orchestrators.py as on commit c156733 (version 1, unversioned)",
     "2.0": "agent/orchestrators.py as on commit de9b060 (version 2, stamped '2.0')",
+    "3.0": "agent/orchestrators.py as on commit 73be7d0 (version 3, stamped '3.0')",
 }
 FORMAT = 1
 USAGE = Usage(prompt_tokens=812, completion_tokens=64, total_tokens=876)
@@ -557,6 +559,88 @@ def v2_scheduled_batch_item_could_not_start() -> Scenario:
     )
 
 
+# --------------------------------------------------------------------------- version 3
+#
+# Version 3 (agent.versions.CURRENT = 3, host.json "3.0"): a model step may ask for compaction
+# (`ModelStepInput.compaction`); the run then calls `compact` and runs the same step again.
+
+V3 = "3.0"
+SUMMARY_USAGE = Usage(prompt_tokens=6_100, completion_tokens=420, total_tokens=6_520)
+
+
+def v3_scenario(run_id: str, description: str, activities: Callable[[str, Any], Any]) -> Scenario:
+    return Scenario(description, "chat_turn", turn_input(run_id), run_id, activities, version=V3)
+
+
+def compacting_first(replies: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """model_step: step 1 asks for compaction while it may, then answers from `replies`."""
+
+    def answer(data: dict[str, Any]) -> dict[str, Any]:
+        if data.get("compaction") and data["step"] == 1:
+            return StepSummary("compact").to_dict()
+        return replies(data)
+
+    return answer
+
+
+def compaction_activities(
+    model: Callable[[Any], Any], compact: Callable[[Any], Any]
+) -> Callable[[str, Any], Any]:
+    chat = chat_activities(model)
+
+    def activities(name: str, data: Any) -> Any:
+        return compact(data) if name == "compact" else chat(name, data)
+
+    return activities
+
+
+def v3_chat_turn_compacted() -> Scenario:
+    run_id = "c4d6e8f0a2b44c6e8a0b2d4f6a8c0e21"
+    model = compacting_first(model_replies({1: asks_tools(1, "call_Cp1"), 2: answers(2)}))
+
+    def compact(data: dict[str, Any]) -> dict[str, Any]:
+        return CompactionSummary(True, SUMMARY_USAGE, 24_000).to_dict()
+
+    return v3_scenario(
+        run_id,
+        "chat_turn v3: model step 1 (compaction allowed) finds enough outside the context "
+        "window and asks for compaction; compact stores a summary; step 1 runs again without "
+        "leave to compact and asks for a tool call, which runs; step 2 answers; finish_turn",
+        compaction_activities(model, compact),
+    )
+
+
+def v3_chat_turn_compaction_failed() -> Scenario:
+    run_id = "d5e7f9a1b3c54d7f9b1c3e5a7b9d1f22"
+    model = compacting_first(model_replies({1: answers(1)}))
+
+    def compact(data: dict[str, Any]) -> dict[str, Any]:
+        raise TimeoutError("model endpoint: 503 Service Unavailable")
+
+    return v3_scenario(
+        run_id,
+        "chat_turn v3: step 1 asks for compaction; compact fails transiently on every attempt "
+        "(backoff timers between them); the run goes on without a summary: step 1 runs again "
+        "and answers; finish_turn",
+        compaction_activities(model, compact),
+    )
+
+
+def v3_chat_turn_context_exceeded() -> Scenario:
+    run_id = "e6f8a0b2c4d64e8a0c2d4f6b8c0e2a23"
+
+    def model(data: dict[str, Any]) -> dict[str, Any]:
+        error = "the current turn does not fit the context window: AGENT_CONTEXT_TOKENS=32000"
+        return StepSummary("context_exceeded", error=error).to_dict()
+
+    return v3_scenario(
+        run_id,
+        "chat_turn v3: the current turn alone does not fit the context window: model step 1 "
+        "says context_exceeded without calling the model; finish_turn closes the turn",
+        chat_activities(model),
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "chat_turn_with_tools": chat_turn_with_tools,
     "chat_turn_throttled_and_retried": chat_turn_throttled_and_retried,
@@ -577,6 +661,9 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "v2_chat_turn_budget_stop_before_step": v2_chat_turn_budget_stop_before_step,
     "v2_scheduled_batch_with_lanes": v2_scheduled_batch_with_lanes,
     "v2_scheduled_batch_item_could_not_start": v2_scheduled_batch_item_could_not_start,
+    "v3_chat_turn_compacted": v3_chat_turn_compacted,
+    "v3_chat_turn_compaction_failed": v3_chat_turn_compaction_failed,
+    "v3_chat_turn_context_exceeded": v3_chat_turn_context_exceeded,
 }
 
 
