@@ -155,8 +155,8 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         if isinstance(move, Compact):
             compacted_at = state.step
             context.set_custom_status({"step": state.step, "phase": "compacting"})
-            spent = yield from compact(context, turn, state.step)
-            state = replace(state, usage=state.usage + spent)
+            summarising = yield from compact(context, turn, state.step)
+            state = replace(state, usage=state.usage + summarising)
             continue  # the same step again, now with the summary
         if isinstance(move, WaitAndRetry):
             context.set_custom_status({"step": state.step, "phase": "throttled"})

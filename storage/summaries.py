@@ -20,7 +20,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.storage.blob.aio import ContainerClient
 
 from storage import paths
-from storage.errors import StoreContention
+from storage.errors import RecordNotFound, StoreContention
 from storage.json_blobs import JsonBlobs
 from storage.models import ConversationRef
 from wire import Wire, unknown_keys
@@ -73,12 +73,15 @@ class SummaryStore:
         name = paths.summary_record_name(ref, summary.first_message_id, summary.last_message_id)
         try:
             await self._json.upload(name, summary.to_dict())
-            stored = summary
         except ResourceExistsError:
-            stored = await self.find(ref, summary.first_message_id, summary.last_message_id)
-            assert stored is not None  # records are never deleted while the conversation lives
-        await self._advance(ref, stored)
-        return stored
+            found = await self.find(ref, summary.first_message_id, summary.last_message_id)
+            if found is None:  # deleted in between: the conversation is going away
+                raise RecordNotFound(
+                    f"conversation {ref.conversation_id} lost its summary record"
+                ) from None
+            summary = found
+        await self._advance(ref, summary)
+        return summary
 
     async def _advance(self, ref: ConversationRef, summary: ConversationSummary) -> None:
         name = paths.summary_name(ref)

@@ -10,6 +10,7 @@ import json
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest_asyncio
@@ -17,7 +18,7 @@ import pytest_asyncio
 from agent import activities, compaction
 from agent.contracts import ChatTurnInput, CompactInput, ModelStepInput, RunRef
 from agent.runtime import Runtime, build_runtime
-from agent.settings import Settings
+from agent.settings import ContextSettings, Settings
 from agent.transcript import user_message
 from agent.versions import version_text
 from devkit.azurite import AzuriteInstance
@@ -84,10 +85,9 @@ def old_turn(turn: int) -> list[StoredMessage]:
     ]  # fmt: skip
 
 
-async def long_conversation(rt: Runtime) -> ConversationRef:
+async def long_conversation(rt: Runtime, turns: int = MESSAGES // 4) -> ConversationRef:
     ref = ConversationRef("user:long", uuid.uuid4().hex)
     await rt.store.create(ref)
-    turns = MESSAGES // 4
     for turn in range(1, turns + 1):  # the turns counted as the app counts them
         assert await rt.store.begin_turn(ref, f"old{turn}") == turn
         await rt.store.end_turn(ref, f"old{turn}")
@@ -171,7 +171,7 @@ async def test_a_turn_of_a_conversation_twenty_times_the_budget_completes_within
 
 
 async def test_a_compaction_run_twice_asks_the_model_once(rt, model):
-    ref = await long_conversation(rt)
+    ref = await long_conversation(rt, turns=100)  # about 3 times the budget
     run = await start_turn(rt, ref, "hello again")
     model.brain.answer(SUMMARY)
     before = len(model.chat_requests())
@@ -203,3 +203,22 @@ async def test_a_current_turn_bigger_than_the_budget_ends_the_step_without_calli
     assert step["outcome"] == "context_exceeded"
     assert "AGENT_CONTEXT_TOKENS=8000" in step["error"]
     assert len(model.chat_requests()) == before
+
+
+async def test_with_compaction_off_a_long_conversation_gets_only_its_newest_messages(rt, model):
+    off = replace(
+        rt, settings=replace(rt.settings, context=ContextSettings(CONTEXT_TOKENS, 1, False))
+    )
+    ref = await long_conversation(rt, turns=100)
+    run = await start_turn(rt, ref, "hello once more")
+    model.brain.answer("hi")
+    before = len(model.chat_requests())
+    step = await activities.model_step(ModelStepInput(run, 1, compaction=True).to_dict(), off)
+    assert step["outcome"] == "final"
+    [body] = [r.body for r in model.chat_requests()[before:]]
+    assert prompt_tokens_of(body) + 1000 <= CONTEXT_TOKENS
+    assert [m["role"] for m in body["messages"][:2]] != ["system", "system"]  # no summary
+    assert "question 100:" in json.dumps(body["messages"]) and "question 1:" not in json.dumps(
+        body["messages"]
+    )
+    assert await rt.store.summaries.latest(ref) is None

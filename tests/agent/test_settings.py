@@ -6,7 +6,7 @@ import json
 import pytest
 
 from agent.errors import InvalidSettings, SettingsError
-from agent.settings import ManagedIdentity, Secret, Settings
+from agent.settings import ContextSettings, ManagedIdentity, Secret, Settings
 
 BASE = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -34,6 +34,13 @@ def test_retention_is_off_unless_conversation_retention_days_is_set():
     assert settings(CONVERSATION_RETENTION_DAYS="90").conversation_retention_days == 90
     with pytest.raises(InvalidSettings, match="CONVERSATION_RETENTION_DAYS: must be between 1"):
         settings(CONVERSATION_RETENTION_DAYS="-5")
+
+
+def test_the_context_window_is_32000_tokens_compacting_at_a_quarter_unless_told_otherwise():
+    assert settings().context == ContextSettings(32_000, 8_000, True)
+    chosen = settings(AGENT_CONTEXT_TOKENS="128000", AGENT_COMPACTION="off").context
+    assert chosen == ContextSettings(128_000, 32_000, False)
+    assert settings(AGENT_COMPACTION_TOKENS="500").context.compaction_tokens == 500
 
 
 def test_an_openai_compatible_endpoint_is_the_alternative():
@@ -64,6 +71,10 @@ def test_an_openai_compatible_endpoint_is_the_alternative():
         ({"REQUIRE_AUTH": "maybe"}, "REQUIRE_AUTH"),
         ({"CONVERSATION_RETENTION_DAYS": "a month"}, "CONVERSATION_RETENTION_DAYS"),
         ({"CONVERSATION_RETENTION_DAYS": "0"}, "CONVERSATION_RETENTION_DAYS"),
+        ({"AGENT_CONTEXT_TOKENS": "999"}, "AGENT_CONTEXT_TOKENS"),
+        ({"AGENT_CONTEXT_TOKENS": "lots"}, "AGENT_CONTEXT_TOKENS"),
+        ({"AGENT_COMPACTION_TOKENS": "0"}, "AGENT_COMPACTION_TOKENS"),
+        ({"AGENT_COMPACTION": "sometimes"}, "AGENT_COMPACTION"),
     ],
 )
 def test_a_malformed_setting_fails_naming_it(overrides, named):
