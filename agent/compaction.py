@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FIRST_MESSAGE = (1, 0, 0)  # turn 1 (turns count from 1), step 0, seq 0: the user's first words
 SUMMARY_MAX_TOKENS = 2_048  # the most one summary may take of every later prompt
 SUMMARY_INSTRUCTIONS = (
     "You maintain the running summary of a long conversation between a user and an assistant "
@@ -84,26 +85,29 @@ async def step_window(
     context = rt.settings.context
     openai_tools = to_openai_tools(list(tools))
     budget = prompt_budget(context.tokens, openai_tools, answer_room(rt))
-    stored_summary = await rt.store.summaries.latest(ref) if context.compaction else None
     bound = TailBound(tokens=max(0, budget) + context.compaction_tokens)
     if failures is None:
         stored = await rt.store.read_tail(ref, bound.covering_turn(run.turn))
     else:
         stored = await rt.store.begin_model_step(ref, run.run_id, run.turn, failures, bound)
     closed_world = frozenset(spec.exposed_name for spec in tools if not spec.open_world)
-    summary = None
-    if stored_summary is not None:
-        summary = Summary(stored_summary.text, stored_summary.last_key)
-    window = choose(
-        rt.settings.system_prompt,
-        stored,
-        run.turn,
-        budget,
-        summary,
-        closed_world,
-        calibration(stored),
-    )
+    scale = calibration(stored)
+    window = choose(rt.settings.system_prompt, stored, run.turn, budget, None, closed_world, scale)
+    if context.compaction and (window.outside or not _from_the_start(stored)):
+        # Only then can a summary matter: while the whole conversation fits, it is all sent
+        # (and the read of a summary blob that does not exist is saved).
+        stored_summary = await rt.store.summaries.latest(ref)
+        if stored_summary is not None:
+            summary = Summary(stored_summary.text, stored_summary.last_key)
+            window = choose(
+                rt.settings.system_prompt, stored, run.turn, budget, summary, closed_world, scale
+            )
     return StepContext(stored, window, budget, closed_world, openai_tools)
+
+
+def _from_the_start(stored: Sequence[StoredMessage]) -> bool:
+    """Did the read reach the conversation's first message (turn 1's opening message)?"""
+    return bool(stored) and stored[0].sort_key == FIRST_MESSAGE
 
 
 def exceeded_error(rt: Runtime, budget: int) -> str:

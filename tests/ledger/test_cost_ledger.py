@@ -63,7 +63,7 @@ TWENTY_STEP_TURN = {
     "blob:failed:get:404": 1,
     "blob:failed:append:404": 1,
     "blob:failed:get:416": 1,
-    "blob_bytes_read": 215868,
+    "blob_bytes_read": 220641,  # each reply stores its prompt_estimate (context window)
     "blob_bytes_written": 68208,
 }
 SCHEDULED_BATCH_OF_3 = {
