@@ -13,6 +13,7 @@ import azure.functions as func
 
 from agent import http_streaming
 from agent.runtime import check_settings
+from agent.ui import page as chat_page
 
 # httpx2 logs request URLs at INFO (a function key travels as `?code=`), the MCP SDK logs message
 # bodies at DEBUG, and azure-core logs request headers: none of that belongs in our logs.
@@ -107,6 +108,10 @@ async def openapi_document(req: func.HttpRequest) -> func.HttpResponse:
     from agent.http import service
 
     return await service.openapi_document(req)
+
+
+# The chat page, GET /api/ui (+ its script and style sheet): anonymous static files.
+app.register_functions(chat_page.blueprint)
 
 
 # Lowest precedence, every method: what no route above takes (405 with Allow, or 404 problem).

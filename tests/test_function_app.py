@@ -36,6 +36,9 @@ EXPECTED = {
     ),
     "schedule_batch": ("httpTrigger", "schedules", ["POST"], "FUNCTION"),
     "get_batch": ("httpTrigger", "batches/{batch_id}", ["GET"], "FUNCTION"),
+    "chat_page": ("httpTrigger", "ui", ["GET"], "ANONYMOUS"),
+    "chat_page_script": ("httpTrigger", "ui/app.js", ["GET"], "ANONYMOUS"),
+    "chat_page_style": ("httpTrigger", "ui/app.css", ["GET"], "ANONYMOUS"),
     "unrouted": ("httpTrigger", "{*path}", [], "ANONYMOUS"),  # every method: 405/404 problems
     "chat_turn": ("orchestrationTrigger", None, None, None),
     "scheduled_batch": ("orchestrationTrigger", None, None, None),

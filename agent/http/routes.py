@@ -367,4 +367,33 @@ SERVICE = (
     ),
 )
 
-ROUTES: tuple[Operation, ...] = (*CONVERSATIONS, *RUNS, RUN_EVENTS, *SCHEDULING, *SERVICE)
+
+def _page_file(path: str, operation_id: str, summary: str, media_type: str) -> Operation:
+    """One file of the chat page (agent/ui/page.py): anonymous and static; the page calls the
+    API from the browser with the function key the user pastes."""
+    return Operation(
+        path,
+        "get",
+        operation_id,
+        "ui",
+        summary,
+        {
+            200: Ok(
+                "The file, with a Content Security Policy allowing only the page's own.",
+                {"type": "string"},
+                media_type=media_type,
+            )
+        },
+        {503: "The app is misconfigured: `detail` names each bad setting."},
+        anonymous=True,
+        every_error=False,
+    )
+
+
+PAGE = (
+    _page_file("ui", "chat_page", "The chat page", "text/html"),
+    _page_file("ui/app.js", "chat_page_script", "The chat page's script", "text/javascript"),
+    _page_file("ui/app.css", "chat_page_style", "The chat page's style sheet", "text/css"),
+)
+
+ROUTES: tuple[Operation, ...] = (*CONVERSATIONS, *RUNS, RUN_EVENTS, *SCHEDULING, *SERVICE, *PAGE)

@@ -1,0 +1,706 @@
+// The chat page's script: plain ES module, no framework, no build step.
+//
+// It is a client of the HTTP API like any other: every call goes to the app's own origin with
+// the function key the user pasted (header `x-functions-key`). A run is followed through its
+// event stream (`GET /api/runs/{id}/events`, Server-Sent Events) read with fetch(), because
+// EventSource cannot send that header; a dropped stream resumes with `Last-Event-ID`. Where the
+// stream is not served, the page polls `GET /api/runs/{id}` and the transcript instead.
+//
+// Nothing from the API is ever inserted as HTML: every text goes through textContent.
+
+const API = new URL("..", import.meta.url); // this file is {prefix}/ui/app.js
+const KEY_STORAGE = "agent-chat.function-key"; // sessionStorage: this tab only, gone when closed
+const CONVERSATIONS_STORAGE = "agent-chat.conversations"; // localStorage: ids only, no content
+const TERMINAL = new Set(["completed", "failed", "cancelled", "content_filtered", "budget_exceeded"]);
+const BATCH_DONE = new Set([...TERMINAL, "rejected"]);
+const POLL_MS = 600;
+const BATCH_POLL_MS = 1500;
+const RESULT_PREVIEW_CHARS = 1200;
+const STREAM_RETRIES = 5;
+const STATUS_TEXT = {
+  pending: "Starting…",
+  running: "Working…",
+  waiting_for_approval: "Waiting for your approval",
+  completed: "Done",
+  failed: "The run failed",
+  cancelled: "Cancelled",
+  cancelling: "Cancelling…",
+  content_filtered: "Stopped by the content filter",
+  budget_exceeded: "Stopped: the token budget is used up",
+};
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  conversationId: null,
+  watch: null, // the run being followed: {runId, abort, streamed, transport}
+  messages: [], // the open conversation's transcript, as the API last returned it
+  batches: new Map(), // batch id -> timer
+};
+
+// --- the API ---------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+function functionKey() {
+  return sessionStorage.getItem(KEY_STORAGE) || "";
+}
+
+function headers(extra = {}) {
+  const key = functionKey();
+  return key ? { "x-functions-key": key, ...extra } : { ...extra };
+}
+
+async function call(method, path, body, signal) {
+  const init = { method, headers: headers(), signal, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers["content-type"] = "application/json";
+  }
+  const response = await fetch(new URL(path, API), init);
+  const text = await response.text();
+  const data = text ? parseJson(text) : null;
+  if (!response.ok) throw new ApiError(response.status, problemDetail(response, data));
+  return data;
+}
+
+function parseJson(text) {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function problemDetail(response, data) {
+  if (response.status === 401) {
+    return "The API refused the call (401): paste a valid function key above.";
+  }
+  const detail = data && typeof data.detail === "string" ? data.detail : response.statusText;
+  return `${detail} (${response.status})`;
+}
+
+// --- Server-Sent Events over fetch -------------------------------------------------------------
+
+// Splits a text/event-stream into events: {id, type, data} (data parsed as JSON). Exported so
+// the browser test can feed it chunks cut anywhere.
+export function createEventParser() {
+  let buffer = "";
+  return function push(chunk) {
+    buffer += chunk;
+    const events = [];
+    for (;;) {
+      const match = /\r\n\r\n|\n\n|\r\r/.exec(buffer);
+      if (!match) return events;
+      const event = parseEventBlock(buffer.slice(0, match.index));
+      buffer = buffer.slice(match.index + match[0].length);
+      if (event) events.push(event);
+    }
+  };
+}
+
+function parseEventBlock(block) {
+  const event = { id: null, type: "message", data: null };
+  const data = [];
+  for (const line of block.split(/\r\n|\n|\r/)) {
+    if (!line || line.startsWith(":")) continue; // a comment (keep-alive)
+    const colon = line.indexOf(":");
+    const field = colon < 0 ? line : line.slice(0, colon);
+    let value = colon < 0 ? "" : line.slice(colon + 1);
+    if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "id") event.id = value;
+    else if (field === "event") event.type = value;
+    else if (field === "data") data.push(value);
+  }
+  if (event.id === null && data.length === 0) return null;
+  if (data.length) event.data = parseJson(data.join("\n"));
+  return event;
+}
+
+async function* readEvents(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  const push = createEventParser();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    yield* push(value);
+  }
+}
+
+// Follows a run's event stream to its end. True when the run finished on the stream; false
+// when the stream is not served (or keeps failing): the caller polls instead.
+async function streamRun(watch) {
+  let lastId = null;
+  for (let failures = 0; failures <= STREAM_RETRIES && !watch.abort.signal.aborted; ) {
+    let response;
+    try {
+      const extra = { accept: "text/event-stream" };
+      if (lastId !== null) extra["last-event-id"] = lastId;
+      response = await fetch(new URL(`runs/${watch.runId}/events`, API), {
+        headers: headers(extra),
+        signal: watch.abort.signal,
+        credentials: "same-origin",
+        cache: "no-store",
+      });
+    } catch {
+      failures += 1;
+      await pause(failures);
+      continue;
+    }
+    const type = response.headers.get("content-type") || "";
+    if (!response.ok || !type.startsWith("text/event-stream")) {
+      if (lastId === null) return false; // no stream for this run here: poll
+      failures += 1;
+      await pause(failures);
+      continue;
+    }
+    watch.transport = "events";
+    showTransport(watch);
+    try {
+      for await (const event of readEvents(response)) {
+        if (event.id !== null) lastId = event.id;
+        if (event.data && typeof event.data === "object") {
+          failures = 0;
+          if (await onRunEvent(watch, event.data)) return true;
+        }
+      }
+    } catch {
+      if (watch.abort.signal.aborted) return true;
+    }
+    failures += 1; // the stream ended before the run did: resume after the last event seen
+    await pause(failures);
+  }
+  return watch.abort.signal.aborted;
+}
+
+function pause(attempt) {
+  return new Promise((resolve) => setTimeout(resolve, Math.min(4000, 250 * 2 ** attempt)));
+}
+
+// --- following a run -----------------------------------------------------------------------------
+
+async function followRun(runId) {
+  stopWatching();
+  const watch = { runId, abort: new AbortController(), streamed: "", transport: "polling" };
+  state.watch = watch;
+  clearLive();
+  setRunStatus("pending");
+  $("cancel-run").hidden = false;
+  const finished = await streamRun(watch);
+  if (!finished && state.watch === watch) {
+    watch.transport = "polling";
+    showTransport(watch);
+    await pollRun(watch);
+  }
+}
+
+function stopWatching() {
+  if (state.watch) state.watch.abort.abort();
+  state.watch = null;
+}
+
+function showTransport(watch) {
+  $("run-status").dataset.transport = watch.transport;
+}
+
+// One event of the stream; true once the run has finished.
+async function onRunEvent(watch, event) {
+  switch (event.type) {
+    case "run_started":
+      setRunStatus("running");
+      break;
+    case "step_started":
+      setRunStatus("running");
+      break;
+    case "text_delta":
+      appendDelta(watch, String(event.delta ?? ""));
+      break;
+    case "tool_call_started":
+    case "tool_call_completed":
+      showLiveToolCall(event);
+      break;
+    case "approval_needed":
+      await showApprovals(watch);
+      break;
+    case "approval_decided":
+      await showApprovals(watch);
+      break;
+    case "throttled":
+      setRunStatus("running", throttledText(event));
+      break;
+    case "run_finished":
+      await finishRun(watch, event.status, event.answer);
+      return true;
+    default:
+      break; // a type this page does not know yet
+  }
+  return false;
+}
+
+function throttledText(event) {
+  const seconds = event.wait_seconds ?? event.seconds;
+  return seconds ? `The model is busy: waiting ${Math.round(seconds)} s` : "The model is busy: waiting";
+}
+
+async function pollRun(watch) {
+  let last = "";
+  while (state.watch === watch && !watch.abort.signal.aborted) {
+    let view;
+    try {
+      view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
+    } catch (error) {
+      if (watch.abort.signal.aborted) return;
+      showError(error);
+      await delay(POLL_MS * 3);
+      continue;
+    }
+    await refreshTranscript(); // tool calls and results appear as the run stores them
+    if (TERMINAL.has(view.status)) {
+      await finishRun(watch, view.status, view.answer, view.error);
+      return;
+    }
+    setRunStatus(view.status, view.phase === "waiting_for_server" ? "Waiting for a tool server" : "");
+    const asked = JSON.stringify(view.pending_approvals || []);
+    if (asked !== last) {
+      last = asked;
+      renderApprovals(watch, view);
+    }
+    await delay(POLL_MS);
+  }
+}
+
+function delay(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function finishRun(watch, status, answer, error) {
+  if (state.watch !== watch) return;
+  state.watch = null;
+  $("cancel-run").hidden = true;
+  renderApprovals(watch, { pending_approvals: [] });
+  await refreshTranscript();
+  clearLive();
+  setRunStatus(status, error || "");
+  // Streamed text was announced as it came; otherwise announce the answer once, now.
+  if (!watch.streamed && answer) announce(answer);
+}
+
+// --- the live answer -------------------------------------------------------------------------------
+
+function clearLive() {
+  $("live").replaceChildren();
+}
+
+function appendDelta(watch, delta) {
+  watch.streamed += delta;
+  let answer = $("live").querySelector(".answer");
+  if (!answer) {
+    answer = element("div", "answer message assistant");
+    answer.append(element("span", "who", "Assistant"), element("span", "text"));
+    $("live").append(answer);
+  }
+  answer.querySelector(".text").append(delta); // a text node: announced as it arrives
+}
+
+function showLiveToolCall(event) {
+  const id = String(event.id ?? event.tool_call_id ?? "");
+  let card = [...$("live").querySelectorAll(".tool-call")].find((c) => c.dataset.callId === id);
+  if (!card) {
+    card = toolCallCard(event.name, event.arguments, id);
+    $("live").append(card);
+  }
+  if (event.type === "tool_call_completed") {
+    setToolResult(card, resultText(event.result), Boolean(event.is_error), event.truncated);
+  }
+}
+
+function announce(text) {
+  const note = element("p", "visually-hidden", text);
+  $("live").append(note);
+}
+
+// --- the transcript -----------------------------------------------------------------------------
+
+async function refreshTranscript() {
+  if (!state.conversationId) return;
+  const conversationId = state.conversationId;
+  const conversation = await call("GET", `conversations/${conversationId}`);
+  if (state.conversationId !== conversationId) return;
+  const changed = JSON.stringify(conversation.messages) !== JSON.stringify(state.messages);
+  state.messages = conversation.messages;
+  if (changed) renderTranscript(conversation.messages);
+  return conversation;
+}
+
+function renderTranscript(messages) {
+  const results = new Map(
+    messages.filter((m) => m.role === "tool").map((m) => [m.tool_call_id, m]),
+  );
+  const items = [];
+  for (const message of messages) {
+    if (message.role === "tool" && hasCall(messages, message.tool_call_id)) continue;
+    items.push(messageItem(message, results));
+  }
+  $("transcript").replaceChildren(...items);
+}
+
+function hasCall(messages, callId) {
+  return messages.some((m) => (m.tool_calls || []).some((c) => c.id === callId));
+}
+
+function messageItem(message, results) {
+  const item = element("li", `message ${message.role}`);
+  item.append(element("span", "who", speaker(message)));
+  if (message.content) item.append(element("div", "text", message.content));
+  for (const toolCall of message.tool_calls || []) {
+    const card = toolCallCard(toolCall.name, toolCall.arguments, toolCall.id);
+    const result = results.get(toolCall.id);
+    if (result) setToolResult(card, result.content, result.is_error, result.truncated);
+    item.append(card);
+  }
+  return item;
+}
+
+function speaker(message) {
+  if (message.role === "user") return message.origin ? `You (${message.origin})` : "You";
+  if (message.role === "tool") return `Tool result: ${message.name}`;
+  return "Assistant";
+}
+
+function toolCallCard(name, args, id) {
+  const card = element("div", "tool-call");
+  card.dataset.callId = id || "";
+  card.append(
+    element("div", "name", `Tool call: ${name}`),
+    element("pre", "arguments", prettyArguments(args)),
+    element("div", "state", "Running…"),
+  );
+  return card;
+}
+
+function setToolResult(card, text, isError, truncated) {
+  const shown = String(text ?? "");
+  const preview = shown.length > RESULT_PREVIEW_CHARS ? `${shown.slice(0, RESULT_PREVIEW_CHARS)}…` : shown;
+  card.classList.toggle("failed", Boolean(isError));
+  const note = truncated || preview !== shown ? " (truncated; the full output is stored)" : "";
+  card.querySelector(".state").textContent = `${isError ? "Failed" : "Result"}${note}:`;
+  let result = card.querySelector(".result");
+  if (!result) {
+    result = element("pre", "result");
+    card.append(result);
+  }
+  result.textContent = preview;
+}
+
+function prettyArguments(args) {
+  if (typeof args !== "string") return JSON.stringify(args ?? {}, null, 2);
+  const parsed = parseJson(args);
+  return parsed === null ? args : JSON.stringify(parsed, null, 2);
+}
+
+function resultText(result) {
+  if (result === undefined || result === null) return "";
+  return typeof result === "string" ? result : JSON.stringify(result, null, 2);
+}
+
+// --- approvals ----------------------------------------------------------------------------------
+
+async function showApprovals(watch) {
+  try {
+    const view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
+    await refreshTranscript(); // the proposed calls, with their arguments
+    if (view.status === "waiting_for_approval") setRunStatus(view.status);
+    renderApprovals(watch, view);
+  } catch (error) {
+    if (!watch.abort.signal.aborted) showError(error);
+  }
+}
+
+function renderApprovals(watch, view) {
+  const pending = view.pending_approvals || [];
+  const interrupted = new Set(view.interrupted_calls || []);
+  const items = pending.map((callId) => approvalItem(watch, view, callId, interrupted.has(callId)));
+  $("approval-list").replaceChildren(...items);
+  $("approvals").hidden = items.length === 0;
+}
+
+function approvalItem(watch, view, callId, interrupted) {
+  const proposed = findCall(callId);
+  const item = element("li", "approval");
+  const name = proposed ? proposed.name : callId;
+  const card = toolCallCard(name, proposed ? proposed.arguments : "{}", callId);
+  card.querySelector(".state").textContent = interrupted
+    ? "Cut off by a crash: its outcome is unknown. Call it again?"
+    : "Needs your approval before it runs.";
+  const actions = element("div", "actions");
+  const approve = element("button", "approve", `Approve ${name}`);
+  const reject = element("button", "reject", `Reject ${name}`);
+  approve.type = reject.type = "button";
+  approve.addEventListener("click", () => answerApproval(watch, view, callId, true, item));
+  reject.addEventListener("click", () => answerApproval(watch, view, callId, false, item));
+  actions.append(approve, reject);
+  item.append(card, actions);
+  return item;
+}
+
+function findCall(callId) {
+  for (const message of state.messages) {
+    const found = (message.tool_calls || []).find((c) => c.id === callId);
+    if (found) return found;
+  }
+  return null;
+}
+
+async function answerApproval(watch, view, callId, approved, item) {
+  for (const button of item.querySelectorAll("button")) button.disabled = true;
+  const body = { tool_call_id: callId, approved };
+  if (view.question_id) body.question_id = view.question_id;
+  try {
+    await call("POST", `runs/${watch.runId}/approvals`, body);
+    item.remove();
+    $("approvals").hidden = $("approval-list").children.length === 0;
+    setRunStatus("running", approved ? "Approved" : "Rejected");
+    $("message").focus(); // the answered prompt is gone: put focus somewhere useful
+  } catch (error) {
+    showError(error);
+    for (const button of item.querySelectorAll("button")) button.disabled = false;
+  }
+}
+
+// --- conversations ------------------------------------------------------------------------------
+
+function knownConversations() {
+  const ids = parseJson(localStorage.getItem(CONVERSATIONS_STORAGE) || "[]");
+  return Array.isArray(ids) ? ids.filter((id) => typeof id === "string") : [];
+}
+
+function rememberConversation(id) {
+  const ids = [id, ...knownConversations().filter((known) => known !== id)].slice(0, 50);
+  localStorage.setItem(CONVERSATIONS_STORAGE, JSON.stringify(ids));
+}
+
+// The caller's conversations from the API where it lists them, else those this browser made.
+async function listConversations() {
+  try {
+    const listed = await call("GET", "conversations");
+    const items = Array.isArray(listed) ? listed : listed?.items || listed?.conversations;
+    if (Array.isArray(items)) return items.map((c) => (typeof c === "string" ? c : c.id));
+  } catch {
+    // not served here (405/404) or not allowed: fall back to this browser's list
+  }
+  return knownConversations();
+}
+
+async function renderConversationList() {
+  const ids = await listConversations();
+  const items = ids.map((id) => {
+    const button = element("button", "", `Conversation ${id.slice(0, 8)}`);
+    button.type = "button";
+    button.dataset.conversationId = id;
+    button.setAttribute("aria-label", `Conversation ${id}`);
+    if (id === state.conversationId) button.setAttribute("aria-current", "true");
+    button.addEventListener("click", () => openConversation(id));
+    const item = element("li");
+    item.append(button);
+    return item;
+  });
+  $("conversation-list").replaceChildren(...items);
+  $("no-conversations").hidden = items.length > 0;
+}
+
+async function newConversation() {
+  const created = await call("POST", "conversations", {});
+  rememberConversation(created.id);
+  await openConversation(created.id);
+  return created.id;
+}
+
+async function openConversation(id) {
+  stopWatching();
+  state.conversationId = id;
+  state.messages = [];
+  clearLive();
+  renderApprovals({}, { pending_approvals: [] });
+  $("transcript").replaceChildren();
+  $("chat-title").textContent = `Conversation ${id}`;
+  setRunStatus(null);
+  $("cancel-run").hidden = true;
+  await renderConversationList();
+  const conversation = await refreshTranscript();
+  if (conversation?.active_run_id) followRun(conversation.active_run_id).catch(showError);
+}
+
+// --- sending, cancelling, scheduling -------------------------------------------------------
+
+async function send(event) {
+  event?.preventDefault();
+  const box = $("message");
+  const content = box.value.trim();
+  if (!content) {
+    box.focus();
+    return;
+  }
+  $("send").disabled = true;
+  try {
+    const conversationId = state.conversationId || (await newConversation());
+    const started = await call("POST", `conversations/${conversationId}/messages`, { content });
+    box.value = "";
+    await refreshTranscript(); // the message just sent
+    followRun(started.run_id).catch(showError);
+  } finally {
+    $("send").disabled = false;
+  }
+}
+
+async function cancelRun() {
+  const watch = state.watch;
+  if (!watch) return;
+  const answer = await call("POST", `runs/${watch.runId}/cancel`);
+  setRunStatus(answer.status);
+}
+
+async function schedule(event) {
+  event.preventDefault();
+  const content = $("schedule-message").value.trim();
+  const when = new Date($("schedule-time").value); // local time, as the input shows it
+  if (!content || Number.isNaN(when.getTime())) throw new ApiError(0, "Write a message and pick a time.");
+  const conversationId = state.conversationId || (await newConversation());
+  const item = { content, scheduled_time: when.toISOString(), conversation_id: conversationId };
+  const batch = await call("POST", "schedules", { items: [item] });
+  $("schedule-message").value = "";
+  renderBatch(batch);
+  watchBatch(batch.batch_id);
+}
+
+function watchBatch(batchId) {
+  clearTimeout(state.batches.get(batchId));
+  const tick = async () => {
+    try {
+      const batch = await call("GET", `batches/${batchId}`);
+      renderBatch(batch);
+      if (batch.items.every((item) => BATCH_DONE.has(item.status))) {
+        state.batches.delete(batchId);
+        if (batch.items.some((item) => item.conversation_id === state.conversationId)) {
+          await refreshTranscript();
+        }
+        return;
+      }
+    } catch (error) {
+      showError(error);
+    }
+    state.batches.set(batchId, setTimeout(tick, BATCH_POLL_MS));
+  };
+  state.batches.set(batchId, setTimeout(tick, BATCH_POLL_MS));
+}
+
+function renderBatch(batch) {
+  const id = `batch-${batch.batch_id}`;
+  const item = element("li", "batch");
+  item.id = id;
+  const counts = Object.entries(batch.counts || {}).map(([status, n]) => `${n} ${status}`);
+  item.append(element("div", "", `Batch ${batch.batch_id}: ${counts.join(", ")}`));
+  for (const entry of batch.items) {
+    const when = new Date(entry.scheduled_time).toLocaleString();
+    const line = `${when}: ${entry.status}${entry.error ? ` (${entry.error})` : ""}`;
+    item.append(element("div", "hint", line));
+    if (entry.answer) item.append(element("div", "text", entry.answer));
+  }
+  const existing = document.getElementById(id);
+  if (existing) existing.replaceWith(item);
+  else $("batch-list").prepend(item);
+}
+
+// --- status, errors, small helpers ---------------------------------------------------------
+
+function setRunStatus(status, extra = "") {
+  const text = status ? STATUS_TEXT[status] || status : "";
+  $("run-status").textContent = [text, extra].filter(Boolean).join(". ");
+  $("run-status").dataset.status = status || "";
+}
+
+function showError(error) {
+  const box = $("error");
+  box.textContent = error instanceof Error ? error.message : String(error);
+  box.hidden = false;
+  if (error instanceof ApiError && error.status === 401) $("key").focus();
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error").textContent = "";
+}
+
+function element(tag, className = "", text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Every user action: clear the last error, show the next one.
+function action(handler) {
+  return async (event) => {
+    clearError();
+    try {
+      await handler(event);
+    } catch (error) {
+      showError(error);
+    }
+  };
+}
+
+async function checkHealth() {
+  const health = $("health");
+  try {
+    await call("GET", "health");
+    health.textContent = "The app is up.";
+    health.classList.remove("bad");
+  } catch (error) {
+    health.textContent = `The app is not ready: ${error.message}`;
+    health.classList.add("bad");
+  }
+}
+
+function useKey(event) {
+  event.preventDefault();
+  const key = $("key").value.trim();
+  if (key) sessionStorage.setItem(KEY_STORAGE, key);
+  else sessionStorage.removeItem(KEY_STORAGE);
+  $("key").value = "";
+  $("key-hint").dataset.saved = key ? "yes" : "no";
+  $("key").placeholder = key ? "A key is set for this tab" : "";
+  return renderConversationList();
+}
+
+function forgetKey() {
+  sessionStorage.removeItem(KEY_STORAGE);
+  $("key").placeholder = "";
+}
+
+function sendOnCtrlEnter(event) {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+    event.preventDefault();
+    $("message-form").requestSubmit();
+  }
+}
+
+function start() {
+  $("key-form").addEventListener("submit", action(useKey));
+  $("forget-key").addEventListener("click", action(forgetKey));
+  $("new-conversation").addEventListener("click", action(newConversation));
+  $("message-form").addEventListener("submit", action(send));
+  $("message").addEventListener("keydown", sendOnCtrlEnter);
+  $("cancel-run").addEventListener("click", action(cancelRun));
+  $("schedule-form").addEventListener("submit", action(schedule));
+  if (functionKey()) $("key").placeholder = "A key is set for this tab";
+  document.body.dataset.ready = "true";
+  checkHealth();
+  action(renderConversationList)();
+}
+
+start();
