@@ -17,6 +17,7 @@ const POLL_MS = 600;
 const BATCH_POLL_MS = 1500;
 const RESULT_PREVIEW_CHARS = 1200;
 const STREAM_RETRIES = 5;
+const APPROVAL_LOOKS = 10;
 const STATUS_TEXT = {
   pending: "Starting…",
   running: "Working…",
@@ -36,6 +37,7 @@ const state = {
   watch: null, // the run being followed: {runId, abort, streamed, transport}
   messages: [], // the open conversation's transcript, as the API last returned it
   batches: new Map(), // batch id -> timer
+  pendingApprovals: [], // tool call ids the run asks the person about
 };
 
 // --- the API ---------------------------------------------------------------------------------
@@ -159,8 +161,11 @@ async function streamRun(watch) {
       await pause(failures);
       continue;
     }
-    watch.transport = "events";
-    showTransport(watch);
+    if (watch.transport !== "events") {
+      watch.transport = "events";
+      showTransport(watch);
+      renderTranscript(state.messages); // the stream shows this run's messages from now on
+    }
     try {
       for await (const event of readEvents(response)) {
         if (event.id !== null) lastId = event.id;
@@ -218,17 +223,25 @@ async function onRunEvent(watch, event) {
       setRunStatus("running");
       break;
     case "text_delta":
-      appendDelta(watch, String(event.delta ?? ""));
+      appendDelta(watch, event.step, String(event.delta ?? ""));
       break;
+    case "text_reset": // a retried step writes its text again: drop what it streamed
+      resetText(watch, event.step);
+      break;
+    case "step_failed":
+      setRunStatus("running", "A model step failed; it is retried");
+      break;
+    case "tool_call_requested":
     case "tool_call_started":
     case "tool_call_completed":
+    case "tool_call_failed":
       showLiveToolCall(event);
       break;
     case "approval_needed":
-      await showApprovals(watch);
+      await showApprovals(watch, APPROVAL_LOOKS);
       break;
     case "approval_decided":
-      await showApprovals(watch);
+      await showApprovals(watch, 1);
       break;
     case "throttled":
       setRunStatus("running", throttledText(event));
@@ -243,7 +256,7 @@ async function onRunEvent(watch, event) {
 }
 
 function throttledText(event) {
-  const seconds = event.wait_seconds ?? event.seconds;
+  const seconds = event.wait ?? event.wait_seconds;
   return seconds ? `The model is busy: waiting ${Math.round(seconds)} s` : "The model is busy: waiting";
 }
 
@@ -296,26 +309,39 @@ function clearLive() {
   $("live").replaceChildren();
 }
 
-function appendDelta(watch, delta) {
+// One bubble per model step, created at its first text.
+function appendDelta(watch, step, delta) {
   watch.streamed += delta;
-  let answer = $("live").querySelector(".answer");
+  const key = String(step ?? "");
+  let answer = [...$("live").querySelectorAll(".answer")].find((a) => a.dataset.step === key);
   if (!answer) {
     answer = element("div", "answer message assistant");
+    answer.dataset.step = key;
     answer.append(element("span", "who", "Assistant"), element("span", "text"));
     $("live").append(answer);
   }
   answer.querySelector(".text").append(delta); // a text node: announced as it arrives
 }
 
+function resetText(watch, step) {
+  const key = String(step ?? "");
+  const answer = [...$("live").querySelectorAll(".answer")].find((a) => a.dataset.step === key);
+  if (answer) answer.querySelector(".text").replaceChildren();
+}
+
 function showLiveToolCall(event) {
-  const id = String(event.id ?? event.tool_call_id ?? "");
+  const id = String(event.tool_call_id ?? event.id ?? "");
   let card = [...$("live").querySelectorAll(".tool-call")].find((c) => c.dataset.callId === id);
   if (!card) {
     card = toolCallCard(event.name, event.arguments, id);
     $("live").append(card);
   }
-  if (event.type === "tool_call_completed") {
-    setToolResult(card, resultText(event.result), Boolean(event.is_error), event.truncated);
+  if (event.type === "tool_call_requested" && event.needs_approval) {
+    card.querySelector(".state").textContent = "Waiting for your approval.";
+  }
+  if (event.type === "tool_call_completed" || event.type === "tool_call_failed") {
+    const failed = event.type === "tool_call_failed" || Boolean(event.is_error);
+    setToolResult(card, resultText(event.result), failed, event.truncated);
   }
 }
 
@@ -326,14 +352,14 @@ function announce(text) {
 
 // --- the transcript -----------------------------------------------------------------------------
 
-async function refreshTranscript() {
+async function refreshTranscript({ render = true } = {}) {
   if (!state.conversationId) return;
   const conversationId = state.conversationId;
   const conversation = await call("GET", `conversations/${conversationId}`);
   if (state.conversationId !== conversationId) return;
   const changed = JSON.stringify(conversation.messages) !== JSON.stringify(state.messages);
   state.messages = conversation.messages;
-  if (changed) renderTranscript(conversation.messages);
+  if (changed && render) renderTranscript(conversation.messages);
   return conversation;
 }
 
@@ -344,9 +370,30 @@ function renderTranscript(messages) {
   const items = [];
   for (const message of messages) {
     if (message.role === "tool" && hasCall(messages, message.tool_call_id)) continue;
+    if (streamedElsewhere(message)) continue;
     items.push(messageItem(message, results));
   }
   $("transcript").replaceChildren(...items);
+  markPendingCalls();
+}
+
+// A message of the run being streamed: the live area shows it (once), not the transcript.
+function streamedElsewhere(message) {
+  const watch = state.watch;
+  return Boolean(
+    watch && watch.transport === "events" && message.role !== "user" && message.run_id === watch.runId,
+  );
+}
+
+// Tool calls still without a result say why: waiting for the person, or never run.
+function markPendingCalls() {
+  const pending = new Set(state.pendingApprovals);
+  for (const card of document.querySelectorAll(".tool-call:not(.answered)")) {
+    const waiting = pending.has(card.dataset.callId);
+    const ended = !state.watch;
+    const text = waiting ? "Waiting for your approval." : ended ? "No result." : "Running…";
+    if (!card.closest("#approvals")) card.querySelector(".state").textContent = text;
+  }
 }
 
 function hasCall(messages, callId) {
@@ -387,6 +434,7 @@ function setToolResult(card, text, isError, truncated) {
   const shown = String(text ?? "");
   const preview = shown.length > RESULT_PREVIEW_CHARS ? `${shown.slice(0, RESULT_PREVIEW_CHARS)}…` : shown;
   card.classList.toggle("failed", Boolean(isError));
+  card.classList.add("answered");
   const note = truncated || preview !== shown ? " (truncated; the full output is stored)" : "";
   card.querySelector(".state").textContent = `${isError ? "Failed" : "Result"}${note}:`;
   let result = card.querySelector(".result");
@@ -410,10 +458,16 @@ function resultText(result) {
 
 // --- approvals ----------------------------------------------------------------------------------
 
-async function showApprovals(watch) {
+// The run's current question, read from its status: an event stream's approval event may be
+// written a moment before the run's status says it waits, so look a few times.
+async function showApprovals(watch, looks) {
   try {
-    const view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
-    await refreshTranscript(); // the proposed calls, with their arguments
+    let view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
+    for (let look = 1; look < looks && ["pending", "running"].includes(view.status); look += 1) {
+      await delay(POLL_MS);
+      view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
+    }
+    await refreshTranscript({ render: false }); // the proposed calls, with their arguments
     if (view.status === "waiting_for_approval") setRunStatus(view.status);
     renderApprovals(watch, view);
   } catch (error) {
@@ -423,6 +477,8 @@ async function showApprovals(watch) {
 
 function renderApprovals(watch, view) {
   const pending = view.pending_approvals || [];
+  state.pendingApprovals = pending;
+  markPendingCalls();
   const interrupted = new Set(view.interrupted_calls || []);
   const items = pending.map((callId) => approvalItem(watch, view, callId, interrupted.has(callId)));
   $("approval-list").replaceChildren(...items);
@@ -583,6 +639,7 @@ function watchBatch(batchId) {
     try {
       const batch = await call("GET", `batches/${batchId}`);
       renderBatch(batch);
+      followDelivered(batch);
       if (batch.items.every((item) => BATCH_DONE.has(item.status))) {
         state.batches.delete(batchId);
         if (batch.items.some((item) => item.conversation_id === state.conversationId)) {
@@ -596,6 +653,15 @@ function watchBatch(batchId) {
     state.batches.set(batchId, setTimeout(tick, BATCH_POLL_MS));
   };
   state.batches.set(batchId, setTimeout(tick, BATCH_POLL_MS));
+}
+
+// A scheduled message delivered into the open conversation: follow its run like a sent one.
+function followDelivered(batch) {
+  if (state.watch) return;
+  const delivered = batch.items.find(
+    (item) => item.conversation_id === state.conversationId && item.run_id && !BATCH_DONE.has(item.status),
+  );
+  if (delivered) followRun(delivered.run_id).catch(showError);
 }
 
 function renderBatch(batch) {
