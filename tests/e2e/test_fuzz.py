@@ -256,6 +256,9 @@ SCENARIOS = [
     Scenario("get_batch", NEGATIVE),
     Scenario("health"),
     Scenario("openapi_document"),
+    Scenario("chat_page"),
+    Scenario("chat_page_script"),
+    Scenario("chat_page_style"),
 ]
 
 
@@ -432,6 +435,9 @@ COVERED = [
         "get_batch",
         "health",
         "openapi_document",
+        "chat_page",
+        "chat_page_script",
+        "chat_page_style",
     )
 ] + [
     Scenario("get_conversation", on="conversation"),
