@@ -296,7 +296,7 @@ async function finishRun(watch, status, answer, error) {
   state.watch = null;
   $("cancel-run").hidden = true;
   renderApprovals(watch, { pending_approvals: [] });
-  await refreshTranscript();
+  await refreshTranscript({ render: "always" }); // with the run's own messages, now it is over
   clearLive();
   setRunStatus(status, error || "");
   // Streamed text was announced as it came; otherwise announce the answer once, now.
@@ -352,14 +352,15 @@ function announce(text) {
 
 // --- the transcript -----------------------------------------------------------------------------
 
-async function refreshTranscript({ render = true } = {}) {
+// render: "changed" (when the messages changed), "always", or "never" (only load them).
+async function refreshTranscript({ render = "changed" } = {}) {
   if (!state.conversationId) return;
   const conversationId = state.conversationId;
   const conversation = await call("GET", `conversations/${conversationId}`);
   if (state.conversationId !== conversationId) return;
   const changed = JSON.stringify(conversation.messages) !== JSON.stringify(state.messages);
   state.messages = conversation.messages;
-  if (changed && render) renderTranscript(conversation.messages);
+  if (render === "always" || (changed && render === "changed")) renderTranscript(state.messages);
   return conversation;
 }
 
@@ -467,7 +468,7 @@ async function showApprovals(watch, looks) {
       await delay(POLL_MS);
       view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
     }
-    await refreshTranscript({ render: false }); // the proposed calls, with their arguments
+    await refreshTranscript({ render: "never" }); // the proposed calls, with their arguments
     if (view.status === "waiting_for_approval") setRunStatus(view.status);
     renderApprovals(watch, view);
   } catch (error) {

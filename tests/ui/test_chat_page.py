@@ -7,14 +7,18 @@ script error or Content Security Policy violation in the page.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 from playwright.async_api import Page, expect
 
+from local_host.testing import wait_until
 from tests.ui.conftest import FUNCTION_KEY, PHONE, Served, screenshot_path
 
 RUN_SECONDS = 45  # bound for a whole run on a loaded two-core machine
@@ -228,6 +232,79 @@ async def test_the_event_stream_parser_takes_events_cut_anywhere(chat: ChatPage)
         },
     ]
     assert events == [expected] * 5
+
+
+# --- the event stream, in the wire format of GET /api/runs/{id}/events -------------------------
+# Until that route is served, Playwright stands in for it with a recorded stream (the page's run
+# itself is real; only its events are replayed), cut after a few events so the page must resume
+# with Last-Event-ID. Once the route is served, the tests above follow real streams too.
+
+CUT_STREAM = [
+    {"type": "run_started"},
+    {"type": "step_started", "step": 1},
+    {"type": "tool_call_started", "step": 1, "tool_call_id": "call_1", "name": "demo__greet",
+     "arguments": '{"name": "Ada"}'},
+    {"type": "tool_call_completed", "step": 1, "tool_call_id": "call_1", "name": "demo__greet",
+     "arguments": '{"name": "Ada"}', "result": "Hello, Ada!", "truncated": False},
+    {"type": "step_started", "step": 2},
+    {"type": "text_delta", "step": 2, "delta": "[offline model] The tools"},
+]  # fmt: skip
+REST_OF_STREAM = [
+    {"type": "text_delta", "step": 2, "delta": " returned"},
+    {"type": "run_finished", "status": "completed", "answer": "[offline model] The tools returned"},
+]
+
+
+def event_stream(events: list[dict[str, Any]], first_seq: int) -> str:
+    return "".join(
+        f"id: {seq}\nevent: {event['type']}\ndata: {json.dumps({**event, 'seq': seq})}\n\n"
+        for seq, event in enumerate(events, start=first_seq)
+    )
+
+
+async def test_the_page_streams_a_run_and_resumes_a_cut_stream_after_the_last_event(
+    chat: ChatPage, served: Served
+):
+    page, asked, release = chat.page, [], asyncio.Event()
+
+    async def events_route(route: Any) -> None:
+        asked.append({"url": route.request.url, **route.request.headers})
+        if len(asked) == 1:
+            body = event_stream(CUT_STREAM, 1)
+        else:
+            await asyncio.wait_for(release.wait(), RUN_SECONDS)
+            body = event_stream(REST_OF_STREAM, len(CUT_STREAM) + 1)
+        await route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=body)
+
+    await page.route("**/api/runs/*/events", events_route)
+    await chat.open_with_key()
+    await chat.send(GREET)
+    live = page.locator("#live")
+    await expect(live.locator(".tool-call")).to_contain_text("Hello, Ada!", timeout=RUN_MS)
+    await expect(live.locator(".answer")).to_have_text("Assistant[offline model] The tools")
+    await expect(page.locator("#run-status")).to_have_attribute("data-transport", "events")
+    await expect(page.locator("#transcript .tool-call")).to_have_count(0)  # shown once, live
+    await wait_until(lambda: len(asked) == 2, within=RUN_SECONDS, message="reconnected")
+    assert asked[1].get("last-event-id") == str(len(CUT_STREAM))  # ...after the last event seen
+    assert asked[0].get("last-event-id") is None
+    assert {a["x-functions-key"] for a in asked} == {FUNCTION_KEY}  # fetch() sends the key
+    run_id = asked[0]["url"].split("/runs/")[1].split("/")[0]
+    await real_run_done(served, run_id)  # so the transcript the page reloads at the end is whole
+    release.set()
+    await chat.wait_done()
+    await expect(live).to_be_empty()
+    await expect(chat.tool_call("demo__greet")).to_contain_text("Hello, Ada!")
+    await expect(chat.last_answer()).to_contain_text("[offline model] The tools returned")
+
+
+async def real_run_done(served: Served, run_id: str) -> None:
+    async with aiohttp.ClientSession(headers={"x-functions-key": FUNCTION_KEY}) as http:
+
+        async def finished() -> bool:
+            async with http.get(f"{served.base_url}/api/runs/{run_id}") as response:
+                return (await response.json())["status"] == "completed"
+
+        await wait_until(finished, within=RUN_SECONDS, message=f"run {run_id} completed")
 
 
 # Every element that shows text directly: its colour against the first opaque background behind
