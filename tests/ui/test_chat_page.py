@@ -102,6 +102,8 @@ async def test_a_tool_call_with_its_arguments_and_result_and_the_answer_appear(c
     print(f"the page followed the run by {transport}")
     await expect(chat.page.locator("#conversation-list button")).to_have_count(1)
     await chat.screenshot("tool-call-and-answer")
+    await chat.page.set_viewport_size({"width": 1280, "height": 900})
+    await chat.screenshot("tool-call-and-answer-wide")
 
 
 async def test_a_tool_that_needs_approval_runs_once_approved_in_the_page(chat: ChatPage):
