@@ -18,6 +18,7 @@ const BATCH_POLL_MS = 1500;
 const RESULT_PREVIEW_CHARS = 1200;
 const STREAM_RETRIES = 5;
 const APPROVAL_LOOKS = 10;
+const STATUS_CHECK_MS = 5000;
 const STATUS_TEXT = {
   pending: "Starting…",
   running: "Working…",
@@ -196,11 +197,31 @@ async function followRun(runId) {
   clearLive();
   setRunStatus("pending");
   $("cancel-run").hidden = false;
+  checkWhileStreaming(watch); // runs beside the stream, ends with it
   const finished = await streamRun(watch);
   if (!finished && state.watch === watch) {
     watch.transport = "polling";
     showTransport(watch);
     await pollRun(watch);
+  }
+}
+
+// While a stream is read, look at the run's status now and then: a run that ended without
+// its last event (terminated, or a host that died for good) must not leave the page waiting.
+async function checkWhileStreaming(watch) {
+  while (state.watch === watch) {
+    await delay(STATUS_CHECK_MS);
+    if (state.watch !== watch || watch.transport !== "events") return;
+    try {
+      const view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
+      if (!TERMINAL.has(view.status)) continue;
+      await delay(STATUS_CHECK_MS); // give the stream the time to deliver its last event
+      if (state.watch !== watch) return;
+      watch.abort.abort();
+      await finishRun(watch, view.status, view.answer, view.error);
+    } catch {
+      return; // aborted, or the API is away: the stream's own retries decide
+    }
   }
 }
 
@@ -269,6 +290,9 @@ async function pollRun(watch) {
     } catch (error) {
       if (watch.abort.signal.aborted) return;
       showError(error);
+      if (error instanceof ApiError && error.status >= 400 && error.status < 500 && error.status !== 429) {
+        return stopWatching(); // this run is not ours to see (or gone): asking again won't help
+      }
       await delay(POLL_MS * 3);
       continue;
     }
@@ -618,7 +642,8 @@ async function cancelRun() {
   const watch = state.watch;
   if (!watch) return;
   const answer = await call("POST", `runs/${watch.runId}/cancel`);
-  setRunStatus(answer.status);
+  if (answer.status === "cancelled") await finishRun(watch, "cancelled");
+  else setRunStatus(answer.status); // "cancelling": the run's status or stream says when it ends
 }
 
 async function schedule(event) {
