@@ -17,6 +17,7 @@ const POLL_MS = 600;
 const BATCH_POLL_MS = 1500;
 const RESULT_PREVIEW_CHARS = 1200;
 const STREAM_RETRIES = 5;
+const DEFAULT_RETRY_MS = 1000; // SSE's reconnection time until the stream says (`retry:`)
 const APPROVAL_LOOKS = 10;
 const STATUS_CHECK_MS = 5000;
 const STATUS_TEXT = {
@@ -108,7 +109,7 @@ export function createEventParser() {
 }
 
 function parseEventBlock(block) {
-  const event = { id: null, type: "message", data: null };
+  const event = { id: null, type: "message", data: null, retry: null };
   const data = [];
   for (const line of block.split(/\r\n|\n|\r/)) {
     if (!line || line.startsWith(":")) continue; // a comment (keep-alive)
@@ -119,8 +120,9 @@ function parseEventBlock(block) {
     if (field === "id") event.id = value;
     else if (field === "event") event.type = value;
     else if (field === "data") data.push(value);
+    else if (field === "retry" && /^\d+$/.test(value)) event.retry = Number(value);
   }
-  if (event.id === null && data.length === 0) return null;
+  if (event.id === null && data.length === 0 && event.retry === null) return null;
   if (data.length) event.data = parseJson(data.join("\n"));
   return event;
 }
@@ -135,57 +137,67 @@ async function* readEvents(response) {
   }
 }
 
-// Follows a run's event stream to its end. True when the run finished on the stream; false
-// when the stream is not served (or keeps failing): the caller polls instead.
+// Follows a run's event stream to its end. True when the run finished on the stream (or the
+// page stopped following it); false when no stream is served for it, or it keeps failing: the
+// caller polls instead. A response that simply ends (a buffering host answers in slices, a
+// streaming one ends after a few minutes) is followed by the next, from the last event seen.
 async function streamRun(watch) {
-  let lastId = null;
-  for (let failures = 0; failures <= STREAM_RETRIES && !watch.abort.signal.aborted; ) {
-    let response;
-    try {
-      const extra = { accept: "text/event-stream" };
-      if (lastId !== null) extra["last-event-id"] = lastId;
-      response = await fetch(new URL(`runs/${watch.runId}/events`, API), {
-        headers: headers(extra),
-        signal: watch.abort.signal,
-        credentials: "same-origin",
-        cache: "no-store",
-      });
-    } catch {
-      failures += 1;
-      await pause(failures);
-      continue;
-    }
-    const type = response.headers.get("content-type") || "";
-    if (!response.ok || !type.startsWith("text/event-stream")) {
-      if (lastId === null) return false; // no stream for this run here: poll
-      failures += 1;
-      await pause(failures);
-      continue;
-    }
-    if (watch.transport !== "events") {
-      watch.transport = "events";
-      showTransport(watch);
-      renderTranscript(state.messages); // the stream shows this run's messages from now on
-    }
-    try {
-      for await (const event of readEvents(response)) {
-        if (event.id !== null) lastId = event.id;
-        if (event.data && typeof event.data === "object") {
-          failures = 0;
-          if (await onRunEvent(watch, event.data)) return true;
-        }
-      }
-    } catch {
-      if (watch.abort.signal.aborted) return true;
-    }
-    failures += 1; // the stream ended before the run did: resume after the last event seen
-    await pause(failures);
+  const cursor = { lastId: null, retryMs: DEFAULT_RETRY_MS };
+  let failures = 0;
+  while (!watch.abort.signal.aborted && failures <= STREAM_RETRIES) {
+    const outcome = await readStreamOnce(watch, cursor);
+    if (outcome === "finished") return true;
+    if (outcome === "unavailable") return false;
+    failures = outcome === "ended" ? 0 : failures + 1;
+    await delay(outcome === "ended" ? cursor.retryMs : backoff(failures));
   }
   return watch.abort.signal.aborted;
 }
 
-function pause(attempt) {
-  return new Promise((resolve) => setTimeout(resolve, Math.min(4000, 250 * 2 ** attempt)));
+// One response of the stream: "finished", "ended" (reconnect), "failed" or "unavailable".
+async function readStreamOnce(watch, cursor) {
+  let response;
+  try {
+    const extra = { accept: "text/event-stream" };
+    if (cursor.lastId !== null) extra["last-event-id"] = cursor.lastId;
+    response = await fetch(new URL(`runs/${watch.runId}/events`, API), {
+      headers: headers(extra),
+      signal: watch.abort.signal,
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  } catch {
+    return "failed";
+  }
+  if (response.status === 204) return "unavailable"; // past the last event: the run's status tells
+  const type = response.headers.get("content-type") || "";
+  if (!response.ok || !type.startsWith("text/event-stream")) {
+    return cursor.lastId === null ? "unavailable" : "failed";
+  }
+  startStreaming(watch);
+  try {
+    for await (const event of readEvents(response)) {
+      if (event.retry !== null) cursor.retryMs = event.retry;
+      if (event.id !== null) cursor.lastId = event.id;
+      if (event.data && typeof event.data === "object" && (await onRunEvent(watch, event.data))) {
+        return "finished";
+      }
+    }
+  } catch {
+    return watch.abort.signal.aborted ? "finished" : "failed";
+  }
+  return "ended";
+}
+
+function startStreaming(watch) {
+  if (watch.transport === "events") return;
+  watch.transport = "events";
+  showTransport(watch);
+  renderTranscript(state.messages); // the stream shows this run's messages from now on
+}
+
+function backoff(failures) {
+  return Math.min(4000, 250 * 2 ** failures);
 }
 
 // --- following a run -----------------------------------------------------------------------------

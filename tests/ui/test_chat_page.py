@@ -213,7 +213,7 @@ async def test_the_event_stream_parser_takes_events_cut_anywhere(chat: ChatPage)
         """async () => {
             const { createEventParser } = await import("./ui/app.js");
             const stream = 'id: 1\\nevent: text_delta\\ndata: {"type": "text_delta", "delta": "Hel"}\\n\\n' +
-                ': keep-alive\\n\\n' +
+                ': keep-alive\\n\\nretry: 250\\n\\n' +
                 'id: 2\\r\\nevent: run_finished\\r\\ndata: {"type": "run_finished",\\r\\n' +
                 'data: "status": "completed"}\\r\\n\\r\\n';
             const results = [];
@@ -227,12 +227,15 @@ async def test_the_event_stream_parser_takes_events_cut_anywhere(chat: ChatPage)
     )
     expected = [
         {"id": "1", "type": "text_delta", "data": {"type": "text_delta", "delta": "Hel"}},
+        {"id": None, "type": "message", "data": None, "retry": 250},  # the reconnection time
         {
             "id": "2",
             "type": "run_finished",
             "data": {"type": "run_finished", "status": "completed"},
         },
     ]
+    for event in expected:
+        event.setdefault("retry", None)
     assert events == [expected] * 5
 
 
