@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import pytest_asyncio
 
@@ -38,6 +39,7 @@ FUNCTION_KEY = "ui-function-key-3b9e51d07c"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 HAS_CHROMIUM = Path(CHROMIUM).exists()
 PHONE = {"width": 375, "height": 812}
+EVENTS_PATH = "/api/runs/{run_id}/events"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Served:
 
     base_url: str
     host: LocalHost
+    serves_events: bool  # GET /api/runs/{id}/events is there (else the page polls)
 
     @property
     def page_url(self) -> str:
@@ -87,6 +90,8 @@ async def served(
         "AGENT_MAX_STEPS": "4",
         # A person answers: long enough that a loaded machine never times the question out.
         "AGENT_APPROVAL_TIMEOUT_SECONDS": "600",
+        # GET /runs/{id}/events streams (read per request: a test may switch to buffered SSE)
+        "AGENT_HTTP_STREAMING": "true",
     }
     state = tmp_path_factory.mktemp("ui-host") / "durable.sqlite3"
     with pytest.MonkeyPatch.context() as env:
@@ -100,7 +105,7 @@ async def served(
         ) as host:
             env.setenv("PUBLIC_BASE_URL", host.base_url)
             runtime.use_runtime(None)  # settings were parsed at import: parse them again
-            yield Served(host.base_url, host)
+            yield Served(host.base_url, host, await documents_events(host.base_url))
         built = runtime.current()
         if built is not None:
             await built.aclose()
@@ -122,6 +127,14 @@ async def browser() -> AsyncIterator[Any]:
         launched = await playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         yield launched
         await launched.close()
+
+
+async def documents_events(base_url: str) -> bool:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{base_url}/api/openapi.json") as response,
+    ):
+        return EVENTS_PATH in (await response.json())["paths"]
 
 
 def screenshot_path(name: str) -> Path:

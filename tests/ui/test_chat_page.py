@@ -89,7 +89,12 @@ async def chat(browser: Any, served: Served) -> AsyncIterator[ChatPage]:
     assert not chat_page.problems, chat_page.problems
 
 
-async def test_a_tool_call_with_its_arguments_and_result_and_the_answer_appear(chat: ChatPage):
+@pytest.mark.parametrize("mode", ["streamed", "buffered"])
+async def test_a_tool_call_with_its_arguments_and_result_and_the_answer_appear(
+    chat: ChatPage, served: Served, mode: str, monkeypatch: pytest.MonkeyPatch
+):
+    # buffered SSE: what Azure serves unless AGENT_HTTP_STREAMING is on
+    monkeypatch.setenv("AGENT_HTTP_STREAMING", "true" if mode == "streamed" else "false")
     await chat.open_with_key()
     await chat.send(GREET)
     card = chat.tool_call("demo__greet")
@@ -98,12 +103,13 @@ async def test_a_tool_call_with_its_arguments_and_result_and_the_answer_appear(c
     await chat.wait_done()
     await expect(chat.last_answer()).to_contain_text("[offline model]")
     await expect(chat.last_answer()).to_contain_text("Hello, Ada!")
-    transport = await chat.page.locator("#run-status").get_attribute("data-transport")
-    print(f"the page followed the run by {transport}")
+    # the event stream when the app serves it (streamed or buffered), polling otherwise
+    expected = "events" if served.serves_events else "polling"
+    await expect(chat.page.locator("#run-status")).to_have_attribute("data-transport", expected)
     await expect(chat.page.locator("#conversation-list button")).to_have_count(1)
-    await chat.screenshot("tool-call-and-answer")
+    await chat.screenshot(f"tool-call-and-answer-{mode}")
     await chat.page.set_viewport_size({"width": 1280, "height": 900})
-    await chat.screenshot("tool-call-and-answer-wide")
+    await chat.screenshot(f"tool-call-and-answer-{mode}-wide")
 
 
 async def test_a_tool_that_needs_approval_runs_once_approved_in_the_page(chat: ChatPage):
