@@ -613,6 +613,11 @@ async function newConversation() {
   return created.id;
 }
 
+async function startConversation() {
+  await newConversation();
+  $("message").focus(); // what comes next is writing the first message
+}
+
 async function openConversation(id) {
   stopWatching();
   state.conversationId = id;
@@ -796,7 +801,7 @@ function sendOnCtrlEnter(event) {
 function start() {
   $("key-form").addEventListener("submit", action(useKey));
   $("forget-key").addEventListener("click", action(forgetKey));
-  $("new-conversation").addEventListener("click", action(newConversation));
+  $("new-conversation").addEventListener("click", action(startConversation));
   $("message-form").addEventListener("submit", action(send));
   $("message").addEventListener("keydown", sendOnCtrlEnter);
   $("cancel-run").addEventListener("click", action(cancelRun));

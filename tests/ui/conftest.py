@@ -137,6 +137,18 @@ async def documents_events(base_url: str) -> bool:
         return EVENTS_PATH in (await response.json())["paths"]
 
 
+SAVED: list[Path] = []  # screenshots this session took, listed at the end of the run
+
+
 def screenshot_path(name: str) -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS / f"{name}.png"
+    path = ARTIFACTS / f"{name}.png"
+    SAVED.append(path)
+    return path
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if SAVED:
+        terminalreporter.write_sep("-", "chat page screenshots (test artefacts)")
+        for path in SAVED:
+            terminalreporter.write_line(str(path))

@@ -149,6 +149,26 @@ async def test_a_run_waiting_for_approval_can_be_cancelled(chat: ChatPage):
     await expect(chat.page.get_by_role("button", name="Cancel run")).to_be_hidden()
 
 
+async def test_a_reloaded_page_lists_its_conversation_and_picks_up_the_waiting_run(
+    chat: ChatPage,
+):
+    page = chat.page
+    await chat.open_with_key()
+    await chat.send(SAVE)
+    await expect(page.locator("#approvals")).to_be_visible(timeout=RUN_MS)
+    title = await page.locator("#chat-title").text_content()
+    await page.reload()  # the key stays with the tab; the conversation with this browser
+    await expect(page.locator("body[data-ready=true]")).to_be_attached()
+    await expect(page.locator("#approvals")).to_be_hidden()
+    await page.locator("#conversation-list button").click()
+    await expect(page.locator("#chat-title")).to_have_text(title or "")
+    await page.get_by_role("button", name="Approve demo__save_text_file").click()
+    await expect(chat.tool_call("demo__save_text_file")).to_contain_text(
+        "Successfully saved", timeout=RUN_MS
+    )
+    await chat.wait_done()
+
+
 async def test_keyboard_alone_pastes_the_key_sends_and_approves(chat: ChatPage):
     page = chat.page
     await chat.open()
