@@ -207,6 +207,7 @@ async function followRun(runId) {
   const watch = { runId, abort: new AbortController(), streamed: "", transport: "polling" };
   state.watch = watch;
   clearLive();
+  markPendingCalls(); // the run's calls without a result are running, not over
   setRunStatus("pending");
   $("cancel-run").hidden = false;
   checkWhileStreaming(watch); // runs beside the stream, ends with it

@@ -120,6 +120,7 @@ async def test_a_tool_that_needs_approval_runs_once_approved_in_the_page(chat: C
     await expect(prompt).to_contain_text("from-the-page.txt")  # what it will do, before it runs
     await expect(chat.page.locator("#run-status")).to_have_text("Waiting for your approval")
     await chat.screenshot("approval-prompt")
+    assert await chat.page.evaluate(CONTRAST_FAILURES) == []  # the prompt's colours too
     await chat.page.get_by_role("button", name="Approve demo__save_text_file").click()
     await expect(chat.tool_call("demo__save_text_file")).to_contain_text(
         "Successfully saved 5 bytes", timeout=RUN_MS
@@ -196,6 +197,7 @@ async def test_without_a_key_the_page_asks_for_one(chat: ChatPage):
     await chat.page.get_by_role("button", name="New conversation").click()
     await expect(chat.page.get_by_role("alert")).to_contain_text("paste a valid function key")
     await expect(chat.page.get_by_label("Function key")).to_be_focused()
+    assert await chat.page.evaluate(CONTRAST_FAILURES) == []  # the error's colours too
 
 
 async def test_a_message_scheduled_for_later_runs_and_its_batch_shows_the_answer(chat: ChatPage):
@@ -221,6 +223,7 @@ async def test_a_message_scheduled_for_later_runs_and_its_batch_shows_the_answer
     # delivered into the open conversation, marked as scheduled
     await expect(page.locator("#transcript")).to_contain_text("You (scheduled)", timeout=RUN_MS)
     await chat.screenshot("scheduled-batch")
+    assert await page.evaluate(CONTRAST_FAILURES) == []  # the batch's colours too
 
 
 async def test_the_page_fits_a_phone_and_its_text_meets_aa_contrast(chat: ChatPage):
