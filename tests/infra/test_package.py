@@ -39,6 +39,8 @@ def test_the_package_holds_the_app_and_the_packages_it_imports_and_nothing_else(
     assert any(name.startswith("storage/") for name in names)
     tops = {name.split("/", 1)[0] for name in names}
     assert tops == {"function_app.py", "host.json", "requirements.txt", "agent", "storage", "wire"}
+    # the chat page's files are served from the package (agent/ui/page.py)
+    assert {"agent/ui/index.html", "agent/ui/app.js", "agent/ui/app.css"} <= set(names)
 
 
 def test_the_package_leaves_out_dev_tools_local_state_and_settings(tmp_path: Path):
