@@ -27,11 +27,11 @@ import pytest
 import pytest_asyncio
 
 from agent import runtime
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.mcp_servers import AsgiServer, demo_http_app
 from local_host.host import LocalHost
 from offline_model.brains import OfflineBrain
-from tests.support.azurite import AzuriteInstance
-from tests.support.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
-from tests.support.mcp_servers import AsgiServer, demo_http_app
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "ui"
