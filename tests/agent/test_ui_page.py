@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from agent.openapi import API_PREFIX
+from agent.http.kit import API_PREFIX
 from agent.ui.page import ASSETS, CONTENT_SECURITY_POLICY, HERE, ROUTE, asset_bytes
 
 
