@@ -24,6 +24,7 @@ from storage.errors import (
     RecordTooLarge,
     StorageError,
     StorageNotConfigured,
+    StoreContention,
     TurnInProgress,
 )
 from storage.models import PLAIN_ID
@@ -72,12 +73,16 @@ STORAGE_STATUS: dict[type[StorageError], tuple[int, str]] = {
     TurnInProgress: (409, "Conflict"),
     RecordTooLarge: (413, "Payload Too Large"),
     StorageNotConfigured: (503, "Service Unavailable"),
+    StoreContention: (503, "Service Unavailable"),  # busy, not broken: the caller retries
 }
+# How long a caller should wait after the store was too busy (StoreContention).
+CONTENTION_RETRY_AFTER_SECONDS = 1
 
 
 def storage_problem(exc: StorageError, where: str) -> func.HttpResponse:
     """The one place a storage error becomes a response: a caller's mistake is its 4xx, a
-    misconfigured store a 503 naming the setting, anything else (contention) a bare 500."""
+    misconfigured store a 503 naming the setting, a store too busy to take a write (contention)
+    a 503 with `Retry-After`, anything else a bare 500."""
     status_title = next(
         (pair for kind, pair in STORAGE_STATUS.items() if isinstance(exc, kind)), None
     )
@@ -85,8 +90,13 @@ def storage_problem(exc: StorageError, where: str) -> func.HttpResponse:
         log.error("unhandled error in %s", where, exc_info=exc)
         return problem(500, "Internal Server Error", "the server failed; try again later")
     status, title = status_title
-    if status == 503:
+    if isinstance(exc, StorageNotConfigured):
         log.error("configuration error in %s: %s", where, exc)
+    if isinstance(exc, StoreContention):
+        log.warning("store contention in %s: %s", where, exc)
+        response = problem(status, title, f"{exc}; the store is busy, retry shortly")
+        response.headers["Retry-After"] = str(CONTENTION_RETRY_AFTER_SECONDS)
+        return response
     return problem(status, title, str(exc))
 
 

@@ -42,7 +42,8 @@ PROBLEM_DESCRIPTIONS = {
     409: "Conflict with the current state.",
     413: "The body is over the deployment's size limit.",
     500: "An unexpected failure (logged); try again later.",
-    503: "The app is misconfigured; `detail` names the setting.",
+    503: "The app is misconfigured (`detail` names the setting), or the store is busy "
+    "(`Retry-After` says when to retry).",
 }
 __all__ = ["FALLBACK_ROUTE", "allowed_methods", "build_document", "document_text"]
 SECURITY_SCHEMES = {

@@ -20,7 +20,7 @@ EXPECTED = {
     "TurnInProgress": (409, "Conflict"),
     "RecordTooLarge": (413, "Payload Too Large"),
     "StorageNotConfigured": (503, "Service Unavailable"),
-    "StoreContention": (500, "Internal Server Error"),
+    "StoreContention": (503, "Service Unavailable"),
     "EventLogFull": (500, "Internal Server Error"),  # never from a route: activities write logs
 }
 
@@ -48,11 +48,16 @@ def test_a_storage_error_becomes_its_problem_with_the_stores_message(
     assert (response.status_code, body["status"], body["title"]) == (status, status, title)
     assert response.mimetype == "application/problem+json"
     if status != 500:
-        assert body["detail"] == str(exc)
+        assert body["detail"].startswith(str(exc))
 
 
-def test_contention_is_a_bare_server_error_that_is_logged(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.ERROR, logger="agent.http"):
+def test_contention_is_a_503_that_asks_the_caller_to_retry_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="agent.http"):
         response = storage_problem(StoreContention("could not append to c1"), "send_message")
-    assert json.loads(response.get_body())["detail"] == "the server failed; try again later"
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert json.loads(response.get_body())["detail"] == (
+        "could not append to c1; the store is busy, retry shortly"
+    )
     assert "send_message" in caplog.text
