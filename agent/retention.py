@@ -35,6 +35,11 @@ class RetentionOutcome:
     conversations_deleted: int
     conversations_busy: int  # idle by their meta, but a live run holds the turn lock
     instances_purged: int
+    conversations_failed: int = 0  # logged each; the pass went on, and failed at its end
+
+
+class RetentionIncomplete(Exception):
+    """Some conversations could not be deleted (each was logged); the rest of the pass ran."""
 
 
 async def purge_expired(
@@ -47,21 +52,30 @@ async def purge_expired(
     """Delete conversations idle since before `now - retention`, and purge the Durable history
     of finished instances created before it."""
     cutoff = now - retention
-    deleted = busy = 0
+    deleted = busy = failed = 0
     for ref in await store.idle_conversations(before=cutoff):
         try:
             if await delete_conversation(store, client, ref):
                 deleted += 1
         except TurnInProgress:
             busy += 1  # a live turn: idle by its meta only; the next run looks again
+        except Exception:
+            # One conversation that cannot be deleted (a store error, a purge that fails) must
+            # not keep every other one, and the instance purge below, from running: it is
+            # logged (by id only) and the pass fails at its end, so the timer shows the failure.
+            failed += 1
+            log.exception("retention: could not delete conversation %s", ref.conversation_id)
     purged = await purge_finished_instances(client, created_before=cutoff)
-    outcome = RetentionOutcome(deleted, busy, purged)
+    outcome = RetentionOutcome(deleted, busy, purged, failed)
     log.info(
-        "retention: %d conversations deleted, %d busy, %d Durable instances purged",
+        "retention: %d conversations deleted, %d busy, %d failed, %d Durable instances purged",
         outcome.conversations_deleted,
         outcome.conversations_busy,
+        outcome.conversations_failed,
         outcome.instances_purged,
     )
+    if failed:
+        raise RetentionIncomplete(f"{failed} conversations could not be deleted (logged)")
     return outcome
 
 

@@ -7,19 +7,20 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import azure.durable_functions as df
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
-from agent.retention import purge_expired
+from agent.retention import RetentionIncomplete, purge_expired
 from devkit.azurite import AzuriteInstance
 from local_host.engine import InstanceQuery
 from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
 from storage.blob import container_client, ensure_container
 from storage.conversations import ConversationStore
-from storage.errors import RecordNotFound
+from storage.errors import RecordNotFound, StoreContention
 from storage.models import ConversationRef
 from tests.storage.messages import message
 
@@ -131,3 +132,35 @@ async def test_retention_leaves_an_idle_conversation_whose_turn_is_still_running
     assert await exists(store, ref)
     assert live in instance_ids(host)
     assert (outcome.conversations_deleted, outcome.conversations_busy) == (0, 1)
+
+
+class StoreFailingFor(ConversationStore):
+    """The real store, except that deleting one conversation fails (as a store error would)."""
+
+    def __init__(self, container: ContainerClient, failing: set[str], **kwargs: Any) -> None:
+        super().__init__(container, **kwargs)
+        self.failing = failing
+
+    async def delete(self, ref: ConversationRef) -> bool:
+        if ref.conversation_id in self.failing:
+            raise StoreContention(f"could not delete {ref.conversation_id}")
+        return await super().delete(ref)
+
+
+async def test_one_conversation_that_cannot_be_deleted_does_not_stop_the_rest_of_the_pass(
+    container: ContainerClient, host: LocalHost, client, caplog: pytest.LogCaptureFixture
+):
+    now = datetime.now(UTC)
+    store = StoreFailingFor(container, set(), clock=Clock(now - RETENTION - timedelta(days=1)))
+    stuck, _ = await conversation_with_a_run(store, host, client)
+    gone, _ = await conversation_with_a_run(store, host, client)
+    store.failing.add(stuck.conversation_id)
+    finished_old = await client.start_new("sequence", None, ["Oslo"])
+    await host.runtime.wait_for_status(finished_old, TERMINAL_STATUSES, within=10)
+
+    with pytest.raises(RetentionIncomplete, match="1 conversations"):
+        await purge_expired(store, client, now=datetime.now(UTC) + RETENTION, retention=RETENTION)
+
+    assert (await exists(store, stuck), await exists(store, gone)) == (True, False)
+    assert finished_old not in instance_ids(host)  # the instance purge still ran
+    assert stuck.conversation_id in caplog.text
