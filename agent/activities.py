@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -121,8 +121,9 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     done = next((m for m in stored if m.id == assistant_id), None)
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
         recorded = await recorder.recorded()  # its events may not all be there yet
-        await events.TextDeltas.resuming(recorder, step.step, recorded).finish(done.content)
-        await _record_step_end(recorder, step, done, rt.mcp.requires_approval)
+        await events.TextDeltas.resuming(recorder, step.step, recorded).finish(
+            done.content, *_step_end(step, done, rt.mcp.requires_approval)
+        )
         return _summary_of(done, rt.mcp.requires_approval).to_dict()
     wanted = rt.settings.context
     if step.compaction and compaction_due(
@@ -138,10 +139,8 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     try:
         reply, prompt_estimate = await _complete(rt, step, context, deltas.add)
     except ContentFiltered:
-        await deltas.finish(FILTERED_ANSWER)
         message = _assistant(step, content=FILTERED_ANSWER, finish_reason="content_filter")
-        await rt.store.record_model_reply(ref, message, ())
-        await _record_step_end(recorder, step, message, rt.mcp.requires_approval)
+        await _store_then_end(rt, ref, step, deltas, message, ())
         return StepSummary("content_filtered", message_id=message.id).to_dict()
     except PermanentModelError as exc:
         await deltas.abandon()
@@ -156,23 +155,40 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     except BaseException:
         await deltas.abandon()
         raise
-    await deltas.finish(reply.content)
-
     message, records = _stored_reply(step, reply, stored, prompt_estimate)
-    await rt.store.record_model_reply(ref, message, records)
-    await _record_step_end(recorder, step, message, rt.mcp.requires_approval)
+    await _store_then_end(rt, ref, step, deltas, message, records)
     return _summary_of(message, rt.mcp.requires_approval).to_dict()
+
+
+async def _store_then_end(
+    rt: Runtime,
+    ref: ConversationRef,
+    step: ModelStepInput,
+    deltas: events.TextDeltas,
+    message: StoredMessage,
+    records: Sequence[ToolCallRecord],
+) -> None:
+    """Store the reply, then write the rest of its text and the step's end in one append.
+    The end follows the store: a log saying which tool calls a step asked for must never name
+    calls of an attempt whose reply was lost (its retry asks the model again)."""
+    try:
+        await rt.store.record_model_reply(ref, message, records)
+    except BaseException:
+        await deltas.abandon()
+        raise
+    await deltas.finish(message.content, *_step_end(step, message, rt.mcp.requires_approval))
 
 
 async def _record_step_start(
     recorder: events.RunRecorder, step: ModelStepInput
 ) -> list[events.RunEvent]:
-    """The run's first events (on its first step) and the step's; returns the log so far."""
+    """The run's first events (on its first step) and the step's; returns the log so far
+    (read only when the append did not land: a retried step, or another writer's race)."""
     started = [events.step_started(step.step)]
-    if step.step == FIRST_STEP:
+    first = step.step == FIRST_STEP
+    if first:
         started.insert(0, events.run_started(step.run.run_id, step.run.conversation_id))
-    await recorder.record(*started)
-    return await recorder.recorded()
+    return await recorder.record_and_read(*started, new_log=first)
 
 
 def _throttled_step(
@@ -190,12 +206,11 @@ def _throttled_step(
     return events.throttled(seconds, "rate_limited", key, step=step.step)
 
 
-async def _record_step_end(
-    recorder: events.RunRecorder,
+def _step_end(
     step: ModelStepInput,
     message: StoredMessage,
     needs_approval: Callable[[str], bool],
-) -> None:
+) -> list[events.NewEvent]:
     """What the step decided: the tool calls it asks for (and which need a person's say)."""
     ended: list[events.NewEvent] = []
     for call in message.tool_calls or ():
@@ -208,7 +223,7 @@ async def _record_step_end(
     ids = [call["id"] for call in message.tool_calls or ()]
     reason = message.finish_reason or ("tool_calls" if ids else "stop")
     ended.append(events.step_completed(step.step, reason, message.usage, ids))
-    await recorder.record(*ended)
+    return ended
 
 
 async def _complete(

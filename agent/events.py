@@ -181,6 +181,11 @@ class RunRecorder:
     async def record(self, *events: NewEvent) -> list[RunEvent]:
         return await self.log.append(self.ref, self.run_id, events)
 
+    async def record_and_read(self, *events: NewEvent, new_log: bool = False) -> list[RunEvent]:
+        """Record the events, then every event so far (read only when the append did not
+        prove this process's view current). `new_log`: the run's first write, most likely."""
+        return await self.log.append_and_read(self.ref, self.run_id, events, new_log=new_log)
+
     async def recorded(self) -> list[RunEvent]:
         return await self.log.recorded(self.ref, self.run_id)
 
@@ -243,8 +248,9 @@ class TextDeltas:
             self._pump.result()  # a write failed: fail the step now
         self._wake.set()
 
-    async def finish(self, final: str | None) -> None:
-        """The step's whole text is `final`: write what is not in the log yet, and wait."""
+    async def finish(self, final: str | None, *then: NewEvent) -> None:
+        """The step's whole text is `final`: write what is not in the log yet, and the events
+        that follow it (`then`: the step's end) in the same append, and wait."""
         self._closed = True
         self._wake.set()
         if self._pump is not None:
@@ -252,7 +258,7 @@ class TextDeltas:
         whole = final or ""
         if "".join(self._text) != whole:  # e.g. the content filter's answer replaces it
             self._text, self._generated = [whole], len(whole)
-        await self._write()
+        await self._write(then)
 
     async def abandon(self) -> None:
         """The step failed: stop writing (what was written stays; a retry reconciles it)."""
@@ -289,10 +295,11 @@ class TextDeltas:
             return 0.0  # the first piece at once
         return self._last_write + self.interval - self.clock()
 
-    async def _write(self) -> None:
+    async def _write(self, then: Sequence[NewEvent] = ()) -> None:
         text = "".join(self._text)
         self._text = [text]
         events, logged = self._pending(text)
+        events += then
         self._last_write = self.clock()
         if events:
             await self.recorder.record(*events)

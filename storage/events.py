@@ -12,6 +12,12 @@ Why this shape (the transcript's technique, `storage.transcript`, for a smaller 
 - Dense sequence numbers: an event's `seq` is its ordinal among the log's unique keys (1, 2, …),
   the first line of each key winning. Writers stamp it (they know the count at the position they
   append at), and readers number lines the same way, so both always agree.
+- Few requests: this process's writer keeps a cursor per run (its length and keys), so it reads
+  only when it has none or an append tells it another writer got there first; an append that
+  lands proves the cursor was at the end, so "the log so far" after one needs no read
+  (`append_and_read`). A writer that knows it starts the log (`new_log`: a run's first step)
+  creates it without probing first: one create and one append, instead of a failed read, a
+  failed append, a create and an append.
 - Readers follow the log with range reads from the byte offset they reached (`EventReader`):
   polling a log that has not grown is one small GET answered 416.
 """
@@ -74,6 +80,8 @@ class _Cursor:
     keys: set[str] = field(default_factory=set)
     events: list[RunEvent] = field(default_factory=list)  # in seq order
     torn_tail: bool = False  # the blob ends mid-line (never written by us)
+    missing: bool = False  # the blob is known not to exist: create it before appending
+    syncs: int = 0  # times the cursor was proven at the blob's end (a read, a landed append)
 
     def learn(self, lines: Iterable[dict[str, Any]]) -> list[RunEvent]:
         fresh = []
@@ -110,28 +118,59 @@ class RunEventLog:
     # --- writing --------------------------------------------------------------------------------
 
     async def append(
-        self, ref: ConversationRef, run_id: str, events: Sequence[NewEvent]
+        self,
+        ref: ConversationRef,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        new_log: bool = False,
     ) -> list[RunEvent]:
-        """Record the events whose keys are not in the log yet; returns those it wrote."""
+        """Record the events whose keys are not in the log yet; returns those it wrote.
+        `new_log`: the caller expects the log not to exist yet (a hint: it is still correct,
+        at the cost of one failed create, when it does)."""
         name = paths.run_events_name(ref, run_id)
         async with self._lock(name):
-            cursor = await self._writer_cursor(name)
+            cursor = await self._writer_cursor(name, new_log)
             return await self._append(name, cursor, _unique(events))
+
+    async def append_and_read(
+        self,
+        ref: ConversationRef,
+        run_id: str,
+        events: Sequence[NewEvent],
+        *,
+        new_log: bool = False,
+    ) -> list[RunEvent]:
+        """Record the events (as `append`), then return every event in the log: what a writer
+        resuming a step needs to know. Reads only when nothing in this call proved the
+        cursor at the end of the log (all the events were there already, as on a retry)."""
+        name = paths.run_events_name(ref, run_id)
+        async with self._lock(name):
+            known = self._cursors.get(name)
+            syncs = known.syncs if known is not None else 0
+            cursor = await self._writer_cursor(name, new_log)
+            await self._append(name, cursor, _unique(events))
+            if cursor.syncs == syncs:
+                await self._catch_up(name, cursor)
+            return list(cursor.events)
 
     async def recorded(self, ref: ConversationRef, run_id: str) -> list[RunEvent]:
         """Every event so far, as this process's writer sees the log (one read when it has
         no cursor yet): what a writer resuming a step needs to know."""
         name = paths.run_events_name(ref, run_id)
         async with self._lock(name):
-            cursor = await self._writer_cursor(name)
+            cursor = self._cursors.get(name)
+            if cursor is None:
+                return list((await self._writer_cursor(name)).events)  # read just now
             await self._catch_up(name, cursor)
             return list(cursor.events)
 
-    async def _writer_cursor(self, name: str) -> _Cursor:
+    async def _writer_cursor(self, name: str, new_log: bool = False) -> _Cursor:
         cursor = self._cursors.get(name)
         if cursor is None:
-            cursor = _Cursor()
-            await self._catch_up(name, cursor)
+            cursor = _Cursor(missing=new_log)
+            if not new_log:
+                await self._catch_up(name, cursor)
             self._cursors.put(name, cursor)
         return cursor
 
@@ -141,11 +180,14 @@ class RunEventLog:
             pending = [event for event in events if event.key not in cursor.keys]
             if not pending:
                 return written
+            if cursor.missing:
+                await self._create(name, cursor)
             lines = _encode(pending, len(cursor.events) + 1, cursor.torn_tail)
             if await self._try_append(name, cursor, lines):
                 written += cursor.learn(json.loads(line) for line in lines.splitlines() if line)
                 cursor.length += len(lines)
                 cursor.torn_tail = False
+                cursor.syncs += 1
         raise StoreContention(
             f"could not append to a run's event log: {self._max_attempts} conflicts in a row"
         )
@@ -158,7 +200,7 @@ class RunEventLog:
             await blob.append_block(data, appendpos_condition=cursor.length)
         except HttpResponseError as exc:
             if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
-                await self._create(name)
+                await self._create(name, cursor)
                 return False
             if _is(exc, 412, StorageErrorCode.APPEND_POSITION_CONDITION_NOT_MET):
                 await self._catch_up(name, cursor)
@@ -168,20 +210,25 @@ class RunEventLog:
             raise
         return True
 
-    async def _create(self, name: str) -> None:
+    async def _create(self, name: str, cursor: _Cursor) -> None:
+        """Create the blob unless it exists. (An append blob's create takes no content, so a
+        new log costs a create and an append.)"""
         blob = self._container.get_blob_client(name)
+        cursor.missing = False
         try:
             await blob.create_append_blob(
                 content_settings=ContentSettings(content_type=NDJSON),
                 match_condition=MatchConditions.IfMissing,
             )
         except ResourceExistsError:
-            return  # expected: another writer created it first
+            return  # another writer created it first: the append's position condition tells
 
     async def _catch_up(self, name: str, cursor: _Cursor) -> None:
         """Read what other writers appended after our cursor."""
         data = await _read_from(self._container, name, cursor.length)
+        cursor.syncs += 1
         if data is None:
+            cursor.missing = True  # the first append creates it (no failed append first)
             return
         cursor.learn(_parse(data, cursor.torn_tail))
         cursor.length += len(data)

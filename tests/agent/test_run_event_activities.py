@@ -143,6 +143,32 @@ async def test_a_retried_step_that_writes_other_text_resets_the_text_it_streamed
     assert text_of(events, 1) == "The second attempt says something else."
 
 
+async def test_a_step_retried_where_an_earlier_attempt_ran_learns_what_another_process_wrote(
+    rt, model
+):
+    # attempt 1 here, attempt 2 in another process, attempt 3 here again: this process's cursor
+    # knows its own step_started, so nothing it appends proves the cursor current; it must read
+    # attempt 2's reset and text, or its own reset and text would collide with their keys
+    run = await new_run(rt)
+    for text in ("First attempt, never finished.", "Second attempt, cut off as well."):
+        model.brain.then(Paced(Completion(content=text), drop_after_chunks=5))
+    model.brain.answer("The third attempt finishes.")
+    other = await build_runtime(rt.settings)
+    try:
+        for attempt in (rt, other):
+            try:
+                await activities.model_step(step(run, 1), attempt)
+            except Exception as exc:
+                assert "broke off" in str(exc)
+    finally:
+        await other.aclose()
+    await activities.model_step(step(run, 1), rt)
+    events = await logged(rt, run)
+    assert [e.type for e in events].count("text_reset") == 2
+    assert text_of(events, 1) == "The third attempt finishes."
+    assert [e.type for e in events].count("step_completed") == 1
+
+
 async def test_tool_calls_record_request_approval_start_and_result_once(rt, model):
     run = await new_run(rt)
     model.brain.call_tools(("helper__greet", {"name": "Ada"}), ("guarded__greet", {"name": "Bo"}))

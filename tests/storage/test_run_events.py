@@ -90,3 +90,41 @@ async def test_a_writer_catches_up_with_another_writer_before_it_reports_the_log
     await mine.append(ref, run_id, events("a"))
     await theirs.append(ref, run_id, events("b"))
     assert [e.key for e in await mine.recorded(ref, run_id)] == ["a", "b"]
+
+
+async def test_a_writer_told_the_log_is_new_finds_it_there_and_writes_no_duplicate(
+    container: ContainerClient,
+):
+    # a run's first step retried in another process: it expects a new log, and is wrong
+    ref, run_id = a_run()
+    await RunEventLog(container).append(ref, run_id, events("run_started", "a"), new_log=True)
+    again = RunEventLog(container)
+    written = await again.append(ref, run_id, events("run_started", "a", "b"), new_log=True)
+    assert [(e.seq, e.key) for e in written] == [(3, "b")]
+    assert [e.key for e in await RunEventLog(container).read(ref, run_id)] == [
+        "run_started",
+        "a",
+        "b",
+    ]
+
+
+async def test_a_writer_with_nothing_new_to_append_still_reads_what_others_appended(
+    container: ContainerClient,
+):
+    # its cursor is stale and no append of its own landed to prove otherwise: it must read
+    ref, run_id = a_run()
+    mine, theirs = RunEventLog(container), RunEventLog(container)
+    await mine.append(ref, run_id, events("a"), new_log=True)
+    await theirs.append(ref, run_id, events("b"))
+    assert [e.key for e in await mine.append_and_read(ref, run_id, events("a"))] == ["a", "b"]
+
+
+async def test_a_writer_whose_append_landed_after_a_lost_race_reports_the_whole_log(
+    container: ContainerClient,
+):
+    ref, run_id = a_run()
+    mine, theirs = RunEventLog(container), RunEventLog(container)
+    await mine.append(ref, run_id, events("a"), new_log=True)
+    await theirs.append(ref, run_id, events("b"))
+    read = await mine.append_and_read(ref, run_id, events("c"))
+    assert [(e.seq, e.key) for e in read] == [(1, "a"), (2, "b"), (3, "c")]
