@@ -103,18 +103,7 @@ class ModelClient:
     ) -> ModelReply:
         """One chat completion, one HTTP attempt. Raises a `ModelError` subclass on failure.
         `max_output_tokens` caps the completion below the configured cap (a run's budget)."""
-        try:
-            completion = await self._client.chat.completions.create(
-                **self._request(messages, tools, max_output_tokens)
-            )
-        except Exception as error:
-            if not is_model_failure(error):
-                raise
-            # `from None`: the openai exception's text can carry request details, and Durable
-            # stores the traceback; the original stays on __context__ for in-process debugging.
-            raise classify(
-                error, service=self.config.service_name, secrets=self._secrets()
-            ) from None
+        completion = await self._create(self._request(messages, tools, max_output_tokens))
         return reply_from(completion, service=self.config.service_name)
 
     async def open_stream(
@@ -129,11 +118,17 @@ class ModelClient:
         raises here, classified as `complete()`'s failures are."""
         request = self._request(messages, tools, max_output_tokens)
         request.update(stream=True, stream_options={"include_usage": True})
+        return await self._create(request)
+
+    async def _create(self, request: dict[str, Any]) -> Any:
+        """The one call of the service; its failures become `ModelError`s."""
         try:
             return await self._client.chat.completions.create(**request)
         except Exception as error:
             if not is_model_failure(error):
                 raise
+            # `from None`: the openai exception's text can carry request details, and Durable
+            # stores the traceback; the original stays on __context__ for in-process debugging.
             raise classify(
                 error, service=self.config.service_name, secrets=self._secrets()
             ) from None

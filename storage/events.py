@@ -24,9 +24,7 @@ Why this shape (the transcript's technique, `storage.transcript`, for a smaller 
 
 from __future__ import annotations
 
-import asyncio
 import json
-import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +37,7 @@ from azure.storage.blob.aio import ContainerClient
 from storage import paths
 from storage.errors import EventLogFull, RecordTooLarge, StoreContention
 from storage.models import ConversationRef, utc_timestamp
-from storage.recent import Recent
+from storage.recent import KeyedLocks, Recent
 
 NDJSON = "application/x-ndjson"
 MAX_BLOCK_BYTES = 4 * 1024 * 1024  # Append Block limit on every service version
@@ -112,7 +110,7 @@ class RunEventLog:
         self._max_attempts = max_attempts
         self._cursors: Recent[str, _Cursor] = Recent(cursors_cached)
         # One writer per run per process: in-process racers would only 412 each other.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLocks()
         self.appends = 0  # Append Block requests sent (the benchmark counts them)
 
     # --- writing --------------------------------------------------------------------------------
@@ -129,7 +127,7 @@ class RunEventLog:
         `new_log`: the caller expects the log not to exist yet (a hint: it is still correct,
         at the cost of one failed create, when it does)."""
         name = paths.run_events_name(ref, run_id)
-        async with self._lock(name):
+        async with self._locks(name):
             cursor = await self._writer_cursor(name, new_log)
             return await self._append(name, cursor, _unique(events))
 
@@ -145,7 +143,7 @@ class RunEventLog:
         resuming a step needs to know. Reads only when nothing in this call proved the
         cursor at the end of the log (all the events were there already, as on a retry)."""
         name = paths.run_events_name(ref, run_id)
-        async with self._lock(name):
+        async with self._locks(name):
             known = self._cursors.get(name)
             syncs = known.syncs if known is not None else 0
             cursor = await self._writer_cursor(name, new_log)
@@ -158,7 +156,7 @@ class RunEventLog:
         """Every event so far, as this process's writer sees the log (one read when it has
         no cursor yet): what a writer resuming a step needs to know."""
         name = paths.run_events_name(ref, run_id)
-        async with self._lock(name):
+        async with self._locks(name):
             cursor = self._cursors.get(name)
             if cursor is None:
                 return list((await self._writer_cursor(name)).events)  # read just now
@@ -233,13 +231,6 @@ class RunEventLog:
         cursor.learn(_parse(data, cursor.torn_tail))
         cursor.length += len(data)
         cursor.torn_tail = bool(data) and not data.endswith(b"\n")
-
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[key] = lock
-        return lock
 
     # --- reading --------------------------------------------------------------------------------
 

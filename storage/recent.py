@@ -3,6 +3,8 @@ in its process (transcript cursors, conversation metadata, running batches)."""
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections import OrderedDict
 from typing import Generic, TypeVar
 
@@ -32,3 +34,22 @@ class Recent(Generic[K, V]):
 
     def pop(self, key: K) -> None:
         self._entries.pop(key, None)
+
+
+class KeyedLocks:
+    """One `asyncio.Lock` per key (a blob's name), kept only while someone holds or awaits it:
+    a store's writers of one blob in this process take turns."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def __call__(self, key: str) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[key] = lock
+        return lock
+
+    def held(self, key: str) -> bool:
+        lock = self._locks.get(key)
+        return lock is not None and lock.locked()

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -47,7 +46,7 @@ from azure.storage.blob.aio import ContainerClient
 from storage import paths
 from storage.errors import RecordNotFound, RecordTooLarge, StoreContention
 from storage.models import ConversationRef, StoredMessage
-from storage.recent import Recent
+from storage.recent import KeyedLocks, Recent
 from storage.tail import BYTES_PER_TOKEN, TailBound, tail_start
 
 log = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ class TranscriptLog:
         self._max_attempts = max_attempts
         self._cursors: Recent[str, _Cursor] = Recent(cursor_cache_size)
         # One writer per conversation per process: in-process racers would only 412 each other.
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._locks = KeyedLocks()
 
     # --- public -------------------------------------------------------------------------------
 
@@ -177,7 +176,7 @@ class TranscriptLog:
             return 0
         key = paths.transcript_prefix(ref)
         oldest_turn = min(line.turn for line in lines)
-        async with self._lock(key):
+        async with self._locks(key):
             cursor = self._cursors.get(key)
             if cursor is None or not cursor.knows_all_of(oldest_turn):
                 # A message's id can only be in the transcript among the lines of its own turn,
@@ -431,18 +430,10 @@ class TranscriptLog:
 
     # --- cursor cache -------------------------------------------------------------------------
 
-    def _lock(self, key: str) -> asyncio.Lock:
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[key] = lock
-        return lock
-
     def _offer_cursor(self, ref: ConversationRef, cursor: _Cursor) -> None:
         """Keep a cursor learnt from a read, unless a writer holds the conversation's lock."""
         key = paths.transcript_prefix(ref)
-        lock = self._locks.get(key)
-        if lock is not None and lock.locked():
+        if self._locks.held(key):
             return  # the writer keeps its own cursor exact; don't move it under its feet
         known = self._cursors.get(key)
         if known is None:
@@ -455,8 +446,7 @@ class TranscriptLog:
         tail covers every byte after it, the known cursor moves to the end (its ids stay
         complete); else, if the tail is further on, the tail's cursor replaces it."""
         key = paths.transcript_prefix(ref)
-        lock = self._locks.get(key)
-        if lock is not None and lock.locked():
+        if self._locks.held(key):
             return  # the writer keeps its own cursor exact; don't move it under its feet
         known = self._cursors.get(key)
         if known is None:
