@@ -10,6 +10,7 @@ from agent.loop import (
     OUTCOME_UNKNOWN,
     REJECTED,
     TIMED_OUT,
+    Compact,
     Finish,
     LoopLimits,
     LoopState,
@@ -270,3 +271,22 @@ def test_usage_missing_or_null_counts_as_zero_tokens():
     assert Usage.from_dict(None) == Usage(0, 0, 0)
     assert Usage.from_dict({"total_tokens": 5}) == Usage(0, 0, 5)
     assert Usage.from_dict({"prompt_tokens": None, "completion_tokens": 2}) == Usage(0, 2, 0)
+
+
+def test_a_step_that_asks_for_compaction_compacts_before_anything_else_is_decided():
+    spent = LoopState(usage=Usage(900, 200, 1_100))  # over budget: compaction still comes first
+    assert decide(spent, StepSummary("compact"), LIMITS) == Compact()
+
+
+def test_a_turn_that_does_not_fit_the_context_window_ends_as_context_exceeded_with_its_reason():
+    summary = StepSummary("context_exceeded", error="the turn needs 9000 tokens; 8000 fit")
+    assert decide(LoopState(), summary, LIMITS) == Finish(
+        "context_exceeded", error="the turn needs 9000 tokens; 8000 fit"
+    )
+
+
+def test_context_exceeded_without_a_reason_still_names_the_context_window():
+    move = decide(LoopState(), StepSummary("context_exceeded"), LIMITS)
+    assert move == Finish(
+        "context_exceeded", error="the current turn does not fit the context window"
+    )
