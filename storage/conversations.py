@@ -15,9 +15,10 @@ that last touched the conversation writes without reading first; a stale copy co
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -29,6 +30,7 @@ from azure.storage.blob import ContentSettings
 from azure.storage.blob.aio import BlobPrefix, ContainerClient
 
 from storage import paths
+from storage.activity import ActivityIndex, Marker, activity_key, key_time
 from storage.blob import ensure_container
 from storage.errors import (
     AlreadyExists,
@@ -41,6 +43,7 @@ from storage.json_blobs import JsonBlobs, is_blob_not_found
 from storage.models import (
     DELETING,
     PLAIN_ID,
+    PREVIEW_CHARS,
     ConversationMeta,
     ConversationOwner,
     ConversationRef,
@@ -72,8 +75,32 @@ METAS_CACHED = 1024
 DELETE_CONCURRENCY = 16  # blob deletes in flight at once
 
 
+# A marker whose conversation has no meta is a create in flight (the marker is put first) for a
+# moment; past this age it is left over from a deleted conversation, and the listing removes it.
+ORPHAN_GRACE = timedelta(hours=1)
+_SPACE = re.compile(r"\s+")
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def preview_of(text: str | None) -> str | None:
+    """`text` on one line, at most PREVIEW_CHARS characters (an ellipsis marks a cut)."""
+    if text is None:
+        return None
+    line = _SPACE.sub(" ", text).strip()
+    if len(line) <= PREVIEW_CHARS:
+        return line or None
+    return line[: PREVIEW_CHARS - 1].rstrip() + "\u2026"
+
+
+@dataclass(frozen=True)
+class ConversationPage:
+    """One page of an owner's conversations, most recently active first."""
+
+    conversations: list[ConversationMeta]
+    continuation: str | None  # the Blob listing's marker for the next page; None on the last
 
 
 class ConversationStore:
@@ -91,6 +118,7 @@ class ConversationStore:
         self._max_attempts = max_attempts
         self._metas: Recent[ConversationRef, ConversationMeta] = Recent(METAS_CACHED)
         self.summaries = SummaryStore(container)  # compaction's records (storage.summaries)
+        self._activity = ActivityIndex(container)
         self._transcripts = TranscriptLog(
             container,
             max_blocks_per_segment=max_blocks_per_segment or MAX_BLOCKS_PER_SEGMENT,
@@ -117,6 +145,7 @@ class ConversationStore:
             active_run_id=None,
             last_active_at=now,
         )
+        await self._activity.mark(ref.owner, ref.conversation_id, now)  # before the meta
         try:
             result = await self._json.upload(paths.meta_name(ref), meta.to_dict())
         except ResourceExistsError:
@@ -163,12 +192,60 @@ class ConversationStore:
         metas = await asyncio.gather(*(self._meta_or_none(ref) for ref in refs))
         return [meta for meta in metas if meta is not None]
 
+    async def list_page(
+        self, owner: str, limit: int, continuation: str | None = None
+    ) -> ConversationPage:
+        """Up to `limit` of the owner's conversations, most recently active first, from where
+        `continuation` (a page's) left off. A page may hold fewer than `limit` while more
+        follow (markers that no longer match their conversation are skipped, and so are
+        conversations being deleted): read on while `continuation` is set. A conversation that
+        becomes active while pages are read moves to the front, so that pass may miss it; a new
+        listing has it first."""
+        if not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidQuery(f"limit must be 1..{MAX_LIST_LIMIT}")
+        page = await self._activity.page(owner, limit, continuation)
+        metas = await asyncio.gather(
+            *(self._meta_or_none(ConversationRef(owner, m.conversation_id)) for m in page.markers)
+        )
+        listed: list[ConversationMeta] = []
+        stale: list[Marker] = []
+        for meta, marker in zip(metas, page.markers, strict=True):
+            if meta is not None and activity_key(meta.active_at) == marker.key:
+                if meta.active_run_id != DELETING:
+                    listed.append(meta)
+            elif self._stale(meta, marker):
+                stale.append(marker)
+        await asyncio.gather(
+            *(self._activity.unmark(owner, m.conversation_id, m.key) for m in stale)
+        )
+        return ConversationPage(listed, page.continuation)
+
+    async def forget(self, owner: str, conversation_id: str) -> None:
+        """Take the conversation out of its owner's listing (`delete` calls this before it
+        deletes the meta). Idempotent; a conversation without a meta has nothing to forget
+        (a leftover marker of it is removed by the listing, see ORPHAN_GRACE)."""
+        ref = ConversationRef(owner, conversation_id)
+        meta = await self._meta_or_none(ref)
+        if meta is not None:
+            await self._activity.unmark(owner, conversation_id, activity_key(meta.active_at))
+
+    def _stale(self, meta: ConversationMeta | None, marker: Marker) -> bool:
+        """A marker that will never be current: older than its conversation's activity (which
+        only moves forward), or left by a conversation that is gone. A newer one may be a
+        write in flight (put before the meta), so it stays."""
+        if meta is None:
+            return key_time(marker.key) < self._clock() - ORPHAN_GRACE
+        return marker.key > activity_key(meta.active_at)  # inverted: a larger key is older
+
     # --- turns --------------------------------------------------------------------------------
 
-    async def begin_turn(self, ref: ConversationRef, run_id: str) -> int:
+    async def begin_turn(
+        self, ref: ConversationRef, run_id: str, preview: str | None = None
+    ) -> int:
         """Mark `run_id` as the conversation's active run; returns its turn number.
 
         TurnInProgress if another run is active. Idempotent: the same run gets the same turn back.
+        `preview` (the turn's message) becomes the conversation's preview if it has none yet.
         """
         meta = self._metas.get(ref)  # trusted only by a conditional write
         for _ in range(self._max_attempts):
@@ -184,9 +261,10 @@ class ConversationStore:
                 meta,
                 turn_count=meta.turn_count + 1,
                 active_run_id=run_id,
-                last_active_at=self._stamp(),
+                last_active_at=self._next_activity(meta),
+                preview=meta.preview or preview_of(preview),
             )
-            if await self._replace_meta(ref, started):
+            if await self._replace_active_meta(ref, meta, started):
                 return started.turn_count
             meta = None
         raise StoreContention(f"could not begin a turn in conversation {ref.conversation_id}")
@@ -199,14 +277,34 @@ class ConversationStore:
                 meta = await self.get_meta(ref)
             if meta.active_run_id != run_id:
                 return
-            ended = replace(meta, active_run_id=None, last_active_at=self._stamp())
-            if await self._replace_meta(ref, ended):
+            ended = replace(meta, active_run_id=None, last_active_at=self._next_activity(meta))
+            if await self._replace_active_meta(ref, meta, ended):
                 return
             meta = None
         raise StoreContention(f"could not end the turn in conversation {ref.conversation_id}")
 
     def _stamp(self) -> str:
         return self._clock().isoformat()
+
+    def _next_activity(self, meta: ConversationMeta) -> str:
+        """Now, or just after the meta's last activity if this clock is behind the one that
+        wrote it: a conversation's activity only moves forward (the listing's clean-up relies
+        on it)."""
+        last = datetime.fromisoformat(meta.active_at)
+        return max(self._clock(), last + timedelta(microseconds=1)).isoformat()
+
+    async def _replace_active_meta(
+        self, ref: ConversationRef, old: ConversationMeta, new: ConversationMeta
+    ) -> bool:
+        """`_replace_meta` for a change that moves the last activity: the new marker is put
+        first (the meta never names a marker that does not exist), the old one deleted after.
+        A lost race leaves its new marker to the listing's clean-up: it may be the winner's
+        own (same microsecond), so it is not deleted here."""
+        await self._activity.mark(ref.owner, ref.conversation_id, new.active_at)
+        if not await self._replace_meta(ref, new):
+            return False
+        await self._activity.unmark(ref.owner, ref.conversation_id, activity_key(old.active_at))
+        return True
 
     async def _replace_meta(self, ref: ConversationRef, meta: ConversationMeta) -> bool:
         """Write `meta` if the blob still has `meta.etag`; False if someone changed it first."""
@@ -436,6 +534,9 @@ class ConversationStore:
             if blob.name != meta_name
         ]
         deleted = await self._delete_blobs(names)
+        await self.forget(
+            ref.owner, ref.conversation_id
+        )  # its listing marker, while the meta says which
         deleted = await self._delete_blob(meta_name) or deleted
         self._metas.pop(ref)
         if await self.owner_of(ref.conversation_id) == ref.owner:

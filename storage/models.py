@@ -25,6 +25,7 @@ PLAIN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 # The turn lock's holder while a conversation is being deleted: never a run id (those are plain
 # ids), so no turn can begin meanwhile (`agent.turn_lock` answers 409, saying so).
 DELETING = "~deleting"
+PREVIEW_CHARS = 120  # a conversation's preview: its first message, cut to this many characters
 _ROLES = frozenset(get_args(Role))
 _ORIGINS = frozenset(get_args(MessageOrigin))
 
@@ -80,9 +81,15 @@ class ConversationMeta(Wire):
     last_active_at: str | None = None
     etag: str | None = local()  # the meta blob's ETag when read; never stored in the blob
     unknown: Mapping[str, Any] = unknown_keys()  # kept when a turn rewrites the meta
+    preview: str | None = omitted_when_default(None)  # the first message, bounded (PREVIEW_CHARS)
 
     def with_etag(self, etag: str | None) -> ConversationMeta:
         return replace(self, etag=etag)
+
+    @property
+    def active_at(self) -> str:
+        """When the conversation was last active (its creation, in a meta without the field)."""
+        return self.last_active_at or self.created_at
 
 
 @dataclass(frozen=True)

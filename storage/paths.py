@@ -8,6 +8,7 @@
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/events.jsonl   (its event log)
     owners/{owner_key}/conversations/{conversation_id}/summary.json              (the newest)
     owners/{owner_key}/conversations/{conversation_id}/summaries/{range}.json    (one per range)
+    owners/{owner_key}/activity/{inverted time}-{conversation_id}    (empty: see storage.activity)
     index/conversations/{conversation_id}.json        (its owner: ids are unique across owners)
     batches/{batch_id}.json                            (scheduled batches: items and their owners)
 
@@ -39,6 +40,10 @@ def owner_key(owner: str) -> str:
 
 def owner_prefix(owner: str) -> str:
     return f"{OWNERS_PREFIX}{owner_key(owner)}/conversations/"
+
+
+def activity_prefix(owner: str) -> str:
+    return f"owners/{owner_key(owner)}/activity/"
 
 
 def conversation_prefix(ref: ConversationRef) -> str:
