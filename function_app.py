@@ -40,6 +40,13 @@ async def create_conversation(req: func.HttpRequest) -> func.HttpResponse:
     return await conversations.create_conversation(req)
 
 
+@app.route(route="conversations", methods=["GET"])
+async def list_conversations(req: func.HttpRequest) -> func.HttpResponse:
+    from agent.http import conversations
+
+    return await conversations.list_conversations(req)
+
+
 @app.route(route="conversations/{id}", methods=["GET"])
 async def get_conversation(req: func.HttpRequest) -> func.HttpResponse:
     from agent.http import conversations

@@ -613,7 +613,7 @@ async def _start_batch_item(
     ref = ConversationRef(item.owner, item.conversation_id)
     run_id = run_id_of(batch.batch_id, item.index)
     try:
-        turn = await begin_turn(rt.store, client, ref, run_id)
+        turn = await begin_turn(rt.store, client, ref, run_id, preview=item.content)
     except RecordNotFound:
         error = f"no conversation {item.conversation_id}"
         return TakenItem(index, status="rejected", error=error)

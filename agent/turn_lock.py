@@ -32,11 +32,13 @@ async def begin_turn(
     client: df.DurableOrchestrationClient,
     ref: ConversationRef,
     run_id: str,
+    preview: str | None = None,
 ) -> int:
     """Lock the conversation for `run_id`; its turn number. A lock held by a run that is over
-    is released first; one held by a live run is a Conflict naming it."""
+    is released first; one held by a live run is a Conflict naming it. `preview`: the turn's
+    message (the conversation's preview when it has none yet)."""
     try:
-        return await store.begin_turn(ref, run_id)
+        return await store.begin_turn(ref, run_id, preview)
     except TurnInProgress:
         active = (await store.get_meta(ref)).active_run_id
         if active == DELETING:
@@ -48,7 +50,7 @@ async def begin_turn(
             ) from None
         log.warning("releasing a stale turn lock", extra={"run_id": active})
         await store.end_turn(ref, active)  # conditional: a no-op unless `active` still holds it
-        return await store.begin_turn(ref, run_id)
+        return await store.begin_turn(ref, run_id, preview)
 
 
 async def run_is_live(client: df.DurableOrchestrationClient, run_id: str) -> bool:

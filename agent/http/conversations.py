@@ -1,5 +1,6 @@
-"""Conversations and their messages: `POST /api/conversations`, `GET /api/conversations/{id}`,
-`DELETE /api/conversations/{id}`, `POST /api/conversations/{id}/messages` (start a turn)."""
+"""Conversations and their messages: `POST /api/conversations`, `GET /api/conversations` (the
+caller's, paged), `GET /api/conversations/{id}`, `DELETE /api/conversations/{id}`,
+`POST /api/conversations/{id}/messages` (start a turn)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,21 @@ import azure.functions as func
 
 from agent import deletion
 from agent.contracts import ChatTurnInput, RunRef
-from agent.errors import Conflict, NotFound
+from agent.errors import BadRequest, Conflict, NotFound
+from agent.http import paging
 from agent.http.kit import Call, api, json_response
 from agent.http.models import TERMINAL, NewConversation, NewMessage
 from agent.http.runs import wait_for_run
 from agent.orchestrators import CHAT_TURN
 from agent.transcript import usage_of, user_message
 from agent.turn_lock import begin_turn
-from storage.conversations import ConversationRef, StoredMessage
+from storage.conversations import ConversationMeta, ConversationRef, StoredMessage
 
 log = logging.getLogger(__name__)
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
+_DIGITS = frozenset("0123456789")
 
 
 @api
@@ -34,6 +40,42 @@ async def create_conversation(call: Call) -> func.HttpResponse:
     return json_response(
         {"id": conversation_id, "created_at": meta.created_at}, 201, {"Location": location}
     )
+
+
+@api
+async def list_conversations(call: Call) -> func.HttpResponse:
+    owner = call.owner()
+    limit = page_limit(call.req.params.get("limit"))
+    token = call.req.params.get("continuation")
+    position = None if token is None else paging.decode(owner, token)
+    page = await call.rt.store.list_page(owner, limit, position)
+    following = None if page.continuation is None else paging.encode(owner, page.continuation)
+    return json_response(
+        {
+            "conversations": [summary(meta) for meta in page.conversations],
+            "continuation": following,
+        }
+    )
+
+
+def page_limit(raw: str | None) -> int:
+    """`limit` from the query: 1..MAX_PAGE (DEFAULT_PAGE when absent)."""
+    if raw is None:
+        return DEFAULT_PAGE
+    if not raw or len(raw) > 3 or not set(raw) <= _DIGITS or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"'limit' must be a whole number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def summary(meta: ConversationMeta) -> dict[str, Any]:
+    return {
+        "id": meta.conversation_id,
+        "created_at": meta.created_at,
+        "last_activity": meta.active_at,
+        "preview": meta.preview,
+        "turns": meta.turn_count,
+        "active_run_id": meta.active_run_id,
+    }
 
 
 @api
@@ -108,7 +150,7 @@ async def post_message(call: Call, client: df.DurableOrchestrationClient) -> fun
         )
 
     run_id = uuid.uuid4().hex
-    turn = await begin_turn(rt.store, client, ref, run_id)
+    turn = await begin_turn(rt.store, client, ref, run_id, preview=content)
     user = user_message(run_id, turn, content)
     try:
         await rt.store.append(ref, user)

@@ -34,7 +34,7 @@ from typing_extensions import TypeAliasType
 from agent import webhooks
 from agent.errors import BadRequest
 from agent.loop import RunStatus
-from storage.models import PLAIN_ID
+from storage.models import PLAIN_ID, PREVIEW_CHARS
 
 ID_PATTERN = f"^{PLAIN_ID.pattern}$"  # every id in a path or body
 MAX_SCHEDULE_ITEMS = 100
@@ -400,6 +400,37 @@ class Conversation(Reply):
     active_run_id: str | None
     messages: list[Message]
     usage: Usage
+
+
+class ConversationSummary(Reply):
+    id: Id
+    created_at: Timestamp
+    last_activity: Annotated[
+        Timestamp, Field(description="When a turn last began or ended (else: created_at).")
+    ]
+    preview: Annotated[
+        str | None,
+        Field(
+            max_length=PREVIEW_CHARS,
+            description=f"The first message on one line, at most {PREVIEW_CHARS} characters "
+            "(null before the first message).",
+        ),
+    ]
+    turns: NonNegative
+    active_run_id: Annotated[str | None, Field(description="The running turn's run, if any.")]
+
+
+class ConversationList(Reply):
+    conversations: Annotated[
+        list[ConversationSummary], Field(description="Most recently active first.")
+    ]
+    continuation: Annotated[
+        str | None,
+        Field(
+            description="Pass as `continuation` for the next page; null on the last page. A "
+            "page may hold fewer than `limit` while more follow."
+        ),
+    ]
 
 
 class RunAccepted(Reply):

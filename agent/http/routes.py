@@ -98,6 +98,23 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY_CHARS},
 }
 
+LISTING_QUERY = (
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "At most this many conversations (default 20).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100},
+    },
+    {
+        "name": "continuation",
+        "in": "query",
+        "required": False,
+        "description": "The `continuation` of the previous page, as it was given.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 2048},
+    },
+)
+
 CONVERSATIONS = (
     Operation(
         "conversations",
@@ -110,6 +127,23 @@ CONVERSATIONS = (
         body=m.NewConversation,
         body_required=False,
         body_description="Optional; may be empty.",
+    ),
+    Operation(
+        "conversations",
+        "get",
+        "list_conversations",
+        "conversations",
+        "The caller's conversations, most recently active first (paged)",
+        {200: Ok("A page of conversations.", m.ConversationList)},
+        {
+            400: "`limit` is not a whole number from 1 to 100, or `continuation` is not a token "
+            "this listing gave the caller."
+        },
+        description="Each conversation with its preview (the first message, bounded) and "
+        "last activity (a turn beginning or ending). Follow `continuation` until it is null; "
+        "each conversation comes once in a listing, except one that becomes active meanwhile "
+        "(it moves to the front, where a new listing finds it).",
+        headers=LISTING_QUERY,
     ),
     Operation(
         "conversations/{id}",

@@ -130,7 +130,7 @@ def test_the_fallback_route_takes_every_method_anonymously(
 @pytest.mark.parametrize(
     ("path", "allow"),
     [
-        ("/api/conversations", "POST"),
+        ("/api/conversations", "GET, POST"),
         ("/api/conversations/abc", "DELETE, GET"),
         ("/api/runs/r1/approvals", "POST"),
         ("/api/health", "GET"),
