@@ -20,8 +20,9 @@ import re
 from agent.errors import BadRequest
 from storage.paths import owner_key
 
-MAX_TOKEN_CHARS = 2048
-_TOKEN = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{16})")
+MAX_TOKEN_CHARS = 512  # an Azure listing marker makes about 400 (a blob name of 130 chars)
+TOKEN_PATTERN = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{16}"
+_TOKEN = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]{16})")  # TOKEN_PATTERN, in groups
 _VERSION = 1
 INVALID = (
     "'continuation' is not a token this listing gave you (edited, cut short, or another "

@@ -21,6 +21,7 @@ from agent.http.callbacks import (
     MAX_IDEMPOTENCY_KEY_CHARS,
     MAX_SEED_CALLBACK_BYTES,
 )
+from agent.http.paging import MAX_TOKEN_CHARS, TOKEN_PATTERN
 from agent.webhooks import TIMESTAMP_PATTERN, WEBHOOK_ID_PATTERN
 
 FALLBACK_ROUTE = "{*path}"  # function_app.py's last route: what no other route takes
@@ -111,7 +112,11 @@ LISTING_QUERY = (
         "in": "query",
         "required": False,
         "description": "The `continuation` of the previous page, as it was given.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 2048},
+        "schema": {
+            "type": "string",
+            "pattern": f"^{TOKEN_PATTERN}$",
+            "maxLength": MAX_TOKEN_CHARS,
+        },
     },
 )
 

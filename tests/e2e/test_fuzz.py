@@ -203,6 +203,7 @@ class Scenario:
     prepare: Callable[[Case], Case] | None = None
     keep: Callable[[Case], bool] | None = None
     body_on: str | None = None  # a KnownIds attribute: its "id" as the body's conversationId
+    query_on: str | None = None  # a KnownIds attribute: real values for valid query parameters
 
     @property
     def name(self) -> str:
@@ -213,6 +214,8 @@ class Scenario:
             parts.append("signed")
         if self.body_on:
             parts.append(f"into-{self.body_on}")
+        if self.query_on:
+            parts.append(f"with-{self.query_on}")
         if self.prepare is schedulable:
             parts.append("schedulable")
         return "-".join(parts)
@@ -221,6 +224,8 @@ class Scenario:
 SCENARIOS = [
     Scenario("create_conversation"),
     Scenario("create_conversation", NEGATIVE),
+    Scenario("list_conversations", query_on="listing"),
+    Scenario("list_conversations", NEGATIVE),
     Scenario("get_conversation"),
     Scenario("get_conversation", on="conversation"),
     Scenario("get_conversation", NEGATIVE),
@@ -269,6 +274,7 @@ class KnownIds:
     batch: dict[str, str]  # a scheduled batch
     chat: dict[str, str]  # a conversation the fuzzer may chat in
     seed: dict[str, str]  # a conversation the seeds' callback delivers into
+    listing: dict[str, str]  # a continuation token the conversation listing gave this caller
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -291,12 +297,15 @@ async def known(app: App) -> KnownIds:
         "POST", "/schedules", json={"items": [{"content": "later", "scheduled_time": later}]}
     )
     assert status == 202, batch
+    status, page, _ = await app.call("GET", "/conversations", params={"limit": 1})
+    assert status == 200 and page["continuation"], page
     return KnownIds(
         conversation={"id": conversation},
         run={"run_id": run["run_id"]},
         batch={"batch_id": batch["batch_id"]},
         chat={"id": await app.new_conversation()},
         seed={"id": await app.new_conversation()},
+        listing={"continuation": page["continuation"]},
     )
 
 
@@ -311,12 +320,27 @@ def into(ids: dict[str, str] | None) -> Callable[[Case], Case]:
     return prepare
 
 
+def with_query(values: dict[str, str] | None) -> Callable[[Case], Case]:
+    """Valid query parameters only the API can make (a continuation token) taken from it: a
+    random token fits the schema, yet is not one the API gave (a 400). Negative ones stay."""
+
+    def prepare(case: Case) -> Case:
+        query = case.meta.components.get(ParameterLocation.QUERY) if case.meta else None
+        if values and case.query and (query is None or query.mode is POSITIVE):
+            for name in values.keys() & case.query.keys():
+                case.query[name] = values[name]
+        return case
+
+    return prepare
+
+
 def fuzz(
     schema: schemathesis.BaseSchema,
     scenario: Scenario,
     base_url: str,
     path_parameters: dict[str, str] | None,
     body_ids: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
 ) -> Tally:
     """Run the scenario's examples and count what disagreed with the document."""
     operation = schema.find_operation_by_id(scenario.operation_id)
@@ -327,6 +351,8 @@ def fuzz(
         strategy = strategy.map(scenario.prepare)
     if body_ids is not None:
         strategy = strategy.map(into(body_ids))
+    if query is not None:
+        strategy = strategy.map(with_query(query))
     checks = CHECKS + ([negative_data_rejection] if scenario.mode is NEGATIVE else [])
     extra = request_options(scenario.signed)
     tally = Tally()
@@ -387,6 +413,7 @@ def cover(
     base_url: str,
     path_parameters: dict[str, str] | None,
     body_ids: dict[str, str] | None = None,
+    query: dict[str, str] | None = None,
 ) -> Tally:
     tally = Tally()
     extra = request_options(scenario.signed)
@@ -394,7 +421,7 @@ def cover(
         for case in coverage_cases(schema, scenario.operation_id, path_parameters):
             if scenario.signed and negative_headers(case):
                 continue  # signing replaces the webhook headers: the case would be valid
-            case = into(body_ids)(case)
+            case = with_query(query)(into(body_ids)(case))
             response = case.call(base_url=base_url, session=session, **extra)
             tally.record(case, checked(case, response, COVERAGE_CHECKS))
     return tally
@@ -413,8 +440,9 @@ async def test_an_operation_keeps_to_its_document_under_fuzzing(
 ) -> None:
     path_parameters = getattr(known, scenario.on) if scenario.on else None
     body_ids = getattr(known, scenario.body_on) if scenario.body_on else None
+    query = getattr(known, scenario.query_on) if scenario.query_on else None
     tally = await asyncio.to_thread(
-        fuzz, schema, scenario, app.host.base_url, path_parameters, body_ids
+        fuzz, schema, scenario, app.host.base_url, path_parameters, body_ids, query
     )
     report(f"fuzz {scenario.name}", tally)
 
@@ -448,6 +476,7 @@ COVERED = [
     Scenario("get_batch", on="batch"),
     Scenario("scheduler_callback", signed=True),
     Scenario("conversation_callback", body_on="seed"),
+    Scenario("list_conversations", query_on="listing"),
 ]
 
 
@@ -457,8 +486,9 @@ async def test_an_operation_keeps_to_its_document_in_the_coverage_phase(
 ) -> None:
     path_parameters = getattr(known, scenario.on) if scenario.on else None
     body_ids = getattr(known, scenario.body_on) if scenario.body_on else None
+    query = getattr(known, scenario.query_on) if scenario.query_on else None
     tally = await asyncio.to_thread(
-        cover, schema, scenario, app.host.base_url, path_parameters, body_ids
+        cover, schema, scenario, app.host.base_url, path_parameters, body_ids, query
     )
     report(f"coverage {scenario.name.replace('-positive', '')}", tally)
 
