@@ -26,8 +26,11 @@ import contextlib
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
+from azure.core.async_paging import AsyncPageIterator
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import BlobProperties
 from azure.storage.blob.aio import ContainerClient
 
 from storage import paths
@@ -89,8 +92,10 @@ class ActivityIndex:
         if continuation is not None and len(continuation) > MAX_MARKER_CHARS:
             raise InvalidQuery("the continuation token is invalid; list again without it")
         prefix = paths.activity_prefix(owner)
-        pages = self._container.list_blobs(name_starts_with=prefix, results_per_page=limit).by_page(
-            continuation_token=continuation
+        listing = self._container.list_blobs(name_starts_with=prefix, results_per_page=limit)
+        # by_page() is typed as a plain iterator; it is a page iterator with a continuation.
+        pages = cast(
+            AsyncPageIterator[BlobProperties], listing.by_page(continuation_token=continuation)
         )
         try:
             page = await pages.__anext__()
