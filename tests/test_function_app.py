@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {
     # name: (trigger type, route, methods, auth level)
     "create_conversation": ("httpTrigger", "conversations", ["POST"], "FUNCTION"),
+    "list_conversations": ("httpTrigger", "conversations", ["GET"], "FUNCTION"),
     "get_conversation": ("httpTrigger", "conversations/{id}", ["GET"], "FUNCTION"),
     "delete_conversation": ("httpTrigger", "conversations/{id}", ["DELETE"], "FUNCTION"),
     "post_message": ("httpTrigger", "conversations/{id}/messages", ["POST"], "FUNCTION"),
