@@ -11,7 +11,7 @@ every turn (its size grows with the owner's conversations) and every turn of the
 on its one ETag.
 
 A marker only says "this conversation was active at t". The conversation's meta is the truth
-(its `last_activity`, ETag-conditional like every meta change); a listing keeps a marker only
+(its `last_active_at`, ETag-conditional like every meta change); a listing keeps a marker only
 when it matches the meta (`ConversationStore.list_page`). The write order keeps the listing
 exact: the new marker is put before the meta names it and the old one deleted after, so a crash
 leaves at most an extra marker, which the listing skips (and removes once a newer activity is

@@ -188,3 +188,15 @@ async def test_a_continuation_the_service_refuses_is_an_invalid_query(
     await new_conversations(store, owner, 2)
     with pytest.raises(InvalidQuery, match="continuation"):
         await store.list_page(owner, 1, "x" * 5000)
+
+
+async def test_a_deleted_conversation_leaves_no_marker_and_is_not_listed_while_it_goes(
+    store: ConversationStore, container: ContainerClient, owner: str
+) -> None:
+    keep, drop = await new_conversations(store, owner, 2)
+    ref = ConversationRef(owner, drop)
+    await store.lock_for_deletion(ref)
+    assert await listed(store, owner) == [keep]  # being deleted: not offered any more
+    await store.delete(ref)
+    assert await listed(store, owner) == [keep]
+    assert [m.split("-", 1)[1] for m in await markers(container, owner)] == [keep]
