@@ -28,6 +28,10 @@ BYTE_ROOM = 1.02
 # first), an append that lands proves the writer's cursor current (no read of the log at each
 # model step): 28 -> 24 (20 steps: 244 -> 222; batch of 3: 60 -> 51). (A step's last text now
 # goes with its end in one append; that saves nothing here, where an answer is one piece.)
+# #13's conversation listing (storage.activity): a turn's start and its end each put the
+# conversation's new activity marker and delete the old one: +4 requests per turn (24 -> 28;
+# 20 steps 222 -> 226; a batch of 3, 51 -> 63), constant in the owner's conversations. The
+# first message's preview (at most 120 characters) is kept in the meta.
 ONE_TOOL_CALL_TURN = {
     "activities": 4,
     "activities:model_step": 2,
@@ -39,13 +43,14 @@ ONE_TOOL_CALL_TURN = {
     "history_bytes": 4545,
     "replayed_events": 40,
     "replayed_bytes": 10445,
-    "blob_requests": 24,
+    "blob_requests": 28,
     "blob:get": 6,
-    "blob:put": 6,
+    "blob:put": 8,
+    "blob:delete": 2,
     "blob:append": 12,
     "blob:failed:get:416": 1,  # a ranged read of an empty transcript
     "blob_bytes_read": 3911,
-    "blob_bytes_written": 5501,
+    "blob_bytes_written": 5531,
 }
 TWENTY_STEP_TURN = {
     "activities": 40,
@@ -58,13 +63,14 @@ TWENTY_STEP_TURN = {
     "history_bytes": 35891,
     "replayed_events": 3280,  # replay grows with the square of the steps (#16 item 3)
     "replayed_bytes": 731502,
-    "blob_requests": 222,
+    "blob_requests": 226,
     "blob:get": 42,
-    "blob:put": 60,
+    "blob:put": 62,
+    "blob:delete": 2,
     "blob:append": 120,
     "blob:failed:get:416": 1,
     "blob_bytes_read": 220408,  # each reply stores its prompt_estimate (context window)
-    "blob_bytes_written": 68355,
+    "blob_bytes_written": 68385,
 }
 SCHEDULED_BATCH_OF_3 = {
     "activities": 10,
@@ -79,14 +85,15 @@ SCHEDULED_BATCH_OF_3 = {
     "history_bytes": 21974,
     "replayed_events": 80,
     "replayed_bytes": 24363,
-    "blob_requests": 51,
+    "blob_requests": 63,
     "blob:get": 17,
-    "blob:put": 11,
+    "blob:put": 17,
+    "blob:delete": 6,
     "blob:append": 23,
     "blob:failed:get:404": 4,  # no batch of this webhook yet; no owner schedule per item
     "blob:failed:append:404": 1,  # the queue's claims blob, created on the first claim
     "blob_bytes_read": 5048,
-    "blob_bytes_written": 7337,
+    "blob_bytes_written": 7451,
 }
 
 
