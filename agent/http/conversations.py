@@ -142,7 +142,10 @@ async def post_message(call: Call, client: df.DurableOrchestrationClient) -> fun
     content = body.content
     wait = min(body.wait_seconds, float(rt.settings.limits.wait_seconds_cap))
     await rt.store.get_meta(ref)  # 404 before anything is written
-    used = usage_of(await rt.store.read_messages(ref)).total_tokens
+    # As far as this process knows (a whole read only when it knows nothing of the transcript):
+    # a count another instance has since raised lets the turn start, and its first model step
+    # then stops it (`loop.before_step`, from the exact count taken after the append below).
+    used = await rt.store.tokens_used(ref)
     if used >= rt.settings.limits.max_tokens_per_conversation:
         raise Conflict(  # the request is fine; the conversation's state refuses it
             f"this conversation has used its token budget ({used} of "
@@ -154,6 +157,7 @@ async def post_message(call: Call, client: df.DurableOrchestrationClient) -> fun
     user = user_message(run_id, turn, content)
     try:
         await rt.store.append(ref, user)
+        used = await rt.store.tokens_used(ref)  # exact: the append caught up with the transcript
         turn_input = ChatTurnInput.starting(
             RunRef(ref.owner, ref.conversation_id, run_id, turn), rt.settings.limits, used
         )
