@@ -23,6 +23,8 @@ from agent.contracts import (
     ChatTurnOutput,
     ClaimedItem,
     ClaimInput,
+    CompactInput,
+    CompactionSummary,
     FinishTurnInput,
     LaneInput,
     ModelStepInput,
@@ -40,6 +42,7 @@ ACTIVITY_INPUTS: dict[str, type[Wire]] = {
     "model_step": ModelStepInput,
     "tool_call": ToolCallInput,
     "finish_turn": FinishTurnInput,
+    "compact": CompactInput,
     "take_batch_item": ClaimInput,
     "claim_batch_item": ClaimInput,
     "record_batch_outcome": BatchItemOutcome,
@@ -47,6 +50,7 @@ ACTIVITY_INPUTS: dict[str, type[Wire]] = {
 ACTIVITY_RESULTS: dict[str, type[Wire]] = {
     "model_step": StepSummary,
     "tool_call": ToolCallSummary,
+    "compact": CompactionSummary,
     "take_batch_item": TakenItem,
     "claim_batch_item": ClaimedItem,
 }
