@@ -106,7 +106,9 @@ async def test_a_tool_call_with_its_arguments_and_result_and_the_answer_appear(
     # the event stream when the app serves it (streamed or buffered), polling otherwise
     expected = "events" if served.serves_events else "polling"
     await expect(chat.page.locator("#run-status")).to_have_attribute("data-transport", expected)
-    await expect(chat.page.locator("#conversation-list button")).to_have_count(1)
+    # the listing (GET /api/conversations) holds this key's other tests' conversations too
+    current = chat.page.locator("#conversation-list button[aria-current=true]")
+    await expect(current).to_have_count(1)
     await chat.screenshot(f"tool-call-and-answer-{mode}")
     await chat.page.set_viewport_size({"width": 1280, "height": 900})
     await chat.screenshot(f"tool-call-and-answer-{mode}-wide")
@@ -158,10 +160,14 @@ async def test_a_reloaded_page_lists_its_conversation_and_picks_up_the_waiting_r
     await chat.send(SAVE)
     await expect(page.locator("#approvals")).to_be_visible(timeout=RUN_MS)
     title = await page.locator("#chat-title").text_content()
+    current = page.locator("#conversation-list button[aria-current=true]")
+    conversation_id = await current.get_attribute("data-conversation-id")
     await page.reload()  # the key stays with the tab; the conversation with this browser
     await expect(page.locator("body[data-ready=true]")).to_be_attached()
     await expect(page.locator("#approvals")).to_be_hidden()
-    await page.locator("#conversation-list button").click()
+    await page.locator(
+        f'#conversation-list button[data-conversation-id="{conversation_id}"]'
+    ).click()
     await expect(page.locator("#chat-title")).to_have_text(title or "")
     await page.get_by_role("button", name="Approve demo__save_text_file").click()
     await expect(chat.tool_call("demo__save_text_file")).to_contain_text(
