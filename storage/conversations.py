@@ -27,7 +27,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
 )
 from azure.storage.blob import ContentSettings
-from azure.storage.blob.aio import BlobPrefix, ContainerClient
+from azure.storage.blob.aio import ContainerClient
 
 from storage import paths
 from storage.activity import ActivityIndex, Marker, activity_key, key_time
@@ -42,7 +42,6 @@ from storage.errors import (
 from storage.json_blobs import JsonBlobs, is_blob_not_found
 from storage.models import (
     DELETING,
-    PLAIN_ID,
     PREVIEW_CHARS,
     ConversationMeta,
     ConversationOwner,
@@ -174,23 +173,6 @@ class ConversationStore:
             self._metas.pop(ref)
             raise RecordNotFound(f"conversation {ref.conversation_id} not found")
         return self._metas.put(ref, ConversationMeta.from_dict(data).with_etag(etag))
-
-    async def list_conversations(self, owner: str, limit: int = 100) -> list[ConversationMeta]:
-        """The owner's conversations (by id), at most `limit`."""
-        if not 1 <= limit <= MAX_LIST_LIMIT:
-            raise InvalidQuery(f"limit must be 1..{MAX_LIST_LIMIT}")
-        refs: list[ConversationRef] = []
-        async for item in self._container.walk_blobs(name_starts_with=paths.owner_prefix(owner)):
-            if not isinstance(item, BlobPrefix):
-                continue
-            conversation_id = item.name.rstrip("/").rsplit("/", 1)[-1]
-            if not PLAIN_ID.fullmatch(conversation_id):
-                continue  # not written by this store
-            refs.append(ConversationRef(owner, conversation_id))
-            if len(refs) >= limit:
-                break
-        metas = await asyncio.gather(*(self._meta_or_none(ref) for ref in refs))
-        return [meta for meta in metas if meta is not None]
 
     async def list_page(
         self, owner: str, limit: int, continuation: str | None = None

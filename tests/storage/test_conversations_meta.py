@@ -108,20 +108,6 @@ def test_different_owners_get_different_keys() -> None:
     assert len({paths.owner_key(owner) for owner in owners}) == len(owners)
 
 
-async def test_list_conversations_lists_only_the_owners_own(
-    store: ConversationStore, owner: str
-) -> None:
-    for conversation_id in ("b-chat", "a-chat"):
-        await store.create(ConversationRef(owner, conversation_id))
-    await store.create(ConversationRef(f"{owner}-other", "c-chat"))
-
-    listed = await store.list_conversations(owner)
-
-    assert [m.conversation_id for m in listed] == ["a-chat", "b-chat"]
-    assert await store.list_conversations(owner, limit=1) == listed[:1]
-    assert await store.list_conversations("nobody") == []
-
-
 def test_meta_round_trips_through_a_dict() -> None:
     meta = ConversationMeta("c", "o", "2026-01-01T00:00:00+00:00", 3, "run-9", '"0x1"')
     assert ConversationMeta.from_dict(meta.to_dict()) == meta
