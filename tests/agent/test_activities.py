@@ -25,21 +25,15 @@ from agent.contracts import (
 )
 from agent.errors import TransientModelError
 from agent.runtime import Runtime, build_runtime
-from agent.settings import Settings
-from agent.transcript import user_message
 from devkit.azurite import AzuriteInstance
-from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.fake_openai import FakeOpenAI
 from devkit.mcp_servers import AsgiServer
 from offline_model.replies import ToolCallSpec
 from storage import paths
 from storage.batches import BatchItem, BatchRecord, ItemOutcome, run_id_of
 from storage.conversations import ConversationRef, StoredMessage
-
-
-@pytest_asyncio.fixture(scope="module")
-async def model() -> AsyncIterator[FakeOpenAI]:
-    async with fake_openai() as fake:
-        yield fake
+from tests.agent.conftest import new_run as start_run
+from tests.agent.conftest import runtime_on
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -60,28 +54,12 @@ async def rt(
             },
         ]
     }
-    settings = Settings.from_env(
-        {
-            "CONVERSATIONS_STORAGE": azurite.connection_string,
-            "CONVERSATIONS_CONTAINER": "activities-test",
-            "AZURE_OPENAI_ENDPOINT": model.base_url,
-            "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
-            "AZURE_OPENAI_API_KEY": model.api_key or "",
-            "MCP_SERVERS": json.dumps(servers),
-        }
-    )
-    runtime = await build_runtime(settings)
-    yield runtime
-    await runtime.aclose()
+    async with runtime_on(azurite, model, "activities-test", json.dumps(servers)) as runtime:
+        yield runtime
 
 
 async def new_run(rt: Runtime, content: str = "hello") -> RunRef:
-    ref = ConversationRef("user:test", uuid.uuid4().hex)
-    await rt.store.create(ref)
-    run_id = uuid.uuid4().hex
-    turn = await rt.store.begin_turn(ref, run_id)
-    await rt.store.append(ref, user_message(run_id, turn, content))
-    return RunRef(ref.owner, ref.conversation_id, run_id, turn)
+    return await start_run(rt, "user:test", content)
 
 
 async def transcript(rt: Runtime, run: RunRef) -> list[StoredMessage]:

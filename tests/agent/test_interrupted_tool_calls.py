@@ -26,10 +26,8 @@ from agent.loop import OUTCOME_UNKNOWN
 from agent.mcp.config import parse_mcp_servers
 from agent.mcp.pool import McpPool
 from agent.runtime import Runtime, build_runtime
-from agent.settings import Settings
-from agent.transcript import user_message
 from devkit.azurite import AzuriteInstance
-from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.fake_openai import FakeOpenAI
 from devkit.mcp_servers import (
     AsgiServer,
     demo_http_app,
@@ -38,6 +36,8 @@ from devkit.mcp_servers import (
     without_timestamp,
 )
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
+from tests.agent.conftest import app_settings, runtime_on
+from tests.agent.conftest import new_run as start_run
 from tests.agent.mcp.conftest import FakeClock
 
 
@@ -60,23 +60,7 @@ def slow() -> Iterator[AsgiServer]:
         yield server
 
 
-@pytest_asyncio.fixture(scope="module")
-async def model() -> AsyncIterator[FakeOpenAI]:
-    async with fake_openai() as fake:
-        yield fake
-
-
-def settings(azurite: AzuriteInstance, model: FakeOpenAI, servers: str) -> Settings:
-    return Settings.from_env(
-        {
-            "CONVERSATIONS_STORAGE": azurite.connection_string,
-            "CONVERSATIONS_CONTAINER": "interrupted-calls-test",
-            "AZURE_OPENAI_ENDPOINT": model.base_url,
-            "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
-            "AZURE_OPENAI_API_KEY": model.api_key or "",
-            "MCP_SERVERS": servers,
-        }
-    )
+CONTAINER = "interrupted-calls-test"
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -89,18 +73,12 @@ async def rt(
         http_entry("idem", helper.url(), idempotent_calls=True),
         http_entry("slow", slow.url(), timeout_seconds=0.5),
     )
-    runtime = await build_runtime(settings(azurite, model, servers))
-    yield runtime
-    await runtime.aclose()
+    async with runtime_on(azurite, model, CONTAINER, servers) as runtime:
+        yield runtime
 
 
 async def new_run(rt: Runtime) -> RunRef:
-    ref = ConversationRef("user:test", uuid.uuid4().hex)
-    await rt.store.create(ref)
-    run_id = uuid.uuid4().hex
-    turn = await rt.store.begin_turn(ref, run_id)
-    await rt.store.append(ref, user_message(run_id, turn, "hello"))
-    return RunRef(ref.owner, ref.conversation_id, run_id, turn)
+    return await start_run(rt, "user:test")
 
 
 def ref_of(run: RunRef) -> ConversationRef:
@@ -252,7 +230,7 @@ async def test_a_server_restarted_inside_the_breaker_cooldown_is_waited_for_then
     clock = FakeClock()
     with AsgiServer(lambda: demo_http_app(sandbox_dir=tmp_path)) as flaky:
         servers = mcp_servers_json(http_entry("flaky", flaky.url()))
-        base = await build_runtime(settings(azurite, model, servers))
+        base = await build_runtime(app_settings(azurite, model, CONTAINER, servers))
         pool = McpPool(
             parse_mcp_servers(servers), clock=clock, failure_threshold=1, cooldown_seconds=30
         )
@@ -315,7 +293,7 @@ async def holding_runtime(
     holding = Holding()
     with AsgiServer(holding.app) as server:
         servers = mcp_servers_json(http_entry("hold", server.url(), timeout_seconds=10))
-        runtime = await build_runtime(settings(azurite, model, servers))
+        runtime = await build_runtime(app_settings(azurite, model, CONTAINER, servers))
         try:
             yield runtime, server, holding
         finally:
@@ -392,7 +370,7 @@ async def test_a_cut_off_read_only_call_whose_servers_circuit_is_open_waits_inst
     clock = FakeClock()
     with AsgiServer(lambda: demo_http_app(sandbox_dir=tmp_path)) as flaky:
         servers = mcp_servers_json(http_entry("flaky", flaky.url()))
-        base = await build_runtime(settings(azurite, model, servers))
+        base = await build_runtime(app_settings(azurite, model, CONTAINER, servers))
         pool = McpPool(
             parse_mcp_servers(servers), clock=clock, failure_threshold=1, cooldown_seconds=30
         )

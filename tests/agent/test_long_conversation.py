@@ -16,17 +16,17 @@ from typing import Any
 import pytest_asyncio
 
 from agent import activities, compaction
-from agent.contracts import ChatTurnInput, CompactInput, ModelStepInput, RunRef
-from agent.runtime import Runtime, build_runtime
-from agent.settings import ContextSettings, Settings
-from agent.transcript import user_message
+from agent.contracts import ChatTurnInput, CompactInput, ModelStepInput
+from agent.runtime import Runtime
+from agent.settings import ContextSettings
 from agent.versions import version_text
 from devkit.azurite import AzuriteInstance
-from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.fake_openai import FakeOpenAI
 from devkit.mcp_servers import AsgiServer
 from offline_model.replies import ToolCallSpec
 from offline_model.wire import prompt_tokens_of
 from storage.conversations import ConversationRef, StoredMessage
+from tests.agent.conftest import runtime_on, start_turn
 from tests.storage.messages import message
 from tests.support.app import load_function_app
 from tests.support.replay import ReplayDriver
@@ -41,12 +41,6 @@ SUMMARY = "Earlier, the user asked 749 numbered questions about words and got an
 
 
 @pytest_asyncio.fixture(scope="module")
-async def model() -> AsyncIterator[FakeOpenAI]:
-    async with fake_openai() as fake:
-        yield fake
-
-
-@pytest_asyncio.fixture(scope="module")
 async def rt(
     azurite: AzuriteInstance, model: FakeOpenAI, helper: AsgiServer
 ) -> AsyncIterator[Runtime]:
@@ -55,22 +49,16 @@ async def rt(
             {"name": "helper", "transport": {"type": "streamable_http", "url": helper.url()}}
         ]
     }
-    settings = Settings.from_env(
-        {
-            "CONVERSATIONS_STORAGE": azurite.connection_string,
-            "CONVERSATIONS_CONTAINER": "long-conversations-test",
-            "AZURE_OPENAI_ENDPOINT": model.base_url,
-            "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
-            "AZURE_OPENAI_API_KEY": model.api_key or "",
-            "MCP_SERVERS": json.dumps(servers),
-            "AGENT_CONTEXT_TOKENS": str(CONTEXT_TOKENS),
-            "MODEL_MAX_OUTPUT_TOKENS": "1000",
-        }
-    )
-    runtime = await build_runtime(settings)
-    await runtime.store.ensure_container()
-    yield runtime
-    await runtime.aclose()
+    async with runtime_on(
+        azurite,
+        model,
+        "long-conversations-test",
+        json.dumps(servers),
+        AGENT_CONTEXT_TOKENS=str(CONTEXT_TOKENS),
+        MODEL_MAX_OUTPUT_TOKENS="1000",
+    ) as runtime:
+        await runtime.store.ensure_container()
+        yield runtime
 
 
 def old_turn(turn: int) -> list[StoredMessage]:
@@ -99,13 +87,6 @@ async def long_conversation(rt: Runtime, turns: int = MESSAGES // 4) -> Conversa
     for start in range(0, len(lines), 500):
         await rt.store.append_many(ref, lines[start : start + 500])
     return ref
-
-
-async def start_turn(rt: Runtime, ref: ConversationRef, content: str) -> RunRef:
-    run_id = uuid.uuid4().hex
-    turn = await rt.store.begin_turn(ref, run_id)
-    await rt.store.append(ref, user_message(run_id, turn, content))
-    return RunRef(ref.owner, ref.conversation_id, run_id, turn)
 
 
 def real_activities(rt: Runtime, loop: asyncio.AbstractEventLoop) -> Callable[[str, Any], Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,22 +15,16 @@ from agent import activities
 from agent.contracts import FinishTurnInput, ModelStepInput, RunRef, ToolCallInput
 from agent.events import RunRecorder, TextDeltas
 from agent.runtime import Runtime, build_runtime
-from agent.settings import Settings
-from agent.transcript import user_message
 from devkit.azurite import AzuriteInstance
-from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
+from devkit.fake_openai import FakeOpenAI
 from devkit.mcp_servers import AsgiServer
 from offline_model import Completion, Paced
 from storage.conversations import ConversationRef
 from storage.events import RunEvent
+from tests.agent.conftest import new_run as start_run
+from tests.agent.conftest import runtime_on
 
 LONG_ANSWER = "Streaming answers arrive piece by piece, and the log keeps each piece once. " * 4
-
-
-@pytest_asyncio.fixture(scope="module")
-async def model() -> AsyncIterator[FakeOpenAI]:
-    async with fake_openai() as fake:
-        yield fake
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -48,28 +41,12 @@ async def rt(
             },
         ]
     }
-    settings = Settings.from_env(
-        {
-            "CONVERSATIONS_STORAGE": azurite.connection_string,
-            "CONVERSATIONS_CONTAINER": "run-events-test",
-            "AZURE_OPENAI_ENDPOINT": model.base_url,
-            "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
-            "AZURE_OPENAI_API_KEY": model.api_key or "",
-            "MCP_SERVERS": json.dumps(servers),
-        }
-    )
-    runtime = await build_runtime(settings)
-    yield runtime
-    await runtime.aclose()
+    async with runtime_on(azurite, model, "run-events-test", json.dumps(servers)) as runtime:
+        yield runtime
 
 
 async def new_run(rt: Runtime, content: str = "hello") -> RunRef:
-    ref = ConversationRef("user:events", uuid.uuid4().hex)
-    await rt.store.create(ref)
-    run_id = uuid.uuid4().hex
-    turn = await rt.store.begin_turn(ref, run_id)
-    await rt.store.append(ref, user_message(run_id, turn, content))
-    return RunRef(ref.owner, ref.conversation_id, run_id, turn)
+    return await start_run(rt, "user:events", content)
 
 
 def step(run: RunRef, number: int) -> dict[str, Any]:
