@@ -31,10 +31,6 @@ from tests.storage.messages import message
 from tests.support.app import load_function_app
 from tests.support.replay import ReplayDriver
 
-# Loaded at collection, as the other replay tests do: a test that starts a LocalHost on one of
-# local_host's sample apps leaves that app as sys.modules["function_app"].
-APP = load_function_app().app
-
 CONTEXT_TOKENS = 8_000
 MESSAGES = 3_000  # 750 turns of four messages: about 20 times CONTEXT_TOKENS
 SUMMARY = "Earlier, the user asked 749 numbered questions about words and got answers."
@@ -127,7 +123,7 @@ async def test_a_turn_of_a_conversation_twenty_times_the_budget_completes_within
     model.brain.answer("Hello Ada, and we talked about words.")
     before = len(model.chat_requests())
 
-    driver = ReplayDriver(APP, default_version=version_text(3))
+    driver = ReplayDriver(load_function_app().app, default_version=version_text(3))
     turn = ChatTurnInput.starting(run, rt.settings.limits, 0)
     script = real_activities(rt, asyncio.get_running_loop())
     result = await asyncio.to_thread(

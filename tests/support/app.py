@@ -7,13 +7,15 @@ the app later sets its own environment and the settings are parsed again on firs
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
+from pathlib import Path
 from types import ModuleType
 from unittest import mock
 
 from agent import runtime
+from local_host.indexing import load_app_module
+
+ROOT = Path(__file__).resolve().parents[2]
 
 MINIMAL_SETTINGS = {
     "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -23,10 +25,10 @@ MINIMAL_SETTINGS = {
 
 
 def load_function_app() -> ModuleType:
-    if "function_app" in sys.modules:
-        return sys.modules["function_app"]
+    """The app's `function_app`: the one already imported when it is ours (a test that served
+    one of local_host's sample apps leaves that one under the same module name)."""
     missing = {k: v for k, v in MINIMAL_SETTINGS.items() if k not in os.environ}
     with mock.patch.dict(os.environ, missing):
-        module = importlib.import_module("function_app")
+        module = load_app_module(ROOT)
     runtime.use_runtime(None)
     return module
