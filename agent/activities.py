@@ -279,6 +279,7 @@ def _stored_reply(
         usage=reply.usage,
         finish_reason=reply.finish_reason,
         prompt_estimate=prompt_estimate,
+        reasoning=reply.reasoning,
     )
     records = [
         ToolCallRecord(
@@ -333,6 +334,7 @@ def _assistant(step: ModelStepInput, **fields: Any) -> StoredMessage:
         is_error=False,
         finish_reason=fields.get("finish_reason"),
         prompt_estimate=fields.get("prompt_estimate"),
+        reasoning=fields.get("reasoning"),
     )
 
 

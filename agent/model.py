@@ -1,5 +1,6 @@
-"""The model client: one chat-completions call per `complete()`, and the one place failures are
-classified (`classify`).
+"""The model client: one model call per `complete()` (chat completions, or the Responses API
+with `MODEL_API=responses`: agent.model_responses), and the one place failures are classified
+(`classify`), the same for both APIs.
 
 Retries are not done here. The openai client is built with `max_retries=0` and each call makes
 exactly one HTTP attempt; the orchestrator retries the activity (one retry layer: Durable's,
@@ -17,7 +18,6 @@ import email.utils
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +27,10 @@ from agent.errors import (
     PermanentModelError,
     TransientModelError,
 )
+from agent.model_reply import REASONING_KEY as REASONING_KEY
+from agent.model_reply import ModelReply as ModelReply
+from agent.model_reply import ToolCall as ToolCall
 from agent.settings import ModelSettings
-from wire import Wire
 
 if TYPE_CHECKING:
     from azure.core.credentials_async import AsyncTokenCredential
@@ -41,41 +43,6 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 NO_API_KEY = "no-key"
 SERVICE_MESSAGE_LIMIT = 300
 REDACTED = "[redacted]"
-
-# --- the reply -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ToolCall(Wire):
-    id: str
-    name: str
-    arguments: str  # JSON text exactly as the model wrote it (may be invalid JSON)
-
-
-@dataclass(frozen=True)
-class ModelReply(Wire):
-    """One completion. `finish_reason` "length" is returned as is: the caller decides."""
-
-    content: str | None
-    tool_calls: list[ToolCall]
-    finish_reason: str
-    usage: dict[str, int]  # prompt_tokens, completion_tokens, total_tokens
-    model: str
-
-    def assistant_message(self) -> dict[str, Any]:
-        """The message to append to the transcript (chat-completions shape)."""
-        message: dict[str, Any] = {"role": "assistant", "content": self.content}
-        if self.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-                for call in self.tool_calls
-            ]
-        return message
-
 
 # --- the client ------------------------------------------------------------------------------
 
@@ -93,6 +60,13 @@ class ModelClient:
         self._client = openai_client
         self.config = config
         self._owned_credential = owned_credential
+        # Responses API: the model answered with reasoning items, so requests ask for them back
+        # (`include` is refused by models that do not reason).
+        self.reasoning_seen = False
+
+    @property
+    def uses_responses(self) -> bool:
+        return self.config.model_api == "responses"
 
     async def complete(
         self,
@@ -103,8 +77,18 @@ class ModelClient:
     ) -> ModelReply:
         """One chat completion, one HTTP attempt. Raises a `ModelError` subclass on failure.
         `max_output_tokens` caps the completion below the configured cap (a run's budget)."""
+        if self.uses_responses:
+            response = await self._create(self._request(messages, tools, max_output_tokens))
+            return self.read_response(response)
         completion = await self._create(self._request(messages, tools, max_output_tokens))
         return reply_from(completion, service=self.config.service_name)
+
+    def read_response(self, response: Any) -> ModelReply:
+        """A Responses API answer as our reply (noting whether the model reasons)."""
+        from agent.model_responses import has_reasoning, reply_from_response
+
+        self.reasoning_seen = self.reasoning_seen or has_reasoning(response)
+        return reply_from_response(response, service=self.config.service_name)
 
     async def open_stream(
         self,
@@ -113,16 +97,20 @@ class ModelClient:
         *,
         max_output_tokens: int | None = None,
     ) -> Any:
-        """Start a streamed chat completion (`stream: true`, usage in its last chunk): the
-        chunks, to read with `agent.model_stream.collect`. A request the service refuses
-        raises here, classified as `complete()`'s failures are."""
+        """Start a streamed answer (`stream: true`): a chat completion's chunks (usage in the
+        last one) or a response's events, to read with `agent.model_stream`. A request the
+        service refuses raises here, classified as `complete()`'s failures are."""
         request = self._request(messages, tools, max_output_tokens)
-        request.update(stream=True, stream_options={"include_usage": True})
+        request["stream"] = True
+        if not self.uses_responses:
+            request["stream_options"] = {"include_usage": True}
         return await self._create(request)
 
     async def _create(self, request: dict[str, Any]) -> Any:
         """The one call of the service; its failures become `ModelError`s."""
         try:
+            if self.uses_responses:
+                return await self._client.responses.create(**request)
             return await self._client.chat.completions.create(**request)
         except Exception as error:
             if not is_model_failure(error):
@@ -139,12 +127,23 @@ class ModelClient:
         tools: list[dict[str, Any]],
         budget: int | None = None,
     ) -> dict[str, Any]:
-        request: dict[str, Any] = {"model": self.config.model, "messages": messages}
+        caps = [c for c in (self.config.max_output_tokens, budget) if c is not None]
+        if self.uses_responses:
+            from agent.model_responses import responses_request
+
+            return responses_request(
+                self.config.model,
+                messages,
+                tools,
+                max_output_tokens=min(caps) if caps else None,
+                temperature=self.config.temperature,
+                reasoning=self.reasoning_seen,
+            )
+        request: dict[str, Any] = {"model": self.config.model, "messages": chat_messages(messages)}
         if tools:
             # Only with tools: the service rejects parallel_tool_calls without them.
             request["tools"] = tools
             request["parallel_tool_calls"] = True
-        caps = [c for c in (self.config.max_output_tokens, budget) if c is not None]
         if caps:
             # max_completion_tokens, not max_tokens: reasoning models reject the latter.
             # At least 1: the service refuses 0 (a run with nothing left stops before the step).
@@ -173,13 +172,23 @@ class ModelClient:
         await self.aclose()
 
 
+def chat_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as chat completions takes them: without the Responses API's reasoning
+    items (the service refuses keys it does not know)."""
+    return [
+        {k: v for k, v in m.items() if k != REASONING_KEY} if REASONING_KEY in m else m
+        for m in messages
+    ]
+
+
 def build_model_client(
     config: ModelSettings, credential: AsyncTokenCredential | None = None
 ) -> ModelClient:
     """The client for `config` (its `{"secret": NAME}` key already read: see
     agent.secrets.resolve_model_key). Azure without an API key authenticates with Microsoft Entra
     ID through `credential` (an async credential; a DefaultAzureCredential is created, and owned
-    by the client, when none is given)."""
+    by the client, when none is given). Azure's v1 API is the plain OpenAI client on
+    `{endpoint}/openai/v1/`; `legacy` is AsyncAzureOpenAI with the api-version."""
     if config.api_key_secret is not None:
         # Else the client would quietly fall back to managed identity.
         raise ValueError("the model key names a secret that was not read yet")
@@ -198,6 +207,8 @@ def build_model_client(
             **options,
         )
         return ModelClient(client, config)
+    if config.azure_api == "v1":
+        return _azure_v1_client(openai, config, credential, options)
     if config.api_key:
         azure_client = openai.AsyncAzureOpenAI(
             azure_endpoint=config.endpoint,
@@ -220,6 +231,38 @@ def build_model_client(
         **options,
     )
     return ModelClient(azure_client, config, owned_credential=owned)
+
+
+def _azure_v1_client(
+    openai: Any,
+    config: ModelSettings,
+    credential: AsyncTokenCredential | None,
+    options: dict[str, Any],
+) -> ModelClient:
+    """Azure's v1 API: no api-version, the deployment as `model`. A key goes in Azure's
+    `api-key` header (and as the bearer key, which the client always sends and v1 accepts);
+    without one, an Entra ID token from `credential`, asked for before each request (the
+    provider caches it and refreshes it before it expires)."""
+    base_url = config.endpoint.rstrip("/") + "/openai/v1/"
+    if config.api_key:
+        key = config.api_key.value
+        client = openai.AsyncOpenAI(
+            base_url=base_url, api_key=key, default_headers={"api-key": key}, **options
+        )
+        return ModelClient(client, config)
+    from azure.identity.aio import get_bearer_token_provider
+
+    owned: AsyncTokenCredential | None = None
+    if credential is None:
+        from azure.identity.aio import DefaultAzureCredential
+
+        credential = owned = DefaultAzureCredential()
+    client = openai.AsyncOpenAI(
+        base_url=base_url,
+        api_key=get_bearer_token_provider(credential, AZURE_OPENAI_SCOPE),
+        **options,
+    )
+    return ModelClient(client, config, owned_credential=owned)
 
 
 # --- reading a completion --------------------------------------------------------------------

@@ -7,6 +7,11 @@ to its `arguments`), then a `finish_reason`; with `stream_options.include_usage`
 no choices carries the usage. Azure adds chunks with no choices (prompt filter annotations), and
 a completion its filter cuts ends with `finish_reason: content_filter`.
 
+On the Responses API (`MODEL_API=responses`) the stream is named events: each
+`response.output_text.delta` is a piece of the answer's text, and the last event
+(`response.completed`, `.incomplete` or `.failed`) carries the whole response, read as
+`complete()` reads one; an `error` event is the stream breaking off.
+
 Failures keep the split of `agent.model.classify`: the request's own failure (4xx/5xx before the
 stream starts) is classified as a whole call's would be; a stream that breaks off midway (the
 connection drops, or the service sends an error event) is transient, so the step is retried.
@@ -14,7 +19,7 @@ connection drops, or the service sends an error event) is transient, so the step
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +114,8 @@ async def stream(
     """`client.complete()` with the model's streaming API: `on_text` gets each piece of the
     answer's text as the model writes it; the reply (and every failure) is as `complete()`'s."""
     chunks = await client.open_stream(messages, tools, max_output_tokens=max_output_tokens)
+    if client.uses_responses:
+        return await collect_response(chunks, client, on_text)
     return await collect(chunks, client.config.service_name, on_text)
 
 
@@ -130,6 +137,42 @@ async def collect(chunks: Any, service: str, on_text: OnText | None) -> ModelRep
         if text and on_text is not None:
             await on_text(text)
     return reply.reply()
+
+
+FINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
+
+
+async def collect_response(events: Any, client: ModelClient, on_text: OnText | None) -> ModelReply:
+    """Read a Responses stream to its last event; `on_text` gets each text delta."""
+    service = client.config.service_name
+    final: Any = None
+    async for event in _events(events, service):
+        kind = getattr(event, "type", None)
+        if kind == "response.output_text.delta":
+            if event.delta and on_text is not None:
+                await on_text(event.delta)
+        elif kind in FINAL_EVENTS:
+            final = event.response
+        elif kind == "error":
+            raise TransientModelError(f"the stream from {service} broke off midway")
+    if final is None:
+        raise TransientModelError(f"the stream from {service} ended before its answer")
+    return client.read_response(final)
+
+
+async def _events(events: Any, service: str) -> AsyncIterator[Any]:
+    """The stream's items; a stream that breaks off is a transient failure."""
+    iterator = events.__aiter__()
+    while True:
+        try:
+            event = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        except Exception as error:
+            if not broke_off(error):
+                raise
+            raise TransientModelError(f"the stream from {service} broke off midway") from None
+        yield event
 
 
 def broke_off(error: BaseException) -> bool:

@@ -39,6 +39,12 @@ _AZURITE_CONNECTION = (
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
 )
 DEFAULT_AZURE_OPENAI_API_VERSION = "2024-10-21"
+AzureApi = Literal["v1", "legacy"]
+ModelApi = Literal["chat", "responses"]
+AZURE_APIS: tuple[AzureApi, ...] = ("v1", "legacy")
+MODEL_APIS: tuple[ModelApi, ...] = ("chat", "responses")
+# The first api-version with `/openai/responses` (a preview): the Responses API on `legacy`.
+FIRST_RESPONSES_API_VERSION = "2025-03-01-preview"
 DEFAULT_MODEL_TIMEOUT_SECONDS = 60.0
 MAX_TEMPERATURE = 2.0  # what both Azure OpenAI and OpenAI accept
 WAIT_SECONDS_CAP = 120  # well under the 230 s HTTP limit of the Functions front end
@@ -98,9 +104,12 @@ class ModelSettings:
     agent.model takes it as parsed here).
 
     kind "azure":  `endpoint` is the resource endpoint (https://<name>.openai.azure.com), `model`
-                   the deployment name, `api_version` required; no key → managed identity.
+                   the deployment name; no key → managed identity. `azure_api` "v1": the
+                   `{endpoint}/openai/v1/` API (no api-version); "legacy": the api-version'd
+                   one (`api_version` required).
     kind "openai": `endpoint` is the base URL (https://api.openai.com/v1, http://localhost:11434/v1)
                    and `model` the model name.
+    `model_api`: "chat" (chat completions) or "responses" (the Responses API, `store: false`).
     """
 
     kind: Literal["azure", "openai"]
@@ -115,6 +124,10 @@ class ModelSettings:
     # `{"secret": NAME}`: the key is read through the app's secret resolver (Key Vault when
     # KEYVAULT_URI is set, else the environment) when the runtime is built; see agent.secrets.
     api_key_secret: str | None = None
+    # The dataclass defaults are today's client (what a ModelSettings built in code meant before
+    # these existed); from_env defaults AZURE_OPENAI_API to v1 unless an api-version is set.
+    azure_api: AzureApi = "legacy"
+    model_api: ModelApi = "chat"
 
     @property
     def uses_managed_identity(self) -> bool:
@@ -552,6 +565,7 @@ class _ModelOptions(TypedDict):
     timeout_seconds: float
     max_output_tokens: int | None
     temperature: float | None
+    model_api: ModelApi
 
 
 def _model(read: _Reader) -> ModelSettings:
@@ -563,17 +577,22 @@ def _model(read: _Reader) -> ModelSettings:
         read.fail("MODEL_TEMPERATURE", f"must be between 0 and {MAX_TEMPERATURE:g}")
         temperature = None
     options = _ModelOptions(
-        timeout_seconds=timeout, max_output_tokens=max_output, temperature=temperature
+        timeout_seconds=timeout,
+        max_output_tokens=max_output,
+        temperature=temperature,
+        model_api=_choice(read, "MODEL_API", MODEL_APIS, "chat"),
     )
     if read.text("AZURE_OPENAI_ENDPOINT"):
         key, key_secret = _api_key(read, "AZURE_OPENAI_API_KEY")
+        azure_api, api_version = _azure_api(read, options["model_api"])
         return ModelSettings(
             kind="azure",
             endpoint=read.url("AZURE_OPENAI_ENDPOINT", required=True) or "",
             model=_deployment(read),
-            api_version=read.text("AZURE_OPENAI_API_VERSION", DEFAULT_AZURE_OPENAI_API_VERSION),
+            api_version=api_version,
             api_key=key,
             api_key_secret=key_secret,
+            azure_api=azure_api,
             **options,
         )
     if read.text("OPENAI_BASE_URL"):
@@ -593,6 +612,42 @@ def _model(read: _Reader) -> ModelSettings:
         "or OPENAI_BASE_URL (+ OPENAI_MODEL)",
     )
     return ModelSettings("azure", "", "", None, None, **options)
+
+
+def _choice(read: _Reader, name: str, allowed: tuple[T, ...], default: T) -> T:
+    value = read.text(name)
+    if value is None:
+        return default
+    for option in allowed:
+        if value.lower() == option:
+            return option
+    read.fail(name, f"must be one of {', '.join(map(str, allowed))}")
+    return default
+
+
+def _azure_api(read: _Reader, model_api: ModelApi) -> tuple[AzureApi, str | None]:
+    """AZURE_OPENAI_API and the api-version it needs. Unset, it is `v1` (the API Azure documents
+    for new deployments) unless AZURE_OPENAI_API_VERSION is set: settings written before v1
+    existed name a version, and keep the client they were written for."""
+    version = read.text("AZURE_OPENAI_API_VERSION")
+    default: AzureApi = "legacy" if version is not None else "v1"
+    api = _choice(read, "AZURE_OPENAI_API", AZURE_APIS, default)
+    if api == "v1":
+        if version is not None:
+            read.fail(
+                "AZURE_OPENAI_API_VERSION",
+                "is not used with AZURE_OPENAI_API=v1 (the v1 API has no api-version): "
+                "unset it, or set AZURE_OPENAI_API=legacy",
+            )
+        return api, None
+    version = version or DEFAULT_AZURE_OPENAI_API_VERSION
+    if model_api == "responses" and version[:10] < FIRST_RESPONSES_API_VERSION[:10]:
+        read.fail(
+            "AZURE_OPENAI_API_VERSION",
+            f"MODEL_API=responses with AZURE_OPENAI_API=legacy needs "
+            f"{FIRST_RESPONSES_API_VERSION} or later (or AZURE_OPENAI_API=v1)",
+        )
+    return api, version
 
 
 def _deployment(read: _Reader) -> str:

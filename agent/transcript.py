@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 from agent.loop import Usage
+from agent.model_reply import REASONING_KEY
 from storage.conversations import StoredMessage
 from storage.models import MessageOrigin, utc_timestamp
 
@@ -63,6 +64,8 @@ def _assistant_with_results(
     entry: dict[str, Any] = {"role": "assistant", "content": message.content}
     if message.tool_calls:
         entry["tool_calls"] = message.tool_calls
+    if message.reasoning:
+        entry[REASONING_KEY] = message.reasoning  # the Responses API sends them back
     yield entry
     for call in message.tool_calls or ():
         result = results.get((message.run_id, call["id"]))

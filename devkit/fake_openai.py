@@ -6,6 +6,11 @@
         ...
         assert fake.chat_requests()[0].api_key == fake.api_key
 
+Both Azure URL shapes are served (`/openai/deployments/{d}/chat/completions?api-version=`,
+`/openai/v1/chat/completions`, `/openai/v1/responses`, `/openai/responses?api-version=`), and
+every body is checked against the `openai` package's request types (offline_model.official):
+a request the real service would refuse fails the test with a 400.
+
 On a clean exit the context manager fails the test if a request found the script empty or the
 brain raised (so a test cannot pass on a reply it never scripted).
 """
@@ -28,6 +33,7 @@ if TYPE_CHECKING:
 TEST_API_KEY = "test-key-0123456789abcdef"
 TEST_DEPLOYMENT = "gpt-test"
 TEST_API_VERSION = "2024-10-21"
+TEST_RESPONSES_API_VERSION = "2025-04-01-preview"  # legacy + the Responses API (a preview)
 
 
 def model_settings(*, api_key: str | None = None, **fields: Any) -> ModelSettings:
@@ -62,13 +68,20 @@ class FakeOpenAI:
         return self.server.chat_requests()
 
     def azure_config(self, **overrides: Any) -> ModelSettings:
-        """Model settings for this server as Azure OpenAI (`api_key=None`: managed identity)."""
+        """Model settings for this server as Azure OpenAI (`api_key=None`: managed identity);
+        `azure_api="v1"` (no api-version) or "legacy" (the default here), `model_api="chat"`
+        or "responses"."""
         options = self._options(overrides)
+        legacy = options.get("azure_api", "legacy") == "legacy"
+        if legacy and options.get("model_api") == "responses":
+            default_version = TEST_RESPONSES_API_VERSION
+        else:
+            default_version = TEST_API_VERSION if legacy else None
         return model_settings(
             kind="azure",
             endpoint=self.base_url,
             model=options.pop("deployment", TEST_DEPLOYMENT),
-            api_version=options.pop("api_version", TEST_API_VERSION),
+            api_version=options.pop("api_version", default_version),
             **options,
         )
 

@@ -42,6 +42,9 @@ class Completion:
     model: str | None = None
     # Categories the completion filter flagged (Azure: `finish_reason: content_filter`).
     filtered_categories: tuple[str, ...] = ()
+    # A reasoning model's thinking (Responses API only: a `reasoning` output item; chat
+    # completions never show it).
+    reasoning: str | None = None
 
     @property
     def effective_finish_reason(self) -> str:

@@ -1,10 +1,16 @@
-"""A local HTTP server speaking the Azure OpenAI (and OpenAI-compatible) chat-completions shape.
+"""A local HTTP server speaking the Azure OpenAI (and OpenAI-compatible) chat-completions and
+Responses shapes.
 
 Routes:
     POST /openai/deployments/{deployment}/chat/completions?api-version=...  Azure shape
-    POST /openai/v1/chat/completions                              Azure v1 / OpenAI shape
-    POST /v1/chat/completions                                     OpenAI shape
+    POST /openai/responses?api-version=...                        Azure shape (Responses)
+    POST /openai/v1/chat/completions, /openai/v1/responses        Azure v1 shape (no api-version)
+    POST /v1/chat/completions, /v1/responses                      OpenAI shape
 Anything else gets Azure's JSON 404.
+
+Bodies are checked against the `openai` package's own request types (offline_model.official)
+and then against the rules the service adds (offline_model.validation): a request the real
+service would refuse is refused here with a 400.
 
 Credentials: Azure routes need an `api-key` header or `Authorization: Bearer <token>`; the
 OpenAI-shaped routes need one only when a key or tokens are configured. `api_key` (when set) is
@@ -30,6 +36,7 @@ from typing import Any
 from aiohttp import web
 
 from offline_model.brains import OFFLINE_MODEL_NAME, Brain
+from offline_model.official import chat_body_problem, responses_body_problem
 from offline_model.replies import (
     Completion,
     Delayed,
@@ -41,6 +48,7 @@ from offline_model.replies import (
     resource_not_found,
     unauthorized,
 )
+from offline_model.responses_wire import chat_request_of, response_body, response_events
 from offline_model.validation import validate_chat_request
 from offline_model.wire import completion_body, completion_chunks
 
@@ -146,15 +154,19 @@ class ModelServer:
             await self._arrivals.wait_for(lambda: len(self.requests) >= count)
 
     def chat_requests(self) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path.endswith("/chat/completions")]
+        """The model calls received: chat completions and Responses requests alike."""
+        return [r for r in self.requests if r.path.endswith(("/chat/completions", "/responses"))]
 
     # --- HTTP ---
 
     def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._azure_chat)
-        app.router.add_post("/openai/v1/chat/completions", self._openai_chat)
+        app.router.add_post("/openai/responses", self._azure_responses)
+        app.router.add_post("/openai/v1/chat/completions", self._azure_v1_chat)
+        app.router.add_post("/openai/v1/responses", self._azure_v1_responses)
         app.router.add_post("/v1/chat/completions", self._openai_chat)
+        app.router.add_post("/v1/responses", self._openai_responses)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         return app
 
@@ -191,12 +203,51 @@ class ModelServer:
             return self._error(deployment_not_found())
         return await self._chat(request, recorded, model_required=False, azure=True)
 
+    async def _azure_v1_chat(self, request: web.Request) -> web.StreamResponse:
+        """Azure's v1 API: no api-version, the deployment in the body's `model`."""
+        return await self._azure_v1(request, responses=False)
+
+    async def _azure_v1_responses(self, request: web.Request) -> web.StreamResponse:
+        return await self._azure_v1(request, responses=True)
+
+    async def _azure_v1(self, request: web.Request, *, responses: bool) -> web.StreamResponse:
+        recorded = await self._record(request)
+        if "api-version" in recorded.query:
+            # The v1 API takes none; Azure refuses one it does not know there.
+            return self._error(bad_request("api-version is not allowed on the v1 API."))
+        if not self._authorized(recorded, credential_required=True):
+            return self._error(unauthorized())
+        body = recorded.body if isinstance(recorded.body, dict) else {}
+        model = body.get("model")
+        if self.deployments is not None and model and model not in self.deployments:
+            return self._error(deployment_not_found())
+        return await self._chat(
+            request, recorded, model_required=True, azure=True, responses=responses
+        )
+
     async def _openai_chat(self, request: web.Request) -> web.StreamResponse:
         recorded = await self._record(request)
         open_server = self.api_key is None and self.bearer_tokens is None
         if not self._authorized(recorded, credential_required=not open_server):
             return self._error(unauthorized())
         return await self._chat(request, recorded, model_required=True, azure=False)
+
+    async def _azure_responses(self, request: web.Request) -> web.StreamResponse:
+        """Azure's Responses route before v1: no deployment in the path (the body's `model`
+        names it), an `api-version` (a preview one) in the query."""
+        recorded = await self._record(request)
+        if "api-version" not in recorded.query:
+            return self._error(resource_not_found())
+        if not self._authorized(recorded, credential_required=True):
+            return self._error(unauthorized())
+        return await self._chat(request, recorded, model_required=True, azure=True, responses=True)
+
+    async def _openai_responses(self, request: web.Request) -> web.StreamResponse:
+        recorded = await self._record(request)
+        open_server = self.api_key is None and self.bearer_tokens is None
+        if not self._authorized(recorded, credential_required=not open_server):
+            return self._error(unauthorized())
+        return await self._chat(request, recorded, model_required=True, azure=False, responses=True)
 
     def _authorized(self, recorded: RecordedRequest, *, credential_required: bool) -> bool:
         if recorded.api_key is not None:
@@ -217,14 +268,17 @@ class ModelServer:
         *,
         model_required: bool,
         azure: bool,
+        responses: bool = False,
     ) -> web.StreamResponse:
-        if recorded.body is None:
+        body = recorded.body
+        if not isinstance(body, dict):
             return self._error(bad_request("We could not parse the JSON body of your request."))
-        problem = validate_chat_request(recorded.body, model_required=model_required)
+        problem = self._request_problem(body, model_required=model_required, responses=responses)
         if problem is not None:
             return self._error(problem)
+        chat = chat_request_of(body) if responses else body
         try:
-            reply = self.brain(recorded.body)
+            reply = self.brain(chat)
         except Exception as error:  # kept for the test fixture to re-raise; the client sees 500
             self.brain_errors.append(error)
             return self._error(azure_error(500, "BrainFailed", type(error).__name__))
@@ -235,9 +289,46 @@ class ModelServer:
             return self._error(reply)
         model = self.model_name if azure else str(recorded.body.get("model"))
         pace = reply if isinstance(reply, Paced) else Paced(reply)
-        if recorded.body.get("stream") is True:
-            return await self._stream(request, pace, recorded.body, model=model, azure=azure)
+        created = int(self._clock())
+        stream = recorded.body.get("stream") is True
+        if responses:
+            if stream:
+                events = response_events(pace.then, recorded.body, chat, model=model,
+                                         created=created)  # fmt: skip
+                return await self._stream(request, pace, events, named_events=True)
+            payload = response_body(pace.then, recorded.body, chat, model=model, created=created)
+            return web.json_response(payload, headers=self._request_id_headers())
+        if stream:
+            chunks = completion_chunks(
+                pace.then, recorded.body, model=model, created=created, azure=azure
+            )
+            return await self._stream(request, pace, chunks)
         return self._completion(pace.then, recorded.body, model=model, azure=azure)
+
+    @staticmethod
+    def _request_problem(
+        body: dict[str, Any], *, model_required: bool, responses: bool
+    ) -> HttpError | None:
+        """The service's own checks (its wording) where we have them, and the official request
+        types' for everything else. A Responses body is read as a chat request only once
+        its types hold (the reading assumes them)."""
+        if not responses:
+            # The deployment route names the model in its path: the body may leave it out.
+            typed = body if model_required else {"model": "deployment", **body}
+            return validate_chat_request(body, model_required=model_required) or _official(
+                chat_body_problem(typed)
+            )
+        if not body.get("model"):
+            return bad_request("you must provide a model parameter", param="model")
+        official = _official(responses_body_problem(body))
+        if official is not None:
+            return official
+        if body.get("previous_response_id") or body.get("conversation"):
+            # Not served: our client keeps its own history (store=false), never the service's.
+            return bad_request("Stored responses are not served here.")
+        chat = chat_request_of(body)
+        chat.pop("reasoning_items", None)
+        return validate_chat_request(chat, model_required=model_required)
 
     async def _wait(self, seconds: float) -> None:
         if self._stopping:
@@ -247,13 +338,16 @@ class ModelServer:
             await asyncio.wait_for(self._release.wait(), seconds)
 
     async def _stream(
-        self, request: web.Request, pace: Paced, body: dict[str, Any], *, model: str, azure: bool
+        self,
+        request: web.Request,
+        pace: Paced,
+        chunks: list[dict[str, Any]],
+        *,
+        named_events: bool = False,
     ) -> web.StreamResponse:
-        """Server-sent events, one `data:` line per chunk, then `data: [DONE]` (as the service
-        streams). A client that goes away mid-stream just ends it."""
-        chunks = completion_chunks(
-            pace.then, body, model=model, created=int(self._clock()), azure=azure
-        )
+        """Server-sent events, one `data:` line per chunk, then `data: [DONE]` (as chat
+        completions stream); Responses events are named (`event: <type>`) and end with the
+        last event. A client that goes away mid-stream just ends it."""
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", **self._request_id_headers()}
         )
@@ -267,10 +361,12 @@ class ModelServer:
                     await self._wait(pace.hold_seconds)
                 if pace.seconds_per_chunk:
                     await self._wait(pace.seconds_per_chunk)
-                await response.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                named = f"event: {chunk['type']}\n".encode() if named_events else b""
+                await response.write(named + b"data: " + json.dumps(chunk).encode() + b"\n\n")
                 if pace.on_chunk is not None:
                     pace.on_chunk(index, chunk)
-            await response.write(b"data: [DONE]\n\n")
+            if not named_events:
+                await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass  # the client left (e.g. its process was killed): nothing more to send
@@ -290,3 +386,7 @@ class ModelServer:
     def _request_id_headers() -> dict[str, str]:
         request_id = str(uuid.uuid4())
         return {"apim-request-id": request_id, "x-request-id": request_id}
+
+
+def _official(problem: str | None) -> HttpError | None:
+    return None if problem is None else bad_request(f"Invalid request: {problem}")

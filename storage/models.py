@@ -116,6 +116,9 @@ class StoredMessage(Wire):
     # A model reply: our estimate of the prompt it answered, beside `usage.prompt_tokens` (the
     # model's exact count), so the next step can correct its estimates (agent.context_window).
     prompt_estimate: int | None = omitted_when_default(None)
+    # A reasoning model's reasoning items (the Responses API's, with their encrypted content),
+    # sent back with this message on the next step; chat completions requests leave them out.
+    reasoning: list[dict[str, Any]] | None = omitted_when_default(None)
     unknown: Mapping[str, Any] = unknown_keys()  # kept when a record's result is appended
 
     def __post_init__(self) -> None:

@@ -138,7 +138,7 @@ async def test_an_unknown_deployment_gets_deployment_not_found(
 async def test_an_unknown_path_gets_a_json_404(
     server: ModelServer, http: aiohttp.ClientSession
 ) -> None:
-    status, _, body = await post(http, f"{server.base_url}/openai/responses?api-version=x")
+    status, _, body = await post(http, f"{server.base_url}/openai/embeddings?api-version=x")
 
     assert status == 404
     assert body["error"]["message"] == "Resource not found"
