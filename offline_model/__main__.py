@@ -17,7 +17,7 @@ DEFAULT_API_VERSION = "2024-10-21"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m offline_model",
-        description="A local, deterministic model in the Azure OpenAI chat-completions shape.",
+        description="A local, deterministic model in Azure OpenAI's REST shapes (chat, responses).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default loopback)")
     parser.add_argument("--port", type=int, default=8099, help="port (0 picks a free one)")
@@ -37,8 +37,9 @@ def banner(server: ModelServer) -> str:
             f"offline model listening on {server.base_url}",
             "Point the app at it with either:",
             f"  AZURE_OPENAI_ENDPOINT={server.base_url}  AZURE_OPENAI_DEPLOYMENT="
-            f"{DEFAULT_DEPLOYMENT}  AZURE_OPENAI_API_VERSION={DEFAULT_API_VERSION}  "
-            f"AZURE_OPENAI_API_KEY={key}",
+            f"{DEFAULT_DEPLOYMENT}  AZURE_OPENAI_API=v1  AZURE_OPENAI_API_KEY={key}",
+            "  (MODEL_API=responses for the Responses API; AZURE_OPENAI_API=legacy with "
+            f"AZURE_OPENAI_API_VERSION={DEFAULT_API_VERSION} for the api-version'd routes)",
             f"  OPENAI_BASE_URL={server.openai_base_url}  OPENAI_MODEL={DEFAULT_DEPLOYMENT}",
             "Press Ctrl+C to stop.",
         ]

@@ -521,8 +521,8 @@ SEED_AUTH_KEYS = {"client_id", "api_key", "use_managed_identity", "scope"}
 # instead (`read_mcp_servers`): a second source for the model or Key Vault would disagree.
 SEED_APP_BLOCKS = {
     "model": "the model is set by app settings here: AZURE_OPENAI_ENDPOINT, AZURE_OPENAI_DEPLOYMENT "
-    "(model_id), AZURE_OPENAI_API_VERSION, AZURE_OPENAI_API_KEY (none: managed identity), "
-    "MODEL_TEMPERATURE",
+    "(model_id), AZURE_OPENAI_API (v1, or legacy with AZURE_OPENAI_API_VERSION), "
+    "AZURE_OPENAI_API_KEY (none: managed identity), MODEL_TEMPERATURE",
     "azure": "these are app settings here: key_vault_name -> KEYVAULT_URI "
     "(https://<name>.vault.azure.net), application_insights_connection_string -> "
     "APPLICATIONINSIGHTS_CONNECTION_STRING, use_managed_identity -> on whenever no key is set "

@@ -73,6 +73,9 @@ var baseSettings = {
   CONVERSATIONS_CONTAINER: conversationsContainer
   AZURE_OPENAI_ENDPOINT: openAiEndpoint
   AZURE_OPENAI_DEPLOYMENT: openAiDeploymentName
+  // Azure OpenAI's v1 API: no api-version to keep current (the app's default; said here so a
+  // stray AZURE_OPENAI_API_VERSION fails at startup instead of quietly choosing legacy).
+  AZURE_OPENAI_API: 'v1'
   // No AZURE_OPENAI_API_KEY: the app calls Azure OpenAI with its identity.
   KEYVAULT_URI: keyVaultUri
   SCHEDULER_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${webhookSecretUri})'

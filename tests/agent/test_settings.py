@@ -53,6 +53,44 @@ def test_an_openai_compatible_endpoint_is_the_alternative():
     assert (s.model.kind, s.model.model, s.model.api_version) == ("openai", "llama", None)
 
 
+def test_azure_speaks_the_v1_api_unless_an_api_version_is_set():
+    """Settings written before v1 name an api-version: they keep the client they were for."""
+    v1 = settings().model
+    assert (v1.azure_api, v1.api_version, v1.model_api) == ("v1", None, "chat")
+    legacy = settings(AZURE_OPENAI_API_VERSION="2024-10-21").model
+    assert (legacy.azure_api, legacy.api_version) == ("legacy", "2024-10-21")
+    chosen = settings(AZURE_OPENAI_API="legacy").model
+    assert (chosen.azure_api, chosen.api_version) == ("legacy", "2024-10-21")
+    responses = settings(AZURE_OPENAI_API="V1", MODEL_API="responses").model
+    assert (responses.azure_api, responses.model_api) == ("v1", "responses")
+
+
+def test_v1_with_an_api_version_is_a_contradiction_named_at_startup():
+    with pytest.raises(InvalidSettings, match="AZURE_OPENAI_API_VERSION: is not used with"):
+        settings(AZURE_OPENAI_API="v1", AZURE_OPENAI_API_VERSION="2024-10-21")
+
+
+def test_legacy_responses_needs_a_preview_api_version_that_has_the_responses_api():
+    with pytest.raises(InvalidSettings, match="AZURE_OPENAI_API_VERSION: MODEL_API=responses"):
+        settings(AZURE_OPENAI_API="legacy", MODEL_API="responses")
+    ok = settings(MODEL_API="responses", AZURE_OPENAI_API_VERSION="2025-04-01-preview").model
+    assert (ok.azure_api, ok.model_api, ok.api_version) == (
+        "legacy",
+        "responses",
+        "2025-04-01-preview",
+    )
+
+
+def test_an_openai_compatible_endpoint_may_use_the_responses_api_too():
+    env = {
+        "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        "OPENAI_BASE_URL": "http://127.0.0.1:1/v1",
+        "OPENAI_MODEL": "llama",
+        "MODEL_API": "responses",
+    }
+    assert Settings.from_env(env).model.model_api == "responses"
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -75,6 +113,8 @@ def test_an_openai_compatible_endpoint_is_the_alternative():
         ({"AGENT_CONTEXT_TOKENS": "lots"}, "AGENT_CONTEXT_TOKENS"),
         ({"AGENT_COMPACTION_TOKENS": "0"}, "AGENT_COMPACTION_TOKENS"),
         ({"AGENT_COMPACTION": "sometimes"}, "AGENT_COMPACTION"),
+        ({"AZURE_OPENAI_API": "v2"}, "AZURE_OPENAI_API"),
+        ({"MODEL_API": "assistants"}, "MODEL_API"),
     ],
 )
 def test_a_malformed_setting_fails_naming_it(overrides, named):

@@ -158,6 +158,7 @@ def test_the_function_app_settings_parse_as_the_apps_settings_with_the_identitys
     assert settings.storage_uses_account_url
     assert settings.azure_client_id == CLIENT_ID
     assert settings.model.kind == "azure" and settings.model.api_key is None
+    assert (settings.model.azure_api, settings.model.api_version) == ("v1", None)
     assert settings.keyvault_uri == FUNCTION_APP_VALUES["keyVaultUri"].rstrip("/")
     assert settings.scheduler_webhook_secret is not None
     assert settings.scheduler_webhook_secret.value == b"k" * 32
