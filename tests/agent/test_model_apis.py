@@ -29,6 +29,7 @@ from devkit.fake_openai import (
 from devkit.mcp_servers import AsgiServer
 from offline_model import Completion, Paced, ScriptedBrain, ToolCallSpec
 from storage.conversations import ConversationRef, StoredMessage
+from storage.events import RunEvent, RunEventLog
 from tests.agent.conftest import new_run, runtime_on
 
 USER = [{"role": "user", "content": "hello"}]
@@ -298,7 +299,7 @@ async def test_the_chat_api_leaves_reasoning_items_out_of_its_requests(fake: Fak
 
 # --- the same conversation on every API gives the same transcript ---------------------------
 
-VOLATILE = {"id", "run_id", "created_at", "tool_call_id", "result_message_id", "unknown"}
+VOLATILE = {"id", "run_id", "conversation_id", "created_at", "unknown"}
 
 
 def comparable(messages: list[StoredMessage]) -> list[dict[str, Any]]:
@@ -306,16 +307,19 @@ def comparable(messages: list[StoredMessage]) -> list[dict[str, Any]]:
     return [{k: v for k, v in m.to_dict().items() if k not in VOLATILE} for m in messages]
 
 
+FINAL_ANSWER = "2 + 3 = 5, as the calculator says; streamed to followers in pieces."
+
+
 async def scripted_conversation(
     azurite: AzuriteInstance, helper: AsgiServer, api: str, model_api: str
-) -> tuple[list[dict[str, Any]], list[str]]:
+) -> tuple[list[dict[str, Any]], list[Any], list[str]]:
     """A tool call, a second step and an answer, through the activities on real parts."""
     brain = ScriptedBrain()
     brain.call_tools(
         ToolCallSpec("helper__calculate", '{"operation": "add", "a": 2, "b": 3}', id="call_add"),
         prompt_tokens=40,
         completion_tokens=8,
-    ).answer("2 + 3 = 5", prompt_tokens=60, completion_tokens=6)
+    ).answer(FINAL_ANSWER, prompt_tokens=60, completion_tokens=6)
     servers = {
         "mcp_servers": [{"name": "helper", "transport": {"type": "streamable_http",
                                                           "url": helper.url()}}]
@@ -335,24 +339,42 @@ async def scripted_conversation(
             await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt)
         second = await activities.model_step(ModelStepInput(run, 2).to_dict(), rt)
         assert second["outcome"] == "final"
-        stored = await rt.store.read_messages(ConversationRef(run.owner, run.conversation_id))
+        ref = ConversationRef(run.owner, run.conversation_id)
+        stored = await rt.store.read_messages(ref)
+        events = await RunEventLog(rt.container).read(ref, run.run_id)
         paths = [r.path for r in model.chat_requests()]
-    return comparable(stored), paths
+    return comparable(stored), comparable_events(events), paths
+
+
+def comparable_events(events: list[RunEvent]) -> list[Any]:
+    """The run's events as a follower sees them: the streamed text whole (how it was cut
+    into deltas may differ), every other event without ids and times."""
+    seen: list[Any] = []
+    for event in events:
+        if event.type == "text_delta":
+            if not seen or seen[-1][0] != "text":
+                seen.append(["text", ""])
+            seen[-1][1] += event.data["delta"]
+        else:
+            seen.append((event.type, {k: v for k, v in event.data.items() if k not in VOLATILE}))
+    return seen
 
 
 async def test_the_same_conversation_stores_the_same_transcript_on_every_api(
     azurite: AzuriteInstance, helper: AsgiServer
 ):
-    transcripts = {}
+    transcripts, logs = {}, {}
     for api, model_api in COMBOS:
-        transcript, paths = await scripted_conversation(azurite, helper, api, model_api)
+        transcript, events, paths = await scripted_conversation(azurite, helper, api, model_api)
         assert set(paths) == {URLS[(api, model_api)][0]}
-        transcripts[(api, model_api)] = transcript
+        transcripts[(api, model_api)], logs[(api, model_api)] = transcript, events
     reference = transcripts[("legacy", "chat")]
     assert [m["role"] for m in reference] == ["user", "assistant", "tool", "assistant"]
     assert reference[1]["tool_calls"][0]["function"]["name"] == "helper__calculate"
-    assert "5" in (reference[2]["content"] or "") and reference[3]["content"] == "2 + 3 = 5"
+    assert "5" in (reference[2]["content"] or "") and reference[3]["content"] == FINAL_ANSWER
     assert reference[3]["usage"] == {"prompt_tokens": 60, "completion_tokens": 6,
                                      "total_tokens": 66}  # fmt: skip
+    assert ["text", FINAL_ANSWER] in logs[("legacy", "chat")]  # the answer streamed
     for combo, transcript in transcripts.items():
         assert transcript == reference, combo
+        assert logs[combo] == logs[("legacy", "chat")], combo

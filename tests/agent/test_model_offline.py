@@ -33,9 +33,13 @@ async def offline() -> AsyncIterator[FakeOpenAI]:
         yield server
 
 
-@pytest.fixture
-async def client(offline: FakeOpenAI) -> AsyncIterator[ModelClient]:
-    async with build_model_client(offline.azure_config()) as model:
+@pytest.fixture(params=[("legacy", "chat"), ("v1", "chat"), ("v1", "responses")],
+                ids=["legacy-chat", "v1-chat", "v1-responses"])  # fmt: skip
+async def client(offline: FakeOpenAI, request: pytest.FixtureRequest) -> AsyncIterator[ModelClient]:
+    """The offline model serves every API the app speaks (scripts/run.sh may pick any)."""
+    api, model_api = request.param
+    config = offline.azure_config(azure_api=api, model_api=model_api)
+    async with build_model_client(config) as model:
         yield model
 
 
