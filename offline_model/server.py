@@ -217,9 +217,7 @@ class ModelServer:
             return self._error(bad_request("api-version is not allowed on the v1 API."))
         if not self._authorized(recorded, credential_required=True):
             return self._error(unauthorized())
-        body = recorded.body if isinstance(recorded.body, dict) else {}
-        model = body.get("model")
-        if self.deployments is not None and model and model not in self.deployments:
+        if not self._deployed(recorded):
             return self._error(deployment_not_found())
         return await self._chat(
             request, recorded, model_required=True, azure=True, responses=responses
@@ -240,6 +238,8 @@ class ModelServer:
             return self._error(resource_not_found())
         if not self._authorized(recorded, credential_required=True):
             return self._error(unauthorized())
+        if not self._deployed(recorded):
+            return self._error(deployment_not_found())
         return await self._chat(request, recorded, model_required=True, azure=True, responses=True)
 
     async def _openai_responses(self, request: web.Request) -> web.StreamResponse:
@@ -248,6 +248,12 @@ class ModelServer:
         if not self._authorized(recorded, credential_required=not open_server):
             return self._error(unauthorized())
         return await self._chat(request, recorded, model_required=True, azure=False, responses=True)
+
+    def _deployed(self, recorded: RecordedRequest) -> bool:
+        """A body's `model` names a known deployment (a missing one is the body's 400)."""
+        body = recorded.body if isinstance(recorded.body, dict) else {}
+        model = body.get("model")
+        return self.deployments is None or not model or model in self.deployments
 
     def _authorized(self, recorded: RecordedRequest, *, credential_required: bool) -> bool:
         if recorded.api_key is not None:

@@ -55,10 +55,13 @@ async def test_each_azure_url_shape_is_served_where_azure_serves_it(
     assert answered == status
 
 
-async def test_the_v1_routes_need_a_credential_and_a_known_deployment(
-    server: ModelServer, http: aiohttp.ClientSession
+@pytest.mark.parametrize(
+    "path", ["/openai/v1/responses", "/openai/responses?api-version=2025-04-01-preview"]
+)
+async def test_the_responses_routes_need_a_credential_and_a_known_deployment(
+    server: ModelServer, http: aiohttp.ClientSession, path: str
 ) -> None:
-    url = f"{server.base_url}/openai/v1/responses"
+    url = server.base_url + path
     assert (await post(http, url, BODY, headers={}))[0] == 401
     status, text = await post(http, url, {**BODY, "model": "other"})
     assert status == 404 and "DeploymentNotFound" in text
