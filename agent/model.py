@@ -30,6 +30,7 @@ from agent.errors import (
 from agent.model_reply import REASONING_KEY as REASONING_KEY
 from agent.model_reply import ModelReply as ModelReply
 from agent.model_reply import ToolCall as ToolCall
+from agent.model_reply import usage_from as usage_from
 from agent.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -292,18 +293,6 @@ def tool_call_from(call: Any, service: str) -> ToolCall:
     if getattr(call, "type", None) != "function":
         raise PermanentModelError(f"{service} proposed an unsupported tool call type: {call.type}")
     return ToolCall(id=call.id, name=call.function.name, arguments=call.function.arguments)
-
-
-def usage_from(usage: Any) -> dict[str, int]:
-    """Token counts; zeros when the server did not report usage (some OpenAI-compatible ones)."""
-    prompt = (getattr(usage, "prompt_tokens", 0) or 0) if usage is not None else 0
-    completion = (getattr(usage, "completion_tokens", 0) or 0) if usage is not None else 0
-    total = (getattr(usage, "total_tokens", 0) or 0) if usage is not None else 0
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": total or prompt + completion,
-    }
 
 
 def filtered_categories(results: Any) -> str:

@@ -50,3 +50,19 @@ class ModelReply(Wire):
         if self.reasoning:
             message[REASONING_KEY] = self.reasoning
         return message
+
+
+def usage_from(
+    usage: Any, prompt_field: str = "prompt_tokens", completion_field: str = "completion_tokens"
+) -> dict[str, int]:
+    """Token counts under chat completions' names (the Responses API's `input_tokens` and
+    `output_tokens` are read through the field names); zeros when the server did not report
+    usage (some OpenAI-compatible ones)."""
+    prompt = (getattr(usage, prompt_field, 0) or 0) if usage is not None else 0
+    completion = (getattr(usage, completion_field, 0) or 0) if usage is not None else 0
+    total = (getattr(usage, "total_tokens", 0) or 0) if usage is not None else 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": total or prompt + completion,
+    }

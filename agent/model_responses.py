@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
-from agent.model_reply import REASONING_KEY, ModelReply, ToolCall
+from agent.model_reply import REASONING_KEY, ModelReply, ToolCall, usage_from
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 # The Responses API refuses a smaller `max_output_tokens`; a run with less budget left than
@@ -136,7 +136,7 @@ def reply_from_response(response: Any, *, service: str) -> ModelReply:
         content="".join(text) if text else None,
         tool_calls=calls,
         finish_reason=finish or ("tool_calls" if calls else "stop"),
-        usage=usage_of(getattr(response, "usage", None)),
+        usage=usage_from(getattr(response, "usage", None), "input_tokens", "output_tokens"),
         model=str(getattr(response, "model", "") or ""),
         reasoning=reasoning or None,
     )
@@ -154,18 +154,6 @@ def reasoning_item(item: Any) -> dict[str, Any] | None:
 
 def has_reasoning(response: Any) -> bool:
     return any(getattr(i, "type", None) == "reasoning" for i in getattr(response, "output", ()))
-
-
-def usage_of(usage: Any) -> dict[str, int]:
-    """The Responses counts under chat completions' names (what the ledger and budgets read)."""
-    prompt = (getattr(usage, "input_tokens", 0) or 0) if usage is not None else 0
-    written = (getattr(usage, "output_tokens", 0) or 0) if usage is not None else 0
-    total = (getattr(usage, "total_tokens", 0) or 0) if usage is not None else 0
-    return {
-        "prompt_tokens": prompt,
-        "completion_tokens": written,
-        "total_tokens": total or prompt + written,
-    }
 
 
 def failed(response: Any, service: str) -> TransientModelError | PermanentModelError:

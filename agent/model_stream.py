@@ -123,16 +123,7 @@ async def collect(chunks: Any, service: str, on_text: OnText | None) -> ModelRep
     """Read the stream to its end; `on_text` gets each piece of text as it arrives (its own
     failures are its own: they are not model failures)."""
     reply = StreamedReply(service)
-    iterator = chunks.__aiter__()
-    while True:
-        try:
-            chunk = await iterator.__anext__()
-        except StopAsyncIteration:
-            break
-        except Exception as error:
-            if not broke_off(error):
-                raise
-            raise TransientModelError(f"the stream from {service} broke off midway") from None
+    async for chunk in _events(chunks, service):
         text = reply.add(chunk)
         if text and on_text is not None:
             await on_text(text)

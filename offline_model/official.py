@@ -30,24 +30,24 @@ def chat_body_problem(body: Any) -> str | None:
     """What the chat completions request types say is wrong with `body`, or None."""
     from openai.types.chat import completion_create_params as params
 
-    kind = (
-        params.CompletionCreateParamsStreaming
-        if isinstance(body, dict) and body.get("stream") is True
-        else params.CompletionCreateParamsNonStreaming
+    return _body_problem(
+        body, params.CompletionCreateParamsStreaming, params.CompletionCreateParamsNonStreaming
     )
-    return problem(body, kind, "body")
 
 
 def responses_body_problem(body: Any) -> str | None:
     """What the Responses request types say is wrong with `body`, or None."""
     from openai.types.responses import response_create_params as params
 
-    kind = (
-        params.ResponseCreateParamsStreaming
-        if isinstance(body, dict) and body.get("stream") is True
-        else params.ResponseCreateParamsNonStreaming
+    return _body_problem(
+        body, params.ResponseCreateParamsStreaming, params.ResponseCreateParamsNonStreaming
     )
-    return problem(body, kind, "body")
+
+
+def _body_problem(body: Any, streaming: Any, whole: Any) -> str | None:
+    """`body` against the streaming or the non-streaming params type, as `stream` says."""
+    streamed = isinstance(body, dict) and body.get("stream") is True
+    return problem(body, streaming if streamed else whole, "body")
 
 
 def problem(value: Any, kind: Any, path: str) -> str | None:

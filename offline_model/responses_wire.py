@@ -14,13 +14,7 @@ import hashlib
 from typing import Any
 
 from offline_model.replies import Completion
-from offline_model.wire import (
-    completion_tokens_of,
-    pieces,
-    prompt_tokens_of,
-    request_digest,
-    tool_call_id,
-)
+from offline_model.wire import pieces, request_digest, token_counts, tool_call_id
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
 
@@ -107,14 +101,7 @@ def response_body(
 ) -> dict[str, Any]:
     """The `response` object for `reply` (status completed, or incomplete with its reason)."""
     digest = request_digest(body)
-    prompt = (
-        reply.prompt_tokens if reply.prompt_tokens is not None else prompt_tokens_of(chat_request)
-    )
-    written = (
-        reply.completion_tokens
-        if reply.completion_tokens is not None
-        else completion_tokens_of(reply)
-    )
+    prompt, written = token_counts(reply, chat_request)
     reason = {"length": "max_output_tokens", "content_filter": "content_filter"}.get(
         reply.effective_finish_reason
     )

@@ -32,6 +32,16 @@ def completion_tokens_of(reply: Completion) -> int:
     return approx_tokens(written)
 
 
+def token_counts(reply: Completion, chat_request: dict[str, Any]) -> tuple[int, int]:
+    """(prompt, completion) tokens: the scripted counts, else estimates."""
+    prompt = reply.prompt_tokens
+    written = reply.completion_tokens
+    return (
+        prompt if prompt is not None else prompt_tokens_of(chat_request),
+        written if written is not None else completion_tokens_of(reply),
+    )
+
+
 def tool_call_id(digest: str, index: int) -> str:
     return "call_" + hashlib.sha256(f"{digest}:{index}".encode()).hexdigest()[:24]
 
@@ -45,14 +55,7 @@ def completion_body(
     azure: bool,
 ) -> dict[str, Any]:
     digest = request_digest(request_json)
-    prompt_tokens = (
-        reply.prompt_tokens if reply.prompt_tokens is not None else prompt_tokens_of(request_json)
-    )
-    completion_tokens = (
-        reply.completion_tokens
-        if reply.completion_tokens is not None
-        else completion_tokens_of(reply)
-    )
+    prompt_tokens, completion_tokens = token_counts(reply, request_json)
     message: dict[str, Any] = {"role": "assistant", "content": reply.content, "refusal": None}
     if reply.tool_calls:
         message["tool_calls"] = [

@@ -4,30 +4,17 @@ streamed response arrives in, and bodies checked against the openai package's re
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from offline_model import ModelServer, OfflineBrain
+from offline_model import ModelServer
 from offline_model.official import chat_body_problem, responses_body_problem
+from tests.offline_model.conftest import KEY
 
-KEY = "server-test-key"
 HEADERS = {"api-key": KEY}
 BODY = {"model": "gpt-test", "input": [{"role": "user", "content": "hi"}], "store": False}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ModelServer]:
-    async with ModelServer(OfflineBrain(), api_key=KEY, deployments=["gpt-test"]) as running:
-        yield running
 
 
 async def post(

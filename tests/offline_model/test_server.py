@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -12,22 +11,10 @@ import pytest
 
 from devkit.fake_openai import fake_openai
 from offline_model import ModelServer, OfflineBrain, ScriptedBrain
+from tests.offline_model.conftest import KEY
 
-KEY = "server-test-key"
 API_VERSION = "2024-10-21"
 USER = {"messages": [{"role": "user", "content": "hi"}]}
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[ModelServer]:
-    async with ModelServer(OfflineBrain(), api_key=KEY, deployments=["gpt-test"]) as running:
-        yield running
 
 
 async def post(
