@@ -76,13 +76,12 @@ class ModelClient:
         *,
         max_output_tokens: int | None = None,
     ) -> ModelReply:
-        """One chat completion, one HTTP attempt. Raises a `ModelError` subclass on failure.
+        """One model call, one HTTP attempt. Raises a `ModelError` subclass on failure.
         `max_output_tokens` caps the completion below the configured cap (a run's budget)."""
+        answer = await self._create(self._request(messages, tools, max_output_tokens))
         if self.uses_responses:
-            response = await self._create(self._request(messages, tools, max_output_tokens))
-            return self.read_response(response)
-        completion = await self._create(self._request(messages, tools, max_output_tokens))
-        return reply_from(completion, service=self.config.service_name)
+            return self.read_response(answer)
+        return reply_from(answer, service=self.config.service_name)
 
     def read_response(self, response: Any) -> ModelReply:
         """A Responses API answer as our reply (noting whether the model reasons)."""

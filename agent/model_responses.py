@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
+from agent.errors import ContentFiltered, ModelError, PermanentModelError, TransientModelError
 from agent.model_reply import REASONING_KEY, ModelReply, ToolCall, usage_from
 
 ENCRYPTED_REASONING = "reasoning.encrypted_content"
@@ -156,10 +156,13 @@ def has_reasoning(response: Any) -> bool:
     return any(getattr(i, "type", None) == "reasoning" for i in getattr(response, "output", ()))
 
 
-def failed(response: Any, service: str) -> TransientModelError | PermanentModelError:
+def failed(response: Any, service: str) -> ModelError:
     """A response the service gave up on (`status: failed`): a server error or rate limit is
-    worth a retry, anything else is not. The code names it; the message is not copied."""
+    worth a retry, a filtered one is filtered, anything else is not worth a retry. The code
+    names it; the message is not copied (it may quote the request)."""
     code = str(getattr(getattr(response, "error", None), "code", "") or "")
+    if "content_filter" in code:
+        return ContentFiltered(f"{service}'s content filter blocked the response ({code})")
     if code in ("server_error", "rate_limit_exceeded", "vector_store_timeout", ""):
         return TransientModelError(f"{service} failed the response ({code or 'no code'})")
     return PermanentModelError(f"{service} failed the response ({code})")

@@ -17,6 +17,7 @@ from agent import activities
 from agent.contracts import ModelStepInput, ToolCallInput
 from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
 from agent.model import ModelClient, build_model_client
+from agent.model_responses import reply_from_response
 from agent.model_stream import stream
 from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import (
@@ -378,3 +379,41 @@ async def test_the_same_conversation_stores_the_same_transcript_on_every_api(
     for combo, transcript in transcripts.items():
         assert transcript == reference, combo
         assert logs[combo] == logs[("legacy", "chat")], combo
+
+
+# --- reading responses the fake does not script ----------------------------------------------
+
+
+def response_of(**fields: Any) -> Any:
+    """An openai `Response` as the service would send it, with `fields` changed."""
+    from openai.types.responses import Response
+
+    from offline_model.responses_wire import response_body
+
+    body = response_body(Completion(content="hi"), {}, {"messages": []}, model="m", created=0)
+    return Response.model_validate({**body, **fields})
+
+
+@pytest.mark.parametrize(
+    ("code", "error"),
+    [("server_error", TransientModelError), ("rate_limit_exceeded", TransientModelError),
+     ("invalid_prompt", PermanentModelError), ("content_filter", ContentFiltered)],
+)  # fmt: skip
+def test_a_failed_response_is_classified_by_its_code(code: str, error: type[Exception]):
+    from openai.types.responses import ResponseError
+
+    # Constructed, not validated: the client keeps codes its types do not list (Azure's own).
+    error_object = ResponseError.model_construct(code=code, message="secret prompt text")
+    failed = response_of(status="failed").model_copy(update={"error": error_object})
+    with pytest.raises(error) as raised:
+        reply_from_response(failed, service="Azure OpenAI")
+    assert "secret prompt text" not in str(raised.value)  # the service's text is not copied
+
+
+def test_a_response_without_output_or_with_an_unknown_item_is_permanent():
+    with pytest.raises(PermanentModelError, match="no output"):
+        reply_from_response(object(), service="Azure OpenAI")
+    search = {"type": "web_search_call", "id": "ws_1", "status": "completed",
+              "action": {"type": "search", "query": "q"}}  # fmt: skip
+    with pytest.raises(PermanentModelError, match="unsupported item: web_search_call"):
+        reply_from_response(response_of(output=[search]), service="Azure OpenAI")
