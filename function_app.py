@@ -236,6 +236,13 @@ async def tool_call(data: dict) -> dict:
 
 
 @app.activity_trigger(input_name="data")
+async def poll_tool_task(data: dict) -> dict:
+    from agent import activities, runtime
+
+    return await activities.poll_tool_task(data, await runtime.runtime())
+
+
+@app.activity_trigger(input_name="data")
 async def finish_turn(data: dict) -> None:
     from agent import activities, runtime
 

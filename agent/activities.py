@@ -23,10 +23,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from mcp_types import CallToolResult
+from pydantic import ValidationError
 
 from agent import events, model_stream, telemetry
 from agent.compaction import StepContext, exceeded_error, step_window
@@ -38,8 +43,11 @@ from agent.contracts import (
     ClaimInput,
     FinishTurnInput,
     ModelStepInput,
+    PendingTask,
+    PollTaskInput,
     RunRef,
     TakenItem,
+    TaskPoll,
     ToolCallInput,
     ToolCallSummary,
 )
@@ -47,22 +55,26 @@ from agent.errors import (
     Conflict,
     ContentFiltered,
     PermanentModelError,
+    ToolTimeout,
     ToolTransportError,
     TransientModelError,
 )
 from agent.loop import OUTCOME_UNKNOWN, LoopState, StepSummary, Usage
+from agent.mcp.dispatch import outcome_of
+from agent.mcp.tasks import TaskState, poll_delay
 from agent.runtime import Runtime
 from agent.transcript import parse_arguments, user_message
 from agent.turn_lock import begin_turn
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from storage.errors import RecordNotFound
-from storage.models import PLAIN_ID, message_id, utc_timestamp
+from storage.models import PLAIN_ID, ToolTaskRecord, message_id, utc_timestamp
 
 if TYPE_CHECKING:
     import azure.durable_functions as df
 
     from agent.mcp.pool import ToolOutcome
+    from agent.mcp.tasks import TaskHandle
     from agent.model import ModelReply
 
 log = logging.getLogger(__name__)
@@ -70,6 +82,9 @@ log = logging.getLogger(__name__)
 
 FIRST_STEP = LoopState().step
 NOT_APPROVED = "this tool needs approval, which was not asked for; it was not run"
+TASK_NOT_AWAITED = (
+    "the tool started a long-running task this run cannot wait for; the task was cancelled"
+)
 FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
 
 
@@ -369,6 +384,10 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             await rt.store.record_tool_result(ref, record, record.result)
             await recorder.record(_call_ended(record, record.result))
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
+    if call.may_await_task:  # the server already runs this call as a task: poll it, never resend
+        task = await rt.store.get_tool_task(ref, call.run.run_id, call.call_id)
+        if task is not None:
+            return ToolCallSummary(record.call_id, False, task=_pending(rt, task)).to_dict()
 
     await _record_decision(recorder, call, record)
     if await _cut_off_and_unsafe(rt, call, record):
@@ -397,6 +416,8 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
                 )
             )
             return ToolCallSummary(record.call_id, False, retry_after=ran.seconds).to_dict()
+        if isinstance(ran, TaskStarted):
+            return await _task_started(rt, call, record, recorder, ran)
         result = ran
     await rt.store.record_tool_result(ref, record, result)
     await recorder.record(_call_ended(record, result))
@@ -432,6 +453,14 @@ def _call_ended(record: ToolCallRecord, result: StoredMessage) -> events.NewEven
 
 
 @dataclass(frozen=True)
+class TaskStarted:
+    """The server runs the call as a task (agent.mcp.tasks): no result yet."""
+
+    server: str
+    handle: TaskHandle
+
+
+@dataclass(frozen=True)
 class CircuitOpen:
     """The call was not sent: its server's circuit is open for `seconds` more."""
 
@@ -457,7 +486,7 @@ def _call_context(call: ToolCallInput, record: ToolCallRecord) -> dict[str, Any]
 
 async def _run_tool(
     rt: Runtime, call: ToolCallInput, record: ToolCallRecord, recorder: events.RunRecorder
-) -> StoredMessage | CircuitOpen:
+) -> StoredMessage | CircuitOpen | TaskStarted:
     """Call the tool (unless it may not run) and turn what happened into its result message."""
     if call.rejection is not None:  # needed approval and did not get it: never called
         return record.result_message(call.run.turn, call.rejection, is_error=True)
@@ -476,17 +505,31 @@ async def _run_tool(
         span.record_outcome(outcome, server=rt.mcp.server_of(record.tool_name))
     if outcome.retry_after is not None and call.may_defer:
         return CircuitOpen(outcome.retry_after)
+    if outcome.task is not None:
+        server = rt.mcp.server_of(record.tool_name) or ""
+        if call.may_await_task:
+            return TaskStarted(server, outcome.task)
+        # An orchestrator before version 4 cannot wait for it: stop it rather than leave it.
+        await _cancel_task(rt, server, outcome.task.task_id)
+        return record.result_message(call.run.turn, TASK_NOT_AWAITED, is_error=True)
+    return await _result_message(rt, call.run, record, outcome)
+
+
+async def _result_message(
+    rt: Runtime, run: RunRef, record: ToolCallRecord, outcome: ToolOutcome
+) -> StoredMessage:
+    """A tool's outcome as its transcript message; a truncated one keeps its full output."""
     output_ref = None
     if outcome.truncated:
         output_ref = await rt.store.put_tool_output(
-            ref=_conversation(call.run),
-            run_id=call.run.run_id,
+            ref=_conversation(run),
+            run_id=run.run_id,
             call_id=record.call_id,
             payload=outcome.full_output,
             content_type="application/json",
         )
     return record.result_message(
-        call.run.turn,
+        run.turn,
         outcome.text,
         is_error=outcome.is_error,
         truncated=outcome.truncated,
@@ -540,6 +583,174 @@ def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:
     if rt.settings.public_base_url:
         context["callback_url"] = f"{rt.settings.public_base_url}/api/scheduler/callback"
     return context
+
+
+# --- tool tasks (agent.mcp.tasks; version 4) ----------------------------------------------------
+# A call its server answers with a task gets a create-only task record; the orchestrator then
+# polls it on durable timers through `poll_tool_task`, which stores the result exactly as
+# `tool_call` stores a plain one. Outcomes the model reads when a task does not complete:
+TASK_OUTCOMES = {
+    "task_failed": "the tool's task failed: {detail}",
+    "task_cancelled": "the tool's task was cancelled on the server",
+    "task_expired": "the tool's task expired on the server before it finished (its time to "
+    "live passed); its result is lost",
+    "task_timed_out": "the tool's task did not finish within {detail} s; it was cancelled",
+}
+
+
+async def _task_started(
+    rt: Runtime,
+    call: ToolCallInput,
+    record: ToolCallRecord,
+    recorder: events.RunRecorder,
+    started: TaskStarted,
+) -> dict[str, Any]:
+    handle = started.handle
+    task = await rt.store.put_tool_task(
+        _conversation(call.run),
+        ToolTaskRecord(
+            run_id=call.run.run_id,
+            step=record.step,
+            call_id=record.call_id,
+            server=started.server,
+            task_id=handle.task_id,
+            created_at=utc_timestamp(),
+            ttl_ms=handle.ttl_ms,
+            poll_interval_ms=handle.poll_interval_ms,
+        ),
+    )
+    await recorder.record(
+        events.task_started(task.step, task.call_id, task.task_id, task.server, handle.status)
+    )
+    pending = _pending(rt, task, handle.status, handle.status_message)
+    return ToolCallSummary(record.call_id, False, task=pending).to_dict()
+
+
+def _pending(
+    rt: Runtime,
+    task: ToolTaskRecord,
+    status: str = "working",
+    message: str | None = None,
+    poll_interval_ms: int | None = None,
+    polls: int = 0,
+) -> PendingTask:
+    limits = rt.settings.limits
+    interval = poll_interval_ms if poll_interval_ms is not None else task.poll_interval_ms
+    return PendingTask(
+        call_id=task.call_id,
+        task_id=task.task_id,
+        server=task.server,
+        poll_after_seconds=poll_delay(interval, polls, limits.task_poll_max_seconds),
+        timeout_seconds=limits.task_timeout_seconds,
+        status=status,
+        status_message=message,
+    )
+
+
+async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """Ask the server about a call's task once; store its result when it ended."""
+    job = PollTaskInput.from_dict(data)
+    ref = _conversation(job.run)
+    record = await rt.store.get_tool_call(ref, job.run.run_id, job.call_id)
+    task = await rt.store.get_tool_task(ref, job.run.run_id, job.call_id)
+    if record is None or task is None:
+        raise LookupError(f"no task of tool call {job.call_id} in run {job.run.run_id}")
+    if record.status == "completed":  # an earlier attempt stored the result
+        if record.result is not None:
+            await rt.store.record_tool_result(ref, record, record.result)
+        return TaskPoll(job.call_id, outcome="completed").to_dict()
+    if job.give_up:
+        await _cancel_task(rt, task.server, task.task_id)
+        detail = str(rt.settings.limits.task_timeout_seconds)
+        return await _task_ended(rt, job, record, task, "task_timed_out", detail=detail)
+    state = await rt.mcp.task_state(task.server, task.task_id)
+    if state is None:
+        return await _task_ended(rt, job, record, task, "task_expired")
+    if state.status == "completed":
+        return await _task_completed(rt, job, record, task, state)
+    if state.status == "failed":
+        error = state.error or {}
+        detail = str(error.get("message") or "no reason given")[:300]
+        return await _task_ended(rt, job, record, task, "task_failed", detail=detail)
+    if state.status == "cancelled":
+        return await _task_ended(rt, job, record, task, "task_cancelled")
+    if task.expired(datetime.now(UTC)):
+        return await _task_ended(rt, job, record, task, "task_expired")
+    await _recorder(rt, job.run).record(
+        events.task_status(
+            task.step, task.call_id, task.task_id, task.server,
+            state.status, state.status_message, job.poll,
+        )
+    )  # fmt: skip
+    pending = _pending(
+        rt, task, state.status, state.status_message, state.poll_interval_ms, job.poll + 1
+    )
+    return TaskPoll(job.call_id, pending=pending).to_dict()
+
+
+async def _task_completed(
+    rt: Runtime, job: PollTaskInput, record: ToolCallRecord, task: ToolTaskRecord, state: TaskState
+) -> dict[str, Any]:
+    try:
+        result = CallToolResult.model_validate(state.result or {}, by_name=False)
+    except ValidationError:
+        detail = "its result was not a tool result"
+        return await _task_ended(rt, job, record, task, "task_failed", detail=detail)
+    outcome = outcome_of(result, rt.mcp.output_limit(task.server), time.perf_counter())
+    message = await _result_message(rt, job.run, record, outcome)
+    return await _store_task_result(rt, job, record, task, message, "completed")
+
+
+async def _task_ended(
+    rt: Runtime,
+    job: PollTaskInput,
+    record: ToolCallRecord,
+    task: ToolTaskRecord,
+    outcome: str,
+    detail: str = "",
+) -> dict[str, Any]:
+    text = f"{outcome}: {TASK_OUTCOMES[outcome].format(detail=detail)}"
+    message = record.result_message(job.run.turn, text, is_error=True)
+    return await _store_task_result(rt, job, record, task, message, outcome)
+
+
+async def _store_task_result(
+    rt: Runtime,
+    job: PollTaskInput,
+    record: ToolCallRecord,
+    task: ToolTaskRecord,
+    message: StoredMessage,
+    outcome: str,
+) -> dict[str, Any]:
+    await rt.store.record_tool_result(_conversation(job.run), record, message)
+    status = "completed" if outcome == "completed" else outcome.removeprefix("task_")
+    await _recorder(rt, job.run).record(
+        events.task_finished(task.step, task.call_id, task.task_id, task.server, status, outcome),
+        _call_ended(record, message),
+    )
+    return TaskPoll(job.call_id, outcome=outcome).to_dict()
+
+
+async def _cancel_task(rt: Runtime, server: str, task_id: str) -> bool:
+    """tasks/cancel, best effort: a server that cannot be reached now keeps the task until its
+    TTL ends it; the run goes on (logged, since the work may still run there)."""
+    try:
+        return await rt.mcp.cancel_task(server, task_id)
+    except (ToolTransportError, ToolTimeout) as exc:
+        log.warning("could not cancel MCP task on server %s: %s", server, exc)
+        return False
+
+
+async def cancel_run_tasks(rt: Runtime, ref: ConversationRef, run_id: str) -> int:
+    """Cancel on their servers the tasks of a run's calls that have no result yet (a cancelled
+    run); how many the servers accepted."""
+    cancelled = 0
+    for task in await rt.store.list_tool_tasks(ref, run_id):
+        record = await rt.store.get_tool_call(ref, run_id, task.call_id)
+        if record is not None and record.status == "completed":
+            continue
+        cancelled += await _cancel_task(rt, task.server, task.task_id)
+    return cancelled
 
 
 # --- finish_turn -------------------------------------------------------------------------------

@@ -136,6 +136,24 @@ class ToolCallInput(Wire):
     may_defer: bool = omitted_when_default(False)
     # Set when a person approved calling again a call that was cut off (outcome unknown).
     retry_interrupted: bool = omitted_when_default(False)
+    # Set by version-4 orchestrators: a call its server answers with a task (agent.mcp.tasks)
+    # may come back pending (`ToolCallSummary.task`); the orchestrator polls it on timers.
+    may_await_task: bool = omitted_when_default(False)
+
+
+@dataclass(frozen=True)
+class PendingTask(Wire):
+    """A tool call its MCP server runs as a task, still running: poll again after
+    `poll_after_seconds` (the server's pollInterval, bounded); give up `timeout_seconds` after
+    it started (MCP_TASK_TIMEOUT_SECONDS)."""
+
+    call_id: str
+    task_id: str
+    server: str
+    poll_after_seconds: float
+    timeout_seconds: int
+    status: str = "working"
+    status_message: str | None = omitted_when_default(None)
 
 
 @dataclass(frozen=True)
@@ -148,10 +166,34 @@ class ToolCallSummary(Wire):
     interrupted: bool = omitted_when_default(False)
     # ... or its server's circuit is open: try again after this many seconds.
     retry_after: float | None = omitted_when_default(None)
+    # Set (only with `may_await_task`) when the server runs the call as a task: no result yet.
+    task: PendingTask | None = omitted_when_default(None)
 
     @property
     def deferred(self) -> bool:
         return self.interrupted or self.retry_after is not None
+
+
+@dataclass(frozen=True)
+class PollTaskInput(Wire):
+    """Ask the server about a tool call's task once (version 4); with `give_up` (our timeout
+    passed), cancel it instead and tell the model it timed out. `poll` numbers the polls."""
+
+    run: RunRef
+    step: int
+    call_id: str
+    poll: int
+    give_up: bool = omitted_when_default(False)
+
+
+@dataclass(frozen=True)
+class TaskPoll(Wire):
+    """What `poll_tool_task` returns: the task ended (its result is stored, `outcome` names how)
+    or is still `pending` (poll again after its `poll_after_seconds`)."""
+
+    call_id: str
+    outcome: str | None = omitted_when_default(None)  # completed, task_failed, ... when ended
+    pending: PendingTask | None = omitted_when_default(None)
 
 
 @dataclass(frozen=True)

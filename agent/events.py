@@ -156,6 +156,37 @@ def tool_call_completed(
     return NewEvent(f"tool_call_ended/{call_id}", kind, data)
 
 
+def _task(step: int, call_id: str, task_id: str, server: str, status: str) -> dict[str, Any]:
+    return {
+        "step": step,
+        "tool_call_id": call_id,
+        "task_id": task_id,
+        "server": server,
+        "status": status,
+    }
+
+
+def task_started(step: int, call_id: str, task_id: str, server: str, status: str) -> NewEvent:
+    data = _task(step, call_id, task_id, server, status)
+    return NewEvent(f"task_started/{call_id}", "task_started", data)
+
+
+def task_status(
+    step: int, call_id: str, task_id: str, server: str, status: str, message: str | None, poll: int
+) -> NewEvent:
+    """One poll's answer (keyed by the poll number, so a retried poll writes it once)."""
+    data = {**_task(step, call_id, task_id, server, status), "status_message": message}
+    return NewEvent(f"task_status/{call_id}/{poll}", "task_status", data)
+
+
+def task_finished(
+    step: int, call_id: str, task_id: str, server: str, status: str, outcome: str
+) -> NewEvent:
+    """`outcome`: completed, task_failed, task_cancelled, task_expired or task_timed_out."""
+    data = {**_task(step, call_id, task_id, server, status), "outcome": outcome}
+    return NewEvent(f"task_finished/{call_id}", "task_finished", data)
+
+
 def throttled(seconds: float, reason: str, key: str, **where: Any) -> NewEvent:
     return NewEvent(f"throttled/{key}", "throttled", {"wait": seconds, "reason": reason, **where})
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -38,7 +38,10 @@ from agent.contracts import (
     FinishTurnInput,
     LaneInput,
     ModelStepInput,
+    PendingTask,
+    PollTaskInput,
     TakenItem,
+    TaskPoll,
     ToolCallInput,
     ToolCallSummary,
 )
@@ -70,6 +73,7 @@ from agent.versions import runs_at_least
 # Activity names (function names in function_app.py).
 MODEL_STEP = "model_step"
 TOOL_CALL = "tool_call"
+POLL_TOOL_TASK = "poll_tool_task"
 FINISH_TURN = "finish_turn"
 COMPACT = "compact"
 TAKE_BATCH_ITEM = "take_batch_item"
@@ -130,6 +134,8 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
     current = runs_at_least(context, 2)
     # Version 3: a step may ask for compaction first (once per step: then it runs as it is).
     compacting, compacted_at = runs_at_least(context, 3), 0
+    # Version 4: a tool call its MCP server runs as a task is awaited on durable timers.
+    tasks = runs_at_least(context, 4)
     while True:
         if current and (spent := before_step(state, limits)) is not None:
             outcome, state = spent, replace(state, step=state.step - 1)  # that step never ran
@@ -180,6 +186,7 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
                 rejection=rejected.get(call_id),
                 approved=call_id in move.approvals_needed and call_id not in rejected,
                 may_defer=current,
+                may_await_task=tasks,
             )
             for call_id in move.tool_call_ids
         ]
@@ -415,11 +422,81 @@ def run_tool_calls_settling_deferred(
     failed, done = yield from run_tool_calls(context, calls, turn.tool_retry)
     summaries = [ToolCallSummary.from_dict(result) for result in done]
     deferred = [summary for summary in summaries if summary.deferred]
-    if not deferred:
-        return failed
-    again = yield from settle_deferred(context, turn, step, calls, deferred)
-    failed_again, _ = yield from run_tool_calls(context, again, turn.tool_retry)
-    return failed + failed_again
+    if deferred:
+        again = yield from settle_deferred(context, turn, step, calls, deferred)
+        failed_again, done_again = yield from run_tool_calls(context, again, turn.tool_retry)
+        failed += failed_again
+        summaries += [ToolCallSummary.from_dict(result) for result in done_again]
+    running = [summary.task for summary in summaries if summary.task is not None]
+    if running:  # only version 4 asks for tasks (`may_await_task`)
+        failed += yield from await_tool_tasks(context, turn, step, running)
+    return failed
+
+
+def await_tool_tasks(
+    context: df.DurableOrchestrationContext,
+    turn: ChatTurnInput,
+    step: int,
+    running: list[PendingTask],
+) -> Generator[Any, Any, tuple[FailedToolCall, ...]]:
+    """Version 4: wait for the step's tool calls that their servers run as tasks
+    (agent.mcp.tasks), all together: a durable timer until the soonest poll is due, then one
+    `poll_tool_task` per task at once, until each has ended (its result stored by the poll) or
+    failed for good. Nothing holds an activity or a worker while a task runs.
+
+    Each task's own deadline (MCP_TASK_TIMEOUT_SECONDS, from when this wait began) turns its
+    next poll into a cancel, which the model reads as `task_timed_out`. A poll that fails (the
+    server unreachable) is simply polled again after the next wait; `tool_attempts` failures in
+    a row give up on that call.
+    """
+    now = context.current_utc_datetime
+    pending = {task.call_id: task for task in running}
+    deadlines = {task.call_id: now + timedelta(seconds=task.timeout_seconds) for task in running}
+    failures = dict.fromkeys(pending, 0)
+    failed: list[FailedToolCall] = []
+    poll = 0
+    while pending:
+        context.set_custom_status(
+            {"step": step, "phase": "waiting_for_task", "tasks": task_view(pending.values())}
+        )
+        yield from wait_seconds(context, min(t.poll_after_seconds for t in pending.values()))
+        now = context.current_utc_datetime
+        jobs = [
+            PollTaskInput(turn.run, step, call_id, poll, give_up=now >= deadlines[call_id])
+            for call_id in pending
+        ]
+        outcomes = yield from settle_all(
+            context, [context.call_activity(POLL_TOOL_TASK, job.to_dict()) for job in jobs]
+        )
+        for job, out in zip(jobs, outcomes, strict=True):
+            if isinstance(out, Exception):
+                failures[job.call_id] += 1
+                if failures[job.call_id] >= turn.tool_attempts or not retryable(str(out)):
+                    failed.append(FailedToolCall(job.call_id, failure_reason(out)))
+                    del pending[job.call_id]
+                continue
+            failures[job.call_id] = 0
+            polled = TaskPoll.from_dict(out)
+            if polled.pending is None:
+                del pending[job.call_id]
+            else:
+                pending[job.call_id] = polled.pending
+        poll += 1
+    return tuple(failed)
+
+
+def task_view(tasks: Iterable[PendingTask]) -> list[dict[str, Any]]:
+    """The pending tasks as the run's status shows them."""
+    return [
+        {
+            "tool_call_id": task.call_id,
+            "task_id": task.task_id,
+            "server": task.server,
+            "status": task.status,
+            "status_message": task.status_message,
+        }
+        for task in tasks
+    ]
 
 
 def settle_deferred(

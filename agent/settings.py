@@ -160,6 +160,10 @@ class Limits:
     # gets them through its input, since it may not read the environment).
     model_retry: backoff.Backoff = backoff.MODEL_BACKOFF
     tool_retry: backoff.Backoff = backoff.TOOL_BACKOFF
+    # MCP tasks (agent.mcp.tasks): how long a run waits for one (MCP_TASK_TIMEOUT_SECONDS),
+    # and the longest wait between two polls of it (MCP_TASK_POLL_MAX_SECONDS).
+    task_timeout_seconds: int = 3600
+    task_poll_max_seconds: float = 60.0
 
 
 # The prompt budget of one model step (AGENT_CONTEXT_TOKENS). 32,000: well inside every model
@@ -402,6 +406,12 @@ def _limits(read: _Reader) -> Limits:
         ),
         approval_timeout_seconds=read.integer(
             "AGENT_APPROVAL_TIMEOUT_SECONDS", 3600, maximum=30 * 24 * 3600
+        ),
+        task_timeout_seconds=read.integer(
+            "MCP_TASK_TIMEOUT_SECONDS", 3600, minimum=1, maximum=30 * 24 * 3600
+        ),
+        task_poll_max_seconds=min(
+            read.number("MCP_TASK_POLL_MAX_SECONDS", 60.0, minimum=0.1) or 60.0, 3600.0
         ),
         **_retries(read),
     )

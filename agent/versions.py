@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 # The version host.json stamps on new instances (`extensions.durableTask.defaultVersion`).
-CURRENT = 3
+CURRENT = 4
 UNVERSIONED = 1  # started before host.json named a version
 
 

@@ -49,6 +49,7 @@ from storage.models import (
     StoredMessage,
     ToolCallRecord,
     ToolCallStatus,
+    ToolTaskRecord,
 )
 from storage.recent import Recent
 from storage.summaries import SummaryStore
@@ -356,6 +357,40 @@ class ConversationStore:
     ) -> ToolCallRecord | None:
         data, _ = await self._json.download(paths.tool_call_name(ref, run_id, call_id))
         return None if data is None else ToolCallRecord.from_dict(data)
+
+    async def put_tool_task(self, ref: ConversationRef, record: ToolTaskRecord) -> ToolTaskRecord:
+        """Store the call's task record unless one exists; the one stored (a second writer, a
+        retry after a crash, gets the first one back: one task per call, ever)."""
+        name = paths.tool_task_name(ref, record.run_id, record.call_id)
+        try:
+            await self._json.upload(name, record.to_dict(), overwrite=False)
+        except ResourceExistsError:
+            stored = await self.get_tool_task(ref, record.run_id, record.call_id)
+            if stored is None:  # deleted in between (the conversation went): nothing to keep
+                raise
+            return stored
+        return record
+
+    async def get_tool_task(
+        self, ref: ConversationRef, run_id: str, call_id: str
+    ) -> ToolTaskRecord | None:
+        data, _ = await self._json.download(paths.tool_task_name(ref, run_id, call_id))
+        return None if data is None else ToolTaskRecord.from_dict(data)
+
+    async def list_tool_tasks(self, ref: ConversationRef, run_id: str) -> list[ToolTaskRecord]:
+        """Every task record of the run (one listing, then a read per task)."""
+        names = [
+            blob.name
+            async for blob in self._container.list_blobs(
+                name_starts_with=paths.tool_task_prefix(ref, run_id)
+            )
+        ]
+        records = []
+        for name in names:
+            data, _ = await self._json.download(name)
+            if data is not None:
+                records.append(ToolTaskRecord.from_dict(data))
+        return records
 
     async def mark_tool_call(
         self, ref: ConversationRef, record: ToolCallRecord, status: ToolCallStatus

@@ -137,6 +137,27 @@ class StoredMessage(Wire):
 
 
 @dataclass(frozen=True)
+class ToolTaskRecord(Wire):
+    """A tool call its MCP server runs as a task: created once (create-only) when the server
+    answers with the task, so a retried activity or a restarted host polls this task and never
+    sends the call again; and `POST /api/runs/{id}/cancel` knows which tasks to cancel."""
+
+    run_id: str
+    step: int
+    call_id: str
+    server: str
+    task_id: str
+    created_at: str  # when we learnt of it (ISO 8601 UTC): the TTL counts from here
+    ttl_ms: int | None = None  # the server keeps the task this long (None: no limit)
+    poll_interval_ms: int | None = None  # the server's suggested polling interval
+
+    def expired(self, now: datetime) -> bool:
+        if self.ttl_ms is None:
+            return False
+        return (now - datetime.fromisoformat(self.created_at)).total_seconds() * 1000 > self.ttl_ms
+
+
+@dataclass(frozen=True)
 class ToolCallRecord(Wire):
     """A tool call the model asked for; stored before it runs so it never fires twice."""
 

@@ -89,6 +89,14 @@ def tool_call_name(ref: ConversationRef, run_id: str, call_id: str) -> str:
     return f"{_run_prefix(ref, run_id)}tool-calls/{safe_name(call_id)}.json"
 
 
+def tool_task_prefix(ref: ConversationRef, run_id: str) -> str:
+    return f"{_run_prefix(ref, run_id)}tool-tasks/"
+
+
+def tool_task_name(ref: ConversationRef, run_id: str, call_id: str) -> str:
+    return f"{tool_task_prefix(ref, run_id)}{safe_name(call_id)}.json"
+
+
 def tool_output_name(ref: ConversationRef, run_id: str, call_id: str) -> str:
     return f"{_run_prefix(ref, run_id)}tool-outputs/{safe_name(call_id)}"
 

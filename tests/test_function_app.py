@@ -50,6 +50,7 @@ EXPECTED = {
     "model_step": ("activityTrigger", None, None, None),
     "compact": ("activityTrigger", None, None, None),
     "tool_call": ("activityTrigger", None, None, None),
+    "poll_tool_task": ("activityTrigger", None, None, None),
     "finish_turn": ("activityTrigger", None, None, None),
     "conversation_retention": ("timerTrigger", None, None, None),
 }

@@ -492,6 +492,9 @@ EventType = Literal[
     "tool_call_completed",
     "tool_call_failed",
     "throttled",
+    "task_started",
+    "task_status",
+    "task_finished",
     "run_finished",
 ]
 
@@ -501,7 +504,9 @@ class RunEvent(Reply):
     fields: text_delta {step, delta}; tool_call_* {step, tool_call_id, name, arguments,
     result?, truncated?}; approval_needed {tool_call_id, name, arguments, reason};
     approval_decided {tool_call_id, approved, kind}; throttled {wait, reason}; run_finished
-    {status, answer?}; text_reset {step}: drop the step's text so far (it streams again)."""
+    {status, answer?}; text_reset {step}: drop the step's text so far (it streams again);
+    task_started / task_status / task_finished {step, tool_call_id, task_id, server, status,
+    status_message?, outcome?}: a tool call its MCP server runs as a task (agent.mcp.tasks)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -17,6 +17,7 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
+from agent.activities import cancel_run_tasks
 from agent.contracts import ChatTurnOutput
 from agent.errors import Conflict, NotFound
 from agent.http.kit import Call, api, json_response
@@ -77,6 +78,8 @@ async def run_view(
             view["interrupted_calls"] = custom["interrupted_calls"]
         if custom.get("question_id"):
             view["question_id"] = custom["question_id"]
+    if custom.get("phase") == "waiting_for_task":  # tool calls their servers run as tasks
+        view["pending_tasks"] = custom.get("tasks", [])
     if "step" in custom:
         view["step"] = custom["step"]
     if custom.get("phase"):
@@ -147,6 +150,9 @@ async def cancel_run(call: Call, client: df.DurableOrchestrationClient) -> func.
         raise Conflict(f"run {run_id} has already finished ({view['status']})")
     await client.terminate(run_id, "cancelled by the caller")
     ref = ConversationRef(owner, view["conversation_id"])
+    # Tool calls their servers run as tasks stop there too (best effort: one that cannot be
+    # reached keeps its task until the task's TTL; the run is cancelled all the same).
+    await cancel_run_tasks(rt, ref, run_id)
     # Durable terminates asynchronously: wait (briefly) for its runtime status to say so, so a
     # GET, a second cancel or an approval right after a "cancelled" all see the run ended.
     ended = await wait_for_run(rt, client, run_id, ref, CANCEL_WAIT_SECONDS)

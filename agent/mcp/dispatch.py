@@ -24,6 +24,7 @@ from agent.mcp.failures import Failure, FailureKind, unusable_result
 from agent.mcp.guard import BreakerGuard, ServerFailed
 from agent.mcp.render import cap, render_full, render_text
 from agent.mcp.session import ServerConnection
+from agent.mcp.tasks import TaskCreated, TaskHandle
 
 logger = logging.getLogger("agent.mcp")
 
@@ -41,6 +42,8 @@ class ToolOutcome:
     # Set when the call was not sent because its server's circuit is open: seconds until the
     # breaker lets a probe through (a caller that can wait durably may try again then).
     retry_after: float | None = None
+    # Set when the server made the call a task (agent.mcp.tasks): no result yet; `text` is empty.
+    task: TaskHandle | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ async def send(
     may fix the failure (`maybe_sent` False while no session was up to carry the request)."""
     session_open = False  # until a session is up, the request certainly has not left
 
-    async def request(client: Client) -> types.CallToolResult:
+    async def request(client: Client) -> types.CallToolResult | TaskHandle:
         nonlocal session_open
         session_open = True
         try:
@@ -75,6 +78,8 @@ async def send(
                 read_timeout_seconds=config.timeout_seconds,
                 meta=_meta(call.idempotency_key),
             )
+        except TaskCreated as created:  # the server runs it as a task: the caller polls
+            return created.handle
         except RuntimeError as exc:
             raise unusable_result(exc) from None
 
@@ -82,13 +87,19 @@ async def send(
         result = await guard.call(partial(connection.use, request))
     except ServerFailed as failed:
         return _failed(call, config, failed.failure, maybe_sent=session_open)
-    text, truncated = cap(render_text(result), config.output_limit_chars)
-    outcome = ToolOutcome(
-        result.is_error, text, render_full(result), truncated, elapsed_ms(call.started)
-    )
+    if isinstance(result, TaskHandle):
+        log_call(call.spec.server, call.spec.tool, "task", elapsed_ms(call.started))
+        return ToolOutcome(False, "", "", False, elapsed_ms(call.started), task=result)
+    outcome = outcome_of(result, config.output_limit_chars, call.started)
     label = "tool_error" if result.is_error else "ok"
     log_call(call.spec.server, call.spec.tool, label, outcome.duration_ms)
     return outcome
+
+
+def outcome_of(result: types.CallToolResult, limit: int, started: float) -> ToolOutcome:
+    """A tool's result as the model reads it (also a completed task's, agent.mcp.tasks)."""
+    text, truncated = cap(render_text(result), limit)
+    return ToolOutcome(result.is_error, text, render_full(result), truncated, elapsed_ms(started))
 
 
 def _failed(

@@ -23,10 +23,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import mcp_types as types
 from mcp import Client
+from mcp.shared.exceptions import MCPError
 
 from agent.errors import SettingsError, ToolTimeout, ToolTransportError
 from agent.mcp import policy
@@ -41,6 +42,7 @@ from agent.mcp.catalog import (
     to_openai_tools,
 )
 from agent.mcp.config import (
+    DEFAULT_OUTPUT_LIMIT_CHARS,
     SETTING,
     EnvSecretResolver,
     ManagedIdentityAuth,
@@ -54,11 +56,13 @@ from agent.mcp.guard import BreakerGuard, CircuitOpen, ServerFailed
 from agent.mcp.names import candidate_servers
 from agent.mcp.policy import ARGUMENTS_NOT_AN_OBJECT, Refusal, Unlisted
 from agent.mcp.session import ServerConnection
+from agent.mcp.tasks import TaskState, cancel_task, get_task
 
 __all__ = ["McpPool", "ServerStatus", "ToolOutcome", "ToolSpec", "to_openai_tools"]
 
 logger = logging.getLogger("agent.mcp")
 
+TaskResultT = TypeVar("TaskResultT")
 MIN_RELIST_SECONDS = 5.0  # an unknown tool name triggers a re-list at most this often per server
 MAX_LIST_PAGES = 100
 
@@ -294,6 +298,62 @@ class McpPool:
                 spec.server, open_circuit.failures, open_circuit.retry_after
             )
             return refused(exposed_name, refusal, started)
+
+    # --- tasks (agent.mcp.tasks): a call the server made a task is polled, or cancelled -------
+
+    async def task_state(self, server_name: str, task_id: str) -> TaskState | None:
+        """The task as its server reports it; None when the server no longer knows it (its
+        TTL passed, or it was lost) or is no longer configured. Raises `ToolTransportError` /
+        `ToolTimeout` when asking again later may get an answer."""
+        server = self._servers.get(server_name)
+        if server is None:
+            return None
+        timeout = server.config.timeout_seconds
+        try:
+            return await self._task_request(server, lambda c: get_task(c.session, task_id, timeout))
+        except MCPError as exc:  # the server answered: it has no such task (any more)
+            logger.info("mcp tasks/get server=%s unknown task (%s)", server_name, exc.error.code)
+            return None
+
+    async def cancel_task(self, server_name: str, task_id: str) -> bool:
+        """Ask the server to cancel the task; False if it answered with an error (e.g. the
+        task is unknown or already ended). Raises like `task_state` when it cannot be reached."""
+        server = self._servers.get(server_name)
+        if server is None:
+            return False
+        timeout = server.config.timeout_seconds
+        try:
+            await self._task_request(server, lambda c: cancel_task(c.session, task_id, timeout))
+        except MCPError as exc:
+            logger.info("mcp tasks/cancel server=%s refused (%s)", server_name, exc.error.code)
+            return False
+        return True
+
+    def output_limit(self, server_name: str) -> int:
+        """How many characters of a result from this server the model reads."""
+        server = self._servers.get(server_name)
+        return (
+            server.config.output_limit_chars if server is not None else DEFAULT_OUTPUT_LIMIT_CHARS
+        )
+
+    async def _task_request(
+        self, server: _Server, operation: Callable[[Client], Awaitable[TaskResultT]]
+    ) -> TaskResultT:
+        """A tasks/* request on the server's session, failures shaped as a tool call's."""
+        name = server.config.name
+        try:
+            return await server.connection.use(operation)
+        except MCPError:
+            raise
+        except Exception as exc:
+            failure = self._classify(server, exc)
+            if failure is None:
+                raise
+            if failure.kind is FailureKind.TIMEOUT:
+                raise ToolTimeout(f"MCP server {name!r} did not answer about a task") from None
+            raise ToolTransportError(
+                f"MCP server {name!r} is unreachable ({failure.cause})", maybe_sent=True
+            ) from None
 
     @staticmethod
     def _arguments(

@@ -38,6 +38,7 @@ from agent.mcp.config import (
     StreamableHttpTransport,
 )
 from agent.mcp.failures import classify
+from agent.mcp.tasks import TasksExtension
 
 logger = logging.getLogger("agent.mcp")
 
@@ -163,6 +164,8 @@ class ServerConnection:
                         read_timeout_seconds=self.config.timeout_seconds,
                         client_info=CLIENT_INFO,
                         cache=None,  # the pool keeps its own catalog, with its own TTL
+                        # A server may answer a long call with a task (agent.mcp.tasks).
+                        extensions=[TasksExtension()],
                     )
                 )
                 if ready.done():  # the opener gave up meanwhile
