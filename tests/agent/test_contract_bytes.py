@@ -28,7 +28,9 @@ from agent.contracts import (
     FinishTurnInput,
     LaneInput,
     ModelStepInput,
+    PollTaskInput,
     TakenItem,
+    TaskPoll,
     ToolCallInput,
     ToolCallSummary,
 )
@@ -46,6 +48,7 @@ ACTIVITY_INPUTS: dict[str, type[Wire]] = {
     "take_batch_item": ClaimInput,
     "claim_batch_item": ClaimInput,
     "record_batch_outcome": BatchItemOutcome,
+    "poll_tool_task": PollTaskInput,
 }
 ACTIVITY_RESULTS: dict[str, type[Wire]] = {
     "model_step": StepSummary,
@@ -53,6 +56,7 @@ ACTIVITY_RESULTS: dict[str, type[Wire]] = {
     "compact": CompactionSummary,
     "take_batch_item": TakenItem,
     "claim_batch_item": ClaimedItem,
+    "poll_tool_task": TaskPoll,
 }
 ORCHESTRATION_INPUTS: dict[str, type[Wire]] = {
     "chat_turn": ChatTurnInput,

@@ -37,6 +37,7 @@ from agent.contracts import (
     CompactInput,
     FinishTurnInput,
     ModelStepInput,
+    PollTaskInput,
     ToolCallInput,
 )
 from agent.versions import CURRENT, version_text
@@ -337,6 +338,7 @@ ACTIVITY_INPUTS: dict[str, Any] = {
     "take_batch_item": ClaimInput,
     "claim_batch_item": ClaimInput,
     "record_batch_outcome": BatchItemOutcome,
+    "poll_tool_task": PollTaskInput,
 }
 
 

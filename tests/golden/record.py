@@ -31,6 +31,8 @@ from agent.contracts import (
     BatchInput,
     ChatTurnInput,
     CompactionSummary,
+    PendingTask,
+    TaskPoll,
     ToolCallSummary,
 )
 from agent.loop import (
@@ -52,6 +54,7 @@ RECORDED_FROM = {
     "": "agent/orchestrators.py as on commit c156733 (version 1, unversioned)",
     "2.0": "agent/orchestrators.py as on commit de9b060 (version 2, stamped '2.0')",
     "3.0": "agent/orchestrators.py as on commit 73be7d0 (version 3, stamped '3.0')",
+    "4.0": "agent/orchestrators.py as on commit 0c49720 (version 4, stamped '4.0'; mcptasks)",
 }
 FORMAT = 1
 USAGE = Usage(prompt_tokens=812, completion_tokens=64, total_tokens=876)
@@ -641,6 +644,75 @@ def v3_chat_turn_context_exceeded() -> Scenario:
     )
 
 
+# --- version 4 (mcptasks): tool calls their MCP servers run as tasks, polled on timers --------
+
+V4 = "4.0"
+
+
+def task_activities(
+    model: Callable[[Any], Any], task: PendingTask, polls: Callable[[dict[str, Any]], TaskPoll]
+) -> Callable[[str, Any], Any]:
+    """tool_call: the task's call comes back pending (the others run); poll_tool_task: `polls`."""
+    chat = chat_activities(model)
+
+    def activities(name: str, data: Any) -> Any:
+        if name == "tool_call" and data["call_id"] == task.call_id:
+            return ToolCallSummary(task.call_id, is_error=False, task=task).to_dict()
+        if name == "poll_tool_task":
+            return polls(data).to_dict()
+        return chat(name, data)
+
+    return activities
+
+
+def v4_mcptasks_task_completed() -> Scenario:
+    run_id = "f1a3c5e7b9d14f3a5c7e9b1d3f5a7c41"
+    model = model_replies({1: asks_tools(1, "call_Tk1", "call_Tk2"), 2: answers(2)})
+    task = PendingTask("call_Tk1", "task-7f3a", "reports", 5.0, 3600, status_message="0 of 15 s")
+    failed_once: set[int] = set()
+
+    def polls(data: dict[str, Any]) -> TaskPoll:
+        if data["poll"] == 1 and not failed_once:
+            failed_once.add(1)
+            raise ConnectionError("MCP server 'reports' is unreachable (ConnectError)")
+        if data["poll"] < 2:
+            return TaskPoll(task.call_id, pending=task)
+        return TaskPoll(task.call_id, outcome="completed")
+
+    return Scenario(
+        "chat_turn v4: model step 1 asks two tool calls; the server runs one as a task (the "
+        "other answers at once); the run waits a 5 s timer and polls it (working), waits again, "
+        "the poll fails (server unreachable), waits again, polls: completed; step 2 answers",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        task_activities(model, task, polls),
+        version=V4,
+    )
+
+
+def v4_mcptasks_task_timed_out() -> Scenario:
+    run_id = "a2b4d6f8c0e24a4b6d8f0c2e4a6b8d42"
+    model = model_replies({1: asks_tools(1, "call_To1"), 2: answers(2)})
+    task = PendingTask("call_To1", "task-9c1d", "reports", 40.0, 100)
+
+    def polls(data: dict[str, Any]) -> TaskPoll:
+        if data.get("give_up"):
+            return TaskPoll(task.call_id, outcome="task_timed_out")
+        return TaskPoll(task.call_id, pending=task)
+
+    return Scenario(
+        "chat_turn v4: a tool call the server runs as a task never finishes; polls at 40 s and "
+        "80 s find it working; at 120 s (past MCP_TASK_TIMEOUT_SECONDS=100) the poll gives up "
+        "(cancels it: task_timed_out); step 2 answers",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        task_activities(model, task, polls),
+        version=V4,
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "chat_turn_with_tools": chat_turn_with_tools,
     "chat_turn_throttled_and_retried": chat_turn_throttled_and_retried,
@@ -664,6 +736,8 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "v3_chat_turn_compacted": v3_chat_turn_compacted,
     "v3_chat_turn_compaction_failed": v3_chat_turn_compaction_failed,
     "v3_chat_turn_context_exceeded": v3_chat_turn_context_exceeded,
+    "v4_mcptasks_task_completed": v4_mcptasks_task_completed,
+    "v4_mcptasks_task_timed_out": v4_mcptasks_task_timed_out,
 }
 
 
