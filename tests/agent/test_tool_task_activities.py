@@ -1,0 +1,191 @@
+"""The `tool_call` and `poll_tool_task` activities with a server that answers with tasks
+(tests.support.task_mcp, the `io.modelcontextprotocol/tasks` extension), on Azurite and
+loopback: a task is recorded once and never sent again, its result is stored like any tool
+result, and each way a task can end without completing reaches the model by name."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from agent import activities
+from agent.contracts import ModelStepInput, PollTaskInput, RunRef, TaskPoll, ToolCallInput
+from agent.runtime import Runtime
+from devkit.azurite import AzuriteInstance
+from devkit.fake_openai import FakeOpenAI
+from devkit.mcp_servers import AsgiServer, http_entry, mcp_servers_json
+from storage.conversations import ConversationRef, StoredMessage
+from tests.agent.conftest import new_run, runtime_on
+from tests.support.task_mcp import TaskBoard, task_http_app
+
+CONTAINER = "tool-task-activities-test"
+TOOL = "tasks__slow_report"
+
+
+@pytest.fixture(scope="module")
+def board_and_server() -> Iterator[tuple[TaskBoard, AsgiServer]]:
+    board = TaskBoard(duration_ms=10_000)
+    with AsgiServer(lambda: task_http_app(board)) as server:
+        yield board, server
+
+
+@pytest.fixture
+def board(board_and_server: tuple[TaskBoard, AsgiServer]) -> TaskBoard:
+    board, _ = board_and_server
+    board.tasks.clear()
+    board.gets.clear()
+    board.cancelled.clear()
+    board.stalled, board.poll_interval_ms, board.ttl_ms = False, 5_000, 3_600_000
+    return board
+
+
+@pytest_asyncio.fixture(scope="module")
+async def rt(
+    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: tuple[TaskBoard, AsgiServer]
+) -> AsyncIterator[Runtime]:
+    _, server = board_and_server
+    servers = mcp_servers_json(http_entry("tasks", server.url()))
+    settings = {"MCP_TASK_TIMEOUT_SECONDS": "600", "MCP_TASK_POLL_MAX_SECONDS": "30"}
+    async with runtime_on(azurite, model, CONTAINER, servers, **settings) as runtime:
+        yield runtime
+
+
+async def proposed_call(rt: Runtime, model: FakeOpenAI) -> tuple[RunRef, str]:
+    run = await new_run(rt, "user:tasks")
+    model.brain.call_tools((TOOL, {"topic": "lakes"}))
+    summary = await activities.model_step(ModelStepInput(run, 1).to_dict(), rt)
+    [call_id] = summary["tool_call_ids"]
+    return run, call_id
+
+
+async def started_task(rt: Runtime, model: FakeOpenAI) -> tuple[RunRef, str, dict[str, Any]]:
+    run, call_id = await proposed_call(rt, model)
+    call = ToolCallInput(run, 1, call_id, may_defer=True, may_await_task=True)
+    summary = await activities.tool_call(call.to_dict(), rt)
+    return run, call_id, summary
+
+
+async def poll(rt: Runtime, run: RunRef, call_id: str, n: int, give_up: bool = False) -> TaskPoll:
+    job = PollTaskInput(run, 1, call_id, n, give_up=give_up)
+    return TaskPoll.from_dict(await activities.poll_tool_task(job.to_dict(), rt))
+
+
+async def tool_results(rt: Runtime, run: RunRef) -> list[StoredMessage]:
+    ref = ConversationRef(run.owner, run.conversation_id)
+    return [m for m in await rt.store.read_messages(ref) if m.role == "tool"]
+
+
+async def test_a_call_answered_with_a_task_is_recorded_and_comes_back_pending(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id, summary = await started_task(rt, model)
+    task = summary["task"]
+    assert (task["task_id"], task["server"], task["status"]) == ("task-1", "tasks", "working")
+    assert task["poll_after_seconds"] == 5.0  # the server's pollInterval
+    assert task["timeout_seconds"] == 600
+    ref = ConversationRef(run.owner, run.conversation_id)
+    [record] = await rt.store.list_tool_tasks(ref, run.run_id)
+    assert (record.call_id, record.task_id, record.ttl_ms) == (call_id, "task-1", 3_600_000)
+    assert await tool_results(rt, run) == []
+
+
+async def test_a_retried_tool_call_polls_its_task_and_never_sends_the_call_again(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id, first = await started_task(rt, model)
+    again = ToolCallInput(run, 1, call_id, may_defer=True, may_await_task=True)
+    second = await activities.tool_call(again.to_dict(), rt)
+    assert second["task"]["task_id"] == first["task"]["task_id"]
+    assert board.created == ["task-1"]
+
+
+async def test_polls_report_progress_then_store_the_tasks_result_as_the_tool_result(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id, _ = await started_task(rt, model)
+    working = await poll(rt, run, call_id, 0)
+    assert working.pending is not None and working.pending.status_message == "5 of 10 s"
+    done = await poll(rt, run, call_id, 1)
+    assert (done.outcome, done.pending) == ("completed", None)
+    [result] = await tool_results(rt, run)
+    assert (result.content, result.is_error) == ("Report on lakes: all good.", False)
+    again = await poll(rt, run, call_id, 2)  # a retried poll: the result is stored once
+    assert again.outcome == "completed" and len(await tool_results(rt, run)) == 1
+    assert board.gets["task-1"] == 2
+
+
+async def test_a_server_without_a_poll_interval_is_polled_with_growing_waits(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    board.poll_interval_ms, board.stalled = None, True
+    run, call_id, summary = await started_task(rt, model)
+    waits = [summary["task"]["poll_after_seconds"]]
+    for n in range(3):
+        polled = await poll(rt, run, call_id, n)
+        assert polled.pending is not None
+        waits.append(polled.pending.poll_after_seconds)
+    assert waits == [1.0, 2.0, 4.0, 8.0]
+
+
+async def test_a_task_past_our_timeout_is_cancelled_on_the_server_and_named_timed_out(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    board.stalled = True
+    run, call_id, _ = await started_task(rt, model)
+    ended = await poll(rt, run, call_id, 0, give_up=True)
+    assert ended.outcome == "task_timed_out"
+    assert board.cancelled == ["task-1"]
+    [result] = await tool_results(rt, run)
+    assert result.is_error and result.content.startswith("task_timed_out: ")
+
+
+async def test_a_task_cancelled_on_the_server_reaches_the_model_as_cancelled(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    board.stalled = True
+    run, call_id, _ = await started_task(rt, model)
+    board.tasks["task-1"].status = "cancelled"
+    assert (await poll(rt, run, call_id, 0)).outcome == "task_cancelled"
+    [result] = await tool_results(rt, run)
+    assert result.is_error and result.content.startswith("task_cancelled: ")
+
+
+async def test_a_task_the_server_no_longer_knows_has_expired(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id, _ = await started_task(rt, model)
+    board.tasks.clear()  # its TTL passed on the server
+    assert (await poll(rt, run, call_id, 0)).outcome == "task_expired"
+    [result] = await tool_results(rt, run)
+    assert result.is_error and result.content.startswith("task_expired: ")
+
+
+async def test_a_run_that_cannot_wait_cancels_the_task_its_call_started(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id = await proposed_call(rt, model)
+    summary = await activities.tool_call(
+        ToolCallInput(run, 1, call_id, may_defer=True).to_dict(), rt
+    )
+    assert summary["is_error"] is True and "task" not in summary
+    assert board.cancelled == ["task-1"]
+    [result] = await tool_results(rt, run)
+    assert result.content == activities.TASK_NOT_AWAITED
+
+
+async def test_cancelling_a_runs_tasks_skips_those_with_a_result(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id, _ = await started_task(rt, model)
+    ref = ConversationRef(run.owner, run.conversation_id)
+    assert await activities.cancel_run_tasks(rt, ref, run.run_id) == 1
+    assert board.cancelled == ["task-1"]
+    board.tasks["task-1"].status = "working"
+    board.stalled = False
+    await poll(rt, run, call_id, 0)
+    await poll(rt, run, call_id, 1)  # completed: its result is stored
+    assert await activities.cancel_run_tasks(rt, ref, run.run_id) == 0
+    assert board.cancelled == ["task-1"]
