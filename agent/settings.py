@@ -410,9 +410,7 @@ def _limits(read: _Reader) -> Limits:
         task_timeout_seconds=read.integer(
             "MCP_TASK_TIMEOUT_SECONDS", 3600, minimum=1, maximum=30 * 24 * 3600
         ),
-        task_poll_max_seconds=min(
-            read.number("MCP_TASK_POLL_MAX_SECONDS", 60.0, minimum=0.1) or 60.0, 3600.0
-        ),
+        task_poll_max_seconds=_task_poll_max(read),
         **_retries(read),
     )
 
@@ -426,6 +424,18 @@ def _context(read: _Reader) -> ContextSettings:
         compaction_tokens=read.integer("AGENT_COMPACTION_TOKENS", max(1, tokens // 4)),
         compaction=read.boolean("AGENT_COMPACTION", True),
     )
+
+
+MAX_TASK_POLL_SECONDS = 3600.0  # a task is asked about at least hourly
+
+
+def _task_poll_max(read: _Reader) -> float:
+    """MCP_TASK_POLL_MAX_SECONDS: the longest wait between two polls of an MCP task."""
+    seconds = read.number("MCP_TASK_POLL_MAX_SECONDS", 60.0, minimum=0.1) or 60.0
+    if seconds > MAX_TASK_POLL_SECONDS:
+        read.fail("MCP_TASK_POLL_MAX_SECONDS", f"must be at most {MAX_TASK_POLL_SECONDS:g}")
+        return 60.0
+    return seconds
 
 
 MAX_RETRY_DELAY_SECONDS = 3600.0  # one retry wait; a longer outage is not waited out in a run

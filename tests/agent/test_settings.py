@@ -115,6 +115,9 @@ def test_an_openai_compatible_endpoint_may_use_the_responses_api_too():
         ({"AGENT_COMPACTION": "sometimes"}, "AGENT_COMPACTION"),
         ({"AZURE_OPENAI_API": "v2"}, "AZURE_OPENAI_API"),
         ({"MODEL_API": "assistants"}, "MODEL_API"),
+        ({"MCP_TASK_TIMEOUT_SECONDS": "0"}, "MCP_TASK_TIMEOUT_SECONDS"),
+        ({"MCP_TASK_POLL_MAX_SECONDS": "0.01"}, "MCP_TASK_POLL_MAX_SECONDS"),
+        ({"MCP_TASK_POLL_MAX_SECONDS": "7200"}, "MCP_TASK_POLL_MAX_SECONDS"),
     ],
 )
 def test_a_malformed_setting_fails_naming_it(overrides, named):
@@ -122,6 +125,15 @@ def test_a_malformed_setting_fails_naming_it(overrides, named):
         settings(**overrides)
     assert caught.value.name == named
     assert named in str(caught.value)
+
+
+def test_mcp_task_limits_default_to_an_hour_and_a_minute_and_may_be_set():
+    assert (settings().limits.task_timeout_seconds, settings().limits.task_poll_max_seconds) == (
+        3600,
+        60.0,
+    )
+    custom = settings(MCP_TASK_TIMEOUT_SECONDS="120", MCP_TASK_POLL_MAX_SECONDS="0.5").limits
+    assert (custom.task_timeout_seconds, custom.task_poll_max_seconds) == (120, 0.5)
 
 
 def test_no_model_configured_fails_naming_what_to_set():
