@@ -384,7 +384,9 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             await rt.store.record_tool_result(ref, record, record.result)
             await recorder.record(_call_ended(record, record.result))
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
-    if call.may_await_task:  # the server already runs this call as a task: poll it, never resend
+    # A call the server answered with a task was sent ("started"), so only such a record may
+    # have one (a fresh call costs no extra read). Found: poll it, never send the call again.
+    if call.may_await_task and record.status == "started":
         task = await rt.store.get_tool_task(ref, call.run.run_id, call.call_id)
         if task is not None:
             return ToolCallSummary(record.call_id, False, task=_pending(rt, task)).to_dict()

@@ -25,6 +25,7 @@ from devkit.mcp_servers import AsgiServer, demo_http_app
 from devkit.scheduler import WEBHOOK_SECRET
 from local_host.host import LocalHost
 from offline_model.brains import ScriptedBrain
+from tests.support.task_mcp import TaskBoard, task_http_app
 
 ROOT = Path(__file__).resolve().parents[2]
 MAX_STEPS = 25
@@ -54,13 +55,29 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer
         yield server
 
 
+@pytest.fixture(scope="package")
+def task_board() -> TaskBoard:
+    return TaskBoard()
+
+
+@pytest.fixture(scope="package")
+def task_server(task_board: TaskBoard) -> Iterator[AsgiServer]:
+    """A server that answers `slow_report` with a 30-second task (tests.support.task_mcp)."""
+    with AsgiServer(lambda: task_http_app(task_board)) as server:
+        yield server
+
+
 @pytest_asyncio.fixture(scope="package")
 async def counted(
-    azurite: AzuriteInstance, demo_server: AsgiServer, tmp_path_factory: pytest.TempPathFactory
+    azurite: AzuriteInstance,
+    demo_server: AsgiServer,
+    task_server: AsgiServer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[CountedApp]:
     servers = {
         "mcp_servers": [
-            {"name": "web", "transport": {"type": "streamable_http", "url": demo_server.url()}}
+            {"name": "web", "transport": {"type": "streamable_http", "url": demo_server.url()}},
+            {"name": "tasks", "transport": {"type": "streamable_http", "url": task_server.url()}},
         ]
     }
     settings = {
@@ -72,6 +89,8 @@ async def counted(
         "SCHEDULER_WEBHOOK_SECRET": WEBHOOK_SECRET,
         # One lane: a scheduled item's count does not depend on how its lanes interleave.
         "BATCH_MAX_CONCURRENCY": "1",
+        # A task's poll interval (5 s) is waited at most 0.2 s: its clock is the polls'.
+        "MCP_TASK_POLL_MAX_SECONDS": "0.2",
     }
     state = tmp_path_factory.mktemp("host") / "durable.sqlite3"
     async with fake_openai(ScriptedBrain()) as model:

@@ -34,6 +34,8 @@ BYTE_ROOM = 1.02
 # first message's preview (at most 120 characters) is kept in the meta.
 # POST .../messages counts the conversation's tokens from the process's transcript cursor instead
 # of reading the whole transcript: 28 -> 27 (20 steps 226 -> 225).
+# Version 4 (durable MCP tasks): each tool_call input carries `may_await_task`, replayed with the
+# history: replayed bytes 10445 -> 10691 (20 steps: history 35891 -> 36981, replayed 731502 -> 754392).
 ONE_TOOL_CALL_TURN = {
     "activities": 4,
     "activities:model_step": 2,
@@ -44,7 +46,7 @@ ONE_TOOL_CALL_TURN = {
     "history_events": 20,
     "history_bytes": 4545,
     "replayed_events": 40,
-    "replayed_bytes": 10445,
+    "replayed_bytes": 10691,
     "blob_requests": 27,
     "blob:get": 5,
     "blob:put": 8,
@@ -62,9 +64,9 @@ TWENTY_STEP_TURN = {
     "episodes": 41,
     "episodes:chat_turn": 41,
     "history_events": 164,
-    "history_bytes": 35891,
+    "history_bytes": 36981,
     "replayed_events": 3280,  # replay grows with the square of the steps (#16 item 3)
-    "replayed_bytes": 731502,
+    "replayed_bytes": 754392,
     "blob_requests": 225,
     "blob:get": 41,
     "blob:put": 62,
@@ -136,6 +138,50 @@ async def test_a_twenty_step_turn_costs_at_most_todays_counts(counted: CountedAp
     cost = await counted_turn(counted, steps=20)
     assert cost["activities:model_step"] == 20
     assert_at_most(cost, TWENTY_STEP_TURN, "20-step turn")
+
+
+TASK_REPORT = ToolCallSpec("tasks__slow_report", '{"topic": "ledger"}')
+# A tool call its server runs as a 30-second task (pollInterval 5 s: six polls), start to end:
+# the waiting costs one timer episode, one poll activity and its episode per poll, not an
+# activity held open for 30 s. Measured at mcptasks 0c49720+.
+# Per poll: a timer episode and the poll's episode, two Blob reads (the call's record and its task
+# record) and one event append (task_status).
+TASK_WAIT_TURN = {
+    "activities": 10,
+    "activities:model_step": 2,
+    "activities:tool_call": 1,
+    "activities:poll_tool_task": 6,
+    "activities:finish_turn": 1,
+    "episodes": 17,
+    "episodes:chat_turn": 17,
+    "history_events": 68,
+    "history_bytes": 12782,
+    "replayed_events": 544,
+    "replayed_bytes": 107876,
+    "blob_requests": 46,
+    "blob:get": 17,
+    "blob:put": 9,
+    "blob:delete": 2,
+    "blob:append": 18,
+    "blob_bytes_read": 6822,
+    "blob_bytes_written": 7641,
+}
+
+
+async def test_a_thirty_second_task_costs_one_small_activity_per_poll(counted: CountedApp) -> None:
+    brain = counted.model.brain
+    brain.then(Completion(tool_calls=(TASK_REPORT,)))
+    brain.answer("done")
+    conversation = (await counted.post("/conversations"))["id"]
+    before = counted.ledger.snapshot()
+    reply = await counted.post(f"/conversations/{conversation}/messages", json={"content": "go"})
+    run_id = reply["run_id"]
+    done = await counted.host.runtime.wait_for_status(run_id, TERMINAL_STATUSES, within=60)
+    cost = counted.ledger.snapshot() - before
+    assert str(done.runtime_status) == "Completed", done.output_raw
+    print(format_table({"30 s task turn": cost}))
+    assert cost["activities:poll_tool_task"] == 6  # 30 s of task at its 5 s interval
+    assert_at_most(cost, TASK_WAIT_TURN, "30-second task turn")
 
 
 ITEMS = 3  # one lane (BATCH_MAX_CONCURRENCY=1): per item is the batch's count / 3
