@@ -441,6 +441,16 @@ class RunAccepted(Reply):
     ]
 
 
+class PendingToolTask(Reply):
+    """A tool call its MCP server runs as a task, while the run waits for it."""
+
+    tool_call_id: str
+    task_id: str
+    server: str
+    status: Annotated[str, Field(description="The server's: working or input_required.")]
+    status_message: str | None = None
+
+
 class Run(Reply):
     run_id: str
     conversation_id: Id
@@ -468,6 +478,13 @@ class Run(Reply):
             description="While waiting_for_approval: which question the run asks now. Send it "
             "with the answer, so that an answer repeated after the run moved on is refused "
             "(409) instead of being taken for a later question."
+        ),
+    ] = None
+    pending_tasks: Annotated[
+        list[PendingToolTask] | SkipJsonSchema[None],
+        Field(
+            description="In phase waiting_for_task: the tool calls their MCP servers run as "
+            "tasks, polled until they end (see README, Long-running tools)."
         ),
     ] = None
 

@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
+from agent.http.models import Run
 from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import FakeOpenAI, fake_openai
 from devkit.mcp_servers import AsgiServer
@@ -106,6 +107,7 @@ async def test_a_waiting_run_shows_its_task_in_the_run_status(client: Client, bo
     board.stalled = True
     _, run_id = await client.start_turn(MESSAGE)
     view = await waiting_for_the_task(client, run_id)
+    Run.model_validate(view)  # as the OpenAPI document describes it
     assert view["status"] == "running"
     [task] = view["pending_tasks"]
     assert (task["task_id"], task["server"], task["status"]) == ("task-1", "tasks", "working")
