@@ -11,6 +11,12 @@ outcome is unknown: it is sent again only if that is safe (a read-only tool, or 
 `idempotent_calls`); otherwise a version-2 orchestrator asks a person, and without one the model
 is told the outcome is unknown.
 
+A call its MCP server answers with a task (agent.mcp.tasks; version-4 runs) is not waited for
+here: `tool_call` stores a create-only task record and returns the task pending, and the
+orchestrator polls it on durable timers through `poll_tool_task`, which stores the result as
+`tool_call` stores a plain one. The record is what a retried `tool_call` finds instead of
+sending the call again, and what a cancelled run's tasks are cancelled from.
+
 Failure policy (the single retry layer is the orchestrator's, see agent.backoff):
 - transient model/tool failures are raised, so the orchestrator retries them with backoff;
 - a 429 with retry-after is returned as `throttled`, so the orchestrator waits exactly that long;

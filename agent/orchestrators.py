@@ -2,7 +2,9 @@
 
 `chat_turn` runs one user turn: model step → tools (in parallel) → model step … until the pure
 `agent.loop.decide` says finish. Every side effect is an activity (`agent.activities`), and only
-references travel through history.
+references travel through history. A tool call its MCP server runs as a task (version 4) is
+awaited with durable timers and short polling activities (`await_tool_tasks`), never by holding
+an activity open.
 """
 
 from __future__ import annotations

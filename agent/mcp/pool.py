@@ -339,7 +339,11 @@ class McpPool:
     async def _task_request(
         self, server: _Server, operation: Callable[[Client], Awaitable[TaskResultT]]
     ) -> TaskResultT:
-        """A tasks/* request on the server's session, failures shaped as a tool call's."""
+        """A tasks/* request on the server's session, failures shaped as a tool call's.
+
+        Not under the server's breaker: a poll that fails is simply asked again at the next
+        interval by the orchestrator (and a cancel is best effort), so an open circuit would
+        only delay learning that a task ended."""
         name = server.config.name
         try:
             return await server.connection.use(operation)
