@@ -35,11 +35,7 @@ def board_and_server() -> Iterator[tuple[TaskBoard, AsgiServer]]:
 @pytest.fixture
 def board(board_and_server: tuple[TaskBoard, AsgiServer]) -> TaskBoard:
     board, _ = board_and_server
-    board.tasks.clear()
-    board.gets.clear()
-    board.cancelled.clear()
-    board.stalled, board.poll_interval_ms, board.ttl_ms = False, 5_000, 3_600_000
-    return board
+    return board.reset(duration_ms=10_000)
 
 
 @pytest_asyncio.fixture(scope="module")

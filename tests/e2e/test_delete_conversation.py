@@ -51,9 +51,7 @@ async def test_a_conversation_with_a_running_turn_is_not_deleted(app: App):
     status, first, _ = await app.send(conversation, "slow one", **ALICE)
     assert status == 202
     await app.model.server.wait_for_requests(1)  # the model call is in flight
-    status, _, headers = await app.call(
-        "DELETE", f"/conversations/{conversation}", headers=ALICE
-    )
+    status, _, headers = await app.call("DELETE", f"/conversations/{conversation}", headers=ALICE)
     assert status == 409 and headers["Content-Type"].startswith("application/problem+json")
     assert await blobs_named(conversation)  # nothing half-deleted
     status, _, _ = await app.call("POST", f"/runs/{first['run_id']}/cancel", headers=ALICE)

@@ -42,11 +42,7 @@ def board_and_server() -> Iterator[tuple[TaskBoard, AsgiServer]]:
 @pytest.fixture
 def board(board_and_server: tuple[TaskBoard, AsgiServer]) -> TaskBoard:
     board, _ = board_and_server
-    board.tasks.clear()
-    board.gets.clear()
-    board.cancelled.clear()
-    board.stalled = False
-    return board
+    return board.reset()
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -649,6 +649,10 @@ def v3_chat_turn_context_exceeded() -> Scenario:
 V4 = "4.0"
 
 
+def v4_scenario(run_id: str, description: str, activities: Callable[[str, Any], Any]) -> Scenario:
+    return Scenario(description, "chat_turn", turn_input(run_id), run_id, activities, version=V4)
+
+
 def task_activities(
     model: Callable[[Any], Any], task: PendingTask, polls: Callable[[dict[str, Any]], TaskPoll]
 ) -> Callable[[str, Any], Any]:
@@ -679,15 +683,12 @@ def v4_mcptasks_task_completed() -> Scenario:
             return TaskPoll(task.call_id, pending=task)
         return TaskPoll(task.call_id, outcome="completed")
 
-    return Scenario(
+    return v4_scenario(
+        run_id,
         "chat_turn v4: model step 1 asks two tool calls; the server runs one as a task (the "
         "other answers at once); the run waits a 5 s timer and polls it (working), waits again, "
         "the poll fails (server unreachable), waits again, polls: completed; step 2 answers",
-        "chat_turn",
-        turn_input(run_id),
-        run_id,
         task_activities(model, task, polls),
-        version=V4,
     )
 
 
@@ -701,15 +702,12 @@ def v4_mcptasks_task_timed_out() -> Scenario:
             return TaskPoll(task.call_id, outcome="task_timed_out")
         return TaskPoll(task.call_id, pending=task)
 
-    return Scenario(
+    return v4_scenario(
+        run_id,
         "chat_turn v4: a tool call the server runs as a task never finishes; polls at 40 s and "
         "80 s find it working; at 120 s (past MCP_TASK_TIMEOUT_SECONDS=100) the poll gives up "
         "(cancels it: task_timed_out); step 2 answers",
-        "chat_turn",
-        turn_input(run_id),
-        run_id,
         task_activities(model, task, polls),
-        version=V4,
     )
 
 

@@ -53,6 +53,12 @@ class TaskBoard:
     def created(self) -> list[str]:
         return list(self.tasks)
 
+    def reset(self, **settings: Any) -> TaskBoard:
+        """No tasks and nothing seen, with the given settings (else the defaults): per test."""
+        fresh = TaskBoard(**settings)
+        self.__dict__.update(fresh.__dict__)
+        return self
+
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
