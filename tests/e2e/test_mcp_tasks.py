@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,22 @@ async def model() -> AsyncIterator[FakeOpenAI]:
         yield fake
 
 
+@asynccontextmanager
+async def host_with_tasks(
+    azurite: AzuriteInstance, model: FakeOpenAI, server: AsgiServer, state: Path, **settings: str
+) -> AsyncIterator[Client]:
+    """The host in a child process with the task server as its one MCP server."""
+    env = host_env(azurite, model, server.url())
+    tasks = {"name": "tasks", "transport": {"type": "streamable_http", "url": server.url()}}
+    env.update(MCP_SERVERS=json.dumps({"mcp_servers": [tasks]}), **settings)
+    env["MCP_TASK_POLL_MAX_SECONDS"] = "0.2"
+    async with (
+        HostProcess(ROOT, state_path=state, env=env) as host,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Client(http, host)
+
+
 @pytest_asyncio.fixture
 async def client(
     azurite: AzuriteInstance,
@@ -59,15 +76,8 @@ async def client(
     tmp_path: Path,
 ) -> AsyncIterator[Client]:
     _, server = board_and_server
-    env = host_env(azurite, model, server.url())
-    tasks = {"name": "tasks", "transport": {"type": "streamable_http", "url": server.url()}}
-    env["MCP_SERVERS"] = json.dumps({"mcp_servers": [tasks]})
-    env["MCP_TASK_POLL_MAX_SECONDS"] = "0.2"
-    async with (
-        HostProcess(ROOT, state_path=tmp_path / "durable.sqlite3", env=env) as host,
-        aiohttp.ClientSession() as http,
-    ):
-        yield Client(http, host)
+    async with host_with_tasks(azurite, model, server, tmp_path / "durable.sqlite3") as client:
+        yield client
 
 
 async def waiting_for_the_task(client: Client, run_id: str) -> dict[str, Any]:
@@ -132,4 +142,24 @@ async def test_cancelling_a_run_cancels_its_task_on_the_server(client: Client, b
     await waiting_for_the_task(client, run_id)
     status, body = await client.call("POST", f"/runs/{run_id}/cancel")
     assert status == 202, body
+    assert board.cancelled == ["task-1"]
+
+
+async def test_a_task_past_the_runs_timeout_is_cancelled_and_the_model_told_it_timed_out(
+    azurite: AzuriteInstance,
+    model: FakeOpenAI,
+    board_and_server: tuple[TaskBoard, AsgiServer],
+    board: TaskBoard,
+    tmp_path: Path,
+):
+    _, server = board_and_server
+    board.stalled = True  # it never finishes
+    state = tmp_path / "durable.sqlite3"
+    async with host_with_tasks(
+        azurite, model, server, state, MCP_TASK_TIMEOUT_SECONDS="1"
+    ) as client:
+        conversation, run_id = await client.start_turn(MESSAGE)
+        assert (await client.finished(run_id))["status"] == "completed"
+        [result] = await tool_results(client, conversation)
+    assert result.startswith("task_timed_out: ")
     assert board.cancelled == ["task-1"]
