@@ -323,6 +323,9 @@ async def test_scheduler_down_gives_the_model_a_clear_tool_error(
     app: App, scheduler: SchedulerService
 ):
     conversation = await app.new_conversation()
+    # The Scheduler was up when the model saw its tools (a first, rejected scheduling lists
+    # them whatever ran before this test), then it goes down before the call is made.
+    await schedule_by_model(app, conversation, schedule_tool_line("seen", 60), approve=False)
     await scheduler.stop()
     try:
         body = await schedule_by_model(app, conversation, schedule_tool_line("never", 60))
@@ -330,7 +333,7 @@ async def test_scheduler_down_gives_the_model_a_clear_tool_error(
         await scheduler.start()
     assert body["status"] == "completed"
     _, transcript, _ = await app.call("GET", f"/conversations/{conversation}")
-    [result] = [m for m in transcript["messages"] if m["role"] == "tool"]
+    [_, result] = [m for m in transcript["messages"] if m["role"] == "tool"]
     assert result["is_error"] is True
     assert "scheduler" in result["content"].lower()
     # nothing half-recorded: the Scheduler holds no schedule for this conversation
