@@ -65,7 +65,7 @@ from agent.errors import (
     ToolTransportError,
     TransientModelError,
 )
-from agent.loop import OUTCOME_UNKNOWN, LoopState, StepSummary, Usage
+from agent.loop import OUTCOME_UNKNOWN, LoopState, StepSummary, Usage, ends_turn
 from agent.mcp.dispatch import outcome_of
 from agent.mcp.tasks import TaskState, poll_delay
 from agent.runtime import Runtime
@@ -141,11 +141,14 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     assistant_id = message_id(step.run.run_id, step.step, 0)
     done = next((m for m in stored if m.id == assistant_id), None)
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
+        summary = _summary_of(done, rt.mcp.requires_approval)
         recorded = await recorder.recorded()  # its events may not all be there yet
         await events.TextDeltas.resuming(recorder, step.step, recorded).finish(
-            done.content, *_step_end(step, done, rt.mcp.requires_approval)
+            done.content,
+            *_step_end(step, done, rt.mcp.requires_approval),
+            *_turn_end(step, summary, done),
         )
-        return _summary_of(done, rt.mcp.requires_approval).to_dict()
+        return (await _ending_turn(rt, step, summary)).to_dict()
     wanted = rt.settings.context
     if step.compaction and compaction_due(
         context.window, wanted.compaction_tokens, wanted.compaction
@@ -177,8 +180,29 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         await deltas.abandon()
         raise
     message, records = _stored_reply(step, reply, stored, prompt_estimate)
-    await _store_then_end(rt, ref, step, deltas, message, records)
-    return _summary_of(message, rt.mcp.requires_approval).to_dict()
+    summary = _summary_of(message, rt.mcp.requires_approval)
+    ending = _turn_end(step, summary, message)
+    await _store_then_end(rt, ref, step, deltas, message, records, ending)
+    return (await _ending_turn(rt, step, summary)).to_dict()
+
+
+def _turn_end(
+    step: ModelStepInput, summary: StepSummary, message: StoredMessage
+) -> list[events.NewEvent]:
+    """The run's last event, when this step ends the turn (version 4): it goes in the step's
+    end append, before the turn lock goes (see `finish_turn`)."""
+    if not (step.ends_turn and ends_turn(summary, step.max_output_tokens)):
+        return []
+    return [events.run_finished("completed", message.content)]
+
+
+async def _ending_turn(rt: Runtime, step: ModelStepInput, summary: StepSummary) -> StepSummary:
+    """Release the turn when this step's answer ends it (version 4: what `finish_turn` did
+    after it, done here; releasing twice is harmless), and say so to the orchestrator."""
+    if not (step.ends_turn and ends_turn(summary, step.max_output_tokens)):
+        return summary
+    await _release_turn(rt, step.run, "completed")
+    return replace(summary, turn_ended=True)
 
 
 async def _store_then_end(
@@ -188,16 +212,17 @@ async def _store_then_end(
     deltas: events.TextDeltas,
     message: StoredMessage,
     records: Sequence[ToolCallRecord],
+    then: Sequence[events.NewEvent] = (),
 ) -> None:
-    """Store the reply, then write the rest of its text and the step's end in one append.
-    The end follows the store: a log saying which tool calls a step asked for must never name
-    calls of an attempt whose reply was lost (its retry asks the model again)."""
+    """Store the reply, then write the rest of its text and the step's end (and `then`) in one
+    append. The end follows the store: a log saying which tool calls a step asked for must
+    never name calls of an attempt whose reply was lost (its retry asks the model again)."""
     try:
         await rt.store.record_model_reply(ref, message, records)
     except BaseException:
         await deltas.abandon()
         raise
-    await deltas.finish(message.content, *_step_end(step, message, rt.mcp.requires_approval))
+    await deltas.finish(message.content, *_step_end(step, message, rt.mcp.requires_approval), *then)
 
 
 async def _record_step_start(
@@ -775,14 +800,21 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
             events.run_started(finish.run.run_id, finish.run.conversation_id),
             events.run_finished(finish.status, answer),
         )
-        await rt.store.end_turn(_conversation(finish.run), finish.run.run_id)
     except RecordNotFound:  # the conversation vanished mid-run: its lock (and its log) went with it
         log.warning("conversation vanished mid-run", extra={"run_id": finish.run.run_id})
+    else:
+        await _release_turn(rt, finish.run, finish.status)
+
+
+async def _release_turn(rt: Runtime, run: RunRef, status: str) -> None:
+    """Give the conversation's turn lock back (idempotent: a lock no longer this run's stays)."""
+    try:
+        await rt.store.end_turn(_conversation(run), run.run_id)
+    except RecordNotFound:  # the conversation vanished mid-run: its lock (and its log) went with it
+        log.warning("conversation vanished mid-run", extra={"run_id": run.run_id})
     log.info(
         "turn finished",
-        extra=telemetry.log_context(
-            finish.run.run_id, finish.run.conversation_id, status=finish.status
-        ),
+        extra=telemetry.log_context(run.run_id, run.conversation_id, status=status),
     )
 
 

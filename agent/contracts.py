@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent import backoff
-from agent.loop import RunStatus, Usage
+from agent.loop import LoopState, RunStatus, Usage
 from agent.settings import Limits
 from wire import Wire, omitted_when_default, unknown_keys
 
@@ -43,6 +43,8 @@ class ChatTurnInput(Wire):
     tool_attempts: int = backoff.DEFAULT_TOOL_ATTEMPTS
     retry_base_seconds: float = backoff.DEFAULT_BASE_SECONDS
     retry_max_delay_seconds: float = backoff.DEFAULT_MAX_DELAY_SECONDS
+    # Version 4: where the turn stands when an execution continued as new (None: step 1).
+    progress: TurnProgress | None = omitted_when_default(None)
     # A batch lane reads a turn's input and passes it on: keys a newer writer added go too.
     unknown: Mapping[str, Any] = unknown_keys()
 
@@ -60,6 +62,18 @@ class ChatTurnInput(Wire):
 
     def _retry(self, attempts: int) -> backoff.Backoff:
         return backoff.Backoff(attempts, self.retry_base_seconds, self.retry_max_delay_seconds)
+
+    def continued(self, state: LoopState, failed: tuple[FailedToolCall, ...]) -> ChatTurnInput:
+        """The next execution's input (version 4's continue-as-new): this one, at `state`."""
+        progress = TurnProgress(state.step, state.usage, state.throttle_waits, failed)
+        return replace(self, progress=progress)
+
+    def loop_state(self) -> tuple[LoopState, tuple[FailedToolCall, ...]]:
+        """The loop's state this execution starts from, and the previous step's failed calls."""
+        if self.progress is None:
+            return LoopState(), ()
+        carried = self.progress
+        return LoopState(carried.step, carried.usage, carried.throttle_waits), carried.failed
 
     @classmethod
     def starting(cls, run: RunRef, limits: Limits, conversation_tokens: int) -> ChatTurnInput:
@@ -88,6 +102,18 @@ class FailedToolCall(Wire):
 
 
 @dataclass(frozen=True)
+class TurnProgress(Wire):
+    """Where a turn stands between two executions (version 4 continues a turn as new every few
+    steps, so its history stays a few steps long): the loop's state and the previous step's
+    failed tool calls. References and counts only: the transcript holds the rest."""
+
+    step: int  # the model step the next execution runs first
+    usage: Usage = field(default_factory=Usage)
+    throttle_waits: int = 0
+    failed: tuple[FailedToolCall, ...] = ()
+
+
+@dataclass(frozen=True)
 class ModelStepInput(Wire):
     run: RunRef
     step: int
@@ -100,6 +126,9 @@ class ModelStepInput(Wire):
     # Set by version-3 orchestrators: with enough outside the context window, the step may
     # return "compact" (summarise first) instead of calling the model.
     compaction: bool = omitted_when_default(False)
+    # Set by version-4 orchestrators: a final answer within the budget ends the turn in the
+    # same activity (the run's last events, the turn lock released): no `finish_turn` hop.
+    ends_turn: bool = omitted_when_default(False)
 
 
 @dataclass(frozen=True)

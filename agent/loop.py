@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from wire import Wire, from_wire
+from wire import Wire, from_wire, omitted_when_default
 
 RunStatus = Literal[
     "completed", "failed", "cancelled", "content_filtered", "budget_exceeded", "context_exceeded"
@@ -57,6 +57,8 @@ class StepSummary(Wire):
     error: str | None = None
     # Tool calls (ids, of tool_call_ids) whose tool is in its server's `require_approval`.
     approvals_needed: tuple[str, ...] = ()
+    # Version 4: the step's final answer ended the turn itself (`ModelStepInput.ends_turn`).
+    turn_ended: bool = omitted_when_default(False)
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,15 @@ def decide(state: LoopState, summary: StepSummary, limits: LoopLimits) -> Next:
             ),
         )
     return RunTools(summary.tool_call_ids, summary.approvals_needed)
+
+
+def ends_turn(summary: StepSummary, cap: int | None) -> bool:
+    """Whether `decide` will finish the run as completed after this step: a final answer whose
+    tokens fit what the run had left (`cap`, the step's `tokens_left`). A model step told it may
+    (version 4) ends the turn itself when this holds."""
+    if summary.outcome != "final" or summary.tool_call_ids:
+        return False
+    return cap is None or summary.usage.total_tokens <= cap
 
 
 def before_step(state: LoopState, limits: LoopLimits) -> Finish | None:

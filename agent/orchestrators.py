@@ -100,6 +100,9 @@ STORE_BACKOFF = Backoff(STORE_ATTEMPTS)
 BUSY_BACKOFF = Backoff(BUSY_ATTEMPTS, base_seconds=BUSY_BASE_SECONDS)
 Retry = tuple[df.RetryOptions, Backoff]  # how version 1 retries a call, and how version 2 does
 STORE: Retry = (STORE_RETRY, STORE_BACKOFF)  # the orchestrators' own bookkeeping writes
+# Version 4: a turn continues as new after this many model steps, with its state in the input
+# (references and counts), so an episode replays at most this many steps' history.
+STEPS_PER_EXECUTION = 4
 MAX_TIMER = timedelta(days=6)  # Python Durable timers are limited to 6 days: longer waits loop
 
 Orchestration = Generator[Any, Any, dict[str, Any]]
@@ -129,8 +132,7 @@ def _cancel(timer: TaskBase) -> None:
 def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
     turn = ChatTurnInput.from_dict(_input_object(context))
     limits = LoopLimits(turn.max_steps, turn.max_tokens_per_run)
-    state = LoopState()
-    failed: tuple[FailedToolCall, ...] = ()
+    state, failed = turn.loop_state()
     # Version 2: the budget is checked before each step, and a tool call may wait (an open
     # circuit, a person's say on a cut-off call).
     current = runs_at_least(context, 2)
@@ -138,14 +140,22 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
     compacting, compacted_at = runs_at_least(context, 3), 0
     # Version 4: a tool call its MCP server runs as a task is awaited on durable timers.
     tasks = runs_at_least(context, 4)
+    # Version 4: a final answer ends the turn in its model step (no finish hop), and every
+    # STEPS_PER_EXECUTION steps the turn continues as new, so no episode replays more.
+    flat, first_step = runs_at_least(context, 4), state.step
     while True:
+        if flat and state.step - first_step >= STEPS_PER_EXECUTION:
+            context.continue_as_new(turn.continued(state, failed).to_dict())
+            return {}  # not an output: the next execution carries on
         if current and (spent := before_step(state, limits)) is not None:
             outcome, state = spent, replace(state, step=state.step - 1)  # that step never ran
             break
         context.set_custom_status({"step": state.step, "phase": "model"})
         cap = tokens_left(state, limits) if current else None
         may_compact = compacting and compacted_at != state.step
-        step_input = ModelStepInput(turn.run, state.step, failed, cap, compaction=may_compact)
+        step_input = ModelStepInput(
+            turn.run, state.step, failed, cap, compaction=may_compact, ends_turn=flat
+        )
         task = f"{MODEL_STEP}/{state.step}/{state.throttle_waits}"
         try:
             raw = yield from call_activity(
@@ -159,6 +169,8 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
         move = decide(state, summary, limits)
         if isinstance(move, Finish):
             outcome = move
+            if summary.turn_ended and move.status == "completed":
+                return turn_output(turn, state, move)  # the step ended the turn itself
             break
         if isinstance(move, Compact):
             compacted_at = state.step
@@ -201,6 +213,10 @@ def chat_turn(context: df.DurableOrchestrationContext) -> Orchestration:
     context.set_custom_status({"step": state.step, "phase": "finishing"})
     finish = FinishTurnInput(turn.run, outcome.status).to_dict()
     yield from call_activity(context, FINISH_TURN, finish, STORE, FINISH_TURN)
+    return turn_output(turn, state, outcome)
+
+
+def turn_output(turn: ChatTurnInput, state: LoopState, outcome: Finish) -> dict[str, Any]:
     return ChatTurnOutput(
         status=outcome.status,
         conversation_id=turn.conversation_id,

@@ -52,13 +52,17 @@ def request_kind(method: str, url: str) -> str:
 class BlobRequestCounter(SansIOHTTPPolicy[Any, Any]):
     """Counts every request the Blob client sends (retries included) and the bytes each way."""
 
-    def __init__(self) -> None:
+    def __init__(self, trace: bool = False) -> None:
         self._counts: Counter[str] = Counter()
+        # With `trace`, each request as (kind, blob path): to find which requests a cut removes.
+        self.trace: list[tuple[str, str]] | None = [] if trace else None
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
         http = request.http_request
         kind = request_kind(http.method, http.url)
         request.context["ledger_kind"] = kind
+        if self.trace is not None:
+            self.trace.append((kind, urlsplit(http.url).path))
         self._counts.update(
             {"blob_requests": 1, f"blob:{kind}": 1, "blob_bytes_written": _body_size(http)}
         )

@@ -109,7 +109,7 @@ def test_activity_inputs_are_references_not_content():
     for _, data in result.activity_calls:
         assert set(data) <= {
             "run", "step", "call_id", "failed_tool_calls", "status", "max_output_tokens", "may_defer",
-            "compaction", "may_await_task",
+            "compaction", "may_await_task", "ends_turn",
         }  # fmt: skip
         assert data["run"] == {
             "owner": "user:a",
