@@ -23,7 +23,7 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +54,8 @@ RECORDED_FROM = {
     "": "agent/orchestrators.py as on commit c156733 (version 1, unversioned)",
     "2.0": "agent/orchestrators.py as on commit de9b060 (version 2, stamped '2.0')",
     "3.0": "agent/orchestrators.py as on commit 73be7d0 (version 3, stamped '3.0')",
-    "4.0": "agent/orchestrators.py as on commit 0c49720 (version 4, stamped '4.0'; mcptasks)",
+    "4.0": "agent/orchestrators.py as on commit 0c49720 (version 4, stamped '4.0'; mcptasks), "
+    "and as on 5b2bfb2 (flatreplay, before mcptasks landed)",
 }
 FORMAT = 1
 USAGE = Usage(prompt_tokens=812, completion_tokens=64, total_tokens=876)
@@ -645,6 +646,10 @@ def v3_chat_turn_context_exceeded() -> Scenario:
 
 
 # --- version 4 (mcptasks): tool calls their MCP servers run as tasks, polled on timers --------
+#
+# Version 4 (agent.versions.CURRENT = 4, host.json "4.0"), flatreplay: a model step may end the
+# turn itself (`ModelStepInput.ends_turn`; its summary says `turn_ended`: no finish_turn), and a
+# turn continues as new every `STEPS_PER_EXECUTION` (4) model steps with `progress` in its input.
 
 V4 = "4.0"
 
@@ -708,6 +713,47 @@ def v4_mcptasks_task_timed_out() -> Scenario:
         "80 s find it working; at 120 s (past MCP_TASK_TIMEOUT_SECONDS=100) the poll gives up "
         "(cancels it: task_timed_out); step 2 answers",
         task_activities(model, task, polls),
+def v4_model(answer_at: int, approval_at: int | None = None) -> Callable[[Any], Any]:
+    """model_step: a tool call per step until `answer_at`, whose answer ends the turn when the
+    step may; the call of step `approval_at` needs approval."""
+
+    def reply(data: dict[str, Any]) -> dict[str, Any]:
+        step, run_id = data["step"], data["run"]["run_id"]
+        if step == answer_at:
+            summary = answers(step)(run_id)
+            return replace(summary, turn_ended=bool(data.get("ends_turn"))).to_dict()
+        approvals = (f"call_S{step}",) if step == approval_at else ()
+        return asks_tools(step, f"call_S{step}", approvals=approvals)(run_id).to_dict()
+
+    return reply
+
+
+def v4_flatreplay_chat_turn_answer_ends_turn() -> Scenario:
+    run_id = "f7a9b1c3d5e74f9b1d3e5a7c9e1b3d31"
+    return Scenario(
+        "chat_turn v4: model step 1 asks a tool call, which runs; step 2 (told it may end the "
+        "turn) answers and ends the turn itself: no finish_turn",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        chat_activities(v4_model(answer_at=2)),
+        version=V4,
+    )
+
+
+def v4_flatreplay_chat_turn_continued_with_approval() -> Scenario:
+    run_id = "a8b0c2d4e6f84a0c2e4f6b8d0f2c4e32"
+    return Scenario(
+        "chat_turn v4: steps 1-4 each ask a tool call, which runs; the turn continues as new "
+        "(progress: step 5, usage, no failed calls); step 5 asks a call that needs approval, "
+        "the run waits (question step5-approval) and is approved; the call runs; step 6 answers "
+        "and ends the turn itself: no finish_turn",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        chat_activities(v4_model(answer_at=6, approval_at=5)),
+        (answer("call_S5", True, question_id(5, APPROVAL_QUESTION)),),
+        version=V4,
     )
 
 
@@ -736,6 +782,10 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "v3_chat_turn_context_exceeded": v3_chat_turn_context_exceeded,
     "v4_mcptasks_task_completed": v4_mcptasks_task_completed,
     "v4_mcptasks_task_timed_out": v4_mcptasks_task_timed_out,
+    "v4_flatreplay_chat_turn_answer_ends_turn": v4_flatreplay_chat_turn_answer_ends_turn,
+    "v4_flatreplay_chat_turn_continued_with_approval": (
+        v4_flatreplay_chat_turn_continued_with_approval
+    ),
 }
 
 
