@@ -28,7 +28,7 @@ from offline_model.brains import ScriptedBrain
 from tests.support.task_mcp import TaskBoard, task_http_app
 
 ROOT = Path(__file__).resolve().parents[2]
-MAX_STEPS = 25
+MAX_STEPS = 60  # a 50-step turn (test_replay_stays_flat) fits
 
 
 @dataclass
@@ -86,6 +86,7 @@ async def counted(
         "CONVERSATIONS_CONTAINER": f"ledger-{uuid.uuid4().hex[:12]}",
         "MCP_SERVERS": json.dumps(servers),
         "AGENT_MAX_STEPS": str(MAX_STEPS),
+        "AGENT_MAX_TOKENS_PER_RUN": "1000000",  # a 50-step turn's growing prompts fit
         "SCHEDULER_WEBHOOK_SECRET": WEBHOOK_SECRET,
         # One lane: a scheduled item's count does not depend on how its lanes interleave.
         "BATCH_MAX_CONCURRENCY": "1",
