@@ -108,3 +108,37 @@ async def test_an_episode_at_step_50_replays_within_1_5x_of_one_at_step_2(
     assert late.bytes <= FLAT * early.bytes
     # And no episode of the whole turn replays more than the flat bound of step 2's.
     assert max(r.events for r in replays.values()) <= FLAT * early.events * 2
+
+
+async def test_a_run_that_continued_as_new_reads_the_same_through_the_run_view(
+    counted: CountedApp,
+) -> None:
+    steps = 10  # three executions: steps 1-4, 5-8, 9-10
+    for _ in range(steps - 1):
+        counted.model.brain.then(Completion(tool_calls=(GREET,)))
+    counted.model.brain.answer("done")
+    conversation = (await counted.post("/conversations"))["id"]
+    reply = await counted.post(f"/conversations/{conversation}/messages", json={"content": "go"})
+    run_id = reply["run_id"]
+    await counted.host.runtime.wait_for_status(run_id, TERMINAL_STATUSES, within=60)
+
+    record = counted.host.runtime.get_instance(run_id)
+    assert record is not None and record.instance_id == run_id
+    stored = json.loads(record.input_raw or "{}")
+    stored = json.loads(stored) if isinstance(stored, str) else stored  # JSON of JSON text
+    assert stored["progress"]["step"] == 9  # its last execution
+    async with counted.http.get(f"{counted.api}/runs/{run_id}") as response:
+        view = await response.json()
+    assert view["status"] == "completed" and view["step"] == steps
+    assert view["conversation_id"] == conversation and view["answer"] == "done"
+    async with counted.http.get(f"{counted.api}/runs/{run_id}/events?wait=0") as response:
+        events = (await response.json())["events"]
+    started = [e["step"] for e in events if e["type"] == "step_started"]
+    assert started == list(range(1, steps + 1))
+    assert [e["type"] for e in events].count("run_finished") == 1
+    assert events[-1]["type"] == "run_finished"
+    assert (events[-1]["status"], events[-1]["answer"]) == ("completed", "done")
+    counted.model.brain.answer("hello")
+    again = await counted.post(f"/conversations/{conversation}/messages", json={"content": "hi"})
+    assert again["run_id"] != run_id  # the turn's lock was released by its last step
+    await counted.host.runtime.wait_for_status(again["run_id"], TERMINAL_STATUSES, within=60)
