@@ -205,3 +205,30 @@ def _json(raw: str) -> Any:
 
     value = json.loads(raw)
     return json.loads(value) if isinstance(value, str) else value
+
+
+def test_a_scheduled_item_whose_turn_continues_as_new_reports_its_end_to_its_lane() -> None:
+    """A batch lane runs each item's `chat_turn` as a sub-orchestration: the turn's last
+    execution, not its first, answers the lane."""
+    from agent.contracts import BatchInput
+    from storage.batches import run_id_of
+
+    long = turn_of(STEPS_PER_EXECUTION * 2 + 1)
+    claims: dict[str, int | None] = {}
+
+    def activities(name: str, data: Any) -> Any:
+        if name == "take_batch_item":
+            free = [i for i in data["indices"] if i not in claims.values()]
+            index = claims.setdefault(data["claim_key"], free[0] if free else None)
+            if index is None:
+                return {"index": None}
+            run = replace(TURN, run_id=run_id_of(data["batch_id"], index))
+            return {"index": index, "turn": run.to_dict()}
+        return long(name, data)
+
+    batch = BatchInput("b1", (0, 1), 2)
+    result = V4.run("scheduled_batch", batch.to_dict(), activities=activities, instance_id="b1")
+    assert result.status == "Completed"
+    assert result.output["counts"] == {"completed": 2}
+    for index in (0, 1):
+        assert len(result.executions[run_id_of("b1", index)]) == 3  # 4 + 4 + 1 steps
