@@ -143,12 +143,15 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
         summary = _summary_of(done, rt.mcp.requires_approval)
         recorded = await recorder.recorded()  # its events may not all be there yet
+        # An attempt that ended the turn wrote the run's end before it released the turn.
+        ended = any(e.type == events.TERMINAL_TYPE for e in recorded)
+        ends = await _ends_turn(rt, step, summary, ended=ended)
         await events.TextDeltas.resuming(recorder, step.step, recorded).finish(
             done.content,
             *_step_end(step, done, rt.mcp.requires_approval),
-            *_turn_end(step, summary, done),
+            *_turn_end(ends, done),
         )
-        return (await _ending_turn(rt, step, summary)).to_dict()
+        return (await _ending_turn(rt, step, summary, ends)).to_dict()
     wanted = rt.settings.context
     if step.compaction and compaction_due(
         context.window, wanted.compaction_tokens, wanted.compaction
@@ -181,25 +184,40 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         raise
     message, records = _stored_reply(step, reply, stored, prompt_estimate)
     summary = _summary_of(message, rt.mcp.requires_approval)
-    ending = _turn_end(step, summary, message)
-    await _store_then_end(rt, ref, step, deltas, message, records, ending)
-    return (await _ending_turn(rt, step, summary)).to_dict()
+    ends = await _ends_turn(rt, step, summary)
+    await _store_then_end(rt, ref, step, deltas, message, records, _turn_end(ends, message))
+    return (await _ending_turn(rt, step, summary, ends)).to_dict()
 
 
-def _turn_end(
-    step: ModelStepInput, summary: StepSummary, message: StoredMessage
-) -> list[events.NewEvent]:
-    """The run's last event, when this step ends the turn (version 4): it goes in the step's
-    end append, before the turn lock goes (see `finish_turn`)."""
+async def _ends_turn(
+    rt: Runtime, step: ModelStepInput, summary: StepSummary, ended: bool = False
+) -> bool:
+    """Whether this step ends the turn itself (version 4): its reply is the final answer within
+    the budget, and the run still holds the conversation's turn. A run cancelled while the
+    model answered has given the turn back (or lost it to the next turn): its end is not this
+    step's to write, and the answer stays a reply of a cancelled run. One fresh read of the
+    meta: another process may have released it. (`ended`: an earlier attempt of this step
+    wrote the run's end, so it held the turn then; it may have released it already.)"""
     if not (step.ends_turn and ends_turn(summary, step.max_output_tokens)):
-        return []
-    return [events.run_finished("completed", message.content)]
+        return False
+    if ended:
+        return True
+    meta = await rt.store.get_meta(_conversation(step.run))
+    return meta.active_run_id == step.run.run_id
 
 
-async def _ending_turn(rt: Runtime, step: ModelStepInput, summary: StepSummary) -> StepSummary:
-    """Release the turn when this step's answer ends it (version 4: what `finish_turn` did
-    after it, done here; releasing twice is harmless), and say so to the orchestrator."""
-    if not (step.ends_turn and ends_turn(summary, step.max_output_tokens)):
+def _turn_end(ends: bool, message: StoredMessage) -> list[events.NewEvent]:
+    """The run's last event when this step ends the turn: it goes in the step's end append,
+    before the turn lock goes (see `finish_turn`)."""
+    return [events.run_finished("completed", message.content)] if ends else []
+
+
+async def _ending_turn(
+    rt: Runtime, step: ModelStepInput, summary: StepSummary, ends: bool
+) -> StepSummary:
+    """Release the turn when this step's answer ends it (what `finish_turn` did after it, done
+    here; releasing twice is harmless), and say so to the orchestrator."""
+    if not ends:
         return summary
     await _release_turn(rt, step.run, "completed")
     return replace(summary, turn_ended=True)

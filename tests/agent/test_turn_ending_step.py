@@ -90,3 +90,14 @@ async def test_a_step_not_told_it_may_end_the_turn_leaves_it_open(rt, model):
     summary = await activities.model_step(ModelStepInput(run, 1).to_dict(), rt)
     assert "turn_ended" not in summary
     assert await active_run(rt, run) == run.run_id
+
+
+async def test_a_step_answering_after_its_run_gave_the_turn_back_does_not_end_it(rt, model):
+    """A run cancelled while the model answered: the cancel gave the lock back, so the late
+    answer is stored but the run's end stays the cancel's (no run_finished "completed")."""
+    run = await new_run(rt, "user:ending")
+    await rt.store.end_turn(_ref(run), run.run_id)  # what a cancel does once Durable says so
+    model.brain.answer("too late")
+    summary = await activities.model_step(ending(run), rt)
+    assert summary["outcome"] == "final" and "turn_ended" not in summary
+    assert "run_finished" not in [e.type for e in await logged(rt, run)]

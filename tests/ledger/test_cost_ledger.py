@@ -38,9 +38,11 @@ BYTE_ROOM = 1.02
 # history: replayed bytes 10445 -> 10691 (20 steps: history 35891 -> 36981, replayed 731502 -> 754392).
 # #16 items 2-3 (flatreplay, orchestration version 4): the answering model step ends the turn
 # itself (run_finished in its end append, the lock released): no finish_turn activity, episode,
-# transcript read or event append. Before -> after: activities 4 -> 3, episodes 5 -> 4, history
-# events 20 -> 16 (4545 -> 4047 bytes), replayed 40 -> 24 (10445 -> 6763 bytes), Blob 27 -> 25
-# (get 5 -> 4, append 12 -> 11; bytes read 3911 -> 2144). (The pinned 416 of an empty
+# transcript read or event append; one fresh read of the meta instead (a run cancelled while the
+# model answered has given the turn back: its end is not the step's to write). Before -> after:
+# activities 4 -> 3, episodes 5 -> 4, history events 20 -> 16 (4545 -> 4047 bytes), replayed
+# 40 -> 24 (10445 -> 6763 bytes), Blob 27 -> 26 (get 5 -> 5: the transcript read is now a meta
+# read; append 12 -> 11; bytes read 3911 -> 2399). (The pinned 416 of an empty
 # transcript's ranged read no longer occurred on main before this change.)
 ONE_TOOL_CALL_TURN = {
     "activities": 3,
@@ -52,19 +54,19 @@ ONE_TOOL_CALL_TURN = {
     "history_bytes": 4047,
     "replayed_events": 24,
     "replayed_bytes": 6763,
-    "blob_requests": 25,
-    "blob:get": 4,
+    "blob_requests": 26,
+    "blob:get": 5,
     "blob:put": 8,
     "blob:delete": 2,
     "blob:append": 11,
-    "blob_bytes_read": 2144,
+    "blob_bytes_read": 2399,
     "blob_bytes_written": 5531,
 }
 # Version 4 also continues a turn as new every 4 model steps (references-only state): replay
 # stops growing with the square of the steps, for one more episode and a restarted history per
 # 4 steps. Before -> after: activities 40 -> 39, episodes 41 -> 44, history events 164 -> 176
-# (35891 -> 43373 bytes), replayed 3280 -> 688 events (731502 -> 178445 bytes), Blob 225 -> 223
-# (get 41 -> 40, append 120 -> 119; bytes read 220408 -> 200726).
+# (35891 -> 43373 bytes), replayed 3280 -> 688 events (731502 -> 178445 bytes), Blob 225 -> 224
+# (get 41 -> 41, append 120 -> 119; bytes read 220408 -> 200981).
 TWENTY_STEP_TURN = {
     "activities": 39,
     "activities:model_step": 20,
@@ -75,12 +77,12 @@ TWENTY_STEP_TURN = {
     "history_bytes": 43373,
     "replayed_events": 688,  # flat per episode (tests/ledger/test_replay_stays_flat.py)
     "replayed_bytes": 178445,
-    "blob_requests": 223,
-    "blob:get": 40,
+    "blob_requests": 224,
+    "blob:get": 41,
     "blob:put": 62,
     "blob:delete": 2,
     "blob:append": 119,
-    "blob_bytes_read": 200726,  # each reply stores its prompt_estimate (context window)
+    "blob_bytes_read": 200981,  # each reply stores its prompt_estimate (context window)
     "blob_bytes_written": 68385,
 }
 SCHEDULED_BATCH_OF_3 = {
