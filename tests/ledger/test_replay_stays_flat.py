@@ -43,26 +43,14 @@ def replays_by_step(
     seen: dict[int, Replay] = {}
     count = counters.episode
 
-    def episode(
-        *,
-        instance_id: str,
-        orchestrator: str,
-        replayed: int,
-        appended: Sequence[Event],
-        finished: bool,
-    ) -> None:
-        history_bytes = counters._history_bytes.get(instance_id, 0)  # what it replayed
+    def episode(**fields: Any) -> None:
+        history_bytes = counters._history_bytes.get(fields["instance_id"], 0)  # what it replayed
+        appended: Sequence[Event] = fields["appended"]
         for event in appended:
             if event.get("EventType") == TASK_SCHEDULED and event.get("Name") == "model_step":
                 step = decode_activity_input(event["Input"])["step"]
-                seen[step] = Replay(replayed, history_bytes)
-        count(
-            instance_id=instance_id,
-            orchestrator=orchestrator,
-            replayed=replayed,
-            appended=appended,
-            finished=finished,
-        )
+                seen[step] = Replay(fields["replayed"], history_bytes)
+        count(**fields)
 
     monkeypatch.setattr(counters, "episode", episode)
     yield seen
