@@ -713,6 +713,9 @@ def v4_mcptasks_task_timed_out() -> Scenario:
         "80 s find it working; at 120 s (past MCP_TASK_TIMEOUT_SECONDS=100) the poll gives up "
         "(cancels it: task_timed_out); step 2 answers",
         task_activities(model, task, polls),
+    )
+
+
 def v4_model(answer_at: int, approval_at: int | None = None) -> Callable[[Any], Any]:
     """model_step: a tool call per step until `answer_at`, whose answer ends the turn when the
     step may; the call of step `approval_at` needs approval."""
