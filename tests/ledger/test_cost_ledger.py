@@ -40,8 +40,8 @@ BYTE_ROOM = 1.02
 # itself (run_finished in its end append, the lock released): no finish_turn activity, episode,
 # transcript read or event append; one fresh read of the meta instead (a run cancelled while the
 # model answered has given the turn back: its end is not the step's to write). Before -> after:
-# activities 4 -> 3, episodes 5 -> 4, history events 20 -> 16 (4545 -> 4047 bytes), replayed
-# 40 -> 24 (10445 -> 6763 bytes), Blob 27 -> 26 (get 5 -> 5: the transcript read is now a meta
+# activities 4 -> 3, episodes 5 -> 4, history events 20 -> 16 (4545 -> 4077 bytes), replayed
+# 40 -> 24 (10691 -> 6823 bytes), Blob 27 -> 26 (get 5 -> 5: the transcript read is now a meta
 # read; append 12 -> 11; bytes read 3911 -> 2399). (The pinned 416 of an empty
 # transcript's ranged read no longer occurred on main before this change.)
 ONE_TOOL_CALL_TURN = {
@@ -51,9 +51,9 @@ ONE_TOOL_CALL_TURN = {
     "episodes": 4,
     "episodes:chat_turn": 4,
     "history_events": 16,
-    "history_bytes": 4047,
+    "history_bytes": 4077,
     "replayed_events": 24,
-    "replayed_bytes": 6763,
+    "replayed_bytes": 6823,
     "blob_requests": 26,
     "blob:get": 5,
     "blob:put": 8,
@@ -65,8 +65,8 @@ ONE_TOOL_CALL_TURN = {
 # Version 4 also continues a turn as new every 4 model steps (references-only state): replay
 # stops growing with the square of the steps, for one more episode and a restarted history per
 # 4 steps. Before -> after: activities 40 -> 39, episodes 41 -> 44, history events 164 -> 176
-# (35891 -> 43373 bytes), replayed 3280 -> 688 events (731502 -> 178445 bytes), Blob 225 -> 224
-# (get 41 -> 41, append 120 -> 119; bytes read 220408 -> 200981).
+# (36981 -> 43947 bytes), replayed 3280 -> 688 events (754392 -> 180741 bytes), Blob 225 -> 224
+# (get 41 -> 41, append 120 -> 119; bytes read 220408 -> 200998).
 TWENTY_STEP_TURN = {
     "activities": 39,
     "activities:model_step": 20,
@@ -74,16 +74,16 @@ TWENTY_STEP_TURN = {
     "episodes": 44,
     "episodes:chat_turn": 44,
     "history_events": 176,
-    "history_bytes": 43373,
+    "history_bytes": 43947,
     "replayed_events": 688,  # flat per episode (tests/ledger/test_replay_stays_flat.py)
-    "replayed_bytes": 178445,
+    "replayed_bytes": 180741,
     "blob_requests": 224,
     "blob:get": 41,
     "blob:put": 62,
     "blob:delete": 2,
     "blob:append": 119,
-    "blob_bytes_read": 200981,  # each reply stores its prompt_estimate (context window)
-    "blob_bytes_written": 68385,
+    "blob_bytes_read": 200998,  # each reply stores its prompt_estimate (context window)
+    "blob_bytes_written": 68386,
 }
 SCHEDULED_BATCH_OF_3 = {
     "activities": 10,
