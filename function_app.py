@@ -94,6 +94,14 @@ async def answer_approval(req: func.HttpRequest, client: df.DurableOrchestration
     return await runs.answer_approval(req, client)
 
 
+@app.route(route="runs/{run_id}/input", methods=["POST"])
+@app.durable_client_input(client_name="client")
+async def answer_input(req: func.HttpRequest, client: df.DurableOrchestrationClient):
+    from agent.http import runs
+
+    return await runs.answer_input(req, client)
+
+
 # Server-Sent Events (streamed when AGENT_HTTP_STREAMING is on; else buffered, and `?wait=` JSON).
 @app.route(route="runs/{run_id}/events", methods=["GET"])
 @app.durable_client_input(client_name="client")

@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from mcp_types import CallToolResult
 from pydantic import ValidationError
 
-from agent import events, model_stream, telemetry
+from agent import elicitation, events, model_stream, telemetry
 from agent.compaction import StepContext, exceeded_error, step_window
 from agent.context_window import compaction_due, estimate, messages_tokens, request_messages
 from agent.contracts import (
@@ -610,13 +610,14 @@ async def _send(
             await rt.store.mark_tool_call(ref, record, "started")
 
     try:
-        return await rt.mcp.call_tool(
-            record.tool_name,
-            arguments,
-            context=_pinned_context(rt, call.run),
-            idempotency_key=f"{call.run.run_id}:{record.call_id}",
-            before_send=mark_started,
-        )
+        with elicitation.asking_for(_asker(rt, call, record, recorder)):
+            return await rt.mcp.call_tool(
+                record.tool_name,
+                arguments,
+                context=_pinned_context(rt, call.run),
+                idempotency_key=f"{call.run.run_id}:{record.call_id}",
+                before_send=mark_started,
+            )
     except ToolTransportError as exc:
         # Durable retries this attempt. A request that certainly never left gets its record
         # back as it was before this attempt, so the retry simply sends it. One that may have
@@ -626,6 +627,22 @@ async def _send(
         if not exc.maybe_sent:
             await rt.store.mark_tool_call(ref, record, record.status)
         raise
+
+
+def _asker(
+    rt: Runtime, call: ToolCallInput, record: ToolCallRecord, recorder: events.RunRecorder
+) -> elicitation.Asker:
+    """Where a question the server asks during this call goes (an MCP elicitation)."""
+    return elicitation.Asker(
+        rt.questions,
+        recorder,
+        _conversation(call.run),
+        call.run.run_id,
+        record.step,
+        record.call_id,
+        record.tool_name,
+        elicitation.wait_bound(rt.settings),
+    )
 
 
 def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:

@@ -13,6 +13,10 @@ Types (on the wire each is one JSON object with `type`, `seq` and `at`, plus):
   "interrupted" (a call cut off with its outcome unknown: may it be sent again?)
 - `approval_decided` {tool_call_id, approved, kind, reason?}
 - `tool_call_started` {step, tool_call_id, name, arguments}
+- `input_requested` {step, tool_call_id, name, question_id, message, requested_schema, deadline}:
+  the tool's server asks a person (an MCP elicitation; answer with `POST /api/runs/{id}/input`)
+- `input_answered` {tool_call_id, question_id, action, by}: accept, decline or cancel, by the
+  caller or by the deadline (the content goes to the server, not into the log)
 - `tool_call_completed` / `tool_call_failed` {step, tool_call_id, name, arguments, result,
   truncated}: the result is cut to `RESULT_PREVIEW_CHARS` (the transcript has it whole)
 - `throttled` {wait, reason, step?, tool_call_id?}: rate limited, or a tool's circuit is open
@@ -127,6 +131,17 @@ def approval_decided(
     if reason is not None:
         data["reason"] = reason
     return NewEvent(f"approval_decided/{call_id}/{kind}", "approval_decided", data)
+
+
+def input_requested(step: int, call_id: str, name: str, question: Mapping[str, Any]) -> NewEvent:
+    """`question`: its id, message, requested_schema and deadline."""
+    data = {"step": step, "tool_call_id": call_id, "name": name, **question}
+    return NewEvent(f"input_requested/{question['question_id']}", "input_requested", data)
+
+
+def input_answered(call_id: str, question_id: str, action: str, by: str) -> NewEvent:
+    data = {"tool_call_id": call_id, "question_id": question_id, "action": action, "by": by}
+    return NewEvent(f"input_answered/{question_id}", "input_answered", data)
 
 
 def tool_call_started(step: int, call_id: str, name: str, arguments: str) -> NewEvent:

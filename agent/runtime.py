@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from storage.batches import BatchStore
     from storage.conversations import ConversationStore
     from storage.events import RunEventLog
+    from storage.questions import QuestionStore
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Runtime:
     credential: AsyncTokenCredential | None = None
     secrets: SecretResolver | None = None
     _events: RunEventLog | None = field(default=None, repr=False)
+    _questions: QuestionStore | None = field(default=None, repr=False)
 
     @property
     def events(self) -> RunEventLog:
@@ -56,6 +58,15 @@ class Runtime:
 
             self._events = RunEventLog(self.container)
         return self._events
+
+    @property
+    def questions(self) -> QuestionStore:
+        """Runs' questions to a person (MCP elicitations) and their answers (built on first use)."""
+        if self._questions is None:
+            from storage.questions import QuestionStore
+
+            self._questions = QuestionStore(self.container)
+        return self._questions
 
     async def aclose(self) -> None:
         await self.mcp.aclose()
@@ -154,6 +165,7 @@ async def build_runtime(
     passes none)."""
     # Heavy imports happen here, on first use, not when function_app.py is imported.
     from agent.credentials import azure_credential
+    from agent.elicitation import on_elicitation
     from agent.mcp.pool import McpPool
     from agent.model import build_model_client
     from agent.secrets import close_resolver, resolve_model_key, secret_resolver
@@ -184,7 +196,12 @@ async def build_runtime(
         opened.push_async_callback(container.close)
         store = ConversationStore(container)
         await store.ensure_container()
-        pool = McpPool(config.mcp_servers, secrets=secrets, credential=credential)
+        pool = McpPool(
+            config.mcp_servers,
+            secrets=secrets,
+            credential=credential,
+            elicitation=on_elicitation if config.elicitation else None,
+        )
         model = build_model_client(model_settings, credential)
         opened.pop_all()  # built: the runtime owns them now and closes them in aclose()
     return Runtime(

@@ -214,6 +214,8 @@ class Settings:
     # CONVERSATION_RETENTION_DAYS: purge conversations idle (and finished runs) this long; None: off
     conversation_retention_days: int | None = None
     context: ContextSettings = ContextSettings()
+    # AGENT_ELICITATION: MCP servers may ask a person during a tool call (agent.elicitation)
+    elicitation: bool = True
 
     @property
     def storage_uses_account_url(self) -> bool:
@@ -367,6 +369,7 @@ def _parse(read: _Reader) -> Settings:
         conversations_container=read.attempt(lambda: _container(read), "conversations"),
         model=_model(read),
         mcp_servers=read.attempt(lambda: _mcp_servers(read), ()),
+        elicitation=read.boolean("AGENT_ELICITATION", True),
         limits=_limits(read),
         context=_context(read),
         system_prompt=read.text("AGENT_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT) or "",

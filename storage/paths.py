@@ -6,6 +6,8 @@
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-calls/{call}.json
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/tool-outputs/{call}
     owners/{owner_key}/conversations/{conversation_id}/runs/{run}/events.jsonl   (its event log)
+    owners/{owner_key}/conversations/{conversation_id}/runs/{run}/input/{question}.question.json
+    owners/{owner_key}/conversations/{conversation_id}/runs/{run}/input/{question}.answer.json
     owners/{owner_key}/conversations/{conversation_id}/summary.json              (the newest)
     owners/{owner_key}/conversations/{conversation_id}/summaries/{range}.json    (one per range)
     owners/{owner_key}/activity/{inverted time}-{conversation_id}    (empty: see storage.activity)
@@ -111,6 +113,19 @@ def checked_tool_output_name(ref: ConversationRef, output_ref: str) -> str:
 
 def run_events_name(ref: ConversationRef, run_id: str) -> str:
     return f"{_run_prefix(ref, run_id)}events.jsonl"
+
+
+def input_prefix(ref: ConversationRef, run_id: str) -> str:
+    """A run's questions to a person (MCP elicitations) and their answers, side by side."""
+    return f"{_run_prefix(ref, run_id)}input/"
+
+
+def question_name(ref: ConversationRef, run_id: str, question_id: str) -> str:
+    return f"{input_prefix(ref, run_id)}{safe_name(question_id)}.question.json"
+
+
+def answer_name(ref: ConversationRef, run_id: str, question_id: str) -> str:
+    return f"{input_prefix(ref, run_id)}{safe_name(question_id)}.answer.json"
 
 
 def summary_name(ref: ConversationRef) -> str:

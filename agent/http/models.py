@@ -46,7 +46,7 @@ MAX_SCHEDULED_TIME_CHARS = 64
 WHERE = "{where}"  # in a message: where the field is, e.g. 'content' or items[2].content
 
 # The run statuses, listed once: a run that is going, then how a run ends (the loop's own).
-ActiveStatus = Literal["pending", "running", "waiting_for_approval"]
+ActiveStatus = Literal["pending", "running", "waiting_for_approval", "waiting_for_input"]
 RunState = Literal[ActiveStatus, RunStatus]
 ACTIVE: tuple[str, ...] = get_args(ActiveStatus)
 TERMINAL: frozenset[str] = frozenset(get_args(RunStatus))
@@ -212,6 +212,35 @@ class ApprovalAnswer(Body):
             "another question now)."
         ),
         Says("{where}, when given, must be a string: the run's question_id"),
+    ] = None
+
+
+InputAction = Literal["accept", "decline", "cancel"]
+
+
+class InputAnswer(Body):
+    """The answer to a run's pending_input: MCP's elicitation result."""
+
+    action: Annotated[
+        InputAction,
+        Field(description="accept (with content), decline, or cancel."),
+        Says("{where} is required: 'accept', 'decline' or 'cancel'"),
+    ]
+    content: Annotated[
+        dict[str, Any] | None,
+        Field(
+            description="With accept: a value for each field of pending_input.requested_schema "
+            "(checked against it: 400 naming the first bad field)."
+        ),
+        Says("{where}, when given, must be an object"),
+    ] = None
+    question_id: Annotated[
+        str | None,
+        Field(
+            description="Optional: the pending_input.question_id this answers (409 if that "
+            "question is answered already or the run asks another one now)."
+        ),
+        Says("{where}, when given, must be a string: pending_input.question_id"),
     ] = None
 
 
@@ -451,6 +480,24 @@ class PendingToolTask(Reply):
     status_message: str | None = None
 
 
+class PendingInput(Reply):
+    """A question the run's tool call asks a person (an MCP elicitation, form mode)."""
+
+    question_id: str
+    tool_call_id: str
+    message: Annotated[str, Field(description="The MCP server's message, to show as is.")]
+    requested_schema: Annotated[
+        dict[str, Any],
+        Field(
+            description="MCP's restricted form schema: a flat object of string, number, "
+            "integer, boolean and choice fields, with `required`."
+        ),
+    ]
+    deadline: Annotated[
+        str, Field(description="ISO 8601, UTC: no answer by then counts as declined.")
+    ]
+
+
 class Run(Reply):
     run_id: str
     conversation_id: Id
@@ -487,6 +534,16 @@ class Run(Reply):
             "tasks, polled until they end (see README, Long-running tools)."
         ),
     ] = None
+    pending_input: Annotated[
+        PendingInput | SkipJsonSchema[None],
+        Field(description="While waiting_for_input: the question to answer (POST .../input)."),
+    ] = None
+
+
+class InputAccepted(Reply):
+    run_id: str
+    question_id: str
+    action: InputAction
 
 
 class ApprovalAccepted(Reply):
@@ -506,6 +563,8 @@ EventType = Literal[
     "approval_needed",
     "approval_decided",
     "tool_call_started",
+    "input_requested",
+    "input_answered",
     "tool_call_completed",
     "tool_call_failed",
     "throttled",
@@ -520,10 +579,12 @@ class RunEvent(Reply):
     """One event of a run (agent.events). Beside `type`, `seq` and `at`, each type has its own
     fields: text_delta {step, delta}; tool_call_* {step, tool_call_id, name, arguments,
     result?, truncated?}; approval_needed {tool_call_id, name, arguments, reason};
-    approval_decided {tool_call_id, approved, kind}; throttled {wait, reason}; run_finished
-    {status, answer?}; text_reset {step}: drop the step's text so far (it streams again);
-    task_started / task_status / task_finished {step, tool_call_id, task_id, server, status,
-    status_message?, outcome?}: a tool call its MCP server runs as a task (agent.mcp.tasks)."""
+    approval_decided {tool_call_id, approved, kind}; input_requested {tool_call_id, question_id,
+    message, requested_schema, deadline}; input_answered {question_id, action, by}; throttled
+    {wait, reason}; run_finished {status, answer?}; text_reset {step}: drop the step's text so far
+    (it streams again); task_started / task_status / task_finished {step, tool_call_id, task_id,
+    server, status, status_message?, outcome?}: a tool call its MCP server runs as a task
+    (agent.mcp.tasks)."""
 
     model_config = ConfigDict(extra="allow")
 

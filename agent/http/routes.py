@@ -262,6 +262,26 @@ RUNS = (
         body=m.ApprovalAnswer,
     ),
     Operation(
+        "runs/{run_id}/input",
+        "post",
+        "answer_input",
+        "runs",
+        "Answer the question a tool's server asks (MCP elicitation): accept, decline or cancel",
+        {202: Ok("The answer was recorded and passed to the waiting tool call.", m.InputAccepted)},
+        {
+            400: "The content does not fit the question's requested_schema (the detail names "
+            "the field), or content came with decline or cancel.",
+            404: "No such run, or the run asks no question.",
+            409: "The question is answered already (the first answer wins) or its deadline "
+            "passed (counted as declined).",
+            413: "",
+        },
+        body=m.InputAnswer,
+        description="While `GET /runs/{run_id}` says `waiting_for_input`, its `pending_input` "
+        "is the question. The model never answers it: no answer by the deadline counts as "
+        "declined.",
+    ),
+    Operation(
         "runs/{run_id}/cancel",
         "post",
         "cancel_run",

@@ -1,5 +1,5 @@
-"""Runs: `GET /api/runs/{run_id}`, `POST .../cancel`, `POST .../approvals`, and the run view
-other resources show (a message's wait, a batch's items).
+"""Runs: `GET /api/runs/{run_id}`, `POST .../cancel`, `POST .../approvals`, `POST .../input`,
+and the run view other resources show (a message's wait, a batch's items).
 
 Durable's management URLs (they carry the system key) never leave the app: callers get our own
 `/api/runs/{id}` URL instead.
@@ -12,21 +12,25 @@ import contextlib
 import json
 import logging
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 
+from agent import elicitation
 from agent.activities import cancel_run_tasks
 from agent.contracts import ChatTurnOutput
-from agent.errors import Conflict, NotFound
+from agent.errors import BadRequest, Conflict, NotFound
 from agent.http.kit import Call, api, json_response
-from agent.http.models import ACTIVE, TERMINAL, ApprovalAnswer
+from agent.http.models import ACTIVE, TERMINAL, ApprovalAnswer, InputAnswer
+from agent.input_schema import validate_answer
 from agent.loop import APPROVAL_EVENT
 from agent.runtime import Runtime
 from agent.turn_lock import status_name
 from storage.conversations import ConversationRef
-from storage.errors import RecordNotFound
+from storage.errors import AlreadyExists, RecordNotFound
+from storage.questions import Answer, Question
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +84,20 @@ async def run_view(
             view["question_id"] = custom["question_id"]
     if custom.get("phase") == "waiting_for_task":  # tool calls their servers run as tasks
         view["pending_tasks"] = custom.get("tasks", [])
+    elif custom.get("phase") == "tools":  # a tool call may be asking a person (elicitation)
+        await _pending_input(rt, ConversationRef(owner, view["conversation_id"]), view)
     if "step" in custom:
         view["step"] = custom["step"]
     if custom.get("phase"):
         view["phase"] = custom["phase"]
     return view
+
+
+async def _pending_input(rt: Runtime, ref: ConversationRef, view: dict[str, Any]) -> None:
+    question = await rt.questions.open_question(ref, view["run_id"], datetime.now(UTC))
+    if question is not None:
+        view["status"] = "waiting_for_input"
+        view["pending_input"] = elicitation.pending_input(question)
 
 
 def _input_of(status: Any) -> dict[str, Any] | None:
@@ -217,3 +230,56 @@ async def raise_approval(
         raise Conflict(
             f"run {run_id} is not waiting for an approval (it is {now['status']})"
         ) from None
+
+
+@api
+async def answer_input(call: Call, client: df.DurableOrchestrationClient) -> func.HttpResponse:
+    """Answer the question a run's tool call asks (an MCP elicitation): first answer wins."""
+    rt, owner = call.rt, call.owner()
+    run_id = call.path_id("run_id")
+    body = call.body(InputAnswer)
+    view = await run_view(rt, client, run_id, owner)
+    ref = ConversationRef(owner, view["conversation_id"])
+    question_id = await _question_asked(rt, ref, view, body.question_id)
+    question = await rt.questions.question(ref, run_id, question_id)
+    if question is None:
+        raise NotFound(f"run {run_id} has no question {question_id}")
+    pending = view.get("pending_input") or {}
+    if pending.get("question_id") != question_id:
+        raise Conflict(
+            f"question {question_id} of run {run_id} is no longer open: it was answered, or "
+            "its deadline passed (which counts as declined)"
+        )
+    answer = Answer(body.action, datetime.now(UTC).isoformat(), "caller", _content(body, question))
+    try:
+        await rt.questions.answer(ref, run_id, question_id, answer)
+    except AlreadyExists:
+        raise Conflict(f"question {question_id} of run {run_id} is answered already") from None
+    elicitation.answered(run_id, question_id)
+    log.info("input answered", extra={"run_id": run_id, "action": body.action})
+    reply = {"run_id": run_id, "question_id": question_id, "action": body.action}
+    return json_response(reply, 202)
+
+
+async def _question_asked(
+    rt: Runtime, ref: ConversationRef, view: dict[str, Any], named: str | None
+) -> str:
+    """The question an answer is for: the one named, else the open one, else the newest one
+    (answered or expired: a 409 then says so)."""
+    pending = view.get("pending_input")
+    question_id = named or (pending["question_id"] if pending else None)
+    if question_id is None:
+        question_id = await rt.questions.newest_id(ref, view["run_id"])
+    if question_id is None:
+        raise NotFound(f"run {view['run_id']} asks no question")
+    return question_id
+
+
+def _content(body: InputAnswer, question: Question) -> dict[str, Any] | None:
+    if body.action != "accept":
+        if body.content is not None:
+            raise BadRequest(f"content: only with action 'accept' (not {body.action!r})")
+        return None
+    if body.content is None:
+        raise BadRequest("content is required with action 'accept'")
+    return validate_answer(question.requested_schema, body.content)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import mcp_types as types
 from mcp import Client
+from mcp.client.session import ElicitationFnT
 from mcp.shared.exceptions import MCPError
 
 from agent.errors import SettingsError, ToolTimeout, ToolTransportError
@@ -99,7 +100,10 @@ class McpPool:
         catalog_ttl_seconds: float = DEFAULT_CATALOG_TTL_SECONDS,
         failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
         cooldown_seconds: float = DEFAULT_COOLDOWN_SECONDS,
+        elicitation: ElicitationFnT | None = None,
     ) -> None:
+        """`elicitation`: asks a person when a server elicits mid-call (`agent.elicitation`);
+        without it servers are told this client cannot be asked."""
         secrets = secrets if secrets is not None else EnvSecretResolver()
         for config in configs:
             if isinstance(config.auth, ManagedIdentityAuth) and credential is None:
@@ -110,7 +114,7 @@ class McpPool:
         self._servers = {
             config.name: _Server(
                 config,
-                ServerConnection(config, secrets, credential),
+                ServerConnection(config, secrets, credential, elicitation),
                 CircuitBreaker(
                     config.breaker_failures or failure_threshold,
                     config.breaker_cooldown_seconds or cooldown_seconds,

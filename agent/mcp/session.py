@@ -24,6 +24,7 @@ from typing import TypeVar
 import httpx2
 from mcp import Client
 from mcp.client import Transport
+from mcp.client.session import ElicitationFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -85,6 +86,9 @@ class ServerConnection:
     config: McpServerConfig
     secrets: SecretResolver
     credential: AsyncTokenCredential | None = None
+    # Asks a person when the server elicits during a call; None: the capability is not declared
+    # (the SDK declares it exactly when a callback is given), so servers do not ask.
+    elicitation: ElicitationFnT | None = None
     connects: int = 0  # sessions opened so far (tests and status use it)
     _live: _LiveSession | None = field(default=None, repr=False)
     _retired: set[_LiveSession] = field(default_factory=set, repr=False)
@@ -163,6 +167,7 @@ class ServerConnection:
                         transport,
                         read_timeout_seconds=self.config.timeout_seconds,
                         client_info=CLIENT_INFO,
+                        elicitation_callback=self.elicitation,
                         cache=None,  # the pool keeps its own catalog, with its own TTL
                         # A server may answer a long call with a task (agent.mcp.tasks).
                         extensions=[TasksExtension()],

@@ -204,6 +204,7 @@ def test_each_route_documents_the_statuses_its_handler_gives(document: dict[str,
     assert {"200", "400", "404"} <= statuses("/runs/{run_id}", "get")
     assert {"202", "400", "404", "409"} <= statuses("/runs/{run_id}/cancel", "post")
     assert {"202", "400", "404", "409", "413"} <= statuses("/runs/{run_id}/approvals", "post")
+    assert {"202", "400", "404", "409", "413"} <= statuses("/runs/{run_id}/input", "post")
     assert {"202", "400", "401", "413"} <= statuses("/scheduler/callback", "post")
     assert {"202", "400", "404", "413"} <= statuses("/schedules", "post")
     assert {"200", "400", "404"} <= statuses("/batches/{batch_id}", "get")

@@ -12,7 +12,10 @@ tools (`greet`, ...) and:
 - tools whose annotations say what they are: `drop_key(key)` (`destructiveHint`), `look_up(key)`
   (read-only, `openWorldHint: false`), `read_outside(topic)` (read-only, open-world), and
   `meet(group, size)` (read-only): answers once `size` calls of `group` are in flight together,
-  or fails after `MEET_TIMEOUT_SECONDS`: calls made one after another never meet.
+  or fails after `MEET_TIMEOUT_SECONDS`: calls made one after another never meet;
+- `greet_asking(greeting)` (read-only): asks a person for their name (an MCP elicitation, form
+  mode: `name` required, `age` an integer 0-150, `colour` a choice) and greets them by it, or says
+  how the question was declined or cancelled.
 
 `helper_http_app` and `helper_stdio_command` serve it as `mcp_servers.py` serves the demo; on
 stdio: `python -m tests.support.helper_mcp [--sandbox DIR]` from the repository root.
@@ -23,12 +26,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, TypedDict
+from typing import Annotated, Any, Literal, TypedDict
 
 import anyio
-from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.elicitation import AcceptedElicitation, ElicitationResult
+from mcp.server.mcpserver import Context, Elicit, MCPServer, Resolve
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
+from pydantic import BaseModel, Field
 
 from devkit.mcp_servers import REPO_ROOT, AsgiApp, StdioCommand
 from samples.demo_mcp import build_server
@@ -41,7 +46,7 @@ MAX_WAIT_SECONDS = 60.0
 MAX_REPEAT_CHARS = 1_000_000
 HELPER_TOOLS = frozenset(
     {"count_call", "register_callback", "wait", "repeat_text", "fail", "process_id"}
-    | {"drop_key", "look_up", "read_outside", "meet"}
+    | {"drop_key", "look_up", "read_outside", "meet", "greet_asking"}
 )
 MEET_TIMEOUT_SECONDS = 10.0
 DESTRUCTIVE = ToolAnnotations(read_only_hint=False, destructive_hint=True)
@@ -63,6 +68,7 @@ def build_helper_server(
     _add_counters(server)
     _add_stand_ins(server)
     _add_annotated(server)
+    _add_asking(server)
     return server
 
 
@@ -87,6 +93,31 @@ def _add_counters(server: MCPServer) -> None:
     def register_callback(endpoint: str, conversation_id: str, note: str = "") -> dict[str, str]:
         """Pretend to register a callback; echoes what it received (the app pins endpoint and id)."""
         return {"endpoint": endpoint, "conversation_id": conversation_id, "note": note}
+
+
+class Person(BaseModel):
+    """What `greet_asking` asks a person (MCP's restricted form: flat primitives)."""
+
+    name: str = Field(description="Your name", min_length=1)
+    age: int | None = Field(default=None, ge=0, le=150)
+    colour: Literal["red", "green", "blue"] = "red"
+
+
+def _ask_name(greeting: str) -> Elicit[Person]:
+    return Elicit(f"{greeting}! What is your name?", Person)
+
+
+def _add_asking(server: MCPServer) -> None:
+    @server.tool(annotations=CLOSED_WORLD_READ)
+    async def greet_asking(
+        greeting: str, answer: Annotated[ElicitationResult[Person], Resolve(_ask_name)]
+    ) -> str:
+        """Ask the person for their name, then greet them by it."""
+        if isinstance(answer, AcceptedElicitation):
+            person = answer.data
+            age = f" ({person.age})" if person.age is not None else ""
+            return f"{greeting}, {person.name}{age}! Your colour is {person.colour}."
+        return f"no name given: the person chose {answer.action}"
 
 
 def _add_stand_ins(server: MCPServer) -> None:
