@@ -105,8 +105,11 @@ async def on_elicitation(
     problem = schema_problem(schema)
     if problem is not None:
         return types.ErrorData(code=types.INVALID_PARAMS, message=problem)
-    question = await ask(asker, params.message, dict(schema))
-    answer = await wait_for_answer(asker, question)
+    question = new_question(asker, params.message, dict(schema))
+    # Waiting before the question is out: an answer that comes at once still finds the waiter.
+    with _signals.waiting(asker.run_id, question.question_id) as signal:
+        await ask(asker, question)
+        answer = await wait_for_answer(asker, question, signal)
     await asker.recorder.record(
         events.input_answered(asker.call_id, question.question_id, answer.action, answer.by)
     )
@@ -115,9 +118,9 @@ async def on_elicitation(
     return types.ElicitResult(action=answer.action, content=content)
 
 
-async def ask(asker: Asker, message: str, schema: dict[str, Any]) -> Question:
+def new_question(asker: Asker, message: str, schema: dict[str, Any]) -> Question:
     now = datetime.now(UTC)
-    question = Question(
+    return Question(
         question_id=new_question_id(now),
         run_id=asker.run_id,
         step=asker.step,
@@ -128,12 +131,15 @@ async def ask(asker: Asker, message: str, schema: dict[str, Any]) -> Question:
         asked_at=now.isoformat(),
         deadline=(now + timedelta(seconds=asker.wait_seconds)).isoformat(),
     )
+
+
+async def ask(asker: Asker, question: Question) -> None:
+    """Put the question where the run's caller sees it: its record, and a run event."""
     await asker.questions.ask(asker.ref, question)
     await asker.recorder.record(
         events.input_requested(asker.step, asker.call_id, asker.tool_name, pending_input(question))
     )
     _log("elicitation asked", asker, question)
-    return question
 
 
 def new_question_id(now: datetime) -> str:
@@ -152,23 +158,26 @@ def pending_input(question: Question) -> dict[str, Any]:
     }
 
 
-async def wait_for_answer(asker: Asker, question: Question) -> Answer:
-    """The question's answer: the caller's, or `decline` by the deadline, whichever is first."""
+async def wait_for_answer(
+    asker: Asker, question: Question, signal: asyncio.Event | None = None
+) -> Answer:
+    """The question's answer: the caller's, or `decline` by the deadline, whichever is first.
+    `signal` (set by `answered` in this process) cuts a poll's wait short."""
     store, ref, run_id, question_id = asker.questions, asker.ref, asker.run_id, question.question_id
+    signal = signal if signal is not None else asyncio.Event()
     deadline = time.monotonic() + asker.wait_seconds
     delay = POLL_FIRST_SECONDS
-    with _signals.waiting(run_id, question_id) as signal:
-        while True:
-            answer = await store.answer_of(ref, run_id, question_id)
-            if answer is not None:
-                return answer
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return await _decline_at_deadline(asker, question)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(delay, remaining)):
-                    await signal.wait()
-            delay = min(delay * 2, POLL_MAX_SECONDS)
+    while True:
+        answer = await store.answer_of(ref, run_id, question_id)
+        if answer is not None:
+            return answer
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return await _decline_at_deadline(asker, question)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(min(delay, remaining)):
+                await signal.wait()
+        delay = min(delay * 2, POLL_MAX_SECONDS)
 
 
 async def _decline_at_deadline(asker: Asker, question: Question) -> Answer:

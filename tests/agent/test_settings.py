@@ -36,6 +36,13 @@ def test_retention_is_off_unless_conversation_retention_days_is_set():
         settings(CONVERSATION_RETENTION_DAYS="-5")
 
 
+def test_servers_may_ask_a_person_unless_agent_elicitation_is_off():
+    assert settings().elicitation is True
+    assert settings(AGENT_ELICITATION="false").elicitation is False
+    with pytest.raises(InvalidSettings, match="AGENT_ELICITATION"):
+        settings(AGENT_ELICITATION="sometimes")
+
+
 def test_the_context_window_is_32000_tokens_compacting_at_a_quarter_unless_told_otherwise():
     assert settings().context == ContextSettings(32_000, 8_000, True)
     chosen = settings(AGENT_CONTEXT_TOKENS="128000", AGENT_COMPACTION="off").context

@@ -137,6 +137,12 @@ def mcp_servers(
                     "transport": {"type": "streamable_http", "url": helper_server.url()},
                     "tools": {"allow": annotated},
                 },
+                # A tool that asks a person for their name mid-call (an MCP elicitation).
+                {
+                    "name": "asking",
+                    "transport": {"type": "streamable_http", "url": helper_server.url()},
+                    "tools": {"allow": ["greet_asking"]},
+                },
                 {
                     "name": "unasked",
                     "transport": {"type": "streamable_http", "url": helper_server.url()},
