@@ -2,9 +2,12 @@
 
 The MCP client calls `on_elicitation` while a `tools/call` is under way: with the 2026-07-28
 revision the server answers the call with an `InputRequiredResult` and the SDK, in the calling
-task, asks us and then sends the call again with the answer. The tool call's activity binds the
-call to its run beforehand (`asking_for`, a context variable), so the question knows its run,
-step and call without the pool knowing anything of runs.
+task, asks us and then sends the call again with the answer; an older server sends a request
+nested in the call, which the SDK's streamable HTTP transport serves in the caller's context too
+(with the call's timeout stopped while the person thinks, `_off_the_clock`). The tool call's
+activity binds the call to its run beforehand (`asking_for`, a context variable), so the question
+knows its run, step and call without the pool knowing anything of runs; a question asked where
+no call is bound (outside a run, or a transport that serves it in another context) is refused.
 
 The question becomes a durable record (`storage.questions`) and an `input_requested` run event;
 while it is open `GET /api/runs/{id}` says `waiting_for_input`. `POST /api/runs/{id}/input`
@@ -107,7 +110,7 @@ async def on_elicitation(
         return types.ErrorData(code=types.INVALID_PARAMS, message=problem)
     question = new_question(asker, params.message, dict(schema))
     # Waiting before the question is out: an answer that comes at once still finds the waiter.
-    with _signals.waiting(asker.run_id, question.question_id) as signal:
+    with _signals.waiting(asker.run_id, question.question_id) as signal, _off_the_clock():
         await ask(asker, question)
         answer = await wait_for_answer(asker, question, signal)
     await asker.recorder.record(
@@ -116,6 +119,18 @@ async def on_elicitation(
     _log("elicitation answered", asker, question, action=answer.action, by=answer.by)
     content = answer.content if answer.action == "accept" else None
     return types.ElicitResult(action=answer.action, content=content)
+
+
+def _off_the_clock() -> contextlib.AbstractContextManager[None]:
+    """Stop the `tools/call` timeout while a person thinks. A server on a revision before
+    2026-07-28 asks with a request nested in the call, so the call's `timeout_seconds` would run
+    out under the person; the SDK's helper for this (its OAuth flow uses it) is not public API,
+    hence the fallback (then such a question ends at the server's timeout, as a tool timeout)."""
+    try:
+        from mcp.shared._request_clock import waiting_on_a_person
+    except ImportError:  # pragma: no cover - an SDK that moved it
+        return contextlib.nullcontext()
+    return waiting_on_a_person()
 
 
 def new_question(asker: Asker, message: str, schema: dict[str, Any]) -> Question:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -19,7 +20,7 @@ from agent import elicitation, events
 from agent.elicitation import Asker, asking_for, on_elicitation
 from agent.mcp.pool import McpPool, ToolOutcome
 from devkit.azurite import AzuriteInstance
-from devkit.mcp_servers import AsgiServer, http_entry
+from devkit.mcp_servers import AsgiServer, EverythingHttpServer, http_entry, node_available
 from local_host.testing import wait_until
 from storage.blob import container_client, ensure_container
 from storage.events import RunEventLog
@@ -150,3 +151,33 @@ def test_the_wait_leaves_the_rest_of_the_call_room_under_the_functions_timeout()
     assert (
         function_timeout
     ) >= elicitation.MAX_WAIT_SECONDS + elicitation.FUNCTION_TIMEOUT_MARGIN_SECONDS
+
+
+@pytest.mark.skipif(not node_available(), reason="server-everything needs Node.js")
+async def test_an_older_servers_nested_question_outlasts_the_calls_timeout(
+    make_pool: PoolFactory, asker: Asker
+):
+    # server-everything (npm, 2025-11-25) asks with a request nested in the tools/call: the
+    # call's 1 s timeout must not run while the person thinks.
+    with EverythingHttpServer() as everything:
+        entry = http_entry(
+            "everything",
+            everything.url(),
+            tools={"allow": ["trigger-elicitation-request"]},
+            timeout_seconds=1,
+        )
+        pool = await make_pool(entry, elicitation=on_elicitation)
+        name = "everything__trigger-elicitation-request"
+        with asking_for(replace(asker, tool_name=name)):
+            call = asyncio.create_task(
+                pool.call_tool(name, {}, context={}, idempotency_key=uuid.uuid4().hex)
+            )
+        question = await open_question(asker)
+        asked = time.monotonic()
+        # The person takes longer than the call's timeout_seconds to answer.
+        await wait_until(lambda: time.monotonic() - asked > 1.5, within=5, message="a pause")
+        answer = Answer("accept", datetime.now(UTC).isoformat(), "caller", {"name": "Ada"})
+        await asker.questions.answer(asker.ref, asker.run_id, question.question_id, answer)
+        elicitation.answered(asker.run_id, question.question_id)
+        outcome = await asyncio.wait_for(call, timeout=20)
+    assert not outcome.is_error and "Ada" in outcome.text
