@@ -24,6 +24,7 @@ const STATUS_TEXT = {
   pending: "Starting…",
   running: "Working…",
   waiting_for_approval: "Waiting for your approval",
+  waiting_for_input: "Waiting for your answer",
   completed: "Done",
   failed: "The run failed",
   cancelled: "Cancelled",
@@ -40,6 +41,8 @@ const state = {
   messages: [], // the open conversation's transcript, as the API last returned it
   batches: new Map(), // batch id -> timer
   pendingApprovals: [], // tool call ids the run asks the person about
+  inputQuestion: null, // the question a tool's server asks the person (pending_input), shown
+  answeredInputs: new Set(), // question ids this page answered (a status read just before may lag)
 };
 
 // --- the API ---------------------------------------------------------------------------------
@@ -277,6 +280,12 @@ async function onRunEvent(watch, event) {
     case "approval_decided":
       await showApprovals(watch, 1);
       break;
+    case "input_requested":
+      await showInput(watch, APPROVAL_LOOKS);
+      break;
+    case "input_answered":
+      renderInput(watch, {});
+      break;
     case "throttled":
       setRunStatus("running", throttledText(event));
       break;
@@ -315,10 +324,11 @@ async function pollRun(watch) {
       return;
     }
     setRunStatus(view.status, view.phase === "waiting_for_server" ? "Waiting for a tool server" : "");
-    const asked = JSON.stringify(view.pending_approvals || []);
+    const asked = JSON.stringify([view.pending_approvals || [], view.pending_input?.question_id]);
     if (asked !== last) {
       last = asked;
       renderApprovals(watch, view);
+      renderInput(watch, view);
     }
     await delay(POLL_MS);
   }
@@ -333,6 +343,7 @@ async function finishRun(watch, status, answer, error) {
   state.watch = null;
   $("cancel-run").hidden = true;
   renderApprovals(watch, { pending_approvals: [] });
+  renderInput(watch, {});
   await refreshTranscript({ render: "always" }); // with the run's own messages, now it is over
   clearLive();
   setRunStatus(status, error || "");
@@ -566,6 +577,148 @@ async function answerApproval(watch, view, callId, approved, item) {
   }
 }
 
+// --- questions from a tool (MCP elicitation) ------------------------------------------------------
+
+// The question, read from the run's status (as approvals are: the event may come a moment first).
+async function showInput(watch, looks) {
+  try {
+    let view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
+    for (let look = 1; look < looks && !view.pending_input && !TERMINAL.has(view.status); look += 1) {
+      await delay(POLL_MS);
+      view = await call("GET", `runs/${watch.runId}`, undefined, watch.abort.signal);
+    }
+    if (view.status === "waiting_for_input") setRunStatus(view.status);
+    renderInput(watch, view);
+  } catch (error) {
+    if (!watch.abort.signal.aborted) showError(error);
+  }
+}
+
+// A form from the question's requested schema (flat: text, number, yes/no and choice fields).
+function renderInput(watch, view) {
+  let question = view.pending_input || null;
+  if (question && state.answeredInputs.has(question.question_id)) question = null;
+  if (question?.question_id === state.inputQuestion?.question_id) return; // already shown
+  state.inputQuestion = question;
+  $("input-request").hidden = !question;
+  if (!question) return $("input-fields").replaceChildren();
+  $("input-message").textContent = question.message; // the server's words, as text only
+  const schema = question.requested_schema || {};
+  const required = new Set(schema.required || []);
+  const fields = Object.entries(schema.properties || {}).map(([name, prop]) =>
+    inputField(name, prop, required.has(name)),
+  );
+  $("input-fields").replaceChildren(...fields);
+  $("input-form").onsubmit = (event) => {
+    event.preventDefault();
+    answerInput(watch, question, "accept");
+  };
+  $("input-decline").onclick = () => answerInput(watch, question, "decline");
+  $("input-cancel").onclick = () => answerInput(watch, question, "cancel");
+}
+
+function inputField(name, prop, required) {
+  const id = `input-field-${name}`;
+  const label = element("label", "", `${prop.title || name}${required ? " (required)" : ""}`);
+  const choices = fieldChoices(prop.type === "array" ? prop.items : prop);
+  if (prop.type === "array") return choiceBoxes(name, prop, choices, label);
+  let control;
+  if (choices) {
+    control = element("select");
+    if (!required) control.append(element("option", "", ""));
+    for (const choice of choices) {
+      const option = element("option", "", choice.title);
+      option.value = choice.value;
+      control.append(option);
+    }
+    if (prop.default !== undefined) control.value = String(prop.default);
+  } else {
+    control = element("input");
+    control.type = fieldType(prop);
+    if (prop.type === "boolean") control.checked = prop.default === true;
+    else if (prop.default !== undefined) control.value = String(prop.default);
+    if (prop.type === "integer") control.step = "1";
+    if (prop.type === "number") control.step = "any";
+  }
+  control.id = id;
+  control.name = name;
+  control.dataset.kind = choices ? "choice" : prop.type;
+  if (prop.description) control.title = prop.description;
+  label.htmlFor = id;
+  const wrapper = element("div", "field");
+  wrapper.append(label, control);
+  return wrapper;
+}
+
+function fieldType(prop) {
+  if (prop.type === "boolean") return "checkbox";
+  if (prop.type === "number" || prop.type === "integer") return "number";
+  return { email: "email", uri: "url", date: "date" }[prop.format] || "text";
+}
+
+function fieldChoices(prop) {
+  if (!prop) return null;
+  if (Array.isArray(prop.enum)) {
+    const titles = prop.enumNames || [];
+    return prop.enum.map((value, i) => ({ value: String(value), title: titles[i] || String(value) }));
+  }
+  const options = prop.oneOf || prop.anyOf;
+  if (!Array.isArray(options)) return null;
+  return options.map((o) => ({ value: String(o.const), title: o.title || String(o.const) }));
+}
+
+function choiceBoxes(name, prop, choices, label) {
+  const set = element("fieldset");
+  set.dataset.name = name;
+  set.append(element("legend", "", label.textContent));
+  for (const choice of choices || []) {
+    const box = element("input");
+    box.type = "checkbox";
+    box.value = choice.value;
+    box.id = `input-field-${name}-${choice.value}`;
+    const boxLabel = element("label", "", choice.title);
+    boxLabel.htmlFor = box.id;
+    boxLabel.prepend(box);
+    set.append(boxLabel);
+  }
+  return set;
+}
+
+// The form's values as the schema types them; empty optional fields are left out.
+function inputContent() {
+  const content = {};
+  for (const control of $("input-fields").querySelectorAll("input[name], select[name]")) {
+    const kind = control.dataset.kind;
+    if (kind === "boolean") content[control.name] = control.checked;
+    else if (control.value === "") continue;
+    else if (kind === "number" || kind === "integer") content[control.name] = Number(control.value);
+    else content[control.name] = control.value;
+  }
+  for (const set of $("input-fields").querySelectorAll("fieldset[data-name]")) {
+    const picked = [...set.querySelectorAll("input:checked")].map((box) => box.value);
+    if (picked.length) content[set.dataset.name] = picked;
+  }
+  return content;
+}
+
+async function answerInput(watch, question, action) {
+  const buttons = $("input-form").querySelectorAll("button");
+  for (const button of buttons) button.disabled = true;
+  const body = { action, question_id: question.question_id };
+  if (action === "accept") body.content = inputContent();
+  try {
+    await call("POST", `runs/${watch.runId}/input`, body);
+    state.answeredInputs.add(question.question_id);
+    renderInput(watch, {});
+    setRunStatus("running", { accept: "Answered", decline: "Declined", cancel: "Cancelled the question" }[action]);
+    $("message").focus(); // the answered form is gone: put focus somewhere useful
+  } catch (error) {
+    showError(error); // e.g. a field that does not fit: the form stays for another try
+  } finally {
+    for (const button of buttons) button.disabled = false;
+  }
+}
+
 // --- conversations ------------------------------------------------------------------------------
 
 function knownConversations() {
@@ -625,6 +778,7 @@ async function openConversation(id) {
   state.messages = [];
   clearLive();
   renderApprovals({}, { pending_approvals: [] });
+  renderInput({}, {});
   $("transcript").replaceChildren();
   $("chat-title").textContent = `Conversation ${id}`;
   setRunStatus(null);

@@ -4,7 +4,8 @@ package, against the whole app served by the local host.
 Real parts, as in tests/e2e: Azurite, the model server in the Azure OpenAI REST shape with the
 offline brain (it calls a tool for each `/tool <server>__<tool> <json>` line) behind the real
 `openai` client, and the demo MCP server on streamable HTTP under the name `demo`, as
-`scripts/run.sh` configures it, with `save_text_file` needing approval. The host requires a
+`scripts/run.sh` configures it, with `save_text_file` needing approval, and the test helper
+server's `greet_asking` (it asks the person for their name) under the name `asking`. The host requires a
 function key, so the page is used as on Azure: the user pastes the key.
 
 Skipped, saying why, only when Chromium is not installed. Screenshots go to `.artifacts/ui/`
@@ -32,6 +33,7 @@ from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
 from devkit.mcp_servers import AsgiServer, demo_http_app
 from local_host.host import LocalHost
 from offline_model.brains import OfflineBrain
+from tests.support.helper_mcp import helper_http_app
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / ".artifacts" / "ui"
@@ -66,6 +68,17 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         }
 
 
+@pytest.fixture(scope="package")
+def asking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    sandbox = tmp_path_factory.mktemp("ui-asking")
+    with AsgiServer(lambda: helper_http_app(sandbox_dir=sandbox)) as server:
+        yield {
+            "name": "asking",
+            "transport": {"type": "streamable_http", "url": server.url()},
+            "tools": {"allow": ["greet_asking"]},
+        }
+
+
 @pytest_asyncio.fixture(scope="package")
 async def offline_model() -> AsyncIterator[FakeOpenAI]:
     async with fake_openai(OfflineBrain()) as fake:
@@ -77,6 +90,7 @@ async def served(
     azurite: AzuriteInstance,
     offline_model: FakeOpenAI,
     demo_server: dict[str, Any],
+    asking_server: dict[str, Any],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Served]:
     settings = {
@@ -86,7 +100,7 @@ async def served(
         "AZURE_OPENAI_ENDPOINT": offline_model.base_url,
         "AZURE_OPENAI_DEPLOYMENT": TEST_DEPLOYMENT,
         "AZURE_OPENAI_API_KEY": offline_model.api_key or "",
-        "MCP_SERVERS": json.dumps({"mcp_servers": [demo_server]}),
+        "MCP_SERVERS": json.dumps({"mcp_servers": [demo_server, asking_server]}),
         "AGENT_MAX_STEPS": "4",
         # A person answers: long enough that a loaded machine never times the question out.
         "AGENT_APPROVAL_TIMEOUT_SECONDS": "600",

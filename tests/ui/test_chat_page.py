@@ -25,6 +25,7 @@ RUN_SECONDS = 45  # bound for a whole run on a loaded two-core machine
 RUN_MS = RUN_SECONDS * 1000
 GREET = '/tool demo__greet {"name": "Ada"}'
 SAVE = '/tool demo__save_text_file {"filename": "from-the-page.txt", "content": "hello"}'
+ASK = '/tool asking__greet_asking {"greeting": "Hello"}'
 MAX_TABS = 40  # bound on Tab presses to reach a control
 
 
@@ -140,6 +141,43 @@ async def test_a_rejected_tool_never_runs_and_the_answer_says_so(chat: ChatPage)
     await expect(card).to_contain_text("rejected")
     await expect(card).to_have_class(re.compile(r"\bfailed\b"))  # shown as an error
     await expect(chat.last_answer()).to_contain_text("rejected")
+
+
+async def test_a_tools_question_is_a_form_whose_answer_reaches_the_tool(chat: ChatPage):
+    page = chat.page
+    await chat.open_with_key()
+    await chat.send(ASK)
+    form = page.locator("#input-request")
+    await expect(form).to_be_visible(timeout=RUN_MS)
+    await expect(form).to_contain_text("Hello! What is your name?")
+    await expect(chat.page.locator("#run-status")).to_have_text("Waiting for your answer")
+    await chat.screenshot("input-form")
+    await page.get_by_label("Age", exact=True).fill(
+        "200"
+    )  # over the schema's maximum: refused, named
+    await page.get_by_label("Name (required)", exact=True).fill("Ada")
+    await page.get_by_role("button", name="Answer").click()
+    await expect(page.locator("#error")).to_contain_text("content.age")
+    await expect(form).to_be_visible()  # still asking: another try
+    await page.get_by_label("Age", exact=True).fill("36")
+    await page.get_by_label("Colour", exact=True).select_option("blue")
+    await page.get_by_role("button", name="Answer").click()
+    await expect(form).to_be_hidden()
+    await expect(chat.tool_call("asking__greet_asking")).to_contain_text(
+        "Hello, Ada (36)! Your colour is blue.", timeout=RUN_MS
+    )
+    await chat.wait_done()
+
+
+async def test_a_tools_question_can_be_declined(chat: ChatPage):
+    await chat.open_with_key()
+    await chat.send(ASK)
+    await expect(chat.page.locator("#input-request")).to_be_visible(timeout=RUN_MS)
+    await chat.page.get_by_role("button", name="Decline").click()
+    await expect(chat.tool_call("asking__greet_asking")).to_contain_text(
+        "the person chose decline", timeout=RUN_MS
+    )
+    await chat.wait_done()
 
 
 async def test_a_run_waiting_for_approval_can_be_cancelled(chat: ChatPage):
