@@ -58,6 +58,16 @@ async def greet(pool: McpPool) -> ToolOutcome:
     return await pool.call_tool(TOOL, arguments, context={}, idempotency_key=uuid.uuid4().hex)
 
 
+async def asking_call(
+    make_pool: PoolFactory, server: AsgiServer, asker: Asker
+) -> tuple[asyncio.Task[ToolOutcome], Question]:
+    """`greet_asking` called for `asker`'s tool call, under way; and the question it asks."""
+    pool = await asking_pool(make_pool, server, elicitation=on_elicitation)
+    with asking_for(asker):
+        call = asyncio.create_task(greet(pool))
+    return call, await open_question(asker)
+
+
 async def open_question(asker: Asker) -> Question:
     async def asked() -> Question | None:
         return await asker.questions.open_question(asker.ref, asker.run_id, datetime.now(UTC))
@@ -85,10 +95,7 @@ async def test_a_question_outside_a_tool_call_of_a_run_is_refused(
 async def test_an_answer_written_by_another_process_is_found_by_polling(
     make_pool: PoolFactory, helper_http: AsgiServer, asker: Asker
 ):
-    pool = await asking_pool(make_pool, helper_http, elicitation=on_elicitation)
-    with asking_for(asker):
-        call = asyncio.create_task(greet(pool))
-    question = await open_question(asker)
+    call, question = await asking_call(make_pool, helper_http, asker)
     assert (question.message, question.call_id, question.step) == (
         "Hi! What is your name?",
         "call_1",
@@ -109,10 +116,7 @@ async def test_an_answer_written_by_another_process_is_found_by_polling(
 async def test_an_answer_in_this_process_wakes_the_waiting_call(
     make_pool: PoolFactory, helper_http: AsgiServer, asker: Asker
 ):
-    pool = await asking_pool(make_pool, helper_http, elicitation=on_elicitation)
-    with asking_for(asker):
-        call = asyncio.create_task(greet(pool))
-    question = await open_question(asker)
+    call, question = await asking_call(make_pool, helper_http, asker)
     answer = Answer("cancel", datetime.now(UTC).isoformat(), "caller")
     await asker.questions.answer(asker.ref, asker.run_id, question.question_id, answer)
     assert elicitation.answered(asker.run_id, question.question_id)  # a waiter was there
