@@ -166,6 +166,8 @@ async def cancel_run(call: Call, client: df.DurableOrchestrationClient) -> func.
     # Tool calls their servers run as tasks stop there too (best effort: one that cannot be
     # reached keeps its task until the task's TTL; the run is cancelled all the same).
     await cancel_run_tasks(rt, ref, run_id)
+    if view.get("pending_input"):  # let the waiting tool call go now, not at its deadline
+        await _cancel_question(rt, ref, run_id, view["pending_input"]["question_id"])
     # Durable terminates asynchronously: wait (briefly) for its runtime status to say so, so a
     # GET, a second cancel or an approval right after a "cancelled" all see the run ended.
     ended = await wait_for_run(rt, client, run_id, ref, CANCEL_WAIT_SECONDS)
@@ -259,6 +261,17 @@ async def answer_input(call: Call, client: df.DurableOrchestrationClient) -> fun
     log.info("input answered", extra={"run_id": run_id, "action": body.action})
     reply = {"run_id": run_id, "question_id": question_id, "action": body.action}
     return json_response(reply, 202)
+
+
+async def _cancel_question(
+    rt: Runtime, ref: ConversationRef, run_id: str, question_id: str
+) -> None:
+    """Answer a cancelled run's open question `cancel` (unless someone answered it first): the
+    tool call holding an activity for it ends at once (terminating the run does not stop it)."""
+    answer = Answer("cancel", datetime.now(UTC).isoformat(), "caller")
+    with contextlib.suppress(AlreadyExists):
+        await rt.questions.answer(ref, run_id, question_id, answer)
+    elicitation.answered(run_id, question_id)
 
 
 async def _question_asked(

@@ -139,6 +139,23 @@ async def test_no_answer_by_the_deadline_counts_as_declined(app: App):
     assert status == 409 and run["pending_input"]["question_id"] in problem["detail"]
 
 
+async def test_cancelling_a_run_that_waits_for_input_closes_its_question(app: App):
+    _, run_id, run = await asking_run(app)
+    status, body, _ = await app.call("POST", f"/runs/{run_id}/cancel")
+    assert status == 202 and body["status"] in ("cancelled", "cancelling"), body
+    status, problem, _ = await answer(app, run_id, {"action": "decline"})
+    assert status == 409 and run["pending_input"]["question_id"] in problem["detail"], problem
+    assert (await app.run_until_done(run_id))["status"] == "cancelled"
+
+    # The question was answered `cancel` for the run, so the tool call holding an activity for
+    # it ended then (terminating the run does not stop an activity), not at its deadline.
+    async def answered() -> list[dict[str, Any]]:
+        return await events_of(app, run_id, "input_answered")
+
+    [closed] = await wait_until(answered, within=20, message="the question closed")
+    assert (closed["action"], closed["by"]) == ("cancel", "caller")
+
+
 async def test_a_run_that_asked_nothing_has_no_question_to_answer(app: App):
     conversation = await app.new_conversation()
     status, body, _ = await app.send(conversation, "hello", wait=20)
