@@ -10,7 +10,9 @@ Create-only makes "first answer wins" a property of the store: of two answers to
 (two callers, or a caller racing the deadline) exactly one is written, the other gets
 `AlreadyExists`, and both then read the same winner. A question is *open* while it has no answer
 and its deadline has not passed; question ids sort by the time they were asked (the asker makes
-them so), so the run's open question is its newest unanswered one.
+them so), so the run's open question is its newest unanswered one (of a tool call's questions, only its
+newest counts: a call retried after a crash asks again, and its dead attempt's question stays
+unanswered).
 
 The records hold what the server asked and what the person answered: conversation content, kept
 with the conversation and deleted with it (everything under its prefix goes).
@@ -106,13 +108,24 @@ class QuestionStore:
     async def open_question(
         self, ref: ConversationRef, run_id: str, now: datetime
     ) -> Question | None:
-        """The run's newest question with no answer whose deadline has not passed, if any."""
+        """The run's newest question with no answer whose deadline has not passed, if any.
+
+        Only a tool call's newest question counts: a call retried after a host crash asks
+        again under a new id, and the question the dead attempt left open is nobody's to
+        answer (once the new one is answered, the run must not wait on the old one)."""
         asked, answered = await self._listing(ref, run_id)
-        unanswered = sorted(set(asked) - answered, reverse=True)[:MAX_OPEN_CANDIDATES]
-        for question_id in unanswered:
+        newest_first = sorted(asked, reverse=True)[:MAX_OPEN_CANDIDATES]
+        asked_again: set[tuple[int, str]] = set()
+        for index, question_id in enumerate(newest_first):
+            if all(older in answered for older in newest_first[index:]):
+                return None  # the rest are answered: no need to read them
             question = await self.question(ref, run_id, question_id)
-            if question is not None and question.open_at(now):
+            if question is None:
+                continue
+            call = (question.step, question.call_id)
+            if question_id not in answered and call not in asked_again and question.open_at(now):
                 return question
+            asked_again.add(call)
         return None
 
     async def newest_id(self, ref: ConversationRef, run_id: str) -> str | None:

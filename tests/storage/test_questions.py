@@ -28,12 +28,14 @@ def ref() -> ConversationRef:
     return ConversationRef(f"user-{uuid.uuid4()}", uuid.uuid4().hex)
 
 
-def question(question_id: str, *, run_id: str = "run1", lasts: float = 60) -> Question:
+def question(
+    question_id: str, *, run_id: str = "run1", lasts: float = 60, call_id: str = "call_1"
+) -> Question:
     return Question(
         question_id=question_id,
         run_id=run_id,
         step=1,
-        call_id="call_1",
+        call_id=call_id,
         tool_name="asking__greet_asking",
         message="What is your name?",
         requested_schema=SCHEMA,
@@ -93,13 +95,31 @@ async def test_the_open_question_is_the_newest_unanswered_one_before_its_deadlin
     questions: QuestionStore, ref
 ):
     assert await questions.open_question(ref, "run1", NOW) is None
-    await questions.ask(ref, question("q0001"))
-    await questions.ask(ref, question("q0002"))
+    await questions.ask(ref, question("q0001", call_id="call_1"))
+    await questions.ask(ref, question("q0002", call_id="call_2"))
     assert (await questions.open_question(ref, "run1", NOW)).question_id == "q0002"
     await questions.answer(ref, "run1", "q0002", answer())
     assert (await questions.open_question(ref, "run1", NOW)).question_id == "q0001"
     after_deadline = NOW + timedelta(seconds=61)
     assert await questions.open_question(ref, "run1", after_deadline) is None
+
+
+async def test_a_call_that_asks_again_after_a_crash_leaves_its_old_question_closed(
+    questions: QuestionStore, ref
+):
+    await questions.ask(ref, question("q0001", call_id="call_1"))  # the attempt that died
+    await questions.ask(ref, question("q0002", call_id="call_1"))  # the retried call asks again
+    assert (await questions.open_question(ref, "run1", NOW)).question_id == "q0002"
+    await questions.answer(ref, "run1", "q0002", answer())
+    assert await questions.open_question(ref, "run1", NOW) is None
+
+
+async def test_an_expired_retry_does_not_reopen_the_calls_older_question(
+    questions: QuestionStore, ref
+):
+    await questions.ask(ref, question("q0001", call_id="call_1", lasts=120))
+    await questions.ask(ref, question("q0002", call_id="call_1", lasts=30))
+    assert await questions.open_question(ref, "run1", NOW + timedelta(seconds=60)) is None
 
 
 async def test_another_runs_questions_are_not_this_runs(questions: QuestionStore, ref):
