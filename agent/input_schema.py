@@ -23,12 +23,13 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from agent.errors import BadRequest
 
 PRIMITIVE_TYPES = frozenset({"string", "number", "integer", "boolean", "array"})
 STRING_FORMATS = frozenset({"email", "uri", "date", "date-time"})
+CHOICE_KEYS = ("enum", "oneOf", "anyOf")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:\S+")
 
@@ -45,32 +46,86 @@ def schema_problem(schema: object) -> str | None:
         if problem is not None:
             return f"property {name!r} {problem}"
     required = schema.get("required", [])
-    if not isinstance(required, list) or any(name not in properties for name in required):
+    if not isinstance(required, list) or any(
+        not isinstance(name, str) or name not in properties for name in required
+    ):
         return "the requested schema's required names a property it does not have"
     return None
 
 
 def _property_problem(prop: object) -> str | None:
-    if not isinstance(prop, Mapping) or prop.get("type") not in PRIMITIVE_TYPES:
+    # The values are checked as well as the keys: an answer is compared with them later, and a
+    # bound of the wrong type would fail there (a 500) instead of here (the server's mistake).
+    if not isinstance(prop, Mapping):
         return "is not a string, number, integer, boolean or choice"
-    if prop["type"] == "array" and not _choices(prop.get("items")):
-        return "is an array without choices"
-    if prop["type"] == "string" and prop.get("format", "email") not in STRING_FORMATS:
-        return "has an unknown string format"
+    kind = prop.get("type")
+    if not isinstance(kind, str) or kind not in PRIMITIVE_TYPES:
+        return "is not a string, number, integer, boolean or choice"
+    if kind == "array":
+        return _array_problem(prop)
+    if kind != "string" and any(key in prop for key in CHOICE_KEYS):
+        return "offers choices, which only a string may"  # MCP: `enum` is for strings only
+    if kind == "string":
+        return _string_problem(prop)
+    if kind in ("number", "integer") and not all(
+        _is_number(prop[key]) for key in ("minimum", "maximum") if key in prop
+    ):
+        return "has a minimum or maximum that is not a number"
     return None
 
 
+def _string_problem(prop: Mapping[str, Any]) -> str | None:
+    form = prop.get("format", "email")
+    if not isinstance(form, str) or form not in STRING_FORMATS:
+        return "has an unknown string format"
+    if not _are_counts(prop, "minLength", "maxLength"):
+        return "has a minLength or maxLength that is not a whole number of at least 0"
+    if any(key in prop for key in CHOICE_KEYS) and _choices(prop) is None:
+        return "has choices that are not strings"
+    return None
+
+
+def _array_problem(prop: Mapping[str, Any]) -> str | None:
+    items = prop.get("items")
+    if not isinstance(items, Mapping) or items.get("type", "string") != "string":
+        return "is an array without choices"
+    if not _choices(items):
+        return "is an array without choices"
+    if not _are_counts(prop, "minItems", "maxItems"):
+        return "has a minItems or maxItems that is not a whole number of at least 0"
+    return None
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """A JSON number we can compare: not a bool, not inf/nan (a huge int is fine: `isfinite`
+    would overflow converting it to a float)."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _are_counts(prop: Mapping[str, Any], *keys: str) -> bool:
+    return all(
+        isinstance(prop[key], int) and not isinstance(prop[key], bool) and prop[key] >= 0
+        for key in keys
+        if key in prop
+    )
+
+
 def _choices(prop: object) -> list[str] | None:
-    """The values a choice allows (`enum`, or `oneOf`/`anyOf` of `const`), None if no choice."""
+    """The strings a choice allows (`enum`, or `oneOf`/`anyOf` of `const`), None if no choice
+    (or one whose values are not all strings, which `schema_problem` refuses)."""
     if not isinstance(prop, Mapping):
         return None
-    if isinstance(prop.get("enum"), list):
-        return [str(value) for value in prop["enum"]]
-    for key in ("oneOf", "anyOf"):
+    for key in CHOICE_KEYS:
         options = prop.get(key)
-        if isinstance(options, list):
-            return [str(option["const"]) for option in options if isinstance(option, Mapping)
-                    and "const" in option]  # fmt: skip
+        if not isinstance(options, list):
+            continue
+        if key != "enum":
+            if not all(isinstance(option, Mapping) and "const" in option for option in options):
+                return None
+            options = [option["const"] for option in options]
+        return options if all(isinstance(value, str) for value in options) else None
     return None
 
 
@@ -114,7 +169,7 @@ def _many(name: str, prop: Mapping[str, Any], choices: list[str], value: object)
 
 
 def _number(name: str, prop: Mapping[str, Any], value: object, *, integer: bool) -> float | int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not _is_number(value):
         raise BadRequest(f"content.{name}: must be a number")
     if integer:
         if isinstance(value, float) and not value.is_integer():

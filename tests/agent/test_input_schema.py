@@ -30,6 +30,11 @@ FORM: dict[str, Any] = {
 }
 
 
+def form(**field: Any) -> dict[str, Any]:
+    """A form of one field, `a`."""
+    return {"type": "object", "properties": {"a": field}}
+
+
 def refusal(content: object) -> str:
     with pytest.raises(BadRequest) as caught:
         validate_answer(FORM, content)
@@ -66,6 +71,23 @@ def test_a_flat_form_of_primitives_and_choices_is_a_question_a_person_can_be_sho
             {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["b"]},
             "required names a property it does not have",
         ),
+        (
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": [["a"]]},
+            "required names a property it does not have",
+        ),
+        (form(type="integer", minimum="5"), "has a minimum or maximum that is not a number"),
+        (form(type="number", maximum=True), "has a minimum or maximum that is not a number"),
+        (form(type="number", maximum=float("inf")), "minimum or maximum that is not a number"),
+        (form(type="string", minLength=1.5), "minLength or maxLength that is not a whole"),
+        (form(type="string", maxLength=-1), "minLength or maxLength that is not a whole"),
+        (form(type="string", format=["email"]), "has an unknown string format"),
+        (form(type="integer", enum=[1, 2]), "offers choices, which only a string may"),
+        (form(type="boolean", oneOf=[{"const": True}]), "offers choices, which only a string"),
+        (form(type="string", enum=["a", 1]), "has choices that are not strings"),
+        (form(type="string", oneOf=[{"const": 1}]), "has choices that are not strings"),
+        (form(type="array", items={"enum": ["a"]}, maxItems="2"), "minItems or maxItems that"),
+        (form(type="array", items={"type": "integer", "enum": [1]}), "an array without choices"),
+        (form(type="array", items={"enum": [1, 2]}), "is an array without choices"),
     ],
 )
 def test_a_schema_outside_the_restricted_form_is_refused_saying_why(schema, problem):
@@ -89,6 +111,11 @@ def test_a_complete_answer_is_passed_on_as_it_was_given():
 
 def test_only_the_required_fields_are_needed():
     assert validate_answer(FORM, {"name": "Ada", "age": 36}) == {"name": "Ada", "age": 36}
+
+
+def test_a_number_too_big_for_a_float_is_compared_not_refused_with_an_error():
+    assert refusal({"name": "Ada", "age": 10**400}) == "content.age: must be at most 150"
+    assert validate_answer(form(type="integer"), {"a": 10**400}) == {"a": 10**400}
 
 
 def test_a_whole_number_sent_as_a_float_is_an_integer():
