@@ -76,7 +76,13 @@ def estimate(value: Any) -> int:
 
 
 def messages_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
-    """Estimated tokens of request messages (chat-completions shape)."""
+    """Estimated tokens of request messages (chat-completions shape).
+
+    A message's reasoning items (Responses API) count too, encrypted blob and all: they are
+    sent back, and the model decrypts them into its context, so they are in the `input_tokens`
+    it reports. Their byte size overstates their tokens somewhat (base64 of ciphertext), which
+    only sends a little less than the budget allows; leaving them out would under-count every
+    tool-calling step of a reasoning model, which calibration corrects only after the fact."""
     return sum(TOKENS_PER_MESSAGE + estimate(m) for m in messages)
 
 

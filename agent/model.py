@@ -62,7 +62,9 @@ class ModelClient:
         self.config = config
         self._owned_credential = owned_credential
         # Responses API: the model answered with reasoning items, so requests ask for them back
-        # (`include` is refused by models that do not reason).
+        # (`include` is refused by models that do not reason). Only with MODEL_REASONING=auto:
+        # a fresh process learns it at the first reasoning step, whose items are then lost, so a
+        # reasoning deployment sets `on`.
         self.reasoning_seen = False
 
     @property
@@ -137,7 +139,7 @@ class ModelClient:
                 tools,
                 max_output_tokens=min(caps) if caps else None,
                 temperature=self.config.temperature,
-                reasoning=self.reasoning_seen,
+                reasoning=self._asks_for_reasoning(),
             )
         request: dict[str, Any] = {"model": self.config.model, "messages": chat_messages(messages)}
         if tools:
@@ -151,6 +153,12 @@ class ModelClient:
         if self.config.temperature is not None:
             request["temperature"] = self.config.temperature
         return request
+
+    def _asks_for_reasoning(self) -> bool | None:
+        """True: ask for reasoning items; False: never; None: if the history holds some."""
+        if self.config.reasoning == "auto":
+            return True if self.reasoning_seen else None
+        return self.config.reasoning == "on"
 
     def _secrets(self) -> tuple[str, ...]:
         return (self.config.api_key.value,) if self.config.api_key else ()

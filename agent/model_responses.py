@@ -34,10 +34,11 @@ def responses_request(
     *,
     max_output_tokens: int | None,
     temperature: float | None,
-    reasoning: bool,
+    reasoning: bool | None,
 ) -> dict[str, Any]:
-    """The body of `responses.create` for a chat-shaped request. `reasoning`: the model is
-    known to reason, so ask for its reasoning back (encrypted) to send on the next step."""
+    """The body of `responses.create` for a chat-shaped request. `reasoning`: True, the model
+    reasons, so ask for its reasoning back (encrypted) to send on the next step; False, never
+    ask (MODEL_REASONING=off); None, ask if the history holds reasoning items."""
     items = input_items(messages)
     request: dict[str, Any] = {"model": model, "input": items, "store": False}
     if tools:
@@ -47,7 +48,9 @@ def responses_request(
         request["max_output_tokens"] = max(MIN_OUTPUT_TOKENS, max_output_tokens)
     if temperature is not None:
         request["temperature"] = temperature
-    if reasoning or any(item.get("type") == "reasoning" for item in items):
+    if reasoning is None:
+        reasoning = any(item.get("type") == "reasoning" for item in items)
+    if reasoning:
         request["include"] = [ENCRYPTED_REASONING]
     return request
 

@@ -43,6 +43,12 @@ AzureApi = Literal["v1", "legacy"]
 ModelApi = Literal["chat", "responses"]
 AZURE_APIS: tuple[AzureApi, ...] = ("v1", "legacy")
 MODEL_APIS: tuple[ModelApi, ...] = ("chat", "responses")
+# Responses API: when to ask for a reasoning model's (encrypted) reasoning items. "auto": once the
+# model showed it reasons (this process, or the conversation's history); "on": from the first
+# step (a reasoning deployment: a cold worker loses nothing); "off": never (`include` is refused
+# by models that do not reason).
+ModelReasoning = Literal["auto", "on", "off"]
+MODEL_REASONINGS: tuple[ModelReasoning, ...] = ("auto", "on", "off")
 # The first api-version with `/openai/responses` (a preview): the Responses API on `legacy`.
 FIRST_RESPONSES_API_VERSION = "2025-03-01-preview"
 DEFAULT_MODEL_TIMEOUT_SECONDS = 60.0
@@ -128,6 +134,7 @@ class ModelSettings:
     # these existed); from_env defaults AZURE_OPENAI_API to v1 unless an api-version is set.
     azure_api: AzureApi = "legacy"
     model_api: ModelApi = "chat"
+    reasoning: ModelReasoning = "auto"  # Responses API only: see MODEL_REASONINGS
 
     @property
     def uses_managed_identity(self) -> bool:
@@ -589,6 +596,7 @@ class _ModelOptions(TypedDict):
     max_output_tokens: int | None
     temperature: float | None
     model_api: ModelApi
+    reasoning: ModelReasoning
 
 
 def _model(read: _Reader) -> ModelSettings:
@@ -599,11 +607,13 @@ def _model(read: _Reader) -> ModelSettings:
     if temperature is not None and temperature > MAX_TEMPERATURE:
         read.fail("MODEL_TEMPERATURE", f"must be between 0 and {MAX_TEMPERATURE:g}")
         temperature = None
+    model_api = _choice(read, "MODEL_API", MODEL_APIS, "chat")
     options = _ModelOptions(
         timeout_seconds=timeout,
         max_output_tokens=max_output,
         temperature=temperature,
-        model_api=_choice(read, "MODEL_API", MODEL_APIS, "chat"),
+        model_api=model_api,
+        reasoning=_reasoning(read, model_api),
     )
     if read.text("AZURE_OPENAI_ENDPOINT"):
         key, key_secret = _api_key(read, "AZURE_OPENAI_API_KEY")
@@ -635,6 +645,15 @@ def _model(read: _Reader) -> ModelSettings:
         "or OPENAI_BASE_URL (+ OPENAI_MODEL)",
     )
     return ModelSettings("azure", "", "", None, None, **options)
+
+
+def _reasoning(read: _Reader, model_api: ModelApi) -> ModelReasoning:
+    reasoning = _choice(read, "MODEL_REASONING", MODEL_REASONINGS, "auto")
+    if reasoning != "auto" and model_api != "responses":
+        # Chat completions never carry reasoning items: a setting that does nothing is a mistake.
+        read.fail("MODEL_REASONING", "applies to MODEL_API=responses only: unset it")
+        return "auto"
+    return reasoning
 
 
 def _choice(read: _Reader, name: str, allowed: tuple[T, ...], default: T) -> T:

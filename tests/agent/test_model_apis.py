@@ -289,6 +289,30 @@ async def test_reasoning_is_asked_for_once_the_model_reasons_and_goes_back_on_th
     assert fake.brain.requests[2]["reasoning_items"] == second.reasoning
 
 
+async def test_a_reasoning_deployment_asks_for_reasoning_from_a_cold_starts_first_step():
+    """MODEL_REASONING=on: a fresh worker keeps the first step's reasoning too."""
+    async with fake_openai() as fake:
+        fake.brain.call_tools(ToolCallSpec("demo__add", "{}", id="call_r"), reasoning="add")
+        config = fake.azure_config(azure_api="v1", model_api="responses", reasoning="on")
+        async with build_model_client(config) as client:
+            first = await client.complete(USER, TOOLS)
+    assert fake.chat_requests()[0].body["include"] == ["reasoning.encrypted_content"]
+    assert first.reasoning is not None
+    assert first.reasoning[0]["encrypted_content"] == "enc:add"
+
+
+async def test_with_reasoning_off_no_request_asks_for_it_even_after_the_model_reasoned():
+    async with fake_openai() as fake:
+        fake.brain.call_tools(ToolCallSpec("demo__add", "{}", id="call_r"), reasoning="add")
+        fake.brain.answer("done", reasoning="done")
+        config = fake.azure_config(azure_api="v1", model_api="responses", reasoning="off")
+        async with build_model_client(config) as client:
+            first = await client.complete(USER, TOOLS)
+            await client.complete(USER, TOOLS)
+    assert [("include" in r.body) for r in fake.chat_requests()] == [False, False]
+    assert first.reasoning is None
+
+
 async def test_the_chat_api_leaves_reasoning_items_out_of_its_requests(fake: FakeOpenAI):
     """Reasoning kept from a Responses step is not sent when the app now speaks chat."""
     message = {"role": "assistant", "content": "earlier", "reasoning_items": [{"id": "rs_1"}]}

@@ -88,6 +88,13 @@ def test_legacy_responses_needs_a_preview_api_version_that_has_the_responses_api
     )
 
 
+def test_a_reasoning_deployment_may_ask_for_reasoning_from_the_first_step():
+    assert settings(MODEL_API="responses").model.reasoning == "auto"
+    assert settings(MODEL_API="responses", MODEL_REASONING="On").model.reasoning == "on"
+    assert settings(MODEL_API="responses", MODEL_REASONING="off").model.reasoning == "off"
+    assert settings(MODEL_REASONING="auto").model.reasoning == "auto"
+
+
 def test_an_openai_compatible_endpoint_may_use_the_responses_api_too():
     env = {
         "AzureWebJobsStorage": "UseDevelopmentStorage=true",
@@ -122,6 +129,8 @@ def test_an_openai_compatible_endpoint_may_use_the_responses_api_too():
         ({"AGENT_COMPACTION": "sometimes"}, "AGENT_COMPACTION"),
         ({"AZURE_OPENAI_API": "v2"}, "AZURE_OPENAI_API"),
         ({"MODEL_API": "assistants"}, "MODEL_API"),
+        ({"MODEL_API": "responses", "MODEL_REASONING": "always"}, "MODEL_REASONING"),
+        ({"MODEL_REASONING": "on"}, "MODEL_REASONING"),  # chat has no reasoning items
         ({"MCP_TASK_TIMEOUT_SECONDS": "0"}, "MCP_TASK_TIMEOUT_SECONDS"),
         ({"MCP_TASK_POLL_MAX_SECONDS": "0.01"}, "MCP_TASK_POLL_MAX_SECONDS"),
         ({"MCP_TASK_POLL_MAX_SECONDS": "7200"}, "MCP_TASK_POLL_MAX_SECONDS"),
