@@ -31,6 +31,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.model_reply import REASONING_KEY
 from agent.transcript import fence, model_messages
 from storage.models import StoredMessage
 from storage.tail import BYTES_PER_TOKEN, TOKENS_PER_MESSAGE
@@ -78,12 +79,23 @@ def estimate(value: Any) -> int:
 def messages_tokens(messages: Sequence[Mapping[str, Any]]) -> int:
     """Estimated tokens of request messages (chat-completions shape).
 
-    A message's reasoning items (Responses API) count too, encrypted blob and all: they are
-    sent back, and the model decrypts them into its context, so they are in the `input_tokens`
-    it reports. Their byte size overstates their tokens somewhat (base64 of ciphertext), which
-    only sends a little less than the budget allows; leaving them out would under-count every
-    tool-calling step of a reasoning model, which calibration corrects only after the fact."""
-    return sum(TOKENS_PER_MESSAGE + estimate(m) for m in messages)
+    A reasoning model's reasoning items (Responses API, kept on assistant messages) count only
+    after the newest user message: within a turn's tool loop they are sent back and the model
+    reads them (its reported prompt tokens include them); those of earlier turns are sent too
+    but the model drops them (OpenAI: reasoning is discarded after each turn), and their
+    encrypted blobs are large, so counting them would push whole turns out of the window and
+    bring compaction on early."""
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    return sum(
+        TOKENS_PER_MESSAGE + estimate(m if i > last_user else _without_reasoning(m))
+        for i, m in enumerate(messages)
+    )
+
+
+def _without_reasoning(message: Mapping[str, Any]) -> Mapping[str, Any]:
+    if REASONING_KEY not in message:
+        return message
+    return {key: value for key, value in message.items() if key != REASONING_KEY}
 
 
 def prompt_budget(context_tokens: int, tools: Sequence[Mapping[str, Any]], answer: int) -> int:
@@ -137,7 +149,8 @@ def choose(
     fixed = _scaled(messages_tokens(_fixed_messages(system_prompt, summary)), scale)
     used, start = fixed, len(candidates)
     while start > 0:
-        cost = unit_tokens(candidates[start - 1], closed_world, scale)
+        unit = candidates[start - 1]
+        cost = unit_tokens(unit, closed_world, scale, reasoning=unit[0].turn >= turn)
         if used + cost > budget:
             break
         used += cost
@@ -156,10 +169,19 @@ def choose(
 
 
 def unit_tokens(
-    unit: Sequence[StoredMessage], closed_world: Collection[str] = (), scale: float = 1.0
+    unit: Sequence[StoredMessage],
+    closed_world: Collection[str] = (),
+    scale: float = 1.0,
+    *,
+    reasoning: bool = False,
 ) -> int:
-    """A unit's estimated cost as the model receives it (fences and framing included)."""
-    return _scaled(messages_tokens(model_messages("", unit, closed_world)), scale)
+    """A unit's estimated cost as the model receives it (fences and framing included); its
+    reasoning items only with `reasoning` (a unit of the current turn: see `messages_tokens`;
+    a summary never carries them either)."""
+    rendered = model_messages("", unit, closed_world)
+    if not reasoning:
+        rendered = [dict(_without_reasoning(m)) for m in rendered]
+    return _scaled(messages_tokens(rendered), scale)
 
 
 def request_messages(

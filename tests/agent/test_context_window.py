@@ -149,6 +149,26 @@ def test_the_models_reported_prompt_tokens_scale_the_estimate_up_never_down():
     assert len(scaled.messages) < len(choose(SYSTEM, conversation(30), 30, 1_500).messages)
 
 
+def reasoned(stored: list[StoredMessage], blob_chars: int = 4_000) -> list[StoredMessage]:
+    """`stored` with each tool-calling step carrying a reasoning item and its encrypted blob."""
+    item = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "x" * blob_chars}
+    return [replace(m, reasoning=[item]) if m.tool_calls else m for m in stored]
+
+
+def test_earlier_turns_reasoning_items_do_not_count_and_the_current_turns_do():
+    plain, with_reasoning = conversation(30), reasoned(conversation(30))
+    current = units(with_reasoning)[-2]  # turn 30's tool call and its result
+    extra = unit_tokens(current, reasoning=True) - unit_tokens(current)
+    assert extra > 1_000  # the current turn's reasoning is read by the model, and sent: it counts
+    same = choose(SYSTEM, plain, 30, 1_500)
+    window = choose(SYSTEM, with_reasoning, 30, 1_500 + extra)
+    # the model drops an earlier turn's reasoning: the same messages fit, nothing to compact early
+    assert [m.id for m in window.messages] == [m.id for m in same.messages]
+    assert window.outside_tokens == same.outside_tokens
+    assert window.prompt_tokens == same.prompt_tokens + extra
+    assert window.prompt_tokens == messages_tokens(request_messages(SYSTEM, window))
+
+
 def test_the_budget_keeps_room_for_the_tools_and_the_answer():
     tools = [{"type": "function", "function": {"name": "t", "parameters": {"type": "object"}}}]
     assert prompt_budget(32_000, tools, 4_096) == 32_000 - 4_096 - estimate(tools)
