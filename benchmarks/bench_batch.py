@@ -24,6 +24,12 @@ And the cost ledger of the batch, from the callback to the batch's completion: D
 activities, history events, Blob requests by kind and bytes, in total and per item (counts, the
 same on any machine; `BATCH_MAX_CONCURRENCY` lanes may add a lost claim or two).
 
+And the CPU seconds per item of the host process and of Azurite: on a loaded machine the times
+stretch, the CPU much less, so it is the figure to compare between runs there.
+
+Then (unless `--unsaturated none`) a batch too small to keep the host busy (60 items at
+concurrency 5): its overhead per item is the hops' latency, without a queue for the CPU.
+
     --profile FILE   cProfile the host process during the batch and write its stats to FILE
 """
 
@@ -185,8 +191,20 @@ class _Finished:
         """Already made (pstats calls this)."""
 
 
-async def main(count: int, concurrency: int, scale: float, profile_path: str | None) -> None:
-    table = latencies(count, scale)
+def _azurite_cpu(pid: int) -> float:
+    """CPU seconds the Azurite process has used (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(
+    count: int, concurrency: int, scale: float, profiler: Profiler | None
+) -> tuple[BatchRun, float, float]:
+    """One batch on a fresh host; its run, and the CPU seconds the host process and Azurite
+    spent on it (CPU, unlike wall time, hardly moves when other work shares the machine)."""
     with (
         start_azurite() as azurite,
         tempfile.TemporaryDirectory() as workdir,
@@ -211,18 +229,28 @@ async def main(count: int, concurrency: int, scale: float, profile_path: str | N
             max_activities=concurrency * 3,  # activity slots must not be the bottleneck
             apply_local_settings=False,
         )
-        profiler = Profiler() if profile_path else None
         if profiler is not None:
             profiler.watch_threads()
         async with host, aiohttp.ClientSession() as http:
             blob = BlobRequestCounter()
             await install_counting_runtime(blob)
             ledger = Ledger(host.runtime.counters, blob)
+            host_cpu, store_cpu = time.process_time(), _azurite_cpu(azurite.process.pid)
             with profiler.measuring() if profiler is not None else contextlib.nullcontext():
                 run = await run_batch(host, http, count, ledger)
+            host_cpu = time.process_time() - host_cpu  # (the bench's own client is a small part)
+            store_cpu = _azurite_cpu(azurite.process.pid) - store_cpu
             built = app_runtime.current()
             if built is not None:
                 await built.aclose()
+    return run, host_cpu, store_cpu
+
+
+def report(
+    count: int, concurrency: int, scale: float, measured: tuple[BatchRun, float, float]
+) -> None:
+    run, host_cpu, store_cpu = measured
+    table = latencies(count, scale)
     ideal = sum(table) / concurrency
     chunks = sum(max(table[i : i + concurrency]) for i in range(0, count, concurrency))
     low, high = 50 * scale, 500 * scale
@@ -242,10 +270,38 @@ async def main(count: int, concurrency: int, scale: float, profile_path: str | N
         f" measured is {run.makespan / window:.2f}x that"
     )
     print(f"  overhead per item (measured duration - model latency)  {overhead * 1000:7.0f} ms")
+    print(
+        f"  CPU per item: host process {host_cpu / count * 1000:5.1f} ms,"
+        f" Azurite {store_cpu / count * 1000:5.1f} ms (less load-sensitive than the times)"
+    )
     print("cost ledger, callback to completion (counts: the same on any machine)")
     print(format_table({"batch": run.cost}, per={"item": count}))
+
+
+async def main(
+    count: int,
+    concurrency: int,
+    scale: float,
+    profile_path: str | None,
+    unsaturated: tuple[int, int] | None,
+) -> None:
+    profiler = Profiler() if profile_path else None
+    report(count, concurrency, scale, await measure(count, concurrency, scale, profiler))
     if profiler is not None and profile_path is not None:
         profiler.report(profile_path)
+    if unsaturated is not None:
+        # Few items at low concurrency: the host is never busy, so what an item costs here is
+        # its hops' latency, not a queue for the host's CPU.
+        few, lanes = unsaturated
+        print("\nnot saturated:")
+        report(few, lanes, scale, await measure(few, lanes, scale, None))
+
+
+def _items_at(text: str) -> tuple[int, int] | None:
+    if text == "none":
+        return None
+    items, concurrency = text.split(":")
+    return int(items), int(concurrency)
 
 
 if __name__ == "__main__":
@@ -259,5 +315,14 @@ if __name__ == "__main__":
         help="multiply every model latency (10: 0.5-5 s, closer to real model calls)",
     )
     parser.add_argument("--profile", metavar="FILE", help="cProfile the host; stats to FILE")
+    parser.add_argument(
+        "--unsaturated",
+        type=_items_at,
+        default=(60, 5),
+        metavar="ITEMS:CONCURRENCY",
+        help="then a batch too small to keep the host busy (default 60:5; none: skip)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.items, args.concurrency, args.latency_scale, args.profile))
+    asyncio.run(
+        main(args.items, args.concurrency, args.latency_scale, args.profile, args.unsaturated)
+    )

@@ -30,7 +30,7 @@ from typing import Protocol
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
 
 from . import history as h
-from . import payloads
+from . import payloads, sdk_timestamps
 from .errors import (
     InstanceAlreadyExists,
     InstanceGone,
@@ -388,6 +388,7 @@ def run_episode(
         _finish(commit, new_events, _failure(record.name, message, None), now)
         commit.keep_custom_status = True
         return commit
+    sdk_timestamps.install()  # the SDK parses every history timestamp of every episode
     context_json = build_context_json(
         instance_id=record.instance_id,
         parent_instance_id=record.parent.instance_id if record.parent else None,
