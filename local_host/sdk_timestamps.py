@@ -20,7 +20,8 @@ import sys
 from datetime import datetime
 from typing import Any
 
-from dateutil.parser import parse as dateutil_parse
+# python-dateutil (the SDK's dependency) ships no types: this is the one name used from it.
+from dateutil.parser import parse as dateutil_parse  # type: ignore[import-untyped]
 
 _HISTORY_MODULE = "azure.durable_functions.models.history.HistoryEvent"
 # Exactly what `history.format_timestamp` writes (strftime "%Y-%m-%dT%H:%M:%S.%fZ").

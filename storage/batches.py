@@ -28,6 +28,7 @@ from storage.recent import Recent
 from wire import Wire, unknown_keys
 
 RUNNING_BATCHES_CACHED = 8
+QUEUES_KNOWN = 32  # work queues whose records this process remembers (64 bytes per item)
 CLAIM_RECORD_BYTES = 64  # one claim in the work queue (a claim key is lane.number: short)
 # An owner's scheduling not delivered within this long after its due time is void (a Scheduler
 # retries a failing callback for hours, not days); its record is deleted on the next write.
@@ -131,6 +132,8 @@ class BatchStore:
         self._clock = clock  # owner-schedule due times and expiry (tests move it)
         self._json = JsonBlobs(container)
         self._running: Recent[str, BatchRecord] = Recent(RUNNING_BATCHES_CACHED)
+        # The claim records this process appended or read, by queue and offset (see `claim`).
+        self._queues: Recent[str, dict[int, bytes]] = Recent(QUEUES_KNOWN)
 
     async def create(self, batch: BatchRecord) -> bool:
         """Store a new batch; False (nothing written) if one with that id exists."""
@@ -164,14 +167,26 @@ class BatchStore:
 
         The queue is an append blob of fixed-size claim records. An append is atomic, so the
         offset where a lane's record lands is its place in the queue whatever the other lanes
-        do at that moment: one append and one read of the records before it, never a retry.
+        do at that moment: one append and at most one read of the records before it, never a retry.
         A claim repeated with the same key (an at-least-once re-run) finds its earlier record
         and gets the same item; every lane skips such repeats, so no item is lost to them.
+        The read is skipped when this process already knows the records before its own.
         """
-        blob = self._container.get_blob_client(_cursor_name(batch_id, indices))
+        name = _cursor_name(batch_id, indices)
+        blob = self._container.get_blob_client(name)
         record = claim_key.encode("utf-8").ljust(CLAIM_RECORD_BYTES)[:CLAIM_RECORD_BYTES]
         offset = await _append(blob, record)
-        earlier = await _read(blob, offset) if offset else b""
+        known = self._queues.get(name) or self._queues.put(name, {})
+        known[offset] = record
+        # Records never change once appended: when this process saw every record before its
+        # own (it appended them, or read them before), it needs no read to learn its place.
+        # One append is then the whole claim; a record another process (or a claim still in
+        # flight here) put in between is read, once.
+        earlier = _known_prefix(known, offset)
+        if earlier is None:
+            earlier = await _read(blob, offset)
+            for at in range(0, offset, CLAIM_RECORD_BYTES):
+                known[at] = earlier[at : at + CLAIM_RECORD_BYTES]
         keys = [
             earlier[at : at + CLAIM_RECORD_BYTES] for at in range(0, offset, CLAIM_RECORD_BYTES)
         ]
@@ -328,6 +343,14 @@ async def _append(blob: BlobClient, record: bytes) -> int:
         result = await blob.append_block(record)
     # the SDK types response values str | datetime | int; this one is the offset header's text
     return int(str(result["blob_append_offset"]))
+
+
+def _known_prefix(known: Mapping[int, bytes], length: int) -> bytes | None:
+    """The queue's first `length` bytes, if every record in them is known; else None."""
+    try:
+        return b"".join(known[at] for at in range(0, length, CLAIM_RECORD_BYTES))
+    except KeyError:
+        return None
 
 
 async def _read(blob: BlobClient, length: int) -> bytes:

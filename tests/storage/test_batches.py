@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
+from devkit.azurite import AzuriteInstance
+from devkit.ledger import BlobRequestCounter
 from storage.batches import (
     OWNER_SCHEDULE_GRACE,
     BatchItem,
@@ -23,6 +25,7 @@ from storage.batches import (
     run_id_of,
 )
 from storage.batches import _owner_schedule_name as owner_schedule_name
+from storage.blob import container_client
 from wire import WireError
 
 SOON = "2099-01-01T00:00:00+00:00"
@@ -106,6 +109,35 @@ async def test_a_repeated_claim_returns_the_same_item(container: ContainerClient
     assert await store.claim(batch_id, indices, "0.0") == first == 5
     assert await store.claim(batch_id, indices, "2.0") == 7
     assert await store.claim(batch_id, indices, "3.0") is None
+
+
+async def test_a_claim_after_this_processs_own_claims_is_one_append(azurite: AzuriteInstance):
+    counter = BlobRequestCounter()
+    client = container_client(
+        azurite.connection_string, "conversations-test", request_policies=[counter]
+    )
+    async with client:
+        store = BatchStore(client)
+        batch_id, indices = uuid.uuid4().hex, (5, 6, 7)
+        assert await store.claim(batch_id, indices, "0.0") == 5  # creates the queue
+        before = counter.snapshot()
+        assert await store.claim(batch_id, indices, "1.0") == 6
+        assert await store.claim(batch_id, indices, "0.0") == 5  # a repeat: the same item
+        assert await store.claim(batch_id, indices, "2.0") == 7
+        cost = counter.snapshot() - before
+    assert cost["blob_requests"] == cost["blob:append"] == 3  # and no read
+
+
+async def test_claims_from_two_processes_read_what_the_other_appended(container: ContainerClient):
+    mine, other = BatchStore(container), BatchStore(container)  # two Functions instances
+    batch_id, indices = uuid.uuid4().hex, (5, 6, 7, 8)
+    assert await mine.claim(batch_id, indices, "0.0") == 5
+    assert await other.claim(batch_id, indices, "1.0") == 6
+    assert await mine.claim(batch_id, indices, "1.0") == 6  # other's claim, repeated here
+    assert await mine.claim(batch_id, indices, "0.1") == 7
+    assert await other.claim(batch_id, indices, "0.0") == 5  # mine, repeated there
+    assert await other.claim(batch_id, indices, "1.1") == 8
+    assert await mine.claim(batch_id, indices, "0.2") is None
 
 
 async def test_an_items_outcome_is_recorded_and_read_back(container: ContainerClient):

@@ -58,3 +58,18 @@ def test_a_malformed_setting_names_it_without_echoing_secrets(setting: str) -> N
     with pytest.raises(StorageNotConfigured, match="CONVERSATIONS_STORAGE") as raised:
         container_client(setting, "conversations")
     assert ACCOUNT_KEY not in str(raised.value)
+
+
+async def test_a_container_client_builds_one_blob_client_per_name_and_it_keeps_working(
+    azurite: AzuriteInstance,
+) -> None:
+    name = f"c-{uuid.uuid4().hex[:12]}"
+    async with container_client(azurite.connection_string, name) as client:
+        await ensure_container(client)
+        blob = client.get_blob_client("a.json")
+        assert client.get_blob_client("a.json") is blob
+        assert client.get_blob_client("b.json") is not blob
+        await client.upload_blob("a.json", b"one")  # the SDK's own calls by name share it
+        await blob.upload_blob(b"two", overwrite=True)
+        assert await (await client.download_blob("a.json")).readall() == b"two"
+        assert client.get_blob_client("a.json", snapshot="x") is not blob
