@@ -239,7 +239,9 @@ def test_a_batch_item_whose_conversation_stays_busy_waits_longer_each_time_then_
     assert result.output["counts"] == {"failed": 1}
     [first_lane_execution, *_] = result.executions["b1-lane0"]
     takes = [e for e in first_lane_execution if e.get("Name") == "take_batch_item"]
-    assert len([e for e in takes if e["EventType"] == 4]) == BUSY_BACKOFF.attempts
+    # (version 4: the same execution then takes again, and finds no item left)
+    first_claim = [e for e in takes if e["EventType"] == 4 and '\\"0.0\\"' in e["Input"]]
+    assert len(first_claim) == BUSY_BACKOFF.attempts
     delays = timer_delays(first_lane_execution)
     assert delays == BUSY_BACKOFF.schedule("b1-lane0/take_batch_item")
     nominal = [min(30.0, 2.0 * 2**n) for n in range(BUSY_BACKOFF.attempts - 1)]

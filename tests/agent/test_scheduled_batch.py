@@ -6,8 +6,13 @@ from datetime import timedelta
 from typing import Any
 
 from agent.contracts import BatchInput, ChatTurnInput, LaneInput
+from agent.orchestrators import ITEMS_PER_LANE_EXECUTION
+from agent.versions import version_text
 from tests.agent.test_orchestrators import DRIVER
-from tests.support.replay import DEFAULT_START_TIME
+from tests.support.app import load_function_app
+from tests.support.replay import DEFAULT_START_TIME, ReplayDriver
+
+V3_DRIVER = ReplayDriver(load_function_app().app, default_version=version_text(3))
 
 
 def turn_for(index: int) -> dict[str, Any]:
@@ -76,9 +81,23 @@ def test_at_most_max_concurrency_lanes_share_the_items_and_each_runs_once():
     )
 
 
-def test_a_lane_continues_as_new_after_each_item_so_its_history_stays_one_item_long():
-    lane = LaneInput(BatchInput("b1", tuple(range(6)), 1), 0)
+def test_a_lane_continues_as_new_every_few_items_so_its_history_stays_a_few_items_long():
+    lane = LaneInput(BatchInput("b1", tuple(range(9)), 1), 0)
     result = DRIVER.run("batch_lane", lane.to_dict(), activities=script(), instance_id="b1-lane0")
+    assert result.output == {"completed": 9}
+    assert ITEMS_PER_LANE_EXECUTION == 4
+    assert len(result.generations) == 2  # items 0-3, 4-7; then 8 and "none left"
+    assert len({len(history) for history in result.generations}) == 1
+    assert len(result.history) < len(result.generations[0])
+    claims = [d["claim_key"] for n, d in result.activity_calls if n == "take_batch_item"]
+    assert claims == [f"0.{n}" for n in range(10)]  # the claim numbers carry across executions
+
+
+def test_a_version_3_lane_continues_as_new_after_each_item():
+    lane = LaneInput(BatchInput("b1", tuple(range(6)), 1), 0)
+    result = V3_DRIVER.run(
+        "batch_lane", lane.to_dict(), activities=script(), instance_id="b1-lane0"
+    )
     assert result.output == {"completed": 6}
     assert len(result.generations) == 6  # one execution per item, then the one that found none
     assert len({len(history) for history in result.generations}) == 1
