@@ -760,6 +760,71 @@ def v4_flatreplay_chat_turn_continued_with_approval() -> Scenario:
     )
 
 
+# --- version 4 (batchperf): a batch lane runs ITEMS_PER_LANE_EXECUTION (4) items per execution
+# before it continues as new. Recorded from commit ed2e2d6 of branch batchperf (22d4101 once
+# rebased on main). The items here never reach a chat_turn (rejected, or could not start):
+# these recordings cover the lane alone, whatever version 4 changes in chat_turn.
+
+
+def v4_lane_activities() -> Callable[[str, Any], Any]:
+    """Every item's conversation is gone (rejected), but item 2's, which stays busy."""
+    claims: dict[str, int | None] = {}
+
+    def claim(data: dict[str, Any]) -> int | None:
+        if data["claim_key"] not in claims:
+            taken = {i for i in claims.values() if i is not None}
+            free = [i for i in data["indices"] if i not in taken]
+            claims[data["claim_key"]] = free[0] if free else None
+        return claims[data["claim_key"]]
+
+    def activities(name: str, data: Any) -> Any:
+        if name == "take_batch_item":
+            index = claim(data)
+            if index is None:
+                return {"index": None}
+            if index == 2:
+                raise RuntimeError(f"conversation conv{index:02d} is busy with another turn")
+            return {"index": index, "status": "rejected", "error": f"no conversation c{index}"}
+        if name == "claim_batch_item":
+            return {"index": claim(data)}
+        if name == "record_batch_outcome":
+            return None
+        raise AssertionError(f"unexpected activity {name}")
+
+    return activities
+
+
+def v4_batchperf_lane_runs_items_per_execution() -> Scenario:
+    batch_id = "cb-20261202-0400-5a7e"
+    plan = BatchInput(batch_id, (0, 1, 2, 3, 4, 5), 1)
+    return Scenario(
+        "scheduled_batch v4: one lane of six items runs four in its first execution (items 0, 1 "
+        "rejected and recorded; item 2's take failing with growing backoff timers until "
+        "BUSY_ATTEMPTS, then claim_batch_item and record_batch_outcome; item 3 rejected), "
+        "continues as new, runs items 4 and 5, and finds no item left",
+        "scheduled_batch",
+        plan.to_dict(),
+        batch_id,
+        v4_lane_activities(),
+        version=V4,
+    )
+
+
+def v4_batchperf_two_lanes() -> Scenario:
+    batch_id = "sch-20261202-0400-9b3c"
+    plan = BatchInput(batch_id, (0, 1, *range(3, 11)), 2, not_before="2025-01-01T09:00:00+00:00")
+    return Scenario(
+        "scheduled_batch v4: waits for not_before (a timer), starts two lanes that share nine "
+        "rejected items, each running four in its first execution, continuing as new, and "
+        "returning its counts once no item is left",
+        "scheduled_batch",
+        plan.to_dict(),
+        batch_id,
+        v4_lane_activities(),
+        version=V4,
+    )
+
+
 SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "chat_turn_with_tools": chat_turn_with_tools,
     "chat_turn_throttled_and_retried": chat_turn_throttled_and_retried,
@@ -789,6 +854,8 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "v4_flatreplay_chat_turn_continued_with_approval": (
         v4_flatreplay_chat_turn_continued_with_approval
     ),
+    "v4_batchperf_lane_runs_items_per_execution": v4_batchperf_lane_runs_items_per_execution,
+    "v4_batchperf_two_lanes": v4_batchperf_two_lanes,
 }
 
 
