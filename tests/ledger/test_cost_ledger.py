@@ -85,27 +85,33 @@ TWENTY_STEP_TURN = {
     "blob_bytes_read": 200998,  # each reply stores its prompt_estimate (context window)
     "blob_bytes_written": 68386,
 }
+# #16 batchperf (before -> after, a batch of 3 on one lane): version 4's lane runs four items
+# per execution, so the episode that started each next execution goes: episodes 22 -> 19
+# (batch_lane 11 -> 8), history events 88 -> 76 (bytes 21974 -> 18269); the lane replays its
+# execution's earlier items instead, bounded by the four: replayed events 80 -> 152 (bytes
+# 24363 -> 42446). A claim after this process's own claims is one append (no read of the
+# queue): blob requests 63 -> 60 (get 17 -> 14; bytes read 5048 -> 4664).
 SCHEDULED_BATCH_OF_3 = {
     "activities": 10,
     "activities:take_batch_item": 4,  # one per item, and one that finds the queue empty
     "activities:model_step": 3,
     "activities:finish_turn": 3,
-    "episodes": 22,
+    "episodes": 19,
     "episodes:scheduled_batch": 2,
-    "episodes:batch_lane": 11,
+    "episodes:batch_lane": 8,
     "episodes:chat_turn": 9,
-    "history_events": 88,
-    "history_bytes": 21974,
-    "replayed_events": 80,
-    "replayed_bytes": 24363,
-    "blob_requests": 63,
-    "blob:get": 17,
+    "history_events": 76,
+    "history_bytes": 18269,
+    "replayed_events": 152,
+    "replayed_bytes": 42446,
+    "blob_requests": 60,
+    "blob:get": 14,
     "blob:put": 17,
     "blob:delete": 6,
     "blob:append": 23,
     "blob:failed:get:404": 4,  # no batch of this webhook yet; no owner schedule per item
     "blob:failed:append:404": 1,  # the queue's claims blob, created on the first claim
-    "blob_bytes_read": 5048,
+    "blob_bytes_read": 4664,
     "blob_bytes_written": 7451,
 }
 
