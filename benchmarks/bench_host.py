@@ -8,7 +8,8 @@ and nothing else; the host adds what durability costs: Durable replay and histor
 transcript and tool-call records in Blob (Azurite), HTTP. Both are measured in this run, so the
 ratio holds on a noisy machine. The cost ledger of one hosted turn (Durable episodes, activities,
 history events, Blob requests by kind and bytes: counts, the same on any machine) is printed
-beside the timings.
+beside the timings, and the CPU both took (this process's: the fake model and the tool server
+run in it too), which a loaded machine stretches much less than the wall time.
 """
 
 from __future__ import annotations
@@ -69,12 +70,13 @@ def script_turn(brain: ScriptedBrain) -> None:
     brain.delay(MODEL_SECONDS, then=Completion(content="finished"))
 
 
-async def plain_loop(config: ModelSettings, pool: McpPool) -> float:
-    """The same calls, one after the other, with nothing durable around them."""
+async def plain_loop(config: ModelSettings, pool: McpPool) -> tuple[float, float]:
+    """The same calls, one after the other, with nothing durable around them; wall and CPU
+    seconds (this process's, which serves the fake model and the tool server too)."""
     client = build_model_client(config)
     tools = to_openai_tools(await pool.list_tools())
     messages: list[dict[str, Any]] = [{"role": "user", "content": "go"}]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for _ in range(STEPS):
         reply = await client.complete(messages, tools)
         messages.append(reply.assistant_message())
@@ -83,32 +85,32 @@ async def plain_loop(config: ModelSettings, pool: McpPool) -> float:
                 call.name, {}, context={}, idempotency_key=uuid.uuid4().hex
             )
             messages.append({"role": "tool", "tool_call_id": call.id, "content": outcome.text})
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     await client.aclose()
-    return elapsed
+    return elapsed, cpu
 
 
 async def through_host(
     host: LocalHost, http: aiohttp.ClientSession, ledger: Ledger
-) -> tuple[float, Counter[str]]:
+) -> tuple[float, float, Counter[str]]:
     api = f"{host.base_url}/api"
     async with http.post(f"{api}/conversations") as response:
         conversation = (await response.json())["id"]
     before = ledger.snapshot()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     url = f"{api}/conversations/{conversation}/messages"
     async with http.post(url, json={"content": "go"}) as response:
         run_id = (await response.json())["run_id"]
     # Woken by the host's own commits (the run's orchestration has the run's id): polling
     # GET /api/runs every few ms would cost the host more CPU than the turn itself.
     await host.runtime.wait_for_status(run_id, TERMINAL_STATUSES, within=120)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     cost = ledger.snapshot() - before  # before the status read below, which is not the turn's
     async with http.get(f"{api}/runs/{run_id}") as response:
         run = await response.json()
     if run["status"] != "completed" or run.get("step") != STEPS:
         raise RuntimeError(f"the benchmark turn did not complete as scripted: {run}")
-    return elapsed, cost
+    return elapsed, cpu, cost
 
 
 async def main(repeats: int) -> None:
@@ -136,7 +138,7 @@ async def main(repeats: int) -> None:
             os.environ.pop("OPENAI_BASE_URL", None)
             pool = McpPool(parse_mcp_servers(json.dumps(servers)))
             state = Path(workdir) / "durable.sqlite3"
-            plain, hosted = [], []
+            plain, hosted, plain_cpu, hosted_cpu = [], [], [], []
             cost: Counter[str] = Counter()
             async with (
                 LocalHost(ROOT, port=0, state_path=state, apply_local_settings=False) as host,
@@ -147,10 +149,13 @@ async def main(repeats: int) -> None:
                 ledger = Ledger(host.runtime.counters, blob)
                 for _ in range(repeats + 1):  # the first round warms both paths up
                     script_turn(model.brain)
-                    plain.append(await plain_loop(model.azure_config(), pool))
+                    elapsed, cpu = await plain_loop(model.azure_config(), pool)
+                    plain.append(elapsed)
+                    plain_cpu.append(cpu)
                     script_turn(model.brain)
-                    elapsed, cost = await through_host(host, http, ledger)
+                    elapsed, cpu, cost = await through_host(host, http, ledger)
                     hosted.append(elapsed)
+                    hosted_cpu.append(cpu)
                 built = app_runtime.current()
                 if built is not None:
                     await built.aclose()
@@ -164,6 +169,12 @@ async def main(repeats: int) -> None:
     print(f"  plain asyncio loop        {base * 1000:8.1f} ms   (baseline)")
     print(f"  through the local host    {durable * 1000:8.1f} ms   ratio {durable / base:.2f}x")
     print(f"  overhead per step         {(durable - base) / STEPS * 1000:8.1f} ms")
+    # CPU stretches much less than wall time when other work shares the machine.
+    base_cpu, durable_cpu = statistics.median(plain_cpu[1:]), statistics.median(hosted_cpu[1:])
+    print(
+        f"  CPU (this process)        {base_cpu * 1000:8.1f} ms plain, {durable_cpu * 1000:.1f} ms"
+        f" hosted: {(durable_cpu - base_cpu) / STEPS * 1000:.1f} ms more per step"
+    )
     print("cost ledger of the last hosted turn (counts: the same on any machine)")
     print(format_table({"turn": cost}, per={"step": STEPS}))
 
