@@ -72,10 +72,12 @@ class BatchRun:
     makespan: float
     item_seconds: list[float]  # each item's chat_turn, creation to completion
     cost: Counter[str]  # the ledger's counts, callback to completion
+    host_cpu: float  # CPU seconds of this process, callback to completion
+    store_cpu: float  # CPU seconds of Azurite, the same span
 
 
 async def run_batch(
-    host: LocalHost, http: aiohttp.ClientSession, count: int, ledger: Ledger
+    host: LocalHost, http: aiohttp.ClientSession, count: int, ledger: Ledger, azurite_pid: int
 ) -> BatchRun:
     api = f"{host.base_url}/api"
     conversations = []
@@ -93,12 +95,15 @@ async def run_batch(
     ]
     headers, body = signed_callback(items)
     before = ledger.snapshot()
+    host_cpu, store_cpu = time.process_time(), _azurite_cpu(azurite_pid)
     started = time.perf_counter()
     async with http.post(f"{api}/scheduler/callback", data=body, headers=headers) as response:
         batch_id = (await response.json())["batch_id"]
     # Woken by the host's own commits: polling the management API would cost the host CPU.
     done = await host.runtime.wait_for_status(batch_id, TERMINAL_STATUSES, within=600)
     elapsed = time.perf_counter() - started
+    host_cpu = time.process_time() - host_cpu  # (the bench's own client is a small part)
+    store_cpu = _azurite_cpu(azurite_pid) - store_cpu
     cost = ledger.snapshot() - before
     output = json.loads(done.output_raw or "null")
     if str(done.runtime_status) != "Completed" or output["counts"] != {"completed": count}:
@@ -110,7 +115,7 @@ async def run_batch(
         if turn is None:
             raise RuntimeError(f"item {index} has no chat_turn")
         durations.append((turn.last_updated_time - turn.created_time).total_seconds())
-    return BatchRun(elapsed, durations, cost)
+    return BatchRun(elapsed, durations, cost, host_cpu, store_cpu)
 
 
 def sliding_window(durations: list[float], concurrency: int) -> float:
@@ -202,9 +207,9 @@ def _azurite_cpu(pid: int) -> float:
 
 async def measure(
     count: int, concurrency: int, scale: float, profiler: Profiler | None
-) -> tuple[BatchRun, float, float]:
-    """One batch on a fresh host; its run, and the CPU seconds the host process and Azurite
-    spent on it (CPU, unlike wall time, hardly moves when other work shares the machine)."""
+) -> BatchRun:
+    """One batch on a fresh host (with the CPU seconds the host process and Azurite spent on
+    it, from the callback on: CPU stretches much less than wall time on a shared machine)."""
     with (
         start_azurite() as azurite,
         tempfile.TemporaryDirectory() as workdir,
@@ -235,21 +240,16 @@ async def measure(
             blob = BlobRequestCounter()
             await install_counting_runtime(blob)
             ledger = Ledger(host.runtime.counters, blob)
-            host_cpu, store_cpu = time.process_time(), _azurite_cpu(azurite.process.pid)
             with profiler.measuring() if profiler is not None else contextlib.nullcontext():
-                run = await run_batch(host, http, count, ledger)
-            host_cpu = time.process_time() - host_cpu  # (the bench's own client is a small part)
-            store_cpu = _azurite_cpu(azurite.process.pid) - store_cpu
+                run = await run_batch(host, http, count, ledger, azurite.process.pid)
             built = app_runtime.current()
             if built is not None:
                 await built.aclose()
-    return run, host_cpu, store_cpu
+    return run
 
 
-def report(
-    count: int, concurrency: int, scale: float, measured: tuple[BatchRun, float, float]
-) -> None:
-    run, host_cpu, store_cpu = measured
+def report(count: int, concurrency: int, scale: float, run: BatchRun) -> None:
+    host_cpu, store_cpu = run.host_cpu, run.store_cpu
     table = latencies(count, scale)
     ideal = sum(table) / concurrency
     chunks = sum(max(table[i : i + concurrency]) for i in range(0, count, concurrency))
