@@ -20,6 +20,7 @@ from .engine import ActivityWork, InstanceQuery, InstanceRecord, Message, Parent
 from .history import Event, RuntimeStatus, format_timestamp, parse_timestamp
 
 SCHEMA_VERSION = 1
+MAX_SQL_PARAMETERS = 500  # well under SQLite's limit on the parameters of one statement
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -125,12 +126,25 @@ class SqliteStore:
     def pending_activities(self, exclude: set[int], limit: int) -> list[ActivityWork]:
         if limit <= 0:
             return []
+        # The ids first: the loop asks after every commit, and most of the time every queued
+        # call is already running (`exclude`); only the calls to start are read whole.
+        ids = self._connection.execute("SELECT work_id FROM activities ORDER BY work_id")
+        wanted = [row[0] for row in ids.fetchall() if row[0] not in exclude][:limit]
+        if not wanted:
+            return []
+        columns = "work_id, instance_id, execution_id, task_id, name, parameters"
+        if len(wanted) > MAX_SQL_PARAMETERS:  # a backlog (a restart): read them all
+            rows = self._connection.execute(
+                f"SELECT {columns} FROM activities ORDER BY work_id"
+            ).fetchall()
+            chosen = set(wanted)
+            return [ActivityWork(*row) for row in rows if row[0] in chosen]
+        marks = ",".join("?" * len(wanted))
         rows = self._connection.execute(
-            "SELECT work_id, instance_id, execution_id, task_id, name, parameters "
-            "FROM activities ORDER BY work_id"
+            f"SELECT {columns} FROM activities WHERE work_id IN ({marks}) ORDER BY work_id",
+            wanted,
         ).fetchall()
-        work = [ActivityWork(*row) for row in rows if row[0] not in exclude]
-        return work[:limit]
+        return [ActivityWork(*row) for row in rows]
 
     def get_instance(self, instance_id: str) -> InstanceRecord | None:
         return SqliteTransaction(self._connection).get_instance(instance_id)

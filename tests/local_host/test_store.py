@@ -9,7 +9,7 @@ import pytest
 
 from local_host.engine import InstanceRecord
 from local_host.history import RuntimeStatus, orchestrator_started
-from local_host.store import SqliteStore, StoreError
+from local_host.store import MAX_SQL_PARAMETERS, SqliteStore, StoreError
 from tests.support.replay import DEFAULT_START_TIME as T0
 
 
@@ -71,3 +71,20 @@ def test_a_state_file_from_another_schema_is_refused(tmp_path: Path) -> None:
         connection.execute("PRAGMA user_version=99")
     with pytest.raises(StoreError, match="schema version 99"):
         SqliteStore(tmp_path / "s.sqlite3")
+
+
+@pytest.mark.parametrize("queued", [5, MAX_SQL_PARAMETERS + 3])  # a few; a restart's backlog
+def test_pending_activities_leave_out_the_running_ones_oldest_first_up_to_the_limit(
+    tmp_path: Path, queued: int
+) -> None:
+    store = SqliteStore(tmp_path / "s.sqlite3")
+    with store.transaction() as tx:
+        for task in range(queued):
+            tx.enqueue_activity("i-1", "e", task, f"act{task}", f'["{task}"]')
+    everything = store.pending_activities(set(), queued + 10)
+    assert [w.task_id for w in everything] == list(range(queued))
+    running = {everything[0].work_id, everything[2].work_id}
+    next_ones = store.pending_activities(running, queued - 3)
+    assert [w.task_id for w in next_ones] == [1, *range(3, queued - 1)]
+    assert next_ones[0].parameters_raw == '["1"]' and next_ones[0].name == "act1"
+    assert store.pending_activities({w.work_id for w in everything}, 10) == []
