@@ -29,6 +29,7 @@ import mcp_types as types
 from mcp import Client
 from mcp.client.session import ElicitationFnT
 from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 
 from agent.errors import SettingsError, ToolTimeout, ToolTransportError
 from agent.mcp import policy
@@ -315,8 +316,13 @@ class McpPool:
         timeout = server.config.timeout_seconds
         try:
             return await self._task_request(server, lambda c: get_task(c.session, task_id, timeout))
-        except MCPError as exc:  # the server answered: it has no such task (any more)
-            logger.info("mcp tasks/get server=%s unknown task (%s)", server_name, exc.error.code)
+        except MCPError as exc:
+            # SEP-2663: an unknown (or expired) task id is answered with Invalid params. The SDK
+            # raises MCPError for its own transport failures too, and a server may fail a get
+            # for a passing reason: those are asked again next round, never taken as expiry.
+            if exc.error.code != INVALID_PARAMS:
+                raise self._task_failure(server, exc) from None
+            logger.info("mcp tasks/get server=%s unknown task", server_name)
             return None
 
     async def cancel_task(self, server_name: str, task_id: str) -> bool:
@@ -348,20 +354,24 @@ class McpPool:
         Not under the server's breaker: a poll that fails is simply asked again at the next
         interval by the orchestrator (and a cancel is best effort), so an open circuit would
         only delay learning that a task ended."""
-        name = server.config.name
         try:
             return await server.connection.use(operation)
         except MCPError:
             raise
         except Exception as exc:
-            failure = self._classify(server, exc)
-            if failure is None:
+            if self._classify(server, exc) is None:
                 raise
-            if failure.kind is FailureKind.TIMEOUT:
-                raise ToolTimeout(f"MCP server {name!r} did not answer about a task") from None
-            raise ToolTransportError(
-                f"MCP server {name!r} is unreachable ({failure.cause})", maybe_sent=True
-            ) from None
+            raise self._task_failure(server, exc) from None
+
+    def _task_failure(self, server: _Server, exc: Exception) -> ToolTimeout | ToolTransportError:
+        """A tasks/* request that failed in a way a later request may not: a timeout, or else
+        a transport error (an error the server answered with included: asked again later)."""
+        name = server.config.name
+        failure = self._classify(server, exc)
+        if failure is not None and failure.kind is FailureKind.TIMEOUT:
+            return ToolTimeout(f"MCP server {name!r} did not answer about a task")
+        cause = failure.cause if failure is not None else type(exc).__name__
+        return ToolTransportError(f"MCP server {name!r} is unreachable ({cause})", maybe_sent=True)
 
     @staticmethod
     def _arguments(

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from agent import activities
 from agent.contracts import ModelStepInput, PollTaskInput, RunRef, TaskPoll, ToolCallInput
+from agent.errors import ToolTimeout, ToolTransportError
 from agent.runtime import Runtime
 from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import FakeOpenAI
@@ -157,6 +159,21 @@ async def test_a_task_the_server_no_longer_knows_has_expired(
     assert (await poll(rt, run, call_id, 0)).outcome == "task_expired"
     [result] = await tool_results(rt, run)
     assert result.is_error and result.content.startswith("task_expired: ")
+
+
+@pytest.mark.parametrize(
+    ("code", "raised"), [(REQUEST_TIMEOUT, ToolTimeout), (INTERNAL_ERROR, ToolTransportError)]
+)
+async def test_a_poll_failing_for_another_reason_than_an_unknown_task_is_asked_again_later(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard, code: int, raised: type[Exception]
+):
+    run, call_id, _ = await started_task(rt, model)
+    board.get_error = code
+    with pytest.raises(raised):  # the activity fails: the orchestrator polls again next round
+        await poll(rt, run, call_id, 0)
+    assert await tool_results(rt, run) == []
+    board.get_error = None
+    assert (await poll(rt, run, call_id, 1)).pending is not None
 
 
 async def test_a_run_that_cannot_wait_cancels_the_task_its_call_started(

@@ -48,6 +48,7 @@ class TaskBoard:
     gets: Counter[str] = field(default_factory=Counter)
     cancelled: list[str] = field(default_factory=list)
     stalled: bool = False  # tasks never finish (to show a timeout or a cancel)
+    get_error: int | None = None  # tasks/get answers this JSON-RPC error code (a failing server)
 
     @property
     def created(self) -> list[str]:
@@ -109,6 +110,8 @@ class ServerTasks(Extension):
         return {**self._task(task), "resultType": "task"}
 
     async def _get(self, _ctx: ServerRequestContext[Any, Any], params: _Params) -> HandlerResult:
+        if self.board.get_error is not None:
+            raise MCPError(self.board.get_error, "tasks/get failed")
         task = self._find(params.task_id)
         self.board.gets[task.task_id] += 1
         if task.status == "working" and not self.board.stalled:
