@@ -26,7 +26,7 @@ from mcp.client.session import ClientSession
 IDENTIFIER: Final = "io.modelcontextprotocol/tasks"
 TERMINAL: Final = frozenset({"completed", "failed", "cancelled"})
 
-# Polling: the server's pollInterval within these bounds; without one, a backoff from the floor.
+# Polling: a backoff from the floor, never sooner than the server's pollInterval, within bounds.
 MIN_POLL_SECONDS: Final = 1.0
 DEFAULT_POLL_MAX_SECONDS: Final = 60.0
 DEFAULT_TASK_TIMEOUT_SECONDS: Final = 3600
@@ -106,12 +106,13 @@ async def cancel_task(session: ClientSession, task_id: str, read_timeout: float)
 
 
 def poll_delay(poll_interval_ms: int | None, polls: int, max_seconds: float) -> float:
-    """Seconds to wait before the next `tasks/get`: the server's pollInterval, clamped to
-    [MIN_POLL_SECONDS, max_seconds]; without one, doubling from the floor with each poll, so a
-    silent server of a long task is asked ever less often (never more than `max_seconds`)."""
+    """Seconds to wait before the next `tasks/get`: doubling from the floor with each poll, never
+    sooner than the server's pollInterval, never more than `max_seconds`. The backoff holds even
+    with a server interval: each wait is a durable timer and a poll activity in the run's
+    history, so a 1 s interval over an hour would be thousands of rounds in one execution
+    (its replay growing with each); backing off, it is tens."""
     floor = min(MIN_POLL_SECONDS, max_seconds)
+    wanted = floor * 2 ** min(polls, 16)
     if poll_interval_ms is not None:
-        wanted = poll_interval_ms / 1000
-    else:
-        wanted = floor * 2 ** min(polls, 16)
+        wanted = max(wanted, poll_interval_ms / 1000)
     return max(floor, min(wanted, max_seconds))
