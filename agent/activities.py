@@ -26,6 +26,7 @@ Failure policy (the single retry layer is the orchestrator's, see agent.backoff)
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -810,15 +811,28 @@ async def _cancel_task(rt: Runtime, server: str, task_id: str) -> bool:
 
 
 async def cancel_run_tasks(rt: Runtime, ref: ConversationRef, run_id: str) -> int:
-    """Cancel on their servers the tasks of a run's calls that have no result yet (a cancelled
-    run); how many the servers accepted."""
-    cancelled = 0
-    for task in await rt.store.list_tool_tasks(ref, run_id):
-        record = await rt.store.get_tool_call(ref, run_id, task.call_id)
-        if record is not None and record.status == "completed":
-            continue
-        cancelled += await _cancel_task(rt, task.server, task.task_id)
-    return cancelled
+    """Cancel on their servers, all at once, the tasks of a run's calls that have no result yet
+    (a cancelled run); how many the servers accepted. Best effort after the run has ended: a
+    task that cannot be cancelled, whatever the reason, is logged and the others go on."""
+    tasks = await rt.store.list_tool_tasks(ref, run_id)
+    done = await asyncio.gather(
+        *(_cancel_open_task(rt, ref, task) for task in tasks), return_exceptions=True
+    )
+    for task, outcome in zip(tasks, done, strict=True):
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
+            log.warning(
+                "could not cancel MCP task on server %s (%s)", task.server, type(outcome).__name__
+            )
+    return sum(outcome is True for outcome in done)
+
+
+async def _cancel_open_task(rt: Runtime, ref: ConversationRef, task: ToolTaskRecord) -> bool:
+    record = await rt.store.get_tool_call(ref, task.run_id, task.call_id)
+    if record is not None and record.status == "completed":
+        return False
+    return await _cancel_task(rt, task.server, task.task_id)
 
 
 # --- finish_turn -------------------------------------------------------------------------------

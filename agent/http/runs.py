@@ -163,11 +163,7 @@ async def cancel_run(call: Call, client: df.DurableOrchestrationClient) -> func.
         raise Conflict(f"run {run_id} has already finished ({view['status']})")
     await client.terminate(run_id, "cancelled by the caller")
     ref = ConversationRef(owner, view["conversation_id"])
-    # Tool calls their servers run as tasks stop there too (best effort: one that cannot be
-    # reached keeps its task until the task's TTL; the run is cancelled all the same).
-    await cancel_run_tasks(rt, ref, run_id)
-    if view.get("pending_input"):  # let the waiting tool call go now, not at its deadline
-        await _cancel_question(rt, ref, run_id, view["pending_input"]["question_id"])
+    await _stop_run_work(rt, ref, run_id, view)
     # Durable terminates asynchronously: wait (briefly) for its runtime status to say so, so a
     # GET, a second cancel or an approval right after a "cancelled" all see the run ended.
     ended = await wait_for_run(rt, client, run_id, ref, CANCEL_WAIT_SECONDS)
@@ -261,6 +257,33 @@ async def answer_input(call: Call, client: df.DurableOrchestrationClient) -> fun
     log.info("input answered", extra={"run_id": run_id, "action": body.action})
     reply = {"run_id": run_id, "question_id": question_id, "action": body.action}
     return json_response(reply, 202)
+
+
+async def _stop_run_work(
+    rt: Runtime, ref: ConversationRef, run_id: str, view: dict[str, Any]
+) -> None:
+    """Stop what a terminated run left going, best effort (the run is cancelled all the same,
+    so a failure here is logged, never a 500): first its open question, so the tool call
+    holding an activity for it goes now rather than at its deadline; then the tasks its tool
+    calls run on their servers (one that cannot be reached keeps its task until its TTL)."""
+    pending = view.get("pending_input")
+    if pending:
+        try:
+            await _cancel_question(rt, ref, run_id, pending["question_id"])
+        except Exception as exc:
+            log.warning(
+                "could not cancel the run's open question (%s)",
+                type(exc).__name__,
+                extra={"run_id": run_id},
+            )
+    try:
+        await cancel_run_tasks(rt, ref, run_id)
+    except Exception as exc:
+        log.warning(
+            "could not cancel the run's tool tasks (%s)",
+            type(exc).__name__,
+            extra={"run_id": run_id},
+        )
 
 
 async def _cancel_question(

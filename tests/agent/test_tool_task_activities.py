@@ -202,3 +202,26 @@ async def test_cancelling_a_runs_tasks_skips_those_with_a_result(
     await poll(rt, run, call_id, 1)  # completed: its result is stored
     assert await activities.cancel_run_tasks(rt, ref, run.run_id) == 0
     assert board.cancelled == ["task-1"]
+
+
+async def test_a_task_that_cannot_be_cancelled_for_any_reason_leaves_the_others_cancelled(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard, monkeypatch: pytest.MonkeyPatch
+):
+    board.stalled = True
+    run, _, _ = await started_task(rt, model)
+    model.brain.call_tools((TOOL, {"topic": "rivers"}))
+    summary = await activities.model_step(ModelStepInput(run, 2).to_dict(), rt)
+    [second] = summary["tool_call_ids"]
+    call = ToolCallInput(run, 2, second, may_defer=True, may_await_task=True)
+    await activities.tool_call(call.to_dict(), rt)
+    cancel = rt.mcp.cancel_task
+
+    async def broken_for_the_first(server: str, task_id: str) -> bool:
+        if task_id == "task-1":  # a bug, not a transport failure: still not the cancel's end
+            raise RuntimeError("unexpected")
+        return await cancel(server, task_id)
+
+    monkeypatch.setattr(rt.mcp, "cancel_task", broken_for_the_first)
+    ref = ConversationRef(run.owner, run.conversation_id)
+    assert await activities.cancel_run_tasks(rt, ref, run.run_id) == 1
+    assert board.cancelled == ["task-2"]
