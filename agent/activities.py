@@ -438,7 +438,10 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     # have one (a fresh call costs no extra read). Found: poll it, never send the call again.
     if call.may_await_task and record.status == "started":
         task = await rt.store.get_tool_task(ref, call.run.run_id, call.call_id)
-        if task is not None:
+        if task is not None:  # the first attempt may have stopped before its event
+            await recorder.record(
+                events.task_started(task.step, task.call_id, task.task_id, task.server, "working")
+            )
             return ToolCallSummary(record.call_id, False, task=_pending(rt, task)).to_dict()
 
     await _record_decision(recorder, call, record)
@@ -725,8 +728,9 @@ async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if record is None or task is None:
         raise LookupError(f"no task of tool call {job.call_id} in run {job.run.run_id}")
     if record.status == "completed":  # an earlier attempt stored the result
-        if record.result is not None:
+        if record.result is not None:  # it may have failed before the transcript or the events
             await rt.store.record_tool_result(ref, record, record.result)
+            await _task_finished(rt, job.run, record, task, record.result)
         return TaskPoll(job.call_id, outcome="completed").to_dict()
     if job.give_up:
         await _cancel_task(rt, task.server, task.task_id)
@@ -792,12 +796,23 @@ async def _store_task_result(
     outcome: str,
 ) -> dict[str, Any]:
     await rt.store.record_tool_result(_conversation(job.run), record, message)
+    await _task_finished(rt, job.run, record, task, message)
+    return TaskPoll(job.call_id, outcome=outcome).to_dict()
+
+
+async def _task_finished(
+    rt: Runtime, run: RunRef, record: ToolCallRecord, task: ToolTaskRecord, message: StoredMessage
+) -> None:
+    """The events of a task's stored result (keyed: a retry that writes them again is a no-op).
+    The outcome is read back from the result, which a retry has in hand when the events are
+    all that is missing."""
+    prefix = (message.content or "").partition(":")[0] if message.is_error else ""
+    outcome = prefix if prefix in TASK_OUTCOMES else "completed"
     status = "completed" if outcome == "completed" else outcome.removeprefix("task_")
-    await _recorder(rt, job.run).record(
+    await _recorder(rt, run).record(
         events.task_finished(task.step, task.call_id, task.task_id, task.server, status, outcome),
         _call_ended(record, message),
     )
-    return TaskPoll(job.call_id, outcome=outcome).to_dict()
 
 
 async def _cancel_task(rt: Runtime, server: str, task_id: str) -> bool:

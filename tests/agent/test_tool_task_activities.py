@@ -225,3 +225,51 @@ async def test_a_task_that_cannot_be_cancelled_for_any_reason_leaves_the_others_
     ref = ConversationRef(run.owner, run.conversation_id)
     assert await activities.cancel_run_tasks(rt, ref, run.run_id) == 1
     assert board.cancelled == ["task-2"]
+
+
+def failing_to_record(rt: Runtime, monkeypatch: pytest.MonkeyPatch, event_type: str) -> None:
+    """The event log fails any write holding `event_type` (a Blob error, a crash): once."""
+    append = rt.events.append
+
+    async def append_or_fail(ref: ConversationRef, run_id: str, new: Any) -> Any:
+        if any(event.type == event_type for event in new):
+            monkeypatch.setattr(rt.events, "append", append)
+            raise RuntimeError("the event log failed")
+        return await append(ref, run_id, new)
+
+    monkeypatch.setattr(rt.events, "append", append_or_fail)
+
+
+async def recorded_types(rt: Runtime, run: RunRef) -> list[str]:
+    return [event.type for event in await rt.events.recorded(_ref(run), run.run_id)]
+
+
+def _ref(run: RunRef) -> ConversationRef:
+    return ConversationRef(run.owner, run.conversation_id)
+
+
+async def test_a_repoll_after_the_result_was_stored_still_records_the_tasks_end(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard, monkeypatch: pytest.MonkeyPatch
+):
+    run, call_id, _ = await started_task(rt, model)
+    await poll(rt, run, call_id, 0)
+    failing_to_record(rt, monkeypatch, "task_finished")
+    with pytest.raises(RuntimeError):
+        await poll(rt, run, call_id, 1)  # the result is stored, its events are not
+    assert "task_finished" not in await recorded_types(rt, run)
+    assert (await poll(rt, run, call_id, 2)).outcome == "completed"
+    types_ = await recorded_types(rt, run)
+    assert types_.count("task_finished") == 1 and types_.count("tool_call_completed") == 1
+
+
+async def test_a_retried_tool_call_that_finds_its_task_records_the_tasks_start(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard, monkeypatch: pytest.MonkeyPatch
+):
+    run, call_id = await proposed_call(rt, model)
+    call = ToolCallInput(run, 1, call_id, may_defer=True, may_await_task=True)
+    failing_to_record(rt, monkeypatch, "task_started")
+    with pytest.raises(RuntimeError):
+        await activities.tool_call(call.to_dict(), rt)  # the task is recorded, its event is not
+    await activities.tool_call(call.to_dict(), rt)
+    assert (await recorded_types(rt, run)).count("task_started") == 1
+    assert board.created == ["task-1"]
