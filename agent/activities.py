@@ -691,6 +691,8 @@ async def _task_started(
             poll_interval_ms=handle.poll_interval_ms,
         ),
     )
+    if task.task_id != handle.task_id:  # a concurrent execution's task is the call's: stop ours
+        await _cancel_task(rt, started.server, handle.task_id)
     await recorder.record(
         events.task_started(task.step, task.call_id, task.task_id, task.server, handle.status)
     )

@@ -19,7 +19,7 @@ from agent.runtime import Runtime
 from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import FakeOpenAI
 from devkit.mcp_servers import AsgiServer, http_entry, mcp_servers_json
-from storage.conversations import ConversationRef, StoredMessage
+from storage.conversations import ConversationRef, StoredMessage, ToolTaskRecord
 from tests.agent.conftest import new_run, runtime_on
 from tests.support.task_mcp import TaskBoard, task_http_app
 
@@ -273,3 +273,16 @@ async def test_a_retried_tool_call_that_finds_its_task_records_the_tasks_start(
     await activities.tool_call(call.to_dict(), rt)
     assert (await recorded_types(rt, run)).count("task_started") == 1
     assert board.created == ["task-1"]
+
+
+async def test_a_task_started_beside_the_one_recorded_for_the_call_is_cancelled_on_the_server(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id = await proposed_call(rt, model)
+    # Another execution of the same activity recorded its task first.
+    theirs = ToolTaskRecord(run.run_id, 1, call_id, "tasks", "task-theirs", "2026-01-01T00:00:00Z")
+    await rt.store.put_tool_task(_ref(run), theirs)
+    call = ToolCallInput(run, 1, call_id, may_defer=True, may_await_task=True)
+    summary = await activities.tool_call(call.to_dict(), rt)
+    assert summary["task"]["task_id"] == "task-theirs"
+    assert board.cancelled == ["task-1"]
