@@ -31,7 +31,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -136,6 +136,8 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     ref = _conversation(step.run)
     recorder = _recorder(rt, step.run)
     failures = {f.call_id: f"the tool call failed: {f.reason}" for f in step.failed_tool_calls}
+    if failures:  # a call the run gave up polling may still run as a task on its server
+        await _cancel_tasks_of(rt, step.run, failures)
     tools = await rt.mcp.list_tools()
     context = await step_window(rt, step.run, tools, failures)  # the tail read, then the window
     stored = context.stored
@@ -825,6 +827,16 @@ async def _cancel_task(rt: Runtime, server: str, task_id: str) -> bool:
     except (ToolTransportError, ToolTimeout) as exc:
         log.warning("could not cancel MCP task on server %s: %s", server, exc)
         return False
+
+
+async def _cancel_tasks_of(rt: Runtime, run: RunRef, call_ids: Iterable[str]) -> None:
+    """tasks/cancel, best effort, for those of the calls that have a task (polling it failed
+    for good: the run goes on without its result, so the server need not run it on)."""
+    ref = _conversation(run)
+    found = await asyncio.gather(
+        *(rt.store.get_tool_task(ref, run.run_id, call_id) for call_id in call_ids)
+    )
+    await asyncio.gather(*(_cancel_task(rt, t.server, t.task_id) for t in found if t is not None))
 
 
 async def cancel_run_tasks(rt: Runtime, ref: ConversationRef, run_id: str) -> int:

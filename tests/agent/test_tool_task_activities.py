@@ -13,7 +13,14 @@ import pytest_asyncio
 from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from agent import activities
-from agent.contracts import ModelStepInput, PollTaskInput, RunRef, TaskPoll, ToolCallInput
+from agent.contracts import (
+    FailedToolCall,
+    ModelStepInput,
+    PollTaskInput,
+    RunRef,
+    TaskPoll,
+    ToolCallInput,
+)
 from agent.errors import ToolTimeout, ToolTransportError
 from agent.runtime import Runtime
 from devkit.azurite import AzuriteInstance
@@ -285,4 +292,15 @@ async def test_a_task_started_beside_the_one_recorded_for_the_call_is_cancelled_
     call = ToolCallInput(run, 1, call_id, may_defer=True, may_await_task=True)
     summary = await activities.tool_call(call.to_dict(), rt)
     assert summary["task"]["task_id"] == "task-theirs"
+    assert board.cancelled == ["task-1"]
+
+
+async def test_a_call_whose_polling_failed_for_good_has_its_task_cancelled_by_the_next_step(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    board.stalled = True
+    run, call_id, _ = await started_task(rt, model)
+    model.brain.answer("The report could not be had.")
+    gave_up = (FailedToolCall(call_id, "MCP server 'tasks' is unreachable"),)
+    await activities.model_step(ModelStepInput(run, 2, failed_tool_calls=gave_up).to_dict(), rt)
     assert board.cancelled == ["task-1"]
