@@ -623,6 +623,7 @@ async def _send(
                 context=_pinned_context(rt, call.run),
                 idempotency_key=f"{call.run.run_id}:{record.call_id}",
                 before_send=mark_started,
+                accept_task=True,  # polled, or cancelled when the run cannot wait
             )
     except ToolTransportError as exc:
         # Durable retries this attempt. A request that certainly never left gets its record

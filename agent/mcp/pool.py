@@ -52,7 +52,7 @@ from agent.mcp.config import (
     SecretResolver,
     forget_secrets,
 )
-from agent.mcp.dispatch import Call, ToolOutcome, refused, send
+from agent.mcp.dispatch import Call, ToolOutcome, error_outcome, refused, send
 from agent.mcp.failures import Failure, FailureKind, classify
 from agent.mcp.guard import BreakerGuard, CircuitOpen, ServerFailed
 from agent.mcp.names import candidate_servers
@@ -67,6 +67,10 @@ logger = logging.getLogger("agent.mcp")
 TaskResultT = TypeVar("TaskResultT")
 MIN_RELIST_SECONDS = 5.0  # an unknown tool name triggers a re-list at most this often per server
 MAX_LIST_PAGES = 100
+# What a caller outside a run (that cannot poll) reads when the server answered with a task.
+TASK_NOT_WANTED = (
+    "the server ran the call as a task, which this caller cannot wait for; the task was cancelled"
+)
 
 
 @dataclass(frozen=True)
@@ -279,10 +283,15 @@ class McpPool:
         context: Mapping[str, str],
         idempotency_key: str,
         before_send: Callable[[], Awaitable[None]] | None = None,
+        accept_task: bool = False,
     ) -> ToolOutcome:
         """Call the tool. `before_send` runs once the call is sure to go to the server (it
         passed every check and the breaker), just before it is sent: the activity records
-        there that the call's outcome is unknown until its result is stored."""
+        there that the call's outcome is unknown until its result is stored.
+
+        Every session advertises tasks, so any server may answer with one; only a caller
+        that polls (`accept_task`: the run's tool-call activity) gets it. Anyone else gets an
+        error outcome and the task is cancelled: no caller outside a run waits for a task."""
         started = time.perf_counter()
         spec = await self._resolve(exposed_name)
         if isinstance(spec, Refusal):
@@ -297,12 +306,22 @@ class McpPool:
             async with BreakerGuard(server.breaker, partial(self._classify, server)) as guard:
                 if before_send is not None:
                     await before_send()  # fails: nothing was sent, the guard gives no verdict
-                return await send(call, server.connection, server.config, guard)
+                outcome = await send(call, server.connection, server.config, guard)
         except CircuitOpen as open_circuit:
             refusal = policy.circuit_open(
                 spec.server, open_circuit.failures, open_circuit.retry_after
             )
             return refused(exposed_name, refusal, started)
+        if outcome.task is None or accept_task:
+            return outcome
+        await self._cancel_unwanted(spec.server, outcome.task.task_id)
+        return error_outcome(TASK_NOT_WANTED, len(TASK_NOT_WANTED), started)
+
+    async def _cancel_unwanted(self, server_name: str, task_id: str) -> None:
+        try:
+            await self.cancel_task(server_name, task_id)
+        except (ToolTransportError, ToolTimeout) as exc:  # its TTL ends it; the caller is told
+            logger.warning("mcp tasks/cancel server=%s failed: %s", server_name, exc)
 
     # --- tasks (agent.mcp.tasks): a call the server made a task is polled, or cancelled -------
 

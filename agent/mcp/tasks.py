@@ -112,7 +112,7 @@ def poll_delay(poll_interval_ms: int | None, polls: int, max_seconds: float) -> 
     history, so a 1 s interval over an hour would be thousands of rounds in one execution
     (its replay growing with each); backing off, it is tens."""
     floor = min(MIN_POLL_SECONDS, max_seconds)
-    wanted = floor * 2 ** min(polls, 16)
+    wanted: float = floor * 2 ** min(polls, 16)
     if poll_interval_ms is not None:
         wanted = max(wanted, poll_interval_ms / 1000)
     return max(floor, min(wanted, max_seconds))

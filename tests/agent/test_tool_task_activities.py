@@ -22,6 +22,7 @@ from agent.contracts import (
     ToolCallInput,
 )
 from agent.errors import ToolTimeout, ToolTransportError
+from agent.mcp.pool import TASK_NOT_WANTED
 from agent.runtime import Runtime
 from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import FakeOpenAI
@@ -303,4 +304,13 @@ async def test_a_call_whose_polling_failed_for_good_has_its_task_cancelled_by_th
     model.brain.answer("The report could not be had.")
     gave_up = (FailedToolCall(call_id, "MCP server 'tasks' is unreachable"),)
     await activities.model_step(ModelStepInput(run, 2, failed_tool_calls=gave_up).to_dict(), rt)
+    assert board.cancelled == ["task-1"]
+
+
+async def test_a_caller_outside_a_run_never_receives_a_task_and_the_task_is_cancelled(
+    rt: Runtime, board: TaskBoard
+):
+    outcome = await rt.mcp.call_tool(TOOL, {"topic": "tides"}, context={}, idempotency_key="k-1")
+    assert (outcome.is_error, outcome.task) == (True, None)
+    assert outcome.text == TASK_NOT_WANTED
     assert board.cancelled == ["task-1"]
