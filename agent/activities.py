@@ -699,7 +699,7 @@ async def _task_started(
     await recorder.record(
         events.task_started(task.step, task.call_id, task.task_id, task.server, handle.status)
     )
-    pending = _pending(rt, task, handle.status, handle.status_message)
+    pending = _pending(rt, task, handle.status)
     return ToolCallSummary(record.call_id, False, task=pending).to_dict()
 
 
@@ -707,7 +707,6 @@ def _pending(
     rt: Runtime,
     task: ToolTaskRecord,
     status: str = "working",
-    message: str | None = None,
     poll_interval_ms: int | None = None,
     polls: int = 0,
 ) -> PendingTask:
@@ -720,7 +719,6 @@ def _pending(
         poll_after_seconds=poll_delay(interval, polls, limits.task_poll_max_seconds),
         timeout_seconds=limits.task_timeout_seconds,
         status=status,
-        status_message=message,
     )
 
 
@@ -760,9 +758,7 @@ async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             state.status, state.status_message, job.poll,
         )
     )  # fmt: skip
-    pending = _pending(
-        rt, task, state.status, state.status_message, state.poll_interval_ms, job.poll + 1
-    )
+    pending = _pending(rt, task, state.status, state.poll_interval_ms, job.poll + 1)
     return TaskPoll(job.call_id, pending=pending).to_dict()
 
 

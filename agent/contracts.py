@@ -181,8 +181,7 @@ class PendingTask(Wire):
     server: str
     poll_after_seconds: float
     timeout_seconds: int
-    status: str = "working"
-    status_message: str | None = omitted_when_default(None)
+    status: str = "working"  # the server's free text (statusMessage) stays out of history
 
 
 @dataclass(frozen=True)

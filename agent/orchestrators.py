@@ -511,7 +511,6 @@ def task_view(tasks: Iterable[PendingTask]) -> list[dict[str, Any]]:
             "task_id": task.task_id,
             "server": task.server,
             "status": task.status,
-            "status_message": task.status_message,
         }
         for task in tasks
     ]

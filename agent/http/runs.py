@@ -83,7 +83,8 @@ async def run_view(
         if custom.get("question_id"):
             view["question_id"] = custom["question_id"]
     if custom.get("phase") == "waiting_for_task":  # tool calls their servers run as tasks
-        view["pending_tasks"] = custom.get("tasks", [])
+        ref = ConversationRef(owner, view["conversation_id"])
+        view["pending_tasks"] = await _task_messages(rt, ref, run_id, custom.get("tasks", []))
     elif custom.get("phase") == "tools":  # a tool call may be asking a person (elicitation)
         await _pending_input(rt, ConversationRef(owner, view["conversation_id"]), view)
     if "step" in custom:
@@ -91,6 +92,20 @@ async def run_view(
     if custom.get("phase"):
         view["phase"] = custom["phase"]
     return view
+
+
+async def _task_messages(
+    rt: Runtime, ref: ConversationRef, run_id: str, tasks: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The pending tasks with each server's latest statusMessage, from the run's event log:
+    the server's free text is kept out of Durable history (custom status holds references)."""
+    if not tasks:
+        return tasks
+    latest: dict[str, str | None] = {}
+    for event in await rt.events.recorded(ref, run_id):
+        if event.type == "task_status":
+            latest[event.data.get("tool_call_id", "")] = event.data.get("status_message")
+    return [{**task, "status_message": latest.get(task["tool_call_id"])} for task in tasks]
 
 
 async def _pending_input(rt: Runtime, ref: ConversationRef, view: dict[str, Any]) -> None:

@@ -84,7 +84,6 @@ def test_a_task_is_polled_on_timers_at_its_interval_until_it_completes():
             "task_id": "task-a",
             "server": "reports",
             "status": "working",
-            "status_message": None,
         }
     ]
 

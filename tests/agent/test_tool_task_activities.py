@@ -113,7 +113,10 @@ async def test_polls_report_progress_then_store_the_tasks_result_as_the_tool_res
 ):
     run, call_id, _ = await started_task(rt, model)
     working = await poll(rt, run, call_id, 0)
-    assert working.pending is not None and working.pending.status_message == "5 of 10 s"
+    assert working.pending is not None and working.pending.status == "working"
+    assert "5 of 10 s" not in str(working.to_dict())  # the server's words stay out of history
+    [told] = [e for e in await rt.events.recorded(_ref(run), run.run_id) if e.type == "task_status"]
+    assert told.data["status_message"] == "5 of 10 s"  # the run view reads them here
     done = await poll(rt, run, call_id, 1)
     assert (done.outcome, done.pending) == ("completed", None)
     [result] = await tool_results(rt, run)

@@ -117,6 +117,14 @@ async def test_a_waiting_run_shows_its_task_in_the_run_status(client: Client, bo
     assert view["status"] == "running"
     [task] = view["pending_tasks"]
     assert (task["task_id"], task["server"], task["status"]) == ("task-1", "tasks", "working")
+
+    async def polled() -> dict[str, Any] | None:  # the server's words come from the event log
+        status, body = await client.call("GET", f"/runs/{run_id}")
+        tasks = body.get("pending_tasks") or [{}] if status == 200 else [{}]
+        return tasks[0] if tasks[0].get("status_message") else None
+
+    told = await wait_until(polled, within=20, message="the run shows the server's words")
+    assert told["status_message"] == "0 of 30 s"
     board.stalled = False
     assert (await client.finished(run_id))["status"] == "completed"
 

@@ -677,7 +677,7 @@ def task_activities(
 def v4_mcptasks_task_completed() -> Scenario:
     run_id = "f1a3c5e7b9d14f3a5c7e9b1d3f5a7c41"
     model = model_replies({1: asks_tools(1, "call_Tk1", "call_Tk2"), 2: answers(2)})
-    task = PendingTask("call_Tk1", "task-7f3a", "reports", 5.0, 3600, status_message="0 of 15 s")
+    task = PendingTask("call_Tk1", "task-7f3a", "reports", 5.0, 3600)
     failed_once: set[int] = set()
 
     def polls(data: dict[str, Any]) -> TaskPoll:
