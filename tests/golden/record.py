@@ -54,8 +54,9 @@ RECORDED_FROM = {
     "": "agent/orchestrators.py as on commit c156733 (version 1, unversioned)",
     "2.0": "agent/orchestrators.py as on commit de9b060 (version 2, stamped '2.0')",
     "3.0": "agent/orchestrators.py as on commit 73be7d0 (version 3, stamped '3.0')",
-    "4.0": "agent/orchestrators.py as on commit 0c49720 (version 4, stamped '4.0'; mcptasks), "
-    "and as on 5b2bfb2 (flatreplay, before mcptasks landed)",
+    "4.0": "agent/orchestrators.py as on commit 1fa38f6 (version 4, stamped '4.0'; mcptasks, "
+    "re-recorded on branch taskfix: no statusMessage in history), and as on 5b2bfb2 "
+    "(flatreplay, before mcptasks landed)",
 }
 FORMAT = 1
 USAGE = Usage(prompt_tokens=812, completion_tokens=64, total_tokens=876)
