@@ -251,6 +251,13 @@ async def poll_tool_task(data: dict) -> dict:
 
 
 @app.activity_trigger(input_name="data")
+async def answer_tool_task(data: dict) -> dict:
+    from agent import activities, runtime
+
+    return await activities.answer_tool_task(data, await runtime.runtime())
+
+
+@app.activity_trigger(input_name="data")
 async def finish_turn(data: dict) -> None:
     from agent import activities, runtime
 

@@ -40,10 +40,11 @@ from urllib.parse import urlsplit
 from mcp_types import CallToolResult
 from pydantic import ValidationError
 
-from agent import elicitation, events, model_stream, telemetry
+from agent import elicitation, events, model_stream, task_input, telemetry
 from agent.compaction import StepContext, exceeded_error, step_window
 from agent.context_window import compaction_due, estimate, messages_tokens, request_messages
 from agent.contracts import (
+    AnswerTaskInput,
     BatchItemOutcome,
     ChatTurnInput,
     ClaimedItem,
@@ -54,6 +55,7 @@ from agent.contracts import (
     PollTaskInput,
     RunRef,
     TakenItem,
+    TaskAnswered,
     TaskPoll,
     ToolCallInput,
     ToolCallSummary,
@@ -670,6 +672,8 @@ TASK_OUTCOMES = {
     "task_expired": "the tool's task expired on the server before it finished (its time to "
     "live passed); its result is lost",
     "task_timed_out": "the tool's task did not finish within {detail} s; it was cancelled",
+    "task_input_unsupported": "the tool's task asked for input this client cannot give "
+    "({detail}); it was cancelled",
 }
 
 
@@ -752,6 +756,15 @@ async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         return await _task_ended(rt, job, record, task, "task_cancelled")
     if task.expired(datetime.now(UTC)):
         return await _task_ended(rt, job, record, task, "task_expired")
+    asked = None
+    if state.status == "input_required" and state.input_requests:
+        try:
+            asked = await task_input.ask(
+                _task_asker(rt, job.run, record), task.task_id, job.poll, state.input_requests
+            )
+        except task_input.UnsupportedInput as exc:
+            await _cancel_task(rt, task.server, task.task_id)
+            return await _task_ended(rt, job, record, task, "task_input_unsupported", str(exc))
     await _recorder(rt, job.run).record(
         events.task_status(
             task.step, task.call_id, task.task_id, task.server,
@@ -759,7 +772,38 @@ async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         )
     )  # fmt: skip
     pending = _pending(rt, task, state.status, state.poll_interval_ms, job.poll + 1)
-    return TaskPoll(job.call_id, pending=pending).to_dict()
+    return TaskPoll(job.call_id, pending=pending, asked=asked).to_dict()
+
+
+def _task_asker(rt: Runtime, run: RunRef, record: ToolCallRecord) -> elicitation.Asker:
+    """Where a task's questions go: the call's, with the approval timeout as their deadline
+    (nothing is held while a person thinks, so no activity's limit bounds it)."""
+    return elicitation.Asker(
+        rt.questions,
+        _recorder(rt, run),
+        _conversation(run),
+        run.run_id,
+        record.step,
+        record.call_id,
+        record.tool_name,
+        float(rt.settings.limits.approval_timeout_seconds),
+    )
+
+
+async def answer_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
+    """Send a task's answered (or, at the deadline, declined) questions on: `tasks/update`."""
+    job = AnswerTaskInput.from_dict(data)
+    ref = _conversation(job.run)
+    record = await rt.store.get_tool_call(ref, job.run.run_id, job.call_id)
+    task = await rt.store.get_tool_task(ref, job.run.run_id, job.call_id)
+    if record is None or task is None:
+        raise LookupError(f"no task of tool call {job.call_id} in run {job.run.run_id}")
+
+    async def update(task_id: str, responses: dict[str, Any]) -> bool:
+        return await rt.mcp.update_task(task.server, task_id, responses)
+
+    sent = await task_input.send(_task_asker(rt, job.run, record), job, update)
+    return TaskAnswered(job.call_id, sent).to_dict()
 
 
 async def _task_completed(

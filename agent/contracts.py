@@ -215,13 +215,43 @@ class PollTaskInput(Wire):
 
 
 @dataclass(frozen=True)
+class AskedInput(Wire):
+    """A task waits for input (status `input_required`): the questions its input requests
+    became (storage.questions), and until when a person may answer (then: declined)."""
+
+    question_ids: tuple[str, ...]
+    deadline: str  # ISO 8601, UTC
+
+
+@dataclass(frozen=True)
 class TaskPoll(Wire):
     """What `poll_tool_task` returns: the task ended (its result is stored, `outcome` names how)
-    or is still `pending` (poll again after its `poll_after_seconds`)."""
+    or is still `pending` (poll again after its `poll_after_seconds`), or, with `asked`, pending
+    until its questions are answered and the answers sent (`answer_tool_task`)."""
 
     call_id: str
     outcome: str | None = omitted_when_default(None)  # completed, task_failed, ... when ended
     pending: PendingTask | None = omitted_when_default(None)
+    asked: AskedInput | None = omitted_when_default(None)
+
+
+@dataclass(frozen=True)
+class AnswerTaskInput(Wire):
+    """Send a task the answers to its questions (`tasks/update`); those unanswered by now are
+    declined (the orchestrator calls this once all are answered, or at the deadline)."""
+
+    run: RunRef
+    step: int
+    call_id: str
+    question_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TaskAnswered(Wire):
+    """What `answer_tool_task` returns: whether this attempt (or an earlier one) sent them."""
+
+    call_id: str
+    sent: bool
 
 
 @dataclass(frozen=True)

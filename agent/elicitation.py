@@ -188,14 +188,15 @@ async def wait_for_answer(
             return answer
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            return await _decline_at_deadline(asker, question)
+            return await decline_at_deadline(asker, question)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(delay, remaining)):
                 await signal.wait()
         delay = min(delay * 2, POLL_MAX_SECONDS)
 
 
-async def _decline_at_deadline(asker: Asker, question: Question) -> Answer:
+async def decline_at_deadline(asker: Asker, question: Question) -> Answer:
+    """Record `decline` as the answer (the deadline's), unless a caller answered first."""
     late = Answer("decline", datetime.now(UTC).isoformat(), "deadline")
     try:
         await asker.questions.answer(asker.ref, asker.run_id, question.question_id, late)

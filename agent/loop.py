@@ -201,6 +201,17 @@ def next_step(state: LoopState) -> LoopState:
 # --- approvals --------------------------------------------------------------------------------
 
 APPROVAL_EVENT = "approval"
+# A person answered a question a tool call's task asks (agent.task_input); data: its question_id.
+INPUT_EVENT = "tool_input"
+
+
+def input_event(question_id: str) -> str:
+    """The event that answers one task question. One name per question: the Durable Python
+    SDK keeps an event that arrived while nobody waited for its name and hands it to *every*
+    later wait for that name, so a shared name would let a late answer poison the next wait."""
+    return f"{INPUT_EVENT}-{question_id}"
+
+
 REJECTED = "the user rejected this tool call; it was not run"
 TIMED_OUT = "nobody approved this tool call in time; it was not run"
 

@@ -13,7 +13,7 @@ import json
 from collections import Counter
 from collections.abc import Generator, Iterable
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 import azure.durable_functions as df
@@ -28,6 +28,8 @@ from agent.backoff import (
     task_key,
 )
 from agent.contracts import (
+    AnswerTaskInput,
+    AskedInput,
     BatchInput,
     BatchItemOutcome,
     BatchItemRef,
@@ -63,6 +65,7 @@ from agent.loop import (
     before_step,
     circuit_wait,
     decide,
+    input_event,
     interrupted_rejections,
     next_step,
     question_id,
@@ -76,6 +79,7 @@ from agent.versions import runs_at_least
 MODEL_STEP = "model_step"
 TOOL_CALL = "tool_call"
 POLL_TOOL_TASK = "poll_tool_task"
+ANSWER_TOOL_TASK = "answer_tool_task"
 FINISH_TURN = "finish_turn"
 COMPACT = "compact"
 TAKE_BATCH_ITEM = "take_batch_item"
@@ -465,7 +469,8 @@ def await_tool_tasks(
     Each task's own deadline (MCP_TASK_TIMEOUT_SECONDS, from when this wait began) turns its
     next poll into a cancel, which the model reads as `task_timed_out`. A poll that fails (the
     server unreachable) is simply polled again after the next wait; `tool_attempts` failures in
-    a row give up on that call.
+    a row give up on that call. A task that asks for input (agent.task_input) is answered
+    before it is polled again (`answer_task_questions`).
     """
     now = context.current_utc_datetime
     pending = {task.call_id: task for task in running}
@@ -486,6 +491,7 @@ def await_tool_tasks(
         outcomes = yield from settle_all(
             context, [context.call_activity(POLL_TOOL_TASK, job.to_dict()) for job in jobs]
         )
+        asking: dict[str, AskedInput] = {}
         for job, out in zip(jobs, outcomes, strict=True):
             if isinstance(out, Exception):
                 failures[job.call_id] += 1
@@ -499,8 +505,73 @@ def await_tool_tasks(
                 del pending[job.call_id]
             else:
                 pending[job.call_id] = polled.pending
+                if polled.asked is not None:
+                    asking[job.call_id] = polled.asked
+        if asking:
+            for call_id in (yield from answer_task_questions(context, turn, step, pending, asking)):
+                failed.append(FailedToolCall(call_id, "its task's questions could not be answered"))
+                del pending[call_id]
         poll += 1
     return tuple(failed)
+
+
+def answer_task_questions(
+    context: df.DurableOrchestrationContext,
+    turn: ChatTurnInput,
+    step: int,
+    pending: dict[str, PendingTask],
+    asking: dict[str, AskedInput],
+) -> Generator[Any, Any, list[str]]:
+    """Version 4: tasks wait for a person (status `input_required`, agent.task_input). Wait,
+    holding nothing, until each question is answered (POST /api/runs/{id}/input raises
+    its `input_event`) or its deadline passes (a durable timer; no answer counts as declined); then
+    send each task its answers (`answer_tool_task`). Returns the calls whose answers could not
+    be sent."""
+    deadlines = {
+        question: _at(context, asked.deadline)
+        for asked in asking.values()
+        for question in asked.question_ids
+    }
+    answered: set[str] = set()
+    while True:
+        now = context.current_utc_datetime
+        waiting = [q for q, due in deadlines.items() if q not in answered and now < due]
+        if not waiting:
+            break
+        context.set_custom_status(
+            {
+                "step": step,
+                "phase": "waiting_for_input",
+                "tasks": task_view(pending.values()),
+                "question_ids": waiting,
+            }
+        )
+        events = [context.wait_for_external_event(input_event(q)) for q in waiting]
+        timer = context.create_timer(min(deadlines[q] for q in waiting))
+        winner = yield context.task_any([*events, timer])
+        if winner is timer:
+            continue
+        _cancel(timer)
+        answered.add(waiting[events.index(winner)])
+    unanswerable = []
+    for call_id, asked in asking.items():
+        job = AnswerTaskInput(turn.run, step, call_id, asked.question_ids)
+        try:
+            yield from call_activity(
+                context, ANSWER_TOOL_TASK, job.to_dict(), STORE, f"{ANSWER_TOOL_TASK}/{call_id}"
+            )
+        except Exception:  # the call fails (the model reads why); the other tasks go on
+            unanswerable.append(call_id)
+    return unanswerable
+
+
+def _at(context: df.DurableOrchestrationContext, iso: str) -> datetime:
+    """An ISO 8601 time from an activity, comparable with the context's clock (which may be
+    naive UTC)."""
+    moment = datetime.fromisoformat(iso)
+    if context.current_utc_datetime.tzinfo is None and moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
 
 
 def task_view(tasks: Iterable[PendingTask]) -> list[dict[str, Any]]:

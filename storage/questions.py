@@ -6,6 +6,13 @@ Two create-only records per question, side by side under the run (`storage.paths
     .../runs/{run}/input/{question}.question.json   what the server asked, and until when
     .../runs/{run}/input/{question}.answer.json     the answer: the caller's, or the deadline's
 
+A question a tool call's *task* asks (the tasks extension's `input_required`) is answered to the
+server later, by `tasks/update`, so two more create-only records make that durable wait
+idempotent (a retried activity asks once and sends once):
+
+    .../runs/{run}/input/{slot}.slot.json       which question a task's input request became
+    .../runs/{run}/input/{question}.sent.json   its answer went to the server (or is going)
+
 Create-only makes "first answer wins" a property of the store: of two answers to one question
 (two callers, or a caller racing the deadline) exactly one is written, the other gets
 `AlreadyExists`, and both then read the same winner. A question is *open* while it has no answer
@@ -31,10 +38,12 @@ from storage import paths
 from storage.errors import AlreadyExists
 from storage.json_blobs import JsonBlobs
 from storage.models import ConversationRef
-from wire import Wire, WireError
+from wire import Wire, WireError, omitted_when_default
 
 QUESTION_SUFFIX = ".question.json"
 ANSWER_SUFFIX = ".answer.json"
+SLOT_SUFFIX = ".slot.json"
+SENT_SUFFIX = ".sent.json"
 # A run asks few questions; a listing that finds more than this many unanswered ones looks only
 # at the newest (older ones were cut off by a crash, or superseded).
 MAX_OPEN_CANDIDATES = 8
@@ -57,6 +66,9 @@ class Question(Wire):
     requested_schema: dict[str, Any]  # MCP's restricted form schema
     asked_at: str  # ISO 8601, UTC
     deadline: str  # ISO 8601, UTC: no answer by then counts as declined
+    # A task's question (status `input_required`): the task, and the key of its input request.
+    task_id: str | None = omitted_when_default(None)
+    request_key: str | None = omitted_when_default(None)
 
     def open_at(self, now: datetime) -> bool:
         try:
@@ -104,6 +116,36 @@ class QuestionStore:
     async def answer_of(self, ref: ConversationRef, run_id: str, question_id: str) -> Answer | None:
         data, _etag = await self._json.download(paths.answer_name(ref, run_id, question_id))
         return _read(Answer, data)
+
+    async def claim_slot(
+        self, ref: ConversationRef, run_id: str, slot: str, question_id: str
+    ) -> str:
+        """The question id of `slot` (one input request of a task, as one poll saw it): the
+        one given if this call claimed the slot first, else the one claimed before (a retry)."""
+        name = f"{paths.input_prefix(ref, run_id)}{paths.safe_name(slot)}{SLOT_SUFFIX}"
+        try:
+            await self._json.upload(name, {"question_id": question_id})
+        except ResourceExistsError:
+            data, _etag = await self._json.download(name)
+            claimed = (data or {}).get("question_id")
+            if not isinstance(claimed, str):
+                raise
+            return claimed
+        return question_id
+
+    async def claim_sending(self, ref: ConversationRef, run_id: str, question_id: str) -> bool:
+        """True for the first caller only: the one that sends this question's answer on."""
+        name = f"{paths.input_prefix(ref, run_id)}{paths.safe_name(question_id)}{SENT_SUFFIX}"
+        try:
+            await self._json.upload(name, {"question_id": question_id})
+        except ResourceExistsError:
+            return False
+        return True
+
+    async def release_sending(self, ref: ConversationRef, run_id: str, question_id: str) -> None:
+        """Undo `claim_sending` after a send that certainly never left (a retry sends it)."""
+        name = f"{paths.input_prefix(ref, run_id)}{paths.safe_name(question_id)}{SENT_SUFFIX}"
+        await self._container.delete_blob(name)
 
     async def open_question(
         self, ref: ConversationRef, run_id: str, now: datetime

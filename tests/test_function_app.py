@@ -52,6 +52,7 @@ EXPECTED = {
     "compact": ("activityTrigger", None, None, None),
     "tool_call": ("activityTrigger", None, None, None),
     "poll_tool_task": ("activityTrigger", None, None, None),
+    "answer_tool_task": ("activityTrigger", None, None, None),
     "finish_turn": ("activityTrigger", None, None, None),
     "conversation_retention": ("timerTrigger", None, None, None),
 }

@@ -25,7 +25,7 @@ from agent.errors import BadRequest, Conflict, NotFound
 from agent.http.kit import Call, api, json_response
 from agent.http.models import ACTIVE, TERMINAL, ApprovalAnswer, InputAnswer
 from agent.input_schema import validate_answer
-from agent.loop import APPROVAL_EVENT
+from agent.loop import APPROVAL_EVENT, input_event
 from agent.runtime import Runtime
 from agent.turn_lock import status_name
 from storage.conversations import ConversationRef
@@ -46,6 +46,8 @@ _DURABLE_TO_RUN = {
     "Canceled": "cancelled",
     "Suspended": "running",
 }
+_TASK_PHASES = ("waiting_for_task", "waiting_for_input")
+_ASKING_PHASES = ("tools", "waiting_for_input")  # elicitation in a call; a task's question
 # How long a cancel waits for Durable to report the run terminated before answering
 # "cancelling" instead (a healthy host terminates within a fraction of a second).
 CANCEL_WAIT_SECONDS = 3.0
@@ -82,10 +84,10 @@ async def run_view(
             view["interrupted_calls"] = custom["interrupted_calls"]
         if custom.get("question_id"):
             view["question_id"] = custom["question_id"]
-    if custom.get("phase") == "waiting_for_task":  # tool calls their servers run as tasks
+    if custom.get("phase") in _TASK_PHASES:  # tool calls their servers run as tasks
         ref = ConversationRef(owner, view["conversation_id"])
         view["pending_tasks"] = await _task_messages(rt, ref, run_id, custom.get("tasks", []))
-    elif custom.get("phase") == "tools":  # a tool call may be asking a person (elicitation)
+    if custom.get("phase") in _ASKING_PHASES:  # a tool call (or its task) may ask a person
         await _pending_input(rt, ConversationRef(owner, view["conversation_id"]), view)
     if "step" in custom:
         view["step"] = custom["step"]
@@ -269,6 +271,8 @@ async def answer_input(call: Call, client: df.DurableOrchestrationClient) -> fun
     except AlreadyExists:
         raise Conflict(f"question {question_id} of run {run_id} is answered already") from None
     elicitation.answered(run_id, question_id)
+    if question.task_id is not None:  # a task's question: the run waits durably for this event
+        await _raise_input(rt, client, view, owner, question_id)
     log.info("input answered", extra={"run_id": run_id, "action": body.action})
     reply = {"run_id": run_id, "question_id": question_id, "action": body.action}
     return json_response(reply, 202)
@@ -299,6 +303,19 @@ async def _stop_run_work(
             type(exc).__name__,
             extra={"run_id": run_id},
         )
+
+
+async def _raise_input(
+    rt: Runtime, client: df.DurableOrchestrationClient, view: dict[str, Any], owner: str, qid: str
+) -> None:
+    """Wake the run waiting for its task's question. The answer is stored already; a run that
+    ended meanwhile has nobody to wake (Durable refuses events for an ended instance)."""
+    try:
+        await client.raise_event(view["run_id"], input_event(qid), {"question_id": qid})
+    except Exception:
+        now = await run_view(rt, client, view["run_id"], owner)
+        if now["status"] not in TERMINAL:
+            raise
 
 
 async def _cancel_question(

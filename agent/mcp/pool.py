@@ -58,7 +58,7 @@ from agent.mcp.guard import BreakerGuard, CircuitOpen, ServerFailed
 from agent.mcp.names import candidate_servers
 from agent.mcp.policy import ARGUMENTS_NOT_AN_OBJECT, Refusal, Unlisted
 from agent.mcp.session import ServerConnection
-from agent.mcp.tasks import TaskState, cancel_task, get_task
+from agent.mcp.tasks import TaskState, cancel_task, get_task, update_task
 
 __all__ = ["McpPool", "ServerStatus", "ToolOutcome", "ToolSpec", "to_openai_tools"]
 
@@ -355,6 +355,25 @@ class McpPool:
             await self._task_request(server, lambda c: cancel_task(c.session, task_id, timeout))
         except MCPError as exc:
             logger.info("mcp tasks/cancel server=%s refused (%s)", server_name, exc.error.code)
+            return False
+        return True
+
+    async def update_task(self, server_name: str, task_id: str, responses: dict[str, Any]) -> bool:
+        """Send the answers to a task's input requests (`tasks/update`); False if the server
+        answered with an error (the task ended, or no longer waits for them). Raises like
+        `task_state` when it cannot be reached."""
+        server = self._servers.get(server_name)
+        if server is None:
+            return False
+        timeout = server.config.timeout_seconds
+
+        async def send(c: Client) -> None:
+            await update_task(c.session, task_id, responses, timeout)
+
+        try:
+            await self._task_request(server, send)
+        except MCPError as exc:
+            logger.info("mcp tasks/update server=%s refused (%s)", server_name, exc.error.code)
             return False
         return True
 

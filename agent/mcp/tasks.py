@@ -7,7 +7,10 @@ methods, so the few we need are defined here on its public extension surface:
 - the client advertises the extension; task creation is then the *server's* choice per call: a
   `tools/call` may answer with a task handle (`resultType: "task"`) instead of a result;
 - `tasks/get` reports the task (and, once completed, carries the call's result, or its error);
-- `tasks/cancel` asks the server to stop it.
+- `tasks/cancel` asks the server to stop it;
+- a task whose status is `input_required` carries `inputRequests` (keyed by the server) in its
+  `tasks/get`; the client answers them with `tasks/update`, its `inputResponses` keyed
+  identically (the durable question: `agent.task_input`).
 
 The SDK finishes a claimed result through a resolver that must return a `CallToolResult`; ours
 raises `TaskCreated` instead, so `client.call_tool` hands the handle up to `dispatch.send`,
@@ -56,6 +59,7 @@ class TaskState(types.Result):
     poll_interval_ms: int | None = None
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
+    input_requests: dict[str, Any] | None = None  # with status `input_required`
 
 
 class TaskIdParams(types.RequestParams):
@@ -71,6 +75,17 @@ class GetTask(types.Request[TaskIdParams, Literal["tasks/get"]]):
 class CancelTask(types.Request[TaskIdParams, Literal["tasks/cancel"]]):
     method: Literal["tasks/cancel"] = "tasks/cancel"
     params: TaskIdParams
+    name_param = "taskId"
+
+
+class TaskUpdateParams(types.RequestParams):
+    task_id: str
+    input_responses: dict[str, Any]
+
+
+class UpdateTask(types.Request[TaskUpdateParams, Literal["tasks/update"]]):
+    method: Literal["tasks/update"] = "tasks/update"
+    params: TaskUpdateParams
     name_param = "taskId"
 
 
@@ -102,6 +117,13 @@ async def get_task(session: ClientSession, task_id: str, read_timeout: float) ->
 
 async def cancel_task(session: ClientSession, task_id: str, read_timeout: float) -> None:
     request = CancelTask(params=TaskIdParams(task_id=task_id))
+    await session.send_request(request, types.Result, request_read_timeout_seconds=read_timeout)
+
+
+async def update_task(
+    session: ClientSession, task_id: str, responses: dict[str, Any], read_timeout: float
+) -> None:
+    request = UpdateTask(params=TaskUpdateParams(task_id=task_id, input_responses=responses))
     await session.send_request(request, types.Result, request_read_timeout_seconds=read_timeout)
 
 
