@@ -68,6 +68,7 @@ class TaskBoard:
     gets: Counter[str] = field(default_factory=Counter)
     cancelled: list[str] = field(default_factory=list)
     updates: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    input_request: dict[str, Any] = field(default_factory=lambda: NAME_REQUEST)  # what cards ask
     stalled: bool = False  # tasks never finish (to show a timeout or a cancel)
     get_error: int | None = None  # tasks/get answers this JSON-RPC error code (a failing server)
 
@@ -145,7 +146,11 @@ class ServerTasks(Extension):
         self.board.gets[task.task_id] += 1
         if task.occasion is not None and not task.answered and task.status == "working":
             data = {**self._task(task), "status": "input_required"}
-            return {**data, "inputRequests": {NAME_KEY: NAME_REQUEST}, "resultType": "complete"}
+            return {
+                **data,
+                "inputRequests": {NAME_KEY: self.board.input_request},
+                "resultType": "complete",
+            }
         if task.status == "working" and not self.board.stalled:
             task.elapsed_ms += self.board.poll_interval_ms or 1_000
             if task.elapsed_ms >= self.board.duration_ms:
