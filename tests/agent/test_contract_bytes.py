@@ -17,6 +17,7 @@ import pytest
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType as T
 
 from agent.contracts import (
+    AnswerTaskInput,
     BatchInput,
     BatchItemOutcome,
     ChatTurnInput,
@@ -30,6 +31,7 @@ from agent.contracts import (
     ModelStepInput,
     PollTaskInput,
     TakenItem,
+    TaskAnswered,
     TaskPoll,
     ToolCallInput,
     ToolCallSummary,
@@ -49,6 +51,7 @@ ACTIVITY_INPUTS: dict[str, type[Wire]] = {
     "claim_batch_item": ClaimInput,
     "record_batch_outcome": BatchItemOutcome,
     "poll_tool_task": PollTaskInput,
+    "answer_tool_task": AnswerTaskInput,
 }
 ACTIVITY_RESULTS: dict[str, type[Wire]] = {
     "model_step": StepSummary,
@@ -57,6 +60,7 @@ ACTIVITY_RESULTS: dict[str, type[Wire]] = {
     "take_batch_item": TakenItem,
     "claim_batch_item": ClaimedItem,
     "poll_tool_task": TaskPoll,
+    "answer_tool_task": TaskAnswered,
 }
 ORCHESTRATION_INPUTS: dict[str, type[Wire]] = {
     "chat_turn": ChatTurnInput,

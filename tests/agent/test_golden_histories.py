@@ -32,6 +32,7 @@ import pytest
 from azure.durable_functions.models.history.HistoryEventType import HistoryEventType as T
 
 from agent.contracts import (
+    AnswerTaskInput,
     BatchItemOutcome,
     ClaimInput,
     CompactInput,
@@ -339,6 +340,7 @@ ACTIVITY_INPUTS: dict[str, Any] = {
     "claim_batch_item": ClaimInput,
     "record_batch_outcome": BatchItemOutcome,
     "poll_tool_task": PollTaskInput,
+    "answer_tool_task": AnswerTaskInput,
 }
 
 

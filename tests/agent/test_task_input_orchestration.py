@@ -13,7 +13,7 @@ from agent.contracts import AskedInput, PendingTask, TaskAnswered, TaskPoll, Too
 from agent.loop import input_event
 from tests.agent.test_orchestrators import TURN, final, tools
 from tests.agent.test_task_orchestration import V4, pending, run
-from tests.support.replay import DEFAULT_START_TIME
+from tests.support.replay import DEFAULT_START_TIME, ExternalEvent
 
 DEADLINE = DEFAULT_START_TIME + timedelta(hours=1)
 
@@ -47,6 +47,11 @@ def asking_task(asked: dict[int, AskedInput], polls_until_done: int):
     return call, seen
 
 
+def answered(question_id: str) -> ExternalEvent:
+    """What POST /api/runs/{id}/input raises, once the run waits for it."""
+    return ExternalEvent(input_event(question_id), {"question_id": question_id}, when_awaited=True)
+
+
 def names(seen: list[tuple[str, Any]]) -> list[str]:
     return [name for name, _ in seen]
 
@@ -54,7 +59,7 @@ def names(seen: list[tuple[str, Any]]) -> list[str]:
 def test_a_task_asking_for_input_waits_for_the_answer_then_sends_it_and_polls_on():
     asked = AskedInput(("q1",), DEADLINE.isoformat())
     activities, seen = asking_task({0: asked}, polls_until_done=3)
-    events = [(input_event("q1"), {"question_id": "q1"})]
+    events = [answered("q1")]
     result = V4.run("chat_turn", TURN.to_dict(), activities=activities, events=events)
     assert result.output["status"] == "completed"
     assert names(seen) == [
@@ -81,7 +86,7 @@ def test_no_answer_by_the_deadline_sends_the_task_a_decline_at_the_deadline():
 def test_an_answer_to_another_question_does_not_end_the_wait():
     asked = AskedInput(("q1",), DEADLINE.isoformat())
     activities, seen = asking_task({0: asked}, polls_until_done=2)
-    events = [(input_event("other"), {"question_id": "other"})]
+    events = [ExternalEvent(input_event("other"), {"question_id": "other"})]  # a late one
     result = V4.run("chat_turn", TURN.to_dict(), activities=activities, events=events)
     assert result.output["status"] == "completed"
     assert result.virtual_time >= DEADLINE  # q1 was never answered: its deadline ended the wait
@@ -93,7 +98,7 @@ def test_a_task_that_asks_twice_is_answered_twice_once_by_the_person_once_by_the
     later = DEADLINE + timedelta(hours=1)
     second = AskedInput(("q2",), later.isoformat())
     activities, seen = asking_task({0: first, 1: second}, polls_until_done=3)
-    events = [(input_event("q1"), {"question_id": "q1"})]
+    events = [answered("q1")]
     result = V4.run("chat_turn", TURN.to_dict(), activities=activities, events=events)
     assert result.output["status"] == "completed"
     sent = [data["question_ids"] for name, data in seen if name == "answer_tool_task"]
@@ -122,7 +127,7 @@ def test_an_answer_that_cannot_be_sent_fails_the_call_and_the_turn_goes_on():
 def test_a_task_with_two_questions_waits_for_both_answers_and_sends_them_together():
     asked = AskedInput(("q1", "q2"), DEADLINE.isoformat())
     activities, seen = asking_task({0: asked}, polls_until_done=2)
-    events = [(input_event(q), {"question_id": q}) for q in ("q2", "q1")]
+    events = [answered("q2"), answered("q1")]
     result = V4.run("chat_turn", TURN.to_dict(), activities=activities, events=events)
     assert result.output["status"] == "completed"
     assert result.virtual_time < DEADLINE

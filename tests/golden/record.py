@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from agent.contracts import (
+    AskedInput,
     BatchInput,
     ChatTurnInput,
     CompactionSummary,
     PendingTask,
+    TaskAnswered,
     TaskPoll,
     ToolCallSummary,
 )
@@ -41,6 +43,7 @@ from agent.loop import (
     RESEND_QUESTION,
     StepSummary,
     Usage,
+    input_event,
     question_id,
 )
 from storage.batches import run_id_of
@@ -55,8 +58,9 @@ RECORDED_FROM = {
     "2.0": "agent/orchestrators.py as on commit de9b060 (version 2, stamped '2.0')",
     "3.0": "agent/orchestrators.py as on commit 73be7d0 (version 3, stamped '3.0')",
     "4.0": "agent/orchestrators.py as on commit 1fa38f6 (version 4, stamped '4.0'; mcptasks, "
-    "re-recorded on branch taskfix: no statusMessage in history), and as on 5b2bfb2 "
-    "(flatreplay, before mcptasks landed)",
+    "re-recorded on branch taskfix: no statusMessage in history), as on 5b2bfb2 "
+    "(flatreplay, before mcptasks landed), and as on the taskinput branch rebased on main "
+    "(taskinput: a task's questions)",
 }
 FORMAT = 1
 USAGE = Usage(prompt_tokens=812, completion_tokens=64, total_tokens=876)
@@ -717,6 +721,66 @@ def v4_mcptasks_task_timed_out() -> Scenario:
     )
 
 
+def input_task_activities(
+    model: Callable[[Any], Any], task: PendingTask, asked: AskedInput
+) -> Callable[[str, Any], Any]:
+    """poll 0: the task waits for input (`asked`); answer_tool_task sends the answers; poll 1:
+    completed."""
+    waiting = replace(task, status="input_required")
+
+    def polls(data: dict[str, Any]) -> TaskPoll:
+        if data["poll"] == 0:
+            return TaskPoll(task.call_id, pending=waiting, asked=asked)
+        return TaskPoll(task.call_id, outcome="completed")
+
+    polled = task_activities(model, task, polls)
+
+    def activities(name: str, data: Any) -> Any:
+        if name == "answer_tool_task":
+            return TaskAnswered(data["call_id"], sent=True).to_dict()
+        return polled(name, data)
+
+    return activities
+
+
+# 2025-01-01 (the replay's start) + the approval timeout (turn_input: 3600 s).
+TASK_QUESTION_DEADLINE = "2025-01-01T01:00:00+00:00"
+
+
+def v4_taskinput_question_answered() -> Scenario:
+    run_id = "c3d5e7f9a1b34c5d7e9f1a3b5c7d9e43"
+    model = model_replies({1: asks_tools(1, "call_Ti1"), 2: answers(2)})
+    task = PendingTask("call_Ti1", "task-5e2b", "cards", 2.0, 3600)
+    question = "q1735693202000a1b2c3d4"
+    asked = AskedInput((question,), TASK_QUESTION_DEADLINE)
+    return Scenario(
+        "chat_turn v4: the server runs the call as a task; the first poll finds it waiting for "
+        "input (one question); the run waits on the question's event or its deadline timer and "
+        "the person answers (POST .../input raises the event); answer_tool_task sends it; the "
+        "next poll finds it completed; step 2 answers",
+        "chat_turn",
+        turn_input(run_id),
+        run_id,
+        input_task_activities(model, task, asked),
+        (ExternalEvent(input_event(question), {"question_id": question}, when_awaited=True),),
+        version=V4,
+    )
+
+
+def v4_taskinput_question_timed_out() -> Scenario:
+    run_id = "d4e6f8a0b2c44d6e8f0a2b4c6d8e0f44"
+    model = model_replies({1: asks_tools(1, "call_Tj1"), 2: answers(2)})
+    task = PendingTask("call_Tj1", "task-8a4c", "cards", 2.0, 7200)
+    asked = AskedInput(("q1735693202000e5f6a7b8",), TASK_QUESTION_DEADLINE)
+    return v4_scenario(
+        run_id,
+        "chat_turn v4: the first poll finds the task waiting for input; nobody answers: the "
+        "deadline timer ends the wait and answer_tool_task sends a decline; the next poll finds "
+        "it completed; step 2 answers",
+        input_task_activities(model, task, asked),
+    )
+
+
 def v4_model(answer_at: int, approval_at: int | None = None) -> Callable[[Any], Any]:
     """model_step: a tool call per step until `answer_at`, whose answer ends the turn when the
     step may; the call of step `approval_at` needs approval."""
@@ -851,6 +915,8 @@ SCENARIOS: dict[str, Callable[[], Scenario]] = {
     "v3_chat_turn_context_exceeded": v3_chat_turn_context_exceeded,
     "v4_mcptasks_task_completed": v4_mcptasks_task_completed,
     "v4_mcptasks_task_timed_out": v4_mcptasks_task_timed_out,
+    "v4_taskinput_question_answered": v4_taskinput_question_answered,
+    "v4_taskinput_question_timed_out": v4_taskinput_question_timed_out,
     "v4_flatreplay_chat_turn_answer_ends_turn": v4_flatreplay_chat_turn_answer_ends_turn,
     "v4_flatreplay_chat_turn_continued_with_approval": (
         v4_flatreplay_chat_turn_continued_with_approval

@@ -85,6 +85,9 @@ class ExternalEvent:
     name: str
     data: Any = None
     instance_id: str | None = None  # None: the orchestration under test
+    # Held back until the orchestration waits for an event of this name (as a client raises
+    # it after seeing the run wait), instead of at the first idle moment.
+    when_awaited: bool = False
 
 
 @dataclass(frozen=True)
@@ -252,7 +255,7 @@ class _Run:
             for work in list(self.store.activities):
                 self._activity(work)
             return True
-        if self.events and not self._finished(root_id):
+        if self.events and not self._finished(root_id) and self._deliverable(self.events[0]):
             event = self.events.pop(0)
             self._raise(event, root_id)
             return True
@@ -302,6 +305,9 @@ class _Run:
         engine.raise_event(
             self.store, target, event.name, payloads.client_body_to_event_input(body), self.clock
         )
+
+    def _deliverable(self, event: ExternalEvent) -> bool:
+        return not event.when_awaited or event.name in self.last_outcome_events
 
     def _finished(self, root_id: str) -> bool:
         record = self.store.get_instance(root_id)
