@@ -92,6 +92,8 @@ async def counted(
         "BATCH_MAX_CONCURRENCY": "1",
         # A task's poll interval (5 s) is waited at most 0.2 s: its clock is the polls'.
         "MCP_TASK_POLL_MAX_SECONDS": "0.2",
+        # A task's question nobody answers is declined after 2 s (a durable timer's wait).
+        "AGENT_APPROVAL_TIMEOUT_SECONDS": "2",
     }
     state = tmp_path_factory.mktemp("host") / "durable.sqlite3"
     async with fake_openai(ScriptedBrain()) as model:
