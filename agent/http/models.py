@@ -530,8 +530,9 @@ class Run(Reply):
     pending_tasks: Annotated[
         list[PendingToolTask] | SkipJsonSchema[None],
         Field(
-            description="In phase waiting_for_task: the tool calls their MCP servers run as "
-            "tasks, polled until they end (see README, Long-running tools)."
+            description="In phase waiting_for_task (or waiting_for_input, when a task asks a "
+            "person): the tool calls their MCP servers run as tasks, polled until they end (see "
+            "README, Long-running tools)."
         ),
     ] = None
     pending_input: Annotated[
