@@ -116,3 +116,41 @@ async def test_no_answer_by_the_deadline_declines_the_tasks_question(
     assert board.updates == [("task-1", {NAME_KEY: {"action": "decline"}})]
     assert (answered["action"], answered["by"]) == ("decline", "deadline")
     assert status == 409, problem  # the deadline's answer was the first
+
+
+async def test_a_host_killed_while_a_task_waits_for_input_still_takes_the_answer(
+    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: Servers, board: TaskBoard,
+    tmp_path: Path,
+):  # fmt: skip
+    async with host(azurite, model, board_and_server, tmp_path) as client:
+        conversation, run_id = await client.start_turn(MESSAGE)
+        question_id = (await asked(client, run_id))["pending_input"]["question_id"]
+        client.host.kill()
+        await client.host.wait_exit()
+        await client.host.start()
+        assert (await asked(client, run_id))["pending_input"]["question_id"] == question_id
+        answer = {"action": "accept", "content": {"name": "Grace"}, "question_id": question_id}
+        status, body = await client.call("POST", f"/runs/{run_id}/input", json=answer)
+        assert status == 202, body
+        assert (await client.finished(run_id))["status"] == "completed"
+        assert await tool_results(client, conversation) == ["A birthday card for Grace."]
+    assert board.created == ["task-1"]  # polled again after the restart, never sent again
+    assert board.updates == [
+        ("task-1", {NAME_KEY: {"action": "accept", "content": {"name": "Grace"}}})
+    ]
+
+
+async def test_cancelling_a_run_whose_task_waits_for_input_cancels_the_task_and_the_question(
+    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: Servers, board: TaskBoard,
+    tmp_path: Path,
+):  # fmt: skip
+    async with host(azurite, model, board_and_server, tmp_path) as client:
+        _, run_id = await client.start_turn(MESSAGE)
+        await asked(client, run_id)
+        status, body = await client.call("POST", f"/runs/{run_id}/cancel")
+        assert status == 202, body
+        status, problem = await client.call(
+            "POST", f"/runs/{run_id}/input", json={"action": "decline"}
+        )
+    assert board.cancelled == ["task-1"]
+    assert status == 409, problem
