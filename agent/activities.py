@@ -642,15 +642,25 @@ def _asker(
     rt: Runtime, call: ToolCallInput, record: ToolCallRecord, recorder: events.RunRecorder
 ) -> elicitation.Asker:
     """Where a question the server asks during this call goes (an MCP elicitation)."""
+    return _question_asker(rt, call.run, record, recorder, elicitation.wait_bound(rt.settings))
+
+
+def _question_asker(
+    rt: Runtime,
+    run: RunRef,
+    record: ToolCallRecord,
+    recorder: events.RunRecorder,
+    wait_seconds: float,
+) -> elicitation.Asker:
     return elicitation.Asker(
         rt.questions,
         recorder,
-        _conversation(call.run),
-        call.run.run_id,
+        _conversation(run),
+        run.run_id,
         record.step,
         record.call_id,
         record.tool_name,
-        elicitation.wait_bound(rt.settings),
+        wait_seconds,
     )
 
 
@@ -726,14 +736,22 @@ def _pending(
     )
 
 
+async def _call_with_task(
+    rt: Runtime, run: RunRef, call_id: str
+) -> tuple[ToolCallRecord, ToolTaskRecord]:
+    ref = _conversation(run)
+    record = await rt.store.get_tool_call(ref, run.run_id, call_id)
+    task = await rt.store.get_tool_task(ref, run.run_id, call_id)
+    if record is None or task is None:
+        raise LookupError(f"no task of tool call {call_id} in run {run.run_id}")
+    return record, task
+
+
 async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """Ask the server about a call's task once; store its result when it ended."""
     job = PollTaskInput.from_dict(data)
     ref = _conversation(job.run)
-    record = await rt.store.get_tool_call(ref, job.run.run_id, job.call_id)
-    task = await rt.store.get_tool_task(ref, job.run.run_id, job.call_id)
-    if record is None or task is None:
-        raise LookupError(f"no task of tool call {job.call_id} in run {job.run.run_id}")
+    record, task = await _call_with_task(rt, job.run, job.call_id)
     if record.status == "completed":  # an earlier attempt stored the result
         if record.result is not None:  # it may have failed before the transcript or the events
             await rt.store.record_tool_result(ref, record, record.result)
@@ -778,26 +796,14 @@ async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
 def _task_asker(rt: Runtime, run: RunRef, record: ToolCallRecord) -> elicitation.Asker:
     """Where a task's questions go: the call's, with the approval timeout as their deadline
     (nothing is held while a person thinks, so no activity's limit bounds it)."""
-    return elicitation.Asker(
-        rt.questions,
-        _recorder(rt, run),
-        _conversation(run),
-        run.run_id,
-        record.step,
-        record.call_id,
-        record.tool_name,
-        float(rt.settings.limits.approval_timeout_seconds),
-    )
+    wait = float(rt.settings.limits.approval_timeout_seconds)
+    return _question_asker(rt, run, record, _recorder(rt, run), wait)
 
 
 async def answer_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """Send a task's answered (or, at the deadline, declined) questions on: `tasks/update`."""
     job = AnswerTaskInput.from_dict(data)
-    ref = _conversation(job.run)
-    record = await rt.store.get_tool_call(ref, job.run.run_id, job.call_id)
-    task = await rt.store.get_tool_task(ref, job.run.run_id, job.call_id)
-    if record is None or task is None:
-        raise LookupError(f"no task of tool call {job.call_id} in run {job.run.run_id}")
+    record, task = await _call_with_task(rt, job.run, job.call_id)
 
     async def update(task_id: str, responses: dict[str, Any]) -> bool:
         return await rt.mcp.update_task(task.server, task_id, responses)

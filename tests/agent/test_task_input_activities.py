@@ -48,6 +48,15 @@ async def card_task(rt: Runtime, model: FakeOpenAI) -> tuple[RunRef, str]:
     return run, call_id
 
 
+async def asked_card(rt: Runtime, model: FakeOpenAI) -> tuple[RunRef, str, str]:
+    """A card task whose first poll asked its one question: (run, call id, question id)."""
+    run, call_id = await card_task(rt, model)
+    polled = await poll(rt, run, call_id, 0)
+    assert polled.asked is not None
+    [question_id] = polled.asked.question_ids
+    return run, call_id, question_id
+
+
 def ref_of(run: RunRef) -> ConversationRef:
     return ConversationRef(run.owner, run.conversation_id)
 
@@ -87,10 +96,7 @@ async def test_a_retried_poll_never_asks_twice(rt: Runtime, model: FakeOpenAI, b
 async def test_the_answer_reaches_the_task_once_however_often_it_is_sent_and_the_result_uses_it(
     rt: Runtime, model: FakeOpenAI, board: TaskBoard
 ):
-    run, call_id = await card_task(rt, model)
-    polled = await poll(rt, run, call_id, 0)
-    assert polled.asked is not None
-    [question_id] = polled.asked.question_ids
+    run, call_id, question_id = await asked_card(rt, model)
     accept = Answer("accept", datetime.now(UTC).isoformat(), "caller", {"name": "Ada"})
     await rt.questions.answer(ref_of(run), run.run_id, question_id, accept)
     assert (await answer(rt, run, call_id, (question_id,))).sent
@@ -107,10 +113,7 @@ async def test_the_answer_reaches_the_task_once_however_often_it_is_sent_and_the
 async def test_a_question_nobody_answered_is_declined_when_the_answers_are_sent(
     rt: Runtime, model: FakeOpenAI, board: TaskBoard
 ):
-    run, call_id = await card_task(rt, model)
-    polled = await poll(rt, run, call_id, 0)
-    assert polled.asked is not None
-    [question_id] = polled.asked.question_ids
+    run, call_id, question_id = await asked_card(rt, model)
     await answer(rt, run, call_id, (question_id,))  # the orchestrator's deadline passed
     recorded = await rt.questions.answer_of(ref_of(run), run.run_id, question_id)
     assert recorded is not None and (recorded.action, recorded.by) == ("decline", "deadline")

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from agent.http.models import Run
 from devkit.azurite import AzuriteInstance
@@ -29,18 +32,30 @@ MESSAGE = '/tool tasks__greeting_card {"occasion": "birthday"}'
 Servers = tuple[TaskBoard, AsgiServer]
 
 
+@dataclass(frozen=True)
+class Setup:
+    azurite: AzuriteInstance
+    model: FakeOpenAI
+    server: AsgiServer
+    state: Path
+
+
+@pytest.fixture
+def setup(
+    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: Servers, tmp_path: Path
+) -> Setup:
+    _, server = board_and_server
+    return Setup(azurite, model, server, tmp_path / "durable.sqlite3")
+
+
 @asynccontextmanager
-async def host(
-    azurite: AzuriteInstance,
-    model: FakeOpenAI,
-    servers: Servers,
-    tmp: Path,
-    approval_seconds: str = "60",
-) -> AsyncIterator[Client]:
-    _, server = servers
-    state = tmp / "durable.sqlite3"
+async def host(setup: Setup, approval_seconds: str = "60") -> AsyncIterator[Client]:
     async with host_with_tasks(
-        azurite, model, server, state, AGENT_APPROVAL_TIMEOUT_SECONDS=approval_seconds
+        setup.azurite,
+        setup.model,
+        setup.server,
+        setup.state,
+        AGENT_APPROVAL_TIMEOUT_SECONDS=approval_seconds,
     ) as client:
         yield client
 
@@ -59,10 +74,9 @@ async def events_of(client: Client, run_id: str, kind: str) -> list[dict[str, An
 
 
 async def test_a_tasks_question_is_answered_over_http_and_its_result_uses_the_answer(
-    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: Servers, board: TaskBoard,
-    tmp_path: Path,
-):  # fmt: skip
-    async with host(azurite, model, board_and_server, tmp_path) as client:
+    setup: Setup, board: TaskBoard
+):
+    async with host(setup) as client:
         conversation, run_id = await client.start_turn(MESSAGE)
         view = await asked(client, run_id)
         Run.model_validate(view)  # as the OpenAPI document describes it
@@ -82,11 +96,8 @@ async def test_a_tasks_question_is_answered_over_http_and_its_result_uses_the_an
         assert len(await events_of(client, run_id, "input_requested")) == 1
 
 
-async def test_a_declined_question_reaches_the_task_as_a_decline(
-    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: Servers, board: TaskBoard,
-    tmp_path: Path,
-):  # fmt: skip
-    async with host(azurite, model, board_and_server, tmp_path) as client:
+async def test_a_declined_question_reaches_the_task_as_a_decline(setup: Setup, board: TaskBoard):
+    async with host(setup) as client:
         conversation, run_id = await client.start_turn(MESSAGE)
         await asked(client, run_id)
         status, body = await client.call(
@@ -100,10 +111,9 @@ async def test_a_declined_question_reaches_the_task_as_a_decline(
 
 
 async def test_no_answer_by_the_deadline_declines_the_tasks_question(
-    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: Servers, board: TaskBoard,
-    tmp_path: Path,
-):  # fmt: skip
-    async with host(azurite, model, board_and_server, tmp_path, approval_seconds="2") as client:
+    setup: Setup, board: TaskBoard
+):
+    async with host(setup, approval_seconds="2") as client:
         conversation, run_id = await client.start_turn(MESSAGE)
         await asked(client, run_id)  # then nobody answers: the durable timer ends the wait
         assert (await client.finished(run_id))["status"] == "completed"
@@ -119,10 +129,9 @@ async def test_no_answer_by_the_deadline_declines_the_tasks_question(
 
 
 async def test_a_host_killed_while_a_task_waits_for_input_still_takes_the_answer(
-    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: Servers, board: TaskBoard,
-    tmp_path: Path,
-):  # fmt: skip
-    async with host(azurite, model, board_and_server, tmp_path) as client:
+    setup: Setup, board: TaskBoard
+):
+    async with host(setup) as client:
         conversation, run_id = await client.start_turn(MESSAGE)
         question_id = (await asked(client, run_id))["pending_input"]["question_id"]
         client.host.kill()
@@ -141,10 +150,9 @@ async def test_a_host_killed_while_a_task_waits_for_input_still_takes_the_answer
 
 
 async def test_cancelling_a_run_whose_task_waits_for_input_cancels_the_task_and_the_question(
-    azurite: AzuriteInstance, model: FakeOpenAI, board_and_server: Servers, board: TaskBoard,
-    tmp_path: Path,
-):  # fmt: skip
-    async with host(azurite, model, board_and_server, tmp_path) as client:
+    setup: Setup, board: TaskBoard
+):
+    async with host(setup) as client:
         _, run_id = await client.start_turn(MESSAGE)
         await asked(client, run_id)
         status, body = await client.call("POST", f"/runs/{run_id}/cancel")
