@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -142,3 +143,30 @@ async def test_asking_twice_under_one_id_is_refused(questions: QuestionStore, re
     await questions.ask(ref, question("q0001"))
     with pytest.raises(ResourceExistsError):
         await questions.ask(ref, question("q0001"))
+
+
+async def test_a_tasks_question_names_its_task_and_request_key_and_an_older_record_reads_without(
+    questions: QuestionStore, ref
+):
+    asked = replace(question("q0001"), task_id="task-1", request_key="name")
+    await questions.ask(ref, asked)
+    assert await questions.question(ref, "run1", "q0001") == asked
+    plain = question("q0002").to_dict()
+    assert "task_id" not in plain and "request_key" not in plain  # bytes as before
+    assert Question.from_dict(plain).task_id is None
+
+
+async def test_a_slot_keeps_the_first_question_id_claimed_for_it(questions: QuestionStore, ref):
+    assert await questions.claim_slot(ref, "run1", "call_1.0.name", "q0001") == "q0001"
+    assert await questions.claim_slot(ref, "run1", "call_1.0.name", "q0002") == "q0001"
+    assert await questions.claim_slot(ref, "run1", "call_1.1.name", "q0003") == "q0003"
+    assert await questions.newest_id(ref, "run1") is None  # slots are not questions
+
+
+async def test_only_the_first_claim_sends_an_answer_until_it_is_released(
+    questions: QuestionStore, ref
+):
+    assert await questions.claim_sending(ref, "run1", "q0001")
+    assert not await questions.claim_sending(ref, "run1", "q0001")
+    await questions.release_sending(ref, "run1", "q0001")
+    assert await questions.claim_sending(ref, "run1", "q0001")
