@@ -249,6 +249,9 @@ async def test_a_message_scheduled_for_later_runs_and_its_batch_shows_the_answer
     await chat.open_with_key()
     await page.get_by_role("button", name="New conversation").click()
     await expect(page.locator("#chat-title")).to_contain_text("Conversation ")
+    # The new conversation is open once the page has put focus in its message box; typing
+    # before that can land there instead (the focus moves under the typing).
+    await expect(page.locator("#message")).to_be_focused()
     await page.locator("summary").click()
     await page.get_by_label("Message to send later").fill('/tool demo__greet {"name": "Later"}')
     soon = await page.evaluate(
