@@ -117,6 +117,11 @@ async def on_elicitation(
         events.input_answered(asker.call_id, question.question_id, answer.action, answer.by)
     )
     _log("elicitation answered", asker, question, action=answer.action, by=answer.by)
+    return result_of(answer)
+
+
+def result_of(answer: Answer) -> types.ElicitResult:
+    """The answer as MCP's elicitation result: content goes with an accept only."""
     content = answer.content if answer.action == "accept" else None
     return types.ElicitResult(action=answer.action, content=content)
 

@@ -23,8 +23,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import mcp_types as types
-
 from agent import elicitation, events
 from agent.contracts import AnswerTaskInput, AskedInput
 from agent.input_schema import schema_problem
@@ -138,6 +136,5 @@ async def send(asker: elicitation.Asker, job: AnswerTaskInput, update: Update) -
 
 
 def _response(answer: Answer) -> dict[str, Any]:
-    content = answer.content if answer.action == "accept" else None
-    result = types.ElicitResult(action=answer.action, content=content)
+    result = elicitation.result_of(answer)
     return result.model_dump(by_alias=True, exclude_none=True, mode="json")

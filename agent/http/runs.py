@@ -233,18 +233,31 @@ async def raise_approval(
     owner: str,
     event: dict[str, Any],
 ) -> None:
-    """Raise the approval event; a run that ended since `view` was read is a 409, not a 500
-    (Durable refuses events for an ended instance: "instance ... is gone")."""
-    run_id = view["run_id"]
+    """Raise the approval event; a run that ended since `view` was read is a 409, not a 500."""
+    ended = await _raise_to_run(rt, client, view["run_id"], owner, APPROVAL_EVENT, event)
+    if ended is not None:
+        raise Conflict(f"run {view['run_id']} is not waiting for an approval (it is {ended})")
+
+
+async def _raise_to_run(
+    rt: Runtime,
+    client: df.DurableOrchestrationClient,
+    run_id: str,
+    owner: str,
+    name: str,
+    data: dict[str, Any],
+) -> str | None:
+    """Raise event `name` to the run; None once raised, or the run's status when it ended
+    since the caller looked (Durable refuses events for an ended instance: "instance ... is
+    gone"). A refusal while the run still goes is raised."""
     try:
-        await client.raise_event(run_id, APPROVAL_EVENT, event)
+        await client.raise_event(run_id, name, data)
     except Exception:
         now = await run_view(rt, client, run_id, owner)
         if now["status"] not in TERMINAL:
             raise
-        raise Conflict(
-            f"run {run_id} is not waiting for an approval (it is {now['status']})"
-        ) from None
+        return str(now["status"])
+    return None
 
 
 @api
@@ -309,13 +322,8 @@ async def _raise_input(
     rt: Runtime, client: df.DurableOrchestrationClient, view: dict[str, Any], owner: str, qid: str
 ) -> None:
     """Wake the run waiting for its task's question. The answer is stored already; a run that
-    ended meanwhile has nobody to wake (Durable refuses events for an ended instance)."""
-    try:
-        await client.raise_event(view["run_id"], input_event(qid), {"question_id": qid})
-    except Exception:
-        now = await run_view(rt, client, view["run_id"], owner)
-        if now["status"] not in TERMINAL:
-            raise
+    ended meanwhile has nobody to wake."""
+    await _raise_to_run(rt, client, view["run_id"], owner, input_event(qid), {"question_id": qid})
 
 
 async def _cancel_question(
