@@ -245,16 +245,16 @@ async def tool_call(data: dict) -> dict:
 
 @app.activity_trigger(input_name="data")
 async def poll_tool_task(data: dict) -> dict:
-    from agent import activities, runtime
+    from agent import runtime, tool_tasks
 
-    return await activities.poll_tool_task(data, await runtime.runtime())
+    return await tool_tasks.poll_tool_task(data, await runtime.runtime())
 
 
 @app.activity_trigger(input_name="data")
 async def answer_tool_task(data: dict) -> dict:
-    from agent import activities, runtime
+    from agent import runtime, tool_tasks
 
-    return await activities.answer_tool_task(data, await runtime.runtime())
+    return await tool_tasks.answer_tool_task(data, await runtime.runtime())
 
 
 @app.activity_trigger(input_name="data")

@@ -13,9 +13,8 @@ is told the outcome is unknown.
 
 A call its MCP server answers with a task (agent.mcp.tasks; version-4 runs) is not waited for
 here: `tool_call` stores a create-only task record and returns the task pending, and the
-orchestrator polls it on durable timers through `poll_tool_task`, which stores the result as
-`tool_call` stores a plain one. The record is what a retried `tool_call` finds instead of
-sending the call again, and what a cancelled run's tasks are cancelled from.
+orchestrator polls it through the `poll_tool_task` activity (agent.tool_tasks, which holds a
+task's whole life from its record on).
 
 Failure policy (the single retry layer is the orchestrator's, see agent.backoff):
 - transient model/tool failures are raised, so the orchestrator retries them with backoff;
@@ -26,37 +25,26 @@ Failure policy (the single retry layer is the orchestrator's, see agent.backoff)
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from mcp_types import CallToolResult
-from pydantic import ValidationError
-
-from agent import elicitation, events, model_stream, task_input, telemetry
+from agent import elicitation, events, model_stream, telemetry, tool_tasks
 from agent.compaction import StepContext, exceeded_error, step_window
 from agent.context_window import compaction_due, estimate, messages_tokens, request_messages
 from agent.contracts import (
-    AnswerTaskInput,
     BatchItemOutcome,
     ChatTurnInput,
     ClaimedItem,
     ClaimInput,
     FinishTurnInput,
     ModelStepInput,
-    PendingTask,
-    PollTaskInput,
     RunRef,
     TakenItem,
-    TaskAnswered,
-    TaskPoll,
     ToolCallInput,
     ToolCallSummary,
 )
@@ -64,20 +52,18 @@ from agent.errors import (
     Conflict,
     ContentFiltered,
     PermanentModelError,
-    ToolTimeout,
     ToolTransportError,
     TransientModelError,
 )
 from agent.loop import OUTCOME_UNKNOWN, LoopState, StepSummary, Usage, ends_turn
-from agent.mcp.dispatch import outcome_of
-from agent.mcp.tasks import TaskState, poll_delay
 from agent.runtime import Runtime
+from agent.tool_results import call_ended, question_asker, result_message
 from agent.transcript import parse_arguments, user_message
 from agent.turn_lock import begin_turn
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from storage.errors import RecordNotFound
-from storage.models import PLAIN_ID, ToolTaskRecord, message_id, utc_timestamp
+from storage.models import PLAIN_ID, message_id, utc_timestamp
 
 if TYPE_CHECKING:
     import azure.durable_functions as df
@@ -91,9 +77,6 @@ log = logging.getLogger(__name__)
 
 FIRST_STEP = LoopState().step
 NOT_APPROVED = "this tool needs approval, which was not asked for; it was not run"
-TASK_NOT_AWAITED = (
-    "the tool started a long-running task this run cannot wait for; the task was cancelled"
-)
 FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
 
 
@@ -139,7 +122,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     recorder = _recorder(rt, step.run)
     failures = {f.call_id: f"the tool call failed: {f.reason}" for f in step.failed_tool_calls}
     if failures:  # a call the run gave up polling may still run as a task on its server
-        await _cancel_tasks_of(rt, step.run, failures)
+        await tool_tasks.cancel_tasks_of(rt, step.run, failures)
     tools = await rt.mcp.list_tools()
     context = await step_window(rt, step.run, tools, failures)  # the tail read, then the window
     stored = context.stored
@@ -436,17 +419,14 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if record.status == "completed":  # already ran: never call the tool twice
         if record.result is not None:  # a crash may have come before the transcript append
             await rt.store.record_tool_result(ref, record, record.result)
-            await recorder.record(_call_ended(record, record.result))
+            await recorder.record(call_ended(record, record.result))
         return ToolCallSummary(record.call_id, record.is_error).to_dict()
     # A call the server answered with a task was sent ("started"), so only such a record may
     # have one (a fresh call costs no extra read). Found: poll it, never send the call again.
     if call.may_await_task and record.status == "started":
-        task = await rt.store.get_tool_task(ref, call.run.run_id, call.call_id)
-        if task is not None:  # the first attempt may have stopped before its event
-            await recorder.record(
-                events.task_started(task.step, task.call_id, task.task_id, task.server, "working")
-            )
-            return ToolCallSummary(record.call_id, False, task=_pending(rt, task)).to_dict()
+        pending = await tool_tasks.recorded(rt, call.run, record, recorder)
+        if pending is not None:
+            return ToolCallSummary(record.call_id, False, task=pending).to_dict()
 
     await _record_decision(recorder, call, record)
     if await _cut_off_and_unsafe(rt, call, record):
@@ -476,10 +456,13 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
             )
             return ToolCallSummary(record.call_id, False, retry_after=ran.seconds).to_dict()
         if isinstance(ran, TaskStarted):
-            return await _task_started(rt, call, record, recorder, ran)
+            pending = await tool_tasks.started(
+                rt, call.run, record, recorder, ran.server, ran.handle
+            )
+            return ToolCallSummary(record.call_id, False, task=pending).to_dict()
         result = ran
     await rt.store.record_tool_result(ref, record, result)
-    await recorder.record(_call_ended(record, result))
+    await recorder.record(call_ended(record, result))
     return ToolCallSummary(record.call_id, result.is_error, result.truncated).to_dict()
 
 
@@ -497,18 +480,6 @@ async def _record_decision(
         )
     elif call.approved:
         await recorder.record(events.approval_decided(record.call_id, True))
-
-
-def _call_ended(record: ToolCallRecord, result: StoredMessage) -> events.NewEvent:
-    return events.tool_call_completed(
-        record.step,
-        record.call_id,
-        record.tool_name,
-        record.arguments,
-        result.content,
-        is_error=result.is_error,
-        truncated=result.truncated,
-    )
 
 
 @dataclass(frozen=True)
@@ -568,32 +539,8 @@ async def _run_tool(
         server = rt.mcp.server_of(record.tool_name) or ""
         if call.may_await_task:
             return TaskStarted(server, outcome.task)
-        # An orchestrator before version 4 cannot wait for it: stop it rather than leave it.
-        await _cancel_task(rt, server, outcome.task.task_id)
-        return record.result_message(call.run.turn, TASK_NOT_AWAITED, is_error=True)
-    return await _result_message(rt, call.run, record, outcome)
-
-
-async def _result_message(
-    rt: Runtime, run: RunRef, record: ToolCallRecord, outcome: ToolOutcome
-) -> StoredMessage:
-    """A tool's outcome as its transcript message; a truncated one keeps its full output."""
-    output_ref = None
-    if outcome.truncated:
-        output_ref = await rt.store.put_tool_output(
-            ref=_conversation(run),
-            run_id=run.run_id,
-            call_id=record.call_id,
-            payload=outcome.full_output,
-            content_type="application/json",
-        )
-    return record.result_message(
-        run.turn,
-        outcome.text,
-        is_error=outcome.is_error,
-        truncated=outcome.truncated,
-        output_ref=output_ref,
-    )
+        return await tool_tasks.not_awaited(rt, call.run, record, server, outcome.task)
+    return await result_message(rt, call.run, record, outcome)
 
 
 async def _send(
@@ -642,26 +589,7 @@ def _asker(
     rt: Runtime, call: ToolCallInput, record: ToolCallRecord, recorder: events.RunRecorder
 ) -> elicitation.Asker:
     """Where a question the server asks during this call goes (an MCP elicitation)."""
-    return _question_asker(rt, call.run, record, recorder, elicitation.wait_bound(rt.settings))
-
-
-def _question_asker(
-    rt: Runtime,
-    run: RunRef,
-    record: ToolCallRecord,
-    recorder: events.RunRecorder,
-    wait_seconds: float,
-) -> elicitation.Asker:
-    return elicitation.Asker(
-        rt.questions,
-        recorder,
-        _conversation(run),
-        run.run_id,
-        record.step,
-        record.call_id,
-        record.tool_name,
-        wait_seconds,
-    )
+    return question_asker(rt, record, recorder, elicitation.wait_bound(rt.settings))
 
 
 def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:
@@ -670,245 +598,6 @@ def _pinned_context(rt: Runtime, run: RunRef) -> dict[str, str]:
     if rt.settings.public_base_url:
         context["callback_url"] = f"{rt.settings.public_base_url}/api/scheduler/callback"
     return context
-
-
-# --- tool tasks (agent.mcp.tasks; version 4) ----------------------------------------------------
-# A call its server answers with a task gets a create-only task record; the orchestrator then
-# polls it on durable timers through `poll_tool_task`, which stores the result exactly as
-# `tool_call` stores a plain one. Outcomes the model reads when a task does not complete:
-TASK_OUTCOMES = {
-    "task_failed": "the tool's task failed: {detail}",
-    "task_cancelled": "the tool's task was cancelled on the server",
-    "task_expired": "the tool's task expired on the server before it finished (its time to "
-    "live passed); its result is lost",
-    "task_timed_out": "the tool's task did not finish within {detail} s; it was cancelled",
-    "task_input_unsupported": "the tool's task asked for input this client cannot give "
-    "({detail}); it was cancelled",
-}
-
-
-async def _task_started(
-    rt: Runtime,
-    call: ToolCallInput,
-    record: ToolCallRecord,
-    recorder: events.RunRecorder,
-    started: TaskStarted,
-) -> dict[str, Any]:
-    handle = started.handle
-    task = await rt.store.put_tool_task(
-        _conversation(call.run),
-        ToolTaskRecord(
-            run_id=call.run.run_id,
-            step=record.step,
-            call_id=record.call_id,
-            server=started.server,
-            task_id=handle.task_id,
-            created_at=utc_timestamp(),
-            ttl_ms=handle.ttl_ms,
-            poll_interval_ms=handle.poll_interval_ms,
-        ),
-    )
-    if task.task_id != handle.task_id:  # a concurrent execution's task is the call's: stop ours
-        await _cancel_task(rt, started.server, handle.task_id)
-    await recorder.record(
-        events.task_started(task.step, task.call_id, task.task_id, task.server, handle.status)
-    )
-    pending = _pending(rt, task, handle.status)
-    return ToolCallSummary(record.call_id, False, task=pending).to_dict()
-
-
-def _pending(
-    rt: Runtime,
-    task: ToolTaskRecord,
-    status: str = "working",
-    poll_interval_ms: int | None = None,
-    polls: int = 0,
-) -> PendingTask:
-    limits = rt.settings.limits
-    interval = poll_interval_ms if poll_interval_ms is not None else task.poll_interval_ms
-    return PendingTask(
-        call_id=task.call_id,
-        task_id=task.task_id,
-        server=task.server,
-        poll_after_seconds=poll_delay(interval, polls, limits.task_poll_max_seconds),
-        timeout_seconds=limits.task_timeout_seconds,
-        status=status,
-    )
-
-
-async def _call_with_task(
-    rt: Runtime, run: RunRef, call_id: str
-) -> tuple[ToolCallRecord, ToolTaskRecord]:
-    ref = _conversation(run)
-    record = await rt.store.get_tool_call(ref, run.run_id, call_id)
-    task = await rt.store.get_tool_task(ref, run.run_id, call_id)
-    if record is None or task is None:
-        raise LookupError(f"no task of tool call {call_id} in run {run.run_id}")
-    return record, task
-
-
-async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
-    """Ask the server about a call's task once; store its result when it ended."""
-    job = PollTaskInput.from_dict(data)
-    ref = _conversation(job.run)
-    record, task = await _call_with_task(rt, job.run, job.call_id)
-    if record.status == "completed":  # an earlier attempt stored the result
-        if record.result is not None:  # it may have failed before the transcript or the events
-            await rt.store.record_tool_result(ref, record, record.result)
-            await _task_finished(rt, job.run, record, task, record.result)
-        return TaskPoll(job.call_id, outcome="completed").to_dict()
-    if job.give_up:
-        await _cancel_task(rt, task.server, task.task_id)
-        detail = str(rt.settings.limits.task_timeout_seconds)
-        return await _task_ended(rt, job, record, task, "task_timed_out", detail=detail)
-    state = await rt.mcp.task_state(task.server, task.task_id)
-    if state is None:
-        return await _task_ended(rt, job, record, task, "task_expired")
-    if state.status == "completed":
-        return await _task_completed(rt, job, record, task, state)
-    if state.status == "failed":
-        error = state.error or {}
-        detail = str(error.get("message") or "no reason given")[:300]
-        return await _task_ended(rt, job, record, task, "task_failed", detail=detail)
-    if state.status == "cancelled":
-        return await _task_ended(rt, job, record, task, "task_cancelled")
-    if task.expired(datetime.now(UTC)):
-        return await _task_ended(rt, job, record, task, "task_expired")
-    asked = None
-    if state.status == "input_required" and state.input_requests:
-        try:
-            asked = await task_input.ask(
-                _task_asker(rt, job.run, record), task.task_id, job.poll, state.input_requests
-            )
-        except task_input.UnsupportedInput as exc:
-            await _cancel_task(rt, task.server, task.task_id)
-            return await _task_ended(rt, job, record, task, "task_input_unsupported", str(exc))
-    await _recorder(rt, job.run).record(
-        events.task_status(
-            task.step, task.call_id, task.task_id, task.server,
-            state.status, state.status_message, job.poll,
-        )
-    )  # fmt: skip
-    pending = _pending(rt, task, state.status, state.poll_interval_ms, job.poll + 1)
-    return TaskPoll(job.call_id, pending=pending, asked=asked).to_dict()
-
-
-def _task_asker(rt: Runtime, run: RunRef, record: ToolCallRecord) -> elicitation.Asker:
-    """Where a task's questions go: the call's, with the approval timeout as their deadline
-    (nothing is held while a person thinks, so no activity's limit bounds it)."""
-    wait = float(rt.settings.limits.approval_timeout_seconds)
-    return _question_asker(rt, run, record, _recorder(rt, run), wait)
-
-
-async def answer_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
-    """Send a task's answered (or, at the deadline, declined) questions on: `tasks/update`."""
-    job = AnswerTaskInput.from_dict(data)
-    record, task = await _call_with_task(rt, job.run, job.call_id)
-
-    async def update(task_id: str, responses: dict[str, Any]) -> bool:
-        return await rt.mcp.update_task(task.server, task_id, responses)
-
-    sent = await task_input.send(_task_asker(rt, job.run, record), job, update)
-    return TaskAnswered(job.call_id, sent).to_dict()
-
-
-async def _task_completed(
-    rt: Runtime, job: PollTaskInput, record: ToolCallRecord, task: ToolTaskRecord, state: TaskState
-) -> dict[str, Any]:
-    try:
-        result = CallToolResult.model_validate(state.result or {}, by_name=False)
-    except ValidationError:
-        detail = "its result was not a tool result"
-        return await _task_ended(rt, job, record, task, "task_failed", detail=detail)
-    outcome = outcome_of(result, rt.mcp.output_limit(task.server), time.perf_counter())
-    message = await _result_message(rt, job.run, record, outcome)
-    return await _store_task_result(rt, job, record, task, message, "completed")
-
-
-async def _task_ended(
-    rt: Runtime,
-    job: PollTaskInput,
-    record: ToolCallRecord,
-    task: ToolTaskRecord,
-    outcome: str,
-    detail: str = "",
-) -> dict[str, Any]:
-    text = f"{outcome}: {TASK_OUTCOMES[outcome].format(detail=detail)}"
-    message = record.result_message(job.run.turn, text, is_error=True)
-    return await _store_task_result(rt, job, record, task, message, outcome)
-
-
-async def _store_task_result(
-    rt: Runtime,
-    job: PollTaskInput,
-    record: ToolCallRecord,
-    task: ToolTaskRecord,
-    message: StoredMessage,
-    outcome: str,
-) -> dict[str, Any]:
-    await rt.store.record_tool_result(_conversation(job.run), record, message)
-    await _task_finished(rt, job.run, record, task, message)
-    return TaskPoll(job.call_id, outcome=outcome).to_dict()
-
-
-async def _task_finished(
-    rt: Runtime, run: RunRef, record: ToolCallRecord, task: ToolTaskRecord, message: StoredMessage
-) -> None:
-    """The events of a task's stored result (keyed: a retry that writes them again is a no-op).
-    The outcome is read back from the result, which a retry has in hand when the events are
-    all that is missing."""
-    prefix = (message.content or "").partition(":")[0] if message.is_error else ""
-    outcome = prefix if prefix in TASK_OUTCOMES else "completed"
-    status = "completed" if outcome == "completed" else outcome.removeprefix("task_")
-    await _recorder(rt, run).record(
-        events.task_finished(task.step, task.call_id, task.task_id, task.server, status, outcome),
-        _call_ended(record, message),
-    )
-
-
-async def _cancel_task(rt: Runtime, server: str, task_id: str) -> bool:
-    """tasks/cancel, best effort: a server that cannot be reached now keeps the task until its
-    TTL ends it; the run goes on (logged, since the work may still run there)."""
-    try:
-        return await rt.mcp.cancel_task(server, task_id)
-    except (ToolTransportError, ToolTimeout) as exc:
-        log.warning("could not cancel MCP task on server %s: %s", server, exc)
-        return False
-
-
-async def _cancel_tasks_of(rt: Runtime, run: RunRef, call_ids: Iterable[str]) -> None:
-    """tasks/cancel, best effort, for those of the calls that have a task (polling it failed
-    for good: the run goes on without its result, so the server need not run it on)."""
-    ref = _conversation(run)
-    found = await asyncio.gather(
-        *(rt.store.get_tool_task(ref, run.run_id, call_id) for call_id in call_ids)
-    )
-    await asyncio.gather(*(_cancel_task(rt, t.server, t.task_id) for t in found if t is not None))
-
-
-async def cancel_run_tasks(rt: Runtime, ref: ConversationRef, run_id: str) -> int:
-    """Cancel on their servers, all at once, the tasks of a run's calls that have no result yet
-    (a cancelled run); how many the servers accepted. Best effort after the run has ended: a
-    task that cannot be cancelled, whatever the reason, is logged and the others go on."""
-    tasks = await rt.store.list_tool_tasks(ref, run_id)
-    done = await asyncio.gather(
-        *(_cancel_open_task(rt, ref, task) for task in tasks), return_exceptions=True
-    )
-    for task, outcome in zip(tasks, done, strict=True):
-        if isinstance(outcome, BaseException):
-            if not isinstance(outcome, Exception):
-                raise outcome
-            log.warning(
-                "could not cancel MCP task on server %s (%s)", task.server, type(outcome).__name__
-            )
-    return sum(outcome is True for outcome in done)
-
-
-async def _cancel_open_task(rt: Runtime, ref: ConversationRef, task: ToolTaskRecord) -> bool:
-    record = await rt.store.get_tool_call(ref, task.run_id, task.call_id)
-    if record is not None and record.status == "completed":
-        return False
-    return await _cancel_task(rt, task.server, task.task_id)
 
 
 # --- finish_turn -------------------------------------------------------------------------------

@@ -19,7 +19,6 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from agent import elicitation
-from agent.activities import cancel_run_tasks
 from agent.contracts import ChatTurnOutput
 from agent.errors import BadRequest, Conflict, NotFound
 from agent.http.kit import Call, api, json_response
@@ -27,6 +26,7 @@ from agent.http.models import ACTIVE, TERMINAL, ApprovalAnswer, InputAnswer
 from agent.input_schema import validate_answer
 from agent.loop import APPROVAL_EVENT, input_event
 from agent.runtime import Runtime
+from agent.tool_tasks import cancel_run_tasks
 from agent.turn_lock import status_name
 from storage.conversations import ConversationRef
 from storage.errors import AlreadyExists, RecordNotFound

@@ -1,23 +1,32 @@
-"""The `tool_call` and `poll_tool_task` activities with a server that answers with tasks
-(tests.support.task_mcp, the `io.modelcontextprotocol/tasks` extension), on Azurite and
-loopback: a task is recorded once and never sent again, its result is stored like any tool
-result, and each way a task can end without completing reaches the model by name."""
+"""agent.tool_tasks, through the activities that use it (`tool_call`, `poll_tool_task`,
+`answer_tool_task`), with a server that answers with tasks (tests.support.task_mcp, the
+`io.modelcontextprotocol/tasks` extension), on Azurite and loopback: a task is recorded once and
+never sent again, its result is stored like any tool result, and each way a task can end without
+completing reaches the model by name. A task that asks for input (agent.task_input, the
+`greeting_card` tool): the request becomes one question carrying the task id and request key,
+asked once however often the poll is retried; its answer (or, unanswered, a decline) reaches the
+server in one `tasks/update`, sent once however often the activity is retried; the task's result
+uses it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from mcp_types import INTERNAL_ERROR, REQUEST_TIMEOUT
 
-from agent import activities
+from agent import activities, tool_tasks
 from agent.contracts import (
+    AnswerTaskInput,
     FailedToolCall,
     ModelStepInput,
     PollTaskInput,
     RunRef,
+    TaskAnswered,
     TaskPoll,
     ToolCallInput,
 )
@@ -28,11 +37,13 @@ from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import FakeOpenAI
 from devkit.mcp_servers import AsgiServer, http_entry, mcp_servers_json
 from storage.conversations import ConversationRef, StoredMessage, ToolTaskRecord
+from storage.questions import Answer
 from tests.agent.conftest import new_run, runtime_on
-from tests.support.task_mcp import TaskBoard, task_http_app
+from tests.support.task_mcp import NAME_KEY, NAME_REQUEST, TaskBoard, task_http_app
 
 CONTAINER = "tool-task-activities-test"
 TOOL = "tasks__slow_report"
+CARD_TOOL = "tasks__greeting_card"
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +87,7 @@ async def started_task(rt: Runtime, model: FakeOpenAI) -> tuple[RunRef, str, dic
 
 async def poll(rt: Runtime, run: RunRef, call_id: str, n: int, give_up: bool = False) -> TaskPoll:
     job = PollTaskInput(run, 1, call_id, n, give_up=give_up)
-    return TaskPoll.from_dict(await activities.poll_tool_task(job.to_dict(), rt))
+    return TaskPoll.from_dict(await tool_tasks.poll_tool_task(job.to_dict(), rt))
 
 
 async def tool_results(rt: Runtime, run: RunRef) -> list[StoredMessage]:
@@ -197,7 +208,7 @@ async def test_a_run_that_cannot_wait_cancels_the_task_its_call_started(
     assert summary["is_error"] is True and "task" not in summary
     assert board.cancelled == ["task-1"]
     [result] = await tool_results(rt, run)
-    assert result.content == activities.TASK_NOT_AWAITED
+    assert result.content == tool_tasks.TASK_NOT_AWAITED
 
 
 async def test_cancelling_a_runs_tasks_skips_those_with_a_result(
@@ -205,13 +216,13 @@ async def test_cancelling_a_runs_tasks_skips_those_with_a_result(
 ):
     run, call_id, _ = await started_task(rt, model)
     ref = ConversationRef(run.owner, run.conversation_id)
-    assert await activities.cancel_run_tasks(rt, ref, run.run_id) == 1
+    assert await tool_tasks.cancel_run_tasks(rt, ref, run.run_id) == 1
     assert board.cancelled == ["task-1"]
     board.tasks["task-1"].status = "working"
     board.stalled = False
     await poll(rt, run, call_id, 0)
     await poll(rt, run, call_id, 1)  # completed: its result is stored
-    assert await activities.cancel_run_tasks(rt, ref, run.run_id) == 0
+    assert await tool_tasks.cancel_run_tasks(rt, ref, run.run_id) == 0
     assert board.cancelled == ["task-1"]
 
 
@@ -234,7 +245,7 @@ async def test_a_task_that_cannot_be_cancelled_for_any_reason_leaves_the_others_
 
     monkeypatch.setattr(rt.mcp, "cancel_task", broken_for_the_first)
     ref = ConversationRef(run.owner, run.conversation_id)
-    assert await activities.cancel_run_tasks(rt, ref, run.run_id) == 1
+    assert await tool_tasks.cancel_run_tasks(rt, ref, run.run_id) == 1
     assert board.cancelled == ["task-2"]
 
 
@@ -317,3 +328,97 @@ async def test_a_caller_outside_a_run_never_receives_a_task_and_the_task_is_canc
     assert (outcome.is_error, outcome.task) == (True, None)
     assert outcome.text == TASK_NOT_WANTED
     assert board.cancelled == ["task-1"]
+
+
+# --- a task that asks for input (agent.task_input) ----------------------------------------------
+
+
+async def card_task(rt: Runtime, model: FakeOpenAI) -> tuple[RunRef, str]:
+    run = await new_run(rt, "user:cards")
+    model.brain.call_tools((CARD_TOOL, {"occasion": "birthday"}))
+    summary = await activities.model_step(ModelStepInput(run, 1).to_dict(), rt)
+    [call_id] = summary["tool_call_ids"]
+    call = ToolCallInput(run, 1, call_id, may_defer=True, may_await_task=True)
+    started = await activities.tool_call(call.to_dict(), rt)
+    assert started["task"]["task_id"] == "task-1"
+    return run, call_id
+
+
+async def asked_card(rt: Runtime, model: FakeOpenAI) -> tuple[RunRef, str, str]:
+    """A card task whose first poll asked its one question: (run, call id, question id)."""
+    run, call_id = await card_task(rt, model)
+    polled = await poll(rt, run, call_id, 0)
+    assert polled.asked is not None
+    [question_id] = polled.asked.question_ids
+    return run, call_id, question_id
+
+
+async def answer(rt: Runtime, run: RunRef, call_id: str, question_ids: tuple[str, ...]) -> Any:
+    job = AnswerTaskInput(run, 1, call_id, question_ids)
+    return TaskAnswered.from_dict(await tool_tasks.answer_tool_task(job.to_dict(), rt))
+
+
+async def test_a_task_waiting_for_input_becomes_a_question_with_its_task_and_request_key(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id = await card_task(rt, model)
+    polled = await poll(rt, run, call_id, 0)
+    assert polled.pending is not None and polled.pending.status == "input_required"
+    assert polled.asked is not None
+    [question_id] = polled.asked.question_ids
+    question = await rt.questions.question(_ref(run), run.run_id, question_id)
+    assert question is not None
+    assert (question.task_id, question.request_key) == ("task-1", NAME_KEY)
+    assert (question.call_id, question.tool_name) == (call_id, CARD_TOOL)
+    assert question.message == NAME_REQUEST["params"]["message"]
+    assert question.deadline == polled.asked.deadline
+    open_now = await rt.questions.open_question(_ref(run), run.run_id, datetime.now(UTC))
+    assert open_now == question  # what GET /api/runs/{id} shows as pending_input
+
+
+async def test_a_retried_poll_never_asks_twice(rt: Runtime, model: FakeOpenAI, board: TaskBoard):
+    run, call_id = await card_task(rt, model)
+    first = await poll(rt, run, call_id, 0)
+    again = await poll(rt, run, call_id, 0)  # the same poll, retried
+    assert first.asked is not None and again.asked == first.asked
+    asked, _answered = await rt.questions._listing(_ref(run), run.run_id)
+    assert asked == list(first.asked.question_ids)
+
+
+async def test_the_answer_reaches_the_task_once_however_often_it_is_sent_and_the_result_uses_it(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id, question_id = await asked_card(rt, model)
+    accept = Answer("accept", datetime.now(UTC).isoformat(), "caller", {"name": "Ada"})
+    await rt.questions.answer(_ref(run), run.run_id, question_id, accept)
+    assert (await answer(rt, run, call_id, (question_id,))).sent
+    assert (await answer(rt, run, call_id, (question_id,))).sent  # a retried activity
+    assert board.updates == [
+        ("task-1", {NAME_KEY: {"action": "accept", "content": {"name": "Ada"}}})
+    ]
+    outcomes = [(await poll(rt, run, call_id, n)).outcome for n in (1, 2)]
+    assert outcomes == [None, "completed"]  # 10 s of task clock at 5 s a poll
+    [result] = await tool_results(rt, run)
+    assert result.content == "A birthday card for Ada."
+
+
+async def test_a_question_nobody_answered_is_declined_when_the_answers_are_sent(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    run, call_id, question_id = await asked_card(rt, model)
+    await answer(rt, run, call_id, (question_id,))  # the orchestrator's deadline passed
+    recorded = await rt.questions.answer_of(_ref(run), run.run_id, question_id)
+    assert recorded is not None and (recorded.action, recorded.by) == ("decline", "deadline")
+    assert board.updates == [("task-1", {NAME_KEY: {"action": "decline"}})]
+
+
+async def test_a_task_asking_for_input_this_client_cannot_give_is_cancelled_and_the_model_told(
+    rt: Runtime, model: FakeOpenAI, board: TaskBoard
+):
+    board.input_request = {"method": "sampling/createMessage", "params": {"messages": []}}
+    run, call_id = await card_task(rt, model)
+    polled = await poll(rt, run, call_id, 0)
+    assert polled.outcome == "task_input_unsupported"
+    assert board.cancelled == ["task-1"]
+    [result] = await tool_results(rt, run)
+    assert result.is_error and "sampling/createMessage" in (result.content or "")
