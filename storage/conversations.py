@@ -26,7 +26,7 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
 )
-from azure.storage.blob import ContentSettings
+from azure.storage.blob import BlobProperties, ContentSettings
 from azure.storage.blob.aio import ContainerClient
 
 from storage import paths
@@ -73,6 +73,7 @@ __all__ = [
 MAX_LIST_LIMIT = 1000
 METAS_CACHED = 1024
 DELETE_CONCURRENCY = 16  # blob deletes in flight at once
+META_READ_CONCURRENCY = 8  # meta reads in flight at once (retention's pass over every conversation)
 
 
 # A marker whose conversation has no meta is a create in flight (the marker is put first) for a
@@ -566,26 +567,38 @@ class ConversationStore:
     async def idle_conversations(self, before: datetime) -> list[ConversationRef]:
         """Every conversation (of any owner) whose last activity is before `before`: its
         meta's `last_active_at`, or for a meta written before that field, the meta blob's
-        Last-Modified (every turn rewrites it)."""
-        idle: list[ConversationRef] = []
-        async for blob in self._container.list_blobs(name_starts_with=paths.OWNERS_PREFIX):
-            if not blob.name.endswith(paths.META_SUFFIX):
-                continue
-            data, _ = await self._json.download(blob.name)
-            if data is None:
-                continue  # deleted since it was listed
-            meta = ConversationMeta.from_dict(data)
-            ref = ConversationRef(meta.owner, meta.conversation_id)
-            if paths.meta_name(ref) != blob.name:
-                continue  # not written by this store
-            last = (
-                datetime.fromisoformat(meta.last_active_at)
-                if meta.last_active_at
-                else blob.last_modified
-            )
-            if last < before:
-                idle.append(ref)
-        return idle
+        Last-Modified (every turn rewrites it). In listing order; the metas of a listing page
+        are read META_READ_CONCURRENCY at a time (one by one, a pass over many conversations
+        would wait one round trip each)."""
+        limit = asyncio.Semaphore(META_READ_CONCURRENCY)
+
+        async def idle(blob: BlobProperties) -> ConversationRef | None:
+            async with limit:
+                return await self._idle_since(blob, before)
+
+        found: list[ConversationRef] = []
+        listing = self._container.list_blobs(name_starts_with=paths.OWNERS_PREFIX)
+        async for page in listing.by_page():
+            metas = [blob async for blob in page if blob.name.endswith(paths.META_SUFFIX)]
+            refs = await asyncio.gather(*(idle(blob) for blob in metas))
+            found.extend(ref for ref in refs if ref is not None)
+        return found
+
+    async def _idle_since(self, blob: BlobProperties, before: datetime) -> ConversationRef | None:
+        """The conversation of the listed meta `blob`, if it has been idle since `before`."""
+        data, _ = await self._json.download(blob.name)
+        if data is None:
+            return None  # deleted since it was listed
+        meta = ConversationMeta.from_dict(data)
+        ref = ConversationRef(meta.owner, meta.conversation_id)
+        if paths.meta_name(ref) != blob.name:
+            return None  # not written by this store
+        last = (
+            datetime.fromisoformat(meta.last_active_at)
+            if meta.last_active_at
+            else blob.last_modified
+        )
+        return ref if last < before else None
 
     async def _delete_blobs(self, names: Sequence[str]) -> bool:
         limit = asyncio.Semaphore(DELETE_CONCURRENCY)

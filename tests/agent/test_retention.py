@@ -3,6 +3,8 @@ store's clock, set by the test) and finished Durable instances created before th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -11,6 +13,8 @@ from typing import Any
 
 import azure.durable_functions as df
 import pytest
+from azure.core.pipeline import PipelineRequest, PipelineResponse
+from azure.core.pipeline.policies import AsyncHTTPPolicy
 from azure.storage.blob.aio import ContainerClient
 
 from agent.retention import RetentionIncomplete, purge_expired
@@ -18,14 +22,18 @@ from devkit.azurite import AzuriteInstance
 from local_host.engine import InstanceQuery
 from local_host.history import TERMINAL_STATUSES
 from local_host.host import LocalHost
+from storage import paths
 from storage.blob import container_client, ensure_container
-from storage.conversations import ConversationStore
+from storage.conversations import META_READ_CONCURRENCY, ConversationStore
 from storage.errors import RecordNotFound, StoreContention
 from storage.models import ConversationRef
 from tests.storage.messages import message
 
 DURABLE_APP = Path(__file__).resolve().parents[1] / "local_host" / "apps" / "durable_app"
 RETENTION = timedelta(days=30)
+# How long a meta read waits for the others to be under way: only a pass that reads one meta at a
+# time ever waits it out (once: the gate then stays open).
+GATE_SECONDS = 5.0
 
 
 class Clock:
@@ -164,3 +172,61 @@ async def test_one_conversation_that_cannot_be_deleted_does_not_stop_the_rest_of
     assert (await exists(store, stuck), await exists(store, gone)) == (True, False)
     assert finished_old not in instance_ids(host)  # the instance purge still ran
     assert stuck.conversation_id in caplog.text
+
+
+class MetaReadsInFlight(AsyncHTTPPolicy[Any, Any]):
+    """Counts the meta reads under way at once, on the Blob client's pipeline. Each waits,
+    bounded, until `expected` are under way, so reads made one by one count 1 however fast the
+    emulator answers, and reads made `expected` at a time count `expected`."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.in_flight = self.most = self.reads = 0
+        self._all_under_way = asyncio.Event()
+
+    async def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
+        http = request.http_request
+        if http.method != "GET" or not http.url.split("?")[0].endswith(paths.META_SUFFIX):
+            return await self.next.send(request)
+        self.reads += 1
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        if self.in_flight >= self.expected:
+            self._all_under_way.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._all_under_way.wait(), GATE_SECONDS)
+            self._all_under_way.set()  # waited out: the reads are not concurrent, stop holding
+            return await self.next.send(request)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_retention_reads_the_metas_several_at_a_time_and_deletes_the_same_conversations(
+    azurite: AzuriteInstance, container: ContainerClient, host: LocalHost, client
+):
+    now = datetime.now(UTC)
+    clock = Clock(now - RETENTION - timedelta(days=1))
+    store = ConversationStore(container, clock=clock)
+    old = [ConversationRef("owner", uuid.uuid4().hex) for _ in range(META_READ_CONCURRENCY)]
+    recent = [ConversationRef("owner", uuid.uuid4().hex) for _ in range(4)]
+    for ref in old:
+        await store.create(ref)
+    clock.now = now - RETENTION + timedelta(days=1)
+    for ref in recent:
+        await store.create(ref)
+    reads = MetaReadsInFlight(expected=META_READ_CONCURRENCY)
+    counted = container_client(
+        azurite.connection_string, container.container_name, request_policies=[reads]
+    )
+    async with counted:
+        watched = ConversationStore(counted)
+        in_listing_order = sorted(old, key=paths.meta_name)
+        assert await watched.idle_conversations(before=now - RETENTION) == in_listing_order
+        assert reads.most == META_READ_CONCURRENCY  # overlapping, and no more than the bound
+        outcome = await purge_expired(watched, client, now=now, retention=RETENTION)
+
+    assert [await exists(store, ref) for ref in old] == [False] * len(old)
+    assert [await exists(store, ref) for ref in recent] == [True] * len(recent)
+    assert (outcome.conversations_deleted, outcome.conversations_busy) == (len(old), 0)
