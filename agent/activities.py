@@ -424,7 +424,7 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     # A call the server answered with a task was sent ("started"), so only such a record may
     # have one (a fresh call costs no extra read). Found: poll it, never send the call again.
     if call.may_await_task and record.status == "started":
-        pending = await tool_tasks.recorded(rt, call.run, record, recorder)
+        pending = await tool_tasks.already_started(rt, call.run, record, recorder)
         if pending is not None:
             return ToolCallSummary(record.call_id, False, task=pending).to_dict()
 
@@ -539,6 +539,7 @@ async def _run_tool(
         server = rt.mcp.server_of(record.tool_name) or ""
         if call.may_await_task:
             return TaskStarted(server, outcome.task)
+        # An orchestrator before version 4 cannot wait for it: stop it rather than leave it.
         return await tool_tasks.not_awaited(rt, call.run, record, server, outcome.task)
     return await result_message(rt, call.run, record, outcome)
 

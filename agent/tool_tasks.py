@@ -3,13 +3,13 @@ runs), from the task record to the task's end.
 
 `tool_call` (agent.activities) sends the call; when the server answers with a task, `started`
 stores a create-only task record and the call comes back pending. The record is what a retried
-`tool_call` finds (`recorded`) instead of sending the call again, and what a cancelled run's
-tasks are cancelled from (`cancel_run_tasks`). The orchestrator then polls the task on durable
-timers through the `poll_tool_task` activity, which stores its result as `tool_call` stores a
-plain one (agent.tool_results), or an outcome that names why it has none (`TASK_OUTCOMES`). A
-task's questions to a person become durable waits of the orchestrator (agent.task_input); the
-`answer_tool_task` activity sends the answers on. An orchestrator before version 4 cannot wait
-for a task: the call's task is cancelled (`not_awaited`).
+`tool_call` finds (`already_started`) instead of sending the call again, and what a cancelled
+run's tasks are cancelled from (`cancel_run_tasks`). The orchestrator then polls the task on
+durable timers through the `poll_tool_task` activity, which stores its result as `tool_call`
+stores a plain one (agent.tool_results), or an outcome that names why it has none
+(`TASK_OUTCOMES`). A task's questions to a person become durable waits of the orchestrator
+(agent.task_input); the `answer_tool_task` activity sends the answers on. An orchestrator
+before version 4 cannot wait for a task: the call's task is cancelled (`not_awaited`).
 
 Cancelling is best effort everywhere: a server that cannot be reached keeps the task until its
 time to live ends it, and the run goes on.
@@ -76,7 +76,7 @@ def _recorder(rt: Runtime, run: RunRef) -> events.RunRecorder:
 # --- from tool_call ----------------------------------------------------------------------------
 
 
-async def recorded(
+async def already_started(
     rt: Runtime, run: RunRef, record: ToolCallRecord, recorder: events.RunRecorder
 ) -> PendingTask | None:
     """The task an earlier attempt of the call started, pending again (None: it has none).
