@@ -50,7 +50,10 @@ def request_kind(method: str, url: str) -> str:
 
 
 class BlobRequestCounter(SansIOHTTPPolicy[Any, Any]):
-    """Counts every request the Blob client sends (retries included) and the bytes each way."""
+    """Counts every request the Blob client sends (retries included) and the bytes each way.
+
+    A policy on the SDK's pipeline, and a `storage.blob_rest.RequestObserver` of the lean
+    path (`on_lean_*`): the same request counts the same whichever path sent it."""
 
     def __init__(self, trace: bool = False) -> None:
         self._counts: Counter[str] = Counter()
@@ -59,23 +62,35 @@ class BlobRequestCounter(SansIOHTTPPolicy[Any, Any]):
 
     def on_request(self, request: PipelineRequest[Any]) -> None:
         http = request.http_request
-        kind = request_kind(http.method, http.url)
-        request.context["ledger_kind"] = kind
-        if self.trace is not None:
-            self.trace.append((kind, urlsplit(http.url).path))
-        self._counts.update(
-            {"blob_requests": 1, f"blob:{kind}": 1, "blob_bytes_written": _body_size(http)}
-        )
+        request.context["ledger_kind"] = self._sent(http.method, http.url, _body_size(http))
 
     def on_response(
         self, request: PipelineRequest[Any], response: PipelineResponse[Any, Any]
     ) -> None:
         http = response.http_response
-        kind = request.context.get("ledger_kind", "?")
-        if http.status_code >= 400:
-            self._counts[f"blob:failed:{kind}:{http.status_code}"] += 1
-        if request.http_request.method.upper() not in _BODILESS_ANSWERS:
-            self._counts["blob_bytes_read"] += _answer_size(http)
+        method = request.http_request.method.upper()
+        read = 0 if method in _BODILESS_ANSWERS else _answer_size(http)
+        self._answered(request.context.get("ledger_kind", "?"), http.status_code, read)
+
+    def on_lean_request(self, method: str, url: str, body_size: int) -> None:
+        self._sent(method, url, body_size)
+
+    def on_lean_response(self, method: str, url: str, status: int, answer_size: int) -> None:
+        self._answered(request_kind(method, url), status, answer_size)
+
+    def _sent(self, method: str, url: str, body_size: int) -> str:
+        kind = request_kind(method, url)
+        if self.trace is not None:
+            self.trace.append((kind, urlsplit(url).path))
+        self._counts.update(
+            {"blob_requests": 1, f"blob:{kind}": 1, "blob_bytes_written": body_size}
+        )
+        return kind
+
+    def _answered(self, kind: str, status: int, read: int) -> None:
+        if status >= 400:
+            self._counts[f"blob:failed:{kind}:{status}"] += 1
+        self._counts["blob_bytes_read"] += read
 
     def snapshot(self) -> Counter[str]:
         return Counter(self._counts)

@@ -11,10 +11,21 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob.aio import BlobClient, ContainerClient
+from azure.storage.blob import BlobType
+from azure.storage.blob.aio import BlobClient, ContainerClient, StorageStreamDownloader
 
+from storage.blob_lean import LeanBlobClient
+from storage.blob_rest import (
+    CONNECTION_TIMEOUT,
+    READ_TIMEOUT,
+    BlobRest,
+    RequestObserver,
+    retry_from,
+    signer_from,
+)
 from storage.errors import StorageNotConfigured
 from storage.recent import Recent
 
@@ -33,6 +44,26 @@ PROXY_VARIABLES = (
     "ALL_PROXY",
     "all_proxy",
 )
+# Client options the lean path honours (it reads them back from the SDK client it was built
+# with); any other option, a hook or a transport of the caller's keeps the SDK path.
+LEAN_OPTIONS = frozenset(
+    {
+        "api_version",
+        "retry_total",
+        "retry_connect",
+        "retry_read",
+        "retry_status",
+        "initial_backoff",
+        "increment_base",
+        "random_jitter_range",
+        "max_single_get_size",
+        "max_chunk_get_size",
+        "max_single_put_size",
+        "connection_timeout",
+        "read_timeout",
+        "audience",
+    }
+)
 
 
 def is_account_url(setting: str) -> bool:
@@ -45,6 +76,7 @@ def container_client(
     credential: AsyncTokenCredential | None = None,
     *,
     request_policies: Sequence[AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]] = (),
+    lean: bool = True,
     **client_options: Any,
 ) -> ContainerClient:
     """A long-lived async client for `container_name`.
@@ -54,10 +86,35 @@ def container_client(
     `client_options` go to the SDK client (e.g. `api_version`, `retry_total`).
     `request_policies` (tests and benchmarks: counting requests; production sets none) run on
     every request sent, retries included: the storage SDK places them last, next to the transport.
+    With `lean` (the `BLOB_REQUESTS=lean` default) the hot blob operations skip the SDK's
+    pipeline (`storage.blob_lean`), unless an option or policy needs it: then every request
+    takes the SDK path. Policies that are `RequestObserver`s (the ledger's counter) see both.
     """
     value = setting.strip()
     if not value:
         raise StorageNotConfigured(SETTING, "is empty")
+    lean = lean and _lean_can_serve(request_policies, client_options)
+    client = _sdk_client(value, container_name, credential, request_policies, client_options)
+    if lean:
+        client.use_lean_path(
+            request_policies,  # type: ignore[arg-type]  # checked: all are RequestObservers
+            client_options.get("connection_timeout"),
+            client_options.get("read_timeout"),
+        )
+    return client
+
+
+def _lean_can_serve(policies: Sequence[object], options: dict[str, Any]) -> bool:
+    return set(options) <= LEAN_OPTIONS and all(isinstance(p, RequestObserver) for p in policies)
+
+
+def _sdk_client(
+    value: str,
+    container_name: str,
+    credential: AsyncTokenCredential | None,
+    request_policies: Sequence[AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]],
+    client_options: dict[str, Any],
+) -> ReusingContainerClient:
     if request_policies:
         # The storage SDK takes no `per_call_policies`; this is its hook for extra policies.
         client_options["_additional_pipeline_policies"] = list(request_policies)
@@ -93,11 +150,46 @@ class ReusingContainerClient(ContainerClient):
     scans the model module, about a millisecond of CPU, more than the rest of a small request
     to the emulator. A blob client holds no per-request state, so one per name serves every
     caller; the most recently used names are kept.
+
+    After `use_lean_path`, the blob clients it hands out are `LeanBlobClient`s, and its own
+    upload, download and delete by name go straight to them (skipping the SDK's tracing
+    wrappers of the container's methods).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._blob_clients: Recent[str, BlobClient] = Recent(BLOB_CLIENTS_KEPT)
+        self._rest: BlobRest | None = None
+
+    def use_lean_path(
+        self,
+        observers: Sequence[RequestObserver],
+        connection_timeout: float | None,
+        read_timeout: float | None,
+    ) -> None:
+        """Send the hot operations through `BlobRest`, signed and retried as this client's
+        pipeline would; nothing changes when its credential or retry policy is one the lean
+        path does not know."""
+        signer = signer_from(self._credential_policy)
+        retry = retry_from(self._config.retry_policy)
+        if signer is None or retry is None:
+            return
+        self._rest = BlobRest(
+            f"{self.scheme}://{self.primary_hostname}/{quote(self.container_name)}",
+            signer=signer,
+            api_version=self.api_version,
+            sas_query=self._query_str,  # type: ignore[attr-defined]  # not in the SDK's stubs
+            retry=retry,
+            observers=observers,
+            connection_timeout=connection_timeout or CONNECTION_TIMEOUT,
+            read_timeout=read_timeout or READ_TIMEOUT,
+            trust_env=_has_proxy(),
+        )
+
+    @property
+    def lean(self) -> bool:
+        """Whether the hot operations skip the SDK's pipeline."""
+        return self._rest is not None
 
     def get_blob_client(
         self, blob: str, snapshot: str | None = None, *, version_id: str | None = None
@@ -106,8 +198,61 @@ class ReusingContainerClient(ContainerClient):
             return super().get_blob_client(blob, snapshot, version_id=version_id)
         client = self._blob_clients.get(blob)
         if client is None:
-            client = self._blob_clients.put(blob, super().get_blob_client(blob))
+            client = self._blob_clients.put(blob, self._new_blob_client(blob))
         return client
+
+    def _new_blob_client(self, blob: str) -> BlobClient:
+        client = super().get_blob_client(blob)
+        if self._rest is not None:
+            # The SDK's own construction, then the lean methods: its constructor's many
+            # private arguments stay its business.
+            client.__class__ = LeanBlobClient
+            client._rest = self._rest  # type: ignore[attr-defined]
+        return client
+
+    async def upload_blob(
+        self,
+        name: str,
+        data: Any,
+        blob_type: str | BlobType = BlobType.BLOCKBLOB,
+        length: int | None = None,
+        metadata: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> BlobClient:
+        if self._rest is None or not isinstance(name, str):
+            return await super().upload_blob(name, data, blob_type, length, metadata, **kwargs)
+        blob = self.get_blob_client(name)
+        await blob.upload_blob(data, blob_type, length, metadata, **kwargs)
+        return blob
+
+    async def download_blob(
+        self, blob: str, offset: int | None = None, length: int | None = None, **kwargs: Any
+    ) -> StorageStreamDownloader[Any]:
+        client = self.get_blob_client(blob) if self._rest is not None else None
+        if client is None or not isinstance(blob, str):
+            sdk: StorageStreamDownloader[Any] = await super().download_blob(
+                blob, offset, length, **kwargs
+            )
+            return sdk
+        lean: StorageStreamDownloader[Any] = await client.download_blob(offset, length, **kwargs)
+        return lean
+
+    async def delete_blob(
+        self, blob: str, delete_snapshots: str | None = None, **kwargs: Any
+    ) -> None:
+        if self._rest is None or not isinstance(blob, str):
+            return await super().delete_blob(blob, delete_snapshots, **kwargs)
+        await self.get_blob_client(blob).delete_blob(delete_snapshots, **kwargs)
+
+    async def close(self) -> None:
+        await super().close()
+        if self._rest is not None:
+            await self._rest.close()
+
+    async def __aexit__(self, *args: Any) -> None:
+        await super().__aexit__(*args)
+        if self._rest is not None:
+            await self._rest.close()
 
 
 def _transport() -> AsyncHttpTransport[Any, Any]:
@@ -116,10 +261,13 @@ def _transport() -> AsyncHttpTransport[Any, Any]:
     than the rest of a small Blob call."""
     from azure.core.pipeline.transport import AioHttpTransport
 
-    has_proxy = any(os.environ.get(name) for name in PROXY_VARIABLES)
     # the package's lazy __getattr__ hands the class out untyped: say what it is
-    transport: AsyncHttpTransport[Any, Any] = AioHttpTransport(use_env_settings=has_proxy)
+    transport: AsyncHttpTransport[Any, Any] = AioHttpTransport(use_env_settings=_has_proxy())
     return transport
+
+
+def _has_proxy() -> bool:
+    return any(os.environ.get(name) for name in PROXY_VARIABLES)
 
 
 async def ensure_container(container: ContainerClient) -> None:
