@@ -192,6 +192,7 @@ async def build_runtime(
             config.conversations_container,
             credential,
             request_policies=blob_policies,
+            lean=config.blob_requests == "lean",
         )
         opened.push_async_callback(container.close)
         store = ConversationStore(container)

@@ -49,6 +49,11 @@ MODEL_APIS: tuple[ModelApi, ...] = ("chat", "responses")
 # by models that do not reason).
 ModelReasoning = Literal["auto", "on", "off"]
 MODEL_REASONINGS: tuple[ModelReasoning, ...] = ("auto", "on", "off")
+# BLOB_REQUESTS: "lean" sends the hot blob operations on storage.blob_lean's own request path
+# (a third of the SDK's CPU per request); "sdk" keeps every request on the azure-storage-blob
+# pipeline (an operator's way back if an account behaves differently from Azurite).
+BlobRequests = Literal["lean", "sdk"]
+BLOB_REQUEST_PATHS: tuple[BlobRequests, ...] = ("lean", "sdk")
 # The first api-version with `/openai/responses` (a preview): the Responses API on `legacy`.
 FIRST_RESPONSES_API_VERSION = "2025-03-01-preview"
 DEFAULT_MODEL_TIMEOUT_SECONDS = 60.0
@@ -223,6 +228,7 @@ class Settings:
     context: ContextSettings = ContextSettings()
     # AGENT_ELICITATION: MCP servers may ask a person during a tool call (agent.elicitation)
     elicitation: bool = True
+    blob_requests: BlobRequests = "lean"  # BLOB_REQUESTS (above)
 
     @property
     def storage_uses_account_url(self) -> bool:
@@ -390,6 +396,7 @@ def _parse(read: _Reader) -> Settings:
         on_azure=on_azure,
         app_service_auth=app_service_auth,
         conversation_retention_days=_retention_days(read),
+        blob_requests=_choice(read, "BLOB_REQUESTS", BLOB_REQUEST_PATHS, "lean"),
         notices=tuple(read.notices),  # last: the arguments above add to them
     )
     read.raise_problems()

@@ -189,9 +189,12 @@ def _by_service(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 class BearerToken:
     """A token from an async credential (managed identity), kept until shortly before expiry."""
 
-    def __init__(self, credential: AsyncTokenCredential, scopes: Sequence[str]) -> None:
+    def __init__(
+        self, credential: AsyncTokenCredential, scopes: Sequence[str], *, allow_http: bool = False
+    ) -> None:
         self._credential = credential
         self._scopes = tuple(scopes)
+        self.allow_http = allow_http  # tests on loopback only: a token must never go in clear
         self._token: AccessToken | None = None
         self._lock = asyncio.Lock()
 
@@ -250,6 +253,12 @@ class BlobRest:
         )
         self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
+        # As the SDK's bearer policy: a token is never sent over plain HTTP.
+        self._token_in_clear = (
+            isinstance(signer, BearerToken)
+            and not signer.allow_http
+            and not self._base.lower().startswith("https://")
+        )
 
     async def close(self) -> None:
         if self._session is not None:
@@ -275,6 +284,10 @@ class BlobRest:
         """One operation, retried as the SDK retries; an answer of 300 or more is raised as
         the SDK raises it. `streamed`: the SDK reads this answer as a stream (a download), so
         a counting observer sees its size only from Content-Length."""
+        if self._token_in_clear:
+            raise ServiceRequestError(
+                "Bearer token authentication is not permitted for non-TLS protected (non-https) URLs."
+            )
         url = self.url(blob, query)
         path = f"{self._base_path}/{quote(blob, safe='~/')}"
         attempts = _Attempts(self._retry)

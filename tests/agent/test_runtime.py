@@ -42,6 +42,27 @@ async def test_the_runtime_reads_a_model_key_secret_before_it_builds_the_model_c
     assert [r.bearer_token for r in model.chat_requests()] == [TEST_API_KEY]
 
 
+@pytest.mark.parametrize(("setting", "lean"), [("lean", True), ("sdk", False)])
+async def test_blob_requests_chooses_the_conversation_stores_request_path(
+    azurite: AzuriteInstance, setting: str, lean: bool
+) -> None:
+    config = Settings.from_env(
+        {
+            "CONVERSATIONS_STORAGE": azurite.connection_string,
+            "CONVERSATIONS_CONTAINER": "runtime-test",
+            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+            "OPENAI_MODEL": TEST_DEPLOYMENT,
+            "OPENAI_API_KEY": TEST_API_KEY,
+            "BLOB_REQUESTS": setting,
+        }
+    )
+    rt = await build_runtime(config)
+    try:
+        assert rt.container.lean is lean  # type: ignore[attr-defined]
+    finally:
+        await rt.aclose()
+
+
 @pytest.fixture
 def fresh_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     """Settings parsed anew from this test's environment, and forgotten afterwards."""

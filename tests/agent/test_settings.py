@@ -36,6 +36,13 @@ def test_retention_is_off_unless_conversation_retention_days_is_set():
         settings(CONVERSATION_RETENTION_DAYS="-5")
 
 
+def test_blob_requests_take_the_lean_path_unless_blob_requests_says_sdk():
+    assert settings().blob_requests == "lean"
+    assert settings(BLOB_REQUESTS="SDK").blob_requests == "sdk"
+    with pytest.raises(InvalidSettings, match="BLOB_REQUESTS: must be one of lean, sdk"):
+        settings(BLOB_REQUESTS="fast")
+
+
 def test_servers_may_ask_a_person_unless_agent_elicitation_is_off():
     assert settings().elicitation is True
     assert settings(AGENT_ELICITATION="false").elicitation is False

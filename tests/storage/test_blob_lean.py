@@ -144,7 +144,10 @@ async def test_a_conditional_delete_removes_the_blob_and_returns_nothing(
 ) -> None:
     lean, sdk = clients
     etag = (await sdk.get_blob_client("gone").upload_blob(b"x"))["etag"]
-    assert await lean.delete_blob("gone", etag=etag, match_condition=MatchConditions.IfNotModified) is None
+    assert (
+        await lean.delete_blob("gone", etag=etag, match_condition=MatchConditions.IfNotModified)
+        is None
+    )
     assert [b.name async for b in sdk.list_blobs()] == []
 
 
@@ -161,7 +164,6 @@ async def test_names_that_need_encoding_reach_the_same_blob_both_ways(
 
 
 Operation = Callable[[ContainerClient], Awaitable[object]]
-
 
 
 def _errors() -> dict[str, Operation]:
