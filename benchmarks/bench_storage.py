@@ -13,6 +13,10 @@ by round so drift hits every size alike:
   sees it today), measured in the same run for comparison.
 Medians of time and of Blob bytes downloaded per operation, and each size's ratio to the
 10-message baseline of the same run (the target for the tail read and the cold append: <= 1.3).
+
+First, the CPU this process spends per Blob request on each request path (`BLOB_REQUESTS`):
+the lean path (`storage.blob_lean`) and the SDK's pipeline, in interleaved rounds of small
+uploads, whole and ranged downloads, appends and HEADs (`--cpu-requests` of each per round).
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make the repo importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from azure.storage.blob.aio import ContainerClient
 
-from devkit.azurite import start_azurite
+from devkit.azurite import AzuriteInstance, start_azurite
+from devkit.ledger import BlobRequestCounter
 from storage.blob import container_client, ensure_container
 from storage.conversations import ConversationStore
 from storage.models import ConversationRef, StoredMessage
@@ -78,33 +82,88 @@ async def filled_conversation(store: ConversationStore, size: int) -> Conversati
     return ref
 
 
-class Meter:
-    """Blob bytes downloaded, from each response's Content-Length (a HEAD carries none)."""
-
-    def __init__(self) -> None:
-        self.received = 0
-
-    def __call__(self, response: Any) -> None:
-        if response.http_request.method == "GET":
-            self.received += int(response.http_response.headers.get("Content-Length") or 0)
-
-
 Samples = dict[str, dict[int, list[tuple[float, int]]]]
+CPU_PATHS = ("lean", "sdk")
+CPU_ROUNDS = 5
+SMALL_JSON = b'{"x":1}' * 20  # 140 bytes: a meta or claim record
+LINE = b"The quick brown fox jumps over the lazy dog.\n" * 8  # ~370 bytes: a transcript line
 
 
-async def measured(meter: Meter, action: Callable[[], Awaitable[object]]) -> tuple[float, int]:
-    meter.received = 0
+async def measured(
+    meter: BlobRequestCounter, action: Callable[[], Awaitable[object]]
+) -> tuple[float, int]:
+    """Seconds taken and Blob bytes downloaded (answers' bodies; a HEAD's is not counted)."""
+    before = meter.snapshot()["blob_bytes_read"]
     started = time.perf_counter()
     await action()
-    return time.perf_counter() - started, meter.received
+    return time.perf_counter() - started, meter.snapshot()["blob_bytes_read"] - before
 
 
-async def run(rounds: int, read_rounds: int) -> Samples:
+async def _requests_round(container: ContainerClient, tag: str, n: int) -> None:
+    """n each of: upload, whole download, ranged download, append, HEAD."""
+    for i in range(n):
+        await container.upload_blob(f"{tag}-{i}", SMALL_JSON, overwrite=True)
+    for i in range(n):
+        await (await container.download_blob(f"{tag}-{i}")).readall()
+    for i in range(n):
+        await (await container.download_blob(f"{tag}-{i}", offset=20, length=40)).readall()
+    log = container.get_blob_client(f"{tag}-log")
+    await log.create_append_blob()
+    for _ in range(n):
+        await log.append_block(LINE)
+    for _ in range(n):
+        await log.get_blob_properties()
+
+
+async def cpu_per_request(azurite: AzuriteInstance, n: int) -> dict[str, list[float]]:
+    """Milliseconds of this process's CPU per Blob request, per path, one sample a round."""
+    counters = {path: BlobRequestCounter() for path in CPU_PATHS}
+    clients = {
+        path: container_client(
+            azurite.connection_string,
+            "bench-cpu",
+            request_policies=[counters[path]],
+            lean=path == "lean",
+        )
+        for path in CPU_PATHS
+    }
+    samples: dict[str, list[float]] = {path: [] for path in CPU_PATHS}
+    try:
+        await ensure_container(clients["sdk"])
+        for path in CPU_PATHS:  # warm up connections and code paths
+            await _requests_round(clients[path], f"warm-{path}", 5)
+        for round_ in range(CPU_ROUNDS):
+            for path in CPU_PATHS:
+                before = counters[path].snapshot()["blob_requests"]
+                started = time.process_time()
+                await _requests_round(clients[path], f"{path}-{round_}", n)
+                spent = time.process_time() - started
+                sent = counters[path].snapshot()["blob_requests"] - before
+                samples[path].append(spent / sent * 1000)
+    finally:
+        for client in clients.values():
+            await client.close()
+    return samples
+
+
+def report_cpu(samples: dict[str, list[float]]) -> None:
+    lean, sdk = (statistics.median(samples[path]) for path in CPU_PATHS)
+    print(f"{'request path':<12} {'CPU ms/request':>15}  (median of {CPU_ROUNDS} rounds)")
+    for path in CPU_PATHS:
+        print(f"{path:<12} {statistics.median(samples[path]):>15.3f}")
+    print(f"sdk / lean: {sdk / lean:.2f}x")
+
+
+async def run(rounds: int, read_rounds: int, cpu_requests: int) -> Samples:
     results: Samples = {name: {size: [] for size in SIZES} for name in OPERATIONS}
-    meter = Meter()
+    meter = BlobRequestCounter()
     with start_azurite() as azurite:
+        if cpu_requests:
+            report_cpu(await cpu_per_request(azurite, cpu_requests))
+        if not rounds:
+            return {}
         container: ContainerClient = container_client(
-            azurite.connection_string, "bench", raw_response_hook=meter
+            azurite.connection_string, "bench", request_policies=[meter]
         )
         async with container:
             await ensure_container(container)
@@ -185,8 +244,16 @@ def main() -> None:
     parser.add_argument(
         "--read-rounds", type=int, default=25, help="cold appends and model steps per size"
     )
+    parser.add_argument(
+        "--cpu-requests",
+        type=int,
+        default=100,
+        help="requests of each kind per round of the CPU comparison (0: skip it)",
+    )
     args = parser.parse_args()
-    report(asyncio.run(run(args.rounds, args.read_rounds)))
+    results = asyncio.run(run(args.rounds, args.read_rounds, args.cpu_requests))
+    if results:
+        report(results)
 
 
 if __name__ == "__main__":

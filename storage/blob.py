@@ -8,6 +8,7 @@ it keeps a connection pool, and a client per call would pay a TLS handshake ever
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -202,13 +203,16 @@ class ReusingContainerClient(ContainerClient):
         return client
 
     def _new_blob_client(self, blob: str) -> BlobClient:
-        client = super().get_blob_client(blob)
-        if self._rest is not None:
-            # The SDK's own construction, then the lean methods: its constructor's many
-            # private arguments stay its business.
-            client.__class__ = LeanBlobClient
-            client._rest = self._rest  # type: ignore[attr-defined]
-        return client
+        if self._rest is None:
+            return super().get_blob_client(blob)
+        # The SDK's state comes from its own construction, made only if a call needs it.
+        return LeanBlobClient.deferred(
+            blob,
+            self.container_name,
+            self._rest,
+            self._config,
+            functools.partial(ContainerClient.get_blob_client, self, blob),
+        )
 
     async def upload_blob(
         self,

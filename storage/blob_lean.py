@@ -168,9 +168,44 @@ def _content_type(settings: object) -> str | bool | None:
 
 
 class LeanBlobClient(BlobClient):
-    """A BlobClient whose hot operations take the lean path (`_rest`, set by its container)."""
+    """A BlobClient whose hot operations take the lean path.
+
+    Built by `deferred` with only what the lean operations read: the SDK's own state (its
+    pipeline and generated client, about a millisecond of CPU per blob name) is built the
+    first time anything else of it is asked for, by a fallback to the SDK or any other method.
+    """
 
     _rest: BlobRest
+    _lean_config: Any  # the container's StorageConfiguration (its size limits)
+
+    @classmethod
+    def deferred(
+        cls,
+        blob_name: str,
+        container_name: str,
+        rest: BlobRest,
+        config: Any,
+        build: Callable[[], BlobClient],
+    ) -> LeanBlobClient:
+        client = cls.__new__(cls)
+        client.__dict__.update(
+            blob_name=blob_name,
+            container_name=container_name,
+            snapshot=None,
+            version_id=None,
+            _rest=rest,
+            _lean_config=config,
+            _build_sdk_state=build,
+        )
+        return client
+
+    def __getattr__(self, name: str) -> Any:
+        """Reached only for attributes not set yet: the SDK client's state, built now."""
+        build = self.__dict__.pop("_build_sdk_state", None)
+        if build is None:
+            raise AttributeError(name)
+        self.__dict__.update(build().__dict__)
+        return getattr(self, name)
 
     async def upload_blob(  # type: ignore[override]  # the SDK's keywords, as **kwargs
         self,
@@ -193,7 +228,7 @@ class LeanBlobClient(BlobClient):
             and length in (None, len(body))
             and not metadata
             and content_type is not False
-            and len(body) <= self._config.max_single_put_size
+            and len(body) <= self._lean_config.max_single_put_size
         )
         if not lean:
             return await super().upload_blob(data, blob_type, length, metadata, **kwargs)
@@ -222,7 +257,7 @@ class LeanBlobClient(BlobClient):
             return sdk
         start = offset or 0
         end = start + length - 1 if length is not None else None
-        first = self._config.max_single_get_size
+        first = self._lean_config.max_single_get_size
         last = end if end is not None and end - start < first else start + first - 1
         try:
             answer = await self._rest.send(
@@ -255,7 +290,7 @@ class LeanBlobClient(BlobClient):
         """The SDK's downloader, holding the whole answer already: every reading method of
         it (readall, chunks, readinto, content_as_*) serves from memory, as after `_setup`."""
         downloader: StorageStreamDownloader[Any] = StorageStreamDownloader(
-            config=self._config,
+            config=self._lean_config,
             start_range=offset,
             end_range=end,
             name=self.blob_name,

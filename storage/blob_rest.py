@@ -319,7 +319,7 @@ class BlobRest:
     ) -> Answer:
         headers["x-ms-version"] = self._api_version
         headers["x-ms-date"] = formatdate(usegmt=True)
-        headers["x-ms-client-request-id"] = str(uuid.uuid1())
+        headers["x-ms-client-request-id"] = str(uuid.uuid4())
         headers["Accept"] = "application/xml"
         await self._signer.authorize(method, path, query, headers)
         for observer in self._observers:

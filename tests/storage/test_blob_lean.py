@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -73,6 +74,23 @@ def test_the_container_client_takes_the_lean_path_unless_told_or_hooked(
     other = SansIOHTTPPolicy[Any, Any]()
     assert not container_client(setting, "c", request_policies=[other]).lean  # type: ignore[attr-defined]
     assert isinstance(container_client(setting, "c").get_blob_client("b"), LeanBlobClient)
+
+
+async def test_a_lean_blob_client_still_does_all_the_sdks_does_building_its_state_on_need(
+    clients: tuple[ContainerClient, ContainerClient],
+) -> None:
+    lean, sdk = clients
+    blob = lean.get_blob_client("state.json")
+    assert "_client" not in vars(blob)  # the lean calls need none of the SDK's state
+    await blob.upload_blob(b"{}")
+    assert "_client" not in vars(blob)
+    assert blob.url == sdk.get_blob_client("state.json").url  # anything else builds it
+    await blob.set_blob_metadata({"kind": "probe"})  # not lean: the SDK's own method
+    await blob.upload_blob(io.BytesIO(b"[]"), overwrite=True, metadata={"kind": "stream"})
+    assert await blob.exists()
+    mine = await blob.get_blob_properties()
+    assert _seen(mine) == _seen(await sdk.get_blob_client("state.json").get_blob_properties())
+    assert mine.metadata == {"kind": "stream"}
 
 
 async def test_an_upload_answers_and_stores_as_the_sdks_does(
