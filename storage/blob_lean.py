@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -26,7 +26,26 @@ from storage.blob_rest import BlobRest
 OCTETS = "application/octet-stream"
 
 
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"], 1
+    )
+}
+
+
 def _date(value: str) -> datetime:
+    """An RFC 1123 date (`Wed, 02 Dec 2026 05:58:01 GMT`) as the SDK reads it (UTC-aware);
+    split by hand, a tenth of email.utils' cost, which still reads any other form."""
+    try:
+        _, day, month, year, clock, zone = value.split(" ")
+        hour, minute, second = clock.split(":")
+        if zone == "GMT":
+            return datetime(
+                int(year), _MONTHS[month], int(day), int(hour), int(minute), int(second), tzinfo=UTC
+            )
+    except (ValueError, KeyError):
+        pass
     return parsedate_to_datetime(value)
 
 

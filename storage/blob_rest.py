@@ -336,7 +336,12 @@ class BlobRest:
         session = self._open()
         try:
             async with session.request(
-                method, url, headers=headers, data=body or None, timeout=self._timeout
+                method,
+                url,
+                headers=headers,
+                data=body or None,
+                timeout=self._timeout,
+                allow_redirects=False,  # Blob never redirects; a redirect must not carry our key
             ) as response:
                 data = await response.read()
                 return Answer(response.status, response.reason or "", response.headers, data)
