@@ -4,6 +4,11 @@ The setting is either a connection string (Azurite, `UseDevelopmentStorage=true`
 key / SAS) or an account URL (`https://<account>.blob.core.windows.net`) used with an async Azure
 credential (managed identity). Build the client once per process and inject it into the stores:
 it keeps a connection pool, and a client per call would pay a TLS handshake every time.
+
+The hot blob operations (reads, uploads, appends, deletes, properties) take a lean request path
+by default (`storage.blob_lean` over `storage.blob_rest`; `BLOB_REQUESTS=sdk` turns it off):
+the same requests, results and errors as the SDK's, for about a third of its CPU. Listings and
+container calls, and any call shape the lean path does not handle, stay on the SDK.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -260,3 +261,26 @@ async def test_retries_stop_after_retry_total_with_the_last_answers_error(
             await client.download_blob("a.json")
     assert caught.value.status_code == 503
     assert len(loopback.received) == 3
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_a_refused_connection_is_retried_as_the_sdk_retries_it_then_raised(
+    lean: bool,
+) -> None:
+    counter = BlobRequestCounter()
+    setting = (
+        f"BlobEndpoint=http://127.0.0.1:{_closed_port()}/{ACCOUNT_NAME};SharedAccessSignature=sig=x"
+    )
+    client = container_client(
+        setting, "c", lean=lean, request_policies=[counter], retry_total=2, **NO_WAIT
+    )
+    async with client:
+        with pytest.raises(ServiceRequestError):
+            await client.download_blob("a.json")
+    assert counter.snapshot()["blob_requests"] == 3
