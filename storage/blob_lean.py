@@ -269,7 +269,8 @@ class LeanBlobClient(BlobClient):
     async def download_blob(
         self, offset: int | None = None, length: int | None = None, **kwargs: Any
     ) -> StorageStreamDownloader[Any]:
-        if kwargs or (length is not None and offset is None):
+        conditions = _conditions(dict(kwargs))
+        if conditions is None or (length is not None and offset is None):
             sdk: StorageStreamDownloader[Any] = await super().download_blob(
                 offset, length, **kwargs
             )
@@ -280,18 +281,23 @@ class LeanBlobClient(BlobClient):
         last = end if end is not None and end - start < first else start + first - 1
         try:
             answer = await self._rest.send(
-                "GET", self.blob_name, {"x-ms-range": f"bytes={start}-{last}"}, streamed=True
+                "GET",
+                self.blob_name,
+                {"x-ms-range": f"bytes={start}-{last}", **conditions},
+                streamed=True,
             )
         except HttpResponseError as exc:
             if offset is not None or exc.status_code != 416:
                 raise
             # As the SDK: a range of an empty blob is refused; read it whole for its properties.
-            answer = await self._rest.send("GET", self.blob_name, {}, streamed=True)
+            answer = await self._rest.send("GET", self.blob_name, conditions, streamed=True)
             return self._downloader(b"", blob_properties(answer.headers), offset, end, 0, 0)
         total = _total_size(answer.headers.get("Content-Range"))
         size = _download_size(total, offset, end)
         if len(answer.body) < size:  # beyond one request (32 MiB): the SDK's chunked reads
-            chunked: StorageStreamDownloader[Any] = await super().download_blob(offset, length)
+            chunked: StorageStreamDownloader[Any] = await super().download_blob(
+                offset, length, **kwargs
+            )
             return chunked
         return self._downloader(
             answer.body, blob_properties(answer.headers), offset, end, total, size

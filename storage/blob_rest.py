@@ -38,7 +38,6 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
-    ResourceNotModifiedError,
     ServiceRequestError,
     ServiceRequestTimeoutError,
     ServiceResponseError,
@@ -68,12 +67,12 @@ _SIGNED_HEADERS = (
     "if-unmodified-since",
     "range",
 )
-# The generated layer's own mapping by status; these keep that type whatever the error code.
+# The generated layer's own mapping by status, for the types process_storage_error then keeps
+# whatever the error code (its 304 ResourceNotModifiedError it types again by code).
 _BY_STATUS: dict[int, type[HttpResponseError]] = {
     401: ClientAuthenticationError,
     404: ResourceNotFoundError,
     409: ResourceExistsError,
-    304: ResourceNotModifiedError,
 }
 # process_storage_error's mapping by error code, for the other statuses.
 _BY_CODE: dict[str, type[HttpResponseError]] = {
@@ -428,7 +427,7 @@ class ErrorAnswer:
 
 def storage_error(answer: Answer) -> HttpResponseError:
     """The exception the SDK raises for this failed answer: the generated layer's type by
-    status (401, 404, 409, 304), else process_storage_error's by error code, with its message
+    status (401, 404, 409), else process_storage_error's by error code, with its message
     (the service's, then `ErrorCode:` and any further details), `error_code` and
     `additional_info`."""
     by_status = _BY_STATUS.get(answer.status)

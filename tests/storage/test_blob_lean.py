@@ -157,6 +157,17 @@ async def test_append_blob_create_append_and_properties_match_the_sdks(
         assert mine.etag == results[name][-1]["etag"]
 
 
+async def test_a_conditional_download_reads_a_blob_whose_etag_still_matches(
+    clients: tuple[ContainerClient, ContainerClient],
+) -> None:
+    lean, sdk = clients
+    etag = (await sdk.get_blob_client("same").upload_blob(b"x"))["etag"]
+    kept = await lean.download_blob(
+        "same", etag=etag, match_condition=MatchConditions.IfNotModified
+    )
+    assert (await kept.readall(), kept.properties.etag) == (b"x", etag)
+
+
 async def test_a_conditional_delete_removes_the_blob_and_returns_nothing(
     clients: tuple[ContainerClient, ContainerClient],
 ) -> None:
@@ -190,6 +201,10 @@ def _errors() -> dict[str, Operation]:
     async def create_existing(c: ContainerClient) -> object:
         return await c.get_blob_client("log").create_append_blob(if_none_match="*")
 
+    async def read_unchanged(c: ContainerClient) -> object:
+        etag = (await c.get_blob_client("there").get_blob_properties()).etag
+        return await c.download_blob("there", etag=etag, match_condition=MatchConditions.IfModified)
+
     return {
         "404 download": lambda c: c.download_blob("missing"),
         "404 head": lambda c: c.get_blob_client("missing").get_blob_properties(),
@@ -207,6 +222,10 @@ def _errors() -> dict[str, Operation]:
             b"x", appendpos_condition=99
         ),
         "416 range past the end": lambda c: c.get_blob_client("there").download_blob(offset=50),
+        "412 download stale etag": lambda c: c.download_blob(
+            "there", etag=stale, match_condition=MatchConditions.IfNotModified
+        ),
+        "304 download not modified": read_unchanged,
     }
 
 
