@@ -87,7 +87,7 @@ def to_wire(obj: Any) -> dict[str, Any]:
         value = getattr(obj, spec.name)
         if spec.omit_default and value == spec.default:
             continue
-        out[spec.name] = _plain(value)
+        out[spec.name] = value if type(value) in _JSON_SCALARS else _plain(value)
     if plan.unknown is not None:
         for key, value in getattr(obj, plan.unknown).items():
             out.setdefault(key, value)  # a known field always wins over a stale copy
@@ -95,20 +95,55 @@ def to_wire(obj: Any) -> dict[str, Any]:
 
 
 _SCALARS = (str, int, float, bool, type(None))
+# Exactly these types are written as they are, checked with one set lookup (no call) per value:
+# contracts carry long arrays of them (a batch's item indices, in every claim).
+_JSON_SCALARS = frozenset(_SCALARS)
+Writer = Callable[[Any], Any]
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, _SCALARS):
-        return value
-    if isinstance(value, enum.Enum):
-        return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_wire(value)
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
-    raise WireError(f"cannot write a {type(value).__name__} as JSON")
+    write = _WRITERS.get(type(value))
+    if write is None:
+        write = _writer(type(value))
+    return write(value)
+
+
+def _writer(tp: type) -> Writer:
+    """How to write a value of type `tp`, found by the checks below in this order (a str enum
+    is a str) and kept for the type: the checks cost more than the writing."""
+    if issubclass(tp, _SCALARS):
+        write: Writer = _same
+    elif issubclass(tp, enum.Enum):
+        write = _enum_value
+    elif dataclasses.is_dataclass(tp) and not issubclass(tp, type):
+        write = to_wire
+    elif issubclass(tp, list | tuple):
+        write = _plain_array
+    elif issubclass(tp, Mapping):
+        write = _plain_mapping
+    else:
+        raise WireError(f"cannot write a {tp.__name__} as JSON")
+    _WRITERS[tp] = write
+    return write
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _enum_value(value: enum.Enum) -> Any:
+    return value.value
+
+
+def _plain_array(value: Any) -> list[Any]:
+    return [item if type(item) in _JSON_SCALARS else _plain(item) for item in value]
+
+
+def _plain_mapping(value: Any) -> dict[Any, Any]:
+    return {k: item if type(item) in _JSON_SCALARS else _plain(item) for k, item in value.items()}
+
+
+_WRITERS: dict[type, Writer] = {}
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -346,7 +381,12 @@ def _dict(item: Reader) -> Reader:
 
 
 def _items(item: Reader, values: Any) -> list[Any]:
-    return [_at(i, item, v) for i, v in enumerate(values)]
+    try:
+        return [item(v) for v in values]
+    except WireError:
+        # Read again one by one to name the first bad index: readers are pure, and paying
+        # for the index on every item made long arrays (a batch's indices) cost twice.
+        return [_at(i, item, v) for i, v in enumerate(values)]
 
 
 def _at(index: int, item: Reader, value: Any) -> Any:

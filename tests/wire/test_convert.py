@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import json
+import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -181,3 +183,112 @@ def test_the_functions_and_the_mixin_agree() -> None:
 def test_a_value_json_cannot_hold_is_refused_on_write() -> None:
     with pytest.raises(WireError, match="cannot write a set"):
         to_wire(Shape("l", "line", (), tags={1}))  # type: ignore[arg-type]
+
+
+# --- the per-type writers and the one-pass array reader (#16: CPU per item) ---------------------
+
+
+def _checked_plain(value: Any) -> Any:
+    """How a value was written before the writers were kept per type: the checks, in order,
+    on every value (the reference the kept writers must agree with)."""
+    if isinstance(value, str | int | float | bool | type(None)):
+        return value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _checked_record(value)
+    if isinstance(value, list | tuple):
+        return [_checked_plain(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _checked_plain(item) for key, item in value.items()}
+    raise WireError(f"cannot write a {type(value).__name__} as JSON")
+
+
+def _checked_record(obj: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        kind = f.metadata.get("wire")
+        if kind in ("local", "unknown_keys"):
+            continue
+        value = getattr(obj, f.name)
+        if kind == "omitted_when_default" and value == f.default:
+            continue
+        out[f.name] = _checked_plain(value)
+    return out
+
+
+class Size(enum.IntEnum):
+    SMALL = 1
+
+
+class Mood(enum.StrEnum):
+    CALM = "calm"
+
+
+class Pair(enum.Enum):
+    ORIGIN = (0, 0)
+
+
+class Name(str):
+    pass
+
+
+class Items(list[Any]):
+    pass
+
+
+@dataclass(frozen=True)
+class Anything(Wire):
+    value: Any
+    maybe: Point | None = None
+    nested: Mapping[str, list[Point]] = field(default_factory=dict)
+
+
+EDGE_VALUES: list[Any] = [
+    None,
+    True,
+    0,
+    1.5,
+    "text",
+    Name("a str subclass"),
+    Size.SMALL,
+    Mood.CALM,
+    Pair.ORIGIN,
+    Colour.BLUE,
+    [Colour.RED, (Size.SMALL, None), {"in": [Point(1)]}],
+    (Point(1, 2.0), Point(3)),
+    {"a": [1, 2, [Mood.CALM]], "b": {"c": (True, None)}},
+    types.MappingProxyType({"frozen": [Point(0)]}),
+    Items([1, Colour.RED]),
+    SHAPE,
+    list(range(300)),
+]
+
+
+@pytest.mark.parametrize("value", EDGE_VALUES, ids=lambda v: type(v).__name__)
+def test_a_value_is_written_as_the_checks_on_every_value_wrote_it_the_first_time_and_after(
+    value: Any,
+) -> None:
+    record = Anything(value, maybe=Point(2), nested={"k": [Point(1), Point(2, 0.5)]})
+    expected = _checked_record(record)
+    assert to_wire(record) == expected  # the writers are found
+    assert to_wire(record) == expected  # and kept
+    assert json.dumps(to_wire(record)) == json.dumps(expected)  # the same JSON, key order too
+
+
+@pytest.mark.parametrize("value", [{1, 2}, b"bytes", Point, object()], ids=repr)
+def test_a_value_json_cannot_hold_is_refused_every_time_not_only_the_first(value: Any) -> None:
+    for _ in range(2):
+        with pytest.raises(WireError, match="cannot write a"):
+            to_wire(Anything([value]))
+
+
+def test_a_bad_item_deep_in_a_long_array_is_named_by_its_index() -> None:
+    points = [{"x": i} for i in range(50)] + [{"x": "late"}]
+    with pytest.raises(WireError, match=r"Shape\.points\[50\]\.x: expected int, got a string"):
+        Shape.from_dict({"name": "l", "kind": "line", "points": points})
+
+
+def test_a_long_array_of_records_reads_back_whole() -> None:
+    shape = replace(SHAPE, points=tuple(Point(i, i / 2) for i in range(200)))
+    assert Shape.from_dict(json.loads(json.dumps(shape.to_dict()))) == shape
