@@ -3,6 +3,7 @@ API: agent.model reads chat completions into it, agent.model_responses responses
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,12 +58,20 @@ def usage_from(
 ) -> dict[str, int]:
     """Token counts under chat completions' names (the Responses API's `input_tokens` and
     `output_tokens` are read through the field names); zeros when the server did not report
-    usage (some OpenAI-compatible ones)."""
-    prompt = (getattr(usage, prompt_field, 0) or 0) if usage is not None else 0
-    completion = (getattr(usage, completion_field, 0) or 0) if usage is not None else 0
-    total = (getattr(usage, "total_tokens", 0) or 0) if usage is not None else 0
+    usage (some OpenAI-compatible ones). `usage` is the openai object or its JSON (a streamed
+    chat completion's chunks are read as JSON)."""
+    prompt = _count(usage, prompt_field)
+    completion = _count(usage, completion_field)
+    total = _count(usage, "total_tokens")
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": total or prompt + completion,
     }
+
+
+def _count(usage: Any, name: str) -> Any:
+    if usage is None:
+        return 0
+    value = usage.get(name, 0) if isinstance(usage, Mapping) else getattr(usage, name, 0)
+    return value or 0

@@ -1,7 +1,7 @@
 """Reading a streamed chat completion (`stream: true`) into the same `ModelReply` a whole one
 gives, handing each piece of text to the caller as it arrives.
 
-The chunks (chat.completion.chunk) carry `choices[0].delta` with a piece of `content`, or tool
+The chunks (chat.completion.chunk, read as their JSON) carry `choices[0].delta` with a piece of `content`, or tool
 calls by `index` (the first piece of a call has its `id` and function `name`, later pieces add
 to its `arguments`), then a `finish_reason`; with `stream_options.include_usage` a last chunk with
 no choices carries the usage. Azure adds chunks with no choices (prompt filter annotations), and
@@ -19,7 +19,7 @@ connection drops, or the service sends an error event) is transient, so the step
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,42 +48,43 @@ class StreamedReply:
     usage: Any = None
     model: str = ""
 
-    def add(self, chunk: Any) -> str:
-        """Take one chunk in; returns its new text ("" when it has none)."""
-        self.model = self.model or str(getattr(chunk, "model", "") or "")
-        if getattr(chunk, "usage", None) is not None:
-            self.usage = chunk.usage
-        choices = getattr(chunk, "choices", None) or []
+    def add(self, chunk: Mapping[str, Any]) -> str:
+        """Take one chunk (its JSON) in; returns its new text ("" when it has none)."""
+        self.model = self.model or str(chunk.get("model") or "")
+        if chunk.get("usage") is not None:
+            self.usage = chunk["usage"]
+        choices = chunk.get("choices") or []
         if not choices:
             return ""  # Azure's annotation chunks, and the usage chunk
         choice = choices[0]
-        if choice.finish_reason == "content_filter":
-            categories = filtered_categories(getattr(choice, "content_filter_results", None))
+        finish_reason = choice.get("finish_reason")
+        if finish_reason == "content_filter":
+            categories = filtered_categories(choice.get("content_filter_results"))
             raise ContentFiltered(
                 f"{self.service}'s content filter blocked the completion{categories}"
             )
-        if choice.finish_reason:
-            self.finish_reason = str(choice.finish_reason)
-        delta = choice.delta
+        if finish_reason:
+            self.finish_reason = str(finish_reason)
+        delta = choice.get("delta")
         if delta is None:
             return ""
-        for piece in delta.tool_calls or ():
+        for piece in delta.get("tool_calls") or ():
             self._add_call(piece)
-        text = delta.content or ""
+        text = delta.get("content") or ""
         if text:
             self.text.append(text)
         return text
 
-    def _add_call(self, piece: Any) -> None:
-        call = self.calls.setdefault(piece.index, _Call())
-        if piece.id:
-            call.id = piece.id
-        if piece.type:
-            call.type = piece.type
-        function = piece.function
+    def _add_call(self, piece: Mapping[str, Any]) -> None:
+        call = self.calls.setdefault(piece["index"], _Call())
+        if piece.get("id"):
+            call.id = piece["id"]
+        if piece.get("type"):
+            call.type = piece["type"]
+        function = piece.get("function")
         if function is not None:
-            call.name += function.name or ""
-            call.arguments.append(function.arguments or "")
+            call.name += function.get("name") or ""
+            call.arguments.append(function.get("arguments") or "")
 
     def reply(self) -> ModelReply:
         if self.finish_reason is None:

@@ -1,7 +1,9 @@
-"""A chat request goes out as `chat.completions.create` would send it, byte for byte: the model
-client posts its body without the openai client's per-call pass over the typed params (#16), so
-this pins that nothing it sends changed: URL, query, headers and the body's keys in order. Real
-openai client, real local model server (which checks each body against the openai types)."""
+"""The model client's own path through the openai client (#16: CPU per model call), pinned to
+what the plain path gives. A chat request goes out as `chat.completions.create` would send it,
+byte for byte (the body is posted without openai's per-call pass over the typed params): URL,
+query, headers and the body's keys in order. A streamed answer, read from the chunks' JSON
+rather than openai's typed chunks, is the reply the whole completion gives. Real openai
+client, real local model server (which checks each body against the openai types)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import pytest
 from agent.model import ModelClient, build_model_client
 from agent.model_stream import stream
 from devkit.fake_openai import FakeOpenAI, fake_openai
+from offline_model import ToolCallSpec
 from offline_model.server import RecordedRequest
 
 MESSAGES: list[dict[str, Any]] = [
@@ -103,3 +106,26 @@ async def test_a_whole_chat_request_without_tools_is_sent_as_create_sends_it(
     await _create(client, ours.body)
     assert _sent(fake.chat_requests()[-1]) == _sent(ours)
     assert reply.content == "three" and "tools" not in ours.body
+
+
+@pytest.mark.parametrize("streamed_first", [True, False])
+async def test_a_streamed_answer_reads_as_the_whole_completion_reads(
+    fake: FakeOpenAI, client: ModelClient, streamed_first: bool
+) -> None:
+    """Text, tool calls (assembled from pieces), finish reason, usage and model alike; Azure's
+    annotation chunk (no choices, no model) and its filter results on every choice included."""
+    for _ in range(2):
+        fake.brain.call_tools(
+            ToolCallSpec("demo__add", '{"a": 1, "b": 2, "note": "long enough to split"}', "c1"),
+            ToolCallSpec("demo__add", '{"a": 3, "b": 4}', "c2"),
+            content="Adding both pairs now.",
+        )
+    if streamed_first:
+        streamed = await stream(client, MESSAGES, TOOLS)
+        whole = await client.complete(MESSAGES, TOOLS)
+    else:
+        whole = await client.complete(MESSAGES, TOOLS)
+        streamed = await stream(client, MESSAGES, TOOLS)
+    assert streamed == whole
+    assert [c.id for c in streamed.tool_calls] == ["c1", "c2"]
+    assert streamed.content == "Adding both pairs now." and streamed.usage["total_tokens"] > 0
