@@ -68,8 +68,15 @@ def utc_now() -> datetime:
 
 
 def format_timestamp(moment: datetime) -> str:
-    """ISO 8601 in UTC with a `Z`, the shape the SDK parses and also writes (`fireAt`)."""
-    return moment.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+    """ISO 8601 in UTC with a `Z`, the shape the SDK parses and also writes (`fireAt`).
+
+    Every history event, instance row and dispatcher query writes one: `isoformat` gives the
+    same text as strftime with `_TIMESTAMP_FORMAT` in about half the time, except for years
+    before 1000 (strftime does not pad them), which keep strftime's text."""
+    utc = moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+    if utc.year < 1000:
+        return utc.strftime(_TIMESTAMP_FORMAT)
+    return utc.isoformat(timespec="microseconds")[:-6] + "Z"  # without "+00:00"
 
 
 def parse_timestamp(text: str) -> datetime:
