@@ -128,7 +128,8 @@ class ModelClient:
         walks every message and tool against the typed params (a union of six message types)
         to rename aliased keys and encode files, and chat params have neither, so on our plain
         JSON it returns the same body, for a cost that grows with the conversation. The same
-        URL, headers, body (keys in create's order) and answer types as `create` (#16)."""
+        URL, headers and body (keys in create's order) as `create` (#16); a whole answer is
+        openai's ChatCompletion, a streamed one chunks of JSON (agent.model_stream)."""
         from openai import AsyncStream
         from openai.types.chat import ChatCompletion
 
