@@ -170,6 +170,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     except BaseException:
         await deltas.abandon()
         raise
+    deltas.stream_ended()
     message, records = _stored_reply(step, reply, stored, prompt_estimate)
     summary = _summary_of(message, rt.mcp.requires_approval)
     ends = await _ends_turn(rt, step, summary)

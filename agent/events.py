@@ -294,6 +294,14 @@ class TextDeltas:
             self._pump.result()  # a write failed: fail the step now
         self._wake.set()
 
+    def stream_ended(self) -> None:
+        """The model's stream is over: start no write of its own; `finish` writes what is left
+        with the step's end. A reply that arrived whole before the first write began (a short
+        answer, often) then costs one append instead of two; text that streamed over time has
+        gone out already (the first piece at once, then each interval)."""
+        self._closed = True
+        self._wake.set()
+
     async def finish(self, final: str | None, *then: NewEvent) -> None:
         """The step's whole text is `final`: write what is not in the log yet, and the events
         that follow it (`then`: the step's end) in the same append, and wait."""

@@ -13,7 +13,7 @@ import pytest_asyncio
 
 from agent import activities
 from agent.contracts import FinishTurnInput, ModelStepInput, RunRef, ToolCallInput
-from agent.events import RunRecorder, TextDeltas
+from agent.events import RunRecorder, TextDeltas, step_completed
 from agent.runtime import Runtime, build_runtime
 from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import FakeOpenAI
@@ -273,3 +273,44 @@ async def test_a_final_answer_that_continues_the_streamed_text_only_appends_the_
     await deltas.finish("Hello world!")
     assert [e.type for e in recorder.events] == ["text_delta", "text_delta"]
     assert "".join(e.data["delta"] for e in recorder.events) == "Hello world!"
+
+
+class CallRecorder(ListRecorder):
+    """Also counts the appends (calls), not only the events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def record(self, *events: Any) -> None:
+        self.calls += 1
+        await super().record(*events)
+
+
+async def test_a_reply_that_arrived_whole_goes_with_the_steps_end_in_one_append():
+    """The stream ended before the first piece was written (the writer had no turn yet): the
+    text and the step's end share one append instead of a write each."""
+    recorder = CallRecorder()
+    deltas = TextDeltas(recorder, 1, interval=60.0)  # type: ignore[arg-type]
+    await deltas.add("All ")
+    await deltas.add("done.")
+    deltas.stream_ended()
+    await asyncio.sleep(0)  # a yield, not a wait: the writer gets its turn and must start nothing
+    await deltas.finish("All done.", step_completed(1, "stop", None, ()))
+    assert recorder.calls == 1
+    assert [(e.type, e.data.get("delta")) for e in recorder.events] == [
+        ("text_delta", "All done."),
+        ("step_completed", None),
+    ]
+
+
+async def test_text_streamed_before_the_end_still_went_out_at_once():
+    recorder = CallRecorder()
+    deltas = TextDeltas(recorder, 1, interval=60.0)  # type: ignore[arg-type]
+    await deltas.add("Hello ")
+    await recorder.wait_for(1)  # the first piece at once, while the stream goes on
+    await deltas.add("world")
+    deltas.stream_ended()
+    await deltas.finish("Hello world")
+    assert recorder.calls == 2
+    assert "".join(e.data["delta"] for e in recorder.events) == "Hello world"
