@@ -133,13 +133,14 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         recorded = await recorder.recorded()  # its events may not all be there yet
         # An attempt that ended the turn wrote the run's end before it released the turn.
         ended = any(e.type == events.TERMINAL_TYPE for e in recorded)
-        ends = await _ends_turn(rt, step, summary, ended=ended)
+        ends = await _end_turn(rt, step, summary, ended=ended)
         await events.TextDeltas.resuming(recorder, step.step, recorded).finish(
             done.content,
             *_step_end(step, done, rt.mcp.requires_approval),
             *_turn_end(ends, done),
+            create=not ends,
         )
-        return (await _ending_turn(rt, step, summary, ends)).to_dict()
+        return _ending(summary, ends).to_dict()
     wanted = rt.settings.context
     if step.compaction and compaction_due(
         context.window, wanted.compaction_tokens, wanted.compaction
@@ -173,43 +174,36 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     deltas.stream_ended()
     message, records = _stored_reply(step, reply, stored, prompt_estimate)
     summary = _summary_of(message, rt.mcp.requires_approval)
-    ends = await _ends_turn(rt, step, summary)
-    await _store_then_end(rt, ref, step, deltas, message, records, _turn_end(ends, message))
-    return (await _ending_turn(rt, step, summary, ends)).to_dict()
+    ends = await _store_then_end(rt, ref, step, deltas, message, records, summary)
+    return _ending(summary, ends).to_dict()
 
 
-async def _ends_turn(
+async def _end_turn(
     rt: Runtime, step: ModelStepInput, summary: StepSummary, ended: bool = False
 ) -> bool:
-    """Whether this step ends the turn itself (version 4): its reply is the final answer within
-    the budget, and the run still holds the conversation's turn. A run cancelled while the
-    model answered has given the turn back (or lost it to the next turn): its end is not this
-    step's to write, and the answer stays a reply of a cancelled run. One fresh read of the
-    meta: another process may have released it. (`ended`: an earlier attempt of this step
-    wrote the run's end, so it held the turn then; it may have released it already.)"""
+    """Whether this step ends the turn itself (version 4), releasing it if so: its reply is the
+    final answer within the budget, and the run still holds the conversation's turn, which the
+    release itself tells (an ETag-conditional write of the meta: no read first when this
+    process holds the current meta, as the one that began the turn does). A run cancelled while
+    the model answered has given the turn back (or lost it to the next turn): the release
+    changes nothing, its end is not this step's to write, and the answer stays a reply of a
+    cancelled run. (`ended`: an earlier attempt of this step wrote the run's end, which it did
+    once it had released the turn.)"""
     if not (step.ends_turn and ends_turn(summary, step.max_output_tokens)):
         return False
-    if ended:
-        return True
-    meta = await rt.store.get_meta(_conversation(step.run))
-    return meta.active_run_id == step.run.run_id
+    return await _release_turn(rt, step.run, "completed") or ended
 
 
 def _turn_end(ends: bool, message: StoredMessage) -> list[events.NewEvent]:
-    """The run's last event when this step ends the turn: it goes in the step's end append,
-    before the turn lock goes (see `finish_turn`)."""
+    """The run's last event when this step ended the turn: it goes in the step's end append,
+    after the release (which decides it); that append creates no log, so a conversation
+    deleted once the turn was free keeps no log of it."""
     return [events.run_finished("completed", message.content)] if ends else []
 
 
-async def _ending_turn(
-    rt: Runtime, step: ModelStepInput, summary: StepSummary, ends: bool
-) -> StepSummary:
-    """Release the turn when this step's answer ends it (what `finish_turn` did after it, done
-    here; releasing twice is harmless), and say so to the orchestrator."""
-    if not ends:
-        return summary
-    await _release_turn(rt, step.run, "completed")
-    return replace(summary, turn_ended=True)
+def _ending(summary: StepSummary, ends: bool) -> StepSummary:
+    """The summary, saying whether the step ended the turn (what `finish_turn` did after it)."""
+    return replace(summary, turn_ended=True) if ends else summary
 
 
 async def _store_then_end(
@@ -219,17 +213,26 @@ async def _store_then_end(
     deltas: events.TextDeltas,
     message: StoredMessage,
     records: Sequence[ToolCallRecord],
-    then: Sequence[events.NewEvent] = (),
-) -> None:
-    """Store the reply, then write the rest of its text and the step's end (and `then`) in one
-    append. The end follows the store: a log saying which tool calls a step asked for must
-    never name calls of an attempt whose reply was lost (its retry asks the model again)."""
+    summary: StepSummary | None = None,
+) -> bool:
+    """Store the reply; with its `summary`, end the turn if the reply does (`_end_turn`); then
+    write the rest of its text and the step's end (the run's too, if it ended) in one append.
+    The end follows the store: a log saying which tool calls a step asked for must never name
+    calls of an attempt whose reply was lost (its retry asks the model again). Whether the
+    step ended the turn."""
     try:
         await rt.store.record_model_reply(ref, message, records)
     except BaseException:
         await deltas.abandon()
         raise
-    await deltas.finish(message.content, *_step_end(step, message, rt.mcp.requires_approval), *then)
+    ends = summary is not None and await _end_turn(rt, step, summary)
+    await deltas.finish(
+        message.content,
+        *_step_end(step, message, rt.mcp.requires_approval),
+        *_turn_end(ends, message),
+        create=not ends,
+    )
+    return ends
 
 
 async def _record_step_start(
@@ -622,16 +625,19 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
         await _release_turn(rt, finish.run, finish.status)
 
 
-async def _release_turn(rt: Runtime, run: RunRef, status: str) -> None:
-    """Give the conversation's turn lock back (idempotent: a lock no longer this run's stays)."""
+async def _release_turn(rt: Runtime, run: RunRef, status: str) -> bool:
+    """Give the conversation's turn lock back (idempotent: a lock no longer this run's stays);
+    whether this call released it."""
     try:
-        await rt.store.end_turn(_conversation(run), run.run_id)
+        released = await rt.store.end_turn(_conversation(run), run.run_id)
     except RecordNotFound:  # the conversation vanished mid-run: its lock (and its log) went with it
         log.warning("conversation vanished mid-run", extra={"run_id": run.run_id})
+        return False
     log.info(
         "turn finished",
         extra=telemetry.log_context(run.run_id, run.conversation_id, status=status),
     )
+    return released
 
 
 async def _answer(rt: Runtime, run: RunRef) -> str | None:

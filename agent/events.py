@@ -224,8 +224,9 @@ class RunRecorder:
     ref: ConversationRef
     run_id: str
 
-    async def record(self, *events: NewEvent) -> list[RunEvent]:
-        return await self.log.append(self.ref, self.run_id, events)
+    async def record(self, *events: NewEvent, create: bool = True) -> list[RunEvent]:
+        """`create=False`: a log that is not there stays so (see `RunEventLog.append`)."""
+        return await self.log.append(self.ref, self.run_id, events, create=create)
 
     async def record_and_read(self, *events: NewEvent, new_log: bool = False) -> list[RunEvent]:
         """Record the events, then every event so far (read only when the append did not
@@ -302,9 +303,10 @@ class TextDeltas:
         self._closed = True
         self._wake.set()
 
-    async def finish(self, final: str | None, *then: NewEvent) -> None:
+    async def finish(self, final: str | None, *then: NewEvent, create: bool = True) -> None:
         """The step's whole text is `final`: write what is not in the log yet, and the events
-        that follow it (`then`: the step's end) in the same append, and wait."""
+        that follow it (`then`: the step's end) in the same append, and wait. `create=False`:
+        once the turn is released, a log that is gone (with its conversation) stays gone."""
         self._closed = True
         self._wake.set()
         if self._pump is not None:
@@ -312,7 +314,7 @@ class TextDeltas:
         whole = final or ""
         if "".join(self._text) != whole:  # e.g. the content filter's answer replaces it
             self._text, self._generated = [whole], len(whole)
-        await self._write(then)
+        await self._write(then, create)
 
     async def abandon(self) -> None:
         """The step failed: stop writing (what was written stays; a retry reconciles it)."""
@@ -349,14 +351,14 @@ class TextDeltas:
             return 0.0  # the first piece at once
         return self._last_write + self.interval - self.clock()
 
-    async def _write(self, then: Sequence[NewEvent] = ()) -> None:
+    async def _write(self, then: Sequence[NewEvent] = (), create: bool = True) -> None:
         text = "".join(self._text)
         self._text = [text]
         events, logged = self._pending(text)
         events += then
         self._last_write = self.clock()
         if events:
-            await self.recorder.record(*events)
+            await self.recorder.record(*events, create=create)
         self.logged, self._written = logged, len(text)
 
     def _pending(self, text: str) -> tuple[list[NewEvent], str]:

@@ -253,17 +253,20 @@ class ConversationStore:
             meta = None
         raise StoreContention(f"could not begin a turn in conversation {ref.conversation_id}")
 
-    async def end_turn(self, ref: ConversationRef, run_id: str) -> None:
-        """Clear the active run if it is `run_id`; otherwise (already ended, or another run) no-op."""
+    async def end_turn(self, ref: ConversationRef, run_id: str) -> bool:
+        """Clear the active run if it is `run_id`; otherwise (already ended, or another run)
+        no-op. True when this call cleared it: the write is conditional on the meta's ETag, so
+        that answer holds even from the copy this process kept (no read first), as its turn's
+        end in the process that began it is."""
         meta = self._metas.get(ref)  # trusted only by a conditional write
         for _ in range(self._max_attempts):
             if meta is None or meta.active_run_id != run_id:
                 meta = await self.get_meta(ref)
             if meta.active_run_id != run_id:
-                return
+                return False
             ended = replace(meta, active_run_id=None, last_active_at=self._next_activity(meta))
             if await self._replace_active_meta(ref, meta, ended):
-                return
+                return True
             meta = None
         raise StoreContention(f"could not end the turn in conversation {ref.conversation_id}")
 

@@ -122,14 +122,17 @@ class RunEventLog:
         events: Sequence[NewEvent],
         *,
         new_log: bool = False,
+        create: bool = True,
     ) -> list[RunEvent]:
         """Record the events whose keys are not in the log yet; returns those it wrote.
         `new_log`: the caller expects the log not to exist yet (a hint: it is still correct,
-        at the cost of one failed create, when it does)."""
+        at the cost of one failed create, when it does). `create=False`: a log that is not
+        there is not created, and nothing is written (a writer that may come after its
+        conversation was deleted must not leave a log behind it)."""
         name = paths.run_events_name(ref, run_id)
         async with self._locks(name):
             cursor = await self._writer_cursor(name, new_log)
-            return await self._append(name, cursor, _unique(events))
+            return await self._append(name, cursor, _unique(events), create)
 
     async def append_and_read(
         self,
@@ -172,16 +175,18 @@ class RunEventLog:
             self._cursors.put(name, cursor)
         return cursor
 
-    async def _append(self, name: str, cursor: _Cursor, events: list[NewEvent]) -> list[RunEvent]:
+    async def _append(
+        self, name: str, cursor: _Cursor, events: list[NewEvent], create: bool = True
+    ) -> list[RunEvent]:
         written: list[RunEvent] = []
         for _ in range(self._max_attempts):
             pending = [event for event in events if event.key not in cursor.keys]
-            if not pending:
+            if not pending or (cursor.missing and not create):
                 return written
             if cursor.missing:
                 await self._create(name, cursor)
             lines = _encode(pending, len(cursor.events) + 1, cursor.torn_tail)
-            if await self._try_append(name, cursor, lines):
+            if await self._try_append(name, cursor, lines, create):
                 written += cursor.learn(json.loads(line) for line in lines.splitlines() if line)
                 cursor.length += len(lines)
                 cursor.torn_tail = False
@@ -190,15 +195,20 @@ class RunEventLog:
             f"could not append to a run's event log: {self._max_attempts} conflicts in a row"
         )
 
-    async def _try_append(self, name: str, cursor: _Cursor, data: bytes) -> bool:
-        """One conditional Append Block; False (after catching up) when we lost a race."""
+    async def _try_append(
+        self, name: str, cursor: _Cursor, data: bytes, create: bool = True
+    ) -> bool:
+        """One conditional Append Block; False (after catching up, or creating the log) when
+        it did not land."""
         blob = self._container.get_blob_client(name)
         self.appends += 1
         try:
             await blob.append_block(data, appendpos_condition=cursor.length)
         except HttpResponseError as exc:
             if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
-                await self._create(name, cursor)
+                cursor.missing = True  # with `create`, made now; else the append stops here
+                if create:
+                    await self._create(name, cursor)
                 return False
             if _is(exc, 412, StorageErrorCode.APPEND_POSITION_CONDITION_NOT_MET):
                 await self._catch_up(name, cursor)

@@ -237,7 +237,7 @@ class ListRecorder:
         self.events: list[Any] = []
         self._changed = asyncio.Event()
 
-    async def record(self, *events: Any) -> None:
+    async def record(self, *events: Any, create: bool = True) -> None:
         self.events.extend(events)
         self._changed.set()
 
@@ -282,9 +282,9 @@ class CallRecorder(ListRecorder):
         super().__init__()
         self.calls = 0
 
-    async def record(self, *events: Any) -> None:
+    async def record(self, *events: Any, create: bool = True) -> None:
         self.calls += 1
-        await super().record(*events)
+        await super().record(*events, create=create)
 
 
 async def test_a_reply_that_arrived_whole_goes_with_the_steps_end_in_one_append():

@@ -18,7 +18,7 @@ from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import FakeOpenAI
 from devkit.mcp_servers import AsgiServer
 from offline_model.replies import Completion, ToolCallSpec
-from storage.conversations import ConversationRef
+from storage.conversations import ConversationRef, ConversationStore
 from storage.events import RunEvent, RunEventLog
 from tests.agent.conftest import new_run, runtime_on
 
@@ -100,4 +100,18 @@ async def test_a_step_answering_after_its_run_gave_the_turn_back_does_not_end_it
     model.brain.answer("too late")
     summary = await activities.model_step(ending(run), rt)
     assert summary["outcome"] == "final" and "turn_ended" not in summary
+    assert "run_finished" not in [e.type for e in await logged(rt, run)]
+
+
+async def test_a_turn_another_instance_gave_back_is_not_ended_by_this_ones_stale_copy(rt, model):
+    """This process still holds the meta from the turn's start (the release writes from it
+    without a read): the conditional write finds it stale, reads, and leaves the turn alone."""
+    run = await new_run(rt, "user:ending")
+    elsewhere = ConversationStore(rt.container)  # another instance, its own copies
+    await elsewhere.end_turn(_ref(run), run.run_id)  # a cancel seen ended, over there
+    await elsewhere.begin_turn(_ref(run), "the-next-run")
+    model.brain.answer("too late")
+    summary = await activities.model_step(ending(run), rt)
+    assert summary["outcome"] == "final" and "turn_ended" not in summary
+    assert await active_run(rt, run) == "the-next-run"
     assert "run_finished" not in [e.type for e in await logged(rt, run)]

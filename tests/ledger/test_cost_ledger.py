@@ -48,6 +48,12 @@ BYTE_ROOM = 1.02
 # batch of 3 was 57 requests, 20 appends): a reply whose stream ended before its first text write
 # began goes with the step's end in one append (agent.events.TextDeltas.stream_ended): one append
 # less per answering step: 26 -> 25 (20 steps 224 -> 223; 30 s task 45 -> 44; batch of 3 57 -> 54).
+# The answering step ends its turn without reading the meta first: the release is an
+# ETag-conditional write from the meta this process kept since the turn began (a stale copy
+# costs a 412 and the read), and decides the run's end, which follows it in the step's end
+# append (an append that creates no log: a conversation deleted once the turn was free keeps no
+# log). A cancel that gave the turn back first still wins. One get less per turn: 25 -> 24
+# (20 steps 223 -> 222; 30 s task 44 -> 43; batch of 3 54 -> 51).
 ONE_TOOL_CALL_TURN = {
     "activities": 3,
     "activities:model_step": 2,
@@ -58,12 +64,12 @@ ONE_TOOL_CALL_TURN = {
     "history_bytes": 4077,
     "replayed_events": 24,
     "replayed_bytes": 6823,
-    "blob_requests": 25,
-    "blob:get": 5,
+    "blob_requests": 24,
+    "blob:get": 4,
     "blob:put": 8,
     "blob:delete": 2,
     "blob:append": 10,
-    "blob_bytes_read": 2399,
+    "blob_bytes_read": 2144,
     "blob_bytes_written": 5531,
 }
 # Version 4 also continues a turn as new every 4 model steps (references-only state): replay
@@ -81,12 +87,12 @@ TWENTY_STEP_TURN = {
     "history_bytes": 43947,
     "replayed_events": 688,  # flat per episode (tests/ledger/test_replay_stays_flat.py)
     "replayed_bytes": 180741,
-    "blob_requests": 223,
-    "blob:get": 41,
+    "blob_requests": 222,
+    "blob:get": 40,
     "blob:put": 62,
     "blob:delete": 2,
     "blob:append": 118,
-    "blob_bytes_read": 200998,  # each reply stores its prompt_estimate (context window)
+    "blob_bytes_read": 200797,  # each reply stores its prompt_estimate (context window)
     "blob_bytes_written": 68386,
 }
 # #16 batchperf (before -> after, a batch of 3 on one lane): version 4's lane runs four items
@@ -108,14 +114,14 @@ SCHEDULED_BATCH_OF_3 = {
     "history_bytes": 18269,
     "replayed_events": 152,
     "replayed_bytes": 42446,
-    "blob_requests": 54,
-    "blob:get": 14,
+    "blob_requests": 51,
+    "blob:get": 11,
     "blob:put": 17,
     "blob:delete": 6,
     "blob:append": 17,
     "blob:failed:get:404": 4,  # no batch of this webhook yet; no owner schedule per item
     "blob:failed:append:404": 1,  # the queue's claims blob, created on the first claim
-    "blob_bytes_read": 4664,
+    "blob_bytes_read": 2201,
     "blob_bytes_written": 7451,
 }
 
@@ -177,12 +183,12 @@ TASK_WAIT_TURN = {
     "history_bytes": 12782,
     "replayed_events": 544,
     "replayed_bytes": 107876,
-    "blob_requests": 44,
-    "blob:get": 17,
+    "blob_requests": 43,
+    "blob:get": 16,
     "blob:put": 9,
     "blob:delete": 2,
     "blob:append": 16,
-    "blob_bytes_read": 6822,
+    "blob_bytes_read": 5062,
     "blob_bytes_written": 7641,
 }
 

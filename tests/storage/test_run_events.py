@@ -8,6 +8,7 @@ import uuid
 
 from azure.storage.blob.aio import ContainerClient
 
+from storage import paths
 from storage.events import NewEvent, RunEventLog
 from storage.models import ConversationRef
 
@@ -128,3 +129,18 @@ async def test_a_writer_whose_append_landed_after_a_lost_race_reports_the_whole_
     await theirs.append(ref, run_id, events("b"))
     read = await mine.append_and_read(ref, run_id, events("c"))
     assert [(e.seq, e.key) for e in read] == [(1, "a"), (2, "b"), (3, "c")]
+
+
+async def test_an_append_told_not_to_create_leaves_a_missing_log_missing(
+    container: ContainerClient, ref: ConversationRef
+) -> None:
+    """A run's end written once its turn is free: its conversation may be gone, and a log
+    written after the deletion would outlive it."""
+    blob = container.get_blob_client(paths.run_events_name(ref, "run-gone"))
+    writer = RunEventLog(container)
+    await writer.append(ref, "run-gone", [NewEvent("a", "step_completed")], new_log=True)
+    await blob.delete_blob()  # the conversation went, after the turn was released
+    end = [NewEvent("b", "run_finished")]
+    assert await writer.append(ref, "run-gone", end, create=False) == []  # knew the log
+    assert await RunEventLog(container).append(ref, "run-gone", end, create=False) == []
+    assert not await blob.exists()
