@@ -59,7 +59,7 @@ from agent.loop import OUTCOME_UNKNOWN, LoopState, StepSummary, Usage, ends_turn
 from agent.runtime import Runtime
 from agent.tool_results import call_ended, question_asker, result_message
 from agent.transcript import parse_arguments, user_message
-from agent.turn_lock import begin_turn
+from agent.turn_lock import begin_turn, open_turn
 from storage.batches import run_id_of
 from storage.conversations import ConversationRef, StoredMessage, ToolCallRecord
 from storage.errors import RecordNotFound
@@ -124,7 +124,9 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if failures:  # a call the run gave up polling may still run as a task on its server
         await tool_tasks.cancel_tasks_of(rt, step.run, failures)
     tools = await rt.mcp.list_tools()
-    context = await step_window(rt, step.run, tools, failures)  # the tail read, then the window
+    # The tail read (or this process's copy of it, when the step follows the run's writes here)
+    follows = message_id(step.run.run_id, step.step - 1, 0)  # the opening message, step 0
+    context = await step_window(rt, step.run, tools, failures, follows)
     stored = context.stored
     assistant_id = message_id(step.run.run_id, step.step, 0)
     done = next((m for m in stored if m.id == assistant_id), None)
@@ -146,7 +148,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         context.window, wanted.compaction_tokens, wanted.compaction
     ):
         return StepSummary("compact").to_dict()  # the orchestrator summarises, then asks again
-    recorded = await _record_step_start(recorder, step)
+    recorded = await _record_step_start(rt, recorder, step)
     if context.window.exceeded:  # the model would refuse it (400): end the run naming why
         error = exceeded_error(rt, context.budget)
         await recorder.record(events.step_failed(step.step, error))
@@ -173,9 +175,8 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         raise
     deltas.stream_ended()
     message, records = _stored_reply(step, reply, stored, prompt_estimate)
-    summary = _summary_of(message, rt.mcp.requires_approval)
-    ends = await _store_then_end(rt, ref, step, deltas, message, records, summary)
-    return _ending(summary, ends).to_dict()
+    message, ends = await _store_then_end(rt, ref, step, deltas, message, records, may_end=True)
+    return _ending(_summary_of(message, rt.mcp.requires_approval), ends).to_dict()
 
 
 async def _end_turn(
@@ -213,38 +214,49 @@ async def _store_then_end(
     deltas: events.TextDeltas,
     message: StoredMessage,
     records: Sequence[ToolCallRecord],
-    summary: StepSummary | None = None,
-) -> bool:
-    """Store the reply; with its `summary`, end the turn if the reply does (`_end_turn`); then
-    write the rest of its text and the step's end (the run's too, if it ended) in one append.
-    The end follows the store: a log saying which tool calls a step asked for must never name
-    calls of an attempt whose reply was lost (its retry asks the model again). Whether the
-    step ended the turn."""
+    may_end: bool = False,
+) -> tuple[StoredMessage, bool]:
+    """Store the reply; if it `may_end` the turn, end it if it does (`_end_turn`); then write
+    the rest of its text and the step's end (the run's too, if it ended) in one append. The
+    end follows the store: a log saying which tool calls a step asked for must never name
+    calls of an attempt whose reply was lost (its retry asks the model again). Returns the
+    reply stored (an earlier attempt's, if one got there first: that is the step's reply) and
+    whether the step ended the turn."""
     try:
-        await rt.store.record_model_reply(ref, message, records)
+        message = await rt.store.record_model_reply(ref, message, records)
     except BaseException:
         await deltas.abandon()
         raise
-    ends = summary is not None and await _end_turn(rt, step, summary)
+    ends = may_end and await _end_turn(rt, step, _summary_of(message, rt.mcp.requires_approval))
     await deltas.finish(
         message.content,
         *_step_end(step, message, rt.mcp.requires_approval),
         *_turn_end(ends, message),
         create=not ends,
     )
-    return ends
+    return message, ends
 
 
 async def _record_step_start(
-    recorder: events.RunRecorder, step: ModelStepInput
+    rt: Runtime, recorder: events.RunRecorder, step: ModelStepInput
 ) -> list[events.RunEvent]:
     """The run's first events (on its first step) and the step's; returns the log so far
-    (read only when the append did not land: a retried step, or another writer's race)."""
+    (read only when the append did not land: a retried step, or another writer's race).
+
+    The log is created with the turn's opening message (`open_turn`), so a log that is not
+    there means the conversation is gone (RecordNotFound: the run ends naming why, before the
+    model is asked; a window from this process's copy read nothing that would have told).
+    Unless its meta is still there: a run started before logs were created with their turn,
+    whose log this step creates."""
     started = [events.step_started(step.step)]
     first = step.step == FIRST_STEP
     if first:
         started.insert(0, events.run_started(step.run.run_id, step.run.conversation_id))
-    return await recorder.record_and_read(*started, new_log=first)
+    try:
+        return await recorder.record_and_read(*started, create=False)
+    except RecordNotFound:
+        await rt.store.get_meta(_conversation(step.run))  # RecordNotFound when it is gone
+        return await recorder.record_and_read(*started, new_log=first)
 
 
 def _throttled_step(
@@ -694,7 +706,7 @@ async def _start_batch_item(
         return TakenItem(index, status="rejected", error=error)
     except Conflict:
         raise Conflict(f"conversation {item.conversation_id} is busy with another turn") from None
-    await rt.store.append(ref, user_message(run_id, turn, item.content, item.origin))
+    await open_turn(rt, ref, user_message(run_id, turn, item.content, item.origin))
     used = await rt.store.tokens_used(ref)  # exact: the append caught up with the transcript
     chat = ChatTurnInput.starting(
         RunRef(item.owner, item.conversation_id, run_id, turn), rt.settings.limits, used

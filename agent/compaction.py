@@ -76,9 +76,11 @@ async def step_window(
     run: RunRef,
     tools: Sequence[ToolSpec],
     failures: Mapping[str, str] | None = None,
+    follows: str | None = None,
 ) -> StepContext:
     """Read what a step of `run` may send, and choose its window. With `failures`, the step's
-    reads (agent.activities.model_step) store them first, as `begin_model_step` does."""
+    reads (agent.activities.model_step) store them first, as `begin_model_step` does; with
+    `follows` (the message the step comes after) they may come from this process's copy."""
     from agent.mcp.pool import to_openai_tools
 
     ref = ConversationRef(run.owner, run.conversation_id)
@@ -89,7 +91,9 @@ async def step_window(
     if failures is None:
         stored = await rt.store.read_tail(ref, bound.covering_turn(run.turn))
     else:
-        stored = await rt.store.begin_model_step(ref, run.run_id, run.turn, failures, bound)
+        stored = await rt.store.begin_model_step(
+            ref, run.run_id, run.turn, failures, bound, follows
+        )
     closed_world = frozenset(spec.exposed_name for spec in tools if not spec.open_world)
     scale = calibration(stored)
     window = choose(rt.settings.system_prompt, stored, run.turn, budget, None, closed_world, scale)

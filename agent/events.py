@@ -228,10 +228,15 @@ class RunRecorder:
         """`create=False`: a log that is not there stays so (see `RunEventLog.append`)."""
         return await self.log.append(self.ref, self.run_id, events, create=create)
 
-    async def record_and_read(self, *events: NewEvent, new_log: bool = False) -> list[RunEvent]:
+    async def record_and_read(
+        self, *events: NewEvent, new_log: bool = False, create: bool = True
+    ) -> list[RunEvent]:
         """Record the events, then every event so far (read only when the append did not
-        prove this process's view current). `new_log`: the run's first write, most likely."""
-        return await self.log.append_and_read(self.ref, self.run_id, events, new_log=new_log)
+        prove this process's view current). `new_log`: the run's first write, most likely.
+        `create=False`: RecordNotFound when the log is not there."""
+        return await self.log.append_and_read(
+            self.ref, self.run_id, events, new_log=new_log, create=create
+        )
 
     async def recorded(self) -> list[RunEvent]:
         return await self.log.recorded(self.ref, self.run_id)

@@ -10,6 +10,7 @@ run that is still going, nor for one with no instance *yet* (between the lock an
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,8 @@ from storage.models import DELETING
 if TYPE_CHECKING:  # the Blob SDK loads on first use, not when the app is indexed
     import azure.durable_functions as df
 
-    from storage.conversations import ConversationRef, ConversationStore
+    from agent.runtime import Runtime
+    from storage.conversations import ConversationRef, ConversationStore, StoredMessage
 
 log = logging.getLogger(__name__)
 
@@ -65,3 +67,19 @@ def status_name(status: Any) -> str | None:
     return getattr(runtime_status, "value", None) or (
         str(runtime_status) if runtime_status else None
     )
+
+
+async def open_turn(rt: Runtime, ref: ConversationRef, opening: StoredMessage) -> None:
+    """Store a turn's opening message and create its run's event log, together: neither
+    depends on the other (the turn is locked already, and the run starts only after both),
+    so they take one round trip's time. Both are idempotent; either failing is raised once
+    both are done (none left running)."""
+    assert opening.run_id is not None  # an opening message names its run
+    done = await asyncio.gather(
+        rt.store.append(ref, opening),
+        rt.events.create(ref, opening.run_id),
+        return_exceptions=True,
+    )
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome

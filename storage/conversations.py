@@ -86,6 +86,15 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _answered(messages: Sequence[StoredMessage], follows: str) -> bool:
+    """`follows` is among the messages, and so is a result of each tool call it made."""
+    message = next((m for m in messages if m.id == follows), None)
+    if message is None:
+        return False
+    results = {m.tool_call_id for m in messages if m.role == "tool"}
+    return all(call.get("id") in results for call in message.tool_calls or ())
+
+
 def preview_of(text: str | None) -> str | None:
     """`text` on one line, at most PREVIEW_CHARS characters (an ellipsis marks a cut)."""
     if text is None:
@@ -415,6 +424,7 @@ class ConversationStore:
         turn: int,
         failures: Mapping[str, str],
         bound: TailBound | None = None,
+        follows: str | None = None,
     ) -> list[StoredMessage]:
         """The transcript a model step reads, once an error result (`failures`: call id ->
         text) is stored for each tool call whose activity failed for good, so the model sees
@@ -423,9 +433,23 @@ class ConversationStore:
         With a `bound`, only the newest messages it asks for, and always every message of
         `turn` (the step needs its own run's messages: its reply may be there already, and its
         call ids must stay unique in the run): a tail read, flat in the conversation's length.
-        Without one, the whole transcript."""
+        Without one, the whole transcript.
+
+        `follows`: the id of the message the step comes after (its turn's opening message, or
+        the run's previous reply). When this process's copy of the transcript's newest lines
+        holds it and a result for each tool call it made, the copy is the transcript this step
+        reads, with no request: during a turn only its run writes to the conversation, one
+        activity after another, so nothing of it can lie beyond them but a reply of this very
+        step that an earlier attempt stored from another process, which `record_model_reply`
+        finds and returns. (And a late line of a cancelled run, which a read may miss too.)
+        Any doubt reads: no copy, one that misses either, a step with `failures`."""
         if bound is None:
             stored = await self.read_messages(ref)
+        elif follows is not None and not failures:
+            copy = self._transcripts.recent_tail(ref, bound.covering_turn(turn))
+            if copy is not None and _answered(copy, follows):
+                return copy
+            stored = await self.read_tail(ref, bound.covering_turn(turn))
         else:
             stored = await self.read_tail(ref, bound.covering_turn(turn))
         if not failures:  # nearly always: the transcript as read
@@ -444,13 +468,35 @@ class ConversationStore:
 
     async def record_model_reply(
         self, ref: ConversationRef, message: StoredMessage, calls: Sequence[ToolCallRecord]
-    ) -> None:
+    ) -> StoredMessage:
         """A model step's reply: its tool-call records first, the message last, so a stored
-        assistant message means its calls are recorded. A re-run rewrites the records: no
-        call can run before the message is stored."""
-        for call in calls:
-            await self.put_tool_call(ref, call, overwrite=True)
-        await self.append(ref, message)
+        assistant message means its calls are recorded. Returns the reply the transcript
+        holds: `message`, or the one an earlier attempt of the step stored (found by the
+        append; then none of this one's records replaced that one's).
+
+        Records are created, not replaced, first (in parallel: none depends on another): a
+        record already there is an earlier attempt's, which is replaced only once the
+        transcript shows that attempt's reply was not stored (a re-run asks the model again,
+        and no call can run before its message is stored)."""
+        created = await asyncio.gather(*(self.put_tool_call(ref, call) for call in calls))
+        if not all(created):
+            stored = await self._reply_stored(ref, message)
+            if stored is not None:
+                return stored
+            kept = [call for call, new in zip(calls, created, strict=True) if not new]
+            await asyncio.gather(*(self.put_tool_call(ref, c, overwrite=True) for c in kept))
+        if await self.append(ref, message):
+            return message
+        return await self._reply_stored(ref, message) or message
+
+    async def _reply_stored(
+        self, ref: ConversationRef, message: StoredMessage
+    ) -> StoredMessage | None:
+        """The message with `message`'s id in the transcript, if any (read back to its turn)."""
+        for stored in await self.read_tail(ref, TailBound(from_turn=message.turn)):
+            if stored.id == message.id:
+                return stored
+        return None
 
     async def record_tool_result(
         self,

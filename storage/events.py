@@ -35,7 +35,7 @@ from azure.storage.blob import ContentSettings, StorageErrorCode
 from azure.storage.blob.aio import ContainerClient
 
 from storage import paths
-from storage.errors import EventLogFull, RecordTooLarge, StoreContention
+from storage.errors import EventLogFull, RecordNotFound, RecordTooLarge, StoreContention
 from storage.models import ConversationRef, utc_timestamp
 from storage.recent import KeyedLocks, Recent
 
@@ -134,6 +134,22 @@ class RunEventLog:
             cursor = await self._writer_cursor(name, new_log)
             return await self._append(name, cursor, _unique(events), create)
 
+    async def create(self, ref: ConversationRef, run_id: str) -> None:
+        """Create the run's log, empty, unless it exists: with its turn's opening message,
+        before the run starts, so its steps append to a log that is there (one that is not
+        then means its conversation is gone: `append_and_read(create=False)`)."""
+        name = paths.run_events_name(ref, run_id)
+        async with self._locks(name):
+            blob = self._container.get_blob_client(name)
+            try:
+                await blob.create_append_blob(
+                    content_settings=ContentSettings(content_type=NDJSON),
+                    match_condition=MatchConditions.IfMissing,
+                )
+            except ResourceExistsError:
+                return  # a retry: what it holds is read when it is next written
+            self._cursors.put(name, _Cursor())  # made just now: empty, the cursor is exact
+
     async def append_and_read(
         self,
         ref: ConversationRef,
@@ -141,16 +157,20 @@ class RunEventLog:
         events: Sequence[NewEvent],
         *,
         new_log: bool = False,
+        create: bool = True,
     ) -> list[RunEvent]:
         """Record the events (as `append`), then return every event in the log: what a writer
         resuming a step needs to know. Reads only when nothing in this call proved the
-        cursor at the end of the log (all the events were there already, as on a retry)."""
+        cursor at the end of the log (all the events were there already, as on a retry).
+        `create=False`: RecordNotFound when the log is not there (nothing is written)."""
         name = paths.run_events_name(ref, run_id)
         async with self._locks(name):
             known = self._cursors.get(name)
             syncs = known.syncs if known is not None else 0
             cursor = await self._writer_cursor(name, new_log)
-            await self._append(name, cursor, _unique(events))
+            await self._append(name, cursor, _unique(events), create)
+            if cursor.missing:
+                raise RecordNotFound("the run's event log is not there")
             if cursor.syncs == syncs:
                 await self._catch_up(name, cursor)
             return list(cursor.events)

@@ -59,6 +59,11 @@ TAIL_CHUNK_BYTES = 16 * 1024  # the least a tail read reads back from the end; e
 TAIL_BYTES_PER_MESSAGE = 1024  # a guess that sizes the first read for a bound in messages
 MAX_ATTEMPTS = 32
 CURSOR_CACHE_SIZE = 256
+# The newest lines a process keeps of the transcripts it writes (`_Copy`), so a model step that
+# follows this process's own writes builds its window without a read: of this many
+# conversations (the least recently used drops its copy), each up to this many bytes of lines.
+COPIES_KEPT = 64
+COPY_BYTES = 256 * 1024
 _JSON = json.JSONDecoder()
 
 
@@ -104,6 +109,44 @@ class _Cursor:
         return fresh
 
 
+@dataclass
+class _Copy:
+    """What this process last saw of a transcript's end: the message of every line from some
+    line on up to `end` (the first line of each id, in file order), at most COPY_BYTES of them
+    (estimated; the oldest go first). Kept for model steps (`TranscriptLog.recent_tail`)."""
+
+    end: tuple[int, int]  # (segment, length) of the cursor it belongs to
+    messages: list[StoredMessage] = field(default_factory=list)
+    sizes: list[int] = field(default_factory=list)
+    from_start: bool = True  # the first line of the transcript is among them
+    size: int = 0
+
+    def add(self, messages: Iterable[StoredMessage]) -> None:
+        for message in messages:
+            weight = _weight(message)
+            self.messages.append(message)
+            self.sizes.append(weight)
+            self.size += weight
+        drop = 0
+        while self.size > COPY_BYTES and drop < len(self.messages):
+            self.size -= self.sizes[drop]
+            drop += 1
+        if drop:
+            del self.messages[:drop], self.sizes[:drop]
+            self.from_start = False
+
+
+def _weight(message: StoredMessage) -> int:
+    """About the bytes a message takes (its text parts; the fields around them, roughly)."""
+    size = 256 + len(message.content or "")
+    for call in message.tool_calls or ():
+        function = call.get("function") or {}
+        size += len(str(function.get("arguments", ""))) + len(str(function.get("name", "")))
+    if message.reasoning:  # rare, and may be large (encrypted reasoning items)
+        size += len(json.dumps(message.reasoning))
+    return size
+
+
 @dataclass(frozen=True)
 class _Parsed:
     messages: list[StoredMessage]
@@ -126,6 +169,7 @@ class TranscriptLog:
         max_blocks_per_segment: int = MAX_BLOCKS_PER_SEGMENT,
         cursor_cache_size: int = CURSOR_CACHE_SIZE,
         max_attempts: int = MAX_ATTEMPTS,
+        copies_kept: int = COPIES_KEPT,
     ) -> None:
         if not 1 <= max_blocks_per_segment <= MAX_BLOCKS_PER_SEGMENT:
             raise ValueError(f"max_blocks_per_segment must be 1..{MAX_BLOCKS_PER_SEGMENT}")
@@ -133,6 +177,8 @@ class TranscriptLog:
         self._max_blocks = max_blocks_per_segment
         self._max_attempts = max_attempts
         self._cursors: Recent[str, _Cursor] = Recent(cursor_cache_size)
+        # Each valid only while it ends where its transcript's cursor does (`_copy_of`).
+        self._copies: Recent[str, _Copy] = Recent(copies_kept)
         # One writer per conversation per process: in-process racers would only 412 each other.
         self._locks = KeyedLocks()
 
@@ -142,12 +188,12 @@ class TranscriptLog:
         """Create segment 0 if missing (never truncates an existing transcript)."""
         if await self._create_segment(ref, 0):
             # We made it, so it is empty: the first append needs no read.
-            self._offer_cursor(ref, _Cursor())
+            self._offer_cursor(ref, _Cursor(), _Copy((0, 0)))
 
     async def read(self, ref: ConversationRef) -> list[StoredMessage]:
         """Every message once (first line wins), sorted by (turn, step, seq)."""
         messages, cursor = await self._load(ref)
-        self._offer_cursor(ref, cursor)
+        self._offer_cursor(ref, cursor, _whole_copy(cursor, messages))
         return sorted(messages, key=lambda m: m.sort_key)
 
     async def read_tail(self, ref: ConversationRef, bound: TailBound) -> list[StoredMessage]:
@@ -158,14 +204,36 @@ class TranscriptLog:
         # None only when the read reached the transcript's start: then it all belongs to the tail.
         return tail.messages[tail_start(tail.messages, bound) or 0 :]
 
+    def recent_tail(self, ref: ConversationRef, bound: TailBound) -> list[StoredMessage] | None:
+        """The tail `bound` asks for (as `read_tail` returns it) from this process's copy of the
+        transcript's newest lines, without a request; None when there is no copy that holds it
+        (none kept, a write in flight, or it does not reach back far enough).
+
+        The copy ends where this process last saw the transcript end (its own appends, and
+        what its reads learnt): whether another writer appended since, the caller must know
+        (`ConversationStore.begin_model_step` does, for a step that follows its run's own
+        writes)."""
+        key = paths.transcript_prefix(ref)
+        cursor = self._cursors.get(key)
+        if cursor is None or self._locks.held(key):
+            return None
+        copy = self._copy_of(key, cursor)
+        if copy is None:
+            return None
+        ordered = sorted(copy.messages, key=lambda m: m.sort_key)
+        start = tail_start(ordered, bound)
+        if start is None and not copy.from_start:
+            return None  # older lines it no longer holds might belong to the tail
+        return ordered[start or 0 :]
+
     async def tokens_used(self, ref: ConversationRef) -> int:
         """Total tokens of the transcript's messages as far as this process knows (one read
         when it knows nothing yet). Exact right after an append: appends land only at the
         transcript's true end, having caught up with every other writer."""
         cursor = self._cursors.get(paths.transcript_prefix(ref))
         if cursor is None or cursor.tokens is None:
-            _, cursor = await self._load(ref)
-            self._offer_cursor(ref, cursor)
+            messages, cursor = await self._load(ref)
+            self._offer_cursor(ref, cursor, _whole_copy(cursor, messages))
         assert cursor.tokens is not None  # a whole read counts every message
         return cursor.tokens
 
@@ -181,8 +249,9 @@ class TranscriptLog:
             if cursor is None or not cursor.knows_all_of(oldest_turn):
                 # A message's id can only be in the transcript among the lines of its own turn,
                 # so the tail back to that turn is all a first append needs to read.
-                cursor = (await self._load_tail(ref, TailBound(from_turn=oldest_turn))).cursor
-                self._cursors.put(key, cursor)
+                tail = await self._load_tail(ref, TailBound(from_turn=oldest_turn))
+                cursor = self._cursors.put(key, tail.cursor)
+                self._copies.put(key, tail.copy)
             return await self._append_lines(ref, cursor, lines)
 
     # --- appending ----------------------------------------------------------------------------
@@ -211,6 +280,7 @@ class TranscriptLog:
     async def _try_append(self, ref: ConversationRef, cursor: _Cursor, block: _Block) -> bool:
         """One conditional Append Block; False (after catching up) when we lost a race."""
         blob = self._container.get_blob_client(paths.segment_name(ref, cursor.segment))
+        start, torn = cursor.position, cursor.needs_separator
         try:
             result = await blob.append_block(block.data, appendpos_condition=cursor.length)
         except HttpResponseError as exc:
@@ -231,6 +301,7 @@ class TranscriptLog:
         if cursor.tokens is not None:
             cursor.tokens += block.tokens
         cursor.needs_separator = False
+        self._extend_copy(ref, cursor, start, block.messages, torn)
         return True
 
     async def _catch_up(self, ref: ConversationRef, cursor: _Cursor) -> None:
@@ -239,21 +310,25 @@ class TranscriptLog:
         if not read.data:
             # The service said our position is wrong, yet nothing lies beyond it: the blob is
             # shorter than we thought (replaced behind our back). Start over from a full read.
-            _, fresh = await self._load(ref)
+            messages, fresh = await self._load(ref)
             cursor.take(fresh)
+            self._copies.put(paths.transcript_prefix(ref), _whole_copy(cursor, messages))
             return
+        start, torn = cursor.position, cursor.needs_separator
         parsed = _parse(read.data)
-        cursor.learn(parsed.messages)
+        learnt = cursor.learn(parsed.messages)
         cursor.length += len(read.data)
         if read.blocks is not None:
             cursor.blocks = read.blocks
         cursor.needs_separator = not read.data.endswith(b"\n")
+        self._extend_copy(ref, cursor, start, learnt, torn)
 
     async def _roll_over(self, ref: ConversationRef, cursor: _Cursor) -> None:
         # Pick up anything appended to the full segment since we last looked (cheap: a range
         # read of the tail, once per 50,000 blocks), then continue in the next segment.
         read = await self._read_segment(paths.segment_name(ref, cursor.segment), cursor.length)
         cursor.learn(_parse(read.data).messages)
+        self._copies.pop(paths.transcript_prefix(ref))  # once per 50,000 blocks: read next time
         await self._create_segment(ref, cursor.segment + 1)
         cursor.segment += 1
         cursor.length = cursor.blocks = 0
@@ -326,9 +401,10 @@ class TranscriptLog:
             needs_separator=size > 0 and not spans[-1].data.endswith(b"\n"),
             ids_from_turn=0 if from_start else min((m.turn for m in ordered), default=0) + 1,
         )
-        cursor.learn(in_file_order)
+        copy = _Copy(cursor.position, from_start=from_start)
+        copy.add(cursor.learn(in_file_order))
         first = spans[0]
-        return _Tail(ordered, cursor, from_start, (first.segment, first.start))
+        return _Tail(ordered, cursor, from_start, (first.segment, first.start), copy)
 
     async def _tail_end(self, ref: ConversationRef, step: int) -> tuple[int, int, int, list[_Span]]:
         """(segment, size, committed blocks) of the transcript's end, and its last `step` bytes
@@ -430,16 +506,44 @@ class TranscriptLog:
 
     # --- cursor cache -------------------------------------------------------------------------
 
-    def _offer_cursor(self, ref: ConversationRef, cursor: _Cursor) -> None:
-        """Keep a cursor learnt from a read, unless a writer holds the conversation's lock."""
+    def _copy_of(self, key: str, cursor: _Cursor) -> _Copy | None:
+        copy = self._copies.get(key)
+        return copy if copy is not None and copy.end == cursor.position else None
+
+    def _extend_copy(
+        self,
+        ref: ConversationRef,
+        cursor: _Cursor,
+        start: tuple[int, int],
+        messages: Sequence[StoredMessage],
+        torn: bool,
+    ) -> None:
+        """The messages of the lines from `start` to the cursor's end (file order, first of
+        each id) join the copy that ended at `start`; a copy that ended elsewhere, or beside a
+        line cut in two (a foreign writer's), is dropped."""
+        key = paths.transcript_prefix(ref)
+        copy = self._copies.get(key)
+        if copy is None:
+            return
+        if copy.end != start or torn:
+            self._copies.pop(key)
+            return
+        copy.add(messages)
+        copy.end = cursor.position
+
+    def _offer_cursor(self, ref: ConversationRef, cursor: _Cursor, copy: _Copy) -> None:
+        """Keep a cursor learnt from a read (and its copy), unless a writer holds the
+        conversation's lock."""
         key = paths.transcript_prefix(ref)
         if self._locks.held(key):
             return  # the writer keeps its own cursor exact; don't move it under its feet
         known = self._cursors.get(key)
         if known is None:
             self._cursors.put(key, cursor)
+            self._copies.put(key, copy)
         elif cursor.position > known.position or not known.knows_all_of(0):
             known.take(cursor)  # further on, or knows what a tail cursor did not
+            self._copies.put(key, copy)
 
     def _offer_tail(self, ref: ConversationRef, tail: _Tail) -> None:
         """Keep what a tail read learnt: a cursor where none is known; where one is, and the
@@ -459,6 +563,7 @@ class TranscriptLog:
             known.blocks, known.needs_separator = tail.cursor.blocks, tail.cursor.needs_separator
         else:
             known.take(tail.cursor)
+        self._copies.put(key, tail.copy)  # it ends where the kept cursor now does
 
 
 @dataclass
@@ -483,6 +588,14 @@ class _Tail:
     cursor: _Cursor
     from_start: bool  # the read reached the transcript's first byte
     window: tuple[int, int]  # (segment, offset) of the first byte read
+    copy: _Copy  # the messages of the lines read, for `recent_tail`
+
+
+def _whole_copy(cursor: _Cursor, messages: Sequence[StoredMessage]) -> _Copy:
+    """The copy a whole read gives: every message (first of each id, file order)."""
+    copy = _Copy(cursor.position)
+    copy.add(messages)
+    return copy
 
 
 def _window_messages(spans: list[_Span], ref: ConversationRef) -> list[StoredMessage]:
@@ -529,6 +642,7 @@ class _Line:
     turn: int
     data: bytes  # the message as one JSON line
     tokens: int
+    message: StoredMessage
 
 
 @dataclass(frozen=True)
@@ -536,6 +650,7 @@ class _Block:
     data: bytes
     ids: tuple[str, ...]
     tokens: int
+    messages: tuple[StoredMessage, ...]
 
 
 def _tokens(message: StoredMessage) -> int:
@@ -558,7 +673,7 @@ def _encode_unique(messages: Iterable[StoredMessage]) -> list[_Line]:
                 f"message {message.id} is {len(data)} bytes; a transcript line holds at most "
                 f"{MAX_BLOCK_BYTES - 1} (store large tool output with put_tool_output)"
             )
-        lines.append(_Line(message.id, message.turn, data, _tokens(message)))
+        lines.append(_Line(message.id, message.turn, data, _tokens(message), message))
     return lines
 
 
@@ -573,7 +688,12 @@ def _first_block(pending: list[_Line], needs_separator: bool) -> _Block:
         parts.append(line.data)
         size += len(line.data)
         taken.append(line)
-    return _Block(b"".join(parts), tuple(t.id for t in taken), sum(t.tokens for t in taken))
+    return _Block(
+        b"".join(parts),
+        tuple(t.id for t in taken),
+        sum(t.tokens for t in taken),
+        tuple(t.message for t in taken),
+    )
 
 
 def _parse(data: bytes) -> _Parsed:

@@ -20,7 +20,7 @@ from agent.http.models import TERMINAL, NewConversation, NewMessage
 from agent.http.runs import wait_for_run
 from agent.orchestrators import CHAT_TURN
 from agent.transcript import usage_of, user_message
-from agent.turn_lock import begin_turn
+from agent.turn_lock import begin_turn, open_turn
 from storage.conversations import ConversationMeta, ConversationRef, StoredMessage
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ async def post_message(call: Call, client: df.DurableOrchestrationClient) -> fun
     turn = await begin_turn(rt.store, client, ref, run_id, preview=content)
     user = user_message(run_id, turn, content)
     try:
-        await rt.store.append(ref, user)
+        await open_turn(rt, ref, user)
         used = await rt.store.tokens_used(ref)  # exact: the append caught up with the transcript
         turn_input = ChatTurnInput.starting(
             RunRef(ref.owner, ref.conversation_id, run_id, turn), rt.settings.limits, used

@@ -54,6 +54,15 @@ BYTE_ROOM = 1.02
 # append (an append that creates no log: a conversation deleted once the turn was free keeps no
 # log). A cancel that gave the turn back first still wins. One get less per turn: 25 -> 24
 # (20 steps 223 -> 222; 30 s task 44 -> 43; batch of 3 54 -> 51).
+# A model step that follows its run's own writes in this process (the turn's opening message,
+# or the previous reply and a result for each of its calls) builds its window from the process's
+# copy of the transcript's newest lines (storage.transcript, at most 64 conversations x 256 KB):
+# during a turn only its run writes, one activity after another, so nothing else can lie beyond
+# them but a reply an earlier attempt of the step stored elsewhere, which the reply's append finds
+# (its records are created, not replaced, first). Any doubt reads as before. The run's event log is
+# created with the opening message (beside it, one round trip), so a step that finds no log finds
+# its conversation gone before it asks the model. One get less per model step: 24 -> 22 (20 steps
+# 222 -> 202, bytes read 200797 -> 5084; 30 s task 43 -> 41; batch of 3 51 -> 48).
 ONE_TOOL_CALL_TURN = {
     "activities": 3,
     "activities:model_step": 2,
@@ -64,12 +73,12 @@ ONE_TOOL_CALL_TURN = {
     "history_bytes": 4077,
     "replayed_events": 24,
     "replayed_bytes": 6823,
-    "blob_requests": 24,
-    "blob:get": 4,
+    "blob_requests": 22,
+    "blob:get": 2,
     "blob:put": 8,
     "blob:delete": 2,
     "blob:append": 10,
-    "blob_bytes_read": 2144,
+    "blob_bytes_read": 466,
     "blob_bytes_written": 5531,
 }
 # Version 4 also continues a turn as new every 4 model steps (references-only state): replay
@@ -87,12 +96,12 @@ TWENTY_STEP_TURN = {
     "history_bytes": 43947,
     "replayed_events": 688,  # flat per episode (tests/ledger/test_replay_stays_flat.py)
     "replayed_bytes": 180741,
-    "blob_requests": 222,
-    "blob:get": 40,
+    "blob_requests": 202,
+    "blob:get": 20,
     "blob:put": 62,
     "blob:delete": 2,
     "blob:append": 118,
-    "blob_bytes_read": 200797,  # each reply stores its prompt_estimate (context window)
+    "blob_bytes_read": 5084,  # each reply stores its prompt_estimate (context window)
     "blob_bytes_written": 68386,
 }
 # #16 batchperf (before -> after, a batch of 3 on one lane): version 4's lane runs four items
@@ -114,14 +123,14 @@ SCHEDULED_BATCH_OF_3 = {
     "history_bytes": 18269,
     "replayed_events": 152,
     "replayed_bytes": 42446,
-    "blob_requests": 51,
-    "blob:get": 11,
+    "blob_requests": 48,
+    "blob:get": 8,
     "blob:put": 17,
     "blob:delete": 6,
     "blob:append": 17,
     "blob:failed:get:404": 4,  # no batch of this webhook yet; no owner schedule per item
     "blob:failed:append:404": 1,  # the queue's claims blob, created on the first claim
-    "blob_bytes_read": 2201,
+    "blob_bytes_read": 1067,
     "blob_bytes_written": 7451,
 }
 
@@ -183,12 +192,12 @@ TASK_WAIT_TURN = {
     "history_bytes": 12782,
     "replayed_events": 544,
     "replayed_bytes": 107876,
-    "blob_requests": 43,
-    "blob:get": 16,
+    "blob_requests": 41,
+    "blob:get": 14,
     "blob:put": 9,
     "blob:delete": 2,
     "blob:append": 16,
-    "blob_bytes_read": 5062,
+    "blob_bytes_read": 3391,
     "blob_bytes_written": 7641,
 }
 
