@@ -133,7 +133,7 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     if done is not None:  # this step already ran (an at-least-once re-run): don't call again
         summary = _summary_of(done, rt.mcp.requires_approval)
         recorded = await recorder.recorded()  # its events may not all be there yet
-        # An attempt that ended the turn wrote the run's end before it released the turn.
+        # An attempt that ended the turn wrote the run's end once it had released the turn.
         ended = any(e.type == events.TERMINAL_TYPE for e in recorded)
         ends = await _end_turn(rt, step, summary, ended=ended)
         await events.TextDeltas.resuming(recorder, step.step, recorded).finish(

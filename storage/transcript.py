@@ -23,6 +23,11 @@ Why this shape
   range is sized from the bound, and a process that knows the end skips the HEAD); a full read
   (`read`) is for the API that returns every message, and for the token total, which a tail
   cannot know (`tokens_used` reads whole once per process).
+- A process keeps a copy of the newest lines of the transcripts it writes (`_Copy`: the messages
+  of every line from some line on to its cursor's end, grown by its own appends and by what its
+  reads learn, bounded in bytes and in conversations), so a model step that follows its run's own
+  writes in this process builds its window without a read (`recent_tail`; when the copy may
+  stand for the transcript is the caller's to know: `ConversationStore.begin_model_step`).
 - Reads always dedupe by id (first line wins) and skip lines that do not parse, so even a foreign
   writer or a torn tail cannot show a message twice or crash a read.
 - An append blob holds at most 50,000 blocks; when a segment is full the log continues in the next

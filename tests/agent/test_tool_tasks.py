@@ -253,11 +253,11 @@ def failing_to_record(rt: Runtime, monkeypatch: pytest.MonkeyPatch, event_type: 
     """The event log fails any write holding `event_type` (a Blob error, a crash): once."""
     append = rt.events.append
 
-    async def append_or_fail(ref: ConversationRef, run_id: str, new: Any) -> Any:
+    async def append_or_fail(ref: ConversationRef, run_id: str, new: Any, **options: Any) -> Any:
         if any(event.type == event_type for event in new):
             monkeypatch.setattr(rt.events, "append", append)
             raise RuntimeError("the event log failed")
-        return await append(ref, run_id, new)
+        return await append(ref, run_id, new, **options)
 
     monkeypatch.setattr(rt.events, "append", append_or_fail)
 
