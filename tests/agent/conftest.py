@@ -13,6 +13,7 @@ from agent.contracts import RunRef
 from agent.runtime import Runtime, build_runtime
 from agent.settings import Settings
 from agent.transcript import user_message
+from agent.turn_lock import open_turn
 from devkit.azurite import AzuriteInstance
 from devkit.fake_openai import TEST_DEPLOYMENT, FakeOpenAI, fake_openai
 from devkit.mcp_servers import AsgiServer
@@ -79,7 +80,7 @@ async def start_turn(rt: Runtime, ref: ConversationRef, content: str = "hello") 
     """A turn of the conversation begun as the app begins one: locked, its message stored."""
     run_id = uuid.uuid4().hex
     turn = await rt.store.begin_turn(ref, run_id)
-    await rt.store.append(ref, user_message(run_id, turn, content))
+    await open_turn(rt, ref, user_message(run_id, turn, content))  # and the run's event log
     return RunRef(ref.owner, ref.conversation_id, run_id, turn)
 
 

@@ -314,3 +314,22 @@ async def test_text_streamed_before_the_end_still_went_out_at_once():
     await deltas.finish("Hello world")
     assert recorder.calls == 2
     assert "".join(e.data["delta"] for e in recorder.events) == "Hello world"
+
+
+async def test_a_run_begun_without_its_log_gets_one_at_its_first_step(rt, model):
+    """A run started before logs came with their turn's message: no log, yet its conversation
+    is there, so the first step creates the log rather than ending the run as gone."""
+    import uuid
+
+    from agent.transcript import user_message
+
+    ref = ConversationRef("user:events", uuid.uuid4().hex)
+    await rt.store.create(ref)
+    run_id = uuid.uuid4().hex
+    turn = await rt.store.begin_turn(ref, run_id)
+    await rt.store.append(ref, user_message(run_id, turn, "hello"))  # and no log
+    model.brain.answer("all done")
+    run = RunRef(ref.owner, ref.conversation_id, run_id, turn)
+    summary = await activities.model_step(step(run, 1), rt)
+    assert summary["outcome"] == "final"
+    assert [e.type for e in await logged(rt, run)][:2] == ["run_started", "step_started"]
