@@ -46,3 +46,19 @@ async def ref(store: ConversationStore, owner: str) -> ConversationRef:
     conversation = ConversationRef(owner, uuid.uuid4().hex)
     await store.create(conversation)
     return conversation
+
+
+@pytest.fixture
+async def counted(
+    azurite: AzuriteInstance, container: ContainerClient
+) -> AsyncIterator[tuple[ContainerClient, list[str]]]:
+    """A client of the `container` fixture's container that records the method of every HTTP
+    request it sends."""
+    requests: list[str] = []
+    client = container_client(
+        azurite.connection_string,
+        CONTAINER,
+        raw_request_hook=lambda request: requests.append(request.http_request.method),
+    )
+    async with client:
+        yield client, requests

@@ -6,20 +6,16 @@ import asyncio
 import json
 import random
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from azure.storage.blob.aio import ContainerClient
 
-from devkit.azurite import AzuriteInstance
 from storage import paths
-from storage.blob import container_client
 from storage.conversations import ConversationStore
 from storage.errors import RecordNotFound, RecordTooLarge
 from storage.models import ConversationRef, StoredMessage
 from storage.transcript import MAX_BLOCK_BYTES
-from tests.storage.conftest import CONTAINER
 from tests.storage.messages import message
 
 
@@ -222,21 +218,6 @@ async def test_a_full_segment_rolls_over_to_the_next_blob(
     await a.read_messages(ref)
     assert await asyncio.gather(*(s.append(ref, message(1, 1, i)) for i, s in enumerate((a, b))))
     assert [m.sort_key for m in await a.read_messages(ref)][-2:] == [(1, 1, 0), (1, 1, 1)]
-
-
-@pytest.fixture
-async def counted(
-    azurite: AzuriteInstance, container: ContainerClient
-) -> AsyncIterator[tuple[ContainerClient, list[str]]]:
-    """A container client that records the method of every HTTP request it sends."""
-    requests: list[str] = []
-    client = container_client(
-        azurite.connection_string,
-        CONTAINER,
-        raw_request_hook=lambda request: requests.append(request.http_request.method),
-    )
-    async with client:
-        yield client, requests
 
 
 async def test_an_append_to_a_long_conversation_is_one_request(

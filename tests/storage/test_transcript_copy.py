@@ -3,39 +3,18 @@ process's copy of the transcript's newest lines, without a request; any doubt re
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from azure.storage.blob.aio import ContainerClient
 
-from devkit.azurite import AzuriteInstance
 from storage import transcript
-from storage.blob import container_client
 from storage.conversations import ConversationStore
 from storage.models import ConversationRef, StoredMessage, ToolCallRecord
 from storage.tail import TailBound
-from tests.storage.conftest import CONTAINER
 from tests.storage.messages import message
 
 RUN = "run-1"
 BOUND = TailBound(tokens=40_000)  # a model step's: more than these conversations hold
-
-
-@pytest.fixture
-async def counted(
-    azurite: AzuriteInstance, container: ContainerClient
-) -> AsyncIterator[tuple[ContainerClient, list[str]]]:
-    """A container client (of the `container` fixture's container, made by it) that records
-    the method of every HTTP request it sends."""
-    requests: list[str] = []
-    client = container_client(
-        azurite.connection_string,
-        CONTAINER,
-        raw_request_hook=lambda request: requests.append(request.http_request.method),
-    )
-    async with client:
-        yield client, requests
 
 
 def opening(turn: int = 1, run_id: str = RUN) -> StoredMessage:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -20,21 +19,6 @@ from tests.storage.conftest import CONTAINER
 from tests.storage.messages import message
 
 FILLER = "The quick brown fox jumps over the lazy dog. " * 6  # ~270 bytes a line's content
-
-
-@pytest.fixture
-async def counted(
-    azurite: AzuriteInstance, container: ContainerClient
-) -> AsyncIterator[tuple[ContainerClient, list[str]]]:
-    """A container client that records the method of every HTTP request it sends."""
-    requests: list[str] = []
-    client = container_client(
-        azurite.connection_string,
-        CONTAINER,
-        raw_request_hook=lambda request: requests.append(request.http_request.method),
-    )
-    async with client:
-        yield client, requests
 
 
 async def _conversation(store: ConversationStore, owner: str, name: str) -> ConversationRef:
