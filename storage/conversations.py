@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -84,6 +84,16 @@ _SPACE = re.compile(r"\s+")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _all(writes: Iterable[Awaitable[bool]]) -> list[bool]:
+    """Run the writes together; once all are done, the first failure is raised (none is left
+    running, as `gather` would leave the others on a failure)."""
+    outcomes = await asyncio.gather(*writes, return_exceptions=True)
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return [bool(outcome) for outcome in outcomes]
 
 
 def _answered(messages: Sequence[StoredMessage], follows: str) -> bool:
@@ -264,9 +274,9 @@ class ConversationStore:
 
     async def end_turn(self, ref: ConversationRef, run_id: str) -> bool:
         """Clear the active run if it is `run_id`; otherwise (already ended, or another run)
-        no-op. True when this call cleared it: the write is conditional on the meta's ETag, so
-        that answer holds even from the copy this process kept (no read first), as its turn's
-        end in the process that began it is."""
+        no-op. True when this call cleared it. The write is conditional on the meta's ETag, so
+        that answer holds even when it is written from the meta this process kept, with no read
+        first (as when the process that began the turn ends it)."""
         meta = self._metas.get(ref)  # trusted only by a conditional write
         for _ in range(self._max_attempts):
             if meta is None or meta.active_run_id != run_id:
@@ -445,13 +455,13 @@ class ConversationStore:
         Any doubt reads: no copy, one that misses either, a step with `failures`."""
         if bound is None:
             stored = await self.read_messages(ref)
-        elif follows is not None and not failures:
-            copy = self._transcripts.recent_tail(ref, bound.covering_turn(turn))
-            if copy is not None and _answered(copy, follows):
-                return copy
-            stored = await self.read_tail(ref, bound.covering_turn(turn))
         else:
-            stored = await self.read_tail(ref, bound.covering_turn(turn))
+            bound = bound.covering_turn(turn)
+            if follows is not None and not failures:
+                copy = self._transcripts.recent_tail(ref, bound)
+                if copy is not None and _answered(copy, follows):
+                    return copy
+            stored = await self.read_tail(ref, bound)
         if not failures:  # nearly always: the transcript as read
             return stored
         known = {m.id for m in stored}
@@ -478,13 +488,13 @@ class ConversationStore:
         record already there is an earlier attempt's, which is replaced only once the
         transcript shows that attempt's reply was not stored (a re-run asks the model again,
         and no call can run before its message is stored)."""
-        created = await asyncio.gather(*(self.put_tool_call(ref, call) for call in calls))
+        created = await _all(self.put_tool_call(ref, call) for call in calls)
         if not all(created):
             stored = await self._reply_stored(ref, message)
             if stored is not None:
                 return stored
             kept = [call for call, new in zip(calls, created, strict=True) if not new]
-            await asyncio.gather(*(self.put_tool_call(ref, c, overwrite=True) for c in kept))
+            await _all(self.put_tool_call(ref, call, overwrite=True) for call in kept)
         if await self.append(ref, message):
             return message
         return await self._reply_stored(ref, message) or message
