@@ -8,7 +8,24 @@ it keeps a connection pool, and a client per call would pay a TLS handshake ever
 The hot blob operations (reads, uploads, appends, deletes, properties) take a lean request path
 by default (`storage.blob_lean` over `storage.blob_rest`; `BLOB_REQUESTS=sdk` turns it off):
 the same requests, results and errors as the SDK's, for about a third of its CPU. Listings and
-container calls, and any call shape the lean path does not handle, stay on the SDK.
+container calls, and any call shape the lean path does not handle, stay on the SDK. So do
+clients the lean path cannot sign for: a credential policy or retry policy of another kind, or
+an account key together with a SAS in the endpoint's query (the service signs that query too).
+Both paths use the same socket timeouts: the storage SDK's (20 s to connect, 60 s per read) or
+the client's `connection_timeout` / `read_timeout`.
+
+What the lean path does not do, by design:
+- follow redirects: Blob does not send them, and a redirect must not carry our key or token
+  to wherever it points (the SDK's redirect policy would follow one);
+- decompress: a download answered with `Content-Encoding: gzip` or `deflate` is handed to the
+  SDK, which decompresses it (one more request, for blobs the stores never write);
+- fill every `BlobProperties` field: from a HEAD or a download it fills what the stores read
+  (`storage.blob_lean.PROPERTY_HEADERS`: size, etag, dates, type, content settings, lease,
+  tier, version, encryption scope, metadata) and leaves None the copy state (`x-ms-copy-*`),
+  access tier change time, archive status, rehydrate priority, smart tier, object
+  replication (None, not []), last access time, immutability policy and legal hold, the
+  customer key's SHA-256 and encrypted metadata; a caller that needs them asks the SDK
+  (`BLOB_REQUESTS=sdk`, or a keyword the lean path does not take).
 """
 
 from __future__ import annotations
@@ -21,14 +38,14 @@ from urllib.parse import quote
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobType
+from azure.storage.blob._shared.constants import CONNECTION_TIMEOUT, DATA_BLOCK_SIZE, READ_TIMEOUT
 from azure.storage.blob.aio import BlobClient, ContainerClient, StorageStreamDownloader
 
 from storage.blob_lean import LeanBlobClient
 from storage.blob_rest import (
-    CONNECTION_TIMEOUT,
-    READ_TIMEOUT,
     BlobRest,
     RequestObserver,
+    SharedKey,
     retry_from,
     signer_from,
 )
@@ -100,14 +117,26 @@ def container_client(
     if not value:
         raise StorageNotConfigured(SETTING, "is empty")
     lean = lean and _lean_can_serve(request_policies, client_options)
-    client = _sdk_client(value, container_name, credential, request_policies, client_options)
+    timeouts = _timeouts(client_options)
+    client = _sdk_client(
+        value, container_name, credential, request_policies, client_options, timeouts
+    )
     if lean:
         client.use_lean_path(
             request_policies,  # type: ignore[arg-type]  # checked: all are RequestObservers
-            client_options.get("connection_timeout"),
-            client_options.get("read_timeout"),
+            *timeouts,
         )
     return client
+
+
+def _timeouts(options: dict[str, Any]) -> tuple[float, float]:
+    """(connect, read) seconds for both paths: the client's options, else the storage SDK's
+    defaults (which it gives only the transport it builds itself, never ours)."""
+    connect, read = options.get("connection_timeout"), options.get("read_timeout")
+    return (
+        CONNECTION_TIMEOUT if connect is None else connect,
+        READ_TIMEOUT if read is None else read,
+    )
 
 
 def _lean_can_serve(policies: Sequence[object], options: dict[str, Any]) -> bool:
@@ -120,12 +149,13 @@ def _sdk_client(
     credential: AsyncTokenCredential | None,
     request_policies: Sequence[AsyncHTTPPolicy[Any, Any] | SansIOHTTPPolicy[Any, Any]],
     client_options: dict[str, Any],
+    timeouts: tuple[float, float],
 ) -> ReusingContainerClient:
     if request_policies:
         # The storage SDK takes no `per_call_policies`; this is its hook for extra policies.
         client_options["_additional_pipeline_policies"] = list(request_policies)
     if "transport" not in client_options:
-        client_options["transport"] = _transport()
+        client_options["transport"] = _transport(*timeouts)
     if is_account_url(value):
         if credential is None:
             raise StorageNotConfigured(
@@ -170,25 +200,26 @@ class ReusingContainerClient(ContainerClient):
     def use_lean_path(
         self,
         observers: Sequence[RequestObserver],
-        connection_timeout: float | None,
-        read_timeout: float | None,
+        connection_timeout: float,
+        read_timeout: float,
     ) -> None:
         """Send the hot operations through `BlobRest`, signed and retried as this client's
         pipeline would; nothing changes when its credential or retry policy is one the lean
         path does not know."""
         signer = signer_from(self._credential_policy)
         retry = retry_from(self._config.retry_policy)
-        if signer is None or retry is None:
-            return
+        sas_query: str = self._query_str  # type: ignore[attr-defined]  # not in the SDK's stubs
+        if signer is None or retry is None or (isinstance(signer, SharedKey) and sas_query):
+            return  # a key signs the SAS query as well: the SDK's signature covers it
         self._rest = BlobRest(
             f"{self.scheme}://{self.primary_hostname}/{quote(self.container_name)}",
             signer=signer,
             api_version=self.api_version,
-            sas_query=self._query_str,  # type: ignore[attr-defined]  # not in the SDK's stubs
+            sas_query=sas_query,
             retry=retry,
             observers=observers,
-            connection_timeout=connection_timeout or CONNECTION_TIMEOUT,
-            read_timeout=read_timeout or READ_TIMEOUT,
+            connection_timeout=connection_timeout,
+            read_timeout=read_timeout,
             trust_env=_has_proxy(),
         )
 
@@ -264,14 +295,20 @@ class ReusingContainerClient(ContainerClient):
             await self._rest.close()
 
 
-def _transport() -> AsyncHttpTransport[Any, Any]:
+def _transport(connection_timeout: float, read_timeout: float) -> AsyncHttpTransport[Any, Any]:
     """aiohttp with the environment trusted only when it names a proxy: a trusting session
     also re-reads `~/.netrc` and the proxy variables on every request, which cost more CPU
-    than the rest of a small Blob call."""
+    than the rest of a small Blob call. It gets what the storage SDK gives the transport it
+    builds itself (azure-core's own defaults are 300 s timeouts and 4 KiB stream blocks)."""
     from azure.core.pipeline.transport import AioHttpTransport
 
     # the package's lazy __getattr__ hands the class out untyped: say what it is
-    transport: AsyncHttpTransport[Any, Any] = AioHttpTransport(use_env_settings=_has_proxy())
+    transport: AsyncHttpTransport[Any, Any] = AioHttpTransport(
+        use_env_settings=_has_proxy(),
+        connection_timeout=connection_timeout,
+        read_timeout=read_timeout,
+        connection_data_block_size=DATA_BLOCK_SIZE,
+    )
     return transport
 
 

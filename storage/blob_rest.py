@@ -9,9 +9,10 @@ with status, headers and body, and raises exactly the `azure.core.exceptions` th
 `process_storage_error` raises (`storage_error`). Listings and container calls stay on the SDK.
 
 It honours what the SDK client was built with: its signing (SharedKey, SAS, or a bearer token
-from an async credential), its `x-ms-version`, its retry policy's numbers (connection errors,
-timeouts, 408 and 5xx except 501/505, the same exponential backoff; never a 4xx) and its
-socket timeouts. `RequestObserver`s (the cost ledger's counter) see every request sent,
+from an async credential, renewed on a 401 Bearer challenge as the SDK's storage bearer policy
+renews it), its `x-ms-version`, its retry policy's numbers (connection errors, timeouts, a
+failed token fetch, 408 and 5xx except 501/505, the same exponential backoff; never a 4xx) and
+its socket timeouts. `RequestObserver`s (the cost ledger's counter) see every request sent,
 retries included, as the SDK's pipeline policies would.
 """
 
@@ -22,7 +23,6 @@ import base64
 import hashlib
 import hmac
 import random
-import time
 import uuid
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
@@ -33,6 +33,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 from azure.core.exceptions import (
+    AzureError,
     ClientAuthenticationError,
     HttpResponseError,
     ResourceExistsError,
@@ -43,16 +44,20 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
+from azure.core.pipeline.policies._authentication import (
+    MAX_REFRESH_JITTER_SECONDS,
+    _should_refresh_token,
+)
 from azure.storage.blob import StorageErrorCode
+from azure.storage.blob._shared.authentication import StorageHttpChallenge
+from azure.storage.blob._shared.constants import CONNECTION_TIMEOUT, READ_TIMEOUT
 from yarl import URL
 
 if TYPE_CHECKING:
-    from azure.core.credentials import AccessToken
-    from azure.core.credentials_async import AsyncTokenCredential
+    from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+    from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 
-TOKEN_REFRESH_SECONDS = 300  # azure-core's window: a token this close to expiry is renewed
-CONNECTION_TIMEOUT = 20  # the SDK's defaults (azure.storage.blob._shared.constants)
-READ_TIMEOUT = 60
+DEFAULT_OAUTH_SCOPE = "/.default"  # what the SDK appends to a challenge's resource_id
 # Headers SharedKey signs by position (the rest of the string to sign is x-ms-* and resource).
 _SIGNED_HEADERS = (
     "content-encoding",
@@ -145,6 +150,11 @@ class Signer(Protocol):
         self, method: str, path: str, query: Sequence[tuple[str, str]], headers: dict[str, str]
     ) -> None: ...
 
+    async def challenged(self, headers: Mapping[str, str]) -> str | None:
+        """After a 401 with these headers: the Authorization to send the request again with
+        (once), or None to raise the 401."""
+        ...
+
 
 class SharedKey:
     """SharedKey signing (https://learn.microsoft.com/rest/api/storageservices/authorize-with-shared-key)."""
@@ -160,6 +170,9 @@ class SharedKey:
         self, method: str, path: str, query: Sequence[tuple[str, str]], headers: dict[str, str]
     ) -> None:
         headers["Authorization"] = self.authorization(method, path, query, headers)
+
+    async def challenged(self, headers: Mapping[str, str]) -> str | None:
+        return None  # a key's signature does not change: the 401 stands
 
     def authorization(
         self, method: str, path: str, query: Sequence[tuple[str, str]], headers: Mapping[str, str]
@@ -186,7 +199,10 @@ def _by_service(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 class BearerToken:
-    """A token from an async credential (managed identity), kept until shortly before expiry."""
+    """A token from an async credential (managed identity), kept and renewed as azure-core's
+    bearer policy keeps it: until its `refresh_on`, else until five minutes before expiry
+    (less a jitter of up to a minute); a 401 drops it, and a Bearer challenge that names the
+    resource gets a fresh one (for the challenge's tenant), as the storage SDK's policy does."""
 
     def __init__(
         self, credential: AsyncTokenCredential, scopes: Sequence[str], *, allow_http: bool = False
@@ -194,7 +210,8 @@ class BearerToken:
         self._credential = credential
         self._scopes = tuple(scopes)
         self.allow_http = allow_http  # tests on loopback only: a token must never go in clear
-        self._token: AccessToken | None = None
+        self._token: AccessToken | AccessTokenInfo | None = None
+        self._jitter = 0
         self._lock = asyncio.Lock()
 
     async def authorize(
@@ -203,16 +220,43 @@ class BearerToken:
         headers["Authorization"] = f"Bearer {await self.token()}"
 
     async def token(self) -> str:
-        if self._fresh(self._token):
-            return self._token.token  # type: ignore[union-attr]
-        async with self._lock:  # one refresh for every request waiting on it
-            if not self._fresh(self._token):
-                self._token = await self._credential.get_token(*self._scopes)
-            return self._token.token  # type: ignore[union-attr]
+        token = self._token
+        if token is None or _should_refresh_token(token, self._jitter):
+            async with self._lock:  # one refresh for every request waiting on it
+                token = self._token
+                if token is None or _should_refresh_token(token, self._jitter):
+                    token = await self._fetch(self._scopes)
+        return token.token
 
-    @staticmethod
-    def _fresh(token: AccessToken | None) -> bool:
-        return token is not None and token.expires_on - time.time() > TOKEN_REFRESH_SECONDS
+    async def challenged(self, headers: Mapping[str, str]) -> str | None:
+        self._token = None  # as azure-core: any kept token is invalid after a 401
+        try:
+            header = headers.get("WWW-Authenticate")
+            challenge = StorageHttpChallenge(header)  # type: ignore[no-untyped-call]
+        except ValueError:
+            return None  # no Bearer challenge the SDK follows: the 401 stands
+        scope = f"{challenge.resource_id}{DEFAULT_OAUTH_SCOPE}"  # its parser made sure of both
+        async with self._lock:
+            token = await self._fetch((scope,), str(challenge.tenant_id))
+        return f"Bearer {token.token}"
+
+    async def _fetch(
+        self, scopes: Sequence[str], tenant_id: str | None = None
+    ) -> AccessToken | AccessTokenInfo:
+        """A new token, by `get_token_info` when the credential has it (its `refresh_on`
+        then says when to renew), kept for the requests after this one."""
+        token: AccessToken | AccessTokenInfo
+        if hasattr(self._credential, "get_token_info"):
+            options: TokenRequestOptions = {} if tenant_id is None else {"tenant_id": tenant_id}
+            info = cast("AsyncSupportsTokenInfo", self._credential)
+            token = await info.get_token_info(*scopes, options=options)
+        elif tenant_id is None:
+            token = await self._credential.get_token(*scopes)
+        else:
+            token = await self._credential.get_token(*scopes, tenant_id=tenant_id)
+        self._token = token
+        self._jitter = random.randint(0, MAX_REFRESH_JITTER_SECONDS)
+        return token
 
 
 class NoSigning:
@@ -221,6 +265,9 @@ class NoSigning:
     async def authorize(
         self, method: str, path: str, query: Sequence[tuple[str, str]], headers: dict[str, str]
     ) -> None:
+        return None
+
+    async def challenged(self, headers: Mapping[str, str]) -> str | None:
         return None
 
 
@@ -292,10 +339,8 @@ class BlobRest:
         attempts = _Attempts(self._retry)
         while True:
             try:
-                answer = await self._send_once(
-                    method, url, path, query, dict(headers), body, streamed
-                )
-            except (ServiceRequestError, ServiceResponseError) as exc:
+                answer = await self._attempt(method, url, path, query, headers, body, streamed)
+            except AzureError as exc:  # as the SDK's retry policy: a failed token fetch too
                 if not attempts.after_error(exc):
                     raise
             else:
@@ -304,6 +349,27 @@ class BlobRest:
             await asyncio.sleep(self._retry.backoff(attempts.count))
         if answer.status >= 300:
             raise storage_error(answer)
+        return answer
+
+    async def _attempt(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        query: Sequence[tuple[str, str]],
+        headers: Mapping[str, str],
+        body: bytes,
+        streamed: bool,
+    ) -> Answer:
+        """One try, as the SDK's credential policy makes it: sent once, and sent again once
+        with the new authorization a 401's challenge asked for."""
+        answer = await self._send_once(method, url, path, query, dict(headers), body, streamed)
+        if answer.status == 401:
+            authorization = await self._signer.challenged(answer.headers)
+            if authorization is not None:
+                answer = await self._send_once(
+                    method, url, path, query, dict(headers), body, streamed, authorization
+                )
         return answer
 
     async def _send_once(
@@ -315,12 +381,16 @@ class BlobRest:
         headers: dict[str, str],
         body: bytes,
         streamed: bool,
+        authorization: str | None = None,
     ) -> Answer:
         headers["x-ms-version"] = self._api_version
         headers["x-ms-date"] = formatdate(usegmt=True)
         headers["x-ms-client-request-id"] = str(uuid.uuid4())
         headers["Accept"] = "application/xml"
-        await self._signer.authorize(method, path, query, headers)
+        if authorization is None:
+            await self._signer.authorize(method, path, query, headers)
+        else:
+            headers["Authorization"] = authorization
         for observer in self._observers:
             observer.on_lean_request(method, url, len(body))
         answer = await self._exchange(method, URL(url, encoded=True), headers, body)
@@ -375,16 +445,22 @@ class _Attempts:
         self._left["status"] = retry.status
         self.count = 0
 
-    def after_error(self, exc: Exception) -> bool:
-        bucket = "connect" if isinstance(exc, ServiceRequestError) else "read"
-        return self._spend(bucket)
+    def after_error(self, exc: AzureError) -> bool:
+        """As the SDK's increment: a connection error spends the connect budget, one after
+        the request went out the read budget, any other (a token fetch) only the total."""
+        if isinstance(exc, ServiceRequestError):
+            return self._spend("connect")
+        if isinstance(exc, ServiceResponseError):
+            return self._spend("read")
+        return self._spend(None)
 
     def after_status(self) -> bool:
         return self._spend("status")
 
-    def _spend(self, bucket: str) -> bool:
+    def _spend(self, bucket: str | None) -> bool:
         self._left["total"] -= 1
-        self._left[bucket] -= 1
+        if bucket is not None:
+            self._left[bucket] -= 1
         # As azure.storage's is_exhausted: budgets at zero do not count, one below zero ends it.
         if min([n for n in self._left.values() if n] or [0]) < 0:
             return False
