@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 import uuid
@@ -13,8 +14,14 @@ from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
-from azure.core.credentials import AccessToken
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ServiceRequestError
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
 from azure.core.pipeline import PipelineContext, PipelineRequest
 from azure.core.pipeline.transport import AioHttpTransport, HttpRequest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
@@ -23,10 +30,14 @@ from azure.storage.blob._shared.authentication import SharedKeyCredentialPolicy
 from devkit.azurite import ACCOUNT_KEY, ACCOUNT_NAME, AzuriteInstance
 from devkit.ledger import BlobRequestCounter
 from storage.blob import container_client, ensure_container
-from storage.blob_rest import BearerToken, BlobRest, NoSigning, SharedKey
+from storage.blob_rest import BearerToken, BlobRest, NoSigning, RetrySettings, SharedKey
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 NO_WAIT = {"initial_backoff": 0, "increment_base": 0, "random_jitter_range": 0}
+CHALLENGE = (
+    "Bearer authorization_uri=https://login.microsoftonline.com/tenant2/oauth2/authorize"
+    " resource_id=https://storage.azure.com"
+)
 
 
 @dataclass
@@ -37,14 +48,21 @@ class Loopback:
     statuses: list[int] = field(default_factory=list)
     received: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     url: str = ""
+    challenge: str = ""  # the WWW-Authenticate a 401 carries, if any
+    stalled: bool = False  # answer nothing until `released`
+    released: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         await request.read()
         self.received.append((request.method, request.raw_path, dict(request.headers)))
+        if self.stalled:
+            await self.released.wait()
         status = self.statuses.pop(0) if self.statuses else 201
         headers = {"ETag": f'"0x{len(self.received)}"', "Content-Length": "0"}
         if status == 409:
             headers["x-ms-error-code"] = "BlobAlreadyExists"
+        if status == 401 and self.challenge:
+            headers["WWW-Authenticate"] = self.challenge
         return web.Response(status=status, headers=headers)
 
 
@@ -60,6 +78,7 @@ async def loopback() -> AsyncIterator[Loopback]:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     server.url = f"http://127.0.0.1:{port}"
     yield server
+    server.released.set()
     await runner.cleanup()
 
 
@@ -169,14 +188,20 @@ async def test_a_sas_connection_string_sends_its_token_in_every_url_and_azurite_
 
 
 class Credential:
-    """An async credential that counts its tokens; each lives `lifetime` seconds."""
+    """An async credential that counts its tokens; each lives `lifetime` seconds. Its first
+    `failures` fetches fail as a managed identity endpoint's hiccup does."""
 
-    def __init__(self, lifetime: int) -> None:
+    def __init__(self, lifetime: int, failures: int = 0) -> None:
         self.lifetime = lifetime
+        self.failures = failures
         self.scopes: list[tuple[str, ...]] = []
+        self.tenants: list[str | None] = []
 
     async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         self.scopes.append(scopes)
+        self.tenants.append(kwargs.get("tenant_id"))
+        if len(self.scopes) <= self.failures:
+            raise ClientAuthenticationError("the identity endpoint did not answer")
         return AccessToken(f"token-{len(self.scopes)}", int(time.time()) + self.lifetime)
 
     async def close(self) -> None:
@@ -284,3 +309,142 @@ async def test_a_refused_connection_is_retried_as_the_sdk_retries_it_then_raised
         with pytest.raises(ServiceRequestError):
             await client.download_blob("a.json")
     assert counter.snapshot()["blob_requests"] == 3
+
+
+def _bearer_rest(loopback: Loopback, credential: object, **retry: Any) -> BlobRest:
+    signer = BearerToken(credential, [STORAGE_SCOPE], allow_http=True)  # type: ignore[arg-type]
+    settings = RetrySettings(initial_backoff=0, increment_base=0, jitter=0, **retry)
+    return BlobRest(f"{loopback.url}/c", signer=signer, api_version="2026-10-06", retry=settings)
+
+
+def _tokens_sent(loopback: Loopback) -> list[str]:
+    return [headers["Authorization"] for _, _, headers in loopback.received]
+
+
+async def test_a_401_bearer_challenge_gets_a_token_for_its_tenant_and_one_more_send(
+    loopback: Loopback,
+) -> None:
+    loopback.statuses, loopback.challenge = [401], CHALLENGE
+    credential = Credential(3600)
+    rest = _bearer_rest(loopback, credential)
+    try:
+        await rest.send("HEAD", "a.json", {})
+        await rest.send("HEAD", "a.json", {})  # the challenge's token is kept
+    finally:
+        await rest.close()
+    assert _tokens_sent(loopback) == ["Bearer token-1", "Bearer token-2", "Bearer token-2"]
+    assert credential.scopes == [(STORAGE_SCOPE,), (STORAGE_SCOPE,)]
+    assert credential.tenants == [None, "tenant2"]
+
+
+@pytest.mark.parametrize(("challenge", "sent"), [("", 1), (CHALLENGE, 2)])
+async def test_a_401_that_stands_is_raised_and_the_next_request_fetches_a_new_token(
+    loopback: Loopback, challenge: str, sent: int
+) -> None:
+    """Without a challenge, or when the challenge's token is refused too: no more sends."""
+    loopback.statuses, loopback.challenge = [401] * sent, challenge
+    credential = Credential(3600)
+    rest = _bearer_rest(loopback, credential)
+    try:
+        with pytest.raises(ClientAuthenticationError):
+            await rest.send("HEAD", "a.json", {})
+        assert len(loopback.received) == sent
+        await rest.send("HEAD", "a.json", {})
+    finally:
+        await rest.close()
+    # token-1 is dropped; token-2 is fetched for the next request, or kept from the challenge
+    # (as azure-core keeps it: only the first answer's 401 drops a token)
+    assert _tokens_sent(loopback)[-1] == "Bearer token-2"
+    assert len(credential.scopes) == 2
+
+
+class TokenInfoCredential(Credential):
+    """A credential with `get_token_info`, whose tokens say to renew them already."""
+
+    async def get_token_info(
+        self, *scopes: str, options: TokenRequestOptions | None = None
+    ) -> AccessTokenInfo:
+        self.scopes.append(scopes)
+        self.tenants.append((options or {}).get("tenant_id"))
+        now = int(time.time())
+        # past by more than azure-core's refresh jitter (up to a minute)
+        return AccessTokenInfo(f"info-{len(self.scopes)}", now + 3600, refresh_on=now - 120)
+
+
+async def test_a_credential_with_get_token_info_is_asked_by_it_and_renewed_at_its_refresh_on(
+    loopback: Loopback,
+) -> None:
+    loopback.statuses, loopback.challenge = [201, 401], CHALLENGE
+    credential = TokenInfoCredential(3600)
+    rest = _bearer_rest(loopback, credential)
+    try:
+        await rest.send("HEAD", "a.json", {})
+        await rest.send("HEAD", "a.json", {})
+    finally:
+        await rest.close()
+    assert _tokens_sent(loopback) == ["Bearer info-1", "Bearer info-2", "Bearer info-3"]
+    assert credential.tenants == [None, None, "tenant2"]
+
+
+@pytest.mark.parametrize(("failures", "total", "succeeds"), [(2, 3, True), (2, 1, False)])
+async def test_a_failed_token_fetch_is_retried_within_the_retry_budget(
+    loopback: Loopback, failures: int, total: int, succeeds: bool
+) -> None:
+    credential = Credential(3600, failures=failures)
+    rest = _bearer_rest(loopback, credential, total=total)
+    try:
+        if succeeds:
+            await rest.send("HEAD", "a.json", {})
+        else:
+            with pytest.raises(ClientAuthenticationError, match="did not answer"):
+                await rest.send("HEAD", "a.json", {})
+    finally:
+        await rest.close()
+    assert len(credential.scopes) == min(failures + 1, total + 1)
+    assert _tokens_sent(loopback) == (["Bearer token-3"] if succeeds else [])
+
+
+@pytest.mark.parametrize("lean", [True, False])
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({}, (20, 60)), ({"connection_timeout": 5, "read_timeout": 7}, (5, 7))],
+)
+def test_both_paths_use_the_storage_sdks_socket_timeouts_or_the_clients_options(
+    lean: bool, options: dict[str, float], expected: tuple[float, float]
+) -> None:
+    setting = "BlobEndpoint=http://127.0.0.1:9/acct;SharedAccessSignature=sig=x"
+    client: Any = container_client(setting, "c", lean=lean, **options)
+    connection = client._config.transport.connection_config
+    assert (connection.timeout, connection.read_timeout) == expected
+    if lean:
+        timeout = client._rest._timeout
+        assert (timeout.sock_connect, timeout.sock_read) == expected
+
+
+@pytest.mark.parametrize("lean", [True, False])
+async def test_a_stalled_answer_ends_at_the_read_timeout_on_both_paths(
+    loopback: Loopback, lean: bool
+) -> None:
+    loopback.stalled = True
+    async with await _loopback_client(loopback, lean, read_timeout=0.2, retry_total=0) as client:
+        with pytest.raises(ServiceResponseError):
+            # bounded: azure-core's own 300 s read timeout would outlast it
+            await asyncio.wait_for(client.get_blob_client("a.json").get_blob_properties(), 30)
+    assert len(loopback.received) == 1
+
+
+async def test_an_account_key_with_a_sas_in_the_endpoint_is_signed_over_that_query_too(
+    loopback: Loopback,
+) -> None:
+    setting = (
+        f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};AccountKey={ACCOUNT_KEY};"
+        f"BlobEndpoint={loopback.url}/{ACCOUNT_NAME}?sv=2020-01-01&sig=abc%2Bd"
+    )
+    client: Any = container_client(setting, "c", retry_total=0)
+    assert not client.lean  # the lean signature leaves the endpoint's query out
+    async with client:
+        await client.get_blob_client("a b.json").upload_blob(b"{}", overwrite=True)
+    [(method, raw_path, headers)] = loopback.received
+    assert "sig=abc%2Bd" in raw_path
+    signed = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+    assert headers["Authorization"] == _sdk_signature(method, loopback.url + raw_path, signed)
