@@ -337,7 +337,9 @@ async def test_a_401_bearer_challenge_gets_a_token_for_its_tenant_and_one_more_s
     assert credential.tenants == [None, "tenant2"]
 
 
-@pytest.mark.parametrize(("challenge", "sent"), [("", 1), (CHALLENGE, 2)])
+@pytest.mark.parametrize(
+    ("challenge", "sent"), [("", 1), (CHALLENGE, 2)], ids=["no-challenge", "challenge-refused"]
+)
 async def test_a_401_that_stands_is_raised_and_the_next_request_fetches_a_new_token(
     loopback: Loopback, challenge: str, sent: int
 ) -> None:
