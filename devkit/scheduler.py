@@ -32,6 +32,7 @@ from aiohttp import web
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
+from devkit.mcp_servers import listening_socket
 from samples.scheduler_mcp import Scheduler, SchedulerConfig
 
 HOST = "127.0.0.1"
@@ -89,9 +90,7 @@ class ServedApp:
         return f"http://{HOST}:{self.port}{path}"
 
     async def start(self) -> ServedApp:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((HOST, self.port))
+        sock = listening_socket(self.port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             self.app, log_level="warning", lifespan="on", timeout_graceful_shutdown=1
