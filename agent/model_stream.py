@@ -48,8 +48,10 @@ class StreamedReply:
     usage: Any = None
     model: str = ""
 
-    def add(self, chunk: Mapping[str, Any]) -> str:
+    def add(self, chunk: object) -> str:
         """Take one chunk (its JSON) in; returns its new text ("" when it has none)."""
+        if not isinstance(chunk, Mapping):
+            return ""  # e.g. `data: null`: nothing a chunk says (the typed chunks skipped it too)
         self.model = self.model or str(chunk.get("model") or "")
         if chunk.get("usage") is not None:
             self.usage = chunk["usage"]
@@ -76,7 +78,7 @@ class StreamedReply:
         return text
 
     def _add_call(self, piece: Mapping[str, Any]) -> None:
-        call = self.calls.setdefault(piece["index"], _Call())
+        call = self.calls.setdefault(self._index_of(piece), _Call())
         if piece.get("id"):
             call.id = piece["id"]
         if piece.get("type"):
@@ -85,6 +87,18 @@ class StreamedReply:
         if function is not None:
             call.name += function.get("name") or ""
             call.arguments.append(function.get("arguments") or "")
+
+    def _index_of(self, piece: Mapping[str, Any]) -> int:
+        """Which call a piece belongs to: its `index`. Some OpenAI-compatible servers (Gemini's)
+        leave the index out and send each call whole, or its pieces in order: then a piece with
+        a new id starts the next call and one without continues the last."""
+        index = piece.get("index")
+        if isinstance(index, int):
+            return index
+        last = max(self.calls, default=None)
+        if last is None:
+            return 0
+        return last + 1 if piece.get("id") and piece["id"] != self.calls[last].id else last
 
     def reply(self) -> ModelReply:
         if self.finish_reason is None:

@@ -10,7 +10,7 @@ import pytest
 
 from agent.errors import ContentFiltered, PermanentModelError, TransientModelError
 from agent.model import ModelClient, build_model_client
-from agent.model_stream import stream
+from agent.model_stream import collect, stream
 from devkit.fake_openai import FakeOpenAI, fake_openai
 from offline_model import Completion, Paced, ToolCallSpec
 
@@ -111,3 +111,44 @@ async def test_a_stream_cut_off_midway_is_transient(fake: FakeOpenAI, client: Mo
     with pytest.raises(TransientModelError):
         await stream(client, USER, TOOLS, on_text=on_text)
     assert pieces  # it broke off after some text had arrived
+
+
+async def _chunks(*items: object) -> AsyncIterator[object]:
+    for item in items:
+        yield item
+
+
+def _tool_chunk(*pieces: dict[str, object], finish: str | None = None) -> dict[str, object]:
+    delta = {"tool_calls": list(pieces)}
+    return {"model": "m", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+async def test_streamed_tool_calls_without_an_index_are_read_one_call_per_id() -> None:
+    # Gemini's OpenAI-compatible stream leaves `index` out: each call whole, or its pieces in order.
+    reply = await collect(
+        _chunks(
+            _tool_chunk(
+                {"id": "c1", "type": "function", "function": {"name": "a", "arguments": '{"x"'}}
+            ),
+            _tool_chunk({"function": {"arguments": ": 1}"}}),
+            _tool_chunk(
+                {"id": "c2", "type": "function", "function": {"name": "b", "arguments": "{}"}},
+                finish="tool_calls",
+            ),
+        ),
+        "svc",
+        None,
+    )
+    assert [(c.id, c.name, c.arguments) for c in reply.tool_calls] == [
+        ("c1", "a", '{"x": 1}'),
+        ("c2", "b", "{}"),
+    ]
+
+
+async def test_a_chunk_that_is_not_an_object_says_nothing_and_the_stream_reads_on() -> None:
+    text = {
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+    }
+    reply = await collect(_chunks(None, "noise", text), "svc", None)
+    assert reply.content == "hi"
