@@ -616,6 +616,7 @@ class ConversationStore:
         )  # its listing marker, while the meta says which
         deleted = await self._delete_blob(meta_name) or deleted
         self._metas.pop(ref)
+        self._transcripts.forget(ref)  # a conversation created again under its id starts empty
         if await self.owner_of(ref.conversation_id) == ref.owner:
             deleted = (
                 await self._delete_blob(paths.conversation_index_name(ref.conversation_id))

@@ -19,6 +19,12 @@ Why this shape
   reads nothing. (The one gap: a late line from a cancelled run of an earlier turn, written in
   the middle of the current turn, makes the tail stop early; at worst a retried append of a
   line before it is written twice, which reads show once.)
+- Conversation ids are the client's: a conversation deleted and created again has new blobs of
+  the same names. A cursor (and its copy) goes when this process deletes or creates the
+  conversation; one that another instance's delete and create left behind is found out by the
+  first append, whose 412 catch-up must continue the blob the cursor knows (a line end where
+  the cursor ends one, the same creation time) or starts over from a full read. (The one gap:
+  an append that lands because the new transcript is exactly as long as the old one was.)
 - Model steps read a tail too (`read_tail`, bounded by a `storage.tail.TailBound`; the first
   range is sized from the bound, and a process that knows the end skips the HEAD); a full read
   (`read`) is for the API that returns every message, and for the token total, which a tail
@@ -42,6 +48,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
@@ -87,6 +94,9 @@ class _Cursor:
     # `ids` holds every id of this turn onwards (0: of the whole transcript). A cursor learnt
     # from a tail read knows only the turns the tail reaches back to.
     ids_from_turn: int = 0
+    # When `segment`'s blob was created (None until a request tells): which blob the cursor is
+    # of. A conversation deleted and created again under its id has new blobs of the same names.
+    created: datetime | None = None
 
     @property
     def position(self) -> tuple[int, int]:
@@ -97,6 +107,12 @@ class _Cursor:
         self.ids, self.tokens = other.ids, other.tokens
         self.needs_separator = other.needs_separator
         self.ids_from_turn = other.ids_from_turn
+        self.created = other.created
+
+    def is_of(self, created: datetime | None) -> bool:
+        """Whether a blob created at `created` may be the one this cursor is of (either time
+        unknown: it may)."""
+        return created is None or self.created is None or created == self.created
 
     def knows_all_of(self, turn: int) -> bool:
         return turn >= self.ids_from_turn
@@ -162,6 +178,7 @@ class _Parsed:
 class _SegmentRead:
     data: bytes
     blocks: int | None  # None when the service did not say (nothing new at the offset)
+    created: datetime | None = None  # the blob's creation time, when the service said
 
 
 class TranscriptLog:
@@ -190,10 +207,22 @@ class TranscriptLog:
     # --- public -------------------------------------------------------------------------------
 
     async def create(self, ref: ConversationRef) -> None:
-        """Create segment 0 if missing (never truncates an existing transcript)."""
-        if await self._create_segment(ref, 0):
-            # We made it, so it is empty: the first append needs no read.
-            self._offer_cursor(ref, _Cursor(), _Copy((0, 0)))
+        """Create segment 0 if missing (never truncates an existing transcript). What this
+        process knew of a transcript of that name before is dropped: a conversation deleted
+        and created again under its id (ids are the client's) starts empty."""
+        made, created = await self._create_segment(ref, 0)
+        if made:  # we made it, so it is empty: the first append needs no read
+            key = paths.transcript_prefix(ref)
+            self._cursors.put(key, _Cursor(created=created))
+            self._copies.put(key, _Copy((0, 0)))
+        else:
+            self.forget(ref)
+
+    def forget(self, ref: ConversationRef) -> None:
+        """Drop what this process knows of the transcript (its conversation is deleted)."""
+        key = paths.transcript_prefix(ref)
+        self._cursors.pop(key)
+        self._copies.pop(key)
 
     async def read(self, ref: ConversationRef) -> list[StoredMessage]:
         """Every message once (first line wins), sorted by (turn, step, seq)."""
@@ -296,7 +325,7 @@ class TranscriptLog:
                 cursor.blocks = self._max_blocks  # full: the next round rolls over
                 return False
             if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
-                self._cursors.pop(paths.transcript_prefix(ref))
+                self.forget(ref)
                 raise RecordNotFound("conversation not found") from None
             raise
         cursor.length += len(block.data)
@@ -310,22 +339,30 @@ class TranscriptLog:
         return True
 
     async def _catch_up(self, ref: ConversationRef, cursor: _Cursor) -> None:
-        """Read what other writers appended after our cursor, so we know their ids."""
-        read = await self._read_segment(paths.segment_name(ref, cursor.segment), cursor.length)
-        if not read.data:
-            # The service said our position is wrong, yet nothing lies beyond it: the blob is
-            # shorter than we thought (replaced behind our back). Start over from a full read.
+        """Read what other writers appended after our cursor, so we know their ids.
+
+        The read starts a byte early where the cursor ends a line, so it shows the blob still
+        ends a line there. The service said our position is wrong; a blob with nothing beyond
+        it, no line end there or another creation time is not the one the cursor knows (the
+        conversation was deleted and created again under its id): start over from a full read,
+        or its bytes from our position on would join the old ones (the copy too)."""
+        back = 1 if cursor.length and not cursor.needs_separator else 0
+        name = paths.segment_name(ref, cursor.segment)
+        read = await self._read_segment(name, cursor.length - back)
+        if not _continues(cursor, read, back):
             messages, fresh = await self._load(ref)
             cursor.take(fresh)
             self._copies.put(paths.transcript_prefix(ref), _whole_copy(cursor, messages))
             return
+        data = read.data[back:]
+        cursor.created = cursor.created or read.created
         start, torn = cursor.position, cursor.needs_separator
-        parsed = _parse(read.data)
+        parsed = _parse(data)
         learnt = cursor.learn(parsed.messages)
-        cursor.length += len(read.data)
+        cursor.length += len(data)
         if read.blocks is not None:
             cursor.blocks = read.blocks
-        cursor.needs_separator = not read.data.endswith(b"\n")
+        cursor.needs_separator = not data.endswith(b"\n")
         self._extend_copy(ref, cursor, start, learnt, torn)
 
     async def _roll_over(self, ref: ConversationRef, cursor: _Cursor) -> None:
@@ -334,22 +371,27 @@ class TranscriptLog:
         read = await self._read_segment(paths.segment_name(ref, cursor.segment), cursor.length)
         cursor.learn(_parse(read.data).messages)
         self._copies.pop(paths.transcript_prefix(ref))  # once per 50,000 blocks: read next time
-        await self._create_segment(ref, cursor.segment + 1)
+        _, cursor.created = await self._create_segment(ref, cursor.segment + 1)
         cursor.segment += 1
         cursor.length = cursor.blocks = 0
         cursor.needs_separator = False
 
-    async def _create_segment(self, ref: ConversationRef, index: int) -> bool:
-        """Create segment `index` unless it exists; whether this call created it."""
+    async def _create_segment(
+        self, ref: ConversationRef, index: int
+    ) -> tuple[bool, datetime | None]:
+        """Create segment `index` unless it exists; whether this call created it, and then
+        when (its Last-Modified, which a new blob's creation time is; were they to differ, the
+        first catch-up would read the transcript whole once, then know)."""
         blob = self._container.get_blob_client(paths.segment_name(ref, index))
         try:
-            await blob.create_append_blob(
+            result = await blob.create_append_blob(
                 content_settings=ContentSettings(content_type=NDJSON),
                 match_condition=MatchConditions.IfMissing,
             )
         except ResourceExistsError:
-            return False  # expected: created by `create` or by a writer that rolled over first
-        return True
+            return False, None  # expected: made by `create` or a writer that rolled over first
+        created = result.get("last_modified")
+        return True, created if isinstance(created, datetime) else None
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -371,6 +413,7 @@ class TranscriptLog:
             length=len(last.data),
             blocks=last.blocks or 0,
             needs_separator=bool(last.data) and not last.data.endswith(b"\n"),
+            created=last.created,
         )
         messages: list[StoredMessage] = []
         skipped = 0
@@ -389,7 +432,7 @@ class TranscriptLog:
         """Read back from the transcript's end until the whole lines read hold the tail `bound`
         asks for (or the transcript's start is reached), and a cursor for appending after it."""
         step = _first_read(bound)
-        segment, size, blocks, spans = await self._tail_end(ref, step)
+        segment, size, blocks, spans, created = await self._tail_end(ref, step)
         while True:
             in_file_order = _window_messages(spans, ref)
             from_start = spans[0].segment == 0 and spans[0].start == 0
@@ -405,16 +448,20 @@ class TranscriptLog:
             tokens=0 if from_start else None,
             needs_separator=size > 0 and not spans[-1].data.endswith(b"\n"),
             ids_from_turn=0 if from_start else min((m.turn for m in ordered), default=0) + 1,
+            created=created,
         )
         copy = _Copy(cursor.position, from_start=from_start)
         copy.add(cursor.learn(in_file_order))
         first = spans[0]
         return _Tail(ordered, cursor, from_start, (first.segment, first.start), copy)
 
-    async def _tail_end(self, ref: ConversationRef, step: int) -> tuple[int, int, int, list[_Span]]:
-        """(segment, size, committed blocks) of the transcript's end, and its last `step` bytes
-        or more. With a cursor known, one range read from a little before the cursor to the
-        end tells all of it; without one, a HEAD finds the end first."""
+    async def _tail_end(
+        self, ref: ConversationRef, step: int
+    ) -> tuple[int, int, int, list[_Span], datetime | None]:
+        """(segment, size, committed blocks) of the transcript's end, its last `step` bytes
+        or more, and its blob's creation time. With a cursor known, one range read from a
+        little before the cursor to the end tells all of it; without one, a HEAD finds the end
+        first."""
         known = self._cursors.get(paths.transcript_prefix(ref))
         if known is not None:
             start = max(0, known.length - step)
@@ -422,11 +469,13 @@ class TranscriptLog:
             ends = start + len(read.data)
             # Unusable when the segment is full (a later one may exist) or shorter than known.
             if read.blocks is not None and read.blocks < self._max_blocks and ends >= known.length:
-                return known.segment, ends, read.blocks, [_Span(known.segment, start, read.data)]
-        segment, size, blocks = await self._last_segment(ref)
-        spans = [_Span(segment, size, b"")]
+                span = _Span(known.segment, start, read.data)
+                return known.segment, ends, read.blocks, [span], read.created
+        segment, properties = await self._last_segment(ref)
+        spans = [_Span(segment, properties.size, b"")]
         await self._extend(ref, spans, step)
-        return segment, size, blocks, spans
+        blocks = properties.append_blob_committed_block_count or 0
+        return segment, properties.size, blocks, spans, properties.creation_time
 
     async def _extend(self, ref: ConversationRef, spans: list[_Span], step: int) -> None:
         """Read `step` more bytes before the oldest byte read (from the previous segment once
@@ -441,15 +490,14 @@ class TranscriptLog:
         first.data = await self._read_range(name, start, first.start) + first.data
         first.start = start
 
-    async def _last_segment(self, ref: ConversationRef) -> tuple[int, int, int]:
-        """(index, size, committed blocks) of the segment appends go to now."""
+    async def _last_segment(self, ref: ConversationRef) -> tuple[int, BlobProperties]:
+        """The index and properties of the segment appends go to now."""
         properties = await self._properties(paths.segment_name(ref, 0))
         blocks = properties.append_blob_committed_block_count or 0
         if blocks < self._max_blocks:  # nearly always: segment 0 has room, nothing to list
-            return 0, properties.size, blocks
+            return 0, properties
         index, name = (await self._segments(ref))[-1]
-        properties = await self._properties(name)
-        return index, properties.size, properties.append_blob_committed_block_count or 0
+        return index, await self._properties(name)
 
     async def _properties(self, name: str) -> BlobProperties:
         try:
@@ -492,6 +540,7 @@ class TranscriptLog:
         chunks: list[bytes] = []
         position = offset
         blocks: int | None = 0 if offset == 0 else None
+        created: datetime | None = None
         while True:
             try:
                 download = await blob.download_blob(offset=position, length=READ_CHUNK_BYTES)
@@ -505,9 +554,10 @@ class TranscriptLog:
             chunks.append(chunk)
             position += len(chunk)
             blocks = download.properties.append_blob_committed_block_count
+            created = download.properties.creation_time
             if not chunk or position >= _total_size(download.properties.content_range):
                 break
-        return _SegmentRead(b"".join(chunks), blocks)
+        return _SegmentRead(b"".join(chunks), blocks, created)
 
     # --- cursor cache -------------------------------------------------------------------------
 
@@ -543,7 +593,7 @@ class TranscriptLog:
         if self._locks.held(key):
             return  # the writer keeps its own cursor exact; don't move it under its feet
         known = self._cursors.get(key)
-        if known is None:
+        if known is None or not known.is_of(cursor.created):  # none, or of a deleted blob
             self._cursors.put(key, cursor)
             self._copies.put(key, copy)
         elif cursor.position > known.position or not known.knows_all_of(0):
@@ -558,7 +608,7 @@ class TranscriptLog:
         if self._locks.held(key):
             return  # the writer keeps its own cursor exact; don't move it under its feet
         known = self._cursors.get(key)
-        if known is None:
+        if known is None or not known.is_of(tail.cursor.created):  # none, or of a deleted blob
             self._cursors.put(key, tail.cursor)
         elif tail.cursor.position <= known.position:
             return
@@ -566,6 +616,7 @@ class TranscriptLog:
             known.learn(m for m in tail.messages if m.id not in known.ids)
             known.segment, known.length = tail.cursor.segment, tail.cursor.length
             known.blocks, known.needs_separator = tail.cursor.blocks, tail.cursor.needs_separator
+            known.created = known.created or tail.cursor.created
         else:
             known.take(tail.cursor)
         self._copies.put(key, tail.copy)  # it ends where the kept cursor now does
@@ -594,6 +645,14 @@ class _Tail:
     from_start: bool  # the read reached the transcript's first byte
     window: tuple[int, int]  # (segment, offset) of the first byte read
     copy: _Copy  # the messages of the lines read, for `recent_tail`
+
+
+def _continues(cursor: _Cursor, read: _SegmentRead, back: int) -> bool:
+    """Whether a catch-up's read (from `back` bytes before the cursor's end) continues the blob
+    the cursor knows: bytes beyond its end, the line end it knows there, the same blob."""
+    if len(read.data) <= back or (back and read.data[back - 1 : back] != b"\n"):
+        return False
+    return cursor.is_of(read.created)
 
 
 def _whole_copy(cursor: _Cursor, messages: Sequence[StoredMessage]) -> _Copy:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from azure.storage.blob.aio import ContainerClient
 
 from storage import transcript
 from storage.conversations import ConversationStore
+from storage.errors import RecordNotFound
 from storage.models import ConversationRef, StoredMessage, ToolCallRecord
 from storage.tail import TailBound
 from tests.storage.messages import message
@@ -166,3 +168,52 @@ async def test_a_step_with_failed_calls_reads(
     requests.clear()
     await store.begin_model_step(ref, RUN, 1, {"call_a": "it failed"}, BOUND, f"{RUN}.1.0")
     assert "GET" in requests
+
+
+async def test_a_conversation_created_again_elsewhere_under_its_id_shows_none_of_the_old_one(
+    container: ContainerClient, owner: str
+) -> None:
+    """This process kept a copy of the transcript; the conversation was deleted and created
+    again under its id by another instance, and grew past the copy's end there. The next append
+    here catches up on a blob that is not the one the copy is of: it starts over from it."""
+    store, elsewhere = ConversationStore(container), ConversationStore(container)
+    ref = await new_conversation(store, owner, "again")
+    await store.append_many(ref, [opening(run_id="old"), message(1, 1, 0, run_id="old")])
+    await elsewhere.lock_for_deletion(ref)
+    await elsewhere.delete(ref)
+    await elsewhere.create(ref)
+    long_question = message(1, 0, 0, run_id="new", role="user", content="n" * 2_000)
+    await elsewhere.append_many(ref, [long_question, message(1, 1, 0, run_id="new")])
+
+    await store.append(ref, opening(turn=2))
+    window = await step_reads(store, ref, 1, turn=2)
+
+    assert [m.id for m in window] == ["new.0.0", "new.1.0", f"{RUN}.0.0"]
+    assert window == await ConversationStore(container).read_messages(ref)
+
+
+async def test_a_conversation_deleted_in_this_process_is_not_stepped_on_from_its_copy(
+    container: ContainerClient, owner: str
+) -> None:
+    store = ConversationStore(container)
+    ref = await new_conversation(store, owner, "deleted")
+    await store.append(ref, opening())
+    await store.lock_for_deletion(ref)
+    await store.delete(ref)
+    with pytest.raises(RecordNotFound):
+        await step_reads(store, ref, 1)
+
+
+async def test_a_conversation_created_again_in_this_process_counts_none_of_the_old_tokens(
+    container: ContainerClient, owner: str
+) -> None:
+    """Deleted elsewhere, created again here: what this process knew of the old one goes."""
+    store, elsewhere = ConversationStore(container), ConversationStore(container)
+    ref = await new_conversation(store, owner, "recreated")
+    await store.append(ref, message(1, 1, 0, usage={"total_tokens": 500}))
+    assert await store.tokens_used(ref) == 500
+    await elsewhere.lock_for_deletion(ref)
+    await elsewhere.delete(ref)
+    await store.create(ref)
+    assert await store.tokens_used(ref) == 0
+    assert await step_reads(store, ref, 1) == []
