@@ -136,11 +136,13 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         # An attempt that ended the turn wrote the run's end once it had released the turn.
         ended = any(e.type == events.TERMINAL_TYPE for e in recorded)
         ends = await _end_turn(rt, step, summary, ended=ended)
+        # No log is created: it was made with the turn's message, so one that is not there went
+        # with its conversation (deleted once an earlier attempt had released the turn).
         await events.TextDeltas.resuming(recorder, step.step, recorded).finish(
             done.content,
             *_step_end(step, done, rt.mcp.requires_approval),
             *_turn_end(ends, done),
-            create=not ends,
+            create=False,
         )
         return _ending(summary, ends).to_dict()
     wanted = rt.settings.context
@@ -627,7 +629,9 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
         # The events before the lock goes: once it is released the conversation may be deleted,
         # and a log written after that would outlive it. run_started too: a run stopped before
         # its first step (its budget) never wrote it.
-        await _recorder(rt, finish.run).record(
+        await _record_run_end(
+            rt,
+            finish.run,
             events.run_started(finish.run.run_id, finish.run.conversation_id),
             events.run_finished(finish.status, answer),
         )
@@ -635,6 +639,21 @@ async def finish_turn(data: dict[str, Any], rt: Runtime) -> None:
         log.warning("conversation vanished mid-run", extra={"run_id": finish.run.run_id})
     else:
         await _release_turn(rt, finish.run, finish.status)
+
+
+async def _record_run_end(rt: Runtime, run: RunRef, *end: events.NewEvent) -> None:
+    """The run's last events, in its log only if that is there: made with the turn's opening
+    message, a log is gone only with its conversation (deleted once the turn was free, as after
+    a step that released it and stopped before writing the run's end), and one written then
+    would outlive it: RecordNotFound. Unless the run still holds the turn (no deletion can be
+    under way): a run begun before logs were made with their turn gets its log here."""
+    recorder = _recorder(rt, run)
+    try:
+        await recorder.record_and_read(*end, create=False)
+    except RecordNotFound:
+        if (await rt.store.get_meta(_conversation(run))).active_run_id != run.run_id:
+            raise
+        await recorder.record(*end)
 
 
 async def _release_turn(rt: Runtime, run: RunRef, status: str) -> bool:

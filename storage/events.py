@@ -81,6 +81,11 @@ class _Cursor:
     missing: bool = False  # the blob is known not to exist: create it before appending
     syncs: int = 0  # times the cursor was proven at the blob's end (a read, a landed append)
 
+    def restart(self) -> None:
+        """Know nothing of the log (to read it from its start)."""
+        self.length, self.keys, self.events = 0, set(), []
+        self.torn_tail = self.missing = False
+
     def learn(self, lines: Iterable[dict[str, Any]]) -> list[RunEvent]:
         fresh = []
         for line in lines:
@@ -231,12 +236,22 @@ class RunEventLog:
                     await self._create(name, cursor)
                 return False
             if _is(exc, 412, StorageErrorCode.APPEND_POSITION_CONDITION_NOT_MET):
-                await self._catch_up(name, cursor)
+                await self._after_conflict(name, cursor)
                 return False
             if _is(exc, 409, StorageErrorCode.BLOCK_COUNT_EXCEEDS_LIMIT):
                 raise EventLogFull("a run's event log is full (50,000 appends)") from None
             raise
         return True
+
+    async def _after_conflict(self, name: str, cursor: _Cursor) -> None:
+        """Catch up after a 412. The log only grows, so one with nothing past our position is
+        shorter than the cursor knows: not the log it knew (deleted, and made again). Read that
+        one from its start, or every append would meet the same 412."""
+        length = cursor.length
+        await self._catch_up(name, cursor)
+        if cursor.length == length and not cursor.missing:
+            cursor.restart()
+            await self._catch_up(name, cursor)
 
     async def _create(self, name: str, cursor: _Cursor) -> None:
         """Create the blob unless it exists. (An append blob's create takes no content, so a

@@ -316,6 +316,24 @@ async def test_text_streamed_before_the_end_still_went_out_at_once():
     assert "".join(e.data["delta"] for e in recorder.events) == "Hello world"
 
 
+async def test_a_run_begun_without_its_log_that_ends_before_its_first_step_gets_one(rt):
+    """Its budget stopped it before any step: `finish_turn` makes the log (the run still holds
+    the turn, so its conversation is not being deleted) and gives the turn back."""
+    import uuid
+
+    from agent.transcript import user_message
+
+    ref = ConversationRef("user:events", uuid.uuid4().hex)
+    await rt.store.create(ref)
+    run_id = uuid.uuid4().hex
+    turn = await rt.store.begin_turn(ref, run_id)
+    await rt.store.append(ref, user_message(run_id, turn, "hello"))  # and no log
+    run = RunRef(ref.owner, ref.conversation_id, run_id, turn)
+    await activities.finish_turn(FinishTurnInput(run, "failed").to_dict(), rt)
+    assert [e.type for e in await logged(rt, run)] == ["run_started", "run_finished"]
+    assert (await rt.store.get_meta(ref)).active_run_id is None
+
+
 async def test_a_run_begun_without_its_log_gets_one_at_its_first_step(rt, model):
     """A run started before logs came with their turn's message: no log, yet its conversation
     is there, so the first step creates the log rather than ending the run as gone."""

@@ -144,3 +144,20 @@ async def test_an_append_told_not_to_create_leaves_a_missing_log_missing(
     assert await writer.append(ref, "run-gone", end, create=False) == []  # knew the log
     assert await RunEventLog(container).append(ref, "run-gone", end, create=False) == []
     assert not await blob.exists()
+
+
+async def test_a_writer_whose_log_was_deleted_and_made_again_shorter_reads_it_from_its_start(
+    container: ContainerClient,
+):
+    """Its cursor ends past the new log's end: the 412 catch-up finds nothing beyond it, so the
+    writer reads the log from its start instead of meeting the same 412 until it gives up."""
+    ref, run_id = a_run()
+    writer = RunEventLog(container)
+    await writer.append(ref, run_id, events("run_started", "step_started/1", "text/1/0/0"))
+    await container.delete_blob(paths.run_events_name(ref, run_id))
+    await RunEventLog(container).append(ref, run_id, events("a"))
+
+    written = await writer.append(ref, run_id, events("b"))
+
+    assert [(e.seq, e.key) for e in written] == [(2, "b")]
+    assert [e.key for e in await RunEventLog(container).read(ref, run_id)] == ["a", "b"]
