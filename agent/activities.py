@@ -432,6 +432,8 @@ async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     ref = _conversation(call.run)
     recorder = _recorder(rt, call.run)
     record = await rt.store.get_tool_call(ref, call.run.run_id, call.call_id)
+    if record is not None and record.unconfirmed:  # two attempts of its step raced: see the reply
+        record = await rt.store.confirm_tool_call(ref, record, call.run.turn)
     if record is None:
         raise LookupError(f"no record of tool call {call.call_id} in run {call.run.run_id}")
     if record.status == "completed":  # already ran: never call the tool twice

@@ -50,6 +50,7 @@ from storage.models import (
     ToolCallRecord,
     ToolCallStatus,
     ToolTaskRecord,
+    message_id,
 )
 from storage.recent import Recent
 from storage.summaries import SummaryStore
@@ -103,6 +104,20 @@ def _answered(messages: Sequence[StoredMessage], follows: str) -> bool:
         return False
     results = {m.tool_call_id for m in messages if m.role == "tool"}
     return all(call.get("id") in results for call in message.tool_calls or ())
+
+
+def _confirmed(record: ToolCallRecord, reply: StoredMessage | None) -> ToolCallRecord | None:
+    """The record as `reply` asks for its call (confirmed), or None if it does not."""
+    for call in (reply.tool_calls or ()) if reply is not None else ():
+        function = call.get("function") or {}
+        if call.get("id") == record.call_id:
+            return replace(
+                record,
+                tool_name=str(function.get("name", "")),
+                arguments=str(function.get("arguments", "")),
+                unconfirmed=False,
+            )
+    return None
 
 
 def preview_of(text: str | None) -> str | None:
@@ -482,29 +497,117 @@ class ConversationStore:
         """A model step's reply: its tool-call records first, the message last, so a stored
         assistant message means its calls are recorded. Returns the reply the transcript
         holds: `message`, or the one an earlier attempt of the step stored (found by the
-        append; then none of this one's records replaced that one's).
+        append; then the records are that reply's).
 
         Records are created, not replaced, first (in parallel: none depends on another): a
-        record already there is an earlier attempt's, which is replaced only once the
-        transcript shows that attempt's reply was not stored (a re-run asks the model again,
-        and no call can run before its message is stored)."""
+        record already there is an earlier attempt's, which is replaced (`_take_over`) only
+        once the transcript shows that attempt's reply was not stored (a re-run asks the model
+        again, and no call can run before its message is stored). That attempt may still store
+        its reply after the look: so a replaced record is `unconfirmed` until confirmed from
+        the reply stored (here, after the append; or by the tool call, should it come first)."""
         created = await _all(self.put_tool_call(ref, call) for call in calls)
-        if not all(created):
+        taken = [call for call, new in zip(calls, created, strict=True) if not new]
+        written: dict[str, str] = {}
+        if taken:
+            outcome = await self._take_over(ref, message, taken)
+            if isinstance(outcome, StoredMessage):
+                return outcome
+            written = outcome
+        ours = await self.append(ref, message)
+        stored = message if ours else await self._reply_stored(ref, message) or message
+        # The records we wrote over others become the stored reply's calls: ours, or theirs.
+        confirmed = [
+            replace(c, unconfirmed=False) if ours else _confirmed(c, stored) for c in taken
+        ]
+        await _all(
+            self._confirm(ref, record, written[call.call_id])
+            for call, record in zip(taken, confirmed, strict=True)
+        )
+        return stored
+
+    async def _take_over(
+        self, ref: ConversationRef, message: StoredMessage, calls: Sequence[ToolCallRecord]
+    ) -> StoredMessage | dict[str, str]:
+        """Earlier records of `calls` (same ids): the earlier attempt's reply when the
+        transcript holds it; else each record replaced by this attempt's, unconfirmed, and only
+        if unchanged since it was read before the look (one that moved on was run, so its reply
+        is stored: the next round finds it). Returns the ETags written, by call id."""
+        for _ in range(self._max_attempts):
+            found = await asyncio.gather(*(self._tool_call_and_etag(ref, c) for c in calls))
             stored = await self._reply_stored(ref, message)
             if stored is not None:
                 return stored
-            kept = [call for call, new in zip(calls, created, strict=True) if not new]
-            await _all(self.put_tool_call(ref, call, overwrite=True) for call in kept)
-        if await self.append(ref, message):
-            return message
-        return await self._reply_stored(ref, message) or message
+            etags = await asyncio.gather(
+                *(
+                    self._replace_tool_call(ref, replace(call, unconfirmed=True), etag)
+                    for call, (_, etag) in zip(calls, found, strict=True)
+                )
+            )
+            if all(etags):
+                return {c.call_id: e for c, e in zip(calls, etags, strict=True) if e is not None}
+        raise StoreContention(
+            f"could not record a model reply in conversation {ref.conversation_id}"
+        )
+
+    async def confirm_tool_call(
+        self, ref: ConversationRef, record: ToolCallRecord, turn: int
+    ) -> ToolCallRecord | None:
+        """An `unconfirmed` record made the call the stored reply of its step holds (whichever
+        attempt's reply that is), marked confirmed; None when that reply holds no such call.
+        `turn`: the run's (its reply is read back to it)."""
+        for _ in range(self._max_attempts):
+            current, etag = await self._tool_call_and_etag(ref, record)
+            if current is None or not current.unconfirmed:
+                return current
+            reply = await self._stored(ref, message_id(current.run_id, current.step, 0), turn)
+            confirmed = _confirmed(current, reply)
+            if confirmed is None or await self._replace_tool_call(ref, confirmed, etag):
+                return confirmed
+        raise StoreContention(f"could not confirm tool call {record.call_id}")
+
+    async def _confirm(
+        self, ref: ConversationRef, confirmed: ToolCallRecord | None, etag: str
+    ) -> bool:
+        """Write a call's confirmed record over the one we wrote (`etag`), unless that changed
+        since (a tool call confirmed it first) or the reply stored has no such call (None);
+        whether this wrote it."""
+        if confirmed is None:
+            return False
+        return await self._replace_tool_call(ref, confirmed, etag) is not None
+
+    async def _tool_call_and_etag(
+        self, ref: ConversationRef, record: ToolCallRecord
+    ) -> tuple[ToolCallRecord | None, str | None]:
+        data, etag = await self._json.download(
+            paths.tool_call_name(ref, record.run_id, record.call_id)
+        )
+        return (None if data is None else ToolCallRecord.from_dict(data)), etag
+
+    async def _replace_tool_call(
+        self, ref: ConversationRef, record: ToolCallRecord, etag: str | None
+    ) -> str | None:
+        """Write the record if the blob still has `etag` (None: if there is none); its new
+        ETag, or None when it changed first."""
+        name = paths.tool_call_name(ref, record.run_id, record.call_id)
+        condition = MatchConditions.IfNotModified if etag else MatchConditions.IfMissing
+        try:
+            result = await self._json.upload(
+                name, record.to_dict(), etag=etag, match_condition=condition
+            )
+        except (ResourceModifiedError, ResourceExistsError):
+            return None
+        return str(result["etag"])
 
     async def _reply_stored(
         self, ref: ConversationRef, message: StoredMessage
     ) -> StoredMessage | None:
         """The message with `message`'s id in the transcript, if any (read back to its turn)."""
-        for stored in await self.read_tail(ref, TailBound(from_turn=message.turn)):
-            if stored.id == message.id:
+        return await self._stored(ref, message.id, message.turn)
+
+    async def _stored(self, ref: ConversationRef, id: str, turn: int) -> StoredMessage | None:
+        """The message `id` of `turn` in the transcript, if any (read back to that turn)."""
+        for stored in await self.read_tail(ref, TailBound(from_turn=turn)):
+            if stored.id == id:
                 return stored
         return None
 

@@ -176,6 +176,10 @@ class ToolCallRecord(Wire):
     # Sent again after being cut off, because a person approved: a second cut-off is not
     # resent on that approval.
     resent: bool = False
+    # Written over an earlier attempt's record of the call before this attempt's reply was
+    # stored, which that attempt's reply may beat: the call runs as the stored reply has it
+    # (`ConversationStore.confirm_tool_call`), never as an unconfirmed record says.
+    unconfirmed: bool = omitted_when_default(False)
     unknown: Mapping[str, Any] = unknown_keys()  # kept when the call is marked or completed
 
     def __post_init__(self) -> None:

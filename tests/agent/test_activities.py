@@ -4,6 +4,7 @@ at-least-once, so each is run twice."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import uuid
@@ -130,6 +131,26 @@ async def test_reused_tool_call_ids_get_unique_ids_so_every_call_runs(rt, model)
     assert [("a" in r, "b" in r, "c" in r) for r in results] == [
         (True, False, False), (False, True, False), (False, False, True),
     ]  # fmt: skip
+
+
+async def test_a_tool_call_whose_record_another_attempt_wrote_over_runs_the_stored_reply(rt, model):
+    """Another attempt of the step wrote its record over this reply's (unconfirmed), then lost
+    the append: the call runs as the stored reply asks, and its record says so from then on."""
+    run = await new_run(rt)
+    model.brain.call_tools(ToolCallSpec("helper__greet", '{"name": "stored"}', id="call_0"))
+    [call_id] = (await activities.model_step(step(run, 1), rt))["tool_call_ids"]
+    ref = ConversationRef(run.owner, run.conversation_id)
+    record = await rt.store.get_tool_call(ref, run.run_id, call_id)
+    assert record is not None
+    other = dataclasses.replace(record, arguments='{"name": "other"}', unconfirmed=True)
+    await rt.store.put_tool_call(ref, other, overwrite=True)
+
+    await activities.tool_call(ToolCallInput(run, 1, call_id).to_dict(), rt)
+
+    [result] = [m.content for m in await transcript(rt, run) if m.role == "tool"]
+    assert "stored" in result and "other" not in result
+    ran = await rt.store.get_tool_call(ref, run.run_id, call_id)
+    assert ran is not None and ran.arguments == record.arguments and not ran.unconfirmed
 
 
 async def test_tool_calls_that_failed_for_good_become_error_results_the_model_sees(rt, model):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from typing import Any
 
 import pytest
 from azure.storage.blob.aio import ContainerClient
@@ -12,7 +13,8 @@ from azure.storage.blob.aio import ContainerClient
 from storage import paths
 from storage.conversations import ConversationStore
 from storage.errors import InvalidKey, RecordNotFound
-from storage.models import ConversationRef, ToolCallRecord
+from storage.models import ConversationRef, StoredMessage, ToolCallRecord
+from tests.storage.messages import message
 
 
 def record(call_id: str = "call_abc", **fields: object) -> ToolCallRecord:
@@ -220,3 +222,90 @@ async def test_another_conversations_output_is_refused(
     theirs = await store.put_tool_output(other, "run-1", "call_abc", "theirs", "text/plain")
     with pytest.raises(InvalidKey):
         await store.get_tool_output(ref, theirs)
+
+
+def reply_asking(call: ToolCallRecord) -> StoredMessage:
+    """The assistant message of run-1's step 1 that asks for `call`."""
+    function = {"name": call.tool_name, "arguments": call.arguments}
+    return message(
+        1,
+        1,
+        0,
+        content=None,
+        tool_calls=[{"id": call.call_id, "type": "function", "function": function}],
+    )
+
+
+async def test_a_reply_an_earlier_attempt_stores_just_after_this_one_looked_keeps_its_records(
+    store: ConversationStore,
+    other_store: ConversationStore,
+    ref: ConversationRef,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two attempts of one step at once: the other's reply lands between this one's look for it
+    and its own records' write. The append returns the other's reply, and the records are the
+    calls of that reply (the tool call runs what its record says)."""
+    theirs, ours = record(tool_name="files__delete"), record(tool_name="mail__send")
+    assert await other_store.put_tool_call(ref, theirs)
+    look = store._reply_stored
+    looks = 0
+
+    async def their_reply_lands_after_our_first_look(*args: Any) -> StoredMessage | None:
+        nonlocal looks
+        found = await look(*args)
+        looks += 1
+        if looks == 1:
+            assert await other_store.append(ref, reply_asking(theirs))
+        return found
+
+    monkeypatch.setattr(store, "_reply_stored", their_reply_lands_after_our_first_look)
+    stored = await store.record_model_reply(ref, reply_asking(ours), [ours])
+
+    assert stored == reply_asking(theirs)
+    assert await other_store.get_tool_call(ref, "run-1", "call_abc") == theirs
+
+
+async def test_a_record_not_yet_confirmed_is_confirmed_from_the_reply_stored(
+    store: ConversationStore, ref: ConversationRef
+) -> None:
+    """A record an attempt wrote over an earlier one's, whose reply then lost to the earlier
+    one's: a tool call confirms it as the stored reply asks for the call."""
+    theirs = record(tool_name="files__delete")
+    await store.put_tool_call(ref, record(tool_name="mail__send", unconfirmed=True))
+    await store.append(ref, reply_asking(theirs))
+
+    confirmed = await store.confirm_tool_call(ref, record(unconfirmed=True), turn=1)
+
+    assert confirmed == theirs
+    assert await store.get_tool_call(ref, "run-1", "call_abc") == theirs
+
+
+async def test_a_record_whose_call_started_while_another_attempt_looked_is_not_written_over(
+    store: ConversationStore,
+    other_store: ConversationStore,
+    ref: ConversationRef,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The other attempt's reply lands and its call starts while this attempt looks for that
+    reply: its record is not replaced by this attempt's (pending again, the call would run a
+    second time)."""
+    theirs, ours = record(tool_name="files__delete"), record(tool_name="mail__send")
+    assert await other_store.put_tool_call(ref, theirs)
+    look = store._reply_stored
+    looks = 0
+
+    async def their_call_starts_after_our_first_look(*args: Any) -> StoredMessage | None:
+        nonlocal looks
+        found = await look(*args)
+        looks += 1
+        if looks == 1:
+            assert await other_store.append(ref, reply_asking(theirs))
+            await other_store.mark_tool_call(ref, theirs, "started")
+        return found
+
+    monkeypatch.setattr(store, "_reply_stored", their_call_starts_after_our_first_look)
+    stored = await store.record_model_reply(ref, reply_asking(ours), [ours])
+
+    assert stored == reply_asking(theirs)
+    kept = await store.get_tool_call(ref, "run-1", "call_abc")
+    assert kept == dataclasses.replace(theirs, status="started")
