@@ -231,6 +231,7 @@ class RunEventLog:
             await blob.append_block(data, appendpos_condition=cursor.length)
         except HttpResponseError as exc:
             if _is(exc, 404, StorageErrorCode.BLOB_NOT_FOUND):
+                cursor.restart()  # a log that is not there holds nothing
                 cursor.missing = True  # with `create`, made now; else the append stops here
                 if create:
                     await self._create(name, cursor)
@@ -271,6 +272,7 @@ class RunEventLog:
         data = await _read_from(self._container, name, cursor.length)
         cursor.syncs += 1
         if data is None:
+            cursor.restart()  # a log that is not there holds nothing
             cursor.missing = True  # the first append creates it (no failed append first)
             return
         cursor.learn(_parse(data, cursor.torn_tail))

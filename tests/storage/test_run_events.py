@@ -161,3 +161,21 @@ async def test_a_writer_whose_log_was_deleted_and_made_again_shorter_reads_it_fr
 
     assert [(e.seq, e.key) for e in written] == [(2, "b")]
     assert [e.key for e in await RunEventLog(container).read(ref, run_id)] == ["a", "b"]
+
+
+async def test_a_writer_whose_log_was_deleted_makes_it_again_from_its_start(
+    counted: tuple[ContainerClient, list[str]],
+):
+    """Its cursor's position is in a log that is gone: the new log starts empty, so the events
+    go at its start (no append at the old position, refused first)."""
+    container, requests = counted
+    ref, run_id = a_run()
+    writer = RunEventLog(container)
+    await writer.append(ref, run_id, events("run_started", "step_started/1"))
+    await container.delete_blob(paths.run_events_name(ref, run_id))
+    requests.clear()
+
+    written = await writer.append(ref, run_id, events("b"))
+
+    assert [(e.seq, e.key) for e in written] == [(1, "b")]
+    assert requests == ["PUT", "PUT", "PUT"]  # the append refused (404), the create, the append
