@@ -114,6 +114,11 @@ class _Cursor:
         unknown: it may)."""
         return created is None or self.created is None or created == self.created
 
+    def outdated_by(self, other: _Cursor) -> bool:
+        """Whether `other`, learnt from a read, is of another blob of this cursor's segment:
+        this one is of a transcript deleted since."""
+        return other.segment == self.segment and not self.is_of(other.created)
+
     def knows_all_of(self, turn: int) -> bool:
         return turn >= self.ids_from_turn
 
@@ -593,7 +598,7 @@ class TranscriptLog:
         if self._locks.held(key):
             return  # the writer keeps its own cursor exact; don't move it under its feet
         known = self._cursors.get(key)
-        if known is None or not known.is_of(cursor.created):  # none, or of a deleted blob
+        if known is None or known.outdated_by(cursor):
             self._cursors.put(key, cursor)
             self._copies.put(key, copy)
         elif cursor.position > known.position or not known.knows_all_of(0):
@@ -608,7 +613,7 @@ class TranscriptLog:
         if self._locks.held(key):
             return  # the writer keeps its own cursor exact; don't move it under its feet
         known = self._cursors.get(key)
-        if known is None or not known.is_of(tail.cursor.created):  # none, or of a deleted blob
+        if known is None or known.outdated_by(tail.cursor):
             self._cursors.put(key, tail.cursor)
         elif tail.cursor.position <= known.position:
             return
