@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -236,6 +237,25 @@ def reply_asking(call: ToolCallRecord) -> StoredMessage:
     )
 
 
+def after_first_look(
+    store: ConversationStore, meanwhile: Callable[[], Awaitable[None]], monkeypatch: Any
+) -> None:
+    """Run `meanwhile` (another attempt's writes) right after the store's first look for a
+    reply already stored: the interleaving two attempts racing may have."""
+    look = store._reply_stored
+    looks = 0
+
+    async def then_meanwhile(*args: Any) -> StoredMessage | None:
+        nonlocal looks
+        found = await look(*args)
+        looks += 1
+        if looks == 1:
+            await meanwhile()
+        return found
+
+    monkeypatch.setattr(store, "_reply_stored", then_meanwhile)
+
+
 async def test_a_reply_an_earlier_attempt_stores_just_after_this_one_looked_keeps_its_records(
     store: ConversationStore,
     other_store: ConversationStore,
@@ -247,18 +267,11 @@ async def test_a_reply_an_earlier_attempt_stores_just_after_this_one_looked_keep
     calls of that reply (the tool call runs what its record says)."""
     theirs, ours = record(tool_name="files__delete"), record(tool_name="mail__send")
     assert await other_store.put_tool_call(ref, theirs)
-    look = store._reply_stored
-    looks = 0
 
-    async def their_reply_lands_after_our_first_look(*args: Any) -> StoredMessage | None:
-        nonlocal looks
-        found = await look(*args)
-        looks += 1
-        if looks == 1:
-            assert await other_store.append(ref, reply_asking(theirs))
-        return found
+    async def their_reply_lands() -> None:
+        assert await other_store.append(ref, reply_asking(theirs))
 
-    monkeypatch.setattr(store, "_reply_stored", their_reply_lands_after_our_first_look)
+    after_first_look(store, their_reply_lands, monkeypatch)
     stored = await store.record_model_reply(ref, reply_asking(ours), [ours])
 
     assert stored == reply_asking(theirs)
@@ -291,19 +304,12 @@ async def test_a_record_whose_call_started_while_another_attempt_looked_is_not_w
     second time)."""
     theirs, ours = record(tool_name="files__delete"), record(tool_name="mail__send")
     assert await other_store.put_tool_call(ref, theirs)
-    look = store._reply_stored
-    looks = 0
 
-    async def their_call_starts_after_our_first_look(*args: Any) -> StoredMessage | None:
-        nonlocal looks
-        found = await look(*args)
-        looks += 1
-        if looks == 1:
-            assert await other_store.append(ref, reply_asking(theirs))
-            await other_store.mark_tool_call(ref, theirs, "started")
-        return found
+    async def their_reply_lands_and_its_call_starts() -> None:
+        assert await other_store.append(ref, reply_asking(theirs))
+        await other_store.mark_tool_call(ref, theirs, "started")
 
-    monkeypatch.setattr(store, "_reply_stored", their_call_starts_after_our_first_look)
+    after_first_look(store, their_reply_lands_and_its_call_starts, monkeypatch)
     stored = await store.record_model_reply(ref, reply_asking(ours), [ours])
 
     assert stored == reply_asking(theirs)

@@ -134,6 +134,7 @@ async def test_a_retry_after_records_without_their_reply_replaces_the_records(
     assert await store.record_model_reply(ref, reply, [record(1, 1, "call_0", '{"n": 2}')]) == reply
     kept = await store.get_tool_call(ref, RUN, "call_0")
     assert kept is not None and kept.arguments == '{"n": 2}'
+    assert not kept.unconfirmed  # its reply is stored: the tool call need not look
 
 
 async def test_a_copy_that_no_longer_reaches_back_far_enough_reads(
