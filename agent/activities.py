@@ -80,15 +80,6 @@ NOT_APPROVED = "this tool needs approval, which was not asked for; it was not ru
 FILTERED_ANSWER = "Sorry, I can't help with that: the response was blocked by the content filter."
 
 
-def _conversation(run: RunRef) -> ConversationRef:
-    return ConversationRef(run.owner, run.conversation_id)
-
-
-def _recorder(rt: Runtime, run: RunRef) -> events.RunRecorder:
-    """The run's event log (agent.events): what clients following the run see."""
-    return events.RunRecorder(rt.events, _conversation(run), run.run_id)
-
-
 # --- model_step --------------------------------------------------------------------------------
 
 Activity = Callable[[dict[str, Any], Runtime], Awaitable[dict[str, Any]]]
@@ -118,8 +109,8 @@ def ends_if_conversation_gone(step_activity: Activity) -> Activity:
 @ends_if_conversation_gone
 async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     step = ModelStepInput.from_dict(data)
-    ref = _conversation(step.run)
-    recorder = _recorder(rt, step.run)
+    ref = step.run.conversation
+    recorder = events.RunRecorder.for_run(rt.events, step.run)
     failures = {f.call_id: f"the tool call failed: {f.reason}" for f in step.failed_tool_calls}
     if failures:  # a call the run gave up polling may still run as a task on its server
         await tool_tasks.cancel_tasks_of(rt, step.run, failures)
@@ -257,7 +248,7 @@ async def _record_step_start(
     try:
         return await recorder.record_and_read(*started, create=False)
     except RecordNotFound:
-        await rt.store.get_meta(_conversation(step.run))  # RecordNotFound when it is gone
+        await rt.store.get_meta(step.run.conversation)  # RecordNotFound when it is gone
         return await recorder.record_and_read(*started, new_log=first)
 
 
@@ -429,8 +420,8 @@ def _summary_of(message: StoredMessage, needs_approval: Callable[[str], bool]) -
 
 async def tool_call(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     call = ToolCallInput.from_dict(data)
-    ref = _conversation(call.run)
-    recorder = _recorder(rt, call.run)
+    ref = call.run.conversation
+    recorder = events.RunRecorder.for_run(rt.events, call.run)
     record = await rt.store.get_tool_call(ref, call.run.run_id, call.call_id)
     if record is not None and record.unconfirmed:  # two attempts of its step raced: see the reply
         record = await rt.store.confirm_tool_call(ref, record, call.run.turn)
@@ -572,7 +563,7 @@ async def _send(
     recorder: events.RunRecorder,
 ) -> ToolOutcome:
     """Send the call, with its record saying "started" from just before it goes out."""
-    ref = _conversation(call.run)
+    ref = call.run.conversation
 
     async def mark_started() -> None:
         await recorder.record(
@@ -649,11 +640,11 @@ async def _record_run_end(rt: Runtime, run: RunRef, *end: events.NewEvent) -> No
     a step that released it and stopped before writing the run's end), and one written then
     would outlive it: RecordNotFound. Unless the run still holds the turn (no deletion can be
     under way): a run begun before logs were made with their turn gets its log here."""
-    recorder = _recorder(rt, run)
+    recorder = events.RunRecorder.for_run(rt.events, run)
     try:
         await recorder.record_and_read(*end, create=False)
     except RecordNotFound:
-        if (await rt.store.get_meta(_conversation(run))).active_run_id != run.run_id:
+        if (await rt.store.get_meta(run.conversation)).active_run_id != run.run_id:
             raise
         await recorder.record(*end)
 
@@ -662,7 +653,7 @@ async def _release_turn(rt: Runtime, run: RunRef, status: str) -> bool:
     """Give the conversation's turn lock back (idempotent: a lock no longer this run's stays);
     whether this call released it."""
     try:
-        released = await rt.store.end_turn(_conversation(run), run.run_id)
+        released = await rt.store.end_turn(run.conversation, run.run_id)
     except RecordNotFound:  # the conversation vanished mid-run: its lock (and its log) went with it
         log.warning("conversation vanished mid-run", extra={"run_id": run.run_id})
         return False
@@ -675,7 +666,7 @@ async def _release_turn(rt: Runtime, run: RunRef, status: str) -> bool:
 
 async def _answer(rt: Runtime, run: RunRef) -> str | None:
     """The run's answer: its last assistant message, unless that one asked for tools."""
-    for message in reversed(await rt.store.read_messages(_conversation(run))):
+    for message in reversed(await rt.store.read_messages(run.conversation)):
         if message.run_id == run.run_id and message.role == "assistant":
             return None if message.tool_calls else message.content
     return None

@@ -34,7 +34,7 @@ from agent.contracts import CompactInput, CompactionSummary, RunRef
 from agent.loop import Usage
 from agent.settings import DEFAULT_ANSWER_TOKENS
 from agent.transcript import fence, model_messages
-from storage.conversations import ConversationRef, StoredMessage
+from storage.conversations import StoredMessage
 from storage.models import utc_timestamp
 from storage.summaries import ConversationSummary
 from storage.tail import TailBound
@@ -83,7 +83,7 @@ async def step_window(
     `follows` (the message the step comes after) they may come from this process's copy."""
     from agent.mcp.pool import to_openai_tools
 
-    ref = ConversationRef(run.owner, run.conversation_id)
+    ref = run.conversation
     context = rt.settings.context
     openai_tools = to_openai_tools(list(tools))
     budget = prompt_budget(context.tokens, openai_tools, answer_room(rt))
@@ -127,7 +127,7 @@ def exceeded_error(rt: Runtime, budget: int) -> str:
 
 async def compact(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     job = CompactInput.from_dict(data)
-    ref = ConversationRef(job.run.owner, job.run.conversation_id)
+    ref = job.run.conversation
     previous = await rt.store.summaries.latest(ref)
     if previous is not None and previous.made_for == _made_for(job):
         # Done already (a retry after it was stored): with this summary in place the window

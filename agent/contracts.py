@@ -16,6 +16,7 @@ from typing import Any
 from agent import backoff
 from agent.loop import LoopState, RunStatus, Usage
 from agent.settings import Limits
+from storage.models import ConversationRef
 from wire import Wire, omitted_when_default, unknown_keys
 
 
@@ -27,6 +28,11 @@ class RunRef(Wire):
     conversation_id: str
     run_id: str
     turn: int
+
+    @property
+    def conversation(self) -> ConversationRef:
+        """The run's conversation (a property: not part of the wire form)."""
+        return ConversationRef(self.owner, self.conversation_id)
 
 
 @dataclass(frozen=True)

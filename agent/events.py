@@ -40,6 +40,7 @@ from storage.events import NewEvent as NewEvent
 from storage.events import RunEvent as RunEvent
 
 if TYPE_CHECKING:
+    from agent.contracts import RunRef
     from storage.events import RunEventLog
     from storage.models import ConversationRef
 
@@ -223,6 +224,11 @@ class RunRecorder:
     log: RunEventLog
     ref: ConversationRef
     run_id: str
+
+    @classmethod
+    def for_run(cls, log: RunEventLog, run: RunRef) -> Self:
+        """The run's event log (what clients following the run see)."""
+        return cls(log, run.conversation, run.run_id)
 
     async def record(self, *events: NewEvent, create: bool = True) -> list[RunEvent]:
         """`create=False`: a log that is not there stays so (see `RunEventLog.append`)."""

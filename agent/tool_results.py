@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from agent import elicitation, events
-from storage.conversations import ConversationRef
 
 if TYPE_CHECKING:
     from agent.contracts import RunRef
@@ -24,7 +23,7 @@ async def result_message(
     output_ref = None
     if outcome.truncated:
         output_ref = await rt.store.put_tool_output(
-            ref=ConversationRef(run.owner, run.conversation_id),
+            ref=run.conversation,
             run_id=run.run_id,
             call_id=record.call_id,
             payload=outcome.full_output,

@@ -65,14 +65,6 @@ TASK_OUTCOMES = {
 }
 
 
-def _conversation(run: RunRef) -> ConversationRef:
-    return ConversationRef(run.owner, run.conversation_id)
-
-
-def _recorder(rt: Runtime, run: RunRef) -> events.RunRecorder:
-    return events.RunRecorder(rt.events, _conversation(run), run.run_id)
-
-
 # --- from tool_call ----------------------------------------------------------------------------
 
 
@@ -81,7 +73,7 @@ async def already_started(
 ) -> PendingTask | None:
     """The task an earlier attempt of the call started, pending again (None: it has none).
     Its start is recorded again: the first attempt may have stopped before its event."""
-    task = await rt.store.get_tool_task(_conversation(run), run.run_id, record.call_id)
+    task = await rt.store.get_tool_task(run.conversation, run.run_id, record.call_id)
     if task is None:
         return None
     await recorder.record(
@@ -100,7 +92,7 @@ async def started(
 ) -> PendingTask:
     """Record the task the server answered the call with (create-only), pending."""
     task = await rt.store.put_tool_task(
-        _conversation(run),
+        run.conversation,
         ToolTaskRecord(
             run_id=run.run_id,
             step=record.step,
@@ -154,7 +146,7 @@ def _pending(
 async def _call_with_task(
     rt: Runtime, run: RunRef, call_id: str
 ) -> tuple[ToolCallRecord, ToolTaskRecord]:
-    ref = _conversation(run)
+    ref = run.conversation
     record = await rt.store.get_tool_call(ref, run.run_id, call_id)
     task = await rt.store.get_tool_task(ref, run.run_id, call_id)
     if record is None or task is None:
@@ -165,7 +157,7 @@ async def _call_with_task(
 async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
     """Ask the server about a call's task once; store its result when it ended."""
     job = PollTaskInput.from_dict(data)
-    ref = _conversation(job.run)
+    ref = job.run.conversation
     record, task = await _call_with_task(rt, job.run, job.call_id)
     if record.status == "completed":  # an earlier attempt stored the result
         if record.result is not None:  # it may have failed before the transcript or the events
@@ -198,7 +190,7 @@ async def poll_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         except task_input.UnsupportedInput as exc:
             await _cancel_task(rt, task.server, task.task_id)
             return await _task_ended(rt, job, record, task, "task_input_unsupported", str(exc))
-    await _recorder(rt, job.run).record(
+    await events.RunRecorder.for_run(rt.events, job.run).record(
         events.task_status(
             task.step, task.call_id, task.task_id, task.server,
             state.status, state.status_message, job.poll,
@@ -212,7 +204,7 @@ def _task_asker(rt: Runtime, run: RunRef, record: ToolCallRecord) -> Asker:
     """Where a task's questions go: the call's, with the approval timeout as their deadline
     (nothing is held while a person thinks, so no activity's limit bounds it)."""
     wait = float(rt.settings.limits.approval_timeout_seconds)
-    return question_asker(rt, record, _recorder(rt, run), wait)
+    return question_asker(rt, record, events.RunRecorder.for_run(rt.events, run), wait)
 
 
 async def answer_tool_task(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
@@ -261,7 +253,7 @@ async def _store_task_result(
     message: StoredMessage,
     outcome: str,
 ) -> dict[str, Any]:
-    await rt.store.record_tool_result(_conversation(job.run), record, message)
+    await rt.store.record_tool_result(job.run.conversation, record, message)
     await _task_finished(rt, job.run, record, task, message)
     return TaskPoll(job.call_id, outcome=outcome).to_dict()
 
@@ -275,7 +267,7 @@ async def _task_finished(
     prefix = (message.content or "").partition(":")[0] if message.is_error else ""
     outcome = prefix if prefix in TASK_OUTCOMES else "completed"
     status = "completed" if outcome == "completed" else outcome.removeprefix("task_")
-    await _recorder(rt, run).record(
+    await events.RunRecorder.for_run(rt.events, run).record(
         events.task_finished(task.step, task.call_id, task.task_id, task.server, status, outcome),
         call_ended(record, message),
     )
@@ -297,7 +289,7 @@ async def _cancel_task(rt: Runtime, server: str, task_id: str) -> bool:
 async def cancel_tasks_of(rt: Runtime, run: RunRef, call_ids: Iterable[str]) -> None:
     """tasks/cancel, best effort, for those of the calls that have a task (polling it failed
     for good: the run goes on without its result, so the server need not run it on)."""
-    ref = _conversation(run)
+    ref = run.conversation
     found = await asyncio.gather(
         *(rt.store.get_tool_task(ref, run.run_id, call_id) for call_id in call_ids)
     )
