@@ -145,15 +145,10 @@ class RunEventLog:
         then means its conversation is gone: `append_and_read(create=False)`)."""
         name = paths.run_events_name(ref, run_id)
         async with self._locks(name):
-            blob = self._container.get_blob_client(name)
-            try:
-                await blob.create_append_blob(
-                    content_settings=ContentSettings(content_type=NDJSON),
-                    match_condition=MatchConditions.IfMissing,
-                )
-            except ResourceExistsError:
-                return  # a retry: what it holds is read when it is next written
-            self._cursors.put(name, _Cursor())  # made just now: empty, the cursor is exact
+            cursor = _Cursor()
+            # A retry finds it there: what it holds is read when it is next written.
+            if await self._create(name, cursor):
+                self._cursors.put(name, cursor)  # made just now: empty, the cursor is exact
 
     async def append_and_read(
         self,
@@ -254,9 +249,9 @@ class RunEventLog:
             cursor.restart()
             await self._catch_up(name, cursor)
 
-    async def _create(self, name: str, cursor: _Cursor) -> None:
-        """Create the blob unless it exists. (An append blob's create takes no content, so a
-        new log costs a create and an append.)"""
+    async def _create(self, name: str, cursor: _Cursor) -> bool:
+        """Create the blob unless it exists; whether this made it. (An append blob's create
+        takes no content, so a new log costs a create and an append.)"""
         blob = self._container.get_blob_client(name)
         cursor.missing = False
         try:
@@ -265,7 +260,8 @@ class RunEventLog:
                 match_condition=MatchConditions.IfMissing,
             )
         except ResourceExistsError:
-            return  # another writer created it first: the append's position condition tells
+            return False  # another writer created it first: the append's position condition tells
+        return True
 
     async def _catch_up(self, name: str, cursor: _Cursor) -> None:
         """Read what other writers appended after our cursor."""
