@@ -393,8 +393,8 @@ class ConversationStore:
     async def get_tool_call(
         self, ref: ConversationRef, run_id: str, call_id: str
     ) -> ToolCallRecord | None:
-        data, _ = await self._json.download(paths.tool_call_name(ref, run_id, call_id))
-        return None if data is None else ToolCallRecord.from_dict(data)
+        record, _ = await self._tool_call_and_etag(ref, run_id, call_id)
+        return record
 
     async def put_tool_task(self, ref: ConversationRef, record: ToolTaskRecord) -> ToolTaskRecord:
         """Store the call's task record unless one exists; the one stored (a second writer, a
@@ -533,7 +533,9 @@ class ConversationStore:
         if unchanged since it was read before the look (one that moved on was run, so its reply
         is stored: the next round finds it). Returns the ETags written, by call id."""
         for _ in range(self._max_attempts):
-            found = await asyncio.gather(*(self._tool_call_and_etag(ref, c) for c in calls))
+            found = await asyncio.gather(
+                *(self._tool_call_and_etag(ref, c.run_id, c.call_id) for c in calls)
+            )
             stored = await self._reply_stored(ref, message)
             if stored is not None:
                 return stored
@@ -556,7 +558,7 @@ class ConversationStore:
         attempt's reply that is), marked confirmed; None when that reply holds no such call.
         `turn`: the run's (its reply is read back to it)."""
         for _ in range(self._max_attempts):
-            current, etag = await self._tool_call_and_etag(ref, record)
+            current, etag = await self._tool_call_and_etag(ref, record.run_id, record.call_id)
             if current is None or not current.unconfirmed:
                 return current
             reply = await self._stored(ref, message_id(current.run_id, current.step, 0), turn)
@@ -576,11 +578,9 @@ class ConversationStore:
         return await self._replace_tool_call(ref, confirmed, etag) is not None
 
     async def _tool_call_and_etag(
-        self, ref: ConversationRef, record: ToolCallRecord
+        self, ref: ConversationRef, run_id: str, call_id: str
     ) -> tuple[ToolCallRecord | None, str | None]:
-        data, etag = await self._json.download(
-            paths.tool_call_name(ref, record.run_id, record.call_id)
-        )
+        data, etag = await self._json.download(paths.tool_call_name(ref, run_id, call_id))
         return (None if data is None else ToolCallRecord.from_dict(data)), etag
 
     async def _replace_tool_call(
