@@ -514,7 +514,7 @@ class ConversationStore:
                 return outcome
             written = outcome
         ours = await self.append(ref, message)
-        stored = message if ours else await self._reply_stored(ref, message) or message
+        stored = message if ours else await self._stored(ref, message.id, message.turn) or message
         # The records we wrote over others become the stored reply's calls: ours, or theirs.
         confirmed = [
             replace(c, unconfirmed=False) if ours else _confirmed(c, stored) for c in taken
@@ -536,7 +536,7 @@ class ConversationStore:
             found = await asyncio.gather(
                 *(self._tool_call_and_etag(ref, c.run_id, c.call_id) for c in calls)
             )
-            stored = await self._reply_stored(ref, message)
+            stored = await self._stored(ref, message.id, message.turn)
             if stored is not None:
                 return stored
             etags = await asyncio.gather(
@@ -597,12 +597,6 @@ class ConversationStore:
         except (ResourceModifiedError, ResourceExistsError):
             return None
         return str(result["etag"])
-
-    async def _reply_stored(
-        self, ref: ConversationRef, message: StoredMessage
-    ) -> StoredMessage | None:
-        """The message with `message`'s id in the transcript, if any (read back to its turn)."""
-        return await self._stored(ref, message.id, message.turn)
 
     async def _stored(self, ref: ConversationRef, id: str, turn: int) -> StoredMessage | None:
         """The message `id` of `turn` in the transcript, if any (read back to that turn)."""

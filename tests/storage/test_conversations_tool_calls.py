@@ -242,7 +242,7 @@ def after_first_look(
 ) -> None:
     """Run `meanwhile` (another attempt's writes) right after the store's first look for a
     reply already stored: the interleaving two attempts racing may have."""
-    look = store._reply_stored
+    look = store._stored
     looks = 0
 
     async def then_meanwhile(*args: Any) -> StoredMessage | None:
@@ -253,7 +253,7 @@ def after_first_look(
             await meanwhile()
         return found
 
-    monkeypatch.setattr(store, "_reply_stored", then_meanwhile)
+    monkeypatch.setattr(store, "_stored", then_meanwhile)
 
 
 async def test_a_reply_an_earlier_attempt_stores_just_after_this_one_looked_keeps_its_records(
