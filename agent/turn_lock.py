@@ -10,11 +10,11 @@ run that is still going, nor for one with no instance *yet* (between the lock an
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import Conflict
+from storage.aio import all_done
 from storage.errors import TurnInProgress
 from storage.models import DELETING
 
@@ -75,11 +75,4 @@ async def open_turn(rt: Runtime, ref: ConversationRef, opening: StoredMessage) -
     so they take one round trip's time. Both are idempotent; either failing is raised once
     both are done (none left running)."""
     assert opening.run_id is not None  # an opening message names its run
-    done = await asyncio.gather(
-        rt.store.append(ref, opening),
-        rt.events.create(ref, opening.run_id),
-        return_exceptions=True,
-    )
-    for outcome in done:
-        if isinstance(outcome, BaseException):
-            raise outcome
+    await all_done([rt.store.append(ref, opening), rt.events.create(ref, opening.run_id)])

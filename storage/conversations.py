@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +31,7 @@ from azure.storage.blob.aio import ContainerClient
 
 from storage import paths
 from storage.activity import ActivityIndex, Marker, activity_key, key_time
+from storage.aio import all_done
 from storage.blob import ensure_container
 from storage.errors import (
     AlreadyExists,
@@ -85,16 +86,6 @@ _SPACE = re.compile(r"\s+")
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-async def _all(writes: Iterable[Awaitable[bool]]) -> list[bool]:
-    """Run the writes together; once all are done, the first failure is raised (none is left
-    running, as `gather` would leave the others on a failure)."""
-    outcomes = await asyncio.gather(*writes, return_exceptions=True)
-    for outcome in outcomes:
-        if isinstance(outcome, BaseException):
-            raise outcome
-    return [bool(outcome) for outcome in outcomes]
 
 
 def _answered(messages: Sequence[StoredMessage], follows: str) -> bool:
@@ -505,7 +496,7 @@ class ConversationStore:
         again, and no call can run before its message is stored). That attempt may still store
         its reply after the look: so a replaced record is `unconfirmed` until confirmed from
         the reply stored (here, after the append; or by the tool call, should it come first)."""
-        created = await _all(self.put_tool_call(ref, call) for call in calls)
+        created = await all_done(self.put_tool_call(ref, call) for call in calls)
         taken = [call for call, new in zip(calls, created, strict=True) if not new]
         written: dict[str, str] = {}
         if taken:
@@ -519,7 +510,7 @@ class ConversationStore:
         confirmed = [
             replace(c, unconfirmed=False) if ours else _confirmed(c, stored) for c in taken
         ]
-        await _all(
+        await all_done(
             self._confirm(ref, record, written[call.call_id])
             for call, record in zip(taken, confirmed, strict=True)
         )
