@@ -245,11 +245,29 @@ async def _record_step_start(
     first = step.step == FIRST_STEP
     if first:
         started.insert(0, events.run_started(step.run.run_id, step.run.conversation_id))
-    try:
-        return await recorder.record_and_read(*started, create=False)
-    except RecordNotFound:
+
+    async def conversation_there() -> bool:
         await rt.store.get_meta(step.run.conversation)  # RecordNotFound when it is gone
-        return await recorder.record_and_read(*started, new_log=first)
+        return True
+
+    return await _record_in_log(recorder, started, conversation_there, new_log=first)
+
+
+async def _record_in_log(
+    recorder: events.RunRecorder,
+    written: Sequence[events.NewEvent],
+    may_make_log: Callable[[], Awaitable[bool]],
+    *,
+    new_log: bool = False,
+) -> list[events.RunEvent]:
+    """Record the events in the run's log if it is there; if not, make it and record them
+    only when `may_make_log` says so (else RecordNotFound). Returns the log so far."""
+    try:
+        return await recorder.record_and_read(*written, create=False)
+    except RecordNotFound:
+        if not await may_make_log():
+            raise
+        return await recorder.record_and_read(*written, new_log=new_log)
 
 
 def _throttled_step(
@@ -640,13 +658,11 @@ async def _record_run_end(rt: Runtime, run: RunRef, *end: events.NewEvent) -> No
     a step that released it and stopped before writing the run's end), and one written then
     would outlive it: RecordNotFound. Unless the run still holds the turn (no deletion can be
     under way): a run begun before logs were made with their turn gets its log here."""
-    recorder = events.RunRecorder.for_run(rt.events, run)
-    try:
-        await recorder.record_and_read(*end, create=False)
-    except RecordNotFound:
-        if (await rt.store.get_meta(run.conversation)).active_run_id != run.run_id:
-            raise
-        await recorder.record(*end)
+
+    async def holds_turn() -> bool:
+        return (await rt.store.get_meta(run.conversation)).active_run_id == run.run_id
+
+    await _record_in_log(events.RunRecorder.for_run(rt.events, run), end, holds_turn)
 
 
 async def _release_turn(rt: Runtime, run: RunRef, status: str) -> bool:
