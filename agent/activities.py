@@ -116,7 +116,8 @@ async def model_step(data: dict[str, Any], rt: Runtime) -> dict[str, Any]:
         await tool_tasks.cancel_tasks_of(rt, step.run, failures)
     tools = await rt.mcp.list_tools()
     # The tail read (or this process's copy of it, when the step follows the run's writes here)
-    follows = message_id(step.run.run_id, step.step - 1, 0)  # the opening message, step 0
+    # Step 1: the turn's opening message; later: the previous step's reply.
+    follows = message_id(step.run.run_id, step.step - 1, 0)
     context = await step_window(rt, step.run, tools, failures, follows)
     stored = context.stored
     assistant_id = message_id(step.run.run_id, step.step, 0)
