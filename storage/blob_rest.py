@@ -137,6 +137,19 @@ class RetrySettings:
         return random.uniform(start, backoff + self.jitter)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """One operation as `send` was asked for it; each try sends a signed copy of it."""
+
+    method: str
+    url: str
+    path: str  # as signed
+    query: tuple[tuple[str, str], ...]
+    headers: Mapping[str, str]
+    body: bytes
+    streamed: bool
+
+
 @dataclass
 class Answer:
     status: int
@@ -334,12 +347,19 @@ class BlobRest:
             raise ServiceRequestError(
                 "Bearer token authentication is not permitted for non-TLS protected (non-https) URLs."
             )
-        url = self.url(blob, query)
-        path = f"{self._base_path}/{quote(blob, safe='~/')}"
+        request = _Request(
+            method,
+            self.url(blob, query),
+            f"{self._base_path}/{quote(blob, safe='~/')}",
+            tuple(query),
+            dict(headers),
+            body,
+            streamed,
+        )
         attempts = _Attempts(self._retry)
         while True:
             try:
-                answer = await self._attempt(method, url, path, query, headers, body, streamed)
+                answer = await self._attempt(request)
             except AzureError as exc:  # as the SDK's retry policy: a failed token fetch too
                 if not attempts.after_error(exc):
                     raise
@@ -351,50 +371,31 @@ class BlobRest:
             raise storage_error(answer)
         return answer
 
-    async def _attempt(
-        self,
-        method: str,
-        url: str,
-        path: str,
-        query: Sequence[tuple[str, str]],
-        headers: Mapping[str, str],
-        body: bytes,
-        streamed: bool,
-    ) -> Answer:
+    async def _attempt(self, request: _Request) -> Answer:
         """One try, as the SDK's credential policy makes it: sent once, and sent again once
         with the new authorization a 401's challenge asked for."""
-        answer = await self._send_once(method, url, path, query, dict(headers), body, streamed)
+        answer = await self._send_once(request)
         if answer.status == 401:
             authorization = await self._signer.challenged(answer.headers)
             if authorization is not None:
-                answer = await self._send_once(
-                    method, url, path, query, dict(headers), body, streamed, authorization
-                )
+                answer = await self._send_once(request, authorization)
         return answer
 
-    async def _send_once(
-        self,
-        method: str,
-        url: str,
-        path: str,
-        query: Sequence[tuple[str, str]],
-        headers: dict[str, str],
-        body: bytes,
-        streamed: bool,
-        authorization: str | None = None,
-    ) -> Answer:
+    async def _send_once(self, request: _Request, authorization: str | None = None) -> Answer:
+        method, url, body = request.method, request.url, request.body
+        headers = dict(request.headers)  # each send signs its own copy
         headers["x-ms-version"] = self._api_version
         headers["x-ms-date"] = formatdate(usegmt=True)
         headers["x-ms-client-request-id"] = str(uuid.uuid4())
         headers["Accept"] = "application/xml"
         if authorization is None:
-            await self._signer.authorize(method, path, query, headers)
+            await self._signer.authorize(method, request.path, request.query, headers)
         else:
             headers["Authorization"] = authorization
         for observer in self._observers:
             observer.on_lean_request(method, url, len(body))
         answer = await self._exchange(method, URL(url, encoded=True), headers, body)
-        size = _answer_size(answer, method, streamed)
+        size = _answer_size(answer, method, request.streamed)
         for observer in self._observers:
             observer.on_lean_response(method, url, answer.status, size)
         return answer
