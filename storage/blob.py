@@ -268,12 +268,12 @@ class ReusingContainerClient(ContainerClient):
     async def download_blob(
         self, blob: str, offset: int | None = None, length: int | None = None, **kwargs: Any
     ) -> StorageStreamDownloader[Any]:
-        client = self.get_blob_client(blob) if self._rest is not None else None
-        if client is None or not isinstance(blob, str):
+        if self._rest is None or not isinstance(blob, str):
             sdk: StorageStreamDownloader[Any] = await super().download_blob(
                 blob, offset, length, **kwargs
             )
             return sdk
+        client = self.get_blob_client(blob)
         lean: StorageStreamDownloader[Any] = await client.download_blob(offset, length, **kwargs)
         return lean
 
@@ -286,11 +286,13 @@ class ReusingContainerClient(ContainerClient):
 
     async def close(self) -> None:
         await super().close()
-        if self._rest is not None:
-            await self._rest.close()
+        await self._close_lean()
 
     async def __aexit__(self, *args: Any) -> None:
         await super().__aexit__(*args)
+        await self._close_lean()
+
+    async def _close_lean(self) -> None:
         if self._rest is not None:
             await self._rest.close()
 
