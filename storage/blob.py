@@ -14,18 +14,8 @@ an account key together with a SAS in the endpoint's query (the service signs th
 Both paths use the same socket timeouts: the storage SDK's (20 s to connect, 60 s per read) or
 the client's `connection_timeout` / `read_timeout`.
 
-What the lean path does not do, by design:
-- follow redirects: Blob does not send them, and a redirect must not carry our key or token
-  to wherever it points (the SDK's redirect policy would follow one);
-- decompress: a download answered with `Content-Encoding: gzip` or `deflate` is handed to the
-  SDK, which decompresses it (one more request, for blobs the stores never write);
-- fill every `BlobProperties` field: from a HEAD or a download it fills what the stores read
-  (`storage.blob_lean.PROPERTY_HEADERS`: size, etag, dates, type, content settings, lease,
-  tier, version, encryption scope, metadata) and leaves None the copy state (`x-ms-copy-*`),
-  access tier change time, archive status, rehydrate priority, smart tier, object
-  replication (None, not []), last access time, immutability policy and legal hold, the
-  customer key's SHA-256 and encrypted metadata; a caller that needs them asks the SDK
-  (`BLOB_REQUESTS=sdk`, or a keyword the lean path does not take).
+What the lean path does not do (redirects, decompression, rare property fields): see
+`storage.blob_lean`.
 """
 
 from __future__ import annotations

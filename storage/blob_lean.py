@@ -6,6 +6,19 @@ append of an append blob, delete and get properties. Each answers as the SDK doe
 `StorageStreamDownloader` with `readall()` and `.properties`, the normalised header dicts,
 `BlobProperties`, the same exceptions). Any argument shape it does not handle goes to the SDK
 (`super()`), so a caller can never tell which path served it, only that it cost less CPU.
+
+What the lean path does not do, by design:
+- follow redirects: Blob does not send them, and a redirect must not carry our key or token
+  to wherever it points (the SDK's redirect policy would follow one);
+- decompress: a download answered with `Content-Encoding: gzip` or `deflate` is handed to the
+  SDK, which decompresses it (one more request, for blobs the stores never write);
+- fill every `BlobProperties` field: from a HEAD or a download it fills what the stores read
+  (`PROPERTY_HEADERS`: size, etag, dates, type, content settings, lease,
+  tier, version, encryption scope, metadata) and leaves None the copy state (`x-ms-copy-*`),
+  access tier change time, archive status, rehydrate priority, smart tier, object
+  replication (None, not []), last access time, immutability policy and legal hold, the
+  customer key's SHA-256 and encrypted metadata; a caller that needs them asks the SDK
+  (`BLOB_REQUESTS=sdk`, or a keyword the lean path does not take).
 """
 
 from __future__ import annotations
