@@ -132,7 +132,7 @@ class RetrySettings:
 
     def backoff(self, count: int) -> float:
         """Seconds to wait before retry number `count` (1-based), jittered as the SDK does."""
-        backoff = self.initial_backoff + (0 if count == 0 else self.increment_base**count)
+        backoff = self.initial_backoff + self.increment_base**count
         start = backoff - self.jitter if backoff > self.jitter else 0
         return random.uniform(start, backoff + self.jitter)
 
@@ -222,7 +222,9 @@ class BearerToken:
     ) -> None:
         self._credential = credential
         self._scopes = tuple(scopes)
-        self.allow_http = allow_http  # tests on loopback only: a token must never go in clear
+        # Kept for the tests only (Azurite on loopback speaks plain HTTP, and the bearer
+        # token's tests sign against it): elsewhere a token must never go in clear.
+        self.allow_http = allow_http
         self._token: AccessToken | AccessTokenInfo | None = None
         self._jitter = 0
         self._lock = asyncio.Lock()

@@ -560,13 +560,11 @@ class ConversationStore:
 
     async def _confirm(
         self, ref: ConversationRef, confirmed: ToolCallRecord | None, etag: str
-    ) -> bool:
+    ) -> None:
         """Write a call's confirmed record over the one we wrote (`etag`), unless that changed
-        since (a tool call confirmed it first) or the reply stored has no such call (None);
-        whether this wrote it."""
-        if confirmed is None:
-            return False
-        return await self._replace_tool_call(ref, confirmed, etag) is not None
+        since (a tool call confirmed it first) or the reply stored has no such call (None)."""
+        if confirmed is not None:
+            await self._replace_tool_call(ref, confirmed, etag)
 
     async def _tool_call_and_etag(
         self, ref: ConversationRef, run_id: str, call_id: str

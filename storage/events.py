@@ -196,7 +196,7 @@ class RunEventLog:
         return cursor
 
     async def _append(
-        self, name: str, cursor: _Cursor, events: list[NewEvent], create: bool = True
+        self, name: str, cursor: _Cursor, events: list[NewEvent], create: bool
     ) -> list[RunEvent]:
         written: list[RunEvent] = []
         for _ in range(self._max_attempts):
@@ -215,9 +215,7 @@ class RunEventLog:
             f"could not append to a run's event log: {self._max_attempts} conflicts in a row"
         )
 
-    async def _try_append(
-        self, name: str, cursor: _Cursor, data: bytes, create: bool = True
-    ) -> bool:
+    async def _try_append(self, name: str, cursor: _Cursor, data: bytes, create: bool) -> bool:
         """One conditional Append Block; False (after catching up, or creating the log) when
         it did not land."""
         blob = self._container.get_blob_client(name)
