@@ -264,7 +264,7 @@ async def _record_in_log(
     """Record the events in the run's log if it is there; if not, make it and record them
     only when `may_make_log` says so (else RecordNotFound). Returns the log so far."""
     try:
-        return await recorder.record_and_read(*written, create=False)
+        return await recorder.record_and_read(*written, must_exist=True)
     except RecordNotFound:
         if not await may_make_log():
             raise

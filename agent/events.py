@@ -235,13 +235,13 @@ class RunRecorder:
         return await self.log.append(self.ref, self.run_id, events, create=create)
 
     async def record_and_read(
-        self, *events: NewEvent, new_log: bool = False, create: bool = True
+        self, *events: NewEvent, new_log: bool = False, must_exist: bool = False
     ) -> list[RunEvent]:
         """Record the events, then every event so far (read only when the append did not
         prove this process's view current). `new_log`: the run's first write, most likely.
-        `create=False`: RecordNotFound when the log is not there."""
+        `must_exist`: RecordNotFound when the log is not there."""
         return await self.log.append_and_read(
-            self.ref, self.run_id, events, new_log=new_log, create=create
+            self.ref, self.run_id, events, new_log=new_log, must_exist=must_exist
         )
 
     async def recorded(self) -> list[RunEvent]:

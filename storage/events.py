@@ -142,7 +142,7 @@ class RunEventLog:
     async def create(self, ref: ConversationRef, run_id: str) -> None:
         """Create the run's log, empty, unless it exists: with its turn's opening message,
         before the run starts, so its steps append to a log that is there (one that is not
-        then means its conversation is gone: `append_and_read(create=False)`)."""
+        then means its conversation is gone: `append_and_read(must_exist=True)`)."""
         name = paths.run_events_name(ref, run_id)
         async with self._locks(name):
             cursor = _Cursor()
@@ -157,18 +157,18 @@ class RunEventLog:
         events: Sequence[NewEvent],
         *,
         new_log: bool = False,
-        create: bool = True,
+        must_exist: bool = False,
     ) -> list[RunEvent]:
         """Record the events (as `append`), then return every event in the log: what a writer
         resuming a step needs to know. Reads only when nothing in this call proved the
         cursor at the end of the log (all the events were there already, as on a retry).
-        `create=False`: RecordNotFound when the log is not there (nothing is written)."""
+        `must_exist`: RecordNotFound when the log is not there (nothing is written)."""
         name = paths.run_events_name(ref, run_id)
         async with self._locks(name):
             known = self._cursors.get(name)
             syncs = known.syncs if known is not None else 0
             cursor = await self._writer_cursor(name, new_log)
-            await self._append(name, cursor, _unique(events), create)
+            await self._append(name, cursor, _unique(events), create=not must_exist)
             if cursor.missing:
                 raise RecordNotFound("the run's event log is not there")
             if cursor.syncs == syncs:
