@@ -265,9 +265,9 @@ def chat_turn_approval_timed_out() -> Scenario:
     )
 
 
-def batch_activities() -> Callable[[str, Any], Any]:
-    """The batch activities over a work queue of claims, as storage.batches keeps it: item 1
-    is rejected (its conversation is gone), the others start a chat_turn each."""
+def queue_claims() -> Callable[[dict[str, Any]], int | None]:
+    """A batch's work queue as storage.batches keeps it: each claim key takes the first index
+    no other key holds (None when none is left), and keeps it when it claims again."""
     claims: dict[str, int | None] = {}
 
     def claim(data: dict[str, Any]) -> int | None:
@@ -276,6 +276,14 @@ def batch_activities() -> Callable[[str, Any], Any]:
             free = [i for i in data["indices"] if i not in taken]
             claims[data["claim_key"]] = free[0] if free else None
         return claims[data["claim_key"]]
+
+    return claim
+
+
+def batch_activities() -> Callable[[str, Any], Any]:
+    """The batch activities over a work queue of claims, as storage.batches keeps it: item 1
+    is rejected (its conversation is gone), the others start a chat_turn each."""
+    claim = queue_claims()
 
     chat = chat_activities(model_replies({1: asks_tools(1, "call_Wx7"), 2: answers(2)}))
 
@@ -300,14 +308,7 @@ def batch_activities() -> Callable[[str, Any], Any]:
 
 def busy_batch_activities() -> Callable[[str, Any], Any]:
     """The batch's only item cannot start (its conversation stays busy with another turn)."""
-    claims: dict[str, int | None] = {}
-
-    def claim(data: dict[str, Any]) -> int | None:
-        if data["claim_key"] not in claims:
-            taken = {i for i in claims.values() if i is not None}
-            free = [i for i in data["indices"] if i not in taken]
-            claims[data["claim_key"]] = free[0] if free else None
-        return claims[data["claim_key"]]
+    claim = queue_claims()
 
     def activities(name: str, data: Any) -> Any:
         if name == "take_batch_item":
@@ -833,14 +834,7 @@ def v4_flatreplay_chat_turn_continued_with_approval() -> Scenario:
 
 def v4_lane_activities() -> Callable[[str, Any], Any]:
     """Every item's conversation is gone (rejected), but item 2's, which stays busy."""
-    claims: dict[str, int | None] = {}
-
-    def claim(data: dict[str, Any]) -> int | None:
-        if data["claim_key"] not in claims:
-            taken = {i for i in claims.values() if i is not None}
-            free = [i for i in data["indices"] if i not in taken]
-            claims[data["claim_key"]] = free[0] if free else None
-        return claims[data["claim_key"]]
+    claim = queue_claims()
 
     def activities(name: str, data: Any) -> Any:
         if name == "take_batch_item":
