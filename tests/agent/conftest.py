@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,12 @@ def helper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsgiServer]:
     sandbox = tmp_path_factory.mktemp("sandbox")
     with AsgiServer(lambda: helper_http_app(sandbox_dir=sandbox)) as server:
         yield server
+
+
+def helper_only(helper: AsgiServer) -> str:
+    """MCP_SERVERS text naming the helper server alone, as `helper`."""
+    transport = {"type": "streamable_http", "url": helper.url()}
+    return json.dumps({"mcp_servers": [{"name": "helper", "transport": transport}]})
 
 
 @pytest_asyncio.fixture(scope="module")

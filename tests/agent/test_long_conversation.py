@@ -26,7 +26,7 @@ from devkit.mcp_servers import AsgiServer
 from offline_model.replies import ToolCallSpec
 from offline_model.wire import prompt_tokens_of
 from storage.conversations import ConversationRef, StoredMessage
-from tests.agent.conftest import runtime_on, start_turn
+from tests.agent.conftest import helper_only, runtime_on, start_turn
 from tests.storage.messages import message
 from tests.support.app import load_function_app
 from tests.support.replay import ReplayDriver
@@ -40,16 +40,11 @@ SUMMARY = "Earlier, the user asked 749 numbered questions about words and got an
 async def rt(
     azurite: AzuriteInstance, model: FakeOpenAI, helper: AsgiServer
 ) -> AsyncIterator[Runtime]:
-    servers = {
-        "mcp_servers": [
-            {"name": "helper", "transport": {"type": "streamable_http", "url": helper.url()}}
-        ]
-    }
     async with runtime_on(
         azurite,
         model,
         "long-conversations-test",
-        json.dumps(servers),
+        helper_only(helper),
         AGENT_CONTEXT_TOKENS=str(CONTEXT_TOKENS),
         MODEL_MAX_OUTPUT_TOKENS="1000",
     ) as runtime:

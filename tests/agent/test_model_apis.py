@@ -6,7 +6,6 @@ conversation stores the same transcript."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -31,7 +30,7 @@ from devkit.mcp_servers import AsgiServer
 from offline_model import Completion, Paced, ScriptedBrain, ToolCallSpec
 from storage.conversations import ConversationRef, StoredMessage
 from storage.events import RunEvent, RunEventLog
-from tests.agent.conftest import new_run, runtime_on
+from tests.agent.conftest import helper_only, new_run, runtime_on
 
 USER = [{"role": "user", "content": "hello"}]
 TOOLS = [
@@ -345,17 +344,13 @@ async def scripted_conversation(
         prompt_tokens=40,
         completion_tokens=8,
     ).answer(FINAL_ANSWER, prompt_tokens=60, completion_tokens=6)
-    servers = {
-        "mcp_servers": [{"name": "helper", "transport": {"type": "streamable_http",
-                                                          "url": helper.url()}}]
-    }  # fmt: skip
     api_settings = {"AZURE_OPENAI_API": api, "MODEL_API": model_api}
     if api == "legacy" and model_api == "responses":
         api_settings["AZURE_OPENAI_API_VERSION"] = TEST_RESPONSES_API_VERSION
     async with (
         fake_openai(brain) as model,
         runtime_on(
-            azurite, model, f"apis-{uuid.uuid4().hex[:8]}", json.dumps(servers), **api_settings
+            azurite, model, f"apis-{uuid.uuid4().hex[:8]}", helper_only(helper), **api_settings
         ) as rt,
     ):
         run = await new_run(rt, "user:apis", "what is 2 + 3?")

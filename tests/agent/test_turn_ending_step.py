@@ -6,7 +6,6 @@ server); activities are at-least-once, so each is run again."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,19 +22,14 @@ from offline_model.replies import Completion, ToolCallSpec
 from storage import paths
 from storage.conversations import ConversationRef, ConversationStore
 from storage.events import NewEvent, RunEvent, RunEventLog
-from tests.agent.conftest import new_run, runtime_on
+from tests.agent.conftest import helper_only, new_run, runtime_on
 
 
 @pytest_asyncio.fixture(scope="module")
 async def rt(
     azurite: AzuriteInstance, model: FakeOpenAI, helper: AsgiServer
 ) -> AsyncIterator[Runtime]:
-    servers = {
-        "mcp_servers": [
-            {"name": "helper", "transport": {"type": "streamable_http", "url": helper.url()}}
-        ]
-    }
-    async with runtime_on(azurite, model, "turn-ending-step", json.dumps(servers)) as runtime:
+    async with runtime_on(azurite, model, "turn-ending-step", helper_only(helper)) as runtime:
         yield runtime
 
 
