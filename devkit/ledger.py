@@ -21,6 +21,7 @@ Two sources, both deterministic for a given run:
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -38,6 +39,9 @@ _NAMED_COMPS = {("GET", "list"): "list", ("PUT", "appendblock"): "append"}
 _BODILESS_ANSWERS = {"HEAD"}  # Content-Length of a HEAD answer is the blob's size, not read
 
 
+# Kept: the lean path tells a request's method and URL twice (sent, answered), and a blob's
+# requests repeat them; the parse is most of what counting a request costs the benchmarks.
+@functools.lru_cache(maxsize=4096)
 def request_kind(method: str, url: str) -> str:
     """`get`, `put`, `append`, `list`, `delete`, `head`, or `<method>:<comp|restype>`."""
     method = method.upper()
